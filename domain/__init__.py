@@ -1,0 +1,1 @@
+"""The domain: aggregates, events, rules and (later) policies. No I/O here."""

@@ -1,0 +1,122 @@
+"""Domain exceptions. Each names the rule it enforces and says, in its message, what to fix.
+
+``code`` is a stable slug: the API turns it into the RFC 9457 problem ``type`` and the NATS
+intake into the rejection reason, so agency systems can branch on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+
+
+class DomainError(Exception):
+    """A command broke a domain rule; nothing was stored."""
+
+    code = "domain-rule"
+    status = 422
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class RiskLevelOutOfRange(DomainError):
+    """Risk level must be 0-5."""
+
+    code = "risk-level-out-of-range"
+
+    def __init__(self, level: int) -> None:
+        super().__init__(f"risk level {level} is outside 0-5; send the assessed level 0 to 5")
+
+
+class RiskClassInconsistentWithLevel(DomainError):
+    """The class must agree with the risk level (level 3-5 is unstable, 1-2 not stable)."""
+
+    code = "risk-class-inconsistent"
+
+    def __init__(self, level: int, risk_class: str, allowed: Iterable[str]) -> None:
+        names = " or ".join(str(a) for a in allowed)
+        super().__init__(
+            f"class {risk_class!s} does not fit risk level {level}; at level {level} the class is {names}"
+        )
+
+
+class OccurredInFuture(DomainError):
+    """A fact dated after our clock (beyond a small skew) cannot have happened yet."""
+
+    code = "occurred-in-future"
+
+    def __init__(self, what: str, occurred_at: datetime | date, now: datetime) -> None:
+        super().__init__(
+            f"{what} is dated {occurred_at.isoformat()}, after the server time {now.isoformat()}; "
+            "send the time it actually happened (with its UTC offset)"
+        )
+
+
+class OccurredWithoutTimezone(DomainError):
+    """Times must carry an offset, or their meaning changes with the server's zone."""
+
+    code = "time-without-offset"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} has no UTC offset; send e.g. 2026-11-20T09:30:00+08:00")
+
+
+class UnknownDiagnosis(DomainError):
+    """Only the six registered disorders are accepted."""
+
+    code = "unknown-diagnosis"
+
+    def __init__(self, diagnosis: str) -> None:
+        from domain.values import Diagnosis
+
+        allowed = ", ".join(d.value for d in Diagnosis)
+        super().__init__(f"diagnosis {diagnosis!r} is not one of the six registered disorders: {allowed}")
+
+
+class PatientAlreadyRegistered(DomainError):
+    """A patient id can be registered once."""
+
+    code = "patient-already-registered"
+    status = 409
+
+    def __init__(self, patient_id: object) -> None:
+        super().__init__(f"patient {patient_id} is already registered; record facts about it instead")
+
+
+class PatientNotFound(DomainError):
+    """A fact about a patient needs the patient to be registered first."""
+
+    code = "patient-not-found"
+    status = 404
+
+    def __init__(self, patient_id: object) -> None:
+        super().__init__(
+            f"no registered patient {patient_id}; register the patient first (or check the subject)"
+        )
+
+
+class MissedVisitNotYetDue(DomainError):
+    """A visit cannot be missed before the day it was scheduled for."""
+
+    code = "missed-visit-not-yet-due"
+
+    def __init__(self, scheduled_on: date, today: date) -> None:
+        super().__init__(
+            f"the visit scheduled for {scheduled_on.isoformat()} cannot be missed yet (today is "
+            f"{today.isoformat()}); report it on or after the scheduled day"
+        )
+
+
+class DuplicateMessageConflict(DomainError):
+    """The same idempotency key was sent again with different content."""
+
+    code = "idempotency-key-reused"
+    status = 409
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"message {key} was already recorded with different content; "
+            "use a new id for a new fact (a correction is a new event)"
+        )

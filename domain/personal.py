@@ -1,0 +1,47 @@
+"""Personal data: the values stored encrypted with the data subject's own key.
+
+The domain only marks which values are personal (DESIGN.md section 7); the storage layer seals
+them. Everything that is not one of these types stays readable in the store, so indicators,
+as-of replay and incident reviews survive erasure of a patient's key.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Personal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """Base of every personal value; ``erased`` is true when its key was destroyed."""
+
+    erased: bool = False
+
+
+class PersonalDetails(Personal, frozen=True, kw_only=True):
+    """Who the patient is and where to find them (name, ID number, phone, address)."""
+
+    name: str | None = None
+    id_number: str | None = None
+    phone: str | None = None
+    address: str | None = None
+
+
+class GuardianContact(Personal, frozen=True, kw_only=True):
+    """How to reach a patient's guardian."""
+
+    name: str | None = None
+    relation: str | None = None
+    phone: str | None = None
+    address: str | None = None
+
+
+#: Stable names stored inside sealed values; never rename an entry, add new ones.
+PERSONAL_TYPES: dict[str, type[Personal]] = {
+    "PersonalDetails": PersonalDetails,
+    "GuardianContact": GuardianContact,
+}
+PERSONAL_TYPE_NAMES: dict[type[Personal], str] = {v: k for k, v in PERSONAL_TYPES.items()}
+
+
+def erased(kind: type[Personal]) -> Personal:
+    """The value that stands in for personal data whose key was destroyed."""
+    return kind(erased=True)

@@ -1,0 +1,88 @@
+"""Domain values from DESIGN.md's glossary, with the rules that check them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from domain.errors import (
+    OccurredInFuture,
+    OccurredWithoutTimezone,
+    RiskClassInconsistentWithLevel,
+    RiskLevelOutOfRange,
+    UnknownDiagnosis,
+)
+
+#: How far ahead of our clock an agency's occurred_at may be (their clocks drift).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class RiskClass(StrEnum):
+    """Condition class (稳定 / 基本稳定 / 不稳定)."""
+
+    STABLE = "stable"
+    BASICALLY_STABLE = "basically_stable"
+    UNSTABLE = "unstable"
+
+
+class Diagnosis(StrEnum):
+    """The six severe mental disorders on the register."""
+
+    SCHIZOPHRENIA = "schizophrenia"  # 精神分裂症
+    SCHIZOAFFECTIVE = "schizoaffective_disorder"  # 分裂情感性障碍
+    PARANOID_PSYCHOSIS = "paranoid_psychosis"  # 偏执性精神病
+    BIPOLAR = "bipolar_disorder"  # 双相障碍
+    EPILEPSY_RELATED = "epilepsy_related_mental_disorder"  # 癫痫所致精神障碍
+    INTELLECTUAL_DISABILITY_WITH_DISORDER = "intellectual_disability_with_mental_disorder"  # 精神发育迟滞伴发精神障碍
+
+
+MIN_RISK_LEVEL, MAX_RISK_LEVEL = 0, 5
+HIGH_RISK_LEVEL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Who recorded a fact and when: carried by every stored event.
+
+    ``agency_id`` is authenticated by us; ``staff_id`` is the agency system's assertion;
+    ``occurred_at`` is when the agency says it happened; ``message_id`` is the idempotency key
+    ``<source>:<id>`` of the inbound message the fact came from.
+    """
+
+    agency_id: str
+    staff_id: str | None
+    occurred_at: datetime
+    message_id: str
+
+
+def check_risk_level_in_range(level: int) -> None:
+    """Risk levels run from 0 (none) to 5 (armed violence, arson, explosion)."""
+    if not MIN_RISK_LEVEL <= level <= MAX_RISK_LEVEL:
+        raise RiskLevelOutOfRange(level)
+
+
+def check_class_consistent_with_level(level: int, risk_class: RiskClass) -> None:
+    """Level 3-5 means unstable; level 1-2 cannot be stable (stable needs risk 0)."""
+    if level >= HIGH_RISK_LEVEL and risk_class != RiskClass.UNSTABLE:
+        raise RiskClassInconsistentWithLevel(level, risk_class, allowed=(RiskClass.UNSTABLE,))
+    if 1 <= level < HIGH_RISK_LEVEL and risk_class == RiskClass.STABLE:
+        raise RiskClassInconsistentWithLevel(
+            level, risk_class, allowed=(RiskClass.BASICALLY_STABLE, RiskClass.UNSTABLE)
+        )
+
+
+def check_not_in_future(what: str, occurred_at: datetime, now: datetime) -> None:
+    """A fact cannot have happened later than our clock plus a small skew."""
+    if occurred_at.tzinfo is None:
+        raise OccurredWithoutTimezone(what)
+    if occurred_at > now + CLOCK_SKEW:
+        raise OccurredInFuture(what, occurred_at, now)
+
+
+def check_known_diagnosis(diagnosis: str) -> Diagnosis:
+    """Only the six disorders of the register are accepted."""
+    try:
+        return Diagnosis(diagnosis)
+    except ValueError:
+        raise UnknownDiagnosis(diagnosis) from None

@@ -1,0 +1,187 @@
+"""The service's settings: one typed object, read from the environment in one place.
+
+Every variable starts with ``SMD_``. A bad or missing value stops start-up with one line that
+names the variable and says what is wrong (``SettingsError``).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+
+KEY_BYTES = 32
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+class PostgresTarget(msgspec.Struct, frozen=True):
+    """Where the PostgreSQL store lives, parsed from ``SMD_DATABASE_URL``."""
+
+    dbname: str
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = ""
+    password: str = ""
+
+    def conninfo(self) -> str:
+        """A libpq connection string (never logged: it may carry a password)."""
+        parts = [f"dbname={self.dbname}", f"host={self.host}", f"port={self.port}"]
+        if self.user:
+            parts.append(f"user={self.user}")
+        if self.password:
+            parts.append(f"password={self.password}")
+        return " ".join(parts)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the composition root needs to wire the service."""
+
+    mode: Literal["development", "production"] = "development"
+    """SMD_MODE: development generates key material into the data folder; production requires it."""
+    data_dir: Path = Path("data")
+    """SMD_DATA_DIR: folder for SQLite files, generated development keys and local state."""
+    postgres: PostgresTarget | None = None
+    """SMD_DATABASE_URL: postgresql://user:pass@host:port/db; empty means SQLite in data_dir."""
+    nats_url: str | None = None
+    """SMD_NATS_URL: nats://host:port; empty means HTTP intake only (no NATS)."""
+    subject_root: str = "smd"
+    """SMD_SUBJECT_ROOT: first token of every NATS subject and prefix of stream names."""
+    region: str = "990101"
+    """SMD_REGION: this deployment's county-level region code (fictional default)."""
+    host: str = "127.0.0.1"
+    """SMD_HOST: address the HTTP API binds to."""
+    port: int = 8000
+    """SMD_PORT: port the HTTP API binds to."""
+    master_key: bytes = b""
+    """SMD_MASTER_KEY: base64 of 32 random bytes; wraps every patient data key."""
+    master_key_id: str = ""
+    """SMD_MASTER_KEY_ID: name of the master key (stored beside each wrapped data key)."""
+    blind_index_key: bytes = b""
+    """SMD_BLIND_INDEX_KEY: base64 of 32 random bytes; keys the blind index of identifiers."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """SMD_LOG_FORMAT: json when not on a terminal (auto), or forced."""
+
+    @property
+    def store_kind(self) -> Literal["sqlite", "postgres"]:
+        """Which event store the deployment uses."""
+        return "postgres" if self.postgres else "sqlite"
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _fail(var: str, problem: str) -> SettingsError:
+    return SettingsError(f"{var}: {problem}")
+
+
+def parse_database_url(value: str, var: str = "SMD_DATABASE_URL") -> PostgresTarget:
+    """Parse a postgresql:// URL into a target, or say what is wrong with it."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise _fail(var, f"expected postgresql://user@host:port/dbname, got scheme {parts.scheme!r}")
+    dbname = parts.path.lstrip("/")
+    if not dbname:
+        raise _fail(var, "the URL names no database (add /dbname at the end)")
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise _fail(var, "the port is not a number") from None
+    return PostgresTarget(
+        dbname=unquote(dbname),
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+    )
+
+
+def _decode_key(var: str, value: str) -> bytes:
+    try:
+        key = base64.b64decode(value, validate=True)
+    except ValueError:
+        raise _fail(var, "not valid base64 (generate one with: openssl rand -base64 32)") from None
+    if len(key) != KEY_BYTES:
+        raise _fail(var, f"must decode to {KEY_BYTES} bytes, got {len(key)}")
+    return key
+
+
+def _development_key(data_dir: Path, name: str) -> bytes:
+    """A key generated once into the data folder and reused on every start."""
+    keys = data_dir / "keys"
+    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = keys / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
+    return _decode_key(str(path), path.read_text().strip())
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate the settings from the environment (or the given mapping)."""
+    env = dict(os.environ if environ is None else environ)
+
+    def get(name: str) -> str:
+        return env.get(name, "").strip()
+
+    mode = get("SMD_MODE") or "development"
+    if mode not in ("development", "production"):
+        raise _fail("SMD_MODE", f"must be 'development' or 'production', got {mode!r}")
+    data_dir = Path(get("SMD_DATA_DIR") or "data").resolve()
+
+    postgres = parse_database_url(get("SMD_DATABASE_URL")) if get("SMD_DATABASE_URL") else None
+
+    nats_url = get("SMD_NATS_URL") or None
+    if nats_url and not nats_url.startswith(("nats://", "tls://", "ws://", "wss://")):
+        raise _fail("SMD_NATS_URL", f"expected nats://host:port, got {nats_url!r}")
+
+    for var, default in (("SMD_SUBJECT_ROOT", "smd"), ("SMD_REGION", "990101")):
+        value = get(var) or default
+        if not _TOKEN.match(value):
+            raise _fail(var, "use letters, digits, '-' or '_' only (it is a NATS subject token)")
+
+    port_text = get("SMD_PORT") or "8000"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise _fail("SMD_PORT", f"must be a port number 1-65535, got {port_text!r}")
+
+    log_format = get("SMD_LOG_FORMAT") or "auto"
+    if log_format not in ("auto", "json", "console"):
+        raise _fail("SMD_LOG_FORMAT", "must be auto, json or console")
+
+    keys: dict[str, bytes] = {}
+    for var, filename in (("SMD_MASTER_KEY", "master.key"), ("SMD_BLIND_INDEX_KEY", "blind-index.key")):
+        if get(var):
+            keys[var] = _decode_key(var, get(var))
+        elif mode == "production":
+            raise _fail(var, "required in production (base64 of 32 random bytes)")
+        else:
+            keys[var] = _development_key(data_dir, filename)
+    master_key_id = get("SMD_MASTER_KEY_ID") or (
+        "dev-1" if mode == "development" and not get("SMD_MASTER_KEY") else ""
+    )
+    if not master_key_id:
+        raise _fail("SMD_MASTER_KEY_ID", "name the master key (it is stored beside wrapped keys)")
+
+    return Settings(
+        mode=mode,  # type: ignore[arg-type]
+        data_dir=data_dir,
+        postgres=postgres,
+        nats_url=nats_url,
+        subject_root=get("SMD_SUBJECT_ROOT") or "smd",
+        region=get("SMD_REGION") or "990101",
+        host=get("SMD_HOST") or "127.0.0.1",
+        port=int(port_text),
+        master_key=keys["SMD_MASTER_KEY"],
+        master_key_id=master_key_id,
+        blind_index_key=keys["SMD_BLIND_INDEX_KEY"],
+        log_format=log_format,  # type: ignore[arg-type]
+    )
