@@ -1,0 +1,101 @@
+"""RFC 9457 problem details for every error the API returns.
+
+One place maps exceptions to problems. ``detail`` always says what to fix; ``type`` is a stable
+URI built from the error's ``code`` so agency systems can branch on it. Error bodies never echo
+request content (it may carry personal data).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from core.case_record import ConcurrentWriteConflict
+from core.contract import ContractError
+from domain.errors import DomainError
+from ops.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://smd.example.invalid/problems/"
+log = get_logger(__name__)
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem details object."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_response(status: int, code: str, title: str, detail: str, request: Request | None = None) -> Response[Problem]:
+    """A problem response with the right media type."""
+    return Response(
+        Problem(
+            type=TYPE_BASE + code,
+            title=title,
+            status=status,
+            detail=detail,
+            instance=str(request.url.path) if request is not None else None,
+        ),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _domain_error(request: Request, exc: DomainError) -> Response[Problem]:
+    return problem_response(exc.status, exc.code, type(exc).__doc__ or exc.code, exc.detail, request)
+
+
+def _contract_error(request: Request, exc: ContractError) -> Response[Problem]:
+    return problem_response(400, exc.code, "The message is not a valid envelope", str(exc), request)
+
+
+def _conflict(request: Request, exc: ConcurrentWriteConflict) -> Response[Problem]:
+    return problem_response(409, exc.code, "Concurrent writes", exc.detail, request)
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    if isinstance(exc, NotAuthorizedException):
+        code = "unauthenticated"
+    elif isinstance(exc, PermissionDeniedException):
+        code = "forbidden"
+    else:
+        code = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(status, f"http-{status}")
+    detail = exc.detail or "see title"
+    extra = getattr(exc, "extra", None)
+    if status == 400 and extra:
+        # Litestar's validation errors name the parameter; pass the messages through.
+        detail = "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in extra if isinstance(e, dict)) or detail
+    title = {401: "Not authenticated", 403: "Forbidden", 404: "Not found"}.get(status, "Request failed")
+    return problem_response(status, code, title, detail, request)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response[Problem]:
+    log.error("unhandled error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "Internal error",
+        "the service failed to handle the request; nothing was stored; try again or report the time",
+        request,
+    )
+
+
+exception_handlers = {
+    DomainError: _domain_error,
+    ContractError: _contract_error,
+    ConcurrentWriteConflict: _conflict,
+    HTTPException: _http_error,
+    Exception: _internal_error,
+}
+
+__all__ = ["PROBLEM_JSON", "MediaType", "Problem", "exception_handlers", "problem_response"]

@@ -1,0 +1,203 @@
+"""The case record: the one eventsourcing application whose notification log is the global log.
+
+Every aggregate lives here: patients, receipts (idempotency markers), and later registry
+changes, rule settings, obligations and handovers. Its notification log is the single ordered
+log that policies, projections, the hash chain and the outbox follow (docs/decisions/002).
+Its recorder is a *process* recorder, so a policy follower can store the events it derives and
+its tracked position in one transaction, in the same store.
+
+Application methods have one shape: load, decide (the aggregate's public method), save; they
+return plain data and translate infrastructure errors at this boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder
+
+from core.contract import (
+    InboundEvent,
+    PatientRegisteredV1,
+    RiskAssessedV1,
+    VisitMissedV1,
+    VisitRecordedV1,
+    canonical_bytes,
+)
+from core.keystore import KeyStore
+from core.mapper import PersonalDataMapper, register_transcodings
+from domain.errors import DuplicateMessageConflict, PatientAlreadyRegistered, PatientNotFound
+from domain.patient import Patient
+from domain.personal import PersonalDetails
+from domain.receipt import Receipt, receipt_id
+from domain.values import Provenance, RiskClass
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The service clock (tests pass their own)."""
+    return datetime.now(UTC)
+
+
+class ConcurrentWriteConflict(Exception):
+    """Writers kept colliding on the same aggregate; the caller may retry later."""
+
+    code = "concurrent-write"
+    status = 409
+
+    def __init__(self, key: str, attempts: int) -> None:
+        super().__init__(f"message {key}: the patient changed under us {attempts} times; send it again")
+        self.detail = str(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording one inbound message did."""
+
+    key: str
+    outcome: str  # "recorded" | "duplicate" | "no-change"
+    notification_id: int | None  # position of the last event stored (None if nothing new)
+    subject: UUID
+
+    @property
+    def is_new(self) -> bool:
+        """True when this call stored the message (not a redelivery)."""
+        return self.outcome != "duplicate"
+
+
+class CaseRecord(Application[UUID]):
+    """The append-only record of every agency's facts."""
+
+    name = "CaseRecord"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Patient: 50}
+    max_attempts = 20
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        keystore: KeyStore,
+        digest_key: bytes,
+        clock: Clock = utc_now,
+        snapshot_every: int | None = None,
+    ) -> None:
+        self.keystore = keystore
+        self.digest_key = digest_key
+        self.clock = clock
+        if snapshot_every is not None:
+            self.snapshotting_intervals = {Patient: snapshot_every}
+        super().__init__(env)
+
+    # -- wiring (called by the library's constructor) ---------------------------------------
+
+    def construct_mapper(self) -> PersonalDataMapper:
+        mapper = self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=PersonalDataMapper)
+        assert isinstance(mapper, PersonalDataMapper)
+        mapper.keystore = self.keystore
+        return mapper
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        register_transcodings(transcoder)
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def record(self, event: InboundEvent, agency_id: str) -> Recorded:
+        """Record one inbound message exactly once (idempotent on ``<source>:<id>``)."""
+        key = event.idempotency_key
+        digest = hmac.new(self.digest_key, canonical_bytes(event), hashlib.sha256).hexdigest()
+        duplicate = self._check_receipt(key, digest, event.subject)
+        if duplicate:
+            return duplicate
+        for _ in range(self.max_attempts):
+            now = self.clock()
+            changed, outcome = self._decide(event, agency_id, now)
+            receipt = Receipt.issue(
+                key=key,
+                digest=digest,
+                event_type=event.event_type,
+                subject=str(event.subject),
+                agency_id=agency_id,
+                outcome=outcome,
+                now=now,
+            )
+            try:
+                recordings = self.save(receipt, *changed)
+            except IntegrityError:
+                duplicate = self._check_receipt(key, digest, event.subject)
+                if duplicate:
+                    return duplicate
+                continue  # another writer changed the patient first: reload and decide again
+            position = max(r.notification.id for r in recordings) if recordings else None
+            return Recorded(key=key, outcome=outcome, notification_id=position, subject=event.subject)
+        raise ConcurrentWriteConflict(key, self.max_attempts)
+
+    def _check_receipt(self, key: str, digest: str, subject: UUID) -> Recorded | None:
+        try:
+            receipt: Receipt = self.repository.get(receipt_id(key))
+        except AggregateNotFoundError:
+            return None
+        if not hmac.compare_digest(receipt.digest, digest):
+            raise DuplicateMessageConflict(key)
+        return Recorded(key=key, outcome="duplicate", notification_id=None, subject=subject)
+
+    def _decide(self, event: InboundEvent, agency_id: str, now: datetime) -> tuple[list[Any], str]:
+        """Load what the event is about and call the domain; return aggregates to save."""
+        by = Provenance(
+            agency_id=agency_id,
+            staff_id=event.actor,
+            occurred_at=event.time,
+            message_id=event.idempotency_key,
+        )
+        match event:
+            case PatientRegisteredV1(subject=patient_id, data=d):
+                if self._exists(patient_id):
+                    raise PatientAlreadyRegistered(patient_id)
+                personal = PersonalDetails(name=d.name, id_number=d.id_number, phone=d.phone, address=d.address)
+                patient = Patient.register(patient_id, by, now, personal, d.residence, d.diagnosis)
+                return [patient], "recorded"
+            case VisitRecordedV1(data=d):
+                patient = self.patient(event.subject)
+                patient.record_visit(
+                    by, now, face_to_face=d.face_to_face, joint=d.joint,
+                    risk_level=d.risk_level, risk_class=RiskClass(d.risk_class),
+                )
+                return [patient], "recorded"
+            case VisitMissedV1(data=d):
+                patient = self.patient(event.subject)
+                new = patient.record_missed_visit(by, now, scheduled_on=d.scheduled_on, reason=d.reason)
+                return ([patient], "recorded") if new else ([], "no-change")
+            case RiskAssessedV1(data=d):
+                patient = self.patient(event.subject)
+                patient.assess_risk(by, now, risk_level=d.risk_level, risk_class=RiskClass(d.risk_class))
+                return [patient], "recorded"
+        raise TypeError(f"no handler for {type(event).__name__}")  # pragma: no cover
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def patient(self, patient_id: UUID) -> Patient:
+        """The patient's current file, or PatientNotFound."""
+        try:
+            patient = self.repository.get(patient_id)
+        except AggregateNotFoundError:
+            raise PatientNotFound(patient_id) from None
+        if not isinstance(patient, Patient):
+            raise PatientNotFound(patient_id)
+        return patient
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        try:
+            self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return False
+        return True

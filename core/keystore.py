@@ -1,0 +1,237 @@
+"""Per-subject data keys, wrapped by a master key (DESIGN.md section 7).
+
+Each data subject (a patient, later a suspected case) has its own random 256-bit data key. The
+store keeps only the key *wrapped* (encrypted) by a master key, with the algorithm ids and the
+master key's id beside it, so that:
+
+- erasure is destroying one row (later issue): every sealed value of that subject becomes
+  unreadable everywhere, events and snapshots alike, and nothing else changes;
+- master-key rotation re-wraps rows without touching a single event (later issue);
+- algorithms can change (SM4 for 密评 deployments) because every row names its own.
+
+Keys live outside the event tables (SQLite: their own file; PostgreSQL: their own table), so the
+hash chain over events never covers them and deleting a key never rewrites an event.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+#: Algorithm ids stored beside keys and sealed values. Never change the meaning of one.
+DATA_KEY_ALG = "AES-256-GCM"
+WRAP_ALG = "AES-256-GCM-KW1"  # AES-GCM with a 96-bit random nonce; AAD binds subject and ids
+NONCE_BYTES = 12
+
+
+class KeyStoreError(Exception):
+    """A key could not be unwrapped or stored; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKey:
+    """A key-encryption key, named so every wrapped row can say which one wraps it."""
+
+    key_id: str
+    secret: bytes
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"MasterKey({self.key_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """A data key as stored: wrapped, with its algorithm ids and master key id."""
+
+    subject_id: UUID
+    alg: str
+    wrap_alg: str
+    master_key_id: str
+    wrapped: bytes
+    created_at: datetime
+
+
+class KeyTable(Protocol):
+    """Where wrapped keys are stored: insert-if-absent, read, list, delete."""
+
+    def insert_if_absent(self, row: WrappedKey) -> None:
+        """Store the row unless the subject already has a key (first writer wins)."""
+
+    def get(self, subject_id: UUID) -> WrappedKey | None:
+        """The subject's wrapped key, or None (never created, or destroyed)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def _aad(subject_id: UUID, alg: str, master_key_id: str) -> bytes:
+    return b"smd-key|" + subject_id.bytes + b"|" + alg.encode() + b"|" + master_key_id.encode()
+
+
+def wrap(master: MasterKey, subject_id: UUID, data_key: bytes) -> WrappedKey:
+    """Wrap a data key under the master key, bound to its subject."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    sealed = AESGCM(master.secret).encrypt(nonce, data_key, _aad(subject_id, DATA_KEY_ALG, master.key_id))
+    return WrappedKey(
+        subject_id=subject_id,
+        alg=DATA_KEY_ALG,
+        wrap_alg=WRAP_ALG,
+        master_key_id=master.key_id,
+        wrapped=nonce + sealed,
+        created_at=datetime.now(UTC),
+    )
+
+
+def unwrap(masters: dict[str, MasterKey], row: WrappedKey) -> bytes:
+    """Unwrap a stored data key with the master key its row names."""
+    if row.wrap_alg != WRAP_ALG:
+        raise KeyStoreError(f"data key of {row.subject_id}: unsupported wrap algorithm {row.wrap_alg!r}")
+    master = masters.get(row.master_key_id)
+    if master is None:
+        raise KeyStoreError(
+            f"data key of {row.subject_id} is wrapped by master key {row.master_key_id!r}, "
+            "which this process was not given (set SMD_MASTER_KEY / SMD_MASTER_KEY_ID)"
+        )
+    nonce, sealed = row.wrapped[:NONCE_BYTES], row.wrapped[NONCE_BYTES:]
+    try:
+        return AESGCM(master.secret).decrypt(nonce, sealed, _aad(row.subject_id, row.alg, row.master_key_id))
+    except Exception:
+        raise KeyStoreError(
+            f"data key of {row.subject_id} does not unwrap with master key {row.master_key_id!r} "
+            "(wrong key material, or the row was altered)"
+        ) from None
+
+
+class KeyStore:
+    """Creates, wraps, unwraps and caches per-subject data keys."""
+
+    def __init__(self, table: KeyTable, current: MasterKey, others: tuple[MasterKey, ...] = (), cache_size: int = 10_000):
+        self.table = table
+        self.current = current
+        self.masters = {m.key_id: m for m in (current, *others)}
+        self._cache: OrderedDict[UUID, bytes] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def data_key(self, subject_id: UUID) -> bytes:
+        """The subject's data key, created (and stored wrapped) on first use."""
+        key = self.existing_data_key(subject_id)
+        if key is not None:
+            return key
+        self.table.insert_if_absent(wrap(self.current, subject_id, secrets.token_bytes(32)))
+        key = self.existing_data_key(subject_id)  # re-read: a concurrent creator may have won
+        if key is None:
+            raise KeyStoreError(f"data key of {subject_id} vanished right after it was stored")
+        return key
+
+    def existing_data_key(self, subject_id: UUID) -> bytes | None:
+        """The subject's data key, or None when it never existed or was destroyed."""
+        with self._lock:
+            key = self._cache.get(subject_id)
+            if key is not None:
+                self._cache.move_to_end(subject_id)
+                return key
+        row = self.table.get(subject_id)
+        if row is None:
+            return None
+        key = unwrap(self.masters, row)
+        with self._lock:
+            self._cache[subject_id] = key
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return key
+
+    def close(self) -> None:
+        """Release the table's connections."""
+        self.table.close()
+
+
+_COLUMNS = "subject_id, alg, wrap_alg, master_key_id, wrapped, created_at"
+
+
+class SQLiteKeyTable:
+    """Wrapped keys in their own SQLite file (the embedded default)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        with self._conn() as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS data_keys (subject_id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
+                " wrap_alg TEXT NOT NULL, master_key_id TEXT NOT NULL, wrapped BLOB NOT NULL,"
+                " created_at TEXT NOT NULL)"
+            )
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA secure_delete=ON")  # a destroyed key must not linger in free pages
+            self._local.conn = conn
+        yield conn
+
+    def insert_if_absent(self, row: WrappedKey) -> None:
+        with self._conn() as c:
+            c.execute(
+                f"INSERT INTO data_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (str(row.subject_id), row.alg, row.wrap_alg, row.master_key_id, row.wrapped, row.created_at.isoformat()),
+            )
+
+    def get(self, subject_id: UUID) -> WrappedKey | None:
+        with self._conn() as c:
+            r = c.execute(f"SELECT {_COLUMNS} FROM data_keys WHERE subject_id=?", (str(subject_id),)).fetchone()
+        if r is None:
+            return None
+        return WrappedKey(UUID(r[0]), r[1], r[2], r[3], bytes(r[4]), datetime.fromisoformat(r[5]))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class PostgresKeyTable:
+    """Wrapped keys in their own PostgreSQL table, beside (never inside) the event tables."""
+
+    def __init__(self, conninfo: str, schema: str = "public", min_size: int = 1, max_size: int = 4):
+        from psycopg_pool import ConnectionPool
+
+        self.table = f'"{schema}".smd_data_keys'
+        self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, open=True)
+        with self.pool.connection() as c:
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (subject_id uuid PRIMARY KEY, alg text NOT NULL,"
+                " wrap_alg text NOT NULL, master_key_id text NOT NULL, wrapped bytea NOT NULL,"
+                " created_at timestamptz NOT NULL)"
+            )
+
+    def insert_if_absent(self, row: WrappedKey) -> None:
+        with self.pool.connection() as c:
+            c.execute(
+                f"INSERT INTO {self.table} ({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                (row.subject_id, row.alg, row.wrap_alg, row.master_key_id, row.wrapped, row.created_at),
+            )
+
+    def get(self, subject_id: UUID) -> WrappedKey | None:
+        with self.pool.connection() as c:
+            r = c.execute(f"SELECT {_COLUMNS} FROM {self.table} WHERE subject_id=%s", (subject_id,)).fetchone()
+        if r is None:
+            return None
+        return WrappedKey(r[0], r[1], r[2], r[3], bytes(r[4]), r[5])
+
+    def close(self) -> None:
+        self.pool.close()

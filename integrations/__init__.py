@@ -1,0 +1,1 @@
+"""NATS intake and outbox, the cross-region bridge, and a small client for agency systems."""

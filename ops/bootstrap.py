@@ -1,0 +1,95 @@
+"""The composition root: the one place that wires stores, keys, clock and settings.
+
+Tests call ``bootstrap`` with their own settings (and clock) exactly as the service does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.case_record import CaseRecord, Clock, utc_now
+from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
+from ops.settings import Settings
+
+#: SQLite file names in the data folder (eventsourcing fixes table names: one file per app).
+CASE_RECORD_FILE = "case-record.sqlite"
+KEYS_FILE = "keys.sqlite"
+
+
+def eventsourcing_env(settings: Settings) -> dict[str, str]:
+    """The eventsourcing settings for the case record, from our settings."""
+    if settings.postgres is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(settings.data_dir / CASE_RECORD_FILE),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    pg = settings.postgres
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": pg.dbname,
+        "POSTGRES_HOST": pg.host,
+        "POSTGRES_PORT": str(pg.port),
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_PASSWORD": pg.password,
+        "POSTGRES_POOL_SIZE": "5",
+        "POSTGRES_MAX_OVERFLOW": "5",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        # Never POSTGRES_ENABLE_DB_FUNCTIONS (STACK.md: it drops tracking records).
+    }
+
+
+def build_keystore(settings: Settings) -> KeyStore:
+    """The keystore on the configured store, with the configured master key."""
+    master = MasterKey(settings.master_key_id, settings.master_key)
+    if settings.postgres is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        table = SQLiteKeyTable(Path(settings.data_dir) / KEYS_FILE)
+    else:
+        table = PostgresKeyTable(settings.postgres.conninfo())
+    return KeyStore(table, master)
+
+
+@dataclass
+class Services:
+    """Everything a process of the service uses, wired once."""
+
+    settings: Settings
+    keystore: KeyStore
+    case_record: CaseRecord
+    nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: "ok" or the reason it is not (no secrets, no data)."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.to_thread(self.case_record.recorder.max_notification_id)
+            checks["store"] = "ok"
+        except Exception as e:
+            checks["store"] = f"unreachable: {type(e).__name__}"
+        if self.settings.nats_url:
+            connected = self.nats is not None and self.nats.is_connected
+            checks["nats"] = "ok" if connected else "not connected"
+        return checks
+
+    def close(self) -> None:
+        """Close stores in reverse order of opening."""
+        self.case_record.close()
+        self.keystore.close()
+
+
+def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | None = None) -> Services:
+    """Wire the service from settings."""
+    keystore = build_keystore(settings)
+    case_record = CaseRecord(
+        env=eventsourcing_env(settings),
+        keystore=keystore,
+        digest_key=settings.blind_index_key,
+        clock=clock,
+        snapshot_every=snapshot_every,
+    )
+    return Services(settings=settings, keystore=keystore, case_record=case_record)

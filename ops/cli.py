@@ -1,0 +1,49 @@
+"""The `smd` command line: `smd serve` now; later `ingest`, `keys`, `registry`, `import`,
+`verify`, `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ops.settings import SettingsError, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from ops.bootstrap import bootstrap
+    from ops.logging import configure_logging, get_logger
+
+    settings = load_settings()
+    configure_logging(settings.log_format)
+    log = get_logger("smd.serve")
+    services = bootstrap(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"Service:  {base}\nAPI docs: {base}/schema\nStore:    {settings.store_kind}"
+          f" ({settings.data_dir if settings.store_kind == 'sqlite' else 'PostgreSQL'})", flush=True)
+    log.info("starting", store=settings.store_kind, region=settings.region, nats=bool(settings.nats_url))
+    try:
+        uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    finally:
+        services.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `smd` console script."""
+    parser = argparse.ArgumentParser(prog="smd", description="Severe mental disorder coordination backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API (and, when configured, the NATS workers)")
+    serve.set_defaults(func=_serve)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as e:
+        print(f"smd: configuration error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
