@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,6 +93,7 @@ class CaseRecord(Application[UUID]):
         self.keystore = keystore
         self.digest_key = digest_key
         self.clock = clock
+        self.retries = 0  # optimistic-concurrency retries so far (read by tests and metrics)
         if snapshot_every is not None:
             self.snapshotting_intervals = {Patient: snapshot_every}
         super().__init__(env)
@@ -119,7 +122,7 @@ class CaseRecord(Application[UUID]):
         duplicate = self._check_receipt(key, digest, event.subject)
         if duplicate:
             return duplicate
-        for _ in range(self.max_attempts):
+        for attempt in range(self.max_attempts):
             now = self.clock()
             changed, outcome = self._decide(event, agency_id, now)
             receipt = Receipt.issue(
@@ -137,7 +140,10 @@ class CaseRecord(Application[UUID]):
                 duplicate = self._check_receipt(key, digest, event.subject)
                 if duplicate:
                     return duplicate
-                continue  # another writer changed the patient first: reload and decide again
+                self.retries += 1
+                # another writer changed the patient first: back off (jittered), reload, decide again
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+                continue
             position = max(r.notification.id for r in recordings) if recordings else None
             return Recorded(key=key, outcome=outcome, notification_id=position, subject=event.subject)
         raise ConcurrentWriteConflict(key, self.max_attempts)

@@ -235,3 +235,21 @@ class PostgresKeyTable:
 
     def close(self) -> None:
         self.pool.close()
+
+
+class MemoryKeyTable:
+    """Wrapped keys in a dict: for tests and throwaway in-memory stores only."""
+
+    def __init__(self) -> None:
+        self.rows: dict[UUID, WrappedKey] = {}
+        self._lock = threading.Lock()
+
+    def insert_if_absent(self, row: WrappedKey) -> None:
+        with self._lock:
+            self.rows.setdefault(row.subject_id, row)
+
+    def get(self, subject_id: UUID) -> WrappedKey | None:
+        return self.rows.get(subject_id)
+
+    def close(self) -> None:
+        pass

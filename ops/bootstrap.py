@@ -6,6 +6,8 @@ Tests call ``bootstrap`` with their own settings (and clock) exactly as the serv
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,14 +84,36 @@ class Services:
         self.keystore.close()
 
 
+#: Advisory lock id held while creating tables: processes starting together on PostgreSQL
+#: would otherwise race on the catalog ("tuple concurrently updated").
+SCHEMA_LOCK_ID = 0x5D0C0DE
+
+
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialise table creation across processes (PostgreSQL only; SQLite locks the file)."""
+    if settings.postgres is None:
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(settings.postgres.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_ID,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_ID,))
+
+
 def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | None = None) -> Services:
     """Wire the service from settings."""
-    keystore = build_keystore(settings)
-    case_record = CaseRecord(
-        env=eventsourcing_env(settings),
-        keystore=keystore,
-        digest_key=settings.blind_index_key,
-        clock=clock,
-        snapshot_every=snapshot_every,
-    )
+    with schema_lock(settings):
+        keystore = build_keystore(settings)
+        case_record = CaseRecord(
+            env=eventsourcing_env(settings),
+            keystore=keystore,
+            digest_key=settings.blind_index_key,
+            clock=clock,
+            snapshot_every=snapshot_every,
+        )
     return Services(settings=settings, keystore=keystore, case_record=case_record)

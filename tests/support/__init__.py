@@ -1,0 +1,1 @@
+"""Test support code (fixtures for the real servers live in tests/support/servers.py)."""

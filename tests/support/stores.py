@@ -1,0 +1,71 @@
+"""Build the service on either store by changing only settings (same test, every backend)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from core.contract import InboundEvent, decode_event
+from ops.bootstrap import Services, bootstrap
+from ops.settings import Settings, load_settings
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def store_settings(kind: str, data_dir: Path, pg_url: str | None = None, **extra: str) -> Settings:
+    """Settings for a store kind; keys fixed per data dir so reopening reads the same data."""
+    env = {"SMD_DATA_DIR": str(data_dir), **extra}
+    if kind == "postgres":
+        assert pg_url, "a postgres store needs a database url"
+        env["SMD_DATABASE_URL"] = pg_url
+    return load_settings(env)
+
+
+def open_services(settings: Settings, clock: Callable[[], datetime] = lambda: NOW, snapshot_every: int | None = None) -> Services:
+    return bootstrap(settings, clock=clock, snapshot_every=snapshot_every)
+
+
+class Agency:
+    """An agency's system in tests: builds envelopes as it would send them."""
+
+    def __init__(self, agency_id: str = "hc-east") -> None:
+        self.agency_id = agency_id
+
+    def envelope(self, event_type: str, subject: UUID, data: dict[str, Any], *, occurred: datetime = NOW - timedelta(hours=1),
+                 message_id: UUID | None = None, actor: str | None = "staff-07") -> InboundEvent:
+        doc = {
+            "specversion": "1.0",
+            "id": str(message_id or uuid4()),
+            "source": self.agency_id,
+            "type": event_type,
+            "subject": str(subject),
+            "time": occurred.isoformat(),
+            "data": data,
+        }
+        if actor:
+            doc["actor"] = actor
+        return decode_event(json.dumps(doc))
+
+    def register(self, patient: UUID, **data: Any) -> InboundEvent:
+        body = {"name": "Test Person", "residence": "v-01", **data}
+        return self.envelope("cn.smd.patient.registered.v1", patient, body, occurred=NOW - timedelta(days=60))
+
+    def visit(self, patient: UUID, level: int, risk_class: str, *, joint: bool = False, **kw: Any) -> InboundEvent:
+        return self.envelope("cn.smd.visit.recorded.v1", patient,
+                             {"face_to_face": True, "joint": joint, "risk_level": level, "risk_class": risk_class}, **kw)
+
+    def missed(self, patient: UUID, scheduled_on: date, **kw: Any) -> InboundEvent:
+        return self.envelope("cn.smd.visit.missed.v1", patient, {"scheduled_on": scheduled_on.isoformat()}, **kw)
+
+    def assess(self, patient: UUID, level: int, risk_class: str, **kw: Any) -> InboundEvent:
+        return self.envelope("cn.smd.risk.assessed.v1", patient, {"risk_level": level, "risk_class": risk_class}, **kw)
+
+
+def random_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
