@@ -1,0 +1,215 @@
+"""The registry as the rest of the service sees it: loaded from files, read from the global log.
+
+``RegistryView`` follows the case record's notification log for the registry's topics only and
+keeps every change with the log position it was recorded at. So it can answer "who was
+responsible for this village on this date, as known at log position P" the same way on every
+replay (DESIGN.md "Time, order and episodes"). ``load_file`` records the difference between a
+registry file and the recorded registry, and nothing when there is none.
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.registry import (
+    REGISTRY_TOPICS,
+    AgencyFact,
+    AgencyKind,
+    Change,
+    OrgUnitFact,
+    Registry,
+    RegistryState,
+    registry_id,
+)
+from domain.registry_errors import RegionMismatch, RegistryFileInvalid
+from domain.registry_file import RegistryFile, diff, parse_registry
+
+#: Effective dates are calendar dates where the agencies are: China has one zone, no DST.
+REGION_TZ = timezone(timedelta(hours=8), "CST")
+
+#: The fictional demo district shipped with the service (the default registry file).
+DEMO_DISTRICT = Path(__file__).resolve().parents[1] / "ops" / "demo_district.toml"
+
+
+def region_today() -> date:
+    """Today's date in the region's zone (what "in force today" means)."""
+    return datetime.now(REGION_TZ).date()
+
+
+class RegistryWriteConflict(Exception):
+    """Other writers kept changing the registry while a file was being loaded."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"the registry changed under us {attempts} times; load the file again")
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyInfo:
+    """An agency as the registry knows it on a date (what an API key resolves to)."""
+
+    agency_id: str
+    kind: AgencyKind
+    name: str
+    region: str
+    jurisdiction: tuple[str, ...]
+
+
+class RegistryView:
+    """Registry changes read from the global log, queried as of a log position and a date."""
+
+    page = 500
+
+    def __init__(
+        self,
+        case_record: Application[UUID],
+        region: str,
+        *,
+        today: Callable[[], date] = region_today,
+        cache_size: int = 16,
+    ) -> None:
+        self.case_record = case_record
+        self.region = region
+        self.today = today
+        self._id = registry_id(region)
+        self._positions: list[int] = []  # notification id of each change, ascending
+        self._changes: list[Change] = []
+        self._scanned = 0  # every notification up to here has been looked at
+        self._states: OrderedDict[int, RegistryState] = OrderedDict()  # by number of changes
+        self._cache_size = cache_size
+        self._lock = threading.RLock()
+
+    @property
+    def position(self) -> int:
+        """The log position up to which the view has read."""
+        return self._scanned
+
+    def refresh(self) -> int:
+        """Read registry changes recorded since the last call; returns how many were new.
+
+        One query when nothing is new. Reading stops at the maximum notification id seen at the
+        start, so the scan never repeats over other aggregates' events (the PostgreSQL recorder
+        commits notification ids in order, so nothing below that id can still appear).
+        """
+        recorder = self.case_record.recorder
+        with self._lock:
+            top = recorder.max_notification_id() or 0
+            if top <= self._scanned:
+                return 0
+            new = 0
+            start = self._scanned + 1
+            while True:
+                batch = recorder.select_notifications(
+                    start, self.page, stop=top, topics=REGISTRY_TOPICS
+                )
+                for notification in batch:
+                    event: Any = self.case_record.mapper.to_domain_event(notification)
+                    if event.originator_id == self._id and isinstance(
+                        event, OrgUnitFact | AgencyFact
+                    ):
+                        self._positions.append(notification.id)
+                        self._changes.append(event.version())
+                        new += 1
+                if len(batch) < self.page:
+                    break
+                start = batch[-1].id + 1
+            self._scanned = top
+            return new
+
+    def state(self, as_of_position: int | None = None) -> RegistryState:
+        """The registry as recorded up to ``as_of_position`` (default: everything). Read only."""
+        if as_of_position is None or as_of_position > self._scanned:
+            self.refresh()
+        with self._lock:
+            count = (
+                len(self._changes)
+                if as_of_position is None
+                else bisect_right(self._positions, as_of_position)
+            )
+            state = self._states.get(count)
+            if state is None:
+                # Registry changes are rare: rebuilding from a prefix is cheap, and the few
+                # distinct prefixes a replay needs fit in a small cache.
+                state = RegistryState.of(self.region, self._changes[:count])
+                self._states[count] = state
+                if len(self._states) > self._cache_size:
+                    self._states.popitem(last=False)
+            else:
+                self._states.move_to_end(count)
+            return state
+
+    def responsible(
+        self, org_unit_id: str, kind: AgencyKind | str, on: date, as_of_position: int | None = None
+    ) -> str | None:
+        """The agency of ``kind`` responsible for the org unit on ``on``, as recorded then."""
+        return self.state(as_of_position).responsible(org_unit_id, AgencyKind(kind), on)
+
+    def agency(
+        self, agency_id: str, as_of_position: int | None = None, on: date | None = None
+    ) -> AgencyInfo | None:
+        """The agency on ``on`` (default today), as recorded; None if it is not defined then."""
+        version = self.state(as_of_position).agency(agency_id, on or self.today())
+        if version is None:
+            return None
+        return AgencyInfo(
+            agency_id=version.agency_id,
+            kind=version.kind,
+            name=version.name,
+            region=self.region,
+            jurisdiction=tuple(sorted(version.jurisdiction)),
+        )
+
+
+def open_registry(case_record: Application[UUID], region: str) -> RegistryView:
+    """A registry view of the region, caught up with the log."""
+    view = RegistryView(case_record, region)
+    view.refresh()
+    return view
+
+
+def read_registry_file(path: Path) -> RegistryFile:
+    """Parse a TOML registry file; RegistryFileInvalid says where it is wrong."""
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise RegistryFileInvalid(str(path), "no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RegistryFileInvalid(str(path), f"not valid TOML: {e}") from None
+    return parse_registry(doc)
+
+
+def load_file(
+    case_record: Application[UUID], path: Path, *, region: str | None = None, attempts: int = 5
+) -> int:
+    """Record the changes that make the registry match the file; returns how many (0: none)."""
+    desired = read_registry_file(path)
+    if region is not None and desired.region != region:
+        raise RegionMismatch(desired.region, region)
+    clock: Callable[[], datetime] = getattr(case_record, "clock", lambda: datetime.now(UTC))
+    for _ in range(attempts):
+        try:
+            registry: Registry = case_record.repository.get(registry_id(desired.region))
+        except AggregateNotFoundError:
+            registry = Registry.open(desired.region, clock())
+        changes = diff(registry.state, desired)
+        if not changes:
+            return 0
+        registry.record(changes, clock())
+        try:
+            case_record.save(registry)
+        except IntegrityError:
+            continue  # another load got there first: reload and diff again
+        return len(changes)
+    raise RegistryWriteConflict(attempts)
