@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
+from api.events import EventsController, envelope_schema
 from api.health import HealthController
+from api.me import MeController
+from api.work_queue import WorkQueueController
 from api.middleware import RequestLogMiddleware
 from api.problems import exception_handlers
 from ops.bootstrap import Services
+from ops.workers import background
 
 
-def create_app(services: Services) -> Litestar:
-    """An app serving the given services (the composition root builds them)."""
+def create_app(services: Services, run_background: bool = True) -> Litestar:
+    """An app serving the given services (the composition root builds them); it runs the
+    followers of the global log in the background unless told not to."""
 
     async def provide_services() -> Services:
         return services
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if not run_background:
+            yield
+            return
+        async with background(services):
+            yield
+
     return Litestar(
-        route_handlers=[HealthController],
+        route_handlers=[HealthController, MeController, EventsController, envelope_schema, WorkQueueController],
+        state=State({"services": services}),  # api.auth.agency_guard reads it
         dependencies={"services": Provide(provide_services)},
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[RequestLogMiddleware],
@@ -31,5 +49,6 @@ def create_app(services: Services) -> Litestar:
             render_plugins=[ScalarRenderPlugin()],
         ),
         logging_config=None,  # ops.logging configured the root logger; keep it
+        lifespan=[lifespan],
         debug=False,
     )

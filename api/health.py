@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from ops.bootstrap import Services
 
@@ -25,7 +26,7 @@ class HealthController(Controller):
         return Health(status="ok")
 
     @get("/readyz", operation_id="readyz", summary="Store (and NATS, when configured) reachable")
-    async def readyz(self, services: Services) -> Response[Health]:
+    async def readyz(self, services: NamedDependency[Services]) -> Response[Health]:
         checks = await services.readiness()
         ok = all(v == "ok" for v in checks.values())
         return Response(Health(status="ok" if ok else "unavailable", checks=checks), status_code=200 if ok else 503)

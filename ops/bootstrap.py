@@ -6,19 +6,30 @@ Tests call ``bootstrap`` with their own settings (and clock) exactly as the serv
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.apikeys import ApiKeys, open_apikeys
 from core.case_record import CaseRecord, Clock, utc_now
+from core.policy_process import PolicyProcess
+from core.registry import RegistryView, open_registry, region_today
+from projections.work_queue import (
+    PostgresWorkQueueStore,
+    SQLiteWorkQueueStore,
+    WorkQueueProjection,
+    WorkQueueStore,
+)
 from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from ops.settings import Settings
 
 #: SQLite file names in the data folder (eventsourcing fixes table names: one file per app).
 CASE_RECORD_FILE = "case-record.sqlite"
 KEYS_FILE = "keys.sqlite"
+WORK_QUEUE_FILE = "work-queue.sqlite"
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
@@ -63,7 +74,48 @@ class Services:
     settings: Settings
     keystore: KeyStore
     case_record: CaseRecord
+    registry: RegistryView
+    apikeys: ApiKeys
+    policies: PolicyProcess
+    work_queue: WorkQueueProjection
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
+
+    def followers(self) -> list[Any]:
+        """The in-process followers of the global log, in the order they should run."""
+        return [self.policies, self.work_queue]
+
+    def catch_up(self, position: int, timeout: float = 10.0) -> bool:
+        """Run the followers until they have handled ``position`` and what it caused.
+
+        Read-your-writes for an API caller: the rules first, then the views up to everything
+        the rules recorded. Safe beside the background followers (tracking refuses doubles).
+        """
+        deadline = time.monotonic() + timeout
+        while self.policies.position < position:
+            if time.monotonic() > deadline:
+                return False
+            if not self.policies.run_once():
+                time.sleep(0.01)
+        target = self.case_record.recorder.max_notification_id() or 0
+        while self.work_queue.store.position() < target:
+            if time.monotonic() > deadline:
+                return False
+            if not self.work_queue.run_once():
+                time.sleep(0.01)
+        return True
+
+    def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]:
+        """The given org units and every unit under them today (a jurisdiction's extent)."""
+        state = self.registry.state()
+        today = region_today()
+        seen: set[str] = set()
+        todo = list(org_units)
+        while todo:
+            unit = todo.pop()
+            if unit not in seen:
+                seen.add(unit)
+                todo.extend(state.children(unit, today))
+        return seen
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: "ok" or the reason it is not (no secrets, no data)."""
@@ -80,6 +132,8 @@ class Services:
 
     def close(self) -> None:
         """Close stores in reverse order of opening."""
+        self.work_queue.store.close()
+        self.apikeys.close()
         self.case_record.close()
         self.keystore.close()
 
@@ -116,4 +170,19 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             clock=clock,
             snapshot_every=snapshot_every,
         )
-    return Services(settings=settings, keystore=keystore, case_record=case_record)
+        work_queue_store: WorkQueueStore = (
+            SQLiteWorkQueueStore(settings.data_dir / WORK_QUEUE_FILE)
+            if settings.postgres is None
+            else PostgresWorkQueueStore(settings.postgres.conninfo())
+        )
+        apikeys = open_apikeys(settings)
+    registry = open_registry(case_record, settings.region)
+    return Services(
+        settings=settings,
+        keystore=keystore,
+        case_record=case_record,
+        registry=registry,
+        apikeys=apikeys,
+        policies=PolicyProcess(case_record, registry),
+        work_queue=WorkQueueProjection(case_record, work_queue_store),
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ops.cli_registry import add_commands, development_banner
 from ops.settings import SettingsError, load_settings
 
 
@@ -20,6 +21,9 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format)
     log = get_logger("smd.serve")
     services = bootstrap(settings)
+    banner = development_banner(services)  # development only: demo district and demo keys
+    if banner:
+        print(banner, flush=True)
     base = f"http://{settings.host}:{settings.port}"
     print(f"Service:  {base}\nAPI docs: {base}/schema\nStore:    {settings.store_kind}"
           f" ({settings.data_dir if settings.store_kind == 'sqlite' else 'PostgreSQL'})", flush=True)
@@ -37,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP API (and, when configured, the NATS workers)")
     serve.set_defaults(func=_serve)
+    add_commands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

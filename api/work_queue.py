@@ -1,0 +1,79 @@
+"""`GET /v1/work-queue` and `GET /v1/oversight/obligations`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import PermissionDeniedException
+from litestar.params import HeaderParameter, QueryParameter
+
+from api.auth import Caller, agency_guard, provide_caller
+from ops.bootstrap import Services
+from projections.work_queue import QueueRow
+
+Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=500)]
+After = Annotated[int, QueryParameter(name="after", ge=0, description="Cursor: `next` of the previous page.")]
+
+
+class QueueItem(msgspec.Struct):
+    """An obligation or notice; no personal data (look the patient up by id if allowed)."""
+
+    obligation_id: UUID
+    kind: str
+    rule: str
+    action: str
+    patient_id: UUID
+    assignee: str
+    residence: str
+    due_at: datetime | None
+    risk_level: int | None
+    status: str
+    assigned_at: datetime
+    episode_key: str
+
+
+class QueuePage(msgspec.Struct):
+    """One page; pass `next` as `after` for the following page (null: no more)."""
+
+    items: list[QueueItem]
+    next: int | None
+
+
+def page(rows: list[QueueRow], limit: int) -> QueuePage:
+    items = [QueueItem(obligation_id=r.obligation_id, kind=r.kind, rule=r.rule, action=r.action,
+                       patient_id=r.patient_id, assignee=r.assignee, residence=r.residence, due_at=r.due_at,
+                       risk_level=r.risk_level, status=r.status, assigned_at=r.assigned_at,
+                       episode_key=r.episode_key) for r in rows]
+    return QueuePage(items=items, next=rows[-1].position if len(rows) == limit else None)
+
+
+class WorkQueueController(Controller):
+    """Each agency's own obligations and notices; the governance center's oversight."""
+
+    tags = ["work queue"]  # noqa: RUF012
+    guards = [agency_guard]  # noqa: RUF012
+    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012
+
+    @get("/v1/work-queue", operation_id="workQueue", summary="The caller's own obligations and notices")
+    async def work_queue(self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0,
+                         limit: Limit = 100) -> QueuePage:
+        rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit)
+        return page(rows, limit)
+
+    @get("/v1/oversight/obligations", operation_id="oversightObligations",
+         summary="Governance center: every obligation for patients in its jurisdiction")
+    async def oversight(self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0,
+                        limit: Limit = 100) -> QueuePage:
+        if caller.kind not in ("governance_center", "auditor"):
+            raise PermissionDeniedException(
+                detail=f"the oversight view is for governance centers and auditors; {caller.agency_id} is a "
+                f"{caller.kind}: use GET /v1/work-queue for your own obligations")
+        units = await asyncio.to_thread(services.units_within, caller.jurisdiction)
+        rows = await asyncio.to_thread(services.work_queue.obligations_in, units, after, limit)
+        return page(rows, limit)

@@ -1,0 +1,48 @@
+"""Accepting one inbound message, the same way over HTTP and NATS.
+
+Decode with the one contract, check that the envelope's ``source`` is the authenticated agency
+(the API key's agency over HTTP, the subject's agency over NATS) and that its kind may record
+the type, then record it exactly once.
+"""
+
+from __future__ import annotations
+
+from core.case_record import CaseRecord, Recorded
+from core.contract import decode_event
+from core.registry import RegistryView
+from domain.access import check_may_record, check_source
+from domain.errors import DomainError
+
+
+class UnknownAgency(DomainError):
+    """The authenticated agency is not (or no longer) in the registry."""
+
+    code = "unknown-agency"
+    status = 403
+
+    def __init__(self, agency_id: str) -> None:
+        super().__init__(f"agency {agency_id!r} is not in this region's registry today; ask the operator to add it")
+
+
+class WrongRegion(DomainError):
+    """The envelope's ``region`` extension names another deployment."""
+
+    code = "wrong-region"
+    status = 422
+
+    def __init__(self, given: str, ours: str) -> None:
+        super().__init__(f"the envelope is for region {given!r}, this service records region {ours!r}; "
+                         "send it to that region's service or drop the region attribute")
+
+
+def accept(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str, via: str) -> Recorded:
+    """Decode, authorise and record one message from ``agency_id`` (raises on refusal)."""
+    event = decode_event(raw)
+    agency = registry.agency(agency_id)
+    if agency is None:
+        raise UnknownAgency(agency_id)
+    check_source(event.source, agency_id, via)
+    if event.region is not None and event.region != registry.region:
+        raise WrongRegion(event.region, registry.region)
+    check_may_record(agency_id, agency.kind, event.event_type)
+    return case_record.record(event, agency_id)

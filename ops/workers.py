@@ -1,0 +1,54 @@
+"""Background work inside a service process: the followers of the global log (and, when
+NATS is configured, the intake and the outbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ops.bootstrap import Services
+from ops.logging import get_logger
+
+log = get_logger(__name__)
+IDLE_SECONDS = 0.2
+ERROR_BACKOFF_SECONDS = 2.0
+
+
+async def run_followers(services: Services, stop: asyncio.Event) -> None:
+    """Run each follower's batches until stopped; idle briefly when all are caught up.
+
+    Pulling (not subscribing) works on SQLite, whose recorder cannot be subscribed to
+    (STACK.md), and on PostgreSQL alike.
+    """
+    while not stop.is_set():
+        busy = 0
+        for follower in services.followers():
+            try:
+                busy += await asyncio.to_thread(follower.run_once)
+            except Exception as e:  # keep the process alive; the position did not move
+                log.error("follower failed", follower=type(follower).__name__, error=type(e).__name__, exc_info=e)
+                busy = 0
+                await _sleep(stop, ERROR_BACKOFF_SECONDS)
+        if not busy:
+            await _sleep(stop, IDLE_SECONDS)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+@contextlib.asynccontextmanager
+async def background(services: Services) -> AsyncIterator[None]:
+    """Start the background tasks for the app's lifetime; stop them on shutdown."""
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(run_followers(services, stop), name="followers")]
+    try:
+        yield
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, 10)
