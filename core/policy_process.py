@@ -81,10 +81,10 @@ class PolicyProcess:
     def _decide(self, notification: Notification) -> list[Obligation]:
         patient_id, version = notification.originator_id, notification.originator_version
         fact: Any = self.case_record.mapper.to_domain_event(notification)
-        after: Patient = self.case_record.repository.get(patient_id, version=version)
-        before: Patient | None = (
-            self.case_record.repository.get(patient_id, version=version - 1) if version > 1 else None
-        )
+        after: Patient = self.case_record.repository.get(patient_id)
+        if after.version != version:  # behind the live stream (catch-up, replay): as of then
+            after = self.case_record.repository.get(patient_id, version=version)
+        level_before = after.risk_level_before(fact.message_id)
         trigger = Trigger(
             patient_id=patient_id,
             message_id=fact.message_id,
@@ -98,9 +98,9 @@ class PolicyProcess:
             return self.registry.responsible(after.residence, kind, on, as_of_position=notification.id)
 
         decided = r1_high_risk_management(
-            trigger, before.risk_level if before else None, after.risk_level, responsible, self.settings
+            trigger, level_before, after.risk_level, responsible, self.settings
         )
-        if not decided and entered_high_risk(before.risk_level if before else None, after.risk_level):
+        if not decided and entered_high_risk(level_before, after.risk_level):
             log.error("no agency to notify", rule="R1", patient_id=str(patient_id), residence=after.residence)
         return [
             Obligation.assign(

@@ -237,6 +237,16 @@ class Patient(Aggregate):
         latest = self._latest_assessment()
         return None if latest is None else latest["level"]
 
+    def risk_level_before(self, message_id: str) -> int | None:
+        """The current level as it was without the fact carried by ``message_id``.
+
+        The state just before a fact, by occurred time, is the fold of every other fact known
+        at that point: what a policy compares with to see whether the fact changed the level.
+        """
+        others = [a for a in self.assessments if a["key"] != message_id]
+        latest = max(others, key=_order, default=None)
+        return None if latest is None else latest["level"]
+
     @property
     def risk_class(self) -> RiskClass | None:
         """The class of the latest assessment by occurred time (None before any)."""

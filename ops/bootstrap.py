@@ -32,6 +32,11 @@ KEYS_FILE = "keys.sqlite"
 WORK_QUEUE_FILE = "work-queue.sqlite"
 
 
+#: Hot patients stay in memory; fast-forward reads only newer events, so other processes'
+#: writes are still seen (eventsourcing's aggregate cache).
+_CACHE = {"AGGREGATE_CACHE_MAXSIZE": "5000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+
+
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """The eventsourcing settings for the case record, from our settings."""
     if settings.postgres is None:
@@ -40,6 +45,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.data_dir / CASE_RECORD_FILE),
             "SQLITE_LOCK_TIMEOUT": "30",
+            **_CACHE,
         }
     pg = settings.postgres
     return {
@@ -52,6 +58,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": "5",
         "POSTGRES_MAX_OVERFLOW": "5",
         "POSTGRES_LOCK_TIMEOUT": "10",
+        **_CACHE,
         # Never POSTGRES_ENABLE_DB_FUNCTIONS (STACK.md: it drops tracking records).
     }
 

@@ -42,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the HTTP API (and, when configured, the NATS workers)")
     serve.set_defaults(func=_serve)
     add_commands(sub)
+    bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run",
+                           add_help=False)
+    bench.set_defaults(func=None)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own argument parser
+        from ops.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

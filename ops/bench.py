@@ -1,0 +1,148 @@
+"""Benchmarks: our pipeline's figures as ratios to the bare pipeline measured in the same run.
+
+    smd bench [--n 2000] [--nats URL] [--pg "host=127.0.0.1 dbname=test user=postgres"]
+
+Runs ../shared/bench/bare_pipeline.py (JetStream + PostgreSQL with no domain logic) first, then
+the same kinds of work through our code on a throwaway PostgreSQL database, and prints a
+Markdown table: figure, ours, baseline, ratio. Machines here are noisy: only ratios from the
+same run mean anything. Nothing here is a test; no threshold fails a build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+from psycopg import sql
+
+from core.contract import decode_event
+from core.registry import DEMO_DISTRICT, load_file
+from ops.bootstrap import Services, bootstrap
+from ops.settings import load_settings
+
+BARE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "bare_pipeline.py"
+VILLAGE = "990101-001-v01"
+
+
+def envelope(event_type: str, subject: UUID, data: dict[str, Any], occurred: datetime) -> bytes:
+    return json.dumps({
+        "specversion": "1.0", "id": str(uuid4()), "source": "hc-north", "type": event_type,
+        "subject": str(subject), "time": occurred.isoformat(), "data": data,
+    }).encode()
+
+
+def workload(patients: int, visits_each: int) -> list[bytes]:
+    """Registrations then visits (every 7th visit high risk), as a health center sends them."""
+    start = datetime.now(UTC) - timedelta(days=400)
+    out: list[bytes] = []
+    ids = [uuid4() for _ in range(patients)]
+    for p in ids:
+        out.append(envelope("cn.smd.patient.registered.v1", p, {"name": "Bench Person", "residence": VILLAGE}, start))
+    for i in range(visits_each):
+        for p in ids:
+            level = 4 if i % 7 == 6 else i % 3
+            cls = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
+            out.append(envelope("cn.smd.visit.recorded.v1", p,
+                                {"face_to_face": True, "risk_level": level, "risk_class": cls},
+                                start + timedelta(days=i + 1)))
+    return out
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t, result
+
+
+def bench_ours(services: Services, n: int) -> dict[str, float]:
+    """Our figures: recording, rule + view catch-up, and a patient replay."""
+    record = services.case_record
+    patients = max(1, n // 20)
+    messages = workload(patients, max(1, (n - patients) // patients))
+    events = [decode_event(m) for m in messages]
+    secs, _ = timed(lambda: [record.record(e, "hc-north") for e in events])
+    figures = {"record_per_s": len(events) / secs}
+
+    total = record.recorder.max_notification_id() or 0
+
+    def catch_up() -> None:
+        while services.policies.run_once(500) or services.work_queue.run_once(1000):
+            pass
+
+    secs, _ = timed(catch_up)
+    figures["follow_per_s"] = total / secs
+
+    one = uuid4()
+    record.record(decode_event(envelope("cn.smd.patient.registered.v1", one, {"name": "Bench", "residence": VILLAGE},
+                                        datetime.now(UTC) - timedelta(days=2000))), "hc-north")
+    base = datetime.now(UTC) - timedelta(days=1500)
+    patient = record.patient(one)
+    from domain.values import Provenance, RiskClass
+
+    for i in range(999):  # 1,000 events in one stream, saved in batches (setup, not measured)
+        patient.assess_risk(Provenance("hc-north", None, base + timedelta(hours=i), f"hc-north:{i}"),
+                            datetime.now(UTC), risk_level=i % 3, risk_class=RiskClass.UNSTABLE)
+        if i % 100 == 99:
+            record.save(patient)
+    record.save(patient)
+    best = min(timed(lambda: record.repository.get(one))[0] for _ in range(5))
+    figures["replay_1000_ms"] = best * 1000
+    return figures
+
+
+def bare(nats_url: str, pg: str, n: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, str(BARE), "--nats", nats_url, "--pg", pg, "--n", str(n)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="smd bench")
+    ap.add_argument("--n", type=int, default=2000, help="messages recorded through our pipeline")
+    ap.add_argument("--nats", default=os.environ.get("SMD_NATS_URL", "nats://127.0.0.1:4222"))
+    ap.add_argument("--pg", default="host=127.0.0.1 dbname=test user=postgres")
+    a = ap.parse_args(argv)
+
+    baseline = bare(a.nats, a.pg, max(a.n * 5, 10_000))
+    dbname = f"smd_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(a.pg, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings({"SMD_DATA_DIR": tmp, "SMD_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}"})
+            services = bootstrap(settings)
+            load_file(services.case_record, DEMO_DISTRICT)
+            services.registry.refresh()
+            ours = bench_ours(services, a.n)
+            services.close()
+    finally:
+        with psycopg.connect(a.pg, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+    rows = [
+        ("record one message per transaction (msgs/s)", ours["record_per_s"], baseline["intake_per_s"], "intake_per_s"),
+        ("rules + work queue following the log (events/s)", ours["follow_per_s"], baseline["scan_per_s"], "scan_per_s"),
+        ("replay a 1,000-event patient (ms, lower is better)", ours["replay_1000_ms"], baseline["stream_read_ms"], "stream_read_ms"),
+    ]
+    print(f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, PostgreSQL, {a.n} messages; baseline: bare_pipeline.py\n")
+    print("| figure | ours | baseline | ratio |\n|---|---:|---:|---:|")
+    for name, mine, theirs, key in rows:
+        print(f"| {name} | {mine:,.1f} | {theirs:,.1f} ({key}) | {mine / theirs:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
