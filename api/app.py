@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.me import MeController
+from api.patients import PatientSearchController
 from api.work_queue import WorkQueueController
 from api.middleware import RequestLogMiddleware
 from api.problems import exception_handlers
@@ -37,7 +38,8 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[HealthController, MeController, EventsController, envelope_schema, WorkQueueController],
+        route_handlers=[HealthController, MeController, EventsController, envelope_schema, WorkQueueController,
+                        PatientSearchController],
         state=State({"services": services}),  # api.auth.agency_guard reads it
         dependencies={"services": Provide(provide_services)},
         exception_handlers=exception_handlers,  # type: ignore[arg-type]

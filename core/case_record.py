@@ -25,19 +25,22 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder
 
+from core import identity
 from core.contract import (
+    IdentityConfirmedV1,
     InboundEvent,
+    PatientRegisteredUnidentifiedV1,
     PatientRegisteredV1,
     RiskAssessedV1,
     VisitMissedV1,
     VisitRecordedV1,
     canonical_bytes,
 )
+from core.file_commands import FILE_COMMANDS
 from core.keystore import KeyStore
 from core.mapper import PersonalDataMapper, register_transcodings
 from domain.errors import DuplicateMessageConflict, PatientAlreadyRegistered, PatientNotFound
 from domain.patient import Patient
-from domain.personal import PersonalDetails
 from domain.receipt import Receipt, receipt_id
 from domain.values import Provenance, RiskClass
 
@@ -166,12 +169,16 @@ class CaseRecord(Application[UUID]):
             message_id=event.idempotency_key,
         )
         match event:
-            case PatientRegisteredV1(subject=patient_id, data=d):
+            case PatientRegisteredV1(subject=patient_id):
                 if self._exists(patient_id):
                     raise PatientAlreadyRegistered(patient_id)
-                personal = PersonalDetails(name=d.name, id_number=d.id_number, phone=d.phone, address=d.address)
-                patient = Patient.register(patient_id, by, now, personal, d.residence, d.diagnosis)
-                return [patient], "recorded"
+                return identity.register(self, event, by, now), "recorded"  # with its ID-number marker
+            case PatientRegisteredUnidentifiedV1(subject=patient_id):
+                if self._exists(patient_id):
+                    raise PatientAlreadyRegistered(patient_id)
+                return identity.register_unidentified(self, event, by, now), "recorded"
+            case IdentityConfirmedV1():
+                return identity.confirm(self, event, by, now), "recorded"  # with its ID-number marker
             case VisitRecordedV1(data=d):
                 patient = self.patient(event.subject)
                 patient.record_visit(
@@ -187,6 +194,10 @@ class CaseRecord(Application[UUID]):
                 patient = self.patient(event.subject)
                 patient.assess_risk(by, now, risk_level=d.risk_level, risk_class=RiskClass(d.risk_class))
                 return [patient], "recorded"
+            case _ if type(event) in FILE_COMMANDS:
+                patient = self.patient(event.subject)
+                changed = FILE_COMMANDS[type(event)](patient, by, now, event.data)
+                return ([patient], "recorded") if changed is not False else ([], "no-change")
         raise TypeError(f"no handler for {type(event).__name__}")  # pragma: no cover
 
     # -- queries -------------------------------------------------------------------------------

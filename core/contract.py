@@ -123,7 +123,326 @@ class RiskAssessedV1(Envelope, tag="cn.smd.risk.assessed.v1", kw_only=True):
     data: RiskAssessedData
 
 
-InboundEvent = PatientRegisteredV1 | VisitRecordedV1 | VisitMissedV1 | RiskAssessedV1
+# -- identity (issue 6) -----------------------------------------------------------------------------
+
+
+class PatientRegisteredUnidentifiedData(Contract, kw_only=True):
+    """An unidentified person enters the register with a provisional identity (Q-15)."""
+
+    label: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=200, description="How staff refer to the person until identified.")
+    ]
+    residence: OrgUnitId
+    found_at: Annotated[str, msgspec.Meta(max_length=200, description="Where the person was found.")] | None = None
+    description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    name: Annotated[str, msgspec.Meta(max_length=200, description="A name the person gives, if any.")] | None = None
+    diagnosis: str | None = None
+
+
+class IdentityConfirmedData(Contract, kw_only=True):
+    """The real identity of a patient registered without an ID number."""
+
+    id_number: Annotated[str, msgspec.Meta(min_length=1, max_length=18)]
+    name: ShortText
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class PatientRegisteredUnidentifiedV1(Envelope, tag="cn.smd.patient.registered-unidentified.v1", kw_only=True):
+    data: PatientRegisteredUnidentifiedData
+
+
+class IdentityConfirmedV1(Envelope, tag="cn.smd.patient.identity-confirmed.v1", kw_only=True):
+    data: IdentityConfirmedData
+
+
+# -- the rest of the patient's file (issue 7) --------------------------------------------------------
+
+Note = Annotated[str, msgspec.Meta(max_length=500)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class CircumstancesData(Contract, kw_only=True):
+    """What is known of the patient's circumstances; leave out what this report does not state."""
+
+    lives_alone: bool | None = None
+    can_drive: bool | None = None
+    family_history: bool | None = None
+    economic_status: Literal["ordinary", "minimum_living_allowance", "extreme_poverty", "unable_to_pay_treatment"] | None = None
+
+
+class ConfinementData(Contract, kw_only=True):
+    """Confinement at home (关锁) found (true) or released (false)."""
+
+    confined: bool
+
+
+class DiagnosisData(Contract, kw_only=True):
+    """A diagnosis: one of the six disorders (see README)."""
+
+    diagnosis: str
+
+
+class RevocationData(Contract, kw_only=True):
+    """Why the diagnosis was revoked."""
+
+    reason: ShortText
+
+
+class AdmissionData(Contract, kw_only=True):
+    """An admission to hospital."""
+
+    hospital: ShortText
+    admission_kind: Literal["voluntary", "involuntary"]
+
+
+class DischargeData(Contract, kw_only=True):
+    """A discharge, with the discharge plan."""
+
+    discharge_plan: Note | None = None
+
+
+class GuardianContactData(Contract, kw_only=True):
+    """How to reach the guardian (stored encrypted)."""
+
+    name: ShortText
+    relation: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class GuardianAssignedData(Contract, kw_only=True):
+    """The guardian (assigned or changed); weak when the guardian cannot carry the duty."""
+
+    contact: GuardianContactData
+    weak: bool = False
+
+
+class NoData(Contract, kw_only=True):
+    """This fact carries no fields: send {}."""
+
+
+class SocialGuardianData(Contract, kw_only=True):
+    """The body designated as social guardian (committee or civil affairs id)."""
+
+    designated_by: Token
+    contact: GuardianContactData | None = None
+
+
+class AgreementData(Contract, kw_only=True):
+    """The day the guardianship agreement was signed."""
+
+    signed_on: date
+
+
+class LegalDutyNoticeData(Contract, kw_only=True):
+    """The day the guardian was told of the legal duty."""
+
+    given_on: date
+
+
+class MedicationData(Contract, kw_only=True):
+    """A pickup (or long-acting injection) and the days it covers."""
+
+    dispensed_on: date
+    days_supplied: Annotated[int, msgspec.Meta(ge=1, le=180)]
+    long_acting_injection: bool = False
+
+
+class AdherenceData(Contract, kw_only=True):
+    """Assessed medication adherence."""
+
+    adherence: Literal["regular", "intermittent", "none"]
+
+
+class IncidentData(Contract, kw_only=True):
+    """An incident; ``incident_id`` (a UUID the reporter chooses) identifies it."""
+
+    incident_id: UUID
+    incident_kind: Literal["minor_trouble", "causing_trouble", "causing_disaster", "self_harm", "attempted_suicide"]
+    severity: Annotated[int, msgspec.Meta(ge=1, le=3)]
+
+
+class IncidentReviewData(Contract, kw_only=True):
+    """The governance center's review of an incident."""
+
+    incident_id: UUID
+    outcome: Note
+
+
+class IncidentResponseData(Contract, kw_only=True):
+    """The police response to an incident."""
+
+    incident_id: UUID
+    action: Note
+
+
+class MoveData(Contract, kw_only=True):
+    """A move; ``move_id`` (a UUID the reporter chooses) identifies it."""
+
+    move_id: UUID
+    destination_region: Token
+    moving_on: date
+    destination_unit: Token | None = None
+
+
+class HandoverAnswerData(Contract, kw_only=True):
+    """The destination's answer to a reported move."""
+
+    move_id: UUID
+    reason: Note | None = None
+
+
+class RefusalData(Contract, kw_only=True):
+    """A refusal, or (ended=true) its end."""
+
+    refusal: Literal["visits", "management", "admission_by_family"]
+    ended: bool = False
+
+
+class ReviewData(Contract, kw_only=True):
+    """A tier of the three-tier review with its outcome."""
+
+    tier: Literal["community", "township", "city"]
+    risk_level: RiskLevel
+    risk_class: RiskClassName
+    outcome: Note | None = None
+
+
+class DeregistrationData(Contract, kw_only=True):
+    """Why the patient leaves the register."""
+
+    reason: Literal["death", "moved_out", "diagnosis_revoked", "other"]
+    note: Note | None = None
+
+
+class CircumstancesRecordedV1(Envelope, tag="cn.smd.circumstances.recorded.v1", kw_only=True):
+    data: CircumstancesData
+
+
+class ConfinementRecordedV1(Envelope, tag="cn.smd.confinement.recorded.v1", kw_only=True):
+    data: ConfinementData
+
+
+class DiagnosisRecordedV1(Envelope, tag="cn.smd.diagnosis.recorded.v1", kw_only=True):
+    data: DiagnosisData
+
+
+class DiagnosisRevokedV1(Envelope, tag="cn.smd.diagnosis.revoked.v1", kw_only=True):
+    data: RevocationData
+
+
+class AdmittedV1(Envelope, tag="cn.smd.patient.admitted.v1", kw_only=True):
+    data: AdmissionData
+
+
+class DischargedV1(Envelope, tag="cn.smd.patient.discharged.v1", kw_only=True):
+    data: DischargeData
+
+
+class GuardianAssignedV1(Envelope, tag="cn.smd.guardian.assigned.v1", kw_only=True):
+    data: GuardianAssignedData
+
+
+class NoGuardianRecordedV1(Envelope, tag="cn.smd.guardian.none-recorded.v1", kw_only=True):
+    data: NoData
+
+
+class SocialGuardianDesignatedV1(Envelope, tag="cn.smd.guardian.social-designated.v1", kw_only=True):
+    data: SocialGuardianData
+
+
+class GuardianshipAgreementSignedV1(Envelope, tag="cn.smd.guardianship-agreement.signed.v1", kw_only=True):
+    data: AgreementData
+
+
+class LegalDutyNoticeGivenV1(Envelope, tag="cn.smd.legal-duty-notice.given.v1", kw_only=True):
+    data: LegalDutyNoticeData
+
+
+class MedicationDispensedV1(Envelope, tag="cn.smd.medication.dispensed.v1", kw_only=True):
+    data: MedicationData
+
+
+class AdherenceRecordedV1(Envelope, tag="cn.smd.adherence.recorded.v1", kw_only=True):
+    data: AdherenceData
+
+
+class IncidentReportedV1(Envelope, tag="cn.smd.incident.reported.v1", kw_only=True):
+    data: IncidentData
+
+
+class IncidentReviewedV1(Envelope, tag="cn.smd.incident.reviewed.v1", kw_only=True):
+    data: IncidentReviewData
+
+
+class PoliceRespondedV1(Envelope, tag="cn.smd.incident.police-responded.v1", kw_only=True):
+    data: IncidentResponseData
+
+
+class TakenUnderManagementV1(Envelope, tag="cn.smd.patient.taken-under-management.v1", kw_only=True):
+    data: NoData
+
+
+class ReleasedFromManagementV1(Envelope, tag="cn.smd.patient.released-from-management.v1", kw_only=True):
+    data: NoData
+
+
+class WhereaboutsUnknownDeclaredV1(Envelope, tag="cn.smd.whereabouts.unknown-declared.v1", kw_only=True):
+    data: NoData
+
+
+class LocatedV1(Envelope, tag="cn.smd.patient.located.v1", kw_only=True):
+    data: NoData
+
+
+class MoveReportedV1(Envelope, tag="cn.smd.move.reported.v1", kw_only=True):
+    data: MoveData
+
+
+class HandoverAcceptedV1(Envelope, tag="cn.smd.handover.accepted.v1", kw_only=True):
+    data: HandoverAnswerData
+
+
+class HandoverRejectedV1(Envelope, tag="cn.smd.handover.rejected.v1", kw_only=True):
+    data: HandoverAnswerData
+
+
+class RefusalRecordedV1(Envelope, tag="cn.smd.refusal.recorded.v1", kw_only=True):
+    data: RefusalData
+
+
+class ReviewRecordedV1(Envelope, tag="cn.smd.review.recorded.v1", kw_only=True):
+    data: ReviewData
+
+
+class PatientDeregisteredV1(Envelope, tag="cn.smd.patient.deregistered.v1", kw_only=True):
+    data: DeregistrationData
+
+
+FILE_EVENTS = (
+    CircumstancesRecordedV1, ConfinementRecordedV1, DiagnosisRecordedV1, DiagnosisRevokedV1, AdmittedV1,
+    DischargedV1, GuardianAssignedV1, NoGuardianRecordedV1, SocialGuardianDesignatedV1,
+    GuardianshipAgreementSignedV1, LegalDutyNoticeGivenV1, MedicationDispensedV1, AdherenceRecordedV1,
+    IncidentReportedV1, IncidentReviewedV1, PoliceRespondedV1, TakenUnderManagementV1, ReleasedFromManagementV1,
+    WhereaboutsUnknownDeclaredV1, LocatedV1, MoveReportedV1, HandoverAcceptedV1, HandoverRejectedV1,
+    RefusalRecordedV1, ReviewRecordedV1, PatientDeregisteredV1,
+)
+
+
+InboundEvent = (
+    PatientRegisteredV1
+    | VisitRecordedV1
+    | VisitMissedV1
+    | RiskAssessedV1
+    | PatientRegisteredUnidentifiedV1 | IdentityConfirmedV1
+    | CircumstancesRecordedV1 | ConfinementRecordedV1 | DiagnosisRecordedV1 | DiagnosisRevokedV1 | AdmittedV1
+    | DischargedV1 | GuardianAssignedV1 | NoGuardianRecordedV1 | SocialGuardianDesignatedV1
+    | GuardianshipAgreementSignedV1 | LegalDutyNoticeGivenV1 | MedicationDispensedV1 | AdherenceRecordedV1
+    | IncidentReportedV1 | IncidentReviewedV1 | PoliceRespondedV1 | TakenUnderManagementV1 | ReleasedFromManagementV1
+    | WhereaboutsUnknownDeclaredV1 | LocatedV1 | MoveReportedV1 | HandoverAcceptedV1 | HandoverRejectedV1
+    | RefusalRecordedV1 | ReviewRecordedV1 | PatientDeregisteredV1
+)
 EVENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in InboundEvent.__args__)  # type: ignore[attr-defined,misc]
 
 _decoder = msgspec.json.Decoder(InboundEvent)

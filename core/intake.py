@@ -10,8 +10,9 @@ from __future__ import annotations
 from core.case_record import CaseRecord, Recorded
 from core.contract import decode_event
 from core.registry import RegistryView
-from domain.access import check_may_record, check_source
+from domain.access import check_may_record, check_source, may_search_by_id_number
 from domain.errors import DomainError
+from domain.identity_errors import IdNumberAlreadyRegistered
 
 
 class UnknownAgency(DomainError):
@@ -45,4 +46,8 @@ def accept(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_i
     if event.region is not None and event.region != registry.region:
         raise WrongRegion(event.region, registry.region)
     check_may_record(agency_id, agency.kind, event.event_type)
-    return case_record.record(event, agency_id)
+    try:
+        return case_record.record(event, agency_id)
+    except IdNumberAlreadyRegistered as e:
+        # name the holder only to a kind that could find it by searching the same number
+        raise e.for_caller(may_search_by_id_number(agency.kind)) from None

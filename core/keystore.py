@@ -6,7 +6,7 @@ master key's id beside it, so that:
 
 - erasure is destroying one row (later issue): every sealed value of that subject becomes
   unreadable everywhere, events and snapshots alike, and nothing else changes;
-- master-key rotation re-wraps rows without touching a single event (later issue);
+- master-key rotation re-wraps rows without touching a single event (``core.key_rotation``);
 - algorithms can change (SM4 for 密评 deployments) because every row names its own.
 
 Keys live outside the event tables (SQLite: their own file; PostgreSQL: their own table), so the
@@ -19,7 +19,7 @@ import secrets
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,6 +71,15 @@ class KeyTable(Protocol):
     def get(self, subject_id: UUID) -> WrappedKey | None:
         """The subject's wrapped key, or None (never created, or destroyed)."""
 
+    def rows_wrapped_by(self, master_key_id: str, limit: int) -> list[WrappedKey]:
+        """Up to ``limit`` rows wrapped by the master key ``master_key_id`` (rotation, issue 6)."""
+
+    def update_wrapped(self, rows: Sequence[WrappedKey], from_master_key_id: str) -> int:
+        """Replace each row's wrapping, in one transaction, only where it is still ``from_master_key_id``."""
+
+    def master_key_counts(self) -> dict[str, int]:
+        """How many rows each master key wraps."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -101,7 +110,8 @@ def unwrap(masters: dict[str, MasterKey], row: WrappedKey) -> bytes:
     if master is None:
         raise KeyStoreError(
             f"data key of {row.subject_id} is wrapped by master key {row.master_key_id!r}, "
-            "which this process was not given (set SMD_MASTER_KEY / SMD_MASTER_KEY_ID)"
+            "which this process was not given (set SMD_MASTER_KEY / SMD_MASTER_KEY_ID, or, during a "
+            "rotation, SMD_MASTER_KEY_PREVIOUS / SMD_MASTER_KEY_PREVIOUS_ID)"
         )
     nonce, sealed = row.wrapped[:NONCE_BYTES], row.wrapped[NONCE_BYTES:]
     try:
@@ -172,6 +182,7 @@ class SQLiteKeyTable:
                 " wrap_alg TEXT NOT NULL, master_key_id TEXT NOT NULL, wrapped BLOB NOT NULL,"
                 " created_at TEXT NOT NULL)"
             )
+            c.execute("CREATE INDEX IF NOT EXISTS data_keys_master_key_id ON data_keys (master_key_id)")
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -197,6 +208,36 @@ class SQLiteKeyTable:
             return None
         return WrappedKey(UUID(r[0]), r[1], r[2], r[3], bytes(r[4]), datetime.fromisoformat(r[5]))
 
+    def rows_wrapped_by(self, master_key_id: str, limit: int) -> list[WrappedKey]:
+        with self._conn() as c:
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM data_keys WHERE master_key_id=? ORDER BY subject_id LIMIT ?",  # noqa: S608
+                (master_key_id, limit),
+            ).fetchall()
+        return [WrappedKey(UUID(r[0]), r[1], r[2], r[3], bytes(r[4]), datetime.fromisoformat(r[5])) for r in rows]
+
+    def update_wrapped(self, rows: Sequence[WrappedKey], from_master_key_id: str) -> int:
+        with self._conn() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                done = sum(
+                    c.execute(
+                        "UPDATE data_keys SET wrap_alg=?, master_key_id=?, wrapped=?"
+                        " WHERE subject_id=? AND master_key_id=?",
+                        (r.wrap_alg, r.master_key_id, r.wrapped, str(r.subject_id), from_master_key_id),
+                    ).rowcount
+                    for r in rows
+                )
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+        return done
+
+    def master_key_counts(self) -> dict[str, int]:
+        with self._conn() as c:
+            return dict(c.execute("SELECT master_key_id, count(*) FROM data_keys GROUP BY master_key_id").fetchall())
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -218,6 +259,7 @@ class PostgresKeyTable:
                 " wrap_alg text NOT NULL, master_key_id text NOT NULL, wrapped bytea NOT NULL,"
                 " created_at timestamptz NOT NULL)"
             )
+            c.execute(f"CREATE INDEX IF NOT EXISTS smd_data_keys_master_key_id ON {self.table} (master_key_id)")
 
     def insert_if_absent(self, row: WrappedKey) -> None:
         with self.pool.connection() as c:
@@ -232,6 +274,31 @@ class PostgresKeyTable:
         if r is None:
             return None
         return WrappedKey(r[0], r[1], r[2], r[3], bytes(r[4]), r[5])
+
+    def rows_wrapped_by(self, master_key_id: str, limit: int) -> list[WrappedKey]:
+        with self.pool.connection() as c:
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM {self.table} WHERE master_key_id=%s ORDER BY subject_id LIMIT %s",  # noqa: S608
+                (master_key_id, limit),
+            ).fetchall()
+        return [WrappedKey(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+
+    def update_wrapped(self, rows: Sequence[WrappedKey], from_master_key_id: str) -> int:
+        with self.pool.connection() as c:  # one transaction: committed on leaving the block
+            return sum(
+                c.execute(
+                    f"UPDATE {self.table} SET wrap_alg=%s, master_key_id=%s, wrapped=%s"  # noqa: S608
+                    " WHERE subject_id=%s AND master_key_id=%s",
+                    (r.wrap_alg, r.master_key_id, r.wrapped, r.subject_id, from_master_key_id),
+                ).rowcount
+                for r in rows
+            )
+
+    def master_key_counts(self) -> dict[str, int]:
+        with self.pool.connection() as c:
+            query = f"SELECT master_key_id, count(*) FROM {self.table} GROUP BY master_key_id"  # noqa: S608
+            rows = c.execute(query).fetchall()
+        return {r[0]: r[1] for r in rows}
 
     def close(self) -> None:
         self.pool.close()
@@ -250,6 +317,26 @@ class MemoryKeyTable:
 
     def get(self, subject_id: UUID) -> WrappedKey | None:
         return self.rows.get(subject_id)
+
+    def rows_wrapped_by(self, master_key_id: str, limit: int) -> list[WrappedKey]:
+        with self._lock:
+            rows = [r for r in self.rows.values() if r.master_key_id == master_key_id]
+        return sorted(rows, key=lambda r: str(r.subject_id))[:limit]
+
+    def update_wrapped(self, rows: Sequence[WrappedKey], from_master_key_id: str) -> int:
+        done = 0
+        with self._lock:
+            for r in rows:
+                old = self.rows.get(r.subject_id)
+                if old is not None and old.master_key_id == from_master_key_id:
+                    self.rows[r.subject_id] = r
+                    done += 1
+        return done
+
+    def master_key_counts(self) -> dict[str, int]:
+        with self._lock:
+            ids = [r.master_key_id for r in self.rows.values()]
+        return {k: ids.count(k) for k in set(ids)}
 
     def close(self) -> None:
         pass

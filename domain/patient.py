@@ -9,13 +9,17 @@ message id as tie-break, so the order in which agencies' reports arrive never ch
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import Aggregate
 
 from domain.errors import MissedVisitNotYetDue
-from domain.personal import PersonalDetails
+from domain.identity import china_today, validate_id_number
+from domain.identity_errors import IdentityAlreadyKnown
+from domain.patient_file import FactAfterDeregistration, PatientFile
+from domain.personal import PersonalDetails, ProvisionalIdentity
 from domain.values import (
     Provenance,
     RiskClass,
@@ -57,18 +61,44 @@ def _order(entry: dict[str, Any]) -> tuple[datetime, str]:
     return entry["at"], entry["key"]
 
 
-class Patient(Aggregate):
+class Patient(Aggregate, PatientFile):
     """A registered patient's file (一人一档), kept as the facts agencies recorded."""
 
     TOPIC = "smd.Patient"
 
+    # Class-level defaults (not annotated: the library reads aggregate annotations): snapshots
+    # taken before issue 6 lack these attributes, and snapshots are not upcast per attribute.
+    provisional = None  # ProvisionalIdentity of an unidentified person (Q-15)
+    identity_confirmed_at = None  # when an IdentityConfirmed fact says the identity was confirmed
+
     class Registered(Aggregate.Created, Fact):
-        """PatientRegistered: the patient enters the register."""
+        """PatientRegistered: the patient enters the register (v2: with an optional provisional identity)."""
 
         TOPIC = "smd.PatientRegistered"
+        class_version: ClassVar[int] = 2
         personal: PersonalDetails
         residence: str
         diagnosis: str | None
+        provisional: ProvisionalIdentity | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["provisional"] = None  # every v1 registration was of an identified person
+
+        def apply(self, aggregate: Patient) -> None:
+            aggregate.provisional = self.provisional
+
+    class IdentityConfirmed(Fact):
+        """PatientIdentityConfirmed: a patient registered without an ID number is identified."""
+
+        TOPIC = "smd.PatientIdentityConfirmed"
+        personal: PersonalDetails
+
+        def apply(self, aggregate: Patient) -> None:
+            # the confirmed name and number replace the provisional ones; known contacts stay
+            given = {k: v for k, v in msgspec.structs.asdict(self.personal).items() if v is not None and k != "erased"}
+            aggregate.personal = msgspec.structs.replace(aggregate.personal, **given)
+            aggregate.identity_confirmed_at = self.occurred_at
 
     class VisitRecorded(Fact):
         """VisitRecorded: a follow-up visit took place, with its risk assessment."""
@@ -140,6 +170,7 @@ class Patient(Aggregate):
         self.visits: list[dict[str, Any]] = []
         self.assessments: list[dict[str, Any]] = []
         self.missed: list[dict[str, Any]] = []
+        self.facts: dict[str, list[dict[str, Any]]] = {}  # the rest of the file (domain.patient_file)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -152,11 +183,18 @@ class Patient(Aggregate):
         personal: PersonalDetails,
         residence: str,
         diagnosis: str | None = None,
+        provisional: ProvisionalIdentity | None = None,
     ) -> Patient:
-        """Register a patient living in the org unit ``residence``."""
+        """Register a patient living in the org unit ``residence``.
+
+        ``provisional`` is how an unidentified person is known (no ID number yet, Q-15).
+        """
         check_not_in_future("the registration", by.occurred_at, now)
         if diagnosis is not None:
             check_known_diagnosis(diagnosis)
+        if personal.id_number is not None:
+            number = validate_id_number(personal.id_number, china_today(now))
+            personal = msgspec.structs.replace(personal, id_number=number)
         return cls._create(
             cls.Registered,
             id=patient_id,
@@ -164,8 +202,27 @@ class Patient(Aggregate):
             personal=personal,
             residence=residence,
             diagnosis=diagnosis,
+            provisional=provisional,
             **_provenance(by),
         )
+
+    def confirm_identity(self, by: Provenance, now: datetime, personal: PersonalDetails) -> None:
+        """Record the real identity (with its ID number) of a patient registered without one."""
+        check_not_in_future("the identity confirmation", by.occurred_at, now)
+        if self.id_number_known:
+            raise IdentityAlreadyKnown(self.id)
+        number = validate_id_number(personal.id_number or "", china_today(now))
+        self.trigger_event(
+            self.IdentityConfirmed,
+            timestamp=now,
+            personal=msgspec.structs.replace(personal, id_number=number),
+            **_provenance(by),
+        )
+
+    @property
+    def id_number_known(self) -> bool:
+        """True once the patient has an ID number (given at registration or confirmed later)."""
+        return self.personal.id_number is not None or self.identity_confirmed_at is not None
 
     def record_visit(
         self,
@@ -179,6 +236,7 @@ class Patient(Aggregate):
     ) -> None:
         """Record a follow-up visit with the risk assessment made during it."""
         check_not_in_future("the visit", by.occurred_at, now)
+        self._check_registered_at("the visit", by.occurred_at)
         check_risk_level_in_range(risk_level)
         check_class_consistent_with_level(risk_level, risk_class)
         self.trigger_event(
@@ -200,6 +258,7 @@ class Patient(Aggregate):
         False is returned.
         """
         check_not_in_future("the missed-visit report", by.occurred_at, now)
+        self._check_registered_at("the missed-visit report", by.occurred_at)
         if scheduled_on > now.date():
             raise MissedVisitNotYetDue(scheduled_on, now.date())
         if any(m["scheduled_on"] == scheduled_on for m in self.missed):
@@ -216,6 +275,7 @@ class Patient(Aggregate):
     def assess_risk(self, by: Provenance, now: datetime, *, risk_level: int, risk_class: RiskClass) -> None:
         """Record a risk assessment made outside a visit."""
         check_not_in_future("the risk assessment", by.occurred_at, now)
+        self._check_registered_at("the risk assessment", by.occurred_at)
         check_risk_level_in_range(risk_level)
         check_class_consistent_with_level(risk_level, risk_class)
         self.trigger_event(
@@ -225,6 +285,12 @@ class Patient(Aggregate):
             risk_class=str(risk_class),
             **_provenance(by),
         )
+
+    def _check_registered_at(self, what: str, occurred_at: datetime) -> None:
+        """Facts dated after the patient left the register are refused."""
+        dereg = self.deregistered_at
+        if dereg is not None and occurred_at > dereg:
+            raise FactAfterDeregistration(what, occurred_at, dereg)
 
     # -- derived state, by occurred time ----------------------------------------------------
 

@@ -34,10 +34,22 @@ class GuardianContact(Personal, frozen=True, kw_only=True):
     address: str | None = None
 
 
+class ProvisionalIdentity(Personal, frozen=True, kw_only=True):
+    """How an unidentified person is known until an ID number confirms who they are (Q-15).
+
+    A description and where they were found identify a person as surely as a name: sealed too.
+    """
+
+    label: str | None = None
+    found_at: str | None = None
+    description: str | None = None
+
+
 #: Stable names stored inside sealed values; never rename an entry, add new ones.
 PERSONAL_TYPES: dict[str, type[Personal]] = {
     "PersonalDetails": PersonalDetails,
     "GuardianContact": GuardianContact,
+    "ProvisionalIdentity": ProvisionalIdentity,
 }
 PERSONAL_TYPE_NAMES: dict[type[Personal], str] = {v: k for k, v in PERSONAL_TYPES.items()}
 

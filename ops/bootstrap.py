@@ -71,7 +71,10 @@ def build_keystore(settings: Settings) -> KeyStore:
         table = SQLiteKeyTable(Path(settings.data_dir) / KEYS_FILE)
     else:
         table = PostgresKeyTable(settings.postgres.conninfo())
-    return KeyStore(table, master)
+    # during a master-key rotation the previous key still unwraps the rows not yet re-wrapped
+    previous = settings.master_key_previous
+    others = (MasterKey(settings.master_key_previous_id or "", previous),) if previous else ()
+    return KeyStore(table, master, others)
 
 
 @dataclass

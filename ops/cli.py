@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ops.cli_keys import add_commands as add_master_key_commands
 from ops.cli_registry import add_commands, development_banner
 from ops.settings import SettingsError, load_settings
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the HTTP API (and, when configured, the NATS workers)")
     serve.set_defaults(func=_serve)
     add_commands(sub)
+    add_master_key_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run",
                            add_help=False)
     bench.set_defaults(func=None)

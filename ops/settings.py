@@ -10,11 +10,14 @@ import base64
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import msgspec
+
+from ops import dev_master_keys
 
 KEY_BYTES = 32
 
@@ -65,6 +68,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_MASTER_KEY: base64 of 32 random bytes; wraps every patient data key."""
     master_key_id: str = ""
     """SMD_MASTER_KEY_ID: name of the master key (stored beside each wrapped data key)."""
+    master_key_previous: bytes | None = None
+    """SMD_MASTER_KEY_PREVIOUS: during a rotation, the key being retired (reads still need it)."""
+    master_key_previous_id: str | None = None
+    """SMD_MASTER_KEY_PREVIOUS_ID: name of the previous master key (set both or neither)."""
     blind_index_key: bytes = b""
     """SMD_BLIND_INDEX_KEY: base64 of 32 random bytes; keys the blind index of identifiers."""
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -126,6 +133,15 @@ def _development_key(data_dir: Path, name: str) -> bytes:
     return _decode_key(str(path), path.read_text().strip())
 
 
+def _previous_master_key(get: Callable[[str], str]) -> tuple[str, bytes] | None:
+    """SMD_MASTER_KEY_PREVIOUS(_ID): both or neither."""
+    key, key_id = get("SMD_MASTER_KEY_PREVIOUS"), get("SMD_MASTER_KEY_PREVIOUS_ID")
+    if bool(key) != bool(key_id):
+        missing = "SMD_MASTER_KEY_PREVIOUS_ID" if key else "SMD_MASTER_KEY_PREVIOUS"
+        raise _fail(missing, "set both SMD_MASTER_KEY_PREVIOUS and SMD_MASTER_KEY_PREVIOUS_ID, or neither")
+    return (key_id, _decode_key("SMD_MASTER_KEY_PREVIOUS", key)) if key else None
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read and validate the settings from the environment (or the given mapping)."""
     env = dict(os.environ if environ is None else environ)
@@ -170,6 +186,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     )
     if not master_key_id:
         raise _fail("SMD_MASTER_KEY_ID", "name the master key (it is stored beside wrapped keys)")
+    previous = _previous_master_key(get)
+    if mode == "development" and not get("SMD_MASTER_KEY") and not get("SMD_MASTER_KEY_ID"):
+        # after `smd master-key rotate` in development, the keys folder names current and previous
+        dev = dev_master_keys.read(data_dir / "keys")
+        if dev is not None:
+            master_key_id, keys["SMD_MASTER_KEY"] = dev.current
+            previous = previous or dev.previous
+    if previous is not None and previous[0] == master_key_id:
+        raise _fail("SMD_MASTER_KEY_PREVIOUS_ID", f"is {master_key_id!r}, the current key's id; name the retired key")
 
     return Settings(
         mode=mode,  # type: ignore[arg-type]
@@ -182,6 +207,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         port=int(port_text),
         master_key=keys["SMD_MASTER_KEY"],
         master_key_id=master_key_id,
+        master_key_previous=previous[1] if previous else None,
+        master_key_previous_id=previous[0] if previous else None,
         blind_index_key=keys["SMD_BLIND_INDEX_KEY"],
         log_format=log_format,  # type: ignore[arg-type]
     )

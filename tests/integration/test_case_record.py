@@ -25,11 +25,11 @@ def count_events(record: CaseRecord) -> int:
 class TestRecordingFacts:
     def test_a_registered_patient_reads_back_with_personal_details_and_derived_state(self, services) -> None:
         record, patient = services.case_record, uuid4()
-        record.record(health_center.register(patient, id_number="110101199003070013", phone="13800000000"), "hc-east")
+        record.record(health_center.register(patient, id_number="119901199003070013", phone="13800000000"), "hc-east")
         record.record(health_center.visit(patient, 4, "unstable", joint=True), "hc-east")
 
         file = record.patient(patient)
-        assert file.personal == PersonalDetails(name="Test Person", id_number="110101199003070013", phone="13800000000")
+        assert file.personal == PersonalDetails(name="Test Person", id_number="119901199003070013", phone="13800000000")
         assert (file.risk_level, file.risk_class) == (4, RiskClass.UNSTABLE)
         assert file.last_joint_visit_at == NOW - timedelta(hours=1)
 

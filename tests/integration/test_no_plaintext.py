@@ -14,7 +14,8 @@ from ops.logging import configure_logging
 from tests.support.stores import NOW, Agency
 
 # ASCII markers, one per personal field; a non-personal field carries the positive control.
-MARKERS = {"name": "MKNAMEqz81", "id_number": "MKIDNO5501", "phone": "MKPHONE772", "address": "MKADDRx9k3"}
+# The ID number must pass the GB 11643 checks: a fictional one (county code 9901 exists nowhere).
+MARKERS = {"name": "MKNAMEqz81", "id_number": "37990119710517551X", "phone": "MKPHONE772", "address": "MKADDRx9k3"}
 CONTROL = "mkcontrol42"  # the residence org unit id: not personal, must stay readable
 
 

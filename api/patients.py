@@ -1,0 +1,88 @@
+"""`POST /v1/patients/search`: find patients by ID number, through the blind index only.
+
+POST, so the number travels in the body and never in a URL, an access log or a proxy's log.
+The answer holds patient ids and nothing personal; reading a file is another request, filtered
+by what the caller's kind may see. Only kinds in ``domain.access.MAY_SEARCH_BY_ID_NUMBER`` may
+search (committees see the ID number masked; the disabled persons' federation does not search).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.di import NamedDependency, Provide
+
+from api.auth import Caller, agency_guard, provide_caller
+from core.identity import find_by_id_number
+from domain.access import NotAllowedToSearch, may_search_by_id_number
+from domain.errors import DomainError
+from ops.bootstrap import Services
+
+
+class IdNumberSearch(msgspec.Struct, forbid_unknown_fields=True):
+    """The ID number to look for (18 characters; a lower-case x is accepted)."""
+
+    id_number: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class PatientMatch(msgspec.Struct):
+    """A patient holding the ID number (no personal fields: fetch the file if allowed)."""
+
+    patient_id: UUID
+
+
+class SearchResult(msgspec.Struct):
+    """The matching patients: none, or one (one patient per ID number per region)."""
+
+    patients: list[PatientMatch]
+
+
+class InvalidSearch(DomainError):
+    """The search body is not ``{"id_number": "..."}``."""
+
+    code = "invalid-search"
+    status = 400
+
+    def __init__(self) -> None:
+        # msgspec's message could quote the value: say what to send instead
+        super().__init__('send a JSON body {"id_number": "<18 characters>"} and nothing else')
+
+
+_decoder = msgspec.json.Decoder(IdNumberSearch)
+
+
+class PatientSearchController(Controller):
+    """Finding a patient by a personal identifier, without the identifier being stored."""
+
+    path = "/v1/patients/search"
+    tags = ["patients"]  # noqa: RUF012
+    guards = [agency_guard]  # noqa: RUF012
+    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012
+
+    @post(
+        operation_id="searchPatientsByIdNumber",
+        summary="Find patients by ID number",
+        description=(
+            'Body: `{"id_number": "..."}`. Answers the ids of patients holding the number (at most '
+            "one per region), matched through a keyed blind index. For health centers, police "
+            "stations, civil affairs, psychiatric hospitals, governance centers and auditors; others "
+            "get 403. An invalid number is a 422 naming the part that is wrong."
+        ),
+        status_code=200,
+    )
+    async def search(
+        self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], services: NamedDependency[Services]
+    ) -> SearchResult:
+        if not may_search_by_id_number(caller.kind):
+            raise NotAllowedToSearch(caller.agency_id, caller.kind)
+        try:
+            query = _decoder.decode(await request.body())
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            raise InvalidSearch() from None
+        record = services.case_record
+        found = await asyncio.to_thread(find_by_id_number, record, query.id_number, record.clock())
+        return SearchResult(patients=[PatientMatch(patient_id=p) for p in found])

@@ -1,0 +1,55 @@
+"""Which Patient command each file fact calls (issue 7's envelope types → domain commands)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from msgspec.structs import asdict
+
+from core import contract as c
+from domain.patient import Patient
+from domain.personal import GuardianContact
+from domain.values import Provenance
+
+#: A command returns False when the fact was already recorded (the same incident or move id).
+Command = Callable[[Patient, Provenance, datetime, Any], bool | None]
+
+
+def _contact(data: c.GuardianContactData | None) -> GuardianContact | None:
+    return None if data is None else GuardianContact(**asdict(data))
+
+
+FILE_COMMANDS: dict[type, Command] = {
+    c.CircumstancesRecordedV1: lambda p, by, now, d: p.record_circumstances(by, now, **asdict(d)),
+    c.ConfinementRecordedV1: lambda p, by, now, d: p.record_confinement(by, now, confined=d.confined),
+    c.DiagnosisRecordedV1: lambda p, by, now, d: p.record_diagnosis(by, now, diagnosis=d.diagnosis),
+    c.DiagnosisRevokedV1: lambda p, by, now, d: p.revoke_diagnosis(by, now, reason=d.reason),
+    c.AdmittedV1: lambda p, by, now, d: p.admit(by, now, **asdict(d)),
+    c.DischargedV1: lambda p, by, now, d: p.discharge(by, now, discharge_plan=d.discharge_plan),
+    c.GuardianAssignedV1: lambda p, by, now, d: p.assign_guardian(by, now, contact=_contact(d.contact), weak=d.weak),
+    c.NoGuardianRecordedV1: lambda p, by, now, d: p.record_no_guardian(by, now),
+    c.SocialGuardianDesignatedV1: lambda p, by, now, d: p.designate_social_guardian(
+        by, now, designated_by=d.designated_by, contact=_contact(d.contact)),
+    c.GuardianshipAgreementSignedV1: lambda p, by, now, d: p.sign_guardianship_agreement(by, now, signed_on=d.signed_on),
+    c.LegalDutyNoticeGivenV1: lambda p, by, now, d: p.give_legal_duty_notice(by, now, given_on=d.given_on),
+    c.MedicationDispensedV1: lambda p, by, now, d: p.dispense_medication(by, now, **asdict(d)),
+    c.AdherenceRecordedV1: lambda p, by, now, d: p.record_adherence(by, now, adherence=d.adherence),
+    c.IncidentReportedV1: lambda p, by, now, d: p.report_incident(by, now, **asdict(d)),
+    c.IncidentReviewedV1: lambda p, by, now, d: p.review_incident(by, now, **asdict(d)),
+    c.PoliceRespondedV1: lambda p, by, now, d: p.respond_to_incident(by, now, **asdict(d)),
+    c.TakenUnderManagementV1: lambda p, by, now, d: p.take_under_management(by, now),
+    c.ReleasedFromManagementV1: lambda p, by, now, d: p.release_from_management(by, now),
+    c.WhereaboutsUnknownDeclaredV1: lambda p, by, now, d: p.declare_whereabouts_unknown(by, now),
+    c.LocatedV1: lambda p, by, now, d: p.declare_located(by, now),
+    c.MoveReportedV1: lambda p, by, now, d: p.report_move(by, now, **asdict(d)),
+    c.HandoverAcceptedV1: lambda p, by, now, d: p.answer_handover(by, now, move_id=d.move_id, accepted=True,
+                                                                  reason=d.reason),
+    c.HandoverRejectedV1: lambda p, by, now, d: p.answer_handover(by, now, move_id=d.move_id, accepted=False,
+                                                                  reason=d.reason),
+    c.RefusalRecordedV1: lambda p, by, now, d: p.record_refusal(by, now, **asdict(d)),
+    c.ReviewRecordedV1: lambda p, by, now, d: p.record_review(by, now, **asdict(d)),
+    c.PatientDeregisteredV1: lambda p, by, now, d: p.deregister(by, now, **asdict(d)),
+}
+assert set(FILE_COMMANDS) == set(c.FILE_EVENTS), "every file fact has a command"

@@ -1,0 +1,722 @@
+"""The patient's file, part 1: the facts beyond registration, visits and risk (issue 7).
+
+Each fact is an event with a stable topic, recorded by a command of ``PatientFile`` (mixed into
+``Patient``) that checks its rules first. Every fact is kept as an entry (occurred time,
+message id, fields) in ``Patient.facts[<kind>]``; derived state is a fold over those entries
+by occurred time (message id breaks ties), so arrival order never changes it.
+
+Values follow DESIGN.md's glossary and the values seen in deployed follow-up systems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.utils import register_topic
+
+from domain.errors import DomainError
+from domain.personal import GuardianContact
+from domain.values import Diagnosis, Provenance, check_known_diagnosis, check_not_in_future
+
+# -- values -----------------------------------------------------------------------------------------
+
+
+class EconomicStatus(StrEnum):
+    """Household economic status (feeds hardship and the focus categories)."""
+
+    ORDINARY = "ordinary"
+    LOW_INCOME = "minimum_living_allowance"  # 低保
+    EXTREME_POVERTY = "extreme_poverty"  # 特困
+    UNABLE_TO_PAY_TREATMENT = "unable_to_pay_treatment"
+
+
+class AdmissionKind(StrEnum):
+    """How a patient came into hospital (forced admission is a focus category)."""
+
+    VOLUNTARY = "voluntary"
+    INVOLUNTARY = "involuntary"  # 强制住院 / 非自愿住院
+
+
+class GuardianStatus(StrEnum):
+    """Who stands behind the patient."""
+
+    CAPABLE = "capable"
+    WEAK = "weak"  # 弱监护
+    NONE = "none"  # 无监护
+    SOCIAL = "social"  # 社会监护人 designated (Q-17)
+    UNKNOWN = "unknown"
+
+
+class Adherence(StrEnum):
+    """Medication adherence (规律 / 间断 / 不服药)."""
+
+    REGULAR = "regular"
+    INTERMITTENT = "intermittent"
+    NONE = "none"
+
+
+class IncidentKind(StrEnum):
+    """Incidents caused by a patient (轻度滋事, 肇事, 肇祸, 自伤, 自杀未遂)."""
+
+    MINOR_TROUBLE = "minor_trouble"
+    CAUSING_TROUBLE = "causing_trouble"
+    CAUSING_DISASTER = "causing_disaster"
+    SELF_HARM = "self_harm"
+    ATTEMPTED_SUICIDE = "attempted_suicide"
+
+
+class RefusalKind(StrEnum):
+    """What a patient or family refuses."""
+
+    VISITS = "visits"
+    MANAGEMENT = "management"
+    ADMISSION_BY_FAMILY = "admission_by_family"
+
+
+class ReviewTier(StrEnum):
+    """The three-tier review (三级三评)."""
+
+    COMMUNITY = "community"
+    TOWNSHIP = "township"
+    CITY = "city"
+
+
+class DeregistrationReason(StrEnum):
+    """Why a patient leaves the register."""
+
+    DEATH = "death"
+    MOVED_OUT = "moved_out"  # only after the destination accepted
+    DIAGNOSIS_REVOKED = "diagnosis_revoked"
+    OTHER = "other"
+
+
+MAX_DAYS_SUPPLIED = 180
+MAX_INCIDENT_SEVERITY = 3
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+class FactAfterDeregistration(DomainError):
+    """Nothing can happen to a patient after leaving the register (by occurred time)."""
+
+    code = "fact-after-deregistration"
+
+    def __init__(self, what: str, occurred_at: datetime, deregistered_at: datetime) -> None:
+        super().__init__(
+            f"{what} is dated {occurred_at.isoformat()}, after the patient left the register on "
+            f"{deregistered_at.isoformat()}; check the patient id or the date"
+        )
+
+
+class InvalidValue(DomainError):
+    """A value is not one of the allowed ones."""
+
+    code = "invalid-value"
+
+    def __init__(self, field: str, value: object, allowed: type[StrEnum]) -> None:
+        super().__init__(f"{field} {value!r} is not allowed; use one of: {', '.join(v.value for v in allowed)}")
+
+
+class OutOfRange(DomainError):
+    """A number is outside its range."""
+
+    code = "out-of-range"
+
+    def __init__(self, field: str, value: int, low: int, high: int) -> None:
+        super().__init__(f"{field} {value} is outside {low}-{high}; send a value from {low} to {high}")
+
+
+class NothingToRecord(DomainError):
+    """A fact must say something."""
+
+    code = "nothing-to-record"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} carries no value; send at least one field")
+
+
+class UnknownIncident(DomainError):
+    """A review or response must name a reported incident."""
+
+    code = "unknown-incident"
+    status = 404
+
+    def __init__(self, incident_id: UUID) -> None:
+        super().__init__(f"no incident {incident_id} was reported for this patient; report it first (or check the id)")
+
+
+class NoAcceptedMove(DomainError):
+    """Moved out means the destination accepted the handover first (no "accepted by nobody")."""
+
+    code = "move-not-accepted"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a patient can be deregistered as moved out only after the destination accepted the "
+            "handover; record the acceptance first, or keep the patient registered"
+        )
+
+
+class NoMoveReported(DomainError):
+    """A handover answer needs a reported move."""
+
+    code = "no-move-reported"
+
+    def __init__(self) -> None:
+        super().__init__("no move was reported for this patient; record the move report first")
+
+
+class AlreadyDeregistered(DomainError):
+    """A patient leaves the register once."""
+
+    code = "already-deregistered"
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("the patient has already left the register")
+
+
+def _choice(field: str, value: str, allowed: type[StrEnum]) -> str:
+    try:
+        return str(allowed(value))
+    except ValueError:
+        raise InvalidValue(field, value, allowed) from None
+
+
+def _in_range(field: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise OutOfRange(field, value, low, high)
+    return value
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "agency_id", "staff_id", "occurred_at", "message_id"}
+
+
+class FileFact(Aggregate.Event):
+    """A fact of the file: appended to ``facts[KIND]`` with its fields."""
+
+    KIND = ""
+    agency_id: str
+    staff_id: str | None
+    occurred_at: datetime
+    message_id: str
+
+    def apply(self, aggregate: Any) -> None:
+        entry = {"at": self.occurred_at, "key": self.message_id, "by": self.agency_id}
+        for f in dataclasses.fields(self):
+            if f.name not in _BASE_FIELDS:
+                entry[f.name] = getattr(self, f.name)
+        aggregate.facts.setdefault(self.KIND, []).append(entry)
+
+
+def _fact(topic: str, kind: str):
+    """Register a fact class under its stable topic (stored rows name it, never the module)."""
+
+    def register(cls):
+        cls.TOPIC = topic
+        cls.KIND = kind
+        register_topic(topic, cls)
+        return cls
+
+    return register
+
+
+@_fact("smd.CircumstancesRecorded", "circumstances")
+class CircumstancesRecorded(FileFact):
+    """Lives alone, can drive, family history, economic status (None: not stated this time)."""
+
+    lives_alone: bool | None
+    can_drive: bool | None
+    family_history: bool | None
+    economic_status: str | None
+
+
+@_fact("smd.ConfinementRecorded", "confinement")
+class ConfinementRecorded(FileFact):
+    """Confinement at home (关锁) found, or released: a rights issue, tracked."""
+
+    confined: bool
+
+
+@_fact("smd.DiagnosisRecorded", "diagnosis")
+class DiagnosisRecorded(FileFact):
+    """A diagnosis (one of the six), e.g. the psychiatric hospital's new-diagnosis push."""
+
+    diagnosis: str | None
+    revoked: bool
+    reason: str | None
+
+
+@_fact("smd.HospitalStayRecorded", "hospital")
+class HospitalStayRecorded(FileFact):
+    """AdmittedToHospital (admitted=True) or Discharged (admitted=False, with the plan)."""
+
+    admitted: bool
+    hospital: str | None
+    admission_kind: str | None
+    discharge_plan: str | None
+
+
+@_fact("smd.GuardianRecorded", "guardian")
+class GuardianRecorded(FileFact):
+    """GuardianAssigned / changed, or no / weak guardian, or a social guardian designated."""
+
+    status: str
+    contact: GuardianContact | None
+    designated_by: str | None
+
+
+@_fact("smd.GuardianshipAgreementSigned", "agreement")
+class GuardianshipAgreementSigned(FileFact):
+    """Guardianship agreement (监护责任书) signed by village, guardian and care team."""
+
+    signed_on: date
+
+
+@_fact("smd.LegalDutyNoticeGiven", "legal_duty_notice")
+class LegalDutyNoticeGiven(FileFact):
+    """The guardian was told of the legal duty of guardianship."""
+
+    given_on: date
+
+
+@_fact("smd.MedicationDispensed", "medication")
+class MedicationDispensed(FileFact):
+    """A pickup with the days it supplies; or a long-acting injection (its days of cover)."""
+
+    dispensed_on: date
+    days_supplied: int
+    long_acting_injection: bool
+
+
+@_fact("smd.AdherenceRecorded", "adherence")
+class AdherenceRecorded(FileFact):
+    """Medication adherence as assessed."""
+
+    adherence: str
+
+
+@_fact("smd.IncidentReported", "incident")
+class IncidentReported(FileFact):
+    """IncidentReported (肇事肇祸 and others) with its severity 1-3."""
+
+    incident_id: UUID
+    incident_kind: str
+    severity: int
+
+
+@_fact("smd.IncidentReviewed", "incident_review")
+class IncidentReviewed(FileFact):
+    """The governance center reviewed an incident."""
+
+    incident_id: UUID
+    outcome: str
+
+
+@_fact("smd.PoliceRespondedToIncident", "incident_response")
+class PoliceRespondedToIncident(FileFact):
+    """The police responded to an incident."""
+
+    incident_id: UUID
+    action: str
+
+
+@_fact("smd.PoliceManagementRecorded", "police_management")
+class PoliceManagementRecorded(FileFact):
+    """TakenUnderManagement (列管, under=True) or released from it (under=False)."""
+
+    under: bool
+
+
+@_fact("smd.WhereaboutsDeclared", "whereabouts")
+class WhereaboutsDeclared(FileFact):
+    """An agency declared the whereabouts unknown (known=False) or the patient located."""
+
+    known: bool
+
+
+@_fact("smd.MoveReported", "move")
+class MoveReported(FileFact):
+    """MoveReported: the patient moves (or moved) to another region or org unit."""
+
+    move_id: UUID
+    destination_region: str
+    destination_unit: str | None
+    moving_on: date
+
+
+@_fact("smd.HandoverAnswered", "handover")
+class HandoverAnswered(FileFact):
+    """HandoverAccepted / HandoverRejected, recorded by the destination in this deployment."""
+
+    move_id: UUID
+    accepted: bool
+    reason: str | None
+
+
+@_fact("smd.RefusalRecorded", "refusal")
+class RefusalRecorded(FileFact):
+    """A refusal (of visits, of management, of admission by the family), or its end."""
+
+    refusal: str
+    ended: bool
+
+
+@_fact("smd.ReviewRecorded", "review")
+class ReviewRecorded(FileFact):
+    """A tier of the three-tier review, with its outcome (level and class)."""
+
+    tier: str
+    risk_level: int
+    risk_class: str
+    outcome: str | None
+
+
+@_fact("smd.PatientDeregistered", "deregistration")
+class PatientDeregistered(FileFact):
+    """PatientDeregistered: the patient leaves the register."""
+
+    reason: str
+    note: str | None
+
+
+def _latest(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return max(entries, key=lambda e: (e["at"], e["key"]), default=None)
+
+
+# -- commands and derived state ----------------------------------------------------------------------
+
+
+class PatientFile:
+    """Commands and derived state of the file (mixed into ``Patient``)."""
+
+    facts: dict[str, list[dict[str, Any]]]
+    registered_at: datetime
+    diagnosis: str | None  # as registered
+
+    def _record(self, event: type[FileFact], what: str, by: Provenance, now: datetime, **fields: Any) -> None:
+        check_not_in_future(what, by.occurred_at, now)
+        dereg = self.deregistered_at
+        if dereg is not None and by.occurred_at > dereg:
+            raise FactAfterDeregistration(what, by.occurred_at, dereg)
+        self.trigger_event(event, timestamp=now, agency_id=by.agency_id, staff_id=by.staff_id,  # type: ignore[attr-defined]
+                           occurred_at=by.occurred_at, message_id=by.message_id, **fields)
+
+    def _entries(self, kind: str) -> list[dict[str, Any]]:
+        return self.__dict__.setdefault("facts", {}).get(kind, [])
+
+    # circumstances and confinement
+    def record_circumstances(self, by: Provenance, now: datetime, *, lives_alone: bool | None = None,
+                             can_drive: bool | None = None, family_history: bool | None = None,
+                             economic_status: str | None = None) -> None:
+        """Record what is known of the patient's circumstances (None: not stated)."""
+        if lives_alone is None and can_drive is None and family_history is None and economic_status is None:
+            raise NothingToRecord("the circumstances report")
+        status = _choice("economic_status", economic_status, EconomicStatus) if economic_status else None
+        self._record(CircumstancesRecorded, "the circumstances report", by, now, lives_alone=lives_alone,
+                     can_drive=can_drive, family_history=family_history, economic_status=status)
+
+    def record_confinement(self, by: Provenance, now: datetime, *, confined: bool) -> None:
+        """Record that the patient is confined at home (关锁), or was released."""
+        self._record(ConfinementRecorded, "the confinement report", by, now, confined=confined)
+
+    def _circumstance(self, name: str) -> Any:
+        stated = [e for e in self._entries("circumstances") if e[name] is not None]
+        latest = _latest(stated)
+        return None if latest is None else latest[name]
+
+    @property
+    def lives_alone(self) -> bool | None:
+        """Whether the patient lives alone (latest statement)."""
+        return self._circumstance("lives_alone")
+
+    @property
+    def can_drive(self) -> bool | None:
+        """Whether the patient can drive (latest statement)."""
+        return self._circumstance("can_drive")
+
+    @property
+    def family_history(self) -> bool | None:
+        """Whether there is a family history (latest statement)."""
+        return self._circumstance("family_history")
+
+    @property
+    def economic_status(self) -> str | None:
+        """The household's economic status (latest statement)."""
+        return self._circumstance("economic_status")
+
+    @property
+    def confined(self) -> bool:
+        """Confined at home now (关锁)."""
+        latest = _latest(self._entries("confinement"))
+        return bool(latest and latest["confined"])
+
+    # diagnosis and hospital
+    def record_diagnosis(self, by: Provenance, now: datetime, *, diagnosis: str) -> None:
+        """Record a diagnosis (one of the six disorders)."""
+        self._record(DiagnosisRecorded, "the diagnosis", by, now, diagnosis=str(check_known_diagnosis(diagnosis)),
+                     revoked=False, reason=None)
+
+    def revoke_diagnosis(self, by: Provenance, now: datetime, *, reason: str) -> None:
+        """Record that the diagnosis was revoked."""
+        self._record(DiagnosisRecorded, "the diagnosis revocation", by, now, diagnosis=None, revoked=True, reason=reason)
+
+    @property
+    def current_diagnosis(self) -> Diagnosis | None:
+        """The diagnosis in force: the latest recorded or revoked, else the registration's."""
+        latest = _latest(self._entries("diagnosis"))
+        if latest is None:
+            return Diagnosis(self.diagnosis) if self.diagnosis else None
+        return None if latest["revoked"] else Diagnosis(latest["diagnosis"])
+
+    def admit(self, by: Provenance, now: datetime, *, hospital: str, admission_kind: str) -> None:
+        """Record an admission to hospital (voluntary or involuntary)."""
+        kind = _choice("admission_kind", admission_kind, AdmissionKind)
+        self._record(HospitalStayRecorded, "the admission", by, now, admitted=True, hospital=hospital,
+                     admission_kind=kind, discharge_plan=None)
+
+    def discharge(self, by: Provenance, now: datetime, *, discharge_plan: str | None = None) -> None:
+        """Record a discharge, with the discharge plan."""
+        self._record(HospitalStayRecorded, "the discharge", by, now, admitted=False, hospital=None,
+                     admission_kind=None, discharge_plan=discharge_plan)
+
+    @property
+    def in_hospital(self) -> bool:
+        """In hospital now (else at home)."""
+        latest = _latest(self._entries("hospital"))
+        return bool(latest and latest["admitted"])
+
+    @property
+    def ever_admitted_involuntarily(self) -> bool:
+        """Any involuntary (forced) admission on record."""
+        return any(e["admission_kind"] == AdmissionKind.INVOLUNTARY for e in self._entries("hospital"))
+
+    @property
+    def last_discharged_at(self) -> datetime | None:
+        """When the latest discharge took place."""
+        latest = _latest([e for e in self._entries("hospital") if not e["admitted"]])
+        return None if latest is None else latest["at"]
+
+    # guardianship
+    def assign_guardian(self, by: Provenance, now: datetime, *, contact: GuardianContact, weak: bool = False) -> None:
+        """Record the guardian (assigned or changed), capable or weak."""
+        status = GuardianStatus.WEAK if weak else GuardianStatus.CAPABLE
+        self._record(GuardianRecorded, "the guardian", by, now, status=str(status), contact=contact, designated_by=None)
+
+    def record_no_guardian(self, by: Provenance, now: datetime) -> None:
+        """Record that the patient has no guardian."""
+        self._record(GuardianRecorded, "the guardian status", by, now, status=str(GuardianStatus.NONE), contact=None,
+                     designated_by=None)
+
+    def designate_social_guardian(self, by: Provenance, now: datetime, *, designated_by: str,
+                                  contact: GuardianContact | None = None) -> None:
+        """Record the social guardian designated by a committee or civil affairs (Q-17)."""
+        self._record(GuardianRecorded, "the social guardian", by, now, status=str(GuardianStatus.SOCIAL),
+                     contact=contact, designated_by=designated_by)
+
+    def sign_guardianship_agreement(self, by: Provenance, now: datetime, *, signed_on: date) -> None:
+        """Record the signed guardianship agreement."""
+        self._record(GuardianshipAgreementSigned, "the guardianship agreement", by, now, signed_on=signed_on)
+
+    def give_legal_duty_notice(self, by: Provenance, now: datetime, *, given_on: date) -> None:
+        """Record that the guardian was told of the legal duty."""
+        self._record(LegalDutyNoticeGiven, "the legal-duty notice", by, now, given_on=given_on)
+
+    @property
+    def guardian_status(self) -> GuardianStatus:
+        """The guardian situation now."""
+        latest = _latest(self._entries("guardian"))
+        return GuardianStatus.UNKNOWN if latest is None else GuardianStatus(latest["status"])
+
+    @property
+    def guardian_contact(self) -> GuardianContact | None:
+        """How to reach the guardian (personal: sealed in storage)."""
+        latest = _latest([e for e in self._entries("guardian") if e["contact"] is not None])
+        return None if latest is None else latest["contact"]
+
+    @property
+    def guardianship_agreement_signed_on(self) -> date | None:
+        """When the latest agreement was signed."""
+        latest = _latest(self._entries("agreement"))
+        return None if latest is None else latest["signed_on"]
+
+    # medication
+    def dispense_medication(self, by: Provenance, now: datetime, *, dispensed_on: date, days_supplied: int,
+                            long_acting_injection: bool = False) -> None:
+        """Record a pickup (or a long-acting injection) and the days it covers."""
+        _in_range("days_supplied", days_supplied, 1, MAX_DAYS_SUPPLIED)
+        if dispensed_on > now.date():
+            check_not_in_future("the pickup date", datetime.combine(dispensed_on, datetime.min.time(), now.tzinfo), now)
+        self._record(MedicationDispensed, "the medication pickup", by, now, dispensed_on=dispensed_on,
+                     days_supplied=days_supplied, long_acting_injection=long_acting_injection)
+
+    def record_adherence(self, by: Provenance, now: datetime, *, adherence: str) -> None:
+        """Record the assessed medication adherence."""
+        self._record(AdherenceRecorded, "the adherence", by, now, adherence=_choice("adherence", adherence, Adherence))
+
+    @property
+    def supply_ends_on(self) -> date | None:
+        """The day the medication runs out: pickups by date, leftover supply carried over."""
+        end: date | None = None
+        for e in sorted(self._entries("medication"), key=lambda e: (e["dispensed_on"], e["key"])):
+            start = e["dispensed_on"] if end is None or end < e["dispensed_on"] else end
+            end = start + timedelta(days=e["days_supplied"])
+        return end
+
+    @property
+    def adherence(self) -> Adherence | None:
+        """The latest assessed adherence."""
+        latest = _latest(self._entries("adherence"))
+        return None if latest is None else Adherence(latest["adherence"])
+
+    # incidents
+    def report_incident(self, by: Provenance, now: datetime, *, incident_id: UUID, incident_kind: str,
+                        severity: int) -> bool:
+        """Record an incident; the same incident id again is the same fact (False)."""
+        kind = _choice("incident_kind", incident_kind, IncidentKind)
+        _in_range("severity", severity, 1, MAX_INCIDENT_SEVERITY)
+        if any(e["incident_id"] == incident_id for e in self._entries("incident")):
+            return False
+        self._record(IncidentReported, "the incident", by, now, incident_id=incident_id, incident_kind=kind,
+                     severity=severity)
+        return True
+
+    def _check_incident(self, incident_id: UUID) -> None:
+        if not any(e["incident_id"] == incident_id for e in self._entries("incident")):
+            raise UnknownIncident(incident_id)
+
+    def review_incident(self, by: Provenance, now: datetime, *, incident_id: UUID, outcome: str) -> None:
+        """Record the governance center's review of an incident."""
+        self._check_incident(incident_id)
+        self._record(IncidentReviewed, "the incident review", by, now, incident_id=incident_id, outcome=outcome)
+
+    def respond_to_incident(self, by: Provenance, now: datetime, *, incident_id: UUID, action: str) -> None:
+        """Record the police response to an incident."""
+        self._check_incident(incident_id)
+        self._record(PoliceRespondedToIncident, "the police response", by, now, incident_id=incident_id, action=action)
+
+    def incident_status(self, incident_id: UUID) -> dict[str, bool]:
+        """Whether an incident was reviewed and responded to."""
+        return {
+            "reviewed": any(e["incident_id"] == incident_id for e in self._entries("incident_review")),
+            "responded": any(e["incident_id"] == incident_id for e in self._entries("incident_response")),
+        }
+
+    @property
+    def has_incident_history(self) -> bool:
+        """Any incident on record (a focus category)."""
+        return bool(self._entries("incident"))
+
+    # police management and whereabouts
+    def take_under_management(self, by: Provenance, now: datetime) -> None:
+        """Record that the police took the patient under management (列管)."""
+        self._record(PoliceManagementRecorded, "the police management", by, now, under=True)
+
+    def release_from_management(self, by: Provenance, now: datetime) -> None:
+        """Record that the police released the patient from management."""
+        self._record(PoliceManagementRecorded, "the release from police management", by, now, under=False)
+
+    @property
+    def under_police_management(self) -> bool:
+        """Under police management (列管) now."""
+        latest = _latest(self._entries("police_management"))
+        return bool(latest and latest["under"])
+
+    def declare_whereabouts_unknown(self, by: Provenance, now: datetime) -> None:
+        """An agency declares the patient's whereabouts unknown."""
+        self._record(WhereaboutsDeclared, "the whereabouts report", by, now, known=False)
+
+    def declare_located(self, by: Provenance, now: datetime) -> None:
+        """An agency declares the patient located."""
+        self._record(WhereaboutsDeclared, "the located report", by, now, known=True)
+
+    @property
+    def declared_whereabouts_unknown(self) -> bool:
+        """An agency's latest declaration says whereabouts unknown (the derived lost status is
+        the coordination engine's)."""
+        latest = _latest(self._entries("whereabouts"))
+        return bool(latest and not latest["known"])
+
+    # moves and handovers
+    def report_move(self, by: Provenance, now: datetime, *, move_id: UUID, destination_region: str,
+                    destination_unit: str | None, moving_on: date) -> bool:
+        """Record a move (the same move id again is the same fact: False)."""
+        if any(e["move_id"] == move_id for e in self._entries("move")):
+            return False
+        self._record(MoveReported, "the move report", by, now, move_id=move_id,
+                     destination_region=destination_region, destination_unit=destination_unit, moving_on=moving_on)
+        return True
+
+    def answer_handover(self, by: Provenance, now: datetime, *, move_id: UUID, accepted: bool,
+                        reason: str | None = None) -> None:
+        """Record the destination's acceptance or rejection of a reported move."""
+        if not any(e["move_id"] == move_id for e in self._entries("move")):
+            raise NoMoveReported()
+        self._record(HandoverAnswered, "the handover answer", by, now, move_id=move_id, accepted=accepted,
+                     reason=reason)
+
+    @property
+    def move_status(self) -> str | None:
+        """The latest move: "pending", "accepted" or "rejected" (None: no move reported)."""
+        move = _latest(self._entries("move"))
+        if move is None:
+            return None
+        answer = _latest([e for e in self._entries("handover") if e["move_id"] == move["move_id"]])
+        if answer is None:
+            return "pending"
+        return "accepted" if answer["accepted"] else "rejected"
+
+    # refusals and reviews
+    def record_refusal(self, by: Provenance, now: datetime, *, refusal: str, ended: bool = False) -> None:
+        """Record a refusal (or that it ended)."""
+        self._record(RefusalRecorded, "the refusal", by, now, refusal=_choice("refusal", refusal, RefusalKind),
+                     ended=ended)
+
+    def refuses(self, refusal: RefusalKind) -> bool:
+        """Whether the latest report of this refusal says it holds."""
+        latest = _latest([e for e in self._entries("refusal") if e["refusal"] == refusal])
+        return bool(latest and not latest["ended"])
+
+    def record_review(self, by: Provenance, now: datetime, *, tier: str, risk_level: int, risk_class: str,
+                      outcome: str | None = None) -> None:
+        """Record a tier of the three-tier review with its outcome."""
+        from domain.values import RiskClass, check_class_consistent_with_level, check_risk_level_in_range
+
+        check_risk_level_in_range(risk_level)
+        check_class_consistent_with_level(risk_level, RiskClass(_choice("risk_class", risk_class, RiskClass)))
+        self._record(ReviewRecorded, "the review", by, now, tier=_choice("tier", tier, ReviewTier),
+                     risk_level=risk_level, risk_class=risk_class, outcome=outcome)
+
+    def review(self, tier: ReviewTier) -> dict[str, Any] | None:
+        """The latest review of a tier (level, class, outcome, when)."""
+        latest = _latest([e for e in self._entries("review") if e["tier"] == tier])
+        return None if latest is None else {k: latest[k] for k in ("at", "risk_level", "risk_class", "outcome")}
+
+    # deregistration
+    def deregister(self, by: Provenance, now: datetime, *, reason: str, note: str | None = None) -> None:
+        """The patient leaves the register; moved out needs an accepted handover first."""
+        why = _choice("reason", reason, DeregistrationReason)
+        if self.deregistered_at is not None:
+            raise AlreadyDeregistered()
+        if why == DeregistrationReason.MOVED_OUT and self.move_status != "accepted":
+            raise NoAcceptedMove()
+        self._record(PatientDeregistered, "the deregistration", by, now, reason=why, note=note)
+
+    @property
+    def deregistered_at(self) -> datetime | None:
+        """When the patient left the register (None: registered)."""
+        latest = _latest(self._entries("deregistration"))
+        return None if latest is None else latest["at"]
+
+    @property
+    def deregistration_reason(self) -> str | None:
+        """Why the patient left the register."""
+        latest = _latest(self._entries("deregistration"))
+        return None if latest is None else latest["reason"]
