@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.me import MeController
+from api.obligations import ObligationsController
 from api.patients import PatientSearchController
 from api.work_queue import WorkQueueController
 from api.middleware import RequestLogMiddleware
@@ -39,7 +40,7 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
 
     return Litestar(
         route_handlers=[HealthController, MeController, EventsController, envelope_schema, WorkQueueController,
-                        PatientSearchController],
+                        PatientSearchController, ObligationsController],
         state=State({"services": services}),  # api.auth.agency_guard reads it
         dependencies={"services": Provide(provide_services)},
         exception_handlers=exception_handlers,  # type: ignore[arg-type]

@@ -36,6 +36,9 @@ class QueueItem(msgspec.Struct):
     status: str
     assigned_at: datetime
     episode_key: str
+    overdue: bool = False
+    escalated_to: str | None = None
+    closed_note: str | None = None
 
 
 class QueuePage(msgspec.Struct):
@@ -49,7 +52,8 @@ def page(rows: list[QueueRow], limit: int) -> QueuePage:
     items = [QueueItem(obligation_id=r.obligation_id, kind=r.kind, rule=r.rule, action=r.action,
                        patient_id=r.patient_id, assignee=r.assignee, residence=r.residence, due_at=r.due_at,
                        risk_level=r.risk_level, status=r.status, assigned_at=r.assigned_at,
-                       episode_key=r.episode_key) for r in rows]
+                       episode_key=r.episode_key, overdue=r.overdue, escalated_to=r.escalated_to,
+                       closed_note=r.closed_note) for r in rows]
     return QueuePage(items=items, next=rows[-1].position if len(rows) == limit else None)
 
 

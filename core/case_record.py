@@ -25,7 +25,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder
 
-from core import identity
+from core import identity, suspected_cases
 from core.contract import (
     IdentityConfirmedV1,
     InboundEvent,
@@ -42,6 +42,7 @@ from core.mapper import PersonalDataMapper, register_transcodings
 from domain.errors import DuplicateMessageConflict, PatientAlreadyRegistered, PatientNotFound
 from domain.patient import Patient
 from domain.receipt import Receipt, receipt_id
+from domain.suspected_case import SuspectedCase
 from domain.values import Provenance, RiskClass
 
 Clock = Callable[[], datetime]
@@ -194,6 +195,8 @@ class CaseRecord(Application[UUID]):
                 patient = self.patient(event.subject)
                 patient.assess_risk(by, now, risk_level=d.risk_level, risk_class=RiskClass(d.risk_class))
                 return [patient], "recorded"
+            case _ if type(event) in suspected_cases.EVENTS:
+                return suspected_cases.decide(self, event, by, now), "recorded"  # case (+ patient when registered)
             case _ if type(event) in FILE_COMMANDS:
                 patient = self.patient(event.subject)
                 changed = FILE_COMMANDS[type(event)](patient, by, now, event.data)
@@ -211,6 +214,10 @@ class CaseRecord(Application[UUID]):
         if not isinstance(patient, Patient):
             raise PatientNotFound(patient_id)
         return patient
+
+    def suspected_case(self, case_id: UUID) -> SuspectedCase:
+        """The suspected case, or SuspectedCaseNotFound."""
+        return suspected_cases.load(self, case_id)
 
     def _exists(self, aggregate_id: UUID) -> bool:
         try:

@@ -430,6 +430,185 @@ FILE_EVENTS = (
 )
 
 
+
+# -- the patient's file, part 2: care team, contacts, aid; suspected cases (issue 8) ---------------
+
+CareRoleName = Literal["guardian", "community_worker", "mental_health_staff", "community_police", "grid_worker"]
+AidTypeName = Literal["minimum_living_allowance", "extreme_poverty_support", "temporary_aid", "guardian_subsidy",
+                      "disability_certificate", "long_acting_injection_coverage", "special_disease_status"]
+Yuan = Annotated[int, msgspec.Meta(ge=0, le=1_000_000, description="An amount in whole yuan.")]
+Month = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="A month, YYYY-MM.")]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class CareTeamMemberData(Contract, kw_only=True):
+    """Who the member is (stored encrypted)."""
+
+    name: ShortText
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+
+
+class CareTeamMemberAssignedData(Contract, kw_only=True):
+    """A member takes a role of the care team (replacing the holder, if any)."""
+
+    role: CareRoleName
+    member: CareTeamMemberData
+    member_agency: AgencyId | None = None
+
+
+class CareTeamMemberRemovedData(Contract, kw_only=True):
+    """A role of the care team is left empty."""
+
+    role: CareRoleName
+    reason: Note | None = None
+
+
+class CareTeamContactData(Contract, kw_only=True):
+    """A care-team contact: who (role; the member's agency when not the sender), how, with what outcome."""
+
+    role: CareRoleName
+    mode: Literal["visit", "phone", "video", "other"]
+    outcome: Literal["reached", "not_reached", "refused"]
+    member_agency: AgencyId | None = None
+    note: Note | None = None
+
+
+class AidAppliedData(Contract, kw_only=True):
+    """An application for an aid type."""
+
+    aid_type: AidTypeName
+    note: Note | None = None
+
+
+class AidGrantedData(Contract, kw_only=True):
+    """An aid type granted; a disability certificate may carry its grade (1 most severe - 4)."""
+
+    aid_type: AidTypeName
+    amount_yuan: Yuan | None = None
+    disability_grade: Annotated[int, msgspec.Meta(ge=1, le=4)] | None = None
+    note: Note | None = None
+
+
+class AidDecisionData(Contract, kw_only=True):
+    """A finding of ineligibility or a revocation, with the reason."""
+
+    aid_type: AidTypeName
+    reason: Reason
+
+
+class GuardianSubsidyCollectedData(Contract, kw_only=True):
+    """The month whose guardian subsidy the guardian collected in person."""
+
+    month: Month
+    amount_yuan: Yuan | None = None
+
+
+class SuspectedPersonData(Contract, kw_only=True):
+    """What is known of the person (stored encrypted); all optional."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    description: Note | None = None
+
+
+class CaseReporterData(Contract, kw_only=True):
+    """A person who reported the case to the sending agency (stored encrypted)."""
+
+    name: ShortText
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    relation: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class SuspectedCaseReportedData(Contract, kw_only=True):
+    """A suspected case: what was seen (stored encrypted), where (org unit), and who, if known."""
+
+    observed: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    seen_in: OrgUnitId
+    person: SuspectedPersonData | None = None
+    reporter: CaseReporterData | None = None
+
+
+class SuspectedCaseAssessedData(Contract, kw_only=True):
+    """The health center's assessment of a suspected case."""
+
+    outcome: Literal["suspected_severe_disorder", "no_severe_disorder", "not_assessable"]
+    note: Note | None = None
+
+
+class SuspectedCaseRegisteredData(Contract, kw_only=True):
+    """The registered patient the suspected case became (registered first, with its own id)."""
+
+    patient_id: UUID
+
+
+class SuspectedCaseDismissedData(Contract, kw_only=True):
+    """Why a suspected case ends without a registration."""
+
+    reason: Literal["no_severe_disorder", "not_found", "duplicate_report", "other"]
+    note: Note | None = None
+
+
+class CareTeamMemberAssignedV1(Envelope, tag="cn.smd.care-team-member.assigned.v1", kw_only=True):
+    data: CareTeamMemberAssignedData
+
+
+class CareTeamMemberRemovedV1(Envelope, tag="cn.smd.care-team-member.removed.v1", kw_only=True):
+    data: CareTeamMemberRemovedData
+
+
+class CareTeamContactRecordedV1(Envelope, tag="cn.smd.care-team-contact.recorded.v1", kw_only=True):
+    data: CareTeamContactData
+
+
+class AidAppliedV1(Envelope, tag="cn.smd.aid.applied.v1", kw_only=True):
+    data: AidAppliedData
+
+
+class AidGrantedV1(Envelope, tag="cn.smd.aid.granted.v1", kw_only=True):
+    data: AidGrantedData
+
+
+class AidFoundIneligibleV1(Envelope, tag="cn.smd.aid.found-ineligible.v1", kw_only=True):
+    data: AidDecisionData
+
+
+class AidRevokedV1(Envelope, tag="cn.smd.aid.revoked.v1", kw_only=True):
+    data: AidDecisionData
+
+
+class GuardianSubsidyCollectedV1(Envelope, tag="cn.smd.guardian-subsidy.collected.v1", kw_only=True):
+    data: GuardianSubsidyCollectedData
+
+
+class SuspectedCaseReportedV1(Envelope, tag="cn.smd.suspected-case.reported.v1", kw_only=True):
+    """``subject`` is the case id: a UUID the reporter chooses."""
+
+    data: SuspectedCaseReportedData
+
+
+class SuspectedCaseAssessedV1(Envelope, tag="cn.smd.suspected-case.assessed.v1", kw_only=True):
+    data: SuspectedCaseAssessedData
+
+
+class SuspectedCaseRegisteredV1(Envelope, tag="cn.smd.suspected-case.registered.v1", kw_only=True):
+    data: SuspectedCaseRegisteredData
+
+
+class SuspectedCaseDismissedV1(Envelope, tag="cn.smd.suspected-case.dismissed.v1", kw_only=True):
+    data: SuspectedCaseDismissedData
+
+
+#: Facts of the patient's file, part 2 (their subject is the patient; commands in core/file_commands.py).
+CARE_EVENTS = (
+    CareTeamMemberAssignedV1, CareTeamMemberRemovedV1, CareTeamContactRecordedV1, AidAppliedV1, AidGrantedV1,
+    AidFoundIneligibleV1, AidRevokedV1, GuardianSubsidyCollectedV1,
+)
+#: Facts of a suspected case (their subject is the case; decided in core/suspected_cases.py).
+SUSPECTED_CASE_EVENTS = (SuspectedCaseReportedV1, SuspectedCaseAssessedV1, SuspectedCaseRegisteredV1,
+                         SuspectedCaseDismissedV1)
+
+
 InboundEvent = (
     PatientRegisteredV1
     | VisitRecordedV1
@@ -442,6 +621,9 @@ InboundEvent = (
     | IncidentReportedV1 | IncidentReviewedV1 | PoliceRespondedV1 | TakenUnderManagementV1 | ReleasedFromManagementV1
     | WhereaboutsUnknownDeclaredV1 | LocatedV1 | MoveReportedV1 | HandoverAcceptedV1 | HandoverRejectedV1
     | RefusalRecordedV1 | ReviewRecordedV1 | PatientDeregisteredV1
+    | CareTeamMemberAssignedV1 | CareTeamMemberRemovedV1 | CareTeamContactRecordedV1 | AidAppliedV1 | AidGrantedV1
+    | AidFoundIneligibleV1 | AidRevokedV1 | GuardianSubsidyCollectedV1
+    | SuspectedCaseReportedV1 | SuspectedCaseAssessedV1 | SuspectedCaseRegisteredV1 | SuspectedCaseDismissedV1
 )
 EVENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in InboundEvent.__args__)  # type: ignore[attr-defined,misc]
 

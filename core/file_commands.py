@@ -10,7 +10,7 @@ from msgspec.structs import asdict
 
 from core import contract as c
 from domain.patient import Patient
-from domain.personal import GuardianContact
+from domain.personal import CareTeamMember, GuardianContact
 from domain.values import Provenance
 
 #: A command returns False when the fact was already recorded (the same incident or move id).
@@ -52,4 +52,17 @@ FILE_COMMANDS: dict[type, Command] = {
     c.ReviewRecordedV1: lambda p, by, now, d: p.record_review(by, now, **asdict(d)),
     c.PatientDeregisteredV1: lambda p, by, now, d: p.deregister(by, now, **asdict(d)),
 }
-assert set(FILE_COMMANDS) == set(c.FILE_EVENTS), "every file fact has a command"
+
+# the patient's file, part 2 (issue 8): care team, contacts, aid
+FILE_COMMANDS |= {
+    c.CareTeamMemberAssignedV1: lambda p, by, now, d: p.assign_care_team_member(
+        by, now, role=d.role, member=CareTeamMember(**asdict(d.member)), member_agency=d.member_agency),
+    c.CareTeamMemberRemovedV1: lambda p, by, now, d: p.remove_care_team_member(by, now, **asdict(d)),
+    c.CareTeamContactRecordedV1: lambda p, by, now, d: p.record_care_team_contact(by, now, **asdict(d)),
+    c.AidAppliedV1: lambda p, by, now, d: p.apply_for_aid(by, now, **asdict(d)),
+    c.AidGrantedV1: lambda p, by, now, d: p.grant_aid(by, now, **asdict(d)),
+    c.AidFoundIneligibleV1: lambda p, by, now, d: p.find_ineligible_for_aid(by, now, **asdict(d)),
+    c.AidRevokedV1: lambda p, by, now, d: p.revoke_aid(by, now, **asdict(d)),
+    c.GuardianSubsidyCollectedV1: lambda p, by, now, d: p.record_guardian_subsidy_collected(by, now, **asdict(d)),
+}
+assert set(FILE_COMMANDS) == set(c.FILE_EVENTS) | set(c.CARE_EVENTS), "every file fact has a command"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from core.case_record import CaseRecord, Recorded
 from core.contract import decode_event
 from core.registry import RegistryView
-from domain.access import check_may_record, check_source, may_search_by_id_number
+from domain.access import check_may_record, check_may_record_aid, check_source, may_search_by_id_number
 from domain.errors import DomainError
 from domain.identity_errors import IdNumberAlreadyRegistered
 
@@ -46,6 +46,9 @@ def accept(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_i
     if event.region is not None and event.region != registry.region:
         raise WrongRegion(event.region, registry.region)
     check_may_record(agency_id, agency.kind, event.event_type)
+    aid_type = getattr(event.data, "aid_type", None)
+    if aid_type is not None:  # aid is recordable per aid type, not only per event type
+        check_may_record_aid(agency_id, agency.kind, aid_type)
     try:
         return case_record.record(event, agency_id)
     except IdNumberAlreadyRegistered as e:

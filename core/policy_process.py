@@ -13,26 +13,40 @@ import threading
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from core.case_record import CaseRecord
 from core.registry import REGION_TZ, RegistryView
+from domain.lost import LostEpisode
 from domain.obligation import Obligation
-from domain.patient import Patient
-from domain.policies import RuleSettings, Trigger, entered_high_risk, r1_high_risk_management
+from domain.patient import Fact, Patient
+from domain.patient_file import FileFact
+from domain.policies import RuleSettings, Trigger, decide
 from domain.registry import AgencyKind
 from ops.logging import get_logger
 
 log = get_logger(__name__)
 
-#: Facts that can change a patient's risk level (R1's triggers).
-RISK_TOPICS = frozenset({"smd.VisitRecorded", "smd.RiskAssessed"})
+def _topics(base: type) -> set[str]:
+    found, todo = set(), [base]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__dict__.get("TOPIC"):
+            found.add(cls.TOPIC)
+    return found
+
+
+#: Every patient fact: any of them can open, complete or cancel something.
+PATIENT_TOPICS = frozenset(_topics(Fact) | _topics(FileFact))
 
 
 class PolicyProcess:
     """Follows the case record's notification log with a tracked position."""
 
     name = "policies"
+    attempts = 5
 
     def __init__(self, case_record: CaseRecord, registry: RegistryView, settings: RuleSettings | None = None) -> None:
         self.case_record = case_record
@@ -48,67 +62,117 @@ class PolicyProcess:
     def run_once(self, limit: int = 200) -> int:
         """Handle the next batch of notifications; returns how many were read (0: caught up)."""
         with self._lock:
-            return self._run_once(limit)
+            for _ in range(self.attempts):
+                notifications = self.case_record.recorder.select_notifications(self.position + 1, limit)
+                if not notifications:
+                    return 0
+                work = _UnitOfWork(self.case_record)
+                events: list[Any] = []
+                for n in notifications:
+                    if n.topic in PATIENT_TOPICS:
+                        self._decide(n, work)
+                        events += work.collect()  # in trigger order: a batch records what one-by-one would
+                try:
+                    self.case_record.events.put(events, tracking=Tracking(self.name, notifications[-1].id))
+                except IntegrityError:
+                    # Another process moved on first, or an agency acknowledged an obligation we
+                    # were changing: decide the batch again from what is stored now.
+                    continue
+                for e in events:
+                    log.info("policy recorded", topic=type(e).TOPIC, aggregate_id=str(e.originator_id),
+                             version=e.originator_version)
+                return len(notifications)
+            raise ConcurrentPolicyConflict(self.attempts)
 
-    def _run_once(self, limit: int) -> int:
-        recorder = self.case_record.recorder
-        notifications = recorder.select_notifications(self.position + 1, limit)
-        if not notifications:
-            return 0
-        opened = [o for n in notifications if n.topic in RISK_TOPICS for o in self._decide(n)]
-        self._record(opened, notifications[-1].id)
-        return len(notifications)
-
-    def _record(self, opened: list[Obligation], position: int) -> None:
-        tracking = Tracking(self.name, position)
-        events = [e for o in opened for e in o.collect_events()]
-        try:
-            self.case_record.events.put(events, tracking=tracking)
-        except IntegrityError:
-            # Another process already recorded this batch (its tracking moved on), or some of
-            # these obligations exist already: record only what is missing, or nothing.
-            if self.position >= position:
-                return
-            missing = [e for e in events if not self._exists(e.originator_id)]
-            self.case_record.events.put(missing, tracking=tracking)
-        for o in opened:
-            log.info("obligation assigned", rule=o.rule, kind=o.kind, obligation_id=str(o.id),
-                     assignee=o.assignee, trigger_position=o.trigger_position)
-
-    def _exists(self, aggregate_id: UUID) -> bool:
-        return bool(self.case_record.recorder.select_events(aggregate_id, limit=1))
-
-    def _decide(self, notification: Notification) -> list[Obligation]:
+    def _decide(self, notification: Notification, work: _UnitOfWork) -> None:
         patient_id, version = notification.originator_id, notification.originator_version
         fact: Any = self.case_record.mapper.to_domain_event(notification)
-        after: Patient = self.case_record.repository.get(patient_id)
-        if after.version != version:  # behind the live stream (catch-up, replay): as of then
-            after = self.case_record.repository.get(patient_id, version=version)
-        level_before = after.risk_level_before(fact.message_id)
+        patient: Patient = self.case_record.repository.get(patient_id)
+        if patient.version != version:  # behind the live stream (catch-up, replay): as of then
+            patient = self.case_record.repository.get(patient_id, version=version)
         trigger = Trigger(
             patient_id=patient_id,
             message_id=fact.message_id,
             position=notification.id,
             recorded_at=fact.timestamp,
-            residence=after.residence,
+            residence=patient.residence,
+            topic=notification.topic,
+            version=version,
         )
         on = trigger.recorded_at.astimezone(REGION_TZ).date()
 
         def responsible(kind: AgencyKind) -> str | None:
-            return self.registry.responsible(after.residence, kind, on, as_of_position=notification.id)
+            return self.registry.responsible(patient.residence, kind, on, as_of_position=notification.id)
 
-        decided = r1_high_risk_management(
-            trigger, level_before, after.risk_level, responsible, self.settings
-        )
-        if not decided and entered_high_risk(level_before, after.risk_level):
-            log.error("no agency to notify", rule="R1", patient_id=str(patient_id), residence=after.residence)
-        return [
-            Obligation.assign(
-                id=a.id, kind=a.kind, rule=a.rule, action=a.action, patient_id=patient_id,
-                episode_key=a.episode_key, assignee=a.assignee, residence=after.residence, due_at=a.due_at,
-                trigger_message_id=trigger.message_id, trigger_position=trigger.position,
-                risk_level=a.risk_level, now=trigger.recorded_at,
-            )
-            for a in decided
-        ]
+        decisions = decide(trigger, patient, responsible, self.settings)
+        now = trigger.recorded_at  # "now" for a policy is the trigger's recorded time
+        for a in decisions.opened:
+            if work.get(a.id) is None:
+                work.add(Obligation.assign(
+                    id=a.id, kind=a.kind, rule=a.rule, action=a.action, patient_id=patient_id,
+                    episode_key=a.episode_key, assignee=a.assignee, residence=patient.residence, due_at=a.due_at,
+                    trigger_message_id=trigger.message_id, trigger_position=trigger.position,
+                    risk_level=a.risk_level, now=now,
+                ))
+        for obligation_id, fulfilled_by in decisions.completed:
+            obligation = work.get(obligation_id)
+            if obligation is not None:
+                obligation.complete(now, fulfilled_by=fulfilled_by)
+        for obligation_id, reason, because_of in decisions.cancelled:
+            obligation = work.get(obligation_id)
+            if obligation is not None:
+                obligation.cancel(now, reason=reason, because_of=because_of)
+        for what, episode_id, key in decisions.lost:
+            episode = work.get(episode_id)
+            if what == "derived" and episode is None:
+                work.add(LostEpisode.derive(episode_id, patient_id, key, now))
+            elif what == "withdrawn" and episode is not None:
+                episode.withdraw(key, now)
+            elif what == "ended" and episode is not None:
+                episode.end(key, now)
 
+
+class ConcurrentPolicyConflict(Exception):
+    """The batch kept colliding with other writers; the runner will try again later."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"the policy batch collided with other writers {attempts} times")
+
+
+class _UnitOfWork:
+    """The aggregates one batch touches: loaded once, changed in memory, saved together."""
+
+    def __init__(self, case_record: CaseRecord) -> None:
+        self.case_record = case_record
+        self.touched: dict[UUID, Any] = {}
+        self.missing: set[UUID] = set()
+        self._recent: list[UUID] = []  # touched since the last collect, in order
+
+    def _touch(self, aggregate_id: UUID) -> None:
+        if aggregate_id not in self._recent:
+            self._recent.append(aggregate_id)
+
+    def get(self, aggregate_id: UUID) -> Any:
+        if aggregate_id in self.touched:
+            self._touch(aggregate_id)
+            return self.touched[aggregate_id]
+        if aggregate_id in self.missing:
+            return None
+        try:
+            aggregate = self.case_record.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            self.missing.add(aggregate_id)
+            return None
+        self.touched[aggregate_id] = aggregate
+        self._touch(aggregate_id)
+        return aggregate
+
+    def add(self, aggregate: Any) -> None:
+        self.missing.discard(aggregate.id)
+        self.touched[aggregate.id] = aggregate
+        self._touch(aggregate.id)
+
+    def collect(self) -> list[Any]:
+        """The events decided since the last call, in the order they were decided."""
+        recent, self._recent = self._recent, []
+        return [e for i in recent for e in self.touched[i].collect_events()]

@@ -68,6 +68,50 @@ IDENTITY_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
 for _kind, _types in IDENTITY_MAY_RECORD.items():
     MAY_RECORD[_kind] = MAY_RECORD[_kind] | _types
 
+# -- the patient's file, part 2, and suspected cases (issue 8) ---------------------------------------
+CARE_TEAM_MEMBERSHIP = _t("care-team-member.assigned", "care-team-member.removed")
+CARE_TEAM_CONTACT = _t("care-team-contact.recorded")
+AID = _t("aid.applied", "aid.granted", "aid.found-ineligible", "aid.revoked")
+GUARDIAN_SUBSIDY_COLLECTED = _t("guardian-subsidy.collected")
+SUSPECTED_CASE_REPORTED = "cn.smd.suspected-case.reported.v1"
+SUSPECTED_CASE_OUTCOME = _t("suspected-case.registered", "suspected-case.dismissed")
+
+#: Care team: the committee organises the care team (关爱帮扶小组) and the health center keeps the
+#: file, so both record who is on it; each member's contacts are recorded by the agency the member
+#: works through: the committee (community worker, grid worker, guardian), the health center
+#: (mental-health staff) and the police station (community police). The role a contact names is
+#: not checked against the sender's kind yet.
+#: Aid: the kinds of section 4 per aid type (``AID_TYPES_MAY_RECORD`` below, checked by
+#: ``check_may_record_aid`` on every aid message): civil affairs for 低保, 特困, temporary aid and the
+#: guardian subsidy; the disabled persons' federation for the disability certificate; the health
+#: center for long-acting injection coverage and special-disease status. The guardian collects the
+#: subsidy in person from civil affairs or through the village committee: both record it.
+#: Suspected cases (J 村居 2: "a committee, police or anyone"): every kind in the registry that
+#: records anything may report one (the auditor records nothing); the health center assesses;
+#: the health center or the psychiatric hospital (both register patients) registers or dismisses.
+CARE_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
+    AgencyKind.HEALTH_CENTER: CARE_TEAM_MEMBERSHIP | CARE_TEAM_CONTACT | AID | SUSPECTED_CASE_OUTCOME
+    | frozenset({SUSPECTED_CASE_REPORTED}) | _t("suspected-case.assessed"),
+    AgencyKind.COMMITTEE: CARE_TEAM_MEMBERSHIP | CARE_TEAM_CONTACT | GUARDIAN_SUBSIDY_COLLECTED
+    | frozenset({SUSPECTED_CASE_REPORTED}),
+    AgencyKind.POLICE_STATION: CARE_TEAM_CONTACT | frozenset({SUSPECTED_CASE_REPORTED}),
+    AgencyKind.CIVIL_AFFAIRS: AID | GUARDIAN_SUBSIDY_COLLECTED | frozenset({SUSPECTED_CASE_REPORTED}),
+    AgencyKind.DISABLED_PERSONS_FEDERATION: AID | frozenset({SUSPECTED_CASE_REPORTED}),
+    AgencyKind.PSYCHIATRIC_HOSPITAL: SUSPECTED_CASE_OUTCOME | frozenset({SUSPECTED_CASE_REPORTED}),
+    AgencyKind.GOVERNANCE_CENTER: frozenset({SUSPECTED_CASE_REPORTED}),
+}
+for _kind, _types in CARE_MAY_RECORD.items():
+    MAY_RECORD[_kind] = MAY_RECORD[_kind] | _types
+
+#: Aid types each kind may record (applied, granted, found ineligible, revoked); a kind that may
+#: send aid messages is refused aid types not listed here.
+AID_TYPES_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
+    AgencyKind.CIVIL_AFFAIRS: frozenset({"minimum_living_allowance", "extreme_poverty_support", "temporary_aid",
+                                         "guardian_subsidy"}),
+    AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset({"disability_certificate"}),
+    AgencyKind.HEALTH_CENTER: frozenset({"long_acting_injection_coverage", "special_disease_status"}),
+}
+
 #: Kinds that may find a patient by ID number (POST /v1/patients/search), and so may also be
 #: told which patient already holds a number when a registration is refused: a caller that
 #: could search the same number learns nothing new, and one that cannot must not be able to
@@ -117,6 +161,17 @@ class NotAllowedToRecord(DomainError):
         )
 
 
+class AidTypeNotAllowed(NotAllowedToRecord):
+    """The agency's kind may record aid, but not this aid type."""
+
+    def __init__(self, agency_id: str, kind: str, aid_type: str) -> None:
+        allowed = ", ".join(sorted(AID_TYPES_MAY_RECORD.get(AgencyKind(kind), ()))) or "no aid types"
+        DomainError.__init__(
+            self, f"agency {agency_id} is a {kind}, which may not record aid of type {aid_type}; "
+            f"a {kind} may record {allowed}"
+        )
+
+
 class SourceMismatch(DomainError):
     """The envelope's ``source`` must be the authenticated agency."""
 
@@ -134,6 +189,12 @@ def check_may_record(agency_id: str, kind: str, event_type: str) -> None:
     """Refuse an event type the agency's kind may not record."""
     if event_type not in MAY_RECORD.get(AgencyKind(kind), frozenset()):
         raise NotAllowedToRecord(agency_id, kind, event_type)
+
+
+def check_may_record_aid(agency_id: str, kind: str, aid_type: str) -> None:
+    """Refuse an aid type the agency's kind may not record (DESIGN.md section 4)."""
+    if aid_type not in AID_TYPES_MAY_RECORD.get(AgencyKind(kind), frozenset()):
+        raise AidTypeNotAllowed(agency_id, kind, aid_type)
 
 
 def check_source(source: str, agency_id: str, via: str) -> None:

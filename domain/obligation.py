@@ -14,6 +14,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.errors import DomainError
+
 OBLIGATION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:obligation")
 
 
@@ -56,6 +58,64 @@ class Obligation(Aggregate):
         trigger_position: int
         risk_level: int | None
 
+    class Acknowledged(Aggregate.Event):
+        """ObligationAcknowledged: the owning agency took the work on."""
+
+        TOPIC = "smd.ObligationAcknowledged"
+        by_agency: str
+        staff_id: str | None
+
+        def apply(self, aggregate: Obligation) -> None:
+            aggregate.status = "acknowledged"
+            aggregate.acknowledged_at = self.timestamp
+
+    class Read(Aggregate.Event):
+        """NoticeRead: the agency told by a notice has read it (a read receipt)."""
+
+        TOPIC = "smd.NoticeRead"
+        by_agency: str
+        staff_id: str | None
+
+        def apply(self, aggregate: Obligation) -> None:
+            aggregate.status = "read"
+            aggregate.read_at = self.timestamp
+
+    class Completed(Aggregate.Event):
+        """ObligationCompleted: done, with the fact that did it (or the agency's own word)."""
+
+        TOPIC = "smd.ObligationCompleted"
+        fulfilled_by: str | None
+        by_agency: str | None
+        note: str | None
+
+        def apply(self, aggregate: Obligation) -> None:
+            aggregate.status = "completed"
+            aggregate.fulfilled_by = self.fulfilled_by
+            aggregate.closed_at = self.timestamp
+
+    class Cancelled(Aggregate.Event):
+        """ObligationCancelled: the facts changed; the reason says how."""
+
+        TOPIC = "smd.ObligationCancelled"
+        reason: str
+        because_of: str | None
+
+        def apply(self, aggregate: Obligation) -> None:
+            aggregate.status = "cancelled"
+            aggregate.cancel_reason = self.reason
+            aggregate.closed_at = self.timestamp
+
+    class Overdue(Aggregate.Event):
+        """ObligationOverdue + ObligationEscalated (R15): the deadline passed undone; the
+        governance center is told. Stored once, when it happens: the lateness stays on record."""
+
+        TOPIC = "smd.ObligationOverdue"
+        escalated_to: str | None
+
+        def apply(self, aggregate: Obligation) -> None:
+            aggregate.overdue = True
+            aggregate.escalated_to = self.escalated_to
+
     def __init__(
         self,
         kind: str,
@@ -82,6 +142,76 @@ class Obligation(Aggregate):
         self.trigger_position = trigger_position
         self.risk_level = risk_level
         self.status = "assigned"
+        self.overdue = False
+        self.escalated_to: str | None = None
+        self.fulfilled_by: str | None = None
+        self.cancel_reason: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """Still to do (an obligation) or to read (a notice)."""
+        return self.status in ("assigned", "acknowledged")
+
+    def check_owner(self, agency_id: str) -> None:
+        """Only the agency that owns it acts on it."""
+        if agency_id != self.assignee:
+            raise NotTheOwner(self.id, agency_id, self.assignee)
+
+    def acknowledge(self, agency_id: str, staff_id: str | None, now: datetime) -> bool:
+        """The owner takes it on; False if already acknowledged."""
+        self.check_owner(agency_id)
+        if self.kind != ObligationKind.OBLIGATION:
+            raise WrongObligationKind(self.id, "acknowledged", "mark it read")
+        if self.status == "acknowledged":
+            return False
+        self._check_open("acknowledged")
+        self.trigger_event(self.Acknowledged, timestamp=now, by_agency=agency_id, staff_id=staff_id)
+        return True
+
+    def mark_read(self, agency_id: str, staff_id: str | None, now: datetime) -> bool:
+        """The owner of a notice read it; False if already read."""
+        self.check_owner(agency_id)
+        if self.kind != ObligationKind.NOTICE:
+            raise WrongObligationKind(self.id, "marked read", "acknowledge or complete it")
+        if self.status == "read":
+            return False
+        self._check_open("read")
+        self.trigger_event(self.Read, timestamp=now, by_agency=agency_id, staff_id=staff_id)
+        return True
+
+    def complete(self, now: datetime, *, fulfilled_by: str | None, by_agency: str | None = None,
+                 note: str | None = None) -> bool:
+        """Done: by a later fact (``fulfilled_by`` = its message id) or by the owner's word."""
+        if by_agency is not None:
+            self.check_owner(by_agency)
+        if not self.is_open:
+            if by_agency is not None:
+                self._check_open("completed")
+            return False
+        self.trigger_event(self.Completed, timestamp=now, fulfilled_by=fulfilled_by, by_agency=by_agency, note=note)
+        return True
+
+    def cancel(self, now: datetime, *, reason: str, because_of: str | None) -> bool:
+        """The facts changed: no longer to do. False if already closed."""
+        if not self.is_open:
+            return False
+        self.trigger_event(self.Cancelled, timestamp=now, reason=reason, because_of=because_of)
+        return True
+
+    def mark_overdue(self, now: datetime, escalated_to: str | None) -> bool:
+        """R15: the deadline passed with the obligation still open; once only."""
+        if self.kind != ObligationKind.OBLIGATION or self.overdue or not self.is_open:
+            return False
+        if self.due_at is None or now < self.due_at:
+            return False
+        self.trigger_event(self.Overdue, timestamp=now, escalated_to=escalated_to)
+        return True
+
+    def _check_open(self, wanted: str) -> None:
+        if not self.is_open:
+            raise ObligationClosed(self.id, self.status, wanted)
 
     @classmethod
     def assign(
@@ -120,3 +250,44 @@ class Obligation(Aggregate):
             trigger_position=trigger_position,
             risk_level=risk_level,
         )
+
+
+class NotTheOwner(DomainError):
+    """Only the owning agency acts on its obligations and notices."""
+
+    code = "not-the-owner"
+    status = 403
+
+    def __init__(self, obligation_id: UUID, agency_id: str, owner: str) -> None:
+        super().__init__(f"obligation {obligation_id} belongs to {owner}, not {agency_id}; "
+                         "act only on items of your own work queue")
+
+
+class ObligationClosed(DomainError):
+    """A closed obligation cannot change."""
+
+    code = "obligation-closed"
+    status = 409
+
+    def __init__(self, obligation_id: UUID, status: str, wanted: str) -> None:
+        super().__init__(f"obligation {obligation_id} is {status}; it cannot be {wanted} any more")
+
+
+class WrongObligationKind(DomainError):
+    """Obligations are acknowledged and completed; notices are read."""
+
+    code = "wrong-obligation-kind"
+    status = 409
+
+    def __init__(self, obligation_id: UUID, wanted: str, instead: str) -> None:
+        super().__init__(f"{obligation_id} cannot be {wanted}; {instead} instead")
+
+
+class ObligationNotFound(DomainError):
+    """No obligation or notice with that id."""
+
+    code = "obligation-not-found"
+    status = 404
+
+    def __init__(self, obligation_id: UUID) -> None:
+        super().__init__(f"no obligation or notice {obligation_id}; take ids from your work queue")

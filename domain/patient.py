@@ -18,6 +18,7 @@ from eventsourcing.domain import Aggregate
 from domain.errors import MissedVisitNotYetDue
 from domain.identity import china_today, validate_id_number
 from domain.identity_errors import IdentityAlreadyKnown
+from domain.patient_care import PatientCare
 from domain.patient_file import FactAfterDeregistration, PatientFile
 from domain.personal import PersonalDetails, ProvisionalIdentity
 from domain.values import (
@@ -61,7 +62,7 @@ def _order(entry: dict[str, Any]) -> tuple[datetime, str]:
     return entry["at"], entry["key"]
 
 
-class Patient(Aggregate, PatientFile):
+class Patient(Aggregate, PatientFile, PatientCare):
     """A registered patient's file (一人一档), kept as the facts agencies recorded."""
 
     TOPIC = "smd.Patient"
@@ -110,7 +111,7 @@ class Patient(Aggregate, PatientFile):
         risk_class: str
 
         def apply(self, aggregate: Patient) -> None:
-            entry = {"at": self.occurred_at, "key": self.message_id}
+            entry = {"at": self.occurred_at, "key": self.message_id, "v": self.originator_version}
             aggregate.visits.append(
                 {**entry, "face_to_face": self.face_to_face, "joint": self.joint}
             )
@@ -127,7 +128,8 @@ class Patient(Aggregate, PatientFile):
 
         def apply(self, aggregate: Patient) -> None:
             aggregate.missed.append(
-                {"at": self.occurred_at, "key": self.message_id, "scheduled_on": self.scheduled_on}
+                {"at": self.occurred_at, "key": self.message_id, "v": self.originator_version,
+                 "scheduled_on": self.scheduled_on}
             )
 
     class RiskAssessed(Fact):
@@ -142,6 +144,7 @@ class Patient(Aggregate, PatientFile):
                 {
                     "at": self.occurred_at,
                     "key": self.message_id,
+                    "v": self.originator_version,
                     "level": self.risk_level,
                     "class": self.risk_class,
                 }

@@ -209,7 +209,7 @@ class FileFact(Aggregate.Event):
     message_id: str
 
     def apply(self, aggregate: Any) -> None:
-        entry = {"at": self.occurred_at, "key": self.message_id, "by": self.agency_id}
+        entry = {"at": self.occurred_at, "key": self.message_id, "by": self.agency_id, "v": self.originator_version}
         for f in dataclasses.fields(self):
             if f.name not in _BASE_FIELDS:
                 entry[f.name] = getattr(self, f.name)

@@ -45,11 +45,40 @@ class ProvisionalIdentity(Personal, frozen=True, kw_only=True):
     description: str | None = None
 
 
+class CareTeamMember(Personal, frozen=True, kw_only=True):
+    """A care-team member (五帮一) as the patient's file names them: staff are people too."""
+
+    name: str | None = None
+    phone: str | None = None
+
+
+class SuspectedPerson(Personal, frozen=True, kw_only=True):
+    """The person a suspected-case report is about, and what the reporter saw (free text
+    names and describes people, so it is sealed with the rest)."""
+
+    observed: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    address: str | None = None
+    description: str | None = None
+
+
+class CaseReporter(Personal, frozen=True, kw_only=True):
+    """Who reported a suspected case when it is a person, not the recording agency."""
+
+    name: str | None = None
+    phone: str | None = None
+    relation: str | None = None
+
+
 #: Stable names stored inside sealed values; never rename an entry, add new ones.
 PERSONAL_TYPES: dict[str, type[Personal]] = {
     "PersonalDetails": PersonalDetails,
     "GuardianContact": GuardianContact,
     "ProvisionalIdentity": ProvisionalIdentity,
+    "CareTeamMember": CareTeamMember,
+    "SuspectedPerson": SuspectedPerson,
+    "CaseReporter": CaseReporter,
 }
 PERSONAL_TYPE_NAMES: dict[type[Personal], str] = {v: k for k, v in PERSONAL_TYPES.items()}
 

@@ -14,10 +14,12 @@ not change the current level, so it opens nothing and the key stays put.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
+from domain.episodes import declared_unknown, episodes, high_risk, lost_by_misses, open_episode
 from domain.obligation import ObligationKind, obligation_id
 from domain.registry import AgencyKind
 from domain.values import HIGH_RISK_LEVEL
@@ -32,6 +34,8 @@ class Trigger:
     position: int
     recorded_at: datetime
     residence: str
+    topic: str = ""
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +54,29 @@ class Assignment:
 
 @dataclass(frozen=True, slots=True)
 class RuleSettings:
-    """Deadlines of the rules (the seeds say "promptly" (及时); these are our defaults)."""
+    """Deadlines and thresholds of the rules (the seeds say "promptly" (及时) for R1 and R5:
+    these are our defaults, docs/decisions/008)."""
 
     r1_take_under_management: timedelta = timedelta(hours=24)
+    r5_misses_that_mean_lost: int = 3
+    r5_locate: timedelta = timedelta(days=3)
+
+
+@dataclass
+class Decisions:
+    """What the policies decided for one trigger."""
+
+    opened: list[Assignment] = field(default_factory=list)
+    completed: list[tuple[UUID, str]] = field(default_factory=list)  # (obligation id, fulfilling message id)
+    cancelled: list[tuple[UUID, str, str]] = field(default_factory=list)  # (id, reason, because of message id)
+    lost: list[tuple[str, UUID, str]] = field(default_factory=list)  # ("derived"|"withdrawn"|"ended", id, key)
+
+    def extend(self, other: Decisions) -> Decisions:
+        self.opened += other.opened
+        self.completed += other.completed
+        self.cancelled += other.cancelled
+        self.lost += other.lost
+        return self
 
 
 #: ``responsible(kind)`` → the agency id responsible for the trigger's residence, or None.
@@ -123,3 +147,110 @@ def r1_high_risk_management(
             )
         )
     return decided
+
+
+# -- the rules over a patient's history (R1 lifecycle, R5) -------------------------------------------
+
+POLICE_MANAGEMENT = "smd.PoliceManagementRecorded"
+WHEREABOUTS = "smd.WhereaboutsDeclared"
+VISIT = "smd.VisitRecorded"
+DEREGISTERED = "smd.PatientDeregistered"
+
+
+def _before(entries: list[dict[str, Any]], trigger: Trigger) -> list[dict[str, Any]]:
+    return [e for e in entries if e.get("v", 0) < trigger.version]
+
+
+def r1_lifecycle(trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings) -> Decisions:
+    """R1 over the episode: open on entry; complete when the police take the patient under
+    management (列管); cancel when the level falls below 3 or the patient leaves the register."""
+    d = Decisions()
+    after = open_episode(episodes(patient.assessments, high_risk))
+    before = open_episode(episodes(_before(patient.assessments, trigger), high_risk))
+    if after is not None and (before is None or before.key != after.key):
+        level_before = patient.risk_level_before(trigger.message_id)
+        d.opened += r1_high_risk_management(trigger, level_before, patient.risk_level, responsible, settings)
+        if patient.under_police_management:  # already under management: nothing left to do
+            latest = max(patient.facts.get("police_management", []), key=lambda e: (e["at"], e["key"]))
+            d.completed.append((obligation_id(trigger.patient_id, "R1", after.key, "police"), latest["key"]))
+    if before is not None and after is None:
+        d.cancelled.append((obligation_id(trigger.patient_id, "R1", before.key, "police"),
+                            "the risk level fell below 3", trigger.message_id))
+    if after is not None and trigger.topic == POLICE_MANAGEMENT and patient.under_police_management:
+        d.completed.append((obligation_id(trigger.patient_id, "R1", after.key, "police"), trigger.message_id))
+    if after is not None and trigger.topic == DEREGISTERED:
+        d.cancelled.append((obligation_id(trigger.patient_id, "R1", after.key, "police"),
+                            f"the patient left the register ({patient.deregistration_reason})", trigger.message_id))
+    return d
+
+
+def _lost_assignments(trigger: Trigger, key: str, responsible: Responsible, settings: RuleSettings,
+                      action: str) -> list[Assignment]:
+    police, governance = responsible(AgencyKind.POLICE_STATION), responsible(AgencyKind.GOVERNANCE_CENTER)
+    out = []
+    locate_owner = police or governance
+    if locate_owner is not None:
+        out.append(Assignment(
+            id=obligation_id(trigger.patient_id, "R5", key, "police"), kind=ObligationKind.OBLIGATION, rule="R5",
+            action=action if police else "assign_police_station", assignee=locate_owner, episode_key=key,
+            due_at=trigger.recorded_at + settings.r5_locate, risk_level=None))
+    if governance is not None:
+        out.append(Assignment(
+            id=obligation_id(trigger.patient_id, "R5", key, "governance-notice"), kind=ObligationKind.NOTICE,
+            rule="R5", action="lost_to_follow_up_notice", assignee=governance, episode_key=key, due_at=None,
+            risk_level=None))
+    return out
+
+
+def r5_lost_to_follow_up(trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings) -> Decisions:
+    """R5: consecutive misses (derived lost) or a declaration of unknown whereabouts → police
+    locate, governance notice. A late visit that breaks the run withdraws the derived status
+    and cancels; a visit after the misses, or a located declaration, completes."""
+    d = Decisions()
+    pid = trigger.patient_id
+    contacts = patient.visits + patient.missed
+    holds = lost_by_misses(settings.r5_misses_that_mean_lost)
+    after = open_episode(episodes(contacts, holds))
+    before = open_episode(episodes(_before(contacts, trigger), holds))
+    if after is not None and (before is None or before.key != after.key):
+        d.lost.append(("derived", obligation_id(pid, "R5", after.key, "lost"), after.key))
+        d.opened += _lost_assignments(trigger, after.key, responsible, settings, "locate_patient")
+    if before is not None and after is None:
+        locate = obligation_id(pid, "R5", before.key, "police")
+        last_miss = max((m["scheduled_on"] for m in patient.missed if m.get("v", 0) < trigger.version), default=None)
+        visit = next((v for v in patient.visits if v["key"] == trigger.message_id), None)
+        if visit is not None and last_miss is not None and visit["at"].date() >= last_miss:
+            d.lost.append(("ended", obligation_id(pid, "R5", before.key, "lost"), trigger.message_id))
+            d.completed.append((locate, trigger.message_id))
+        else:
+            d.lost.append(("withdrawn", obligation_id(pid, "R5", before.key, "lost"), trigger.message_id))
+            d.cancelled.append((locate, "a late report shows the missed visits were not consecutive",
+                                trigger.message_id))
+    whereabouts = patient.facts.get("whereabouts", [])
+    w_after = open_episode(episodes(whereabouts, declared_unknown))
+    w_before = open_episode(episodes(_before(whereabouts, trigger), declared_unknown))
+    if w_after is not None and (w_before is None or w_before.key != w_after.key):
+        d.opened += _lost_assignments(trigger, w_after.key, responsible, settings, "locate_patient")
+    if w_before is not None and w_after is None:
+        d.completed.append((obligation_id(pid, "R5", w_before.key, "police"), trigger.message_id))
+    if trigger.topic == WHEREABOUTS and after is not None and not patient.declared_whereabouts_unknown:
+        d.completed.append((obligation_id(pid, "R5", after.key, "police"), trigger.message_id))
+    if trigger.topic == DEREGISTERED:
+        for ep in (after, w_after):
+            if ep is not None:
+                d.cancelled.append((obligation_id(pid, "R5", ep.key, "police"),
+                                    f"the patient left the register ({patient.deregistration_reason})",
+                                    trigger.message_id))
+    return d
+
+
+#: Every rule that reacts to a patient's facts, in a fixed order (replays decide the same).
+PATIENT_RULES = (r1_lifecycle, r5_lost_to_follow_up)
+
+
+def decide(trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings) -> Decisions:
+    """All rules' decisions for one patient fact."""
+    d = Decisions()
+    for rule in PATIENT_RULES:
+        d.extend(rule(trigger, patient, responsible, settings))
+    return d

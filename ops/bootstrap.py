@@ -17,6 +17,7 @@ from core.apikeys import ApiKeys, open_apikeys
 from core.case_record import CaseRecord, Clock, utc_now
 from core.policy_process import PolicyProcess
 from core.registry import RegistryView, open_registry, region_today
+from core.scheduler import Scheduler
 from projections.work_queue import (
     PostgresWorkQueueStore,
     SQLiteWorkQueueStore,
@@ -88,11 +89,12 @@ class Services:
     apikeys: ApiKeys
     policies: PolicyProcess
     work_queue: WorkQueueProjection
+    scheduler: Scheduler
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
-        return [self.policies, self.work_queue]
+        return [self.policies, self.work_queue, self.scheduler]
 
     def catch_up(self, position: int, timeout: float = 10.0) -> bool:
         """Run the followers until they have handled ``position`` and what it caused.
@@ -187,6 +189,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         )
         apikeys = open_apikeys(settings)
     registry = open_registry(case_record, settings.region)
+    work_queue = WorkQueueProjection(case_record, work_queue_store)
     return Services(
         settings=settings,
         keystore=keystore,
@@ -194,5 +197,6 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         registry=registry,
         apikeys=apikeys,
         policies=PolicyProcess(case_record, registry),
-        work_queue=WorkQueueProjection(case_record, work_queue_store),
+        work_queue=work_queue,
+        scheduler=Scheduler(case_record, registry, work_queue, clock),
     )

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from ops.cli_keys import add_commands as add_master_key_commands
+from ops.cli_nats import add_commands as add_nats_commands
 from ops.cli_registry import add_commands, development_banner
 from ops.settings import SettingsError, load_settings
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
     add_commands(sub)
     add_master_key_commands(sub)
+    add_nats_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run",
                            add_help=False)
     bench.set_defaults(func=None)

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from integrations.runner import connect_nats, run_intake, run_outbox
 from ops.bootstrap import Services
 from ops.logging import get_logger
 
@@ -45,6 +46,12 @@ async def background(services: Services) -> AsyncIterator[None]:
     """Start the background tasks for the app's lifetime; stop them on shutdown."""
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(run_followers(services, stop), name="followers")]
+    nc = None
+    if services.settings.nats_url:
+        nc = await connect_nats(services.settings.nats_url, "smd-serve")
+        services.nats = nc
+        tasks += [asyncio.create_task(run_intake(services, nc, stop), name="intake"),
+                  asyncio.create_task(run_outbox(services, nc, stop), name="outbox")]
     try:
         yield
     finally:
@@ -52,3 +59,6 @@ async def background(services: Services) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 10)
+        if nc is not None:
+            await nc.drain()
+            services.nats = None

@@ -1,0 +1,60 @@
+"""The scheduler of time-driven facts: R15 marks obligations overdue and escalates them.
+
+Restart-safe and safe to run twice: its state is the store. It asks the work-queue view for
+open obligations past their deadline (an index only), re-checks each one against the case
+record, and records ``ObligationOverdue`` (with the governance center it escalates to) with
+optimistic concurrency: of two schedulers, one records and the other finds it done. After
+downtime the first run catches up on everything that fell due meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from eventsourcing.persistence import IntegrityError
+
+from core.case_record import CaseRecord, Clock
+from core.registry import REGION_TZ, RegistryView
+from domain.obligation import Obligation
+from domain.registry import AgencyKind
+from ops.logging import get_logger
+from projections.work_queue import WorkQueueProjection
+
+log = get_logger(__name__)
+
+
+class Scheduler:
+    """R15: deadlines that passed with the obligation still open."""
+
+    def __init__(self, case_record: CaseRecord, registry: RegistryView, work_queue: WorkQueueProjection,
+                 clock: Clock, every_seconds: float = 1.0) -> None:
+        self.case_record = case_record
+        self.registry = registry
+        self.work_queue = work_queue
+        self.clock = clock
+        self.every_seconds = every_seconds
+        self._last_run = 0.0
+
+    def run_once(self, force: bool = False) -> int:
+        """Record what fell due since the last run; returns how many facts were recorded."""
+        if not force and time.monotonic() - self._last_run < self.every_seconds:
+            return 0
+        self._last_run = time.monotonic()
+        now = self.clock()
+        return sum(self._mark(row.obligation_id, now) for row in self.work_queue.open_due(now))
+
+    def _mark(self, obligation_id, now: datetime) -> int:
+        for _ in range(5):
+            obligation: Obligation = self.case_record.repository.get(obligation_id)
+            governance = self.registry.responsible(obligation.residence, AgencyKind.GOVERNANCE_CENTER,
+                                                   now.astimezone(REGION_TZ).date())
+            if not obligation.mark_overdue(now, escalated_to=governance):
+                return 0
+            try:
+                self.case_record.save(obligation)
+            except IntegrityError:
+                continue  # another scheduler, or the owner acting on it: look again
+            log.info("obligation overdue", rule="R15", obligation_id=str(obligation_id), escalated_to=governance)
+            return 1
+        return 0

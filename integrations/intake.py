@@ -1,0 +1,258 @@
+"""NATS intake: a durable pull consumer that stores each envelope, then acks it.
+
+Per message (``<root>.<region>.in.<agency-id>.<event-type...>``):
+
+- stored (or already stored: a redelivery) → ack, after the commit;
+- refused for good (bad envelope, wrong source, not allowed, a domain rule) → the original
+  bytes go to ``<root>.<region>.rejected.<agency-id>`` with the reason in headers, then ack;
+- the store failed for now (unreachable, locked, writers colliding) → ``nak(delay)``, never a
+  rejection: the same message is tried again later.
+
+The store is idempotent on ``<source>:<id>``, so at-least-once delivery gives exactly-once
+effects. Acks are ``ack()`` (fire and forget) plus one ``flush()`` per batch: a lost ack only
+means a redelivery after AckWait, which the store answers "duplicate"; ``ack_sync()`` per
+message would add a server round trip to every message for no stronger outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import nats.errors
+import psycopg
+import structlog
+from eventsourcing.persistence import InterfaceError, OperationalError
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from structlog.contextvars import bound_contextvars
+
+from core.case_record import CaseRecord, ConcurrentWriteConflict
+from core.contract import AgencyId, ContractError
+from core.intake import accept
+from core.registry import RegistryView
+from domain.errors import DomainError
+from integrations.streams import (
+    INTAKE_CONSUMER,
+    INTAKE_MAX_DELIVER,
+    Names,
+    ensure_consumer,
+    intake_consumer_config,
+)
+
+log = structlog.get_logger("smd.intake")
+
+VIA = "NATS subject"
+#: Headers of a rejection (besides ``Nats-Msg-Id`` = ``rejected:<original stream seq>``).
+H_REASON = "Smd-Reason"
+H_DETAIL = "Smd-Detail"
+H_SUBJECT = "Smd-Original-Subject"
+H_SEQ = "Smd-Original-Seq"
+H_MSG_ID = "Smd-Original-Msg-Id"
+#: Failures worth trying again: the message may well be stored on a later delivery.
+TRANSIENT = (
+    OperationalError,
+    InterfaceError,
+    ConcurrentWriteConflict,
+    psycopg.OperationalError,  # the keystore talks to PostgreSQL directly
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+#: Test-only fault injection: SIGKILL this process after the first commit, before its ack.
+FAULT_KILL_AFTER_COMMIT = "intake-kill-after-commit"
+
+
+class _WellFormedIds(msgspec.Struct):
+    """An envelope's ``id`` and ``source``, only when well formed (never free text)."""
+
+    id: UUID
+    source: AgencyId
+
+
+_ids_decoder = msgspec.json.Decoder(_WellFormedIds)
+
+
+def correlation_id(raw: bytes, seq: int) -> str:
+    """``<source>:<id>`` when the bytes carry a well-formed pair, else ``seq:<stream seq>``."""
+    try:
+        ids = _ids_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return f"seq:{seq}"
+    return f"{ids.source}:{ids.id}"
+
+
+def _clean(text: str, limit: int = 1000) -> str:
+    """A header value: one line, bounded (msgspec and domain messages carry no personal data)."""
+    return " ".join(text.split())[:limit]
+
+
+def backoff(delivered: int) -> float:
+    """Seconds before the next try of a message delivered ``delivered`` times: 1, 2, 4 … 60."""
+    return float(min(60, 2 ** max(0, delivered - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one message (logged, and returned for tests)."""
+
+    action: str  # "ack" | "reject" | "retry"
+    outcome: str  # recorded | no-change | duplicate | rejected | retry
+    reason: str | None = None
+    detail: str | None = None
+
+
+class Intake:
+    """Fetches intake messages in batches and stores each through ``core.intake.accept``."""
+
+    def __init__(
+        self,
+        case_record: CaseRecord,
+        registry: RegistryView,
+        nc: Client,
+        names: Names,
+        *,
+        batch: int = 100,
+        fetch_timeout: float = 1.0,
+    ) -> None:
+        self.case_record = case_record
+        self.registry = registry
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.names = names
+        self.batch = batch
+        self.fetch_timeout = fetch_timeout
+        self.fault = os.environ.get("SMD_FAULT", "")
+        self._sub: Any = None
+
+    async def subscribe(self) -> None:
+        """Declare (or update) the durable consumer and bind a pull subscription to it."""
+        stream = self.names.intake_stream
+        action = await ensure_consumer(self.js, stream, intake_consumer_config())
+        self._sub = await self.js.pull_subscribe_bind(durable=INTAKE_CONSUMER, stream=stream)
+        log.info("intake consumer ready", stream=stream, consumer=INTAKE_CONSUMER, action=action)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and process batches until ``stop`` is set."""
+        if self._sub is None:
+            await self.subscribe()
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
+                except nats.errors.TimeoutError:
+                    continue  # nothing arrived within the timeout
+                except (nats.errors.ConnectionClosedError,
+                        nats.errors.ConnectionReconnectingError,
+                        nats.errors.NoRespondersError) as e:
+                    log.warning("intake fetch failed", error=type(e).__name__)
+                    await _sleep(stop, 1.0)
+                    continue
+                pause = await self.process(msgs)
+                if pause:
+                    await _sleep(stop, pause)
+        finally:
+            # A pull subscription left open makes nc.drain() wait for its 30 s timeout.
+            sub, self._sub = self._sub, None
+            if not self.nc.is_closed:
+                await sub.unsubscribe()
+
+    async def process(self, msgs: list[Msg]) -> float:
+        """Process one batch in order; returns how long to pause (the store failing) or 0."""
+        for i, msg in enumerate(msgs):
+            outcome = await self.handle(msg)
+            if outcome.action == "retry":
+                # The store is likely down for all: give the rest of the batch back untried.
+                delay = backoff(msg.metadata.num_delivered or 1)
+                for rest in msgs[i + 1:]:
+                    await rest.nak(delay=delay)
+                await self.nc.flush()
+                return min(delay, 5.0)
+        await self.nc.flush()  # the batch's acks reached the server before the next fetch
+        return 0.0
+
+    async def handle(self, msg: Msg) -> Outcome:
+        """Store, reject or give back one message, then ack or nak it."""
+        seq = msg.metadata.sequence.stream
+        delivered = msg.metadata.num_delivered or 1
+        agency_id = msg.subject.split(".")[3]  # the stream holds <root>.<region>.in.> only
+        with bound_contextvars(correlation_id=correlation_id(msg.data, seq)):
+            outcome = await self._decide(msg, agency_id, delivered)
+            if outcome.action == "reject":
+                try:
+                    await self._reject(msg, agency_id, seq, outcome)
+                except Exception as e:  # NATS trouble: try the whole message again later
+                    log.warning("rejection not stored", seq=seq, error=type(e).__name__)
+                    outcome = Outcome("retry", "retry", "rejection-not-stored")
+            if outcome.action == "retry":
+                await msg.nak(delay=backoff(delivered))
+            else:
+                await msg.ack()
+            log.info("intake", seq=seq, agency=agency_id, delivered=delivered,
+                     outcome=outcome.outcome, reason=outcome.reason)
+        return outcome
+
+    async def _decide(self, msg: Msg, agency_id: str, delivered: int) -> Outcome:
+        try:
+            recorded = await asyncio.to_thread(
+                accept, self.case_record, self.registry, msg.data, agency_id, VIA
+            )
+        except (ContractError, DomainError) as e:
+            return Outcome("reject", "rejected", e.code, getattr(e, "detail", None) or str(e))
+        except TRANSIENT as e:
+            return Outcome("retry", "retry", type(e).__name__)
+        except Exception as e:
+            # A bug, not the sender's fault: try again (a fix may be deployed meanwhile); on the
+            # last delivery tell the sender rather than leave the message unanswered.
+            where = error_location(e)
+            log.error("intake failed unexpectedly", error=type(e).__name__, at=where)
+            if delivered >= INTAKE_MAX_DELIVER:
+                return Outcome("reject", "rejected", "internal-error",
+                               f"the service failed to store this message ({type(e).__name__}); "
+                               "the operator has the details; send it again later with the same id")
+            return Outcome("retry", "retry", type(e).__name__)
+        if recorded.is_new and self.fault == FAULT_KILL_AFTER_COMMIT:
+            os.kill(os.getpid(), signal.SIGKILL)  # test only: committed, not acked
+        return Outcome("ack", recorded.outcome)
+
+    async def _reject(self, msg: Msg, agency_id: str, seq: int, outcome: Outcome) -> None:
+        """Store the original bytes with the reason on the rejection stream (awaited)."""
+        headers = {
+            "Nats-Msg-Id": f"rejected:{seq}",  # a crash-and-redeliver stores one rejection
+            H_REASON: outcome.reason or "rejected",
+            H_DETAIL: _clean(outcome.detail or ""),
+            H_SUBJECT: msg.subject,
+            H_SEQ: str(seq),
+        }
+        original_id = (msg.headers or {}).get("Nats-Msg-Id")
+        if original_id:
+            headers[H_MSG_ID] = _clean(original_id, 200)
+        await self.js.publish(
+            self.names.rejected(agency_id), msg.data, headers=headers,
+            stream=self.names.rejected_stream,
+        )
+
+
+def error_location(e: BaseException) -> str:
+    """file:line of the innermost frame (an exception's message may carry data: not logged)."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, waking early when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+

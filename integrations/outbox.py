@@ -1,0 +1,208 @@
+"""Outbox: obligations and notices from the global log, published to their assignee over NATS.
+
+Follows the case record's notification log from a tracked position (the process recorder's
+tracking table, name ``outbox``). Each ``ObligationAssigned`` becomes a CloudEvents 1.0 message
+on ``<root>.<region>.out.<assignee>.obligation.assigned`` (``.notice.assigned`` for a notice)
+with ``Nats-Msg-Id`` = the CloudEvents ``id``, derived from (originator id, version): the same
+stored event always gets the same id.
+
+At least once: the batch is published and its acks awaited, *then* the position is saved. A
+crash in between re-publishes the batch on restart; JetStream drops the copies inside the OUT
+stream's duplicate window, and receivers dedup on ``id`` for anything older. Run one outbox per
+region (in ``smd serve`` or ``smd outbox``, not both: a second one only publishes duplicates).
+
+Only the assignee receives a message (the access matrix's "may read" for outbound messages),
+and only fields it may see: ids, rule, action, deadline, risk level. Never a name, ID number,
+phone or address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import msgspec
+import structlog
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from core.case_record import CaseRecord
+from domain.obligation import Obligation
+from integrations.streams import Names
+
+log = structlog.get_logger("smd.outbox")
+
+#: Tracking name of the outbox's position in the case record's tracking table.
+TRACKING_NAME = "outbox"
+#: Topics the outbox publishes (later: alerts, handovers, escalations).
+TOPICS = (Obligation.Assigned.TOPIC,)
+#: Namespace of outbound event ids; never change it (receivers dedup on these ids).
+EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:event")
+#: Test-only fault injection: SIGKILL after publishing a batch, before saving the position.
+FAULT_KILL_AFTER_PUBLISH = "outbox-kill-after-publish"
+PUBLISH_TIMEOUT = 10.0
+
+TYPES = {"obligation": "cn.smd.obligation.assigned.v1", "notice": "cn.smd.notice.assigned.v1"}
+
+
+def event_id(originator_id: UUID, originator_version: int) -> UUID:
+    """The stable id of a stored event: same event, same id, on every publish."""
+    return uuid5(EVENT_NAMESPACE, f"{originator_id}:{originator_version}")
+
+
+class AssignedData(msgspec.Struct, kw_only=True):
+    """What the assignee may see of an obligation or notice (no personal data)."""
+
+    obligation_id: UUID
+    kind: str
+    rule: str
+    action: str
+    assignee: str
+    patient_id: UUID  # a pseudonymous id; the person's details stay behind the API's checks
+    episode_key: str
+    residence: str  # org unit id
+    due_at: datetime | None
+    risk_level: int | None
+    trigger_message_id: str
+
+
+class OutboundEvent(msgspec.Struct, kw_only=True):
+    """A CloudEvents 1.0 message in structured JSON mode."""
+
+    specversion: str = "1.0"
+    id: UUID
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    datacontenttype: str = "application/json"
+    region: str
+    data: AssignedData
+
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish, and the log position it came from."""
+
+    subject: str
+    payload: bytes
+    msg_id: str
+    position: int
+
+
+def to_outgoing(event: Any, position: int, names: Names) -> Outgoing:
+    """The message for one ``ObligationAssigned`` event."""
+    eid = event_id(event.originator_id, event.originator_version)
+    message = OutboundEvent(
+        id=eid,
+        type=TYPES[event.kind],
+        source=f"smd/{names.region}",
+        subject=str(event.originator_id),
+        time=event.timestamp,
+        region=names.region,
+        data=AssignedData(
+            obligation_id=event.originator_id,
+            kind=event.kind,
+            rule=event.rule,
+            action=event.action,
+            assignee=event.assignee,
+            patient_id=event.patient_id,
+            episode_key=event.episode_key,
+            residence=event.residence,
+            due_at=event.due_at,
+            risk_level=event.risk_level,
+            trigger_message_id=event.trigger_message_id,
+        ),
+    )
+    return Outgoing(
+        subject=names.out(event.assignee, event.kind, "assigned"),
+        payload=_encoder.encode(message),
+        msg_id=str(eid),
+        position=position,
+    )
+
+
+class Outbox:
+    """Publishes new outbound events from the log, then moves its tracked position."""
+
+    def __init__(
+        self, case_record: CaseRecord, nc: Client, names: Names, *, batch: int = 100,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.case_record = case_record
+        self.js: JetStreamContext = nc.jetstream()
+        self.names = names
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.fault = os.environ.get("SMD_FAULT", "")
+
+    @property
+    def position(self) -> int:
+        """The saved position: every notification up to it has been dealt with."""
+        return self.case_record.recorder.max_tracking_id(TRACKING_NAME) or 0
+
+    def read(self) -> tuple[int, list[Outgoing], int]:
+        """(saved position, messages to publish, position once they are published)."""
+        recorder = self.case_record.recorder
+        start = self.position
+        # Ids commit in order (PostgreSQL table lock, SQLite single writer): nothing at or
+        # below ``top`` can still appear, so a short batch lets the position jump to ``top``.
+        top = recorder.max_notification_id() or 0
+        if top <= start:
+            return start, [], start
+        found: list[Notification] = list(
+            recorder.select_notifications(start + 1, self.batch, stop=top, topics=TOPICS)
+        )
+        out = [
+            to_outgoing(self.case_record.mapper.to_domain_event(n), n.id, self.names)
+            for n in found
+        ]
+        end = found[-1].id if len(found) == self.batch else top
+        return start, out, end
+
+    def save(self, start: int, end: int) -> None:
+        """Save the new position (another outbox moving it first is not an error)."""
+        if end <= start:
+            return
+        try:
+            self.case_record.recorder.insert_tracking(Tracking(TRACKING_NAME, end))
+        except IntegrityError:
+            log.warning("outbox position moved by another outbox", position=end)
+
+    async def step(self) -> int:
+        """Publish what is new and save the position; returns how many were published."""
+        start, out, end = await asyncio.to_thread(self.read)
+        if out:
+            futures = [
+                await self.js.publish_async(
+                    o.subject, o.payload, headers={"Nats-Msg-Id": o.msg_id},
+                    stream=self.names.out_stream,
+                )
+                for o in out
+            ]
+            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT)
+            for o, ack in zip(out, acks, strict=True):
+                log.info("outbox published", event_id=o.msg_id, position=o.position,
+                         duplicate=bool(ack.duplicate))
+            if self.fault == FAULT_KILL_AFTER_PUBLISH:
+                os.kill(os.getpid(), signal.SIGKILL)  # test only: published, position not saved
+        await asyncio.to_thread(self.save, start, end)
+        return len(out)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Step until ``stop`` is set; idle steps wait ``poll_interval``."""
+        while not stop.is_set():
+            if await self.step() < self.batch:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+                except TimeoutError:
+                    pass

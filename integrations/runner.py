@@ -1,0 +1,121 @@
+"""Running the NATS workers: in `smd serve` (background tasks) or as `smd ingest` / `smd outbox`.
+
+Both workers declare the streams first (idempotent), then loop until ``stop`` is set. A worker
+that fails unexpectedly is logged and restarted after a pause, so one bad moment never leaves
+the service running without its intake or outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+from core.registry import RegistryView, open_registry
+from integrations.intake import Intake, error_location
+from integrations.outbox import Outbox
+from integrations.streams import ensure_streams, names_of
+
+log = structlog.get_logger("smd.nats")
+
+RESTART_PAUSE = 2.0
+
+
+async def connect_nats(url: str, name: str) -> Client:
+    """Connect (raises when the server cannot be reached now); reconnects forever afterwards."""
+
+    async def on_error(e: Exception) -> None:
+        log.warning("nats error", error=type(e).__name__)
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    nc = await nats.connect(
+        url, name=name, connect_timeout=5, allow_reconnect=True, max_reconnect_attempts=2,
+        reconnect_time_wait=1, error_cb=on_error, disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    # With -1 from the start, a server that is down at start-up would make connect() retry
+    # forever instead of failing; once connected, a restarting server is waited for.
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
+
+
+def registry_of(services: Any) -> RegistryView:
+    """The services' registry view, or one opened on the case record (until Services has one)."""
+    return getattr(services, "registry", None) or open_registry(
+        services.case_record, services.settings.region
+    )
+
+
+async def _supervised(what: str, stop: asyncio.Event, make: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``make()`` until ``stop``; log and restart it after a pause when it fails."""
+    while not stop.is_set():
+        try:
+            await make()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.error(f"{what} failed; restarting", error=type(e).__name__, at=error_location(e))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=RESTART_PAUSE)
+            except TimeoutError:
+                pass
+
+
+async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
+    """Store inbound envelopes from the intake stream until ``stop`` is set."""
+    names = names_of(services.settings)
+    registry = await asyncio.to_thread(registry_of, services)  # reads the log: off the loop
+
+    async def once() -> None:
+        await ensure_streams(nc.jetstream(), names)
+        await Intake(services.case_record, registry, nc, names).run(stop)
+
+    await _supervised("intake", stop, once)
+
+
+async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
+    """Publish obligations and notices from the log until ``stop`` is set."""
+    names = names_of(services.settings)
+
+    async def once() -> None:
+        await ensure_streams(nc.jetstream(), names)
+        await Outbox(services.case_record, nc, names).run(stop)
+
+    await _supervised("outbox", stop, once)
+
+
+def nats_lifespan(services: Any) -> Callable[[Any], Any]:
+    """A Litestar lifespan hook: with SMD_NATS_URL set, connect and run intake and outbox."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        url = services.settings.nats_url
+        if not url:
+            yield  # HTTP only (the SQLite development default)
+            return
+        nc = await connect_nats(url, "smd-serve")
+        services.nats = nc
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(run_intake(services, nc, stop), name="smd-intake"),
+            asyncio.create_task(run_outbox(services, nc, stop), name="smd-outbox"),
+        ]
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await nc.drain()
+            services.nats = None
+
+    return lifespan

@@ -1,0 +1,92 @@
+"""`smd ingest` and `smd outbox`: the NATS workers as separate processes.
+
+``add_commands(subparsers)`` adds them to the `smd` parser; ``python -m ops.cli_nats ingest``
+runs them without it. SIGTERM or Ctrl-C stops a worker after its current batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from ops.settings import SettingsError, load_settings
+
+Worker = Callable[[Any, Any, asyncio.Event], Awaitable[None]]
+
+
+async def _run(services: Any, worker: Worker, name: str) -> int:
+    from integrations.runner import connect_nats
+
+    url = services.settings.nats_url
+    try:
+        nc = await connect_nats(url, name)
+    except Exception as e:
+        where = urlsplit(url).netloc.rpartition("@")[2]  # never print credentials
+        print(f"smd: cannot reach NATS at {where} ({type(e).__name__}); is the server up? "
+              "check SMD_NATS_URL", file=sys.stderr)
+        return 1
+    services.nats = nc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker(services, nc, stop)
+    finally:
+        await nc.drain()
+    return 0
+
+
+def _command(worker_name: str, process_name: str) -> Callable[[argparse.Namespace], int]:
+    def run(_args: argparse.Namespace) -> int:
+        from integrations import runner
+        from ops.bootstrap import bootstrap
+        from ops.logging import configure_logging, get_logger
+
+        settings = load_settings()
+        if not settings.nats_url:
+            print(f"smd: SMD_NATS_URL is not set; `smd {worker_name}` needs a NATS server "
+                  "(e.g. SMD_NATS_URL=nats://127.0.0.1:4222)", file=sys.stderr)
+            return 2
+        configure_logging(settings.log_format)
+        get_logger("smd.cli").info(f"starting {worker_name}", store=settings.store_kind,
+                                   region=settings.region, subject_root=settings.subject_root)
+        services = bootstrap(settings)
+        worker = runner.run_intake if worker_name == "ingest" else runner.run_outbox
+        try:
+            return asyncio.run(_run(services, worker, process_name))
+        finally:
+            services.close()
+
+    return run
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add `ingest` and `outbox` to the `smd` command line."""
+    ingest = subparsers.add_parser(
+        "ingest", help="store envelopes from the NATS intake stream (needs SMD_NATS_URL)")
+    ingest.set_defaults(func=_command("ingest", "smd-ingest"))
+    outbox = subparsers.add_parser(
+        "outbox", help="publish obligations and notices to agencies over NATS (needs SMD_NATS_URL)")
+    outbox.set_defaults(func=_command("outbox", "smd-outbox"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `ingest` or `outbox` without the rest of the `smd` command line."""
+    parser = argparse.ArgumentParser(prog="smd")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as e:
+        print(f"smd: configuration error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""NATS intake against the real servers: stored once, refused with reasons, safe across a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import nats
+import pytest
+import pytest_asyncio
+from eventsourcing.persistence import OperationalError
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from nats.aio.client import Client
+from nats.js.api import StreamConfig
+
+import integrations.intake
+from core.case_record import CaseRecord
+from core.intake import accept
+from core.registry import DEMO_DISTRICT, load_file
+from domain.errors import PatientNotFound
+from domain.receipt import receipt_id
+from integrations.intake import H_DETAIL, H_REASON, H_SEQ, H_SUBJECT
+from integrations.runner import nats_lifespan, run_intake
+from integrations.streams import (
+    IN_DUPLICATE_WINDOW,
+    IN_MAX_AGE,
+    INTAKE_ACK_WAIT,
+    INTAKE_CONSUMER,
+    INTAKE_MAX_ACK_PENDING,
+    Names,
+    ensure_consumer,
+    ensure_streams,
+    intake_consumer_config,
+    names_of,
+)
+from ops.bootstrap import Services, bootstrap
+from ops.settings import load_settings
+from tests.support.agency_client import AgencyClient
+from tests.support.servers import PgDatabase
+
+pytestmark = pytest.mark.integration
+
+ROOT_DIR = Path(__file__).resolve().parents[2]
+HC = "hc-north"  # a health center of the demo district
+VILLAGE = "990101-001-v01"  # Plum Orchard Village, in hc-north's and police-east's area
+WORKER = [sys.executable, "-m", "ops.cli"]  # `smd ingest` / `smd outbox`
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def nats_env(tmp_path: Path, nats_url: str, subject_root: str,
+             fresh_pg_database: Callable[[], PgDatabase]) -> dict[str, str]:
+    """Settings of one test: its own database and its own subject root (so its own streams)."""
+    return {
+        "SMD_NATS_URL": nats_url,
+        # <run root>_<hex>: streams are named <RUN ROOT>_<HEX>_..., so the session cleans them
+        "SMD_SUBJECT_ROOT": f"{subject_root}_{secrets.token_hex(3)}",
+        "SMD_DATABASE_URL": fresh_pg_database().url,
+        "SMD_DATA_DIR": str(tmp_path / "data"),
+        "SMD_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture
+def svc(nats_env: dict[str, str]) -> Iterator[Services]:
+    """Services on the test's database, with the demo district recorded."""
+    services = bootstrap(load_settings(nats_env))
+    load_file(services.case_record, DEMO_DISTRICT)
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def names(svc: Services) -> Names:
+    return names_of(svc.settings)
+
+
+@pytest_asyncio.fixture
+async def nc(nats_url: str, names: Names) -> AsyncIterator[Client]:
+    """A client connection; the test's streams are deleted afterwards."""
+    client = await nats.connect(nats_url, connect_timeout=5)
+    yield client
+    js = client.jetstream()
+    for name in (names.intake_stream, names.rejected_stream, names.out_stream):
+        try:
+            await js.delete_stream(name)
+        except nats.js.errors.NotFoundError:
+            pass
+    await client.close()
+
+
+@pytest_asyncio.fixture
+async def intake(svc: Services, nats_url: str, nc: Client) -> AsyncIterator[None]:
+    """The intake worker running in this process (as in `smd serve`)."""
+    worker_nc = await nats.connect(nats_url, connect_timeout=5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_intake(svc, worker_nc, stop))
+    await wait_for(lambda: consumer_exists(nc, names_of(svc.settings)), what="intake consumer")
+    yield
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    await worker_nc.close()
+
+
+@pytest.fixture
+def workers(nats_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts worker subprocesses (`ingest`, `outbox`) with the test's settings; kills leftovers."""
+    started: list[subprocess.Popen] = []
+    logs: list = []
+
+    def start(command: str, **extra: str) -> subprocess.Popen:
+        env = {**os.environ, **nats_env, "PYTHONPATH": str(ROOT_DIR)}
+        env.pop("SMD_FAULT", None)
+        env.update(extra)
+        log = open(tmp_path / f"{command}-{len(started)}.log", "wb")
+        logs.append(log)
+        proc = subprocess.Popen([*WORKER, command], env=env, cwd=ROOT_DIR, stdout=log,
+                                stderr=subprocess.STDOUT)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    for log in logs:
+        log.close()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+async def wait_for(check: Callable[[], object], *, what: str, timeout: float = 20.0) -> object:
+    """Poll ``check`` (sync or async) until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def consumer_exists(nc: Client, names: Names) -> bool:
+    try:
+        await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
+
+
+async def intake_settled(nc: Client, names: Names, last_seq: int) -> bool:
+    """The consumer has delivered up to ``last_seq`` and holds no unacknowledged message."""
+    info = await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
+    return (info.delivered.stream_seq >= last_seq and info.num_ack_pending == 0
+            and info.num_pending == 0)
+
+
+def registered(case_record: CaseRecord, patient: UUID) -> bool:
+    try:
+        case_record.patient(patient)
+    except PatientNotFound:
+        return False
+    return True
+
+
+def stored_count(case_record: CaseRecord, aggregate_id: UUID) -> int:
+    return len(case_record.recorder.select_events(aggregate_id))
+
+
+def key_of(raw: bytes) -> str:
+    doc = json.loads(raw)
+    return f"{doc['source']}:{doc['id']}"
+
+
+# -- tests ------------------------------------------------------------------------------------
+
+
+async def test_streams_and_the_consumer_are_declared_once_and_updated_when_their_config_drifts(
+    names: Names, nc: Client, subject_root: str
+) -> None:
+    js = nc.jetstream()
+    first = await ensure_streams(js, names)
+    assert set(first.values()) == {"created"}
+    assert all(name.startswith(subject_root.upper() + "_") for name in first)
+    assert await ensure_streams(js, names) == dict.fromkeys(first, "unchanged")
+
+    await js.update_stream(StreamConfig(name=names.intake_stream, subjects=[names.intake_all],
+                                        max_age=60, duplicate_window=30))
+    assert (await ensure_streams(js, names))[names.intake_stream] == "updated"
+    intake_config = (await js.stream_info(names.intake_stream)).config
+    assert (intake_config.max_age, intake_config.duplicate_window) == (IN_MAX_AGE, IN_DUPLICATE_WINDOW)
+
+    assert await ensure_consumer(js, names.intake_stream, intake_consumer_config()) == "created"
+    stale = intake_consumer_config()
+    stale.max_ack_pending = 1000  # the server default that stalls silently
+    await js.add_consumer(names.intake_stream, stale)
+    assert await ensure_consumer(js, names.intake_stream, intake_consumer_config()) == "updated"
+    info = await js.consumer_info(names.intake_stream, INTAKE_CONSUMER)
+    assert (info.config.max_ack_pending, info.config.ack_wait) == (
+        INTAKE_MAX_ACK_PENDING, INTAKE_ACK_WAIT)
+
+
+async def test_a_health_center_publishing_a_registration_and_a_level_4_visit_gets_both_recorded(
+    svc: Services, names: Names, nc: Client, intake: None
+) -> None:
+    hc = AgencyClient(nc, names, HC)
+    patient = uuid4()
+    await hc.publish(hc.registration(patient, VILLAGE))
+    ack = await hc.publish(hc.visit(patient, 4, "unstable"))
+
+    await wait_for(lambda: intake_settled(nc, names, ack.seq), what="the intake to ack both")
+    record = svc.case_record.patient(patient)
+    assert (record.residence, record.registered_by, record.risk_level) == (VILLAGE, HC, 4)
+    assert stored_count(svc.case_record, patient) == 2
+
+
+async def test_the_same_envelope_published_three_times_is_stored_once(
+    svc: Services, names: Names, nc: Client, intake: None
+) -> None:
+    hc = AgencyClient(nc, names, HC)
+    patient = uuid4()
+    raw = hc.registration(patient, VILLAGE)
+    first = await hc.publish(raw)  # Nats-Msg-Id = <source>:<id>
+    other = await hc.publish(raw, msg_id="another-id-so-jetstream-keeps-it")
+    again = await hc.publish(raw)  # same Nats-Msg-Id: JetStream drops it
+    assert (other.duplicate, again.duplicate, again.seq) == (None, True, first.seq)
+
+    await wait_for(lambda: intake_settled(nc, names, other.seq), what="the intake to ack both")
+    assert stored_count(svc.case_record, patient) == 1
+    assert stored_count(svc.case_record, receipt_id(key_of(raw))) == 1
+    rejected = await nc.jetstream().stream_info(names.rejected_stream)
+    assert rejected.state.messages == 0  # the redelivery was a duplicate, not a refusal
+
+
+async def test_malformed_and_wrongly_sourced_messages_are_rejected_with_reasons_and_the_rest_stored(
+    svc: Services, names: Names, nc: Client, intake: None
+) -> None:
+    hc = AgencyClient(nc, names, HC)
+    police = AgencyClient(nc, names, "police-east")
+    patient = uuid4()
+    malformed = b'{"specversion": "1.0", "type": "cn.smd.patient.registered.v1", "data": '
+    foreign = hc.registration(uuid4(), VILLAGE, source="hc-south")  # on hc-north's subject
+    not_allowed = police.visit(patient, 4, "unstable")
+    bad = await hc.publish(malformed, event_type="patient.registered.v1", msg_id="hc-north:bad")
+    wrong = await hc.publish(foreign)
+    denied = await police.publish(not_allowed)
+    await hc.publish(hc.registration(patient, VILLAGE))
+    last = await hc.publish(hc.visit(patient, 4, "unstable"))
+
+    await wait_for(lambda: intake_settled(nc, names, last.seq), what="the intake to ack all")
+    assert svc.case_record.patient(patient).risk_level == 4
+
+    got = await hc.rejections(2)
+    assert [m.data for m in got] == [malformed, foreign]  # the original bytes
+    by_reason = {m.headers[H_REASON]: m.headers for m in got}
+    assert set(by_reason) == {"invalid-envelope", "source-mismatch"}
+    assert by_reason["invalid-envelope"][H_SEQ] == str(bad.seq)
+    assert "JSON" in by_reason["invalid-envelope"][H_DETAIL]
+    assert by_reason["source-mismatch"][H_SEQ] == str(wrong.seq)
+    assert "set source to 'hc-north'" in by_reason["source-mismatch"][H_DETAIL]
+    assert by_reason["source-mismatch"][H_SUBJECT] == names.intake(HC, "patient.registered.v1")
+    assert all(m.headers["Nats-Msg-Id"] == f"rejected:{m.headers[H_SEQ]}" for m in got)
+
+    [refused] = await police.rejections(1)
+    assert (refused.data, refused.headers[H_REASON]) == (not_allowed, "not-allowed-to-record")
+    assert refused.headers[H_SEQ] == str(denied.seq)
+    assert "Test Person" not in str(refused.headers)  # headers carry reasons, not personal data
+
+
+async def test_a_store_failure_gives_the_message_back_for_later_and_never_rejects_it(
+    svc: Services, names: Names, nc: Client, intake: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = []
+
+    def store_down_once(*args: object, **kwargs: object) -> object:
+        if not failures:
+            failures.append(1)
+            raise OperationalError("connection refused")  # what the recorder raises
+        return accept(*args, **kwargs)
+
+    monkeypatch.setattr(integrations.intake, "accept", store_down_once)
+    hc = AgencyClient(nc, names, HC)
+    patient = uuid4()
+    ack = await hc.publish(hc.registration(patient, VILLAGE))
+
+    await wait_for(lambda: intake_settled(nc, names, ack.seq), what="the retry to be acked")
+    assert failures and registered(svc.case_record, patient)
+    info = await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
+    assert info.delivered.consumer_seq == 2  # nak'ed once, then delivered again
+    assert (await nc.jetstream().stream_info(names.rejected_stream)).state.messages == 0
+
+
+async def test_the_service_lifespan_runs_the_intake_in_process_and_stops_it_cleanly(
+    svc: Services, names: Names, nc: Client
+) -> None:
+    app = Litestar(route_handlers=[], lifespan=[nats_lifespan(svc)])
+    async with AsyncTestClient(app=app):
+        assert svc.nats is not None and svc.nats.is_connected
+        await wait_for(lambda: consumer_exists(nc, names), what="the intake consumer")
+        hc = AgencyClient(nc, names, HC)
+        patient = uuid4()
+        ack = await hc.publish(hc.registration(patient, VILLAGE))
+        await wait_for(lambda: intake_settled(nc, names, ack.seq), what="the intake to ack")
+        assert registered(svc.case_record, patient)
+    assert svc.nats is None
+
+
+@pytest.mark.slow
+async def test_an_intake_killed_between_commit_and_ack_stores_the_message_once_after_restart(
+    svc: Services, names: Names, nc: Client, workers: Callable[..., subprocess.Popen],
+    tmp_path: Path,
+) -> None:
+    crashing = workers("ingest", SMD_FAULT="intake-kill-after-commit")
+    await wait_for(lambda: consumer_exists(nc, names), what="the intake consumer")
+    hc = AgencyClient(nc, names, HC)
+    patient = uuid4()
+    raw = hc.registration(patient, VILLAGE)
+    ack = await hc.publish(raw)
+
+    await wait_for(lambda: crashing.poll() is not None, what="the intake to kill itself")
+    assert crashing.returncode == -signal.SIGKILL
+    assert registered(svc.case_record, patient)  # committed ...
+    info = await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
+    assert info.num_ack_pending == 1  # ... but never acked
+
+    workers("ingest")  # redelivery comes after AckWait (30 s)
+    await wait_for(lambda: intake_settled(nc, names, ack.seq), what="the redelivery to be acked",
+                   timeout=60)
+    assert stored_count(svc.case_record, patient) == 1
+    assert stored_count(svc.case_record, receipt_id(key_of(raw))) == 1
+    info = await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
+    assert info.num_ack_pending == 0
+    lines = [json.loads(line) for line in (tmp_path / "ingest-1.log").read_text().splitlines()
+             if line.startswith("{")]
+    [line] = [x for x in lines if x.get("event") == "intake"]  # one line per message
+    assert (line["seq"], line["outcome"], line["correlation_id"]) == (ack.seq, "duplicate", key_of(raw))
+    logged = (tmp_path / "ingest-0.log").read_text() + (tmp_path / "ingest-1.log").read_text()
+    assert "Test Person" not in logged  # ids and outcomes, never bodies
