@@ -47,6 +47,9 @@ from domain.values import Provenance, RiskClass
 
 Clock = Callable[[], datetime]
 
+#: Message ids of facts imported from an agency's ledger start with this (see record()).
+IMPORTED_PREFIX = "ledger:"
+
 
 def utc_now() -> datetime:
     """The service clock (tests pass their own)."""
@@ -119,8 +122,12 @@ class CaseRecord(Application[UUID]):
 
     # -- commands ------------------------------------------------------------------------------
 
-    def record(self, event: InboundEvent, agency_id: str) -> Recorded:
-        """Record one inbound message exactly once (idempotent on ``<source>:<id>``)."""
+    def record(self, event: InboundEvent, agency_id: str, imported: bool = False) -> Recorded:
+        """Record one inbound message exactly once (idempotent on ``<source>:<id>``).
+
+        ``imported``: the message is a row of an agency's existing ledger (a backfill): its facts
+        carry the message id ``ledger:<source>:<id>`` so the rules open nothing for the past.
+        """
         key = event.idempotency_key
         digest = hmac.new(self.digest_key, canonical_bytes(event), hashlib.sha256).hexdigest()
         duplicate = self._check_receipt(key, digest, event.subject)
@@ -128,7 +135,7 @@ class CaseRecord(Application[UUID]):
             return duplicate
         for attempt in range(self.max_attempts):
             now = self.clock()
-            changed, outcome = self._decide(event, agency_id, now)
+            changed, outcome = self._decide(event, agency_id, now, imported)
             receipt = Receipt.issue(
                 key=key,
                 digest=digest,
@@ -161,13 +168,14 @@ class CaseRecord(Application[UUID]):
             raise DuplicateMessageConflict(key)
         return Recorded(key=key, outcome="duplicate", notification_id=None, subject=subject)
 
-    def _decide(self, event: InboundEvent, agency_id: str, now: datetime) -> tuple[list[Any], str]:
+    def _decide(self, event: InboundEvent, agency_id: str, now: datetime,
+                imported: bool = False) -> tuple[list[Any], str]:
         """Load what the event is about and call the domain; return aggregates to save."""
         by = Provenance(
             agency_id=agency_id,
             staff_id=event.actor,
             occurred_at=event.time,
-            message_id=event.idempotency_key,
+            message_id=(IMPORTED_PREFIX if imported else "") + event.idempotency_key,
         )
         match event:
             case PatientRegisteredV1(subject=patient_id):
@@ -202,6 +210,29 @@ class CaseRecord(Application[UUID]):
                 changed = FILE_COMMANDS[type(event)](patient, by, now, event.data)
                 return ([patient], "recorded") if changed is not False else ([], "no-change")
         raise TypeError(f"no handler for {type(event).__name__}")  # pragma: no cover
+
+    def mark_history_imported(self, patient_id: UUID, agency_id: str, ledger: str, rows: int) -> Recorded:
+        """After a backfill: one fact per patient that makes the rules assess its current state."""
+        key = f"import:{ledger}:{patient_id}"  # not "ledger:": this fact must reach the rules
+        digest = hmac.new(self.digest_key, key.encode(), hashlib.sha256).hexdigest()
+        duplicate = self._check_receipt(key, digest, patient_id)
+        if duplicate:
+            return duplicate
+        for _ in range(self.max_attempts):
+            now = self.clock()
+            patient = self.patient(patient_id)
+            patient.mark_history_imported(Provenance(agency_id, None, now, key), now, ledger=ledger, rows=rows)
+            receipt = Receipt.issue(key=key, digest=digest, event_type="smd.HistoryImported", subject=str(patient_id),
+                                    agency_id=agency_id, outcome="recorded", now=now)
+            try:
+                recordings = self.save(receipt, patient)
+            except IntegrityError:
+                if self._check_receipt(key, digest, patient_id):
+                    return Recorded(key=key, outcome="duplicate", notification_id=None, subject=patient_id)
+                continue
+            return Recorded(key=key, outcome="recorded", notification_id=max(r.notification.id for r in recordings),
+                            subject=patient_id)
+        raise ConcurrentWriteConflict(key, self.max_attempts)
 
     # -- queries -------------------------------------------------------------------------------
 

@@ -36,7 +36,8 @@ class WrongRegion(DomainError):
                          "send it to that region's service or drop the region attribute")
 
 
-def accept(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str, via: str) -> Recorded:
+def accept(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str, via: str,
+           imported: bool = False) -> Recorded:
     """Decode, authorise and record one message from ``agency_id`` (raises on refusal)."""
     event = decode_event(raw)
     agency = registry.agency(agency_id)
@@ -50,7 +51,7 @@ def accept(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_i
     if aid_type is not None:  # aid is recordable per aid type, not only per event type
         check_may_record_aid(agency_id, agency.kind, aid_type)
     try:
-        return case_record.record(event, agency_id)
+        return case_record.record(event, agency_id, imported=imported)
     except IdNumberAlreadyRegistered as e:
         # name the holder only to a kind that could find it by searching the same number
         raise e.for_caller(may_search_by_id_number(agency.kind)) from None

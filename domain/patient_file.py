@@ -387,6 +387,14 @@ class PatientDeregistered(FileFact):
     note: str | None
 
 
+@_fact("smd.HistoryImported", "import")
+class HistoryImported(FileFact):
+    """An agency's ledger was imported (a backfill): the rules now assess the current state."""
+
+    ledger: str
+    rows: int
+
+
 def _latest(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(entries, key=lambda e: (e["at"], e["key"]), default=None)
 
@@ -411,6 +419,10 @@ class PatientFile:
 
     def _entries(self, kind: str) -> list[dict[str, Any]]:
         return self.__dict__.setdefault("facts", {}).get(kind, [])
+
+    def mark_history_imported(self, by: Provenance, now: datetime, *, ledger: str, rows: int) -> None:
+        """Record that the patient's past came from a ledger import (named by its digest)."""
+        self._record(HistoryImported, "the import", by, now, ledger=ledger, rows=rows)
 
     # circumstances and confinement
     def record_circumstances(self, by: Provenance, now: datetime, *, lives_alone: bool | None = None,

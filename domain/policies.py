@@ -155,9 +155,18 @@ POLICE_MANAGEMENT = "smd.PoliceManagementRecorded"
 WHEREABOUTS = "smd.WhereaboutsDeclared"
 VISIT = "smd.VisitRecorded"
 DEREGISTERED = "smd.PatientDeregistered"
+IMPORTED = "smd.HistoryImported"
+IMPORTED_PREFIX = "ledger:"
+
+
+def is_imported(message_id: str) -> bool:
+    """A fact from an agency's ledger (a backfill): it opens nothing for the past."""
+    return message_id.startswith(IMPORTED_PREFIX)
 
 
 def _before(entries: list[dict[str, Any]], trigger: Trigger) -> list[dict[str, Any]]:
+    if trigger.topic == IMPORTED:
+        return []  # after a backfill the rules assess the current state as if just learned
     return [e for e in entries if e.get("v", 0) < trigger.version]
 
 
@@ -168,7 +177,7 @@ def r1_lifecycle(trigger: Trigger, patient: Any, responsible: Responsible, setti
     after = open_episode(episodes(patient.assessments, high_risk))
     before = open_episode(episodes(_before(patient.assessments, trigger), high_risk))
     if after is not None and (before is None or before.key != after.key):
-        level_before = patient.risk_level_before(trigger.message_id)
+        level_before = None if trigger.topic == IMPORTED else patient.risk_level_before(trigger.message_id)
         d.opened += r1_high_risk_management(trigger, level_before, patient.risk_level, responsible, settings)
         if patient.under_police_management:  # already under management: nothing left to do
             latest = max(patient.facts.get("police_management", []), key=lambda e: (e["at"], e["key"]))
@@ -249,8 +258,10 @@ PATIENT_RULES = (r1_lifecycle, r5_lost_to_follow_up)
 
 
 def decide(trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings) -> Decisions:
-    """All rules' decisions for one patient fact."""
+    """All rules' decisions for one patient fact (none for a fact imported from a ledger)."""
     d = Decisions()
+    if is_imported(trigger.message_id):
+        return d
     for rule in PATIENT_RULES:
         d.extend(rule(trigger, patient, responsible, settings))
     return d

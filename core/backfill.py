@@ -1,0 +1,66 @@
+"""Backfill: import an agency's existing ledger (台账) as history.
+
+The ledger is a JSON Lines file of the same CloudEvents envelopes the API takes (one per line;
+docs in README "Backfill"). Rows are recorded through the normal intake path — same checks,
+same idempotency (a re-run imports nothing twice) — but marked as imported, so the rules open
+no obligation for the past. Afterwards each imported patient gets one ``HistoryImported`` fact:
+the rules then assess the patient's *current* state once, as if they had just learned it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID
+
+from core.case_record import CaseRecord
+from core.contract import ContractError
+from core.intake import accept
+from core.registry import RegistryView
+from domain.errors import DomainError
+
+REGISTRATIONS = ("cn.smd.patient.registered.v1", "cn.smd.patient.registered-unidentified.v1")
+
+
+@dataclass
+class ImportReport:
+    """What an import did: rows recorded, rows already there, rows refused (line, reason)."""
+
+    ledger: str
+    recorded: int = 0
+    duplicates: int = 0
+    refused: list[tuple[int, str, str]] = field(default_factory=list)
+    patients: set[UUID] = field(default_factory=set)
+
+
+def import_ledger(case_record: CaseRecord, registry: RegistryView, path: Path, agency_id: str) -> ImportReport:
+    """Import a JSON Lines ledger from one agency; refusals are reported, not fatal."""
+    raw = path.read_bytes()
+    report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
+    lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
+
+    def registration_first(item: tuple[int, bytes]) -> int:
+        try:
+            return 0 if json.loads(item[1]).get("type") in REGISTRATIONS else 1
+        except (ValueError, AttributeError):
+            return 1
+
+    for number, line in sorted(lines, key=registration_first):  # stable: ledger order otherwise
+        try:
+            recorded = accept(case_record, registry, line, agency_id, "ledger import", imported=True)
+        except (ContractError, DomainError) as e:
+            report.refused.append((number, getattr(e, "code", "invalid"), str(e)))
+            continue
+        if recorded.outcome == "duplicate":
+            report.duplicates += 1
+        else:
+            report.recorded += 1
+        report.patients.add(recorded.subject)
+    for patient_id in sorted(report.patients, key=str):
+        try:
+            case_record.mark_history_imported(patient_id, agency_id, report.ledger, len(lines))
+        except DomainError:
+            continue  # not a patient (e.g. a suspected case's subject)
+    return report
