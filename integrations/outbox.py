@@ -40,8 +40,14 @@ log = structlog.get_logger("smd.outbox")
 
 #: Tracking name of the outbox's position in the case record's tracking table.
 TRACKING_NAME = "outbox"
-#: Topics the outbox publishes (later: alerts, handovers, escalations).
-TOPICS = (Obligation.Assigned.TOPIC,)
+#: Lifecycle changes told to the owner: topic → what happened (the message type's verb).
+CHANGES = {
+    Obligation.Completed.TOPIC: "completed",
+    Obligation.Cancelled.TOPIC: "cancelled",
+    Obligation.Overdue.TOPIC: "overdue",
+}
+#: Topics the outbox publishes (later: alerts, handovers).
+TOPICS = (Obligation.Assigned.TOPIC, *CHANGES)
 #: Namespace of outbound event ids; never change it (receivers dedup on these ids).
 EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:event")
 #: Test-only fault injection: SIGKILL after publishing a batch, before saving the position.
@@ -70,6 +76,10 @@ class AssignedData(msgspec.Struct, kw_only=True):
     due_at: datetime | None
     risk_level: int | None
     trigger_message_id: str
+    status: str = "assigned"
+    reason: str | None = None  # why it was cancelled
+    fulfilled_by: str | None = None  # the message id of the fact that completed it
+    escalated_to: str | None = None  # R15: the governance center told of the lateness
 
 
 class OutboundEvent(msgspec.Struct, kw_only=True):
@@ -131,6 +141,34 @@ def to_outgoing(event: Any, position: int, names: Names) -> Outgoing:
     )
 
 
+def changes_to_outgoing(event: Any, obligation: Any, position: int, names: Names) -> list[Outgoing]:
+    """Messages for a lifecycle change: to the owner; an overdue one also to the governance
+    center it was escalated to (R15)."""
+    what = CHANGES[type(event).TOPIC]
+    eid = event_id(event.originator_id, event.originator_version)
+    data = AssignedData(
+        obligation_id=obligation.id, kind=obligation.kind, rule=obligation.rule, action=obligation.action,
+        assignee=obligation.assignee, patient_id=obligation.patient_id, episode_key=obligation.episode_key,
+        residence=obligation.residence, due_at=obligation.due_at, risk_level=obligation.risk_level,
+        trigger_message_id=obligation.trigger_message_id, status=obligation.status,
+        reason=getattr(event, "reason", None), fulfilled_by=getattr(event, "fulfilled_by", None),
+        escalated_to=getattr(event, "escalated_to", None),
+    )
+    recipients = [(obligation.assignee, what)]
+    if what == "overdue" and data.escalated_to:
+        recipients.append((data.escalated_to, "escalated"))
+    out = []
+    for recipient, verb in recipients:
+        # one event id per recipient: receivers dedup per message, not per stored event
+        mid = eid if recipient == obligation.assignee else uuid5(EVENT_NAMESPACE, f"{eid}:{recipient}")
+        message = OutboundEvent(
+            id=mid, type=f"cn.smd.{obligation.kind}.{verb}.v1", source=f"smd/{names.region}",
+            subject=str(obligation.id), time=event.timestamp, region=names.region, data=data)
+        out.append(Outgoing(subject=names.out(recipient, obligation.kind, verb), payload=_encoder.encode(message),
+                            msg_id=str(mid), position=position))
+    return out
+
+
 class Outbox:
     """Publishes new outbound events from the log, then moves its tracked position."""
 
@@ -162,10 +200,14 @@ class Outbox:
         found: list[Notification] = list(
             recorder.select_notifications(start + 1, self.batch, stop=top, topics=TOPICS)
         )
-        out = [
-            to_outgoing(self.case_record.mapper.to_domain_event(n), n.id, self.names)
-            for n in found
-        ]
+        out: list[Outgoing] = []
+        for n in found:
+            event = self.case_record.mapper.to_domain_event(n)
+            if n.topic == Obligation.Assigned.TOPIC:
+                out.append(to_outgoing(event, n.id, self.names))
+            else:  # the obligation as it stood after this change
+                obligation = self.case_record.repository.get(n.originator_id, version=n.originator_version)
+                out += changes_to_outgoing(event, obligation, n.id, self.names)
         end = found[-1].id if len(found) == self.batch else top
         return start, out, end
 

@@ -41,7 +41,8 @@ POLICE, GOV = "police-east", "gov-willowbrook"
 PERSONAL = {"name": "Wang Xiaoming", "id_number": "449901198001011230", "phone": "13800138000",
             "address": "7 Plum Orchard Lane"}
 DATA_FIELDS = {"obligation_id", "kind", "rule", "action", "assignee", "patient_id", "episode_key",
-               "residence", "due_at", "risk_level", "trigger_message_id"}
+               "residence", "due_at", "risk_level", "trigger_message_id", "status", "reason", "fulfilled_by",
+               "escalated_to"}
 
 
 # -- fixtures (same shape as test_nats_intake) ------------------------------------------------
@@ -213,6 +214,26 @@ async def test_an_assigned_obligation_reaches_its_assignee_with_the_documented_p
     assert (body["type"], body["data"]["due_at"]) == ("cn.smd.notice.assigned.v1", None)
     assert body["id"] == str(event_id(nid, 1))
     await wait_for(lambda: position(svc) >= at, what="the outbox position to pass the obligation")
+
+
+async def test_an_overdue_obligation_tells_its_owner_and_escalates_to_the_governance_center(
+    svc: Services, names: Names, nc: Client, outbox: None
+) -> None:
+    patient = register_patient(svc)
+    oid, _ = assign(svc, patient, ObligationKind.OBLIGATION, POLICE)
+    obligation = svc.case_record.repository.get(oid)
+    assert obligation.mark_overdue(datetime.now(UTC) + timedelta(days=4), escalated_to=GOV)
+    svc.case_record.save(obligation)
+
+    assigned, overdue = await AgencyClient(nc, names, POLICE).assignments(2)
+    [escalated] = await AgencyClient(nc, names, GOV).assignments(1)
+    assert overdue.subject == names.out(POLICE, "obligation", "overdue")
+    assert escalated.subject == names.out(GOV, "obligation", "escalated")
+    body = json.loads(escalated.data)
+    assert (body["type"], body["data"]["escalated_to"], body["data"]["assignee"]) == (
+        "cn.smd.obligation.escalated.v1", GOV, POLICE)
+    assert body["id"] != json.loads(overdue.data)["id"]  # each recipient dedups its own message
+    assert not any(value in escalated.data.decode() for value in PERSONAL.values())
 
 
 async def test_a_level_4_visit_published_over_nats_reaches_police_and_governance_center_over_nats(
