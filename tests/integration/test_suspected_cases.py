@@ -55,12 +55,12 @@ class Desk:
                "subject": str(subject or self.case), "time": occurred.isoformat(), "data": data}
         return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
 
-    def report(self, agency: str = COMMITTEE, occurred=day(20), **extra: Any):
-        return self.send(agency, "suspected-case.reported", {**REPORT, **extra}, occurred=occurred)
+    def report(self, agency: str = COMMITTEE, occurred=None, **extra: Any):
+        return self.send(agency, "suspected-case.reported", {**REPORT, **extra}, occurred=occurred or day(20))
 
-    def register_patient(self, occurred=day(3)):
+    def register_patient(self, occurred=None):
         return self.send(HC, "patient.registered", {"name": "Test Person", "residence": VILLAGE},
-                         subject=self.patient, occurred=occurred)
+                         subject=self.patient, occurred=occurred or day(3))
 
     def case_(self):
         return self.services.case_record.suspected_case(self.case)
@@ -80,13 +80,13 @@ class TestWhoRecordsWhat:
         assert case.status == CaseStatus.REPORTED and case.reported_by == agency and case.seen_in == VILLAGE
 
     def test_the_auditor_may_not_report(self, desk) -> None:
-        with pytest.raises(NotAllowedToRecord, match="auditor, which may not record cn.smd.suspected-case.reported"):
+        with pytest.raises(NotAllowedToRecord, match=r"auditor, which may not record .*suspected-case\.reported"):
             desk.report(AUDITOR)
 
     @pytest.mark.parametrize("refused", [COMMITTEE, POLICE, HOSPITAL, CIVIL, GOV])
     def test_only_the_health_center_assesses(self, desk, refused) -> None:
         desk.report()
-        with pytest.raises(NotAllowedToRecord, match="may not record cn.smd.suspected-case.assessed"):
+        with pytest.raises(NotAllowedToRecord, match=r"may not record cn\.smd\.suspected-case\.assessed"):
             desk.send(refused, "suspected-case.assessed", ASSESSMENT)
         assert desk.send(HC, "suspected-case.assessed", ASSESSMENT).outcome == "recorded"
         assert desk.case_().status == CaseStatus.ASSESSED
@@ -97,7 +97,7 @@ class TestWhoRecordsWhat:
         desk.report()
         desk.send(HC, "suspected-case.assessed", ASSESSMENT, occurred=day(10))
         desk.register_patient()
-        with pytest.raises(NotAllowedToRecord, match="may not record cn.smd.suspected-case.registered"):
+        with pytest.raises(NotAllowedToRecord, match=r"may not record cn\.smd\.suspected-case\.registered"):
             desk.send(COMMITTEE, "suspected-case.registered", {"patient_id": str(desk.patient)})
         assert desk.send(agency, "suspected-case.registered", {"patient_id": str(desk.patient)}).outcome == "recorded"
 
@@ -105,7 +105,7 @@ class TestWhoRecordsWhat:
     def test_the_health_center_or_the_hospital_dismisses_and_the_police_may_not(self, desk, agency) -> None:
         desk.report()
         desk.send(HC, "suspected-case.assessed", {"outcome": "no_severe_disorder"}, occurred=day(10))
-        with pytest.raises(NotAllowedToRecord, match="may not record cn.smd.suspected-case.dismissed"):
+        with pytest.raises(NotAllowedToRecord, match=r"may not record cn\.smd\.suspected-case\.dismissed"):
             desk.send(POLICE, "suspected-case.dismissed", {"reason": "no_severe_disorder"})
         assert desk.send(agency, "suspected-case.dismissed", {"reason": "no_severe_disorder"}).outcome == "recorded"
         case = desk.case_()
