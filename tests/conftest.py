@@ -18,7 +18,7 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-pytest_plugins = ["tests.support.servers"]
+pytest_plugins = ["tests.support.servers", "tests.support.nats_world"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

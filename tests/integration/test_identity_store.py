@@ -50,7 +50,7 @@ def unidentified(agency: Agency, patient: UUID):
 
 
 def confirmation(agency: Agency, patient: UUID, id_number: str):
-    return agency.envelope(CONFIRMED, patient, {"id_number": id_number, "name": "Zhang San"},
+    return agency.envelope(CONFIRMED, patient, {"id_number": id_number, "name": "Test Person Zs"},
                            occurred=NOW - timedelta(days=1))
 
 
@@ -112,7 +112,7 @@ class TestUnidentifiedPatient:
         reopened = open_store(snapshot_every=1).case_record  # a restart, with snapshots
         for record in (demo.case_record, reopened):
             file = record.patient(patient)
-            assert file.personal == PersonalDetails(name="Zhang San", id_number=number)
+            assert file.personal == PersonalDetails(name="Test Person Zs", id_number=number)
             assert file.provisional is not None and file.provisional.label == "man, about 40"
             assert file.identity_confirmed_at == NOW - timedelta(days=1)
             assert find_by_id_number(record, number, NOW) == [patient]
@@ -244,7 +244,7 @@ class TestSearchOverHttp:
         patient, number = uuid4(), with_x_check(date(1979, 4, 4), "32")
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
             r = await client.post("/v1/events", headers=auth(keys["hc-north"]), json=envelope(
-                REGISTERED, patient, {"name": "Zhang San", "residence": VILLAGE, "id_number": number}, "hc-north"))
+                REGISTERED, patient, {"name": "Test Person Zs", "residence": VILLAGE, "id_number": number}, "hc-north"))
             assert r.status_code == 201, r.text
             for agency in SEARCHERS:
                 r = await client.post("/v1/patients/search", json={"id_number": number.lower()},
@@ -283,7 +283,7 @@ class TestSearchOverHttp:
         services, keys = http_demo
         first, number = uuid4(), fictional_id_number(date(1961, 12, 31), 5, "51")
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
-            body = {"name": "Zhang San", "residence": VILLAGE, "id_number": number}
+            body = {"name": "Test Person Zs", "residence": VILLAGE, "id_number": number}
             await client.post("/v1/events", json=envelope(REGISTERED, first, body, "hc-north"),
                               headers=auth(keys["hc-north"]))
             r = await client.post("/v1/events", json=envelope(REGISTERED, uuid4(), body, "hc-south"),

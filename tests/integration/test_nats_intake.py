@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -26,7 +22,6 @@ from nats.js.api import StreamConfig
 import integrations.intake
 from core.case_record import CaseRecord
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
 from domain.errors import PatientNotFound
 from domain.receipt import receipt_id
 from integrations.intake import H_DETAIL, H_REASON, H_SEQ, H_SUBJECT
@@ -43,62 +38,17 @@ from integrations.streams import (
     intake_consumer_config,
     names_of,
 )
-from ops.bootstrap import Services, bootstrap
-from ops.settings import load_settings
+from ops.bootstrap import Services
 from tests.support.agency_client import AgencyClient
-from tests.support.servers import PgDatabase
+from tests.support.nats_world import ROOT_DIR, WORKER, stream_exists, wait_for  # noqa: F401 - used by some
 
 pytestmark = pytest.mark.integration
 
-ROOT_DIR = Path(__file__).resolve().parents[2]
 HC = "hc-north"  # a health center of the demo district
 VILLAGE = "990101-001-v01"  # Plum Orchard Village, in hc-north's and police-east's area
-WORKER = [sys.executable, "-m", "ops.cli"]  # `smd ingest` / `smd outbox`
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def nats_env(tmp_path: Path, nats_url: str, subject_root: str,
-             fresh_pg_database: Callable[[], PgDatabase]) -> dict[str, str]:
-    """Settings of one test: its own database and its own subject root (so its own streams)."""
-    return {
-        "SMD_NATS_URL": nats_url,
-        # <run root>_<hex>: streams are named <RUN ROOT>_<HEX>_..., so the session cleans them
-        "SMD_SUBJECT_ROOT": f"{subject_root}_{secrets.token_hex(3)}",
-        "SMD_DATABASE_URL": fresh_pg_database().url,
-        "SMD_DATA_DIR": str(tmp_path / "data"),
-        "SMD_LOG_FORMAT": "json",
-    }
-
-
-@pytest.fixture
-def svc(nats_env: dict[str, str]) -> Iterator[Services]:
-    """Services on the test's database, with the demo district recorded."""
-    services = bootstrap(load_settings(nats_env))
-    load_file(services.case_record, DEMO_DISTRICT)
-    yield services
-    services.close()
-
-
-@pytest.fixture
-def names(svc: Services) -> Names:
-    return names_of(svc.settings)
-
-
-@pytest_asyncio.fixture
-async def nc(nats_url: str, names: Names) -> AsyncIterator[Client]:
-    """A client connection; the test's streams are deleted afterwards."""
-    client = await nats.connect(nats_url, connect_timeout=5)
-    yield client
-    js = client.jetstream()
-    for name in (names.intake_stream, names.rejected_stream, names.out_stream):
-        try:
-            await js.delete_stream(name)
-        except nats.js.errors.NotFoundError:
-            pass
-    await client.close()
 
 
 @pytest_asyncio.fixture
@@ -114,51 +64,7 @@ async def intake(svc: Services, nats_url: str, nc: Client) -> AsyncIterator[None
     await worker_nc.close()
 
 
-@pytest.fixture
-def workers(nats_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Starts worker subprocesses (`ingest`, `outbox`) with the test's settings; kills leftovers."""
-    started: list[subprocess.Popen] = []
-    logs: list = []
-
-    def start(command: str, **extra: str) -> subprocess.Popen:
-        env = {**os.environ, **nats_env, "PYTHONPATH": str(ROOT_DIR)}
-        env.pop("SMD_FAULT", None)
-        env.update(extra)
-        log = open(tmp_path / f"{command}-{len(started)}.log", "wb")
-        logs.append(log)
-        proc = subprocess.Popen([*WORKER, command], env=env, cwd=ROOT_DIR, stdout=log,
-                                stderr=subprocess.STDOUT)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    for log in logs:
-        log.close()
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def wait_for(check: Callable[[], object], *, what: str, timeout: float = 20.0) -> object:
-    """Poll ``check`` (sync or async) until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def consumer_exists(nc: Client, names: Names) -> bool:

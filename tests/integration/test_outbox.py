@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import nats
@@ -21,24 +16,20 @@ import pytest_asyncio
 from nats.aio.client import Client
 
 from core.contract import decode_event
-from core.registry import DEMO_DISTRICT, load_file
 from domain.obligation import Obligation, ObligationKind, obligation_id
 from integrations.outbox import TRACKING_NAME, event_id
 from integrations.runner import run_intake, run_outbox
-from integrations.streams import Names, names_of
-from ops.bootstrap import Services, bootstrap
-from ops.settings import load_settings
+from integrations.streams import Names
+from ops.bootstrap import Services
 from ops.workers import run_followers
 from tests.support.agency_client import AgencyClient
-from tests.support.servers import PgDatabase
+from tests.support.nats_world import ROOT_DIR, WORKER, stream_exists, wait_for  # noqa: F401 - used by some
 
 pytestmark = pytest.mark.integration
 
-ROOT_DIR = Path(__file__).resolve().parents[2]
-WORKER = [sys.executable, "-m", "ops.cli"]  # `smd ingest` / `smd outbox`
 VILLAGE = "990101-001-v01"
 POLICE, GOV = "police-east", "gov-willowbrook"
-PERSONAL = {"name": "Wang Xiaoming", "id_number": "449901198001011230", "phone": "13800138000",
+PERSONAL = {"name": "Marker Person Wx", "id_number": "449901198001011230", "phone": "13800138000",
             "address": "7 Plum Orchard Lane"}
 DATA_FIELDS = {"obligation_id", "kind", "rule", "action", "assignee", "patient_id", "episode_key",
                "residence", "due_at", "risk_level", "trigger_message_id", "status", "reason", "fulfilled_by",
@@ -46,44 +37,6 @@ DATA_FIELDS = {"obligation_id", "kind", "rule", "action", "assignee", "patient_i
 
 
 # -- fixtures (same shape as test_nats_intake) ------------------------------------------------
-
-
-@pytest.fixture
-def nats_env(tmp_path: Path, nats_url: str, subject_root: str,
-             fresh_pg_database: Callable[[], PgDatabase]) -> dict[str, str]:
-    return {
-        "SMD_NATS_URL": nats_url,
-        "SMD_SUBJECT_ROOT": f"{subject_root}_{secrets.token_hex(3)}",  # streams <RUN ROOT>_...
-        "SMD_DATABASE_URL": fresh_pg_database().url,
-        "SMD_DATA_DIR": str(tmp_path / "data"),
-        "SMD_LOG_FORMAT": "json",
-    }
-
-
-@pytest.fixture
-def svc(nats_env: dict[str, str]) -> Iterator[Services]:
-    services = bootstrap(load_settings(nats_env))
-    load_file(services.case_record, DEMO_DISTRICT)
-    yield services
-    services.close()
-
-
-@pytest.fixture
-def names(svc: Services) -> Names:
-    return names_of(svc.settings)
-
-
-@pytest_asyncio.fixture
-async def nc(nats_url: str, names: Names) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url, connect_timeout=5)
-    yield client
-    js = client.jetstream()
-    for name in (names.intake_stream, names.rejected_stream, names.out_stream):
-        try:
-            await js.delete_stream(name)
-        except nats.js.errors.NotFoundError:
-            pass
-    await client.close()
 
 
 @pytest_asyncio.fixture
@@ -99,57 +52,7 @@ async def outbox(svc: Services, nats_url: str, nc: Client, names: Names) -> Asyn
     await worker_nc.close()
 
 
-@pytest.fixture
-def workers(nats_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-    logs: list = []
-
-    def start(command: str, **extra: str) -> subprocess.Popen:
-        env = {**os.environ, **nats_env, "PYTHONPATH": str(ROOT_DIR)}
-        env.pop("SMD_FAULT", None)
-        env.update(extra)
-        log = open(tmp_path / f"{command}-{len(started)}.log", "wb")
-        logs.append(log)
-        proc = subprocess.Popen([*WORKER, command], env=env, cwd=ROOT_DIR, stdout=log,
-                                stderr=subprocess.STDOUT)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    for log in logs:
-        log.close()
-
-
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def wait_for(check: Callable[[], object], *, what: str, timeout: float = 20.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def stream_exists(nc: Client, name: str) -> bool:
-    try:
-        await nc.jetstream().stream_info(name)
-    except nats.js.errors.NotFoundError:
-        return False
-    return True
 
 
 def register_patient(svc: Services) -> UUID:
@@ -225,7 +128,7 @@ async def test_an_overdue_obligation_tells_its_owner_and_escalates_to_the_govern
     assert obligation.mark_overdue(datetime.now(UTC) + timedelta(days=4), escalated_to=GOV)
     svc.case_record.save(obligation)
 
-    assigned, overdue = await AgencyClient(nc, names, POLICE).assignments(2)
+    _assigned, overdue = await AgencyClient(nc, names, POLICE).assignments(2)
     [escalated] = await AgencyClient(nc, names, GOV).assignments(1)
     assert overdue.subject == names.out(POLICE, "obligation", "overdue")
     assert escalated.subject == names.out(GOV, "obligation", "escalated")

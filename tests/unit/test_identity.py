@@ -144,8 +144,8 @@ class TestUnidentifiedPatient:
 
     def test_a_confirmation_gives_the_real_name_and_id_number_and_keeps_where_the_person_was_found(self) -> None:
         patient = self.unidentified()
-        patient.confirm_identity(by("police-east", 2), NOW, PersonalDetails(name="Zhang San", id_number=VALID.lower()))
-        assert patient.personal == PersonalDetails(name="Zhang San", id_number=VALID.upper())
+        patient.confirm_identity(by("police-east", 2), NOW, PersonalDetails(name="Test Person Zs", id_number=VALID.lower()))
+        assert patient.personal == PersonalDetails(name="Test Person Zs", id_number=VALID.upper())
         assert patient.id_number_known and patient.identity_confirmed_at == NOW - timedelta(hours=1)
         assert patient.provisional is not None and patient.provisional.found_at == "bus station"
         replayed = None
@@ -157,18 +157,18 @@ class TestUnidentifiedPatient:
         patient = self.unidentified()
         with pytest.raises(IdNumberChecksumInvalid):
             patient.confirm_identity(by("police-east", 2), NOW,
-                                     PersonalDetails(name="Zhang San", id_number=WRONG_CHECK))
+                                     PersonalDetails(name="Test Person Zs", id_number=WRONG_CHECK))
         assert patient.version == 1 and not patient.id_number_known
 
     def test_a_patient_registered_with_an_id_number_cannot_have_it_confirmed_again(self) -> None:
-        patient = Patient.register(uuid4(), by("hc-east"), NOW, PersonalDetails(name="Li Si", id_number=VALID), "v-01")
+        patient = Patient.register(uuid4(), by("hc-east"), NOW, PersonalDetails(name="Test Person Ls", id_number=VALID), "v-01")
         with pytest.raises(IdentityAlreadyKnown, match="already has an ID number"):
-            patient.confirm_identity(by("police-east", 2), NOW, PersonalDetails(name="Li Si", id_number=VALID))
+            patient.confirm_identity(by("police-east", 2), NOW, PersonalDetails(name="Test Person Ls", id_number=VALID))
 
     def test_a_registration_with_an_invalid_id_number_is_refused(self) -> None:
         with pytest.raises(IdNumberAdminCodeInvalid):
             Patient.register(uuid4(), by("hc-east"), NOW,
-                             PersonalDetails(name="Li Si", id_number="99" + VALID[2:]), "v-01")
+                             PersonalDetails(name="Test Person Ls", id_number="99" + VALID[2:]), "v-01")
 
 
 class TestWhoMayDoWhat:
@@ -233,7 +233,7 @@ class TestIdentityEnvelopes:
 
     def test_a_confirmation_needs_an_id_number_and_a_name(self) -> None:
         event = decode_event(self.envelope("cn.smd.patient.identity-confirmed.v1",
-                                           f'{{"id_number":"{VALID}","name":"Zhang San"}}'))
+                                           f'{{"id_number":"{VALID}","name":"Test Person Zs"}}'))
         assert isinstance(event, IdentityConfirmedV1)
 
 
