@@ -23,7 +23,6 @@ import hmac
 import re
 import secrets
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.sqlite_files import ThreadConnections
 from domain.registry import check_agency_id
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ class SQLiteApiKeyTable:
 
     def __init__(self, path: Path):
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         with self._conn() as c:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY,"
@@ -183,12 +183,7 @@ class SQLiteApiKeyTable:
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        yield conn
+        yield self._connections.get()
 
     def insert(self, row: ApiKeyRow) -> None:
         with self._conn() as c:
@@ -224,10 +219,7 @@ class SQLiteApiKeyTable:
             )
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
 
 def _same(value: datetime) -> datetime:

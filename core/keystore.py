@@ -29,6 +29,8 @@ from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from core.sqlite_files import ThreadConnections
+
 #: Algorithm ids stored beside keys and sealed values. Never change the meaning of one.
 DATA_KEY_ALG = "AES-256-GCM"
 WRAP_ALG = "AES-256-GCM-KW1"  # AES-GCM with a 96-bit random nonce; AAD binds subject and ids
@@ -175,7 +177,8 @@ class SQLiteKeyTable:
 
     def __init__(self, path: Path):
         self.path = path
-        self._local = threading.local()
+        # secure_delete: a destroyed key must not linger in free pages
+        self._connections = ThreadConnections(path, "PRAGMA secure_delete=ON")
         with self._conn() as c:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS data_keys (subject_id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
@@ -186,13 +189,7 @@ class SQLiteKeyTable:
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA secure_delete=ON")  # a destroyed key must not linger in free pages
-            self._local.conn = conn
-        yield conn
+        yield self._connections.get()
 
     def insert_if_absent(self, row: WrappedKey) -> None:
         with self._conn() as c:
@@ -239,10 +236,7 @@ class SQLiteKeyTable:
             return dict(c.execute("SELECT master_key_id, count(*) FROM data_keys GROUP BY master_key_id").fetchall())
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
 
 class PostgresKeyTable:

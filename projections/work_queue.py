@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from core.case_record import CaseRecord
+from core.sqlite_files import ThreadConnections
 
 ASSIGNED = "smd.ObligationAssigned"
 NAME = "work_queue_v2"  # bump with the table names when the rows change: the view rebuilds
@@ -102,7 +103,7 @@ class SQLiteWorkQueueStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         c = self._conn()
         c.executescript(
             "CREATE TABLE IF NOT EXISTS work_queue_v2 (position INTEGER PRIMARY KEY, obligation_id TEXT UNIQUE,"
@@ -116,12 +117,7 @@ class SQLiteWorkQueueStore:
         )
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def position(self) -> int:
         r = self._conn().execute("SELECT position FROM projection_tracking WHERE name=?", (NAME,)).fetchone()
@@ -159,10 +155,7 @@ class SQLiteWorkQueueStore:
         return [_from_db(r) for r in self._conn().execute(sql, (*params, after, limit)).fetchall()]
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
 
 def _to_sqlite(r: QueueRow) -> tuple[Any, ...]:
