@@ -18,6 +18,8 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from core.case_record import CaseRecord
 from core.registry import REGION_TZ, RegistryView
+from core.rule_settings_view import RuleSettingsView
+from core.suspected_case_policy import SUSPECTED_CASE_TOPICS, decide_suspected_case
 from domain.lost import LostEpisode
 from domain.obligation import Obligation
 from domain.patient import Fact, Patient
@@ -48,10 +50,12 @@ class PolicyProcess:
     name = "policies"
     attempts = 5
 
-    def __init__(self, case_record: CaseRecord, registry: RegistryView, settings: RuleSettings | None = None) -> None:
+    def __init__(self, case_record: CaseRecord, registry: RegistryView, settings: RuleSettings | None = None,
+                 rule_settings: RuleSettingsView | None = None) -> None:
         self.case_record = case_record
         self.registry = registry
-        self.settings = settings or RuleSettings()
+        self.settings = settings or RuleSettings()  # used when there is no rule_settings view
+        self.rule_settings = rule_settings  # the region's settings in force on the trigger's date, as recorded then
         self._lock = threading.Lock()  # the background runner and read-your-writes waiters
 
     @property
@@ -72,6 +76,9 @@ class PolicyProcess:
                     if n.topic in PATIENT_TOPICS:
                         self._decide(n, work)
                         events += work.collect()  # in trigger order: a batch records what one-by-one would
+                    elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case
+                        decide_suspected_case(self, n, work)
+                        events += work.collect()
                 try:
                     self.case_record.events.put(events, tracking=Tracking(self.name, notifications[-1].id))
                 except IntegrityError:
@@ -104,7 +111,9 @@ class PolicyProcess:
         def responsible(kind: AgencyKind) -> str | None:
             return self.registry.responsible(patient.residence, kind, on, as_of_position=notification.id)
 
-        decisions = decide(trigger, patient, responsible, self.settings)
+        settings = (self.settings if self.rule_settings is None
+                    else self.rule_settings.settings(on, as_of_position=notification.id))
+        decisions = decide(trigger, patient, responsible, settings)
         now = trigger.recorded_at  # "now" for a policy is the trigger's recorded time
         for a in decisions.opened:
             if work.get(a.id) is None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from eventsourcing.persistence import IntegrityError
 
 from core.case_record import CaseRecord, Clock
+from core.due_checks import falls_due
 from core.registry import REGION_TZ, RegistryView
 from domain.obligation import Obligation
 from domain.registry import AgencyKind
@@ -51,8 +52,9 @@ class Scheduler:
                                                    now.astimezone(REGION_TZ).date())
             if not obligation.mark_overdue(now, escalated_to=governance):
                 return 0
+            due = falls_due(self.case_record, self.registry, obligation, now)  # R6: the care team's warning
             try:
-                self.case_record.save(obligation)
+                self.case_record.save(obligation, *due)
             except IntegrityError:
                 continue  # another scheduler, or the owner acting on it: look again
             log.info("obligation overdue", rule="R15", obligation_id=str(obligation_id), escalated_to=governance)

@@ -60,6 +60,22 @@ class RuleSettings:
     r1_take_under_management: timedelta = timedelta(hours=24)
     r5_misses_that_mean_lost: int = 3
     r5_locate: timedelta = timedelta(days=3)
+    # Care and safety rules (issue 10; sources and choices in docs/decisions/010).
+    r2_joint_visit_every: timedelta = timedelta(days=14)  # Q-4, J 卫生院 1: 至少每两周共同面访一次
+    r3_mobilise_guardian: timedelta = timedelta(days=7)  # Q-4 "及时送医": our default
+    r4_first_visit: timedelta = timedelta(days=14)  # no class known yet: our default
+    r4_unstable: timedelta = timedelta(days=14)  # national norm
+    r4_basically_stable: timedelta = timedelta(days=30)  # norm: monthly (14 days after a treatment change: not tracked)
+    r4_stable: timedelta = timedelta(days=90)  # norm: every 3 months
+    r9_designate_social_guardian: timedelta = timedelta(days=30)  # our default
+    r10_sign_agreement: timedelta = timedelta(days=7)  # J 村居 6: our default
+    r11_first_follow_up: timedelta = timedelta(days=7)  # Q-26 (出院即失管): our default
+    r13_aid_review: timedelta = timedelta(days=30)  # J 社会事务 1 "及时": our default
+    r14_police_response: timedelta = timedelta(hours=24)  # J 派出所 3 "迅速派警": our default
+    r14_review: timedelta = timedelta(days=7)  # our default
+    r17_township_review: timedelta = timedelta(days=7)  # DESIGN.md R17
+    r17_city_review: timedelta = timedelta(days=15)  # DESIGN.md R17
+    r18_assess_working_days: int = 10  # J 村居 2, J 措施 (三): 10 working days
 
 
 @dataclass
@@ -265,3 +281,8 @@ def decide(trigger: Trigger, patient: Any, responsible: Responsible, settings: R
     for rule in PATIENT_RULES:
         d.extend(rule(trigger, patient, responsible, settings))
     return d
+
+
+# The care and safety rules (issue 10) live in their own modules, which import this one's helpers
+# and append themselves to PATIENT_RULES (imported last: no import cycle in either order).
+import domain.rules_care  # noqa: E402,F401

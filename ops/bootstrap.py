@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from core.apikeys import ApiKeys, open_apikeys
+from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
 from core.policy_process import PolicyProcess
 from core.registry import RegistryView, open_registry, region_today
+from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
 from projections.work_queue import (
     PostgresWorkQueueStore,
@@ -91,6 +93,8 @@ class Services:
     work_queue: WorkQueueProjection
     scheduler: Scheduler
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
+    rule_settings: RuleSettingsView | None = None  # the region's rule settings by date, from the log
+    calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
@@ -189,6 +193,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         )
         apikeys = open_apikeys(settings)
     registry = open_registry(case_record, settings.region)
+    rule_settings = open_rule_settings(case_record, settings.region)
     work_queue = WorkQueueProjection(case_record, work_queue_store)
     return Services(
         settings=settings,
@@ -196,7 +201,9 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         case_record=case_record,
         registry=registry,
         apikeys=apikeys,
-        policies=PolicyProcess(case_record, registry),
+        policies=PolicyProcess(case_record, registry, rule_settings=rule_settings),
         work_queue=work_queue,
         scheduler=Scheduler(case_record, registry, work_queue, clock),
+        rule_settings=rule_settings,
+        calendar=open_calendar(case_record),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ops.cli_calendar import add_commands as add_calendar_commands
 from ops.cli_import import add_commands as add_import_commands
 from ops.cli_keys import add_commands as add_master_key_commands
 from ops.cli_nats import add_commands as add_nats_commands
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     add_commands(sub)
     add_master_key_commands(sub)
     add_nats_commands(sub)
+    add_calendar_commands(sub)
     add_import_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run",
                            add_help=False)

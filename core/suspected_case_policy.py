@@ -1,0 +1,69 @@
+"""R18 in the policy process: a suspected case's facts → the health center's assessment.
+
+The subject is a ``SuspectedCase``, not a ``Patient``, so the policy process hands these
+topics here (same batch, same transaction, same tracked position). Like a patient's rules it
+decides from what was known at the fact's log position: the case as of the fact's version, the
+registry, the rule settings and the working-day calendar as recorded up to that position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.persistence import Notification
+
+from core.calendar_view import CalendarView, open_calendar
+from core.registry import REGION_TZ
+from domain.obligation import Obligation
+from domain.policies import Trigger, is_imported
+from domain.registry import AgencyKind
+from domain.rules_care import r18_suspected_case
+from domain.suspected_case import SuspectedCase
+
+#: The suspected-case facts R18 reacts to.
+SUSPECTED_CASE_TOPICS = frozenset({SuspectedCase.Reported.TOPIC, SuspectedCase.Assessed.TOPIC})
+
+
+def _calendar(process: Any) -> CalendarView:
+    # the process's own view when it was given one; else one opened once, following the same log
+    view = getattr(process, "calendar", None)
+    if view is None:
+        view = process.calendar = open_calendar(process.case_record)
+    return view
+
+
+def decide_suspected_case(process: Any, notification: Notification, work: Any) -> None:
+    """Decide R18 for one suspected-case fact and apply it to the batch's unit of work."""
+    fact: Any = process.case_record.mapper.to_domain_event(notification)
+    if is_imported(fact.message_id):
+        return  # a ledger's cases are history: they open nothing
+    case: SuspectedCase = process.case_record.repository.get(notification.originator_id,
+                                                             version=notification.originator_version)
+    trigger = Trigger(patient_id=case.id, message_id=fact.message_id, position=notification.id,
+                      recorded_at=fact.timestamp, residence=case.seen_in, topic=notification.topic,
+                      version=notification.originator_version)
+    on = trigger.recorded_at.astimezone(REGION_TZ).date()
+
+    def responsible(kind: AgencyKind) -> str | None:
+        return process.registry.responsible(case.seen_in, kind, on, as_of_position=notification.id)
+
+    rules = getattr(process, "rule_settings", None)
+    settings = process.settings if rules is None else rules.settings(on, as_of_position=notification.id)
+    calendar = _calendar(process)
+
+    def working_days(start: Any, n: int) -> Any:
+        # TODO(issue 9): record the calendar's warning when a year has no calendar (weekdays were counted)
+        return calendar.add_working_days(start, n, as_of_position=notification.id).day
+
+    decisions = r18_suspected_case(trigger, case, responsible, settings, working_days)
+    now = trigger.recorded_at
+    for a in decisions.opened:
+        if work.get(a.id) is None:
+            work.add(Obligation.assign(
+                id=a.id, kind=a.kind, rule=a.rule, action=a.action, patient_id=case.id, episode_key=a.episode_key,
+                assignee=a.assignee, residence=case.seen_in, due_at=a.due_at, trigger_message_id=trigger.message_id,
+                trigger_position=trigger.position, risk_level=None, now=now))
+    for obligation_id, fulfilled_by in decisions.completed:
+        obligation = work.get(obligation_id)
+        if obligation is not None:
+            obligation.complete(now, fulfilled_by=fulfilled_by)

@@ -1,0 +1,186 @@
+"""The care rules as pure policies: a patient's facts and a trigger in, decisions out (no store)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import count
+from uuid import uuid4
+
+import pytest
+
+from domain.identity import CHINA_TZ
+from domain.obligation import ObligationKind, obligation_id
+from domain.patient import Patient
+from domain.personal import PersonalDetails
+from domain.policies import IMPORTED, PATIENT_RULES, RuleSettings, Trigger, decide, r1_lifecycle, r5_lost_to_follow_up
+from domain.registry import AgencyKind
+from domain.rule_episodes import Closing, spans
+from domain.rules_care import CARE_RULES, R11, R13, R17_CITY, r18_suspected_case, weekdays
+from domain.rules_periodic import PERIODIC_RULES, R4, R6, on_due, supply_ends_on
+from domain.values import Provenance, RiskClass
+
+NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+AGENCIES = {AgencyKind.HEALTH_CENTER: "hc", AgencyKind.POLICE_STATION: "police", AgencyKind.COMMITTEE: "committee",
+            AgencyKind.GOVERNANCE_CENTER: "gov", AgencyKind.CIVIL_AFFAIRS: "civil",
+            AgencyKind.PSYCHIATRIC_HOSPITAL: "hospital"}
+SETTINGS = RuleSettings()
+
+
+def responsible(kind: AgencyKind) -> str | None:
+    return AGENCIES.get(kind)
+
+
+class Story:
+    """One patient's facts, recorded one by one; ``then`` asks a rule about the last one."""
+
+    def __init__(self) -> None:
+        self.n = count(1)
+        self.patient = Patient.register(uuid4(), self.by(300), NOW, PersonalDetails(name="Test Person"), "v-01")
+
+    def by(self, days_ago: float, key: str | None = None) -> Provenance:
+        return Provenance("hc", None, NOW - timedelta(days=days_ago), key or f"hc:{next(self.n)}")
+
+    def record(self, command: str, days_ago: float, key: str | None = None, **kw) -> str:
+        by = self.by(days_ago, key)
+        getattr(self.patient, command)(by, NOW, **kw)
+        return by.message_id
+
+    def trigger(self, topic: str | None = None) -> Trigger:
+        last = self.patient.pending_events[-1]
+        return Trigger(patient_id=self.patient.id, message_id=getattr(last, "message_id", "registration"),
+                       position=self.patient.version, recorded_at=NOW, residence="v-01",
+                       topic=topic or type(last).TOPIC, version=self.patient.version)
+
+    def then(self, rule, topic: str | None = None):
+        return rule(self.trigger(topic), self.patient, responsible, SETTINGS)
+
+    def oid(self, rule: str, key: str, role: str, cycle: int | None = None):
+        return obligation_id(self.patient.id, rule, key, role, cycle)
+
+
+class TestSpans:
+    def test_a_span_is_keyed_by_the_fact_that_opened_it_and_a_late_older_fact_keeps_the_key(self) -> None:
+        facts = [{"at": NOW - timedelta(days=2), "key": "b", "v": 2, "on": True},
+                 {"at": NOW - timedelta(days=9), "key": "c", "v": 3, "on": True}]  # late, older
+
+        def holds(known):
+            return max(known, key=lambda e: e["at"])["on"]
+
+        (span,) = spans(facts, holds, lambda known, fact: Closing(reason="off"))
+        assert (span.key, span.opened_v, span.is_open) == ("b", 2, True)
+
+    def test_the_end_says_how_it_ended_and_one_fact_is_one_step(self) -> None:
+        # a fact that is two entries (a visit and its assessment) is one step: no empty span inside it
+        facts = [{"at": NOW, "key": "a", "v": 1, "on": True}, {"at": NOW, "key": "a", "v": 1, "on": False},
+                 {"at": NOW, "key": "b", "v": 2, "on": True}, {"at": NOW, "key": "c", "v": 3, "on": False}]
+        found = spans(facts, lambda known: known[-1]["on"], lambda known, fact: Closing(completed_by=fact["key"]))
+        assert [(s.key, s.closed_by, s.closing) for s in found] == [("b", "c", Closing(completed_by="c"))]
+
+
+class TestEventRules:
+    def test_r11_opens_on_a_discharge_completes_on_a_later_visit_and_ignores_an_older_one(self) -> None:
+        s = Story()
+        s.record("admit", 20, hospital="H", admission_kind="voluntary")
+        discharged = s.record("discharge", 5)
+        d = s.then(R11)
+        assert [(a.rule, a.assignee, a.due_at) for a in d.opened] == [("R11", "hc", NOW + timedelta(days=7))]
+        s.record("record_visit", 8, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE)
+        assert not s.then(R11).completed
+        visit = s.record("record_visit", 1, face_to_face=True, joint=False, risk_level=1,
+                         risk_class=RiskClass.BASICALLY_STABLE)
+        assert s.then(R11).completed == [(s.oid("R11", discharged, "health-center"), visit)]
+
+    def test_r13_a_grant_completes_and_a_restated_hardship_after_a_decision_opens_nothing(self) -> None:
+        s = Story()
+        flagged = s.record("record_circumstances", 10, economic_status="extreme_poverty")
+        assert [a.assignee for a in s.then(R13).opened] == ["civil"]
+        granted = s.record("grant_aid", 5, aid_type="extreme_poverty_support")
+        assert s.then(R13).completed == [(s.oid("R13", flagged, "civil-affairs"), granted)]
+        s.record("record_circumstances", 1, economic_status="extreme_poverty")
+        assert not s.then(R13).opened
+
+    def test_r17_the_city_review_waits_for_an_unstable_finding(self) -> None:
+        s = Story()
+        s.record("record_review", 5, tier="community", risk_level=1, risk_class="basically_stable")
+        assert not s.then(R17_CITY).opened
+        township = s.record("record_review", 3, tier="township", risk_level=3, risk_class="unstable")
+        (a,) = s.then(R17_CITY).opened
+        assert (a.assignee, a.episode_key, a.due_at) == ("hospital", township, NOW + timedelta(days=15))
+
+    def test_imported_facts_decide_nothing_and_the_backfill_assesses_the_current_state(self) -> None:
+        s = Story()
+        none = s.record("record_no_guardian", 50, key="ledger:hc:1")
+        assert not decide(s.trigger(), s.patient, responsible, SETTINGS).opened
+        s.record("mark_history_imported", 0, key="import:x", ledger="x", rows=1)
+        opened = decide(s.trigger(IMPORTED), s.patient, responsible, SETTINGS).opened
+        assert {(a.rule, a.episode_key) for a in opened if a.rule == "R9"} == {("R9", none)}
+
+    def test_every_care_rule_is_registered_once_after_the_engine_rules(self) -> None:
+        assert PATIENT_RULES == (r1_lifecycle, r5_lost_to_follow_up, *CARE_RULES, *PERIODIC_RULES)
+
+    @pytest.mark.parametrize("first", ["domain.rule_episodes", "domain.rules_periodic", "domain.rules_care",
+                                       "domain.policies", "core.scheduler", "core.policy_process"])
+    def test_whichever_module_is_imported_first_the_rules_are_the_same(self, first: str) -> None:
+        code = (f"import {first}; import domain.policies as p; "
+                "print(' '.join(getattr(r, 'rule', getattr(r, '__name__', '')) for r in p.PATIENT_RULES))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.split() == ["r1_lifecycle", "r5_lost_to_follow_up", "R3", "R9", "R10", "R11", "R12", "R12", "R13",
+                               "r14_incident", "R17", "R17", "R2", "R4", "R6"]
+
+
+class TestSuspectedCase:
+    class Case:
+        id = uuid4()
+
+    def test_r18_counts_working_days_from_the_recorded_china_date_to_the_end_of_the_last_day(self) -> None:
+        t = Trigger(patient_id=self.Case.id, message_id="c:1", position=1, recorded_at=NOW, residence="v-01",
+                    topic="smd.SuspectedCaseReported", version=1)
+        (a,) = r18_suspected_case(t, self.Case, responsible, SETTINGS).opened
+        assert (a.assignee, a.kind, a.episode_key) == ("hc", ObligationKind.OBLIGATION, str(self.Case.id))
+        assert a.due_at == datetime.combine(date(2026, 12, 5), time(0), CHINA_TZ)  # Fri 20 Nov + 10 → Fri 4 Dec
+
+    def test_the_weekday_fallback_skips_weekends(self) -> None:
+        assert weekdays(date(2026, 11, 20), 1) == date(2026, 11, 23)
+        assert weekdays(date(2026, 11, 20), 10) == date(2026, 12, 4)
+
+
+class TestPeriodicRules:
+    def test_r4_cycles_are_numbered_by_their_anchors_version_so_a_late_visit_renumbers_nothing(self) -> None:
+        s = Story()
+        assert [a.id for a in s.then(R4).opened] == [s.oid("R4", "registration", "visit", 1)]
+        s.record("record_visit", 10, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE)
+        d = s.then(R4)
+        assert [(a.id, a.due_at) for a in d.opened] == [(s.oid("R4", "registration", "visit", 2),
+                                                          NOW - timedelta(days=10) + timedelta(days=90))]
+        s.record("record_visit", 30, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE)
+        d = s.then(R4)
+        assert (d.opened, d.completed) == ([], [])
+
+    def test_r4_after_a_backfill_the_live_cycle_overtaken_by_imported_visits_is_done(self) -> None:
+        s = Story()
+        s.then(R4)  # the live registration opened cycle 1
+        visit = s.record("record_visit", 10, key="ledger:hc:9", face_to_face=True, joint=False, risk_level=0,
+                         risk_class=RiskClass.STABLE)
+        s.record("mark_history_imported", 0, key="import:x", ledger="x", rows=1)
+        d = s.then(R4, IMPORTED)
+        assert [a.id for a in d.opened] == [s.oid("R4", "registration", "visit", 2)]
+        assert d.completed == [(s.oid("R4", "registration", "visit", 1), visit)]
+
+    def test_r6_the_supply_carries_over_and_a_run_out_warns_the_care_team(self) -> None:
+        pickups = [{"dispensed_on": date(2026, 10, 1), "days_supplied": 30, "key": "a"},
+                   {"dispensed_on": date(2026, 10, 20), "days_supplied": 30, "key": "b"}]
+        assert supply_ends_on(pickups) == date(2026, 11, 30)
+        s = Story()
+        picked = s.record("dispense_medication", 40, dispensed_on=(NOW - timedelta(days=40)).date(), days_supplied=30)
+        (due,) = s.then(R6).opened
+
+        class Overdue:
+            rule, id = "R6", due.id
+
+        (warning,) = on_due(Overdue, s.patient, responsible)
+        assert (warning.assignee, warning.kind, warning.id) == (
+            "committee", ObligationKind.NOTICE, s.oid("R6", picked, "care-team-warning", s.patient.version))
+        s.record("dispense_medication", 1, dispensed_on=(NOW - timedelta(days=1)).date(), days_supplied=30)
+        assert on_due(Overdue, s.patient, responsible) == []  # stale: a new pickup started a new cycle
