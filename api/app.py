@@ -14,11 +14,11 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.me import MeController
+from api.middleware import RequestLogMiddleware
 from api.obligations import ObligationsController
 from api.patients import PatientSearchController
-from api.work_queue import WorkQueueController
-from api.middleware import RequestLogMiddleware
 from api.problems import exception_handlers
+from api.work_queue import WorkQueueController
 from ops.bootstrap import Services
 from ops.workers import background
 

@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import PermissionDeniedException
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
 from ops.bootstrap import Services

@@ -153,7 +153,7 @@ class CaseRecord(Application[UUID]):
                     return duplicate
                 self.retries += 1
                 # another writer changed the patient first: back off (jittered), reload, decide again
-                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311 - jitter, not crypto
                 continue
             position = max(r.notification.id for r in recordings) if recordings else None
             return Recorded(key=key, outcome=outcome, notification_id=position, subject=event.subject)

@@ -208,7 +208,7 @@ class SQLiteKeyTable:
     def rows_wrapped_by(self, master_key_id: str, limit: int) -> list[WrappedKey]:
         with self._conn() as c:
             rows = c.execute(
-                f"SELECT {_COLUMNS} FROM data_keys WHERE master_key_id=? ORDER BY subject_id LIMIT ?",  # noqa: S608
+                f"SELECT {_COLUMNS} FROM data_keys WHERE master_key_id=? ORDER BY subject_id LIMIT ?",
                 (master_key_id, limit),
             ).fetchall()
         return [WrappedKey(UUID(r[0]), r[1], r[2], r[3], bytes(r[4]), datetime.fromisoformat(r[5])) for r in rows]
@@ -272,7 +272,7 @@ class PostgresKeyTable:
     def rows_wrapped_by(self, master_key_id: str, limit: int) -> list[WrappedKey]:
         with self.pool.connection() as c:
             rows = c.execute(
-                f"SELECT {_COLUMNS} FROM {self.table} WHERE master_key_id=%s ORDER BY subject_id LIMIT %s",  # noqa: S608
+                f"SELECT {_COLUMNS} FROM {self.table} WHERE master_key_id=%s ORDER BY subject_id LIMIT %s",
                 (master_key_id, limit),
             ).fetchall()
         return [WrappedKey(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
@@ -281,7 +281,7 @@ class PostgresKeyTable:
         with self.pool.connection() as c:  # one transaction: committed on leaving the block
             return sum(
                 c.execute(
-                    f"UPDATE {self.table} SET wrap_alg=%s, master_key_id=%s, wrapped=%s"  # noqa: S608
+                    f"UPDATE {self.table} SET wrap_alg=%s, master_key_id=%s, wrapped=%s"
                     " WHERE subject_id=%s AND master_key_id=%s",
                     (r.wrap_alg, r.master_key_id, r.wrapped, r.subject_id, from_master_key_id),
                 ).rowcount
@@ -290,7 +290,7 @@ class PostgresKeyTable:
 
     def master_key_counts(self) -> dict[str, int]:
         with self.pool.connection() as c:
-            query = f"SELECT master_key_id, count(*) FROM {self.table} GROUP BY master_key_id"  # noqa: S608
+            query = f"SELECT master_key_id, count(*) FROM {self.table} GROUP BY master_key_id"
             rows = c.execute(query).fetchall()
         return {r[0]: r[1] for r in rows}
 

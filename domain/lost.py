@@ -54,7 +54,7 @@ class LostEpisode(Aggregate):
         self.status = "lost"
 
     @classmethod
-    def derive(cls, id: UUID, patient_id: UUID, episode_key: str, now: datetime) -> LostEpisode:  # noqa: A002
+    def derive(cls, id: UUID, patient_id: UUID, episode_key: str, now: datetime) -> LostEpisode:
         """The patient became lost (R5)."""
         return cls._create(cls.Derived, id=id, timestamp=now, patient_id=patient_id, episode_key=episode_key)
 

@@ -217,7 +217,7 @@ class Obligation(Aggregate):
     def assign(
         cls,
         *,
-        id: UUID,  # noqa: A002 - the library's name
+        id: UUID,
         kind: ObligationKind,
         rule: str,
         action: str,

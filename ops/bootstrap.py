@@ -16,18 +16,18 @@ from typing import Any
 from core.apikeys import ApiKeys, open_apikeys
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
+from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from core.policy_process import PolicyProcess
 from core.registry import RegistryView, open_registry, region_today
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
+from ops.settings import Settings
 from projections.work_queue import (
     PostgresWorkQueueStore,
     SQLiteWorkQueueStore,
     WorkQueueProjection,
     WorkQueueStore,
 )
-from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
-from ops.settings import Settings
 
 #: SQLite file names in the data folder (eventsourcing fixes table names: one file per app).
 CASE_RECORD_FILE = "case-record.sqlite"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest

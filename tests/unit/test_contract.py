@@ -47,7 +47,7 @@ class TestDecoding:
             decode_event(json.dumps(envelope(id="msg-1")))
 
     def test_an_unknown_type_lists_the_known_types(self) -> None:
-        with pytest.raises(ContractError, match="known types: cn.smd.patient.registered.v1"):
+        with pytest.raises(ContractError, match=r"known types: cn\.smd\.patient\.registered\.v1"):
             decode_event(json.dumps(envelope(type="cn.smd.visit.recorded.v9")))
 
     def test_a_time_without_offset_is_rejected(self) -> None:

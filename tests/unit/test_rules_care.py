@@ -18,6 +18,7 @@ from domain.policies import IMPORTED, PATIENT_RULES, RuleSettings, Trigger, deci
 from domain.registry import AgencyKind
 from domain.rule_episodes import Closing, spans
 from domain.rules_care import CARE_RULES, R11, R13, R17_CITY, r18_suspected_case, weekdays
+from domain.rules_focus import FOCUS_RULES
 from domain.rules_periodic import PERIODIC_RULES, R4, R6, on_due, supply_ends_on
 from domain.values import Provenance, RiskClass
 
@@ -118,7 +119,7 @@ class TestEventRules:
         assert {(a.rule, a.episode_key) for a in opened if a.rule == "R9"} == {("R9", none)}
 
     def test_every_care_rule_is_registered_once_after_the_engine_rules(self) -> None:
-        assert PATIENT_RULES == (r1_lifecycle, r5_lost_to_follow_up, *CARE_RULES, *PERIODIC_RULES)
+        assert PATIENT_RULES == (r1_lifecycle, r5_lost_to_follow_up, *CARE_RULES, *PERIODIC_RULES, *FOCUS_RULES)
 
     @pytest.mark.parametrize("first", ["domain.rule_episodes", "domain.rules_periodic", "domain.rules_care",
                                        "domain.policies", "core.scheduler", "core.policy_process"])
@@ -127,7 +128,7 @@ class TestEventRules:
                 "print(' '.join(getattr(r, 'rule', getattr(r, '__name__', '')) for r in p.PATIENT_RULES))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.split() == ["r1_lifecycle", "r5_lost_to_follow_up", "R3", "R9", "R10", "R11", "R12", "R12", "R13",
-                               "r14_incident", "R17", "R17", "R2", "R4", "R6"]
+                               "r14_incident", "R17", "R17", "R2", "R4", "R6", "R16"]
 
 
 class TestSuspectedCase:
