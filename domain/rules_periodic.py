@@ -306,3 +306,7 @@ def on_due(obligation: Any, patient: Any, responsible: Responsible) -> list[Assi
     return [Assignment(id=obligation_id(patient.id, "R6", span.key, "care-team-warning", cycle),
                        kind=ObligationKind.NOTICE, rule="R6", action="medication_run_out_warning", assignee=owner,
                        episode_key=span.key, due_at=None, risk_level=patient.risk_level)]
+
+
+# R16 (key patients' monthly contact) appends itself after these (last in the chain: any import order).
+import domain.rules_focus  # noqa: E402,F401

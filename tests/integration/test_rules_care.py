@@ -629,7 +629,8 @@ class TestReplayAndBackfill:
         found = {(r.rule, r.kind, r.status) for r in services.work_queue.store.select("1 = 1", [], 0, 1000)
                  if r.patient_id == patient}
         assert found == {("R9", "obligation", "assigned"), ("R9", "notice", "assigned"),
-                         ("R4", "obligation", "assigned")}
+                         ("R4", "obligation", "assigned"),
+                         ("R16", "obligation", "assigned")}  # no guardian + incident history: key (R16)
         p = services.case_record.repository.get(patient)
         latest = max(p.visits, key=lambda v: v["at"])
         r4 = services.case_record.repository.get(obligation_id(patient, "R4", "registration", "visit", latest["v"]))
