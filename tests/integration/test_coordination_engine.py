@@ -3,20 +3,19 @@ agencies acting on their queue, and a replay that decides the same; on SQLite an
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
 
 from core.intake import accept
 from core.obligations import act
 from core.registry import DEMO_DISTRICT, load_file
 from core.scheduler import Scheduler
 from domain.obligation import NotTheOwner, Obligation, obligation_id
-from tests.support.stores import NOW, open_services
+from tests.support.replay import comparable, replica_of, split
+from tests.support.stores import NOW
 
 HC, POLICE, COMMITTEE, GOV = "hc-north", "police-east", "committee-north", "gov-willowbrook"
 VILLAGE = "990101-001-v01"
@@ -230,37 +229,10 @@ class TestReplay:
         town.visit(1, days_ago=30)  # late: withdraws
         town.send(POLICE, "patient.taken-under-management", {}, days_ago=3)
         town.visit(5, days_ago=2)
-        source = town.services.case_record
-        facts, derived = [], []
-        for n in source.recorder.select_notifications(1, 100_000):
-            (derived if n.topic.startswith(("smd.Obligation", "smd.Notice", "smd.LostTo")) else facts).append(n)
+        _, derived = split(town.services)
         assert len(derived) >= 6, "the story produced obligations, compensations and completions"
-
-        pg_url = request.getfixturevalue("fresh_pg_database")().url if store_kind == "postgres" else None
-        from tests.support.stores import store_settings
-        ours = town.services.settings  # the same key material: the replica must read the same data keys
-        keys = {"SMD_MASTER_KEY": base64.b64encode(ours.master_key).decode(), "SMD_MASTER_KEY_ID": ours.master_key_id,
-                "SMD_BLIND_INDEX_KEY": base64.b64encode(ours.blind_index_key).decode()}
-        replica = open_services(store_settings(store_kind, tmp_path / "replica", pg_url, **keys))
-        try:
-            replica.case_record.recorder.insert_events([
-                StoredEvent(originator_id=n.originator_id, originator_version=n.originator_version, topic=n.topic,
-                            state=n.state) for n in facts])
-            replica.keystore.table.insert_if_absent(town.services.keystore.table.get(town.patient))
-            replica.registry.refresh()
+        with replica_of(town.services, store_kind, tmp_path / "replica", request) as replica:
             while replica.policies.run_once():
                 pass
-            again = [n for n in replica.case_record.recorder.select_notifications(1, 100_000)
-                     if n.topic.startswith(("smd.Obligation", "smd.Notice", "smd.LostTo"))]
-            def comparable(record, notifications):
-                # everything but the log position of the trigger, which is this store's own numbering
-                out = []
-                for n in notifications:
-                    state = dict(vars(record.mapper.to_domain_event(n)))
-                    state.pop("trigger_position", None)
-                    out.append((n.topic, state))
-                return out
-
-            assert comparable(replica.case_record, again) == comparable(source, derived)
-        finally:
-            replica.close()
+            _, again = split(replica)
+            assert comparable(replica, again) == comparable(town.services, derived)

@@ -4,13 +4,11 @@ A replay into a fresh store decides the same, and a backfill opens only for the 
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
 
 from core.backfill import import_ledger
 from core.calendar_view import load_year_file, year_file
@@ -21,7 +19,8 @@ from core.scheduler import Scheduler
 from domain.identity import CHINA_TZ
 from domain.obligation import Obligation, obligation_id
 from tests.integration.test_coordination_engine import COMMITTEE, GOV, HC, POLICE, VILLAGE, Township
-from tests.support.stores import NOW, open_services, store_settings
+from tests.support.replay import comparable, replica_of, split
+from tests.support.stores import NOW
 
 CIVIL, HOSPITAL = "civil-willowbrook", "hospital-lantern-bay"
 
@@ -571,40 +570,14 @@ class TestReplayAndBackfill:
     def test_replaying_the_facts_into_a_fresh_store_decides_exactly_the_same(self, care, tmp_path, store_kind,
                                                                               request) -> None:
         self.story(care)
-        source = care.services.case_record
-        facts, derived = [], []
-        for n in source.recorder.select_notifications(1, 100_000):
-            (derived if n.topic.startswith(DERIVED) else facts).append(n)
+        _, derived = split(care.services)
         assert {r for r in ("R2", "R3", "R4", "R6", "R9", "R10", "R11", "R12", "R13", "R14", "R17")
                 if care.rows(r)} == {"R2", "R3", "R4", "R6", "R9", "R10", "R11", "R12", "R13", "R14", "R17"}
-
-        pg_url = request.getfixturevalue("fresh_pg_database")().url if store_kind == "postgres" else None
-        ours = care.services.settings
-        keys = {"SMD_MASTER_KEY": base64.b64encode(ours.master_key).decode(), "SMD_MASTER_KEY_ID": ours.master_key_id,
-                "SMD_BLIND_INDEX_KEY": base64.b64encode(ours.blind_index_key).decode()}
-        replica = open_services(store_settings(store_kind, tmp_path / "replica", pg_url, **keys))
-        try:
-            replica.case_record.recorder.insert_events([
-                StoredEvent(originator_id=n.originator_id, originator_version=n.originator_version, topic=n.topic,
-                            state=n.state) for n in facts])
-            replica.keystore.table.insert_if_absent(care.services.keystore.table.get(care.patient))
-            replica.registry.refresh()
+        with replica_of(care.services, store_kind, tmp_path / "replica", request) as replica:
             while replica.policies.run_once():
                 pass
-            again = [n for n in replica.case_record.recorder.select_notifications(1, 100_000)
-                     if n.topic.startswith(DERIVED)]
-
-            def comparable(record, notifications):
-                out = []
-                for n in notifications:
-                    state = dict(vars(record.mapper.to_domain_event(n)))
-                    state.pop("trigger_position", None)  # this store's own numbering
-                    out.append((n.topic, state))
-                return out
-
-            assert comparable(replica.case_record, again) == comparable(source, derived)
-        finally:
-            replica.close()
+            _, again = split(replica)
+            assert comparable(replica, again) == comparable(care.services, derived)
 
     def test_a_backfill_opens_the_care_rules_for_the_current_state_only(self, services, tmp_path) -> None:
         load_file(services.case_record, DEMO_DISTRICT)

@@ -5,18 +5,17 @@ store decides the same. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
 
 from core.registry import DEMO_DISTRICT, load_file
 from domain.obligation import obligation_id
 from tests.integration.test_coordination_engine import COMMITTEE, GOV, HC, POLICE
 from tests.integration.test_rules_care import Care, deadline
-from tests.support.stores import NOW, open_services, store_settings
+from tests.support.replay import comparable, replica_of, split
+from tests.support.stores import NOW
 
 MONTH = timedelta(days=30)
 
@@ -140,35 +139,9 @@ class TestR16Replay:
                                                                               request) -> None:
         self.story(care)
         assert {r.status for r in care.rows("R16")} == {"assigned", "completed", "cancelled"}
-        source = care.services.case_record
-        facts, derived = [], []
-        for n in source.recorder.select_notifications(1, 100_000):
-            (derived if n.topic.startswith(DERIVED) else facts).append(n)
-
-        pg_url = request.getfixturevalue("fresh_pg_database")().url if store_kind == "postgres" else None
-        ours = care.services.settings
-        keys = {"SMD_MASTER_KEY": base64.b64encode(ours.master_key).decode(), "SMD_MASTER_KEY_ID": ours.master_key_id,
-                "SMD_BLIND_INDEX_KEY": base64.b64encode(ours.blind_index_key).decode()}
-        replica = open_services(store_settings(store_kind, tmp_path / "replica", pg_url, **keys))
-        try:
-            replica.case_record.recorder.insert_events([
-                StoredEvent(originator_id=n.originator_id, originator_version=n.originator_version, topic=n.topic,
-                            state=n.state) for n in facts])
-            replica.keystore.table.insert_if_absent(care.services.keystore.table.get(care.patient))
-            replica.registry.refresh()
+        _, derived = split(care.services)
+        with replica_of(care.services, store_kind, tmp_path / "replica", request) as replica:
             while replica.policies.run_once():
                 pass
-            again = [n for n in replica.case_record.recorder.select_notifications(1, 100_000)
-                     if n.topic.startswith(DERIVED)]
-
-            def comparable(record, notifications):
-                out = []
-                for n in notifications:
-                    state = dict(vars(record.mapper.to_domain_event(n)))
-                    state.pop("trigger_position", None)  # this store's own numbering
-                    out.append((n.topic, state))
-                return out
-
-            assert comparable(replica.case_record, again) == comparable(source, derived)
-        finally:
-            replica.close()
+            _, again = split(replica)
+            assert comparable(replica, again) == comparable(care.services, derived)

@@ -3,17 +3,16 @@ one uninterrupted run records; replayed with the same clock, it records the same
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import timedelta
 from uuid import uuid4
 
 import pytest
-from eventsourcing.persistence import StoredEvent
 
 from core.intake import accept
 from core.registry import DEMO_DISTRICT, load_file
 from core.scheduler import Scheduler
+from tests.support.replay import comparable, follow, replica_of, split
 from tests.support.stores import NOW, open_services, store_settings
 
 HC, VILLAGE = "hc-north", "990101-001-v01"
@@ -115,18 +114,9 @@ class TestSchedulerRestartsAndRaces:
         assert {f[2] for f in overdue_facts(services)} == {LATER}
 
 
-DERIVED = ("smd.Obligation", "smd.Notice", "smd.LostTo")
-
-
 def derived_facts(services) -> list[tuple]:
     """Every fact the rules and the scheduler recorded, without this store's log positions."""
-    out = []
-    for n in services.case_record.recorder.select_notifications(1, 100_000):
-        if n.topic.startswith(DERIVED):
-            state = dict(vars(services.case_record.mapper.to_domain_event(n)))
-            state.pop("trigger_position", None)
-            out.append((n.topic, state))
-    return sorted(out, key=repr)
+    return sorted(comparable(services, split(services)[1]), key=repr)
 
 
 class TestReplayWithTheSchedulersInstants:
@@ -140,25 +130,10 @@ class TestReplayWithTheSchedulersInstants:
         assert overdue_instants, "the story had overdue facts to replay"
 
         # a fresh store gets only the agencies' facts (and the registry), as an audit replay would
-        facts = [n for n in source.case_record.recorder.select_notifications(1, 100_000)
-                 if not n.topic.startswith(DERIVED)]
-        ours = source.settings
-        keys = {"SMD_MASTER_KEY": base64.b64encode(ours.master_key).decode(), "SMD_MASTER_KEY_ID": ours.master_key_id,
-                "SMD_BLIND_INDEX_KEY": base64.b64encode(ours.blind_index_key).decode()}
-        pg_url = request.getfixturevalue("fresh_pg_database")().url if store_kind == "postgres" else None
-        replica = open_services(store_settings(store_kind, tmp_path / "replica", pg_url, **keys))
-        try:
-            replica.case_record.recorder.insert_events([
-                StoredEvent(originator_id=n.originator_id, originator_version=n.originator_version, topic=n.topic,
-                            state=n.state) for n in facts])
-            for row in source.keystore.table.rows_wrapped_by(ours.master_key_id, 100_000):  # same data keys
-                replica.keystore.table.insert_if_absent(row)
-            replica.registry.refresh()
-            replica.catch_up(replica.case_record.recorder.max_notification_id())
+        with replica_of(source, store_kind, tmp_path / "replica", request) as replica:
+            follow(replica)
             for instant in overdue_instants:  # the scheduler at the instants it originally ran
                 Scheduler(replica.case_record, replica.registry, replica.work_queue,
                           lambda t=instant: t).run_once(force=True)
-                replica.catch_up(replica.case_record.recorder.max_notification_id())
+                follow(replica)
             assert derived_facts(replica) == derived_facts(source)
-        finally:
-            replica.close()
