@@ -39,8 +39,15 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[HealthController, MeController, EventsController, envelope_schema, WorkQueueController,
-                        PatientSearchController, ObligationsController],
+        route_handlers=[
+            HealthController,
+            MeController,
+            EventsController,
+            envelope_schema,
+            WorkQueueController,
+            PatientSearchController,
+            ObligationsController,
+        ],
         state=State({"services": services}),  # api.auth.agency_guard reads it
         dependencies={"services": Provide(provide_services)},
         exception_handlers=exception_handlers,  # type: ignore[arg-type]

@@ -54,18 +54,14 @@ def presented_key(headers: Headers) -> str:
     if authorization is not None:
         scheme, _, key = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise NotAuthorizedException(
-                detail=f"the Authorization header is not 'Bearer <key>'; {HOW_TO_SEND}"
-            )
+            raise NotAuthorizedException(detail=f"the Authorization header is not 'Bearer <key>'; {HOW_TO_SEND}")
         key = key.strip()
     else:
         key = (headers.get("x-api-key") or "").strip()
     if not key:
         raise NotAuthorizedException(detail=f"no API key; {HOW_TO_SEND}")
     if len(key) > MAX_KEY_LENGTH:
-        raise NotAuthorizedException(
-            detail="the API key is unknown or revoked; ask the operator for a valid key"
-        )
+        raise NotAuthorizedException(detail="the API key is unknown or revoked; ask the operator for a valid key")
     return key
 
 
@@ -74,8 +70,7 @@ def resolve_caller(services: AuthServices, key: str) -> Caller:
     info = services.apikeys.lookup(key)
     if info is None:
         raise NotAuthorizedException(
-            detail="the API key is unknown or revoked; ask the operator for a valid key"
-            " (smd keys issue AGENCY)"
+            detail="the API key is unknown or revoked; ask the operator for a valid key (smd keys issue AGENCY)"
         )
     agency = services.registry.agency(info.agency_id)
     if agency is None:

@@ -33,8 +33,10 @@ class IdempotencyKeyMismatch(DomainError):
     status = 422
 
     def __init__(self, header: str, key: str) -> None:
-        super().__init__(f"Idempotency-Key {header!r} does not match the envelope ({key!r} or its id); "
-                         "send the envelope's id, or leave the header out")
+        super().__init__(
+            f"Idempotency-Key {header!r} does not match the envelope ({key!r} or its id); "
+            "send the envelope's id, or leave the header out"
+        )
 
 
 class EventsController(Controller):
@@ -72,18 +74,25 @@ class EventsController(Controller):
             event = decode_event(raw)
             if idempotency_key not in (event.idempotency_key, str(event.id)):
                 raise IdempotencyKeyMismatch(idempotency_key, event.idempotency_key)
-        recorded = await asyncio.to_thread(accept, services.case_record, services.registry, raw,
-                                           caller.agency_id, "API key")
+        recorded = await asyncio.to_thread(
+            accept, services.case_record, services.registry, raw, caller.agency_id, "API key"
+        )
         processed = None
         if wait and recorded.notification_id is not None:
             processed = await asyncio.to_thread(services.catch_up, recorded.notification_id)
-        body = EventRecorded(key=recorded.key, outcome=recorded.outcome, position=recorded.notification_id,
-                             processed=processed)
+        body = EventRecorded(
+            key=recorded.key, outcome=recorded.outcome, position=recorded.notification_id, processed=processed
+        )
         return Response(body, status_code=200 if recorded.outcome == "duplicate" else 201)
 
 
-@get("/v1/contract/envelope.schema.json", operation_id="envelopeSchema", tags=["events"],
-     summary="JSON Schema of every envelope POST /v1/events and NATS intake accept", media_type="application/json")
+@get(
+    "/v1/contract/envelope.schema.json",
+    operation_id="envelopeSchema",
+    tags=["events"],
+    summary="JSON Schema of every envelope POST /v1/events and NATS intake accept",
+    media_type="application/json",
+)
 async def envelope_schema() -> dict[str, Any]:
     return _SCHEMA
 

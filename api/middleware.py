@@ -24,7 +24,11 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
-        correlation_id = given if given and len(given) <= 64 and given.isascii() and given.replace("-", "").isalnum() else uuid.uuid4().hex
+        correlation_id = (
+            given
+            if given and len(given) <= 64 and given.isascii() and given.replace("-", "").isalnum()
+            else uuid.uuid4().hex
+        )
         status = 500
         started = time.perf_counter()
 

@@ -15,8 +15,12 @@ from api.auth import Caller, agency_guard, provide_caller
 from core.obligations import act
 from ops.bootstrap import Services
 
-StaffId = Annotated[str | None, HeaderParameter(name="X-Staff-Id", max_length=64,
-                                                description="The staff id your system asserts (not verified by us).")]
+StaffId = Annotated[
+    str | None,
+    HeaderParameter(
+        name="X-Staff-Id", max_length=64, description="The staff id your system asserts (not verified by us)."
+    ),
+]
 
 
 class CompletionNote(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -35,8 +39,9 @@ class ObligationState(msgspec.Struct):
 
 
 def _answer(obligation, changed: bool) -> Response[ObligationState]:
-    body = ObligationState(obligation_id=obligation.id, status=obligation.status, overdue=obligation.overdue,
-                           changed=changed)
+    body = ObligationState(
+        obligation_id=obligation.id, status=obligation.status, overdue=obligation.overdue, changed=changed
+    )
     return Response(body, status_code=200)
 
 
@@ -48,25 +53,59 @@ class ObligationsController(Controller):
     guards = [agency_guard]  # noqa: RUF012
     dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012
 
-    @post("/{obligation_id:uuid}/acknowledge", operation_id="acknowledgeObligation", status_code=200,
-          summary="Take an obligation on (it stays on the record when it was late)")
-    async def acknowledge(self, obligation_id: FromPath[UUID], caller: NamedDependency[Caller],
-                          services: NamedDependency[Services], staff_id: StaffId = None) -> Response[ObligationState]:
-        return _answer(*await asyncio.to_thread(act, services.case_record, obligation_id, caller.agency_id,
-                                                staff_id, "acknowledge"))
+    @post(
+        "/{obligation_id:uuid}/acknowledge",
+        operation_id="acknowledgeObligation",
+        status_code=200,
+        summary="Take an obligation on (it stays on the record when it was late)",
+    )
+    async def acknowledge(
+        self,
+        obligation_id: FromPath[UUID],
+        caller: NamedDependency[Caller],
+        services: NamedDependency[Services],
+        staff_id: StaffId = None,
+    ) -> Response[ObligationState]:
+        return _answer(
+            *await asyncio.to_thread(
+                act, services.case_record, obligation_id, caller.agency_id, staff_id, "acknowledge"
+            )
+        )
 
-    @post("/{obligation_id:uuid}/complete", operation_id="completeObligation", status_code=200,
-          summary="Declare an obligation done (most complete themselves when the fulfilling fact arrives)")
-    async def complete(self, obligation_id: FromPath[UUID], caller: NamedDependency[Caller],
-                       services: NamedDependency[Services], data: JSONBody[CompletionNote | None] = None,
-                       staff_id: StaffId = None) -> Response[ObligationState]:
+    @post(
+        "/{obligation_id:uuid}/complete",
+        operation_id="completeObligation",
+        status_code=200,
+        summary="Declare an obligation done (most complete themselves when the fulfilling fact arrives)",
+    )
+    async def complete(
+        self,
+        obligation_id: FromPath[UUID],
+        caller: NamedDependency[Caller],
+        services: NamedDependency[Services],
+        data: JSONBody[CompletionNote | None] = None,
+        staff_id: StaffId = None,
+    ) -> Response[ObligationState]:
         note = data.note if data else None
-        return _answer(*await asyncio.to_thread(act, services.case_record, obligation_id, caller.agency_id,
-                                                staff_id, "complete", note))
+        return _answer(
+            *await asyncio.to_thread(
+                act, services.case_record, obligation_id, caller.agency_id, staff_id, "complete", note
+            )
+        )
 
-    @post("/{obligation_id:uuid}/read", operation_id="readNotice", status_code=200,
-          summary="Mark a notice read (a read receipt)")
-    async def read(self, obligation_id: FromPath[UUID], caller: NamedDependency[Caller],
-                   services: NamedDependency[Services], staff_id: StaffId = None) -> Response[ObligationState]:
-        return _answer(*await asyncio.to_thread(act, services.case_record, obligation_id, caller.agency_id,
-                                                staff_id, "read"))
+    @post(
+        "/{obligation_id:uuid}/read",
+        operation_id="readNotice",
+        status_code=200,
+        summary="Mark a notice read (a read receipt)",
+    )
+    async def read(
+        self,
+        obligation_id: FromPath[UUID],
+        caller: NamedDependency[Caller],
+        services: NamedDependency[Services],
+        staff_id: StaffId = None,
+    ) -> Response[ObligationState]:
+        return _answer(
+            *await asyncio.to_thread(act, services.case_record, obligation_id, caller.agency_id, staff_id, "read")
+        )

@@ -35,7 +35,9 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[dict[str, Any]] | None = None
 
 
-def problem_response(status: int, code: str, title: str, detail: str, request: Request | None = None) -> Response[Problem]:
+def problem_response(
+    status: int, code: str, title: str, detail: str, request: Request | None = None
+) -> Response[Problem]:
     """A problem response with the right media type."""
     return Response(
         Problem(
@@ -74,7 +76,9 @@ def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
     extra = getattr(exc, "extra", None)
     if status == 400 and extra:
         # Litestar's validation errors name the parameter; pass the messages through.
-        detail = "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in extra if isinstance(e, dict)) or detail
+        detail = (
+            "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in extra if isinstance(e, dict)) or detail
+        )
     title = {401: "Not authenticated", 403: "Forbidden", 404: "Not found"}.get(status, "Request failed")
     return problem_response(status, code, title, detail, request)
 

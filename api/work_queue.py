@@ -49,11 +49,26 @@ class QueuePage(msgspec.Struct):
 
 
 def page(rows: list[QueueRow], limit: int) -> QueuePage:
-    items = [QueueItem(obligation_id=r.obligation_id, kind=r.kind, rule=r.rule, action=r.action,
-                       patient_id=r.patient_id, assignee=r.assignee, residence=r.residence, due_at=r.due_at,
-                       risk_level=r.risk_level, status=r.status, assigned_at=r.assigned_at,
-                       episode_key=r.episode_key, overdue=r.overdue, escalated_to=r.escalated_to,
-                       closed_note=r.closed_note) for r in rows]
+    items = [
+        QueueItem(
+            obligation_id=r.obligation_id,
+            kind=r.kind,
+            rule=r.rule,
+            action=r.action,
+            patient_id=r.patient_id,
+            assignee=r.assignee,
+            residence=r.residence,
+            due_at=r.due_at,
+            risk_level=r.risk_level,
+            status=r.status,
+            assigned_at=r.assigned_at,
+            episode_key=r.episode_key,
+            overdue=r.overdue,
+            escalated_to=r.escalated_to,
+            closed_note=r.closed_note,
+        )
+        for r in rows
+    ]
     return QueuePage(items=items, next=rows[-1].position if len(rows) == limit else None)
 
 
@@ -65,19 +80,25 @@ class WorkQueueController(Controller):
     dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012
 
     @get("/v1/work-queue", operation_id="workQueue", summary="The caller's own obligations and notices")
-    async def work_queue(self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0,
-                         limit: Limit = 100) -> QueuePage:
+    async def work_queue(
+        self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0, limit: Limit = 100
+    ) -> QueuePage:
         rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit)
         return page(rows, limit)
 
-    @get("/v1/oversight/obligations", operation_id="oversightObligations",
-         summary="Governance center: every obligation for patients in its jurisdiction")
-    async def oversight(self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0,
-                        limit: Limit = 100) -> QueuePage:
+    @get(
+        "/v1/oversight/obligations",
+        operation_id="oversightObligations",
+        summary="Governance center: every obligation for patients in its jurisdiction",
+    )
+    async def oversight(
+        self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0, limit: Limit = 100
+    ) -> QueuePage:
         if caller.kind not in ("governance_center", "auditor"):
             raise PermissionDeniedException(
                 detail=f"the oversight view is for governance centers and auditors; {caller.agency_id} is a "
-                f"{caller.kind}: use GET /v1/work-queue for your own obligations")
+                f"{caller.kind}: use GET /v1/work-queue for your own obligations"
+            )
         units = await asyncio.to_thread(services.units_within, caller.jurisdiction)
         rows = await asyncio.to_thread(services.work_queue.obligations_in, units, after, limit)
         return page(rows, limit)

@@ -116,9 +116,7 @@ def derive_hash_key(blind_index_key: bytes) -> bytes:
 class ApiKeys:
     """Issues, resolves, lists and revokes API keys."""
 
-    def __init__(
-        self, table: ApiKeyTable, hash_key: bytes, clock: Callable[[], datetime] | None = None
-    ):
+    def __init__(self, table: ApiKeyTable, hash_key: bytes, clock: Callable[[], datetime] | None = None):
         self.table = table
         self._hash_key = hash_key
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -188,16 +186,14 @@ class SQLiteApiKeyTable:
     def insert(self, row: ApiKeyRow) -> None:
         with self._conn() as c:
             c.execute(
-                "INSERT INTO api_keys (key_id, agency_id, alg, digest, issued_at)"
-                " VALUES (?,?,?,?,?)",
+                "INSERT INTO api_keys (key_id, agency_id, alg, digest, issued_at) VALUES (?,?,?,?,?)",
                 (row.key_id, row.agency_id, row.alg, row.digest, row.issued_at.isoformat()),
             )
 
     def get(self, key_id: str) -> ApiKeyRow | None:
         with self._conn() as c:
             r = c.execute(
-                "SELECT key_id, agency_id, alg, digest, issued_at, revoked_at FROM api_keys"
-                " WHERE key_id=?",
+                "SELECT key_id, agency_id, alg, digest, issued_at, revoked_at FROM api_keys WHERE key_id=?",
                 (key_id,),
             ).fetchone()
         return None if r is None else _row(r, datetime.fromisoformat)
@@ -243,16 +239,14 @@ class PostgresApiKeyTable:
     def insert(self, row: ApiKeyRow) -> None:
         with self.pool.connection() as c:
             c.execute(
-                "INSERT INTO smd_api_keys (key_id, agency_id, alg, digest, issued_at)"
-                " VALUES (%s,%s,%s,%s,%s)",
+                "INSERT INTO smd_api_keys (key_id, agency_id, alg, digest, issued_at) VALUES (%s,%s,%s,%s,%s)",
                 (row.key_id, row.agency_id, row.alg, row.digest, row.issued_at),
             )
 
     def get(self, key_id: str) -> ApiKeyRow | None:
         with self.pool.connection() as c:
             r = c.execute(
-                "SELECT key_id, agency_id, alg, digest, issued_at, revoked_at FROM smd_api_keys"
-                " WHERE key_id=%s",
+                "SELECT key_id, agency_id, alg, digest, issued_at, revoked_at FROM smd_api_keys WHERE key_id=%s",
                 (key_id,),
             ).fetchone()
         return None if r is None else _row(r, _same)

@@ -110,9 +110,7 @@ def read_year_file(path: Path) -> CalendarYear:
     return parse_calendar_year(doc, str(path))
 
 
-def load_year(
-    case_record: Application[UUID], year: CalendarYear, calendar: str = NATIONAL, attempts: int = 5
-) -> bool:
+def load_year(case_record: Application[UUID], year: CalendarYear, calendar: str = NATIONAL, attempts: int = 5) -> bool:
     """Record the year unless recorded exactly so already; True when something was recorded."""
     clock: Callable[[], datetime] = getattr(case_record, "clock", lambda: datetime.now(UTC))
     for _ in range(attempts):

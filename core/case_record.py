@@ -168,8 +168,9 @@ class CaseRecord(Application[UUID]):
             raise DuplicateMessageConflict(key)
         return Recorded(key=key, outcome="duplicate", notification_id=None, subject=subject)
 
-    def _decide(self, event: InboundEvent, agency_id: str, now: datetime,
-                imported: bool = False) -> tuple[list[Any], str]:
+    def _decide(
+        self, event: InboundEvent, agency_id: str, now: datetime, imported: bool = False
+    ) -> tuple[list[Any], str]:
         """Load what the event is about and call the domain; return aggregates to save."""
         by = Provenance(
             agency_id=agency_id,
@@ -191,8 +192,12 @@ class CaseRecord(Application[UUID]):
             case VisitRecordedV1(data=d):
                 patient = self.patient(event.subject)
                 patient.record_visit(
-                    by, now, face_to_face=d.face_to_face, joint=d.joint,
-                    risk_level=d.risk_level, risk_class=RiskClass(d.risk_class),
+                    by,
+                    now,
+                    face_to_face=d.face_to_face,
+                    joint=d.joint,
+                    risk_level=d.risk_level,
+                    risk_class=RiskClass(d.risk_class),
                 )
                 return [patient], "recorded"
             case VisitMissedV1(data=d):
@@ -222,16 +227,27 @@ class CaseRecord(Application[UUID]):
             now = self.clock()
             patient = self.patient(patient_id)
             patient.mark_history_imported(Provenance(agency_id, None, now, key), now, ledger=ledger, rows=rows)
-            receipt = Receipt.issue(key=key, digest=digest, event_type="smd.HistoryImported", subject=str(patient_id),
-                                    agency_id=agency_id, outcome="recorded", now=now)
+            receipt = Receipt.issue(
+                key=key,
+                digest=digest,
+                event_type="smd.HistoryImported",
+                subject=str(patient_id),
+                agency_id=agency_id,
+                outcome="recorded",
+                now=now,
+            )
             try:
                 recordings = self.save(receipt, patient)
             except IntegrityError:
                 if self._check_receipt(key, digest, patient_id):
                     return Recorded(key=key, outcome="duplicate", notification_id=None, subject=patient_id)
                 continue
-            return Recorded(key=key, outcome="recorded", notification_id=max(r.notification.id for r in recordings),
-                            subject=patient_id)
+            return Recorded(
+                key=key,
+                outcome="recorded",
+                notification_id=max(r.notification.id for r in recordings),
+                subject=patient_id,
+            )
         raise ConcurrentWriteConflict(key, self.max_attempts)
 
     # -- queries -------------------------------------------------------------------------------

@@ -26,9 +26,7 @@ AgencyId = Annotated[
         description="The recording agency's id (lowercase letters, digits and '-').",
     ),
 ]
-AwareDatetime = Annotated[
-    datetime, msgspec.Meta(tz=True, description="RFC 3339 time with a UTC offset.")
-]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 time with a UTC offset.")]
 RiskLevel = Annotated[int, msgspec.Meta(ge=0, le=5, description="Risk level 0-5 (危险性评估).")]
 RiskClassName = Literal["stable", "basically_stable", "unstable"]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -168,7 +166,9 @@ class CircumstancesData(Contract, kw_only=True):
     lives_alone: bool | None = None
     can_drive: bool | None = None
     family_history: bool | None = None
-    economic_status: Literal["ordinary", "minimum_living_allowance", "extreme_poverty", "unable_to_pay_treatment"] | None = None
+    economic_status: (
+        Literal["ordinary", "minimum_living_allowance", "extreme_poverty", "unable_to_pay_treatment"] | None
+    ) = None
 
 
 class ConfinementData(Contract, kw_only=True):
@@ -421,21 +421,47 @@ class PatientDeregisteredV1(Envelope, tag="cn.smd.patient.deregistered.v1", kw_o
 
 
 FILE_EVENTS = (
-    CircumstancesRecordedV1, ConfinementRecordedV1, DiagnosisRecordedV1, DiagnosisRevokedV1, AdmittedV1,
-    DischargedV1, GuardianAssignedV1, NoGuardianRecordedV1, SocialGuardianDesignatedV1,
-    GuardianshipAgreementSignedV1, LegalDutyNoticeGivenV1, MedicationDispensedV1, AdherenceRecordedV1,
-    IncidentReportedV1, IncidentReviewedV1, PoliceRespondedV1, TakenUnderManagementV1, ReleasedFromManagementV1,
-    WhereaboutsUnknownDeclaredV1, LocatedV1, MoveReportedV1, HandoverAcceptedV1, HandoverRejectedV1,
-    RefusalRecordedV1, ReviewRecordedV1, PatientDeregisteredV1,
+    CircumstancesRecordedV1,
+    ConfinementRecordedV1,
+    DiagnosisRecordedV1,
+    DiagnosisRevokedV1,
+    AdmittedV1,
+    DischargedV1,
+    GuardianAssignedV1,
+    NoGuardianRecordedV1,
+    SocialGuardianDesignatedV1,
+    GuardianshipAgreementSignedV1,
+    LegalDutyNoticeGivenV1,
+    MedicationDispensedV1,
+    AdherenceRecordedV1,
+    IncidentReportedV1,
+    IncidentReviewedV1,
+    PoliceRespondedV1,
+    TakenUnderManagementV1,
+    ReleasedFromManagementV1,
+    WhereaboutsUnknownDeclaredV1,
+    LocatedV1,
+    MoveReportedV1,
+    HandoverAcceptedV1,
+    HandoverRejectedV1,
+    RefusalRecordedV1,
+    ReviewRecordedV1,
+    PatientDeregisteredV1,
 )
-
 
 
 # -- the patient's file, part 2: care team, contacts, aid; suspected cases (issue 8) ---------------
 
 CareRoleName = Literal["guardian", "community_worker", "mental_health_staff", "community_police", "grid_worker"]
-AidTypeName = Literal["minimum_living_allowance", "extreme_poverty_support", "temporary_aid", "guardian_subsidy",
-                      "disability_certificate", "long_acting_injection_coverage", "special_disease_status"]
+AidTypeName = Literal[
+    "minimum_living_allowance",
+    "extreme_poverty_support",
+    "temporary_aid",
+    "guardian_subsidy",
+    "disability_certificate",
+    "long_acting_injection_coverage",
+    "special_disease_status",
+]
 Yuan = Annotated[int, msgspec.Meta(ge=0, le=1_000_000, description="An amount in whole yuan.")]
 Month = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="A month, YYYY-MM.")]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
@@ -601,12 +627,22 @@ class SuspectedCaseDismissedV1(Envelope, tag="cn.smd.suspected-case.dismissed.v1
 
 #: Facts of the patient's file, part 2 (their subject is the patient; commands in core/file_commands.py).
 CARE_EVENTS = (
-    CareTeamMemberAssignedV1, CareTeamMemberRemovedV1, CareTeamContactRecordedV1, AidAppliedV1, AidGrantedV1,
-    AidFoundIneligibleV1, AidRevokedV1, GuardianSubsidyCollectedV1,
+    CareTeamMemberAssignedV1,
+    CareTeamMemberRemovedV1,
+    CareTeamContactRecordedV1,
+    AidAppliedV1,
+    AidGrantedV1,
+    AidFoundIneligibleV1,
+    AidRevokedV1,
+    GuardianSubsidyCollectedV1,
 )
 #: Facts of a suspected case (their subject is the case; decided in core/suspected_cases.py).
-SUSPECTED_CASE_EVENTS = (SuspectedCaseReportedV1, SuspectedCaseAssessedV1, SuspectedCaseRegisteredV1,
-                         SuspectedCaseDismissedV1)
+SUSPECTED_CASE_EVENTS = (
+    SuspectedCaseReportedV1,
+    SuspectedCaseAssessedV1,
+    SuspectedCaseRegisteredV1,
+    SuspectedCaseDismissedV1,
+)
 
 
 InboundEvent = (
@@ -614,16 +650,46 @@ InboundEvent = (
     | VisitRecordedV1
     | VisitMissedV1
     | RiskAssessedV1
-    | PatientRegisteredUnidentifiedV1 | IdentityConfirmedV1
-    | CircumstancesRecordedV1 | ConfinementRecordedV1 | DiagnosisRecordedV1 | DiagnosisRevokedV1 | AdmittedV1
-    | DischargedV1 | GuardianAssignedV1 | NoGuardianRecordedV1 | SocialGuardianDesignatedV1
-    | GuardianshipAgreementSignedV1 | LegalDutyNoticeGivenV1 | MedicationDispensedV1 | AdherenceRecordedV1
-    | IncidentReportedV1 | IncidentReviewedV1 | PoliceRespondedV1 | TakenUnderManagementV1 | ReleasedFromManagementV1
-    | WhereaboutsUnknownDeclaredV1 | LocatedV1 | MoveReportedV1 | HandoverAcceptedV1 | HandoverRejectedV1
-    | RefusalRecordedV1 | ReviewRecordedV1 | PatientDeregisteredV1
-    | CareTeamMemberAssignedV1 | CareTeamMemberRemovedV1 | CareTeamContactRecordedV1 | AidAppliedV1 | AidGrantedV1
-    | AidFoundIneligibleV1 | AidRevokedV1 | GuardianSubsidyCollectedV1
-    | SuspectedCaseReportedV1 | SuspectedCaseAssessedV1 | SuspectedCaseRegisteredV1 | SuspectedCaseDismissedV1
+    | PatientRegisteredUnidentifiedV1
+    | IdentityConfirmedV1
+    | CircumstancesRecordedV1
+    | ConfinementRecordedV1
+    | DiagnosisRecordedV1
+    | DiagnosisRevokedV1
+    | AdmittedV1
+    | DischargedV1
+    | GuardianAssignedV1
+    | NoGuardianRecordedV1
+    | SocialGuardianDesignatedV1
+    | GuardianshipAgreementSignedV1
+    | LegalDutyNoticeGivenV1
+    | MedicationDispensedV1
+    | AdherenceRecordedV1
+    | IncidentReportedV1
+    | IncidentReviewedV1
+    | PoliceRespondedV1
+    | TakenUnderManagementV1
+    | ReleasedFromManagementV1
+    | WhereaboutsUnknownDeclaredV1
+    | LocatedV1
+    | MoveReportedV1
+    | HandoverAcceptedV1
+    | HandoverRejectedV1
+    | RefusalRecordedV1
+    | ReviewRecordedV1
+    | PatientDeregisteredV1
+    | CareTeamMemberAssignedV1
+    | CareTeamMemberRemovedV1
+    | CareTeamContactRecordedV1
+    | AidAppliedV1
+    | AidGrantedV1
+    | AidFoundIneligibleV1
+    | AidRevokedV1
+    | GuardianSubsidyCollectedV1
+    | SuspectedCaseReportedV1
+    | SuspectedCaseAssessedV1
+    | SuspectedCaseRegisteredV1
+    | SuspectedCaseDismissedV1
 )
 EVENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in InboundEvent.__args__)  # type: ignore[attr-defined,misc]
 

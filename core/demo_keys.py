@@ -41,10 +41,7 @@ def _read(path: Path) -> dict[str, DemoKey]:
         return {}
     try:
         doc = tomllib.loads(path.read_text())
-        return {
-            kind: DemoKey(kind, entry["agency"], entry["key_id"], entry["key"])
-            for kind, entry in doc.items()
-        }
+        return {kind: DemoKey(kind, entry["agency"], entry["key_id"], entry["key"]) for kind, entry in doc.items()}
     except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError):
         return {}  # a damaged demo file is regenerated, not repaired
 
@@ -92,9 +89,7 @@ def ensure_demo_keys(apikeys: ApiKeys, registry: RegistryView, data_dir: Path) -
     result: list[DemoKey] = []
     for kind in AgencyKind:
         agencies = [
-            a
-            for aid in sorted(state.agencies)
-            if (a := state.agency(aid, today)) is not None and a.kind == kind
+            a for aid in sorted(state.agencies) if (a := state.agency(aid, today)) is not None and a.kind == kind
         ]
         agencies.sort(key=lambda a: -_covered(state, a, today))  # stable: ties keep id order
         ids = [a.agency_id for a in agencies]
@@ -102,12 +97,7 @@ def ensure_demo_keys(apikeys: ApiKeys, registry: RegistryView, data_dir: Path) -
             continue
         old = stored.get(kind.value)
         info = apikeys.lookup(old.key) if old is not None else None
-        if (
-            old is not None
-            and info is not None
-            and info.agency_id == old.agency_id
-            and old.agency_id in ids
-        ):
+        if old is not None and info is not None and info.agency_id == old.agency_id and old.agency_id in ids:
             result.append(old)
         else:
             issued = apikeys.issue(ids[0])

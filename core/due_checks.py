@@ -25,8 +25,21 @@ def falls_due(case_record: CaseRecord, registry: RegistryView, overdue: Obligati
     def responsible(kind: AgencyKind) -> str | None:
         return registry.responsible(patient.residence, kind, on)
 
-    return [Obligation.assign(
-        id=a.id, kind=a.kind, rule=a.rule, action=a.action, patient_id=patient.id, episode_key=a.episode_key,
-        assignee=a.assignee, residence=patient.residence, due_at=a.due_at, trigger_message_id=f"due:{overdue.id}",
-        trigger_position=overdue.trigger_position, risk_level=a.risk_level, now=now,
-    ) for a in on_due(overdue, patient, responsible)]
+    return [
+        Obligation.assign(
+            id=a.id,
+            kind=a.kind,
+            rule=a.rule,
+            action=a.action,
+            patient_id=patient.id,
+            episode_key=a.episode_key,
+            assignee=a.assignee,
+            residence=patient.residence,
+            due_at=a.due_at,
+            trigger_message_id=f"due:{overdue.id}",
+            trigger_position=overdue.trigger_position,
+            risk_level=a.risk_level,
+            now=now,
+        )
+        for a in on_due(overdue, patient, responsible)
+    ]

@@ -31,8 +31,11 @@ FILE_COMMANDS: dict[type, Command] = {
     c.GuardianAssignedV1: lambda p, by, now, d: p.assign_guardian(by, now, contact=_contact(d.contact), weak=d.weak),
     c.NoGuardianRecordedV1: lambda p, by, now, d: p.record_no_guardian(by, now),
     c.SocialGuardianDesignatedV1: lambda p, by, now, d: p.designate_social_guardian(
-        by, now, designated_by=d.designated_by, contact=_contact(d.contact)),
-    c.GuardianshipAgreementSignedV1: lambda p, by, now, d: p.sign_guardianship_agreement(by, now, signed_on=d.signed_on),
+        by, now, designated_by=d.designated_by, contact=_contact(d.contact)
+    ),
+    c.GuardianshipAgreementSignedV1: lambda p, by, now, d: p.sign_guardianship_agreement(
+        by, now, signed_on=d.signed_on
+    ),
     c.LegalDutyNoticeGivenV1: lambda p, by, now, d: p.give_legal_duty_notice(by, now, given_on=d.given_on),
     c.MedicationDispensedV1: lambda p, by, now, d: p.dispense_medication(by, now, **asdict(d)),
     c.AdherenceRecordedV1: lambda p, by, now, d: p.record_adherence(by, now, adherence=d.adherence),
@@ -44,10 +47,12 @@ FILE_COMMANDS: dict[type, Command] = {
     c.WhereaboutsUnknownDeclaredV1: lambda p, by, now, d: p.declare_whereabouts_unknown(by, now),
     c.LocatedV1: lambda p, by, now, d: p.declare_located(by, now),
     c.MoveReportedV1: lambda p, by, now, d: p.report_move(by, now, **asdict(d)),
-    c.HandoverAcceptedV1: lambda p, by, now, d: p.answer_handover(by, now, move_id=d.move_id, accepted=True,
-                                                                  reason=d.reason),
-    c.HandoverRejectedV1: lambda p, by, now, d: p.answer_handover(by, now, move_id=d.move_id, accepted=False,
-                                                                  reason=d.reason),
+    c.HandoverAcceptedV1: lambda p, by, now, d: p.answer_handover(
+        by, now, move_id=d.move_id, accepted=True, reason=d.reason
+    ),
+    c.HandoverRejectedV1: lambda p, by, now, d: p.answer_handover(
+        by, now, move_id=d.move_id, accepted=False, reason=d.reason
+    ),
     c.RefusalRecordedV1: lambda p, by, now, d: p.record_refusal(by, now, **asdict(d)),
     c.ReviewRecordedV1: lambda p, by, now, d: p.record_review(by, now, **asdict(d)),
     c.PatientDeregisteredV1: lambda p, by, now, d: p.deregister(by, now, **asdict(d)),
@@ -56,7 +61,8 @@ FILE_COMMANDS: dict[type, Command] = {
 # the patient's file, part 2 (issue 8): care team, contacts, aid
 FILE_COMMANDS |= {
     c.CareTeamMemberAssignedV1: lambda p, by, now, d: p.assign_care_team_member(
-        by, now, role=d.role, member=CareTeamMember(**asdict(d.member)), member_agency=d.member_agency),
+        by, now, role=d.role, member=CareTeamMember(**asdict(d.member)), member_agency=d.member_agency
+    ),
     c.CareTeamMemberRemovedV1: lambda p, by, now, d: p.remove_care_team_member(by, now, **asdict(d)),
     c.CareTeamContactRecordedV1: lambda p, by, now, d: p.record_care_team_contact(by, now, **asdict(d)),
     c.AidAppliedV1: lambda p, by, now, d: p.apply_for_aid(by, now, **asdict(d)),

@@ -32,12 +32,15 @@ class WrongRegion(DomainError):
     status = 422
 
     def __init__(self, given: str, ours: str) -> None:
-        super().__init__(f"the envelope is for region {given!r}, this service records region {ours!r}; "
-                         "send it to that region's service or drop the region attribute")
+        super().__init__(
+            f"the envelope is for region {given!r}, this service records region {ours!r}; "
+            "send it to that region's service or drop the region attribute"
+        )
 
 
-def accept(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str, via: str,
-           imported: bool = False) -> Recorded:
+def accept(
+    case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str, via: str, imported: bool = False
+) -> Recorded:
     """Decode, authorise and record one message from ``agency_id`` (raises on refusal)."""
     event = decode_event(raw)
     agency = registry.agency(agency_id)

@@ -128,7 +128,9 @@ def unwrap(masters: dict[str, MasterKey], row: WrappedKey) -> bytes:
 class KeyStore:
     """Creates, wraps, unwraps and caches per-subject data keys."""
 
-    def __init__(self, table: KeyTable, current: MasterKey, others: tuple[MasterKey, ...] = (), cache_size: int = 10_000):
+    def __init__(
+        self, table: KeyTable, current: MasterKey, others: tuple[MasterKey, ...] = (), cache_size: int = 10_000
+    ):
         self.table = table
         self.current = current
         self.masters = {m.key_id: m for m in (current, *others)}
@@ -195,7 +197,14 @@ class SQLiteKeyTable:
         with self._conn() as c:
             c.execute(
                 f"INSERT INTO data_keys ({_COLUMNS}) VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (str(row.subject_id), row.alg, row.wrap_alg, row.master_key_id, row.wrapped, row.created_at.isoformat()),
+                (
+                    str(row.subject_id),
+                    row.alg,
+                    row.wrap_alg,
+                    row.master_key_id,
+                    row.wrapped,
+                    row.created_at.isoformat(),
+                ),
             )
 
     def get(self, subject_id: UUID) -> WrappedKey | None:

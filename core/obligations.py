@@ -11,8 +11,14 @@ from core.case_record import CaseRecord, ConcurrentWriteConflict
 from domain.obligation import Obligation, ObligationNotFound
 
 
-def act(case_record: CaseRecord, obligation_id: UUID, agency_id: str, staff_id: str | None, action: str,
-        note: str | None = None) -> tuple[Obligation, bool]:
+def act(
+    case_record: CaseRecord,
+    obligation_id: UUID,
+    agency_id: str,
+    staff_id: str | None,
+    action: str,
+    note: str | None = None,
+) -> tuple[Obligation, bool]:
     """Load, act as the owner, save (retrying on a concurrent change); returns (obligation, changed)."""
     for _ in range(10):
         try:

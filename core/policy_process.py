@@ -30,6 +30,7 @@ from ops.logging import get_logger
 
 log = get_logger(__name__)
 
+
 def _topics(base: type) -> set[str]:
     found, todo = set(), [base]
     while todo:
@@ -50,8 +51,13 @@ class PolicyProcess:
     name = "policies"
     attempts = 5
 
-    def __init__(self, case_record: CaseRecord, registry: RegistryView, settings: RuleSettings | None = None,
-                 rule_settings: RuleSettingsView | None = None) -> None:
+    def __init__(
+        self,
+        case_record: CaseRecord,
+        registry: RegistryView,
+        settings: RuleSettings | None = None,
+        rule_settings: RuleSettingsView | None = None,
+    ) -> None:
         self.case_record = case_record
         self.registry = registry
         self.settings = settings or RuleSettings()  # used when there is no rule_settings view
@@ -86,8 +92,12 @@ class PolicyProcess:
                     # were changing: decide the batch again from what is stored now.
                     continue
                 for e in events:
-                    log.info("policy recorded", topic=type(e).TOPIC, aggregate_id=str(e.originator_id),
-                             version=e.originator_version)
+                    log.info(
+                        "policy recorded",
+                        topic=type(e).TOPIC,
+                        aggregate_id=str(e.originator_id),
+                        version=e.originator_version,
+                    )
                 return len(notifications)
             raise ConcurrentPolicyConflict(self.attempts)
 
@@ -111,18 +121,32 @@ class PolicyProcess:
         def responsible(kind: AgencyKind) -> str | None:
             return self.registry.responsible(patient.residence, kind, on, as_of_position=notification.id)
 
-        settings = (self.settings if self.rule_settings is None
-                    else self.rule_settings.settings(on, as_of_position=notification.id))
+        settings = (
+            self.settings
+            if self.rule_settings is None
+            else self.rule_settings.settings(on, as_of_position=notification.id)
+        )
         decisions = decide(trigger, patient, responsible, settings)
         now = trigger.recorded_at  # "now" for a policy is the trigger's recorded time
         for a in decisions.opened:
             if work.get(a.id) is None:
-                work.add(Obligation.assign(
-                    id=a.id, kind=a.kind, rule=a.rule, action=a.action, patient_id=patient_id,
-                    episode_key=a.episode_key, assignee=a.assignee, residence=patient.residence, due_at=a.due_at,
-                    trigger_message_id=trigger.message_id, trigger_position=trigger.position,
-                    risk_level=a.risk_level, now=now,
-                ))
+                work.add(
+                    Obligation.assign(
+                        id=a.id,
+                        kind=a.kind,
+                        rule=a.rule,
+                        action=a.action,
+                        patient_id=patient_id,
+                        episode_key=a.episode_key,
+                        assignee=a.assignee,
+                        residence=patient.residence,
+                        due_at=a.due_at,
+                        trigger_message_id=trigger.message_id,
+                        trigger_position=trigger.position,
+                        risk_level=a.risk_level,
+                        now=now,
+                    )
+                )
         for obligation_id, fulfilled_by in decisions.completed:
             obligation = work.get(obligation_id)
             if obligation is not None:

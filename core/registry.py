@@ -110,14 +110,10 @@ class RegistryView:
             new = 0
             start = self._scanned + 1
             while True:
-                batch = recorder.select_notifications(
-                    start, self.page, stop=top, topics=REGISTRY_TOPICS
-                )
+                batch = recorder.select_notifications(start, self.page, stop=top, topics=REGISTRY_TOPICS)
                 for notification in batch:
                     event: Any = self.case_record.mapper.to_domain_event(notification)
-                    if event.originator_id == self._id and isinstance(
-                        event, OrgUnitFact | AgencyFact
-                    ):
+                    if event.originator_id == self._id and isinstance(event, OrgUnitFact | AgencyFact):
                         self._positions.append(notification.id)
                         self._changes.append(event.version())
                         new += 1
@@ -132,11 +128,7 @@ class RegistryView:
         if as_of_position is None or as_of_position > self._scanned:
             self.refresh()
         with self._lock:
-            count = (
-                len(self._changes)
-                if as_of_position is None
-                else bisect_right(self._positions, as_of_position)
-            )
+            count = len(self._changes) if as_of_position is None else bisect_right(self._positions, as_of_position)
             state = self._states.get(count)
             if state is None:
                 # Registry changes are rare: rebuilding from a prefix is cheap, and the few
@@ -155,9 +147,7 @@ class RegistryView:
         """The agency of ``kind`` responsible for the org unit on ``on``, as recorded then."""
         return self.state(as_of_position).responsible(org_unit_id, AgencyKind(kind), on)
 
-    def agency(
-        self, agency_id: str, as_of_position: int | None = None, on: date | None = None
-    ) -> AgencyInfo | None:
+    def agency(self, agency_id: str, as_of_position: int | None = None, on: date | None = None) -> AgencyInfo | None:
         """The agency on ``on`` (default today), as recorded; None if it is not defined then."""
         version = self.state(as_of_position).agency(agency_id, on or self.today())
         if version is None:
@@ -190,9 +180,7 @@ def read_registry_file(path: Path) -> RegistryFile:
     return parse_registry(doc)
 
 
-def load_file(
-    case_record: Application[UUID], path: Path, *, region: str | None = None, attempts: int = 5
-) -> int:
+def load_file(case_record: Application[UUID], path: Path, *, region: str | None = None, attempts: int = 5) -> int:
     """Record the changes that make the registry match the file; returns how many (0: none)."""
     desired = read_registry_file(path)
     if region is not None and desired.region != region:

@@ -28,8 +28,14 @@ log = get_logger(__name__)
 class Scheduler:
     """R15: deadlines that passed with the obligation still open."""
 
-    def __init__(self, case_record: CaseRecord, registry: RegistryView, work_queue: WorkQueueProjection,
-                 clock: Clock, every_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        case_record: CaseRecord,
+        registry: RegistryView,
+        work_queue: WorkQueueProjection,
+        clock: Clock,
+        every_seconds: float = 1.0,
+    ) -> None:
         self.case_record = case_record
         self.registry = registry
         self.work_queue = work_queue
@@ -48,8 +54,9 @@ class Scheduler:
     def _mark(self, obligation_id, now: datetime) -> int:
         for _ in range(5):
             obligation: Obligation = self.case_record.repository.get(obligation_id)
-            governance = self.registry.responsible(obligation.residence, AgencyKind.GOVERNANCE_CENTER,
-                                                   now.astimezone(REGION_TZ).date())
+            governance = self.registry.responsible(
+                obligation.residence, AgencyKind.GOVERNANCE_CENTER, now.astimezone(REGION_TZ).date()
+            )
             if not obligation.mark_overdue(now, escalated_to=governance):
                 return 0
             due = falls_due(self.case_record, self.registry, obligation, now)  # R6: the care team's warning

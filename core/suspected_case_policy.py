@@ -37,11 +37,18 @@ def decide_suspected_case(process: Any, notification: Notification, work: Any) -
     fact: Any = process.case_record.mapper.to_domain_event(notification)
     if is_imported(fact.message_id):
         return  # a ledger's cases are history: they open nothing
-    case: SuspectedCase = process.case_record.repository.get(notification.originator_id,
-                                                             version=notification.originator_version)
-    trigger = Trigger(patient_id=case.id, message_id=fact.message_id, position=notification.id,
-                      recorded_at=fact.timestamp, residence=case.seen_in, topic=notification.topic,
-                      version=notification.originator_version)
+    case: SuspectedCase = process.case_record.repository.get(
+        notification.originator_id, version=notification.originator_version
+    )
+    trigger = Trigger(
+        patient_id=case.id,
+        message_id=fact.message_id,
+        position=notification.id,
+        recorded_at=fact.timestamp,
+        residence=case.seen_in,
+        topic=notification.topic,
+        version=notification.originator_version,
+    )
     on = trigger.recorded_at.astimezone(REGION_TZ).date()
 
     def responsible(kind: AgencyKind) -> str | None:
@@ -59,10 +66,23 @@ def decide_suspected_case(process: Any, notification: Notification, work: Any) -
     now = trigger.recorded_at
     for a in decisions.opened:
         if work.get(a.id) is None:
-            work.add(Obligation.assign(
-                id=a.id, kind=a.kind, rule=a.rule, action=a.action, patient_id=case.id, episode_key=a.episode_key,
-                assignee=a.assignee, residence=case.seen_in, due_at=a.due_at, trigger_message_id=trigger.message_id,
-                trigger_position=trigger.position, risk_level=None, now=now))
+            work.add(
+                Obligation.assign(
+                    id=a.id,
+                    kind=a.kind,
+                    rule=a.rule,
+                    action=a.action,
+                    patient_id=case.id,
+                    episode_key=a.episode_key,
+                    assignee=a.assignee,
+                    residence=case.seen_in,
+                    due_at=a.due_at,
+                    trigger_message_id=trigger.message_id,
+                    trigger_position=trigger.position,
+                    risk_level=None,
+                    now=now,
+                )
+            )
     for obligation_id, fulfilled_by in decisions.completed:
         obligation = work.get(obligation_id)
         if obligation is not None:

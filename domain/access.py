@@ -14,6 +14,7 @@ VISIT_RECORDED = "cn.smd.visit.recorded.v1"
 VISIT_MISSED = "cn.smd.visit.missed.v1"
 RISK_ASSESSED = "cn.smd.risk.assessed.v1"
 
+
 def _t(*names: str) -> frozenset[str]:
     return frozenset(f"cn.smd.{n}.v1" for n in names)
 
@@ -22,8 +23,16 @@ def _t(*names: str) -> frozenset[str]:
 CLINICAL = _t("diagnosis.recorded", "diagnosis.revoked", "patient.admitted", "patient.discharged")
 MEDICATION = _t("medication.dispensed", "adherence.recorded")
 WHEREABOUTS = _t("whereabouts.unknown-declared", "patient.located")
-CARE_TEAM = _t("circumstances.recorded", "confinement.recorded", "guardian.assigned", "guardian.none-recorded",
-               "guardianship-agreement.signed", "legal-duty-notice.given", "refusal.recorded", "move.reported")
+CARE_TEAM = _t(
+    "circumstances.recorded",
+    "confinement.recorded",
+    "guardian.assigned",
+    "guardian.none-recorded",
+    "guardianship-agreement.signed",
+    "legal-duty-notice.given",
+    "refusal.recorded",
+    "move.reported",
+)
 
 #: Inbound event types each kind may record. A type missing here is recordable by nobody.
 #: Choices where DESIGN.md is silent: the health center also records circumstances, guardians,
@@ -33,14 +42,24 @@ CARE_TEAM = _t("circumstances.recorded", "confinement.recorded", "guardian.assig
 #: governance center; city: psychiatric hospital) — the tier itself is not checked per kind yet.
 MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
     AgencyKind.HEALTH_CENTER: frozenset({PATIENT_REGISTERED, VISIT_RECORDED, VISIT_MISSED, RISK_ASSESSED})
-    | CLINICAL | MEDICATION | WHEREABOUTS | CARE_TEAM
+    | CLINICAL
+    | MEDICATION
+    | WHEREABOUTS
+    | CARE_TEAM
     | _t("incident.reported", "handover.accepted", "handover.rejected", "review.recorded", "patient.deregistered"),
     AgencyKind.PSYCHIATRIC_HOSPITAL: frozenset({PATIENT_REGISTERED}) | CLINICAL | _t("review.recorded"),
-    AgencyKind.COMMITTEE: frozenset({VISIT_MISSED}) | CARE_TEAM | WHEREABOUTS
+    AgencyKind.COMMITTEE: frozenset({VISIT_MISSED})
+    | CARE_TEAM
+    | WHEREABOUTS
     | _t("guardian.social-designated", "incident.reported", "review.recorded"),
     AgencyKind.POLICE_STATION: WHEREABOUTS
-    | _t("incident.reported", "incident.police-responded", "patient.taken-under-management",
-         "patient.released-from-management", "move.reported"),
+    | _t(
+        "incident.reported",
+        "incident.police-responded",
+        "patient.taken-under-management",
+        "patient.released-from-management",
+        "move.reported",
+    ),
     AgencyKind.CIVIL_AFFAIRS: _t("guardian.social-designated", "guardian.none-recorded", "circumstances.recorded"),
     AgencyKind.GOVERNANCE_CENTER: _t("incident.reviewed", "review.recorded"),
     AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset(),
@@ -90,9 +109,15 @@ SUSPECTED_CASE_OUTCOME = _t("suspected-case.registered", "suspected-case.dismiss
 #: records anything may report one (the auditor records nothing); the health center assesses;
 #: the health center or the psychiatric hospital (both register patients) registers or dismisses.
 CARE_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
-    AgencyKind.HEALTH_CENTER: CARE_TEAM_MEMBERSHIP | CARE_TEAM_CONTACT | AID | SUSPECTED_CASE_OUTCOME
-    | frozenset({SUSPECTED_CASE_REPORTED}) | _t("suspected-case.assessed"),
-    AgencyKind.COMMITTEE: CARE_TEAM_MEMBERSHIP | CARE_TEAM_CONTACT | GUARDIAN_SUBSIDY_COLLECTED
+    AgencyKind.HEALTH_CENTER: CARE_TEAM_MEMBERSHIP
+    | CARE_TEAM_CONTACT
+    | AID
+    | SUSPECTED_CASE_OUTCOME
+    | frozenset({SUSPECTED_CASE_REPORTED})
+    | _t("suspected-case.assessed"),
+    AgencyKind.COMMITTEE: CARE_TEAM_MEMBERSHIP
+    | CARE_TEAM_CONTACT
+    | GUARDIAN_SUBSIDY_COLLECTED
     | frozenset({SUSPECTED_CASE_REPORTED}),
     AgencyKind.POLICE_STATION: CARE_TEAM_CONTACT | frozenset({SUSPECTED_CASE_REPORTED}),
     AgencyKind.CIVIL_AFFAIRS: AID | GUARDIAN_SUBSIDY_COLLECTED | frozenset({SUSPECTED_CASE_REPORTED}),
@@ -106,8 +131,9 @@ for _kind, _types in CARE_MAY_RECORD.items():
 #: Aid types each kind may record (applied, granted, found ineligible, revoked); a kind that may
 #: send aid messages is refused aid types not listed here.
 AID_TYPES_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
-    AgencyKind.CIVIL_AFFAIRS: frozenset({"minimum_living_allowance", "extreme_poverty_support", "temporary_aid",
-                                         "guardian_subsidy"}),
+    AgencyKind.CIVIL_AFFAIRS: frozenset(
+        {"minimum_living_allowance", "extreme_poverty_support", "temporary_aid", "guardian_subsidy"}
+    ),
     AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset({"disability_certificate"}),
     AgencyKind.HEALTH_CENTER: frozenset({"long_acting_injection_coverage", "special_disease_status"}),
 }
@@ -118,14 +144,16 @@ AID_TYPES_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
 #: use registration as a search. DESIGN.md section 4: these kinds read identity; committees and
 #: care teams see the ID number masked; the disabled persons' federation reads identity but
 #: only for its disability work, which starts from a certificate, not from a search.
-MAY_SEARCH_BY_ID_NUMBER: frozenset[AgencyKind] = frozenset({
-    AgencyKind.HEALTH_CENTER,
-    AgencyKind.POLICE_STATION,
-    AgencyKind.CIVIL_AFFAIRS,
-    AgencyKind.PSYCHIATRIC_HOSPITAL,
-    AgencyKind.GOVERNANCE_CENTER,
-    AgencyKind.AUDITOR,
-})
+MAY_SEARCH_BY_ID_NUMBER: frozenset[AgencyKind] = frozenset(
+    {
+        AgencyKind.HEALTH_CENTER,
+        AgencyKind.POLICE_STATION,
+        AgencyKind.CIVIL_AFFAIRS,
+        AgencyKind.PSYCHIATRIC_HOSPITAL,
+        AgencyKind.GOVERNANCE_CENTER,
+        AgencyKind.AUDITOR,
+    }
+)
 
 
 def may_search_by_id_number(kind: str) -> bool:
@@ -167,8 +195,9 @@ class AidTypeNotAllowed(NotAllowedToRecord):
     def __init__(self, agency_id: str, kind: str, aid_type: str) -> None:
         allowed = ", ".join(sorted(AID_TYPES_MAY_RECORD.get(AgencyKind(kind), ()))) or "no aid types"
         DomainError.__init__(
-            self, f"agency {agency_id} is a {kind}, which may not record aid of type {aid_type}; "
-            f"a {kind} may record {allowed}"
+            self,
+            f"agency {agency_id} is a {kind}, which may not record aid of type {aid_type}; "
+            f"a {kind} may record {allowed}",
         )
 
 

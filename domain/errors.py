@@ -37,9 +37,7 @@ class RiskClassInconsistentWithLevel(DomainError):
 
     def __init__(self, level: int, risk_class: str, allowed: Iterable[str]) -> None:
         names = " or ".join(str(a) for a in allowed)
-        super().__init__(
-            f"class {risk_class!s} does not fit risk level {level}; at level {level} the class is {names}"
-        )
+        super().__init__(f"class {risk_class!s} does not fit risk level {level}; at level {level} the class is {names}")
 
 
 class OccurredInFuture(DomainError):
@@ -92,9 +90,7 @@ class PatientNotFound(DomainError):
     status = 404
 
     def __init__(self, patient_id: object) -> None:
-        super().__init__(
-            f"no registered patient {patient_id}; register the patient first (or check the subject)"
-        )
+        super().__init__(f"no registered patient {patient_id}; register the patient first (or check the subject)")
 
 
 class MissedVisitNotYetDue(DomainError):

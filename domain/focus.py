@@ -51,8 +51,18 @@ EXTREME_POVERTY = "extreme_poverty"
 CAN_DRIVE = "can_drive"
 
 #: The ten categories, in DESIGN.md's order (stable names: read models and reports show them).
-CATEGORIES = (IRREGULAR_MEDICATION, LIVES_ALONE, NO_OR_WEAK_GUARDIAN, LOST, REFUSES_VISITS, FORCED_ADMISSION,
-              INCIDENT_HISTORY, FAMILY_HISTORY, EXTREME_POVERTY, CAN_DRIVE)
+CATEGORIES = (
+    IRREGULAR_MEDICATION,
+    LIVES_ALONE,
+    NO_OR_WEAK_GUARDIAN,
+    LOST,
+    REFUSES_VISITS,
+    FORCED_ADMISSION,
+    INCIDENT_HISTORY,
+    FAMILY_HISTORY,
+    EXTREME_POVERTY,
+    CAN_DRIVE,
+)
 
 #: Categories that make a patient key on their own.
 KEY_ALONE = frozenset({LOST, INCIDENT_HISTORY})
@@ -129,12 +139,15 @@ class _Running:
                 self.supply_end = supply_runs_out_on(self.pickups)
             else:  # the usual case: the next pickup by date carries the leftover supply on
                 self.pickups.append(e)
-                start = e["dispensed_on"] if self.supply_end is None or self.supply_end < e["dispensed_on"] \
+                start = (
+                    e["dispensed_on"]
+                    if self.supply_end is None or self.supply_end < e["dispensed_on"]
                     else self.supply_end
+                )
                 self.supply_end = start + timedelta(days=e["days_supplied"])
 
     def catch_up(self, known: list[Entry]) -> _Running:
-        for e in known[self.seen:]:
+        for e in known[self.seen :]:
             self.add(e)
         self.seen = len(known)
         return self
@@ -164,8 +177,9 @@ def categories_of(known: list[Entry], on: datetime, lost_after: int = _DEFAULT_L
     r = _running(known)
     found = set()
     adherence = latest(known, "adherence")
-    ran_out = r.supply_end is not None and not in_hospital(known) and on >= datetime.combine(
-        r.supply_end, time(0), CHINA_TZ)
+    ran_out = (
+        r.supply_end is not None and not in_hospital(known) and on >= datetime.combine(r.supply_end, time(0), CHINA_TZ)
+    )
     if (adherence is not None and adherence["adherence"] in _IRREGULAR) or ran_out:
         found.add(IRREGULAR_MEDICATION)
     if r.says("lives_alone"):
@@ -185,7 +199,8 @@ def categories_of(known: list[Entry], on: datetime, lost_after: int = _DEFAULT_L
     if r.says("family_history"):
         found.add(FAMILY_HISTORY)
     if r.says("economic_status") == EconomicStatus.EXTREME_POVERTY or (
-            r.poverty_aid is not None and _AID_STEPS[r.poverty_aid["kind"]]):
+        r.poverty_aid is not None and _AID_STEPS[r.poverty_aid["kind"]]
+    ):
         found.add(EXTREME_POVERTY)
     if r.says("can_drive"):
         found.add(CAN_DRIVE)

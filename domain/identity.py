@@ -35,8 +35,17 @@ EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 #: birth, which is always a real province.
 PROVINCE_CODES = frozenset(
     f"{n:02d}"
-    for n in (*range(11, 16), *range(21, 24), *range(31, 38), *range(41, 47), *range(50, 55), *range(61, 66),
-              71, 81, 82)
+    for n in (
+        *range(11, 16),
+        *range(21, 24),
+        *range(31, 38),
+        *range(41, 47),
+        *range(50, 55),
+        *range(61, 66),
+        71,
+        81,
+        82,
+    )
 )
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)  # 2^(17-i) mod 11

@@ -181,8 +181,9 @@ class Obligation(Aggregate):
         self.trigger_event(self.Read, timestamp=now, by_agency=agency_id, staff_id=staff_id)
         return True
 
-    def complete(self, now: datetime, *, fulfilled_by: str | None, by_agency: str | None = None,
-                 note: str | None = None) -> bool:
+    def complete(
+        self, now: datetime, *, fulfilled_by: str | None, by_agency: str | None = None, note: str | None = None
+    ) -> bool:
         """Done: by a later fact (``fulfilled_by`` = its message id) or by the owner's word."""
         if by_agency is not None:
             self.check_owner(by_agency)
@@ -259,8 +260,9 @@ class NotTheOwner(DomainError):
     status = 403
 
     def __init__(self, obligation_id: UUID, agency_id: str, owner: str) -> None:
-        super().__init__(f"obligation {obligation_id} belongs to {owner}, not {agency_id}; "
-                         "act only on items of your own work queue")
+        super().__init__(
+            f"obligation {obligation_id} belongs to {owner}, not {agency_id}; act only on items of your own work queue"
+        )
 
 
 class ObligationClosed(DomainError):

@@ -112,12 +112,8 @@ class Patient(Aggregate, PatientFile, PatientCare):
 
         def apply(self, aggregate: Patient) -> None:
             entry = {"at": self.occurred_at, "key": self.message_id, "v": self.originator_version}
-            aggregate.visits.append(
-                {**entry, "face_to_face": self.face_to_face, "joint": self.joint}
-            )
-            aggregate.assessments.append(
-                {**entry, "level": self.risk_level, "class": self.risk_class}
-            )
+            aggregate.visits.append({**entry, "face_to_face": self.face_to_face, "joint": self.joint})
+            aggregate.assessments.append({**entry, "level": self.risk_level, "class": self.risk_class})
 
     class VisitMissed(Fact):
         """VisitMissed: a scheduled visit did not happen (identity: patient + scheduled date)."""
@@ -128,8 +124,12 @@ class Patient(Aggregate, PatientFile, PatientCare):
 
         def apply(self, aggregate: Patient) -> None:
             aggregate.missed.append(
-                {"at": self.occurred_at, "key": self.message_id, "v": self.originator_version,
-                 "scheduled_on": self.scheduled_on}
+                {
+                    "at": self.occurred_at,
+                    "key": self.message_id,
+                    "v": self.originator_version,
+                    "scheduled_on": self.scheduled_on,
+                }
             )
 
     class RiskAssessed(Fact):

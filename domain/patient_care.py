@@ -94,7 +94,10 @@ class AidStatus(StrEnum):
 #: Aid whose application or grant flags hardship (R13), with the economic statuses that do.
 HARDSHIP_AID = (AidType.MINIMUM_LIVING_ALLOWANCE, AidType.EXTREME_POVERTY_SUPPORT)
 HARDSHIP_ECONOMIC_STATUSES = (
-    EconomicStatus.LOW_INCOME, EconomicStatus.EXTREME_POVERTY, EconomicStatus.UNABLE_TO_PAY_TREATMENT)
+    EconomicStatus.LOW_INCOME,
+    EconomicStatus.EXTREME_POVERTY,
+    EconomicStatus.UNABLE_TO_PAY_TREATMENT,
+)
 MAX_DISABILITY_GRADE = 4  # 残疾等级 一级 (most severe) to 四级
 
 # -- errors -----------------------------------------------------------------------------------------
@@ -274,23 +277,31 @@ class PatientCare:
     facts: dict[str, list[dict[str, Any]]]
 
     if TYPE_CHECKING:  # provided by PatientFile in Patient
+
         def _record(self, event: type[FileFact], what: str, by: Provenance, now: datetime, **fields: Any) -> None: ...
         def _entries(self, kind: str) -> list[dict[str, Any]]: ...
 
     # care team
-    def assign_care_team_member(self, by: Provenance, now: datetime, *, role: str, member: CareTeamMember,
-                                member_agency: str | None = None) -> None:
+    def assign_care_team_member(
+        self, by: Provenance, now: datetime, *, role: str, member: CareTeamMember, member_agency: str | None = None
+    ) -> None:
         """Record who holds a role of the care team from the occurred time (replacing the holder)."""
-        self._record(CareTeamMemberAssigned, "the care-team assignment", by, now,
-                     role=_choice("role", role, CareRole), member=member, member_agency=member_agency)
+        self._record(
+            CareTeamMemberAssigned,
+            "the care-team assignment",
+            by,
+            now,
+            role=_choice("role", role, CareRole),
+            member=member,
+            member_agency=member_agency,
+        )
 
     def remove_care_team_member(self, by: Provenance, now: datetime, *, role: str, reason: str | None = None) -> None:
         """Record that a role of the care team is empty from the occurred time."""
         role = _choice("role", role, CareRole)
         if not any(e["role"] == role and e["at"] <= by.occurred_at for e in self._entries("care_team_assignment")):
             raise NoMemberAssigned(role, by.occurred_at)
-        self._record(CareTeamMemberRemoved, "the care-team removal", by, now,
-                     role=role, reason=reason)
+        self._record(CareTeamMemberRemoved, "the care-team removal", by, now, role=role, reason=reason)
 
     def _team_changes(self, as_of: datetime | None) -> list[dict[str, Any]]:
         changes = [{**e, "removed": False} for e in self._entries("care_team_assignment")]
@@ -305,8 +316,11 @@ class PatientCare:
             if change["removed"]:
                 team.pop(role, None)
             else:
-                team[role] = {"member": change["member"], "member_agency": change["member_agency"],
-                              "since": change["at"]}
+                team[role] = {
+                    "member": change["member"],
+                    "member_agency": change["member_agency"],
+                    "since": change["at"],
+                }
         return team
 
     def missing_care_team_roles(self, as_of: datetime | None = None) -> tuple[CareRole, ...]:
@@ -327,25 +341,57 @@ class PatientCare:
             else:
                 kind = "replaced" if role in held else "assigned"
                 held.add(role)
-            history.append({"at": change["at"], "role": role, "change": kind, "by": change["by"],
-                            "member_agency": change.get("member_agency")})
+            history.append(
+                {
+                    "at": change["at"],
+                    "role": role,
+                    "change": kind,
+                    "by": change["by"],
+                    "member_agency": change.get("member_agency"),
+                }
+            )
         return history
 
     # contacts
-    def record_care_team_contact(self, by: Provenance, now: datetime, *, role: str, mode: str, outcome: str,
-                                 member_agency: str | None = None, note: str | None = None) -> None:
+    def record_care_team_contact(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        role: str,
+        mode: str,
+        outcome: str,
+        member_agency: str | None = None,
+        note: str | None = None,
+    ) -> None:
         """Record a care-team contact (who by role and agency, when, how, with what outcome)."""
-        self._record(CareTeamContactRecorded, "the care-team contact", by, now,
-                     role=_choice("role", role, CareRole), member_agency=member_agency,
-                     mode=_choice("mode", mode, ContactMode), outcome=_choice("outcome", outcome, ContactOutcome),
-                     note=note)
+        self._record(
+            CareTeamContactRecorded,
+            "the care-team contact",
+            by,
+            now,
+            role=_choice("role", role, CareRole),
+            member_agency=member_agency,
+            mode=_choice("mode", mode, ContactMode),
+            outcome=_choice("outcome", outcome, ContactOutcome),
+            note=note,
+        )
 
     @property
     def care_team_contacts(self) -> list[dict[str, Any]]:
         """Every contact by occurred time: at, role, agency (the member's), mode, outcome, note, by."""
-        return [{"at": e["at"], "role": e["role"], "agency": e["member_agency"] or e["by"], "mode": e["mode"],
-                 "outcome": e["outcome"], "note": e["note"], "by": e["by"]}
-                for e in _by_time(self._entries("care_team_contact"))]
+        return [
+            {
+                "at": e["at"],
+                "role": e["role"],
+                "agency": e["member_agency"] or e["by"],
+                "mode": e["mode"],
+                "outcome": e["outcome"],
+                "note": e["note"],
+                "by": e["by"],
+            }
+            for e in _by_time(self._entries("care_team_contact"))
+        ]
 
     @property
     def last_care_team_contact_at(self) -> datetime | None:
@@ -357,11 +403,20 @@ class PatientCare:
     # aid
     def apply_for_aid(self, by: Provenance, now: datetime, *, aid_type: str, note: str | None = None) -> None:
         """Record an application for an aid type."""
-        self._record(AidApplied, "the aid application", by, now,
-                     aid_type=_choice("aid_type", aid_type, AidType), note=note)
+        self._record(
+            AidApplied, "the aid application", by, now, aid_type=_choice("aid_type", aid_type, AidType), note=note
+        )
 
-    def grant_aid(self, by: Provenance, now: datetime, *, aid_type: str, amount_yuan: int | None = None,
-                  disability_grade: int | None = None, note: str | None = None) -> None:
+    def grant_aid(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        aid_type: str,
+        amount_yuan: int | None = None,
+        disability_grade: int | None = None,
+        note: str | None = None,
+    ) -> None:
         """Record that an aid type was granted (a disability certificate with its grade 1-4)."""
         kind = _choice("aid_type", aid_type, AidType)
         if disability_grade is not None:
@@ -370,13 +425,27 @@ class PatientCare:
             _in_range("disability_grade", disability_grade, 1, MAX_DISABILITY_GRADE)
         if amount_yuan is not None:
             _in_range("amount_yuan", amount_yuan, 0, 1_000_000)
-        self._record(AidGranted, "the aid grant", by, now, aid_type=kind,
-                     amount_yuan=amount_yuan, disability_grade=disability_grade, note=note)
+        self._record(
+            AidGranted,
+            "the aid grant",
+            by,
+            now,
+            aid_type=kind,
+            amount_yuan=amount_yuan,
+            disability_grade=disability_grade,
+            note=note,
+        )
 
     def find_ineligible_for_aid(self, by: Provenance, now: datetime, *, aid_type: str, reason: str) -> None:
         """Record that the patient (household) is not eligible for an aid type."""
-        self._record(AidFoundIneligible, "the ineligibility finding", by, now,
-                     aid_type=_choice("aid_type", aid_type, AidType), reason=reason)
+        self._record(
+            AidFoundIneligible,
+            "the ineligibility finding",
+            by,
+            now,
+            aid_type=_choice("aid_type", aid_type, AidType),
+            reason=reason,
+        )
 
     def revoke_aid(self, by: Provenance, now: datetime, *, aid_type: str, reason: str) -> None:
         """Record that a granted aid type was withdrawn."""
@@ -388,8 +457,9 @@ class PatientCare:
         if not any(e["aid_type"] == aid_type and e["at"] <= occurred_at for e in self._entries("aid_granted")):
             raise AidNotGranted(what, aid_type, occurred_at)
 
-    def record_guardian_subsidy_collected(self, by: Provenance, now: datetime, *, month: str,
-                                          amount_yuan: int | None = None) -> bool:
+    def record_guardian_subsidy_collected(
+        self, by: Provenance, now: datetime, *, month: str, amount_yuan: int | None = None
+    ) -> bool:
         """Record that the guardian collected a month's subsidy in person.
 
         A second report of the same month is the same fact: nothing is recorded, False returned.
@@ -402,8 +472,9 @@ class PatientCare:
         self._check_granted("a guardian-subsidy collection", AidType.GUARDIAN_SUBSIDY, by.occurred_at)
         if any(e["month"] == month for e in self._entries("guardian_subsidy_collected")):
             return False
-        self._record(GuardianSubsidyCollected, "the guardian-subsidy collection", by, now,
-                     month=month, amount_yuan=amount_yuan)
+        self._record(
+            GuardianSubsidyCollected, "the guardian-subsidy collection", by, now, month=month, amount_yuan=amount_yuan
+        )
         return True
 
     def _aid_steps(self, as_of: datetime | None) -> list[dict[str, Any]]:
@@ -460,13 +531,15 @@ class PatientCare:
     def in_extreme_poverty(self) -> bool:
         """The extreme-poverty focus category (R16): stated, or 特困 support pending or granted."""
         return self._economic_status_as_of(None) == EconomicStatus.EXTREME_POVERTY or self.aid_status(
-            AidType.EXTREME_POVERTY_SUPPORT) in (AidStatus.PENDING, AidStatus.GRANTED)
+            AidType.EXTREME_POVERTY_SUPPORT
+        ) in (AidStatus.PENDING, AidStatus.GRANTED)
 
     # the suspected case the patient came from
     def link_suspected_case(self, by: Provenance, now: datetime, *, suspected_case_id: UUID) -> None:
         """Record that this patient is the person of a suspected case (called on its registration)."""
-        self._record(LinkedToSuspectedCase, "the link to the suspected case", by, now,
-                     suspected_case_id=suspected_case_id)
+        self._record(
+            LinkedToSuspectedCase, "the link to the suspected case", by, now, suspected_case_id=suspected_case_id
+        )
 
     @property
     def suspected_case_ids(self) -> tuple[UUID, ...]:

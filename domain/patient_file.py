@@ -196,7 +196,15 @@ def _in_range(field: str, value: int, low: int, high: int) -> int:
 
 # -- events -----------------------------------------------------------------------------------------
 
-_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "agency_id", "staff_id", "occurred_at", "message_id"}
+_BASE_FIELDS = {
+    "originator_id",
+    "originator_version",
+    "timestamp",
+    "agency_id",
+    "staff_id",
+    "occurred_at",
+    "message_id",
+}
 
 
 class FileFact(Aggregate.Event):
@@ -414,8 +422,15 @@ class PatientFile:
         dereg = self.deregistered_at
         if dereg is not None and by.occurred_at > dereg:
             raise FactAfterDeregistration(what, by.occurred_at, dereg)
-        self.trigger_event(event, timestamp=now, agency_id=by.agency_id, staff_id=by.staff_id,  # type: ignore[attr-defined]
-                           occurred_at=by.occurred_at, message_id=by.message_id, **fields)
+        self.trigger_event(
+            event,
+            timestamp=now,
+            agency_id=by.agency_id,
+            staff_id=by.staff_id,  # type: ignore[attr-defined]
+            occurred_at=by.occurred_at,
+            message_id=by.message_id,
+            **fields,
+        )
 
     def _entries(self, kind: str) -> list[dict[str, Any]]:
         return self.__dict__.setdefault("facts", {}).get(kind, [])
@@ -425,15 +440,30 @@ class PatientFile:
         self._record(HistoryImported, "the import", by, now, ledger=ledger, rows=rows)
 
     # circumstances and confinement
-    def record_circumstances(self, by: Provenance, now: datetime, *, lives_alone: bool | None = None,
-                             can_drive: bool | None = None, family_history: bool | None = None,
-                             economic_status: str | None = None) -> None:
+    def record_circumstances(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        lives_alone: bool | None = None,
+        can_drive: bool | None = None,
+        family_history: bool | None = None,
+        economic_status: str | None = None,
+    ) -> None:
         """Record what is known of the patient's circumstances (None: not stated)."""
         if lives_alone is None and can_drive is None and family_history is None and economic_status is None:
             raise NothingToRecord("the circumstances report")
         status = _choice("economic_status", economic_status, EconomicStatus) if economic_status else None
-        self._record(CircumstancesRecorded, "the circumstances report", by, now, lives_alone=lives_alone,
-                     can_drive=can_drive, family_history=family_history, economic_status=status)
+        self._record(
+            CircumstancesRecorded,
+            "the circumstances report",
+            by,
+            now,
+            lives_alone=lives_alone,
+            can_drive=can_drive,
+            family_history=family_history,
+            economic_status=status,
+        )
 
     def record_confinement(self, by: Provenance, now: datetime, *, confined: bool) -> None:
         """Record that the patient is confined at home (关锁), or was released."""
@@ -473,12 +503,21 @@ class PatientFile:
     # diagnosis and hospital
     def record_diagnosis(self, by: Provenance, now: datetime, *, diagnosis: str) -> None:
         """Record a diagnosis (one of the six disorders)."""
-        self._record(DiagnosisRecorded, "the diagnosis", by, now, diagnosis=str(check_known_diagnosis(diagnosis)),
-                     revoked=False, reason=None)
+        self._record(
+            DiagnosisRecorded,
+            "the diagnosis",
+            by,
+            now,
+            diagnosis=str(check_known_diagnosis(diagnosis)),
+            revoked=False,
+            reason=None,
+        )
 
     def revoke_diagnosis(self, by: Provenance, now: datetime, *, reason: str) -> None:
         """Record that the diagnosis was revoked."""
-        self._record(DiagnosisRecorded, "the diagnosis revocation", by, now, diagnosis=None, revoked=True, reason=reason)
+        self._record(
+            DiagnosisRecorded, "the diagnosis revocation", by, now, diagnosis=None, revoked=True, reason=reason
+        )
 
     @property
     def current_diagnosis(self) -> Diagnosis | None:
@@ -491,13 +530,29 @@ class PatientFile:
     def admit(self, by: Provenance, now: datetime, *, hospital: str, admission_kind: str) -> None:
         """Record an admission to hospital (voluntary or involuntary)."""
         kind = _choice("admission_kind", admission_kind, AdmissionKind)
-        self._record(HospitalStayRecorded, "the admission", by, now, admitted=True, hospital=hospital,
-                     admission_kind=kind, discharge_plan=None)
+        self._record(
+            HospitalStayRecorded,
+            "the admission",
+            by,
+            now,
+            admitted=True,
+            hospital=hospital,
+            admission_kind=kind,
+            discharge_plan=None,
+        )
 
     def discharge(self, by: Provenance, now: datetime, *, discharge_plan: str | None = None) -> None:
         """Record a discharge, with the discharge plan."""
-        self._record(HospitalStayRecorded, "the discharge", by, now, admitted=False, hospital=None,
-                     admission_kind=None, discharge_plan=discharge_plan)
+        self._record(
+            HospitalStayRecorded,
+            "the discharge",
+            by,
+            now,
+            admitted=False,
+            hospital=None,
+            admission_kind=None,
+            discharge_plan=discharge_plan,
+        )
 
     @property
     def in_hospital(self) -> bool:
@@ -524,14 +579,29 @@ class PatientFile:
 
     def record_no_guardian(self, by: Provenance, now: datetime) -> None:
         """Record that the patient has no guardian."""
-        self._record(GuardianRecorded, "the guardian status", by, now, status=str(GuardianStatus.NONE), contact=None,
-                     designated_by=None)
+        self._record(
+            GuardianRecorded,
+            "the guardian status",
+            by,
+            now,
+            status=str(GuardianStatus.NONE),
+            contact=None,
+            designated_by=None,
+        )
 
-    def designate_social_guardian(self, by: Provenance, now: datetime, *, designated_by: str,
-                                  contact: GuardianContact | None = None) -> None:
+    def designate_social_guardian(
+        self, by: Provenance, now: datetime, *, designated_by: str, contact: GuardianContact | None = None
+    ) -> None:
         """Record the social guardian designated by a committee or civil affairs (Q-17)."""
-        self._record(GuardianRecorded, "the social guardian", by, now, status=str(GuardianStatus.SOCIAL),
-                     contact=contact, designated_by=designated_by)
+        self._record(
+            GuardianRecorded,
+            "the social guardian",
+            by,
+            now,
+            status=str(GuardianStatus.SOCIAL),
+            contact=contact,
+            designated_by=designated_by,
+        )
 
     def sign_guardianship_agreement(self, by: Provenance, now: datetime, *, signed_on: date) -> None:
         """Record the signed guardianship agreement."""
@@ -560,14 +630,28 @@ class PatientFile:
         return None if latest is None else latest["signed_on"]
 
     # medication
-    def dispense_medication(self, by: Provenance, now: datetime, *, dispensed_on: date, days_supplied: int,
-                            long_acting_injection: bool = False) -> None:
+    def dispense_medication(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        dispensed_on: date,
+        days_supplied: int,
+        long_acting_injection: bool = False,
+    ) -> None:
         """Record a pickup (or a long-acting injection) and the days it covers."""
         _in_range("days_supplied", days_supplied, 1, MAX_DAYS_SUPPLIED)
         if dispensed_on > now.date():
             check_not_in_future("the pickup date", datetime.combine(dispensed_on, datetime.min.time(), now.tzinfo), now)
-        self._record(MedicationDispensed, "the medication pickup", by, now, dispensed_on=dispensed_on,
-                     days_supplied=days_supplied, long_acting_injection=long_acting_injection)
+        self._record(
+            MedicationDispensed,
+            "the medication pickup",
+            by,
+            now,
+            dispensed_on=dispensed_on,
+            days_supplied=days_supplied,
+            long_acting_injection=long_acting_injection,
+        )
 
     def record_adherence(self, by: Provenance, now: datetime, *, adherence: str) -> None:
         """Record the assessed medication adherence."""
@@ -589,15 +673,17 @@ class PatientFile:
         return None if latest is None else Adherence(latest["adherence"])
 
     # incidents
-    def report_incident(self, by: Provenance, now: datetime, *, incident_id: UUID, incident_kind: str,
-                        severity: int) -> bool:
+    def report_incident(
+        self, by: Provenance, now: datetime, *, incident_id: UUID, incident_kind: str, severity: int
+    ) -> bool:
         """Record an incident; the same incident id again is the same fact (False)."""
         kind = _choice("incident_kind", incident_kind, IncidentKind)
         _in_range("severity", severity, 1, MAX_INCIDENT_SEVERITY)
         if any(e["incident_id"] == incident_id for e in self._entries("incident")):
             return False
-        self._record(IncidentReported, "the incident", by, now, incident_id=incident_id, incident_kind=kind,
-                     severity=severity)
+        self._record(
+            IncidentReported, "the incident", by, now, incident_id=incident_id, incident_kind=kind, severity=severity
+        )
         return True
 
     def _check_incident(self, incident_id: UUID) -> None:
@@ -657,22 +743,40 @@ class PatientFile:
         return bool(latest and not latest["known"])
 
     # moves and handovers
-    def report_move(self, by: Provenance, now: datetime, *, move_id: UUID, destination_region: str,
-                    destination_unit: str | None, moving_on: date) -> bool:
+    def report_move(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        move_id: UUID,
+        destination_region: str,
+        destination_unit: str | None,
+        moving_on: date,
+    ) -> bool:
         """Record a move (the same move id again is the same fact: False)."""
         if any(e["move_id"] == move_id for e in self._entries("move")):
             return False
-        self._record(MoveReported, "the move report", by, now, move_id=move_id,
-                     destination_region=destination_region, destination_unit=destination_unit, moving_on=moving_on)
+        self._record(
+            MoveReported,
+            "the move report",
+            by,
+            now,
+            move_id=move_id,
+            destination_region=destination_region,
+            destination_unit=destination_unit,
+            moving_on=moving_on,
+        )
         return True
 
-    def answer_handover(self, by: Provenance, now: datetime, *, move_id: UUID, accepted: bool,
-                        reason: str | None = None) -> None:
+    def answer_handover(
+        self, by: Provenance, now: datetime, *, move_id: UUID, accepted: bool, reason: str | None = None
+    ) -> None:
         """Record the destination's acceptance or rejection of a reported move."""
         if not any(e["move_id"] == move_id for e in self._entries("move")):
             raise NoMoveReported()
-        self._record(HandoverAnswered, "the handover answer", by, now, move_id=move_id, accepted=accepted,
-                     reason=reason)
+        self._record(
+            HandoverAnswered, "the handover answer", by, now, move_id=move_id, accepted=accepted, reason=reason
+        )
 
     @property
     def move_status(self) -> str | None:
@@ -688,23 +792,33 @@ class PatientFile:
     # refusals and reviews
     def record_refusal(self, by: Provenance, now: datetime, *, refusal: str, ended: bool = False) -> None:
         """Record a refusal (or that it ended)."""
-        self._record(RefusalRecorded, "the refusal", by, now, refusal=_choice("refusal", refusal, RefusalKind),
-                     ended=ended)
+        self._record(
+            RefusalRecorded, "the refusal", by, now, refusal=_choice("refusal", refusal, RefusalKind), ended=ended
+        )
 
     def refuses(self, refusal: RefusalKind) -> bool:
         """Whether the latest report of this refusal says it holds."""
         latest = _latest([e for e in self._entries("refusal") if e["refusal"] == refusal])
         return bool(latest and not latest["ended"])
 
-    def record_review(self, by: Provenance, now: datetime, *, tier: str, risk_level: int, risk_class: str,
-                      outcome: str | None = None) -> None:
+    def record_review(
+        self, by: Provenance, now: datetime, *, tier: str, risk_level: int, risk_class: str, outcome: str | None = None
+    ) -> None:
         """Record a tier of the three-tier review with its outcome."""
         from domain.values import RiskClass, check_class_consistent_with_level, check_risk_level_in_range
 
         check_risk_level_in_range(risk_level)
         check_class_consistent_with_level(risk_level, RiskClass(_choice("risk_class", risk_class, RiskClass)))
-        self._record(ReviewRecorded, "the review", by, now, tier=_choice("tier", tier, ReviewTier),
-                     risk_level=risk_level, risk_class=risk_class, outcome=outcome)
+        self._record(
+            ReviewRecorded,
+            "the review",
+            by,
+            now,
+            tier=_choice("tier", tier, ReviewTier),
+            risk_level=risk_level,
+            risk_class=risk_class,
+            outcome=outcome,
+        )
 
     def review(self, tier: ReviewTier) -> dict[str, Any] | None:
         """The latest review of a tier (level, class, outcome, when)."""

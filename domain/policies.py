@@ -200,31 +200,58 @@ def r1_lifecycle(trigger: Trigger, patient: Any, responsible: Responsible, setti
             latest = max(patient.facts.get("police_management", []), key=lambda e: (e["at"], e["key"]))
             d.completed.append((obligation_id(trigger.patient_id, "R1", after.key, "police"), latest["key"]))
     if before is not None and after is None:
-        d.cancelled.append((obligation_id(trigger.patient_id, "R1", before.key, "police"),
-                            "the risk level fell below 3", trigger.message_id))
+        d.cancelled.append(
+            (
+                obligation_id(trigger.patient_id, "R1", before.key, "police"),
+                "the risk level fell below 3",
+                trigger.message_id,
+            )
+        )
     if after is not None and trigger.topic == POLICE_MANAGEMENT and patient.under_police_management:
         d.completed.append((obligation_id(trigger.patient_id, "R1", after.key, "police"), trigger.message_id))
     if after is not None and trigger.topic == DEREGISTERED:
-        d.cancelled.append((obligation_id(trigger.patient_id, "R1", after.key, "police"),
-                            f"the patient left the register ({patient.deregistration_reason})", trigger.message_id))
+        d.cancelled.append(
+            (
+                obligation_id(trigger.patient_id, "R1", after.key, "police"),
+                f"the patient left the register ({patient.deregistration_reason})",
+                trigger.message_id,
+            )
+        )
     return d
 
 
-def _lost_assignments(trigger: Trigger, key: str, responsible: Responsible, settings: RuleSettings,
-                      action: str) -> list[Assignment]:
+def _lost_assignments(
+    trigger: Trigger, key: str, responsible: Responsible, settings: RuleSettings, action: str
+) -> list[Assignment]:
     police, governance = responsible(AgencyKind.POLICE_STATION), responsible(AgencyKind.GOVERNANCE_CENTER)
     out = []
     locate_owner = police or governance
     if locate_owner is not None:
-        out.append(Assignment(
-            id=obligation_id(trigger.patient_id, "R5", key, "police"), kind=ObligationKind.OBLIGATION, rule="R5",
-            action=action if police else "assign_police_station", assignee=locate_owner, episode_key=key,
-            due_at=trigger.recorded_at + settings.r5_locate, risk_level=None))
+        out.append(
+            Assignment(
+                id=obligation_id(trigger.patient_id, "R5", key, "police"),
+                kind=ObligationKind.OBLIGATION,
+                rule="R5",
+                action=action if police else "assign_police_station",
+                assignee=locate_owner,
+                episode_key=key,
+                due_at=trigger.recorded_at + settings.r5_locate,
+                risk_level=None,
+            )
+        )
     if governance is not None:
-        out.append(Assignment(
-            id=obligation_id(trigger.patient_id, "R5", key, "governance-notice"), kind=ObligationKind.NOTICE,
-            rule="R5", action="lost_to_follow_up_notice", assignee=governance, episode_key=key, due_at=None,
-            risk_level=None))
+        out.append(
+            Assignment(
+                id=obligation_id(trigger.patient_id, "R5", key, "governance-notice"),
+                kind=ObligationKind.NOTICE,
+                rule="R5",
+                action="lost_to_follow_up_notice",
+                assignee=governance,
+                episode_key=key,
+                due_at=None,
+                risk_level=None,
+            )
+        )
     return out
 
 
@@ -250,8 +277,9 @@ def r5_lost_to_follow_up(trigger: Trigger, patient: Any, responsible: Responsibl
             d.completed.append((locate, trigger.message_id))
         else:
             d.lost.append(("withdrawn", obligation_id(pid, "R5", before.key, "lost"), trigger.message_id))
-            d.cancelled.append((locate, "a late report shows the missed visits were not consecutive",
-                                trigger.message_id))
+            d.cancelled.append(
+                (locate, "a late report shows the missed visits were not consecutive", trigger.message_id)
+            )
     whereabouts = patient.facts.get("whereabouts", [])
     w_after = open_episode(episodes(whereabouts, declared_unknown))
     w_before = open_episode(episodes(_before(whereabouts, trigger), declared_unknown))
@@ -264,9 +292,13 @@ def r5_lost_to_follow_up(trigger: Trigger, patient: Any, responsible: Responsibl
     if trigger.topic == DEREGISTERED:
         for ep in (after, w_after):
             if ep is not None:
-                d.cancelled.append((obligation_id(pid, "R5", ep.key, "police"),
-                                    f"the patient left the register ({patient.deregistration_reason})",
-                                    trigger.message_id))
+                d.cancelled.append(
+                    (
+                        obligation_id(pid, "R5", ep.key, "police"),
+                        f"the patient left the register ({patient.deregistration_reason})",
+                        trigger.message_id,
+                    )
+                )
     return d
 
 

@@ -44,9 +44,7 @@ class Receipt(Aggregate):
 
         TOPIC = "smd.Receipt.Created"
 
-    def __init__(
-        self, key: str, digest: str, event_type: str, subject: str, agency_id: str, outcome: str
-    ) -> None:
+    def __init__(self, key: str, digest: str, event_type: str, subject: str, agency_id: str, outcome: str) -> None:
         self.key = key
         self.digest = digest
         self.event_type = event_type

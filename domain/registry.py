@@ -241,9 +241,7 @@ class RegistryState:
     def children(self, org_unit_id: str, on: date) -> list[str]:
         """Ids of the units directly under ``org_unit_id`` on ``on``, sorted."""
         return sorted(
-            uid
-            for uid in self.org_units
-            if (u := self.org_unit(uid, on)) is not None and u.parent == org_unit_id
+            uid for uid in self.org_units if (u := self.org_unit(uid, on)) is not None and u.parent == org_unit_id
         )
 
     def dates(self) -> list[date]:
@@ -272,9 +270,7 @@ class RegistryState:
             if v.org_unit_id != self.region:
                 raise WrongRegionUnit(v.org_unit_id, self.region)
             if v.parent is not None:
-                raise RegistryFileInvalid(
-                    f"org unit {v.org_unit_id!r}", "a region has no parent; remove it"
-                )
+                raise RegistryFileInvalid(f"org unit {v.org_unit_id!r}", "a region has no parent; remove it")
             return
         parent = None if v.parent is None else self.org_unit(v.parent, v.effective_from)
         if v.parent is None or parent is None:

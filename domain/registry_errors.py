@@ -35,9 +35,7 @@ class UnknownOrgUnitKind(DomainError):
     code = "unknown-org-unit-kind"
 
     def __init__(self, org_unit_id: str, kind: str, allowed: Iterable[str]) -> None:
-        super().__init__(
-            f"org unit {org_unit_id!r} has kind {kind!r}; use one of: {', '.join(allowed)}"
-        )
+        super().__init__(f"org unit {org_unit_id!r} has kind {kind!r}; use one of: {', '.join(allowed)}")
 
 
 class UnknownAgencyKind(DomainError):
@@ -46,9 +44,7 @@ class UnknownAgencyKind(DomainError):
     code = "unknown-agency-kind"
 
     def __init__(self, agency_id: str, kind: str, allowed: Iterable[str]) -> None:
-        super().__init__(
-            f"agency {agency_id!r} has kind {kind!r}; use one of: {', '.join(allowed)}"
-        )
+        super().__init__(f"agency {agency_id!r} has kind {kind!r}; use one of: {', '.join(allowed)}")
 
 
 class InvalidAgencyId(DomainError):
@@ -69,10 +65,7 @@ class KindCannotChange(DomainError):
     code = "registry-kind-cannot-change"
 
     def __init__(self, what: str, ident: str, old: str, new: str) -> None:
-        super().__init__(
-            f"{what} {ident!r} is a {old}; its kind cannot become {new}; "
-            f"give the {new} a new id instead"
-        )
+        super().__init__(f"{what} {ident!r} is a {old}; its kind cannot become {new}; give the {new} a new id instead")
 
 
 class DuplicateRegistryEntry(DomainError):
@@ -108,9 +101,7 @@ class WrongParentKind(DomainError):
 
     code = "wrong-parent-kind"
 
-    def __init__(
-        self, org_unit_id: str, kind: str, parent: str, parent_kind: str, allowed: Iterable[str]
-    ) -> None:
+    def __init__(self, org_unit_id: str, kind: str, parent: str, parent_kind: str, allowed: Iterable[str]) -> None:
         super().__init__(
             f"org unit {org_unit_id!r} is a {kind} under {parent!r}, a {parent_kind}; "
             f"a {kind}'s parent must be a {' or '.join(allowed)}"

@@ -70,9 +70,7 @@ def _text(where: str, entry: Mapping[str, Any], key: str, *, required: bool = Tr
             raise RegistryFileInvalid(where, f"'{key}' is missing")
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
-        raise RegistryFileInvalid(
-            where, f"'{key}' must be a non-empty text of at most 200 characters"
-        )
+        raise RegistryFileInvalid(where, f"'{key}' must be a non-empty text of at most 200 characters")
     return value.strip()
 
 
@@ -82,13 +80,9 @@ def _date(where: str, entry: Mapping[str, Any], default: date | None) -> date:
         try:
             value = date.fromisoformat(value)
         except ValueError:
-            raise RegistryFileInvalid(
-                where, f"effective_from {value!r} is not a date like 2025-01-01"
-            ) from None
+            raise RegistryFileInvalid(where, f"effective_from {value!r} is not a date like 2025-01-01") from None
     if value is None:
-        raise RegistryFileInvalid(
-            where, "'effective_from' is missing (or set it at the top of the file)"
-        )
+        raise RegistryFileInvalid(where, "'effective_from' is missing (or set it at the top of the file)")
     if isinstance(value, datetime) or not isinstance(value, date):
         raise RegistryFileInvalid(where, "effective_from must be a date like 2025-01-01 (no time)")
     return value
@@ -99,9 +93,7 @@ def _check_keys(where: str, entry: Any, allowed: set[str]) -> None:
         raise RegistryFileInvalid(where, "must be a table")
     unknown = sorted(set(entry) - allowed)
     if unknown:
-        raise RegistryFileInvalid(
-            where, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
+        raise RegistryFileInvalid(where, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _entry(where: str, entry: Any, allowed: set[str]) -> tuple[str, str]:
@@ -121,9 +113,7 @@ def _org_unit(where: str, entry: Mapping[str, Any], default: date | None) -> Org
     if kind not in {k.value for k in OrgUnitKind}:
         raise UnknownOrgUnitKind(uid, str(kind), [k.value for k in OrgUnitKind])
     population = entry.get("population")
-    if population is not None and (
-        isinstance(population, bool) or not isinstance(population, int) or population < 0
-    ):
+    if population is not None and (isinstance(population, bool) or not isinstance(population, int) or population < 0):
         raise RegistryFileInvalid(where, "population must be a whole number, 0 or more")
     return OrgUnitVersion(
         org_unit_id=uid,
@@ -142,9 +132,7 @@ def _agency(where: str, entry: Mapping[str, Any], default: date | None) -> Agenc
     if kind not in {k.value for k in AgencyKind}:
         raise UnknownAgencyKind(agency_id, str(kind), [k.value for k in AgencyKind])
     jurisdiction = entry.get("jurisdiction", [])
-    if not isinstance(jurisdiction, list) or not all(
-        isinstance(u, str) and u for u in jurisdiction
-    ):
+    if not isinstance(jurisdiction, list) or not all(isinstance(u, str) and u for u in jurisdiction):
         raise RegistryFileInvalid(where, "jurisdiction must be a list of org unit ids")
     return AgencyVersion(
         agency_id=agency_id,

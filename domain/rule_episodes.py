@@ -36,6 +36,7 @@ def _policies() -> Any:
 
     return domain.policies
 
+
 Entry = dict[str, Any]
 
 
@@ -82,8 +83,9 @@ class Known(list):
                 self.last[kind] = e
 
 
-def spans(entries: Iterable[Entry], holds: Callable[[list[Entry]], bool],
-          ended: Callable[[list[Entry], Entry], Closing]) -> list[Span]:
+def spans(
+    entries: Iterable[Entry], holds: Callable[[list[Entry]], bool], ended: Callable[[list[Entry], Entry], Closing]
+) -> list[Span]:
     """Every span of ``holds`` over the entries, one step per recorded fact."""
     by_v: dict[int, list[Entry]] = {}
     for e in entries:
@@ -150,8 +152,9 @@ def latest(entries: Iterable[Entry], kind: str | None = None) -> Entry | None:
     """The latest entry (of a kind) by occurred time; the message id breaks ties."""
     if kind is not None and isinstance(entries, Known):
         return entries.last.get(kind)
-    return max((e for e in entries if kind is None or e["kind"] == kind), key=lambda e: (e["at"], e["key"]),
-               default=None)
+    return max(
+        (e for e in entries if kind is None or e["kind"] == kind), key=lambda e: (e["at"], e["key"]), default=None
+    )
 
 
 def deregistration(known: list[Entry]) -> Entry | None:
@@ -196,9 +199,20 @@ FALLBACK_ACTION = {
 }
 
 
-def obligation(trigger: Trigger, responsible: Responsible, kind: AgencyKind, *, rule: str, key: str, role: str,
-               action: str, due_at: datetime, risk_level: int | None = None, cycle: int | None = None,
-               subject: Any = None) -> list[Assignment]:
+def obligation(
+    trigger: Trigger,
+    responsible: Responsible,
+    kind: AgencyKind,
+    *,
+    rule: str,
+    key: str,
+    role: str,
+    action: str,
+    due_at: datetime,
+    risk_level: int | None = None,
+    cycle: int | None = None,
+    subject: Any = None,
+) -> list[Assignment]:
     """An obligation for the agency of ``kind`` covering the residence (else the governance
     center, to assign one); none when neither is on record."""
     owner = responsible(kind)
@@ -207,20 +221,47 @@ def obligation(trigger: Trigger, responsible: Responsible, kind: AgencyKind, *, 
     if owner is None:
         return []
     pid = trigger.patient_id if subject is None else subject
-    return [_policies().Assignment(id=obligation_id(pid, rule, key, role, cycle), kind=ObligationKind.OBLIGATION,
-                                   rule=rule, action=action, assignee=owner, episode_key=key, due_at=due_at,
-                                   risk_level=risk_level)]
+    return [
+        _policies().Assignment(
+            id=obligation_id(pid, rule, key, role, cycle),
+            kind=ObligationKind.OBLIGATION,
+            rule=rule,
+            action=action,
+            assignee=owner,
+            episode_key=key,
+            due_at=due_at,
+            risk_level=risk_level,
+        )
+    ]
 
 
-def notice(trigger: Trigger, responsible: Responsible, kind: AgencyKind, *, rule: str, key: str, role: str,
-           action: str, risk_level: int | None = None) -> list[Assignment]:
+def notice(
+    trigger: Trigger,
+    responsible: Responsible,
+    kind: AgencyKind,
+    *,
+    rule: str,
+    key: str,
+    role: str,
+    action: str,
+    risk_level: int | None = None,
+) -> list[Assignment]:
     """A notice for the agency of ``kind`` covering the residence (none when there is none)."""
     owner = responsible(kind)
     if owner is None:
         return []
-    return [_policies().Assignment(id=obligation_id(trigger.patient_id, rule, key, role), kind=ObligationKind.NOTICE,
-                                   rule=rule, action=action, assignee=owner, episode_key=key, due_at=None,
-                                   risk_level=risk_level)]
+    return [
+        _policies().Assignment(
+            id=obligation_id(trigger.patient_id, rule, key, role),
+            kind=ObligationKind.NOTICE,
+            rule=rule,
+            action=action,
+            assignee=owner,
+            episode_key=key,
+            due_at=None,
+            risk_level=risk_level,
+        )
+    ]
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -252,8 +293,11 @@ class EpisodeRule:
         for span in spans(self.entries(patient), self.holds, self.ended):
             if opened_now(span, trigger):
                 d.opened += self.assign(trigger, span, patient, responsible, settings)
-            if span.is_open and self.fulfil is not None and (opened_now(span, trigger)
-                                                             or trigger.topic in self.fulfil_topics):
+            if (
+                span.is_open
+                and self.fulfil is not None
+                and (opened_now(span, trigger) or trigger.topic in self.fulfil_topics)
+            ):
                 by = self.fulfil(span, patient)
                 if by is not None:
                     d.completed += [(self._id(trigger, span, role), by) for role in self.closes]

@@ -249,8 +249,11 @@ class RegionRuleSettings(Aggregate):
         count = 0
         for c in changes:
             self.trigger_event(
-                self.RuleSettingsChanged, timestamp=now, effective_from=c.effective_from,
-                values=dict(c.values), reason=c.reason,
+                self.RuleSettingsChanged,
+                timestamp=now,
+                effective_from=c.effective_from,
+                values=dict(c.values),
+                reason=c.reason,
             )
             count += 1
         return count

@@ -38,8 +38,11 @@ ROLE, ACTION = "committee", "monthly_care_team_contact"
 
 def reached_contacts(patient: Any) -> list[Entry]:
     """The care-team contacts that reached the patient or the family."""
-    return [{**e, "kind": "care_team_contact"} for e in patient.facts.get("care_team_contact", [])
-            if e["outcome"] == ContactOutcome.REACHED]
+    return [
+        {**e, "kind": "care_team_contact"}
+        for e in patient.facts.get("care_team_contact", [])
+        if e["outcome"] == ContactOutcome.REACHED
+    ]
 
 
 def _clock(known: list[Entry]) -> Any:
@@ -70,8 +73,13 @@ class _FocusCycles(CycleRule):
 @lru_cache(maxsize=8)
 def _cycles(lost_after: int) -> CycleRule:
     return _FocusCycles(
-        "R16", ROLE, AgencyKind.COMMITTEE, ACTION,
-        entries=entries, holds=_key_on_register(lost_after), ended=_ended,
+        "R16",
+        ROLE,
+        AgencyKind.COMMITTEE,
+        ACTION,
+        entries=entries,
+        holds=_key_on_register(lost_after),
+        ended=_ended,
         anchor=lambda p, span, upto: latest_after_opening(reached_contacts(p), span, upto),
         due=lambda p, anchor, upto, s: anchor["at"] + s.r16_contact_every,
     )

@@ -93,11 +93,21 @@ class CycleRule:
     def cycle_id(self, patient_id: UUID, span: Span, anchor: Entry) -> UUID:
         return obligation_id(patient_id, self.rule, span.key, self.role, anchor["v"])
 
-    def _open_cycle(self, t: Trigger, span: Span, anchor: Entry, patient: Any, responsible: Responsible,
-                    settings: RuleSettings) -> list[Assignment]:
-        return obligation(t, responsible, self.owner, rule=self.rule, key=span.key, role=self.role, action=self.action,
-                          due_at=self.due(patient, anchor, t.version, settings), risk_level=patient.risk_level,
-                          cycle=anchor["v"])
+    def _open_cycle(
+        self, t: Trigger, span: Span, anchor: Entry, patient: Any, responsible: Responsible, settings: RuleSettings
+    ) -> list[Assignment]:
+        return obligation(
+            t,
+            responsible,
+            self.owner,
+            rule=self.rule,
+            key=span.key,
+            role=self.role,
+            action=self.action,
+            due_at=self.due(patient, anchor, t.version, settings),
+            risk_level=patient.risk_level,
+            cycle=anchor["v"],
+        )
 
     def __call__(self, t: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings) -> Decisions:
         d = Decisions()
@@ -174,13 +184,39 @@ def _r2_once(t: Trigger, s: Span, patient: Any, responsible: Responsible, settin
     # Q-4, J 卫生院 1: health staff, care team and community police visit together; the guardian is
     # told of the legal duty (the committee works with the guardian)
     level = patient.risk_level
-    return (notice(t, responsible, COMMITTEE, rule="R2", key=s.key, role="committee-notice",
-                   action="joint_visits_every_14_days_notice", risk_level=level)
-            + notice(t, responsible, POLICE, rule="R2", key=s.key, role="police-notice",
-                     action="joint_visits_every_14_days_notice", risk_level=level)
-            + obligation(t, responsible, COMMITTEE, rule="R2", key=s.key, role="legal-duty",
-                         action="tell_guardian_of_legal_duty", due_at=t.recorded_at + settings.r2_joint_visit_every,
-                         risk_level=level))
+    return (
+        notice(
+            t,
+            responsible,
+            COMMITTEE,
+            rule="R2",
+            key=s.key,
+            role="committee-notice",
+            action="joint_visits_every_14_days_notice",
+            risk_level=level,
+        )
+        + notice(
+            t,
+            responsible,
+            POLICE,
+            rule="R2",
+            key=s.key,
+            role="police-notice",
+            action="joint_visits_every_14_days_notice",
+            risk_level=level,
+        )
+        + obligation(
+            t,
+            responsible,
+            COMMITTEE,
+            rule="R2",
+            key=s.key,
+            role="legal-duty",
+            action="tell_guardian_of_legal_duty",
+            due_at=t.recorded_at + settings.r2_joint_visit_every,
+            risk_level=level,
+        )
+    )
 
 
 def _legal_duty_told(span: Span, patient: Any) -> str | None:
@@ -191,12 +227,18 @@ def _legal_duty_told(span: Span, patient: Any) -> str | None:
 
 
 R2 = CycleRule(
-    "R2", "joint-visit", HC, "joint_visit",
+    "R2",
+    "joint-visit",
+    HC,
+    "joint_visit",
     entries=lambda p: tagged(p, "assessment", "hospital", "deregistration"),
-    holds=_unstable_at_home, ended=_at_home_ended,
+    holds=_unstable_at_home,
+    ended=_at_home_ended,
     anchor=lambda p, span, upto: latest_after_opening([{**v, "kind": "visit"} for v in _joint_visits(p)], span, upto),
     due=lambda p, anchor, upto, s: anchor["at"] + s.r2_joint_visit_every,
-    once=_r2_once, once_closes=("legal-duty",), fulfil=_legal_duty_told,
+    once=_r2_once,
+    once_closes=("legal-duty",),
+    fulfil=_legal_duty_told,
     fulfil_topics=frozenset({LegalDutyNoticeGiven.TOPIC}),
 )
 
@@ -218,8 +260,11 @@ def _r4_interval(patient: Any, anchor: Entry, upto: int, settings: RuleSettings)
     own = [a for a in assessed if a["key"] == anchor["key"]]
     found = latest({**a, "kind": "assessment"} for a in (own or assessed))
     cls = None if found is None else found["class"]
-    return {RiskClass.UNSTABLE: settings.r4_unstable, RiskClass.BASICALLY_STABLE: settings.r4_basically_stable,
-            RiskClass.STABLE: settings.r4_stable}.get(cls, settings.r4_first_visit)  # type: ignore[arg-type]
+    return {
+        RiskClass.UNSTABLE: settings.r4_unstable,
+        RiskClass.BASICALLY_STABLE: settings.r4_basically_stable,
+        RiskClass.STABLE: settings.r4_stable,
+    }.get(cls, settings.r4_first_visit)  # type: ignore[arg-type]
 
 
 def _r4_ended(known: list[Entry], fact: Entry) -> Closing:
@@ -229,9 +274,13 @@ def _r4_ended(known: list[Entry], fact: Entry) -> Closing:
 
 
 R4 = CycleRule(
-    "R4", "visit", HC, "follow_up_visit",
+    "R4",
+    "visit",
+    HC,
+    "follow_up_visit",
     entries=lambda p: _registration(p) + tagged(p, "hospital", "deregistration"),
-    holds=_registered_at_home, ended=_r4_ended,
+    holds=_registered_at_home,
+    ended=_r4_ended,
     anchor=lambda p, span, upto: latest_after_opening(tagged(p, "visit"), span, upto),
     due=lambda p, anchor, upto, s: anchor["at"] + _r4_interval(p, anchor, upto, s),
 )
@@ -270,9 +319,15 @@ def _r6_ended(known: list[Entry], fact: Entry) -> Closing:
 
 
 R6 = CycleRule(
-    "R6", "health-center", HC, "medication_pickup_due",
+    "R6",
+    "health-center",
+    HC,
+    "medication_pickup_due",
     entries=lambda p: tagged(p, "medication", "hospital", "deregistration"),
-    holds=_on_medication_at_home, ended=_r6_ended, anchor=_r6_anchor, due=_r6_due,
+    holds=_on_medication_at_home,
+    ended=_r6_ended,
+    anchor=_r6_anchor,
+    due=_r6_due,
 )
 
 #: The facts that can anchor a cycle, by rule (to find an obligation's cycle again).
@@ -303,9 +358,18 @@ def on_due(obligation: Any, patient: Any, responsible: Responsible) -> list[Assi
     owner = responsible(COMMITTEE)
     if owner is None:
         return []
-    return [Assignment(id=obligation_id(patient.id, "R6", span.key, "care-team-warning", cycle),
-                       kind=ObligationKind.NOTICE, rule="R6", action="medication_run_out_warning", assignee=owner,
-                       episode_key=span.key, due_at=None, risk_level=patient.risk_level)]
+    return [
+        Assignment(
+            id=obligation_id(patient.id, "R6", span.key, "care-team-warning", cycle),
+            kind=ObligationKind.NOTICE,
+            rule="R6",
+            action="medication_run_out_warning",
+            assignee=owner,
+            episode_key=span.key,
+            due_at=None,
+            risk_level=patient.risk_level,
+        )
+    ]
 
 
 # R16 (key patients' monthly contact) appends itself after these (last in the chain: any import order).

@@ -66,8 +66,10 @@ class SuspectedCaseNotFound(DomainError):
     status = 404
 
     def __init__(self, case_id: UUID) -> None:
-        super().__init__(f"no suspected case {case_id} was reported; report it first "
-                         "(cn.smd.suspected-case.reported.v1), or check the subject")
+        super().__init__(
+            f"no suspected case {case_id} was reported; report it first "
+            "(cn.smd.suspected-case.reported.v1), or check the subject"
+        )
 
 
 class SuspectedCaseAlreadyReported(DomainError):
@@ -77,9 +79,11 @@ class SuspectedCaseAlreadyReported(DomainError):
     status = 409
 
     def __init__(self, case_id: UUID) -> None:
-        super().__init__(f"{case_id} is already taken (a suspected case was reported with it, or another record "
-                         "uses it); a new report needs a new subject (a fresh UUID); to continue that case, "
-                         "record its assessment")
+        super().__init__(
+            f"{case_id} is already taken (a suspected case was reported with it, or another record "
+            "uses it); a new report needs a new subject (a fresh UUID); to continue that case, "
+            "record its assessment"
+        )
 
 
 class SuspectedCaseNotAssessed(DomainError):
@@ -88,9 +92,11 @@ class SuspectedCaseNotAssessed(DomainError):
     code = "suspected-case-not-assessed"
 
     def __init__(self, case_id: UUID, what: str, occurred_at: datetime) -> None:
-        super().__init__(f"suspected case {case_id} has no assessment dated at or before {occurred_at.isoformat()}; "
-                         f"the health center records the assessment (cn.smd.suspected-case.assessed.v1) "
-                         f"before the case is {what}")
+        super().__init__(
+            f"suspected case {case_id} has no assessment dated at or before {occurred_at.isoformat()}; "
+            f"the health center records the assessment (cn.smd.suspected-case.assessed.v1) "
+            f"before the case is {what}"
+        )
 
 
 class SuspectedCaseClosed(DomainError):
@@ -102,13 +108,17 @@ class SuspectedCaseClosed(DomainError):
     def __init__(self, case: SuspectedCase, what: str) -> None:
         if case.patient_id is not None:
             assert case.closed_at is not None
-            detail = (f"suspected case {case.id} was registered as patient {case.patient_id} on "
-                      f"{case.closed_at.isoformat()}, so it cannot be {what}; record facts on the patient's file")
+            detail = (
+                f"suspected case {case.id} was registered as patient {case.patient_id} on "
+                f"{case.closed_at.isoformat()}, so it cannot be {what}; record facts on the patient's file"
+            )
         else:
             assert case.closed_at is not None
-            detail = (f"suspected case {case.id} was dismissed ({case.dismissal_reason}) on "
-                      f"{case.closed_at.isoformat()}, so it cannot be {what}; if the person needs assessing again, "
-                      "report a new suspected case")
+            detail = (
+                f"suspected case {case.id} was dismissed ({case.dismissal_reason}) on "
+                f"{case.closed_at.isoformat()}, so it cannot be {what}; if the person needs assessing again, "
+                "report a new suspected case"
+            )
         super().__init__(detail)
 
 
@@ -118,8 +128,10 @@ class DatedBeforeReport(DomainError):
     code = "dated-before-report"
 
     def __init__(self, what: str, occurred_at: datetime, reported_at: datetime) -> None:
-        super().__init__(f"{what} is dated {occurred_at.isoformat()}, before the case was reported "
-                         f"({reported_at.isoformat()}); check the date or the subject")
+        super().__init__(
+            f"{what} is dated {occurred_at.isoformat()}, before the case was reported "
+            f"({reported_at.isoformat()}); check the date or the subject"
+        )
 
 
 class PatientToLinkNotFound(DomainError):
@@ -129,8 +141,10 @@ class PatientToLinkNotFound(DomainError):
     status = 404
 
     def __init__(self, patient_id: UUID) -> None:
-        super().__init__(f"no registered patient {patient_id}; register the patient first "
-                         "(cn.smd.patient.registered.v1 with a new subject), then send this again with that id")
+        super().__init__(
+            f"no registered patient {patient_id}; register the patient first "
+            "(cn.smd.patient.registered.v1 with a new subject), then send this again with that id"
+        )
 
 
 # -- the aggregate ----------------------------------------------------------------------------------
@@ -144,8 +158,12 @@ class _Fact(Aggregate.Event):
 
 
 def _provenance(by: Provenance) -> dict[str, Any]:
-    return {"agency_id": by.agency_id, "staff_id": by.staff_id, "occurred_at": by.occurred_at,
-            "message_id": by.message_id}
+    return {
+        "agency_id": by.agency_id,
+        "staff_id": by.staff_id,
+        "occurred_at": by.occurred_at,
+        "message_id": by.message_id,
+    }
 
 
 class SuspectedCase(Aggregate):
@@ -169,8 +187,15 @@ class SuspectedCase(Aggregate):
         note: str | None
 
         def apply(self, aggregate: SuspectedCase) -> None:
-            aggregate.assessments.append({"at": self.occurred_at, "key": self.message_id, "by": self.agency_id,
-                                          "outcome": self.outcome, "note": self.note})
+            aggregate.assessments.append(
+                {
+                    "at": self.occurred_at,
+                    "key": self.message_id,
+                    "by": self.agency_id,
+                    "outcome": self.outcome,
+                    "note": self.note,
+                }
+            )
 
     class RegisteredAsPatient(_Fact):
         """SuspectedCaseRegistered: the person is on the register as ``patient_id``."""
@@ -201,8 +226,16 @@ class SuspectedCase(Aggregate):
 
         TOPIC = "smd.SuspectedCase.Created"
 
-    def __init__(self, agency_id: str, staff_id: str | None, occurred_at: datetime, message_id: str,
-                 seen_in: str, person: SuspectedPerson, reporter: CaseReporter | None) -> None:
+    def __init__(
+        self,
+        agency_id: str,
+        staff_id: str | None,
+        occurred_at: datetime,
+        message_id: str,
+        seen_in: str,
+        person: SuspectedPerson,
+        reporter: CaseReporter | None,
+    ) -> None:
         self.reported_by = agency_id
         self.reported_at = occurred_at
         self.seen_in = seen_in
@@ -218,18 +251,38 @@ class SuspectedCase(Aggregate):
     # -- commands ---------------------------------------------------------------------------------
 
     @classmethod
-    def report(cls, case_id: UUID, by: Provenance, now: datetime, *, seen_in: str, person: SuspectedPerson,
-               reporter: CaseReporter | None = None) -> SuspectedCase:
+    def report(
+        cls,
+        case_id: UUID,
+        by: Provenance,
+        now: datetime,
+        *,
+        seen_in: str,
+        person: SuspectedPerson,
+        reporter: CaseReporter | None = None,
+    ) -> SuspectedCase:
         """A person who may have a severe mental disorder was seen in the org unit ``seen_in``."""
         check_not_in_future("the suspected-case report", by.occurred_at, now)
-        return cls._create(cls.Reported, id=case_id, timestamp=now, seen_in=seen_in, person=person,
-                           reporter=reporter, **_provenance(by))
+        return cls._create(
+            cls.Reported,
+            id=case_id,
+            timestamp=now,
+            seen_in=seen_in,
+            person=person,
+            reporter=reporter,
+            **_provenance(by),
+        )
 
     def assess(self, by: Provenance, now: datetime, *, outcome: str, note: str | None = None) -> None:
         """Record the health center's assessment."""
         self._check("the assessment", "assessed", by, now)
-        self.trigger_event(self.Assessed, timestamp=now, outcome=_choice("outcome", outcome, AssessmentOutcome),
-                           note=note, **_provenance(by))
+        self.trigger_event(
+            self.Assessed,
+            timestamp=now,
+            outcome=_choice("outcome", outcome, AssessmentOutcome),
+            note=note,
+            **_provenance(by),
+        )
 
     def register_as_patient(self, by: Provenance, now: datetime, *, patient_id: UUID) -> None:
         """Record that the person is on the register as ``patient_id`` (the patient links back)."""
@@ -241,8 +294,13 @@ class SuspectedCase(Aggregate):
         """Record that the case ends without a registration."""
         self._check("the dismissal", "dismissed", by, now)
         self._check_assessed("dismissed", by.occurred_at)
-        self.trigger_event(self.Dismissed, timestamp=now, reason=_choice("reason", reason, DismissalReason),
-                           note=note, **_provenance(by))
+        self.trigger_event(
+            self.Dismissed,
+            timestamp=now,
+            reason=_choice("reason", reason, DismissalReason),
+            note=note,
+            **_provenance(by),
+        )
 
     def _check(self, what: str, verb: str, by: Provenance, now: datetime) -> None:
         check_not_in_future(what, by.occurred_at, now)

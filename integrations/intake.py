@@ -150,9 +150,11 @@ class Intake:
                     msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
                 except nats.errors.TimeoutError:
                     continue  # nothing arrived within the timeout
-                except (nats.errors.ConnectionClosedError,
-                        nats.errors.ConnectionReconnectingError,
-                        nats.errors.NoRespondersError) as e:
+                except (
+                    nats.errors.ConnectionClosedError,
+                    nats.errors.ConnectionReconnectingError,
+                    nats.errors.NoRespondersError,
+                ) as e:
                     log.warning("intake fetch failed", error=type(e).__name__)
                     await _sleep(stop, 1.0)
                     continue
@@ -172,7 +174,7 @@ class Intake:
             if outcome.action == "retry":
                 # The store is likely down for all: give the rest of the batch back untried.
                 delay = backoff(msg.metadata.num_delivered or 1)
-                for rest in msgs[i + 1:]:
+                for rest in msgs[i + 1 :]:
                     await rest.nak(delay=delay)
                 await self.nc.flush()
                 return min(delay, 5.0)
@@ -196,15 +198,14 @@ class Intake:
                 await msg.nak(delay=backoff(delivered))
             else:
                 await msg.ack()
-            log.info("intake", seq=seq, agency=agency_id, delivered=delivered,
-                     outcome=outcome.outcome, reason=outcome.reason)
+            log.info(
+                "intake", seq=seq, agency=agency_id, delivered=delivered, outcome=outcome.outcome, reason=outcome.reason
+            )
         return outcome
 
     async def _decide(self, msg: Msg, agency_id: str, delivered: int) -> Outcome:
         try:
-            recorded = await asyncio.to_thread(
-                accept, self.case_record, self.registry, msg.data, agency_id, VIA
-            )
+            recorded = await asyncio.to_thread(accept, self.case_record, self.registry, msg.data, agency_id, VIA)
         except (ContractError, DomainError) as e:
             return Outcome("reject", "rejected", e.code, getattr(e, "detail", None) or str(e))
         except TRANSIENT as e:
@@ -215,9 +216,13 @@ class Intake:
             where = error_location(e)
             log.error("intake failed unexpectedly", error=type(e).__name__, at=where)
             if delivered >= INTAKE_MAX_DELIVER:
-                return Outcome("reject", "rejected", "internal-error",
-                               f"the service failed to store this message ({type(e).__name__}); "
-                               "the operator has the details; send it again later with the same id")
+                return Outcome(
+                    "reject",
+                    "rejected",
+                    "internal-error",
+                    f"the service failed to store this message ({type(e).__name__}); "
+                    "the operator has the details; send it again later with the same id",
+                )
             return Outcome("retry", "retry", type(e).__name__)
         if recorded.is_new and self.fault == FAULT_KILL_AFTER_COMMIT:
             os.kill(os.getpid(), signal.SIGKILL)  # test only: committed, not acked
@@ -236,7 +241,9 @@ class Intake:
         if original_id:
             headers[H_MSG_ID] = _clean(original_id, 200)
         await self.js.publish(
-            self.names.rejected(agency_id), msg.data, headers=headers,
+            self.names.rejected(agency_id),
+            msg.data,
+            headers=headers,
             stream=self.names.rejected_stream,
         )
 
@@ -255,4 +262,3 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     except TimeoutError:
         pass
-

@@ -147,11 +147,20 @@ def changes_to_outgoing(event: Any, obligation: Any, position: int, names: Names
     what = CHANGES[type(event).TOPIC]
     eid = event_id(event.originator_id, event.originator_version)
     data = AssignedData(
-        obligation_id=obligation.id, kind=obligation.kind, rule=obligation.rule, action=obligation.action,
-        assignee=obligation.assignee, patient_id=obligation.patient_id, episode_key=obligation.episode_key,
-        residence=obligation.residence, due_at=obligation.due_at, risk_level=obligation.risk_level,
-        trigger_message_id=obligation.trigger_message_id, status=obligation.status,
-        reason=getattr(event, "reason", None), fulfilled_by=getattr(event, "fulfilled_by", None),
+        obligation_id=obligation.id,
+        kind=obligation.kind,
+        rule=obligation.rule,
+        action=obligation.action,
+        assignee=obligation.assignee,
+        patient_id=obligation.patient_id,
+        episode_key=obligation.episode_key,
+        residence=obligation.residence,
+        due_at=obligation.due_at,
+        risk_level=obligation.risk_level,
+        trigger_message_id=obligation.trigger_message_id,
+        status=obligation.status,
+        reason=getattr(event, "reason", None),
+        fulfilled_by=getattr(event, "fulfilled_by", None),
         escalated_to=getattr(event, "escalated_to", None),
     )
     recipients = [(obligation.assignee, what)]
@@ -162,10 +171,22 @@ def changes_to_outgoing(event: Any, obligation: Any, position: int, names: Names
         # one event id per recipient: receivers dedup per message, not per stored event
         mid = eid if recipient == obligation.assignee else uuid5(EVENT_NAMESPACE, f"{eid}:{recipient}")
         message = OutboundEvent(
-            id=mid, type=f"cn.smd.{obligation.kind}.{verb}.v1", source=f"smd/{names.region}",
-            subject=str(obligation.id), time=event.timestamp, region=names.region, data=data)
-        out.append(Outgoing(subject=names.out(recipient, obligation.kind, verb), payload=_encoder.encode(message),
-                            msg_id=str(mid), position=position))
+            id=mid,
+            type=f"cn.smd.{obligation.kind}.{verb}.v1",
+            source=f"smd/{names.region}",
+            subject=str(obligation.id),
+            time=event.timestamp,
+            region=names.region,
+            data=data,
+        )
+        out.append(
+            Outgoing(
+                subject=names.out(recipient, obligation.kind, verb),
+                payload=_encoder.encode(message),
+                msg_id=str(mid),
+                position=position,
+            )
+        )
     return out
 
 
@@ -173,7 +194,12 @@ class Outbox:
     """Publishes new outbound events from the log, then moves its tracked position."""
 
     def __init__(
-        self, case_record: CaseRecord, nc: Client, names: Names, *, batch: int = 100,
+        self,
+        case_record: CaseRecord,
+        nc: Client,
+        names: Names,
+        *,
+        batch: int = 100,
         poll_interval: float = 0.25,
     ) -> None:
         self.case_record = case_record
@@ -197,9 +223,7 @@ class Outbox:
         top = recorder.max_notification_id() or 0
         if top <= start:
             return start, [], start
-        found: list[Notification] = list(
-            recorder.select_notifications(start + 1, self.batch, stop=top, topics=TOPICS)
-        )
+        found: list[Notification] = list(recorder.select_notifications(start + 1, self.batch, stop=top, topics=TOPICS))
         out: list[Outgoing] = []
         for n in found:
             event = self.case_record.mapper.to_domain_event(n)
@@ -226,15 +250,16 @@ class Outbox:
         if out:
             futures = [
                 await self.js.publish_async(
-                    o.subject, o.payload, headers={"Nats-Msg-Id": o.msg_id},
+                    o.subject,
+                    o.payload,
+                    headers={"Nats-Msg-Id": o.msg_id},
                     stream=self.names.out_stream,
                 )
                 for o in out
             ]
             acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT)
             for o, ack in zip(out, acks, strict=True):
-                log.info("outbox published", event_id=o.msg_id, position=o.position,
-                         duplicate=bool(ack.duplicate))
+                log.info("outbox published", event_id=o.msg_id, position=o.position, duplicate=bool(ack.duplicate))
             if self.fault == FAULT_KILL_AFTER_PUBLISH:
                 os.kill(os.getpid(), signal.SIGKILL)  # test only: published, position not saved
         await asyncio.to_thread(self.save, start, end)

@@ -39,8 +39,14 @@ async def connect_nats(url: str, name: str) -> Client:
         log.info("nats reconnected")
 
     nc = await nats.connect(
-        url, name=name, connect_timeout=5, allow_reconnect=True, max_reconnect_attempts=2,
-        reconnect_time_wait=1, error_cb=on_error, disconnected_cb=on_disconnect,
+        url,
+        name=name,
+        connect_timeout=5,
+        allow_reconnect=True,
+        max_reconnect_attempts=2,
+        reconnect_time_wait=1,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
     # With -1 from the start, a server that is down at start-up would make connect() retry
@@ -51,9 +57,7 @@ async def connect_nats(url: str, name: str) -> Client:
 
 def registry_of(services: Any) -> RegistryView:
     """The services' registry view, or one opened on the case record (until Services has one)."""
-    return getattr(services, "registry", None) or open_registry(
-        services.case_record, services.settings.region
-    )
+    return getattr(services, "registry", None) or open_registry(services.case_record, services.settings.region)
 
 
 async def _supervised(what: str, stop: asyncio.Event, make: Callable[[], Awaitable[Any]]) -> None:

@@ -131,12 +131,27 @@ def stream_configs(names: Names) -> list[StreamConfig]:
         )
 
     return [
-        stream(names.intake_stream, names.intake_all, IN_MAX_AGE, IN_DUPLICATE_WINDOW,
-               "inbound envelopes from agencies (personal data)"),
-        stream(names.rejected_stream, names.rejected_all, REJECTED_MAX_AGE,
-               REJECTED_DUPLICATE_WINDOW, "refused envelopes with their reasons (personal data)"),
-        stream(names.out_stream, names.out_all, OUT_MAX_AGE, OUT_DUPLICATE_WINDOW,
-               "obligations and notices for agencies (no direct identifiers)"),
+        stream(
+            names.intake_stream,
+            names.intake_all,
+            IN_MAX_AGE,
+            IN_DUPLICATE_WINDOW,
+            "inbound envelopes from agencies (personal data)",
+        ),
+        stream(
+            names.rejected_stream,
+            names.rejected_all,
+            REJECTED_MAX_AGE,
+            REJECTED_DUPLICATE_WINDOW,
+            "refused envelopes with their reasons (personal data)",
+        ),
+        stream(
+            names.out_stream,
+            names.out_all,
+            OUT_MAX_AGE,
+            OUT_DUPLICATE_WINDOW,
+            "obligations and notices for agencies (no direct identifiers)",
+        ),
     ]
 
 
@@ -153,10 +168,17 @@ def intake_consumer_config() -> ConsumerConfig:
     )
 
 
-_STREAM_FIELDS = ("subjects", "retention", "discard", "storage", "num_replicas", "max_age",
-                  "duplicate_window", "description")
-_CONSUMER_FIELDS = ("ack_policy", "ack_wait", "max_ack_pending", "max_deliver", "filter_subject",
-                    "description")
+_STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "discard",
+    "storage",
+    "num_replicas",
+    "max_age",
+    "duplicate_window",
+    "description",
+)
+_CONSUMER_FIELDS = ("ack_policy", "ack_wait", "max_ack_pending", "max_deliver", "filter_subject", "description")
 
 
 def _same(want: Any, have: Any) -> bool:

@@ -36,10 +36,17 @@ VILLAGE = "990101-001-v01"
 
 
 def envelope(event_type: str, subject: UUID, data: dict[str, Any], occurred: datetime) -> bytes:
-    return json.dumps({
-        "specversion": "1.0", "id": str(uuid4()), "source": "hc-north", "type": event_type,
-        "subject": str(subject), "time": occurred.isoformat(), "data": data,
-    }).encode()
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid4()),
+            "source": "hc-north",
+            "type": event_type,
+            "subject": str(subject),
+            "time": occurred.isoformat(),
+            "data": data,
+        }
+    ).encode()
 
 
 def workload(patients: int, visits_each: int) -> list[bytes]:
@@ -53,9 +60,14 @@ def workload(patients: int, visits_each: int) -> list[bytes]:
         for p in ids:
             level = 4 if i % 7 == 6 else i % 3
             cls = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
-            out.append(envelope("cn.smd.visit.recorded.v1", p,
-                                {"face_to_face": True, "risk_level": level, "risk_class": cls},
-                                start + timedelta(days=i + 1)))
+            out.append(
+                envelope(
+                    "cn.smd.visit.recorded.v1",
+                    p,
+                    {"face_to_face": True, "risk_level": level, "risk_class": cls},
+                    start + timedelta(days=i + 1),
+                )
+            )
     return out
 
 
@@ -84,15 +96,28 @@ def bench_ours(services: Services, n: int) -> dict[str, float]:
     figures["follow_per_s"] = total / secs
 
     one = uuid4()
-    record.record(decode_event(envelope("cn.smd.patient.registered.v1", one, {"name": "Bench", "residence": VILLAGE},
-                                        datetime.now(UTC) - timedelta(days=2000))), "hc-north")
+    record.record(
+        decode_event(
+            envelope(
+                "cn.smd.patient.registered.v1",
+                one,
+                {"name": "Bench", "residence": VILLAGE},
+                datetime.now(UTC) - timedelta(days=2000),
+            )
+        ),
+        "hc-north",
+    )
     base = datetime.now(UTC) - timedelta(days=1500)
     patient = record.patient(one)
     from domain.values import Provenance, RiskClass
 
     for i in range(999):  # 1,000 events in one stream, saved in batches (setup, not measured)
-        patient.assess_risk(Provenance("hc-north", None, base + timedelta(hours=i), f"hc-north:{i}"),
-                            datetime.now(UTC), risk_level=i % 3, risk_class=RiskClass.UNSTABLE)
+        patient.assess_risk(
+            Provenance("hc-north", None, base + timedelta(hours=i), f"hc-north:{i}"),
+            datetime.now(UTC),
+            risk_level=i % 3,
+            risk_class=RiskClass.UNSTABLE,
+        )
         if i % 100 == 99:
             record.save(patient)
     record.save(patient)
@@ -102,8 +127,12 @@ def bench_ours(services: Services, n: int) -> dict[str, float]:
 
 
 def bare(nats_url: str, pg: str, n: int) -> dict[str, float]:
-    out = subprocess.run([sys.executable, str(BARE), "--nats", nats_url, "--pg", pg, "--n", str(n)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(BARE), "--nats", nats_url, "--pg", pg, "--n", str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -122,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = load_settings({"SMD_DATA_DIR": tmp, "SMD_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}"})
+            settings = load_settings(
+                {"SMD_DATA_DIR": tmp, "SMD_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}"}
+            )
             services = bootstrap(settings)
             load_file(services.case_record, DEMO_DISTRICT)
             services.registry.refresh()
@@ -135,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("record one message per transaction (msgs/s)", ours["record_per_s"], baseline["intake_per_s"], "intake_per_s"),
         ("rules + work queue following the log (events/s)", ours["follow_per_s"], baseline["scan_per_s"], "scan_per_s"),
-        ("replay a 1,000-event patient (ms, lower is better)", ours["replay_1000_ms"], baseline["stream_read_ms"], "stream_read_ms"),
+        (
+            "replay a 1,000-event patient (ms, lower is better)",
+            ours["replay_1000_ms"],
+            baseline["stream_read_ms"],
+            "stream_read_ms",
+        ),
     ]
     print(f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, PostgreSQL, {a.n} messages; baseline: bare_pipeline.py\n")
     print("| figure | ours | baseline | ratio |\n|---|---:|---:|---:|")

@@ -29,8 +29,11 @@ def _serve(args: argparse.Namespace) -> int:
     if banner:
         print(banner, flush=True)
     base = f"http://{settings.host}:{settings.port}"
-    print(f"Service:  {base}\nAPI docs: {base}/schema\nStore:    {settings.store_kind}"
-          f" ({settings.data_dir if settings.store_kind == 'sqlite' else 'PostgreSQL'})", flush=True)
+    print(
+        f"Service:  {base}\nAPI docs: {base}/schema\nStore:    {settings.store_kind}"
+        f" ({settings.data_dir if settings.store_kind == 'sqlite' else 'PostgreSQL'})",
+        flush=True,
+    )
     log.info("starting", store=settings.store_kind, region=settings.region, nats=bool(settings.nats_url))
     try:
         uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_config=None, access_log=False)
@@ -50,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     add_nats_commands(sub)
     add_calendar_commands(sub)
     add_import_commands(sub)
-    bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run",
-                           add_help=False)
+    bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run", add_help=False)
     bench.set_defaults(func=None)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # its own argument parser

@@ -65,16 +65,20 @@ def _calendar_load(args: argparse.Namespace) -> int:
     files = [args.file] if args.file else [year_file(args.year)] if args.year else list(map(year_file, shipped_years()))
     if args.year and not files[0].exists():
         shipped = ", ".join(map(str, shipped_years()))
-        print(f"smd: no shipped calendar for {args.year} (shipped: {shipped}); write ops/calendars/{args.year}.toml "
-              "from the State Council's notice (ops/calendars/generate.py shows the shape) and load that file",
-              file=sys.stderr)
+        print(
+            f"smd: no shipped calendar for {args.year} (shipped: {shipped}); write ops/calendars/{args.year}.toml "
+            "from the State Council's notice (ops/calendars/generate.py shows the shape) and load that file",
+            file=sys.stderr,
+        )
         return 1
     with _services() as services:
         for path in files:
             year, recorded = load_year_file(services.case_record, path)
             what = "recorded" if recorded else "no change: already recorded exactly so"
-            print(f"{year.year}: {what} ({len(year.holidays)} holiday days, "
-                  f"{len(year.make_up_days)} make-up working days) from {path}")
+            print(
+                f"{year.year}: {what} ({len(year.holidays)} holiday days, "
+                f"{len(year.make_up_days)} make-up working days) from {path}"
+            )
     return 0
 
 
@@ -85,8 +89,10 @@ def _calendar_show(args: argparse.Namespace) -> int:
         data = calendar.year(args.year)
         print(f"Working-day calendar {view.calendar_name} {args.year} (log position {view.position})")
         if data is None:
-            print(f"  not loaded: deadlines in {args.year} count Monday to Friday without holidays, "
-                  f"with a warning; load it with `smd calendar load --year {args.year}`")
+            print(
+                f"  not loaded: deadlines in {args.year} count Monday to Friday without holidays, "
+                f"with a warning; load it with `smd calendar load --year {args.year}`"
+            )
             return 0
         print(f"  source: {data.source or '(not given)'}")
         print("  holidays (days off):")
@@ -113,8 +119,11 @@ def _calendar_deadline(args: argparse.Namespace) -> int:
 def _rules_load(args: argparse.Namespace) -> int:
     with _services() as services:
         count = load_file(services.case_record, args.file, region=services.settings.region)
-    print(f"{count} change(s) recorded from {args.file}" if count
-          else f"no changes: the rule settings already match {args.file}")
+    print(
+        f"{count} change(s) recorded from {args.file}"
+        if count
+        else f"no changes: the rule settings already match {args.file}"
+    )
     return 0
 
 
@@ -168,8 +177,13 @@ def add_commands(subparsers: Any) -> None:
     rules = subparsers.add_parser("rules", help="rule settings of this region, with effective dates")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
     rload = rsub.add_parser("load", help="record the differences between a settings file and the settings")
-    rload.add_argument("file", nargs="?", type=Path, default=RULE_SETTINGS_FILE,
-                       help="TOML settings file (default: ops/rule_settings.toml, the seeds' values)")
+    rload.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        default=RULE_SETTINGS_FILE,
+        help="TOML settings file (default: ops/rule_settings.toml, the seeds' values)",
+    )
     rload.set_defaults(func=_guarded(_rules_load))
     rshow = rsub.add_parser("show", help="print the settings in force on a date, as recorded")
     rshow.add_argument("--on", type=date.fromisoformat, default=None, help="date (default: today)")

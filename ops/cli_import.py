@@ -16,8 +16,10 @@ def _import(args: argparse.Namespace) -> int:
         report = import_ledger(services.case_record, services.registry, Path(args.ledger), args.agency)
     finally:
         services.close()
-    print(f"ledger {report.ledger}: {report.recorded} rows recorded, {report.duplicates} already there, "
-          f"{len(report.refused)} refused, {len(report.patients)} patients")
+    print(
+        f"ledger {report.ledger}: {report.recorded} rows recorded, {report.duplicates} already there, "
+        f"{len(report.refused)} refused, {len(report.patients)} patients"
+    )
     for number, code, detail in report.refused:
         print(f"  line {number}: {code}: {detail}")
     return 1 if report.refused else 0

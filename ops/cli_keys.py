@@ -85,11 +85,15 @@ def _describe(report: RotationReport, keystore: KeyStore) -> tuple[str, int]:
         return "\n".join(lines), 0
     for key_id, n in sorted(report.remaining.items()):
         if key_id in keystore.masters:
-            lines.append(f"{n} data key(s) still under {key_id} (created meanwhile by a process not yet "
-                         "restarted with the new key?): restart every process, then run rotate again")
+            lines.append(
+                f"{n} data key(s) still under {key_id} (created meanwhile by a process not yet "
+                "restarted with the new key?): restart every process, then run rotate again"
+            )
         else:
-            lines.append(f"{n} data key(s) are under master key {key_id!r}, which this process was not given: "
-                         "set it as SMD_MASTER_KEY_PREVIOUS(_ID) and run rotate again")
+            lines.append(
+                f"{n} data key(s) are under master key {key_id!r}, which this process was not given: "
+                "set it as SMD_MASTER_KEY_PREVIOUS(_ID) and run rotate again"
+            )
     return "\n".join(lines), 1
 
 
@@ -107,8 +111,11 @@ def _rotate(args: argparse.Namespace) -> int:
                 keystore.close()
                 settings = load_settings()
                 keystore = _open_keystore(settings)
-                print(f"generated development master key {new} in {settings.data_dir / 'keys'}; "
-                      f"{old} is now the previous key (restart `smd serve` to use {new})", flush=True)
+                print(
+                    f"generated development master key {new} in {settings.data_dir / 'keys'}; "
+                    f"{old} is now the previous key (restart `smd serve` to use {new})",
+                    flush=True,
+                )
         report = rotate(keystore, batch=args.batch, after_batch=_progress(fault_hook(settings)))
         text, status = _describe(report, keystore)
     finally:

@@ -27,8 +27,10 @@ async def _run(services: Any, worker: Worker, name: str) -> int:
         nc = await connect_nats(url, name)
     except Exception as e:
         where = urlsplit(url).netloc.rpartition("@")[2]  # never print credentials
-        print(f"smd: cannot reach NATS at {where} ({type(e).__name__}); is the server up? "
-              "check SMD_NATS_URL", file=sys.stderr)
+        print(
+            f"smd: cannot reach NATS at {where} ({type(e).__name__}); is the server up? check SMD_NATS_URL",
+            file=sys.stderr,
+        )
         return 1
     services.nats = nc
     stop = asyncio.Event()
@@ -50,12 +52,19 @@ def _command(worker_name: str, process_name: str) -> Callable[[argparse.Namespac
 
         settings = load_settings()
         if not settings.nats_url:
-            print(f"smd: SMD_NATS_URL is not set; `smd {worker_name}` needs a NATS server "
-                  "(e.g. SMD_NATS_URL=nats://127.0.0.1:4222)", file=sys.stderr)
+            print(
+                f"smd: SMD_NATS_URL is not set; `smd {worker_name}` needs a NATS server "
+                "(e.g. SMD_NATS_URL=nats://127.0.0.1:4222)",
+                file=sys.stderr,
+            )
             return 2
         configure_logging(settings.log_format)
-        get_logger("smd.cli").info(f"starting {worker_name}", store=settings.store_kind,
-                                   region=settings.region, subject_root=settings.subject_root)
+        get_logger("smd.cli").info(
+            f"starting {worker_name}",
+            store=settings.store_kind,
+            region=settings.region,
+            subject_root=settings.subject_root,
+        )
         services = bootstrap(settings)
         worker = runner.run_intake if worker_name == "ingest" else runner.run_outbox
         try:
@@ -68,11 +77,11 @@ def _command(worker_name: str, process_name: str) -> Callable[[argparse.Namespac
 
 def add_commands(subparsers: Any) -> None:
     """Add `ingest` and `outbox` to the `smd` command line."""
-    ingest = subparsers.add_parser(
-        "ingest", help="store envelopes from the NATS intake stream (needs SMD_NATS_URL)")
+    ingest = subparsers.add_parser("ingest", help="store envelopes from the NATS intake stream (needs SMD_NATS_URL)")
     ingest.set_defaults(func=_command("ingest", "smd-ingest"))
     outbox = subparsers.add_parser(
-        "outbox", help="publish obligations and notices to agencies over NATS (needs SMD_NATS_URL)")
+        "outbox", help="publish obligations and notices to agencies over NATS (needs SMD_NATS_URL)"
+    )
     outbox.set_defaults(func=_command("outbox", "smd-outbox"))
 
 

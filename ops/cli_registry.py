@@ -50,9 +50,7 @@ def wired() -> Iterator[Wired]:
     settings = load_settings()
     services = bootstrap(settings)
     # Until Services carries them (see the wiring notes), build them here.
-    registry = getattr(services, "registry", None) or open_registry(
-        services.case_record, settings.region
-    )
+    registry = getattr(services, "registry", None) or open_registry(services.case_record, settings.region)
     apikeys = getattr(services, "apikeys", None) or open_apikeys(settings)
     try:
         yield Wired(settings, services, registry, apikeys)
@@ -75,9 +73,7 @@ def development_banner(services: Any) -> str:
         return ""
     demo_region = read_registry_file(DEMO_DISTRICT).region
     if demo_region != settings.region:
-        return (
-            f"Demo district not loaded: it is region {demo_region}, SMD_REGION is {settings.region}"
-        )
+        return f"Demo district not loaded: it is region {demo_region}, SMD_REGION is {settings.region}"
     return format_demo_keys(prepare_development(services, services.registry, services.apikeys))
 
 
@@ -116,9 +112,7 @@ def _registry_show(args: argparse.Namespace) -> int:
     with wired() as w:
         on = args.on or w.registry.today()
         state = w.registry.state()
-        print(
-            f"Region {w.settings.region} on {on.isoformat()} (log position {w.registry.position})"
-        )
+        print(f"Region {w.settings.region} on {on.isoformat()} (log position {w.registry.position})")
         if not state.org_units:
             print("  empty: load a registry file with `smd registry load [FILE]`")
             return 0
@@ -150,9 +144,7 @@ def _keys_list(args: argparse.Namespace) -> int:
         keys = w.apikeys.list(args.agency)
     for k in keys:
         issued = k.issued_at.isoformat(timespec="seconds")
-        state = (
-            f"revoked {k.revoked_at.isoformat(timespec='seconds')}" if k.revoked_at else "active"
-        )
+        state = f"revoked {k.revoked_at.isoformat(timespec='seconds')}" if k.revoked_at else "active"
         print(f"{k.key_id}  {k.agency_id:<28} issued {issued}  {state}")
     if not keys:
         print("no keys" + (f" for agency {args.agency}" if args.agency else ""))
@@ -185,9 +177,7 @@ def add_commands(subparsers: Any) -> None:
     """Add `registry` and `keys` to the `smd` command line."""
     registry = subparsers.add_parser("registry", help="org units and agencies of this region")
     rsub = registry.add_subparsers(dest="registry_command", required=True)
-    load = rsub.add_parser(
-        "load", help="record the differences between a registry file and the registry"
-    )
+    load = rsub.add_parser("load", help="record the differences between a registry file and the registry")
     load.add_argument(
         "file",
         nargs="?",

@@ -81,7 +81,8 @@ def advance(keys_dir: Path, current: str) -> str:
     if not path.exists():  # a crashed earlier attempt may have written it: it wraps nothing yet
         _write_private(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     tmp = keys_dir / (POINTER + ".tmp")
-    _write_private(tmp, f'# written by `smd master-key rotate` (development only)\ncurrent = "{new}"\n'
-                        f'previous = "{current}"\n')
+    _write_private(
+        tmp, f'# written by `smd master-key rotate` (development only)\ncurrent = "{new}"\nprevious = "{current}"\n'
+    )
     os.replace(tmp, keys_dir / POINTER)  # atomic: the old pair or the new pair, never a mix
     return new

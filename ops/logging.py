@@ -26,9 +26,7 @@ def configure_logging(log_format: Literal["auto", "json", "console"] = "auto", l
     """Route structlog and stdlib logging through one renderer."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer = (
-        structlog.processors.JSONRenderer()
-        if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         processors=[

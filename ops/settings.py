@@ -181,9 +181,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise _fail(var, "required in production (base64 of 32 random bytes)")
         else:
             keys[var] = _development_key(data_dir, filename)
-    master_key_id = get("SMD_MASTER_KEY_ID") or (
-        "dev-1" if mode == "development" and not get("SMD_MASTER_KEY") else ""
-    )
+    master_key_id = get("SMD_MASTER_KEY_ID") or ("dev-1" if mode == "development" and not get("SMD_MASTER_KEY") else "")
     if not master_key_id:
         raise _fail("SMD_MASTER_KEY_ID", "name the master key (it is stored beside wrapped keys)")
     previous = _previous_master_key(get)

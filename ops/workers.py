@@ -50,8 +50,10 @@ async def background(services: Services) -> AsyncIterator[None]:
     if services.settings.nats_url:
         nc = await connect_nats(services.settings.nats_url, "smd-serve")
         services.nats = nc
-        tasks += [asyncio.create_task(run_intake(services, nc, stop), name="intake"),
-                  asyncio.create_task(run_outbox(services, nc, stop), name="outbox")]
+        tasks += [
+            asyncio.create_task(run_intake(services, nc, stop), name="intake"),
+            asyncio.create_task(run_outbox(services, nc, stop), name="outbox"),
+        ]
     try:
         yield
     finally:

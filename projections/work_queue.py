@@ -66,9 +66,25 @@ class Change:
     note: str | None = None
 
 
-_COLUMNS = ("position", "obligation_id", "kind", "rule", "action", "patient_id", "episode_key", "assignee",
-            "residence", "due_at", "risk_level", "status", "assigned_at", "trigger_message_id", "overdue",
-            "escalated_to", "closed_note")
+_COLUMNS = (
+    "position",
+    "obligation_id",
+    "kind",
+    "rule",
+    "action",
+    "patient_id",
+    "episode_key",
+    "assignee",
+    "residence",
+    "due_at",
+    "risk_level",
+    "status",
+    "assigned_at",
+    "trigger_message_id",
+    "overdue",
+    "escalated_to",
+    "closed_note",
+)
 
 
 class WorkQueueStore(Protocol):
@@ -134,11 +150,15 @@ class SQLiteWorkQueueStore:
             )
             for ch in changes:
                 if ch.status is not None:
-                    c.execute("UPDATE work_queue_v2 SET status=?, closed_note=coalesce(?, closed_note)"
-                              " WHERE obligation_id=?", (ch.status, ch.note, str(ch.obligation_id)))
+                    c.execute(
+                        "UPDATE work_queue_v2 SET status=?, closed_note=coalesce(?, closed_note) WHERE obligation_id=?",
+                        (ch.status, ch.note, str(ch.obligation_id)),
+                    )
                 if ch.overdue:
-                    c.execute("UPDATE work_queue_v2 SET overdue=1, escalated_to=? WHERE obligation_id=?",
-                              (ch.escalated_to, str(ch.obligation_id)))
+                    c.execute(
+                        "UPDATE work_queue_v2 SET overdue=1, escalated_to=? WHERE obligation_id=?",
+                        (ch.escalated_to, str(ch.obligation_id)),
+                    )
             c.execute(
                 "INSERT INTO projection_tracking VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
                 " SET position=max(projection_tracking.position, excluded.position)",
@@ -150,7 +170,10 @@ class SQLiteWorkQueueStore:
             raise
 
     def select(self, where: str, params: Sequence[Any], after: int, limit: int) -> list[QueueRow]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM work_queue_v2 WHERE ({where}) AND position > ? ORDER BY position LIMIT ?"
+        sql = (
+            f"SELECT {', '.join(_COLUMNS)} FROM work_queue_v2"
+            f" WHERE ({where}) AND position > ? ORDER BY position LIMIT ?"
+        )
         params = [str(p) if isinstance(p, UUID) else p for p in params]
         return [_from_db(r) for r in self._conn().execute(sql, (*params, after, limit)).fetchall()]
 
@@ -159,9 +182,25 @@ class SQLiteWorkQueueStore:
 
 
 def _to_sqlite(r: QueueRow) -> tuple[Any, ...]:
-    return (r.position, str(r.obligation_id), r.kind, r.rule, r.action, str(r.patient_id), r.episode_key,
-            r.assignee, r.residence, _ts(r.due_at) if r.due_at else None, r.risk_level, r.status,
-            _ts(r.assigned_at), r.trigger_message_id, int(r.overdue), r.escalated_to, r.closed_note)
+    return (
+        r.position,
+        str(r.obligation_id),
+        r.kind,
+        r.rule,
+        r.action,
+        str(r.patient_id),
+        r.episode_key,
+        r.assignee,
+        r.residence,
+        _ts(r.due_at) if r.due_at else None,
+        r.risk_level,
+        r.status,
+        _ts(r.assigned_at),
+        r.trigger_message_id,
+        int(r.overdue),
+        r.escalated_to,
+        r.closed_note,
+    )
 
 
 def _ts(dt: datetime) -> str:
@@ -185,9 +224,13 @@ class PostgresWorkQueueStore:
                 " overdue boolean NOT NULL DEFAULT false, escalated_to text, closed_note text)"
             )
             c.execute("CREATE INDEX IF NOT EXISTS smd_work_queue_v2_assignee ON smd_work_queue_v2 (assignee, position)")
-            c.execute("CREATE INDEX IF NOT EXISTS smd_work_queue_v2_residence ON smd_work_queue_v2 (residence, position)")
+            c.execute(
+                "CREATE INDEX IF NOT EXISTS smd_work_queue_v2_residence ON smd_work_queue_v2 (residence, position)"
+            )
             c.execute("CREATE INDEX IF NOT EXISTS smd_work_queue_v2_due ON smd_work_queue_v2 (status, due_at)")
-            c.execute("CREATE TABLE IF NOT EXISTS smd_projection_tracking (name text PRIMARY KEY, position bigint NOT NULL)")
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS smd_projection_tracking (name text PRIMARY KEY, position bigint NOT NULL)"
+            )
 
     def position(self) -> int:
         with self.pool.connection() as c:
@@ -198,26 +241,34 @@ class PostgresWorkQueueStore:
         with self.pool.connection() as c, c.transaction():
             with c.cursor() as cur:
                 cur.executemany(
-                    f"INSERT INTO smd_work_queue_v2 ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
-                    " ON CONFLICT DO NOTHING",
+                    f"INSERT INTO smd_work_queue_v2 ({', '.join(_COLUMNS)})"
+                    f" VALUES ({', '.join(['%s'] * len(_COLUMNS))}) ON CONFLICT DO NOTHING",
                     [tuple(getattr(r, k) for k in _COLUMNS) for r in rows],
                 )
                 for ch in changes:
                     if ch.status is not None:
-                        cur.execute("UPDATE smd_work_queue_v2 SET status=%s, closed_note=coalesce(%s, closed_note)"
-                                    " WHERE obligation_id=%s", (ch.status, ch.note, ch.obligation_id))
+                        cur.execute(
+                            "UPDATE smd_work_queue_v2 SET status=%s, closed_note=coalesce(%s, closed_note)"
+                            " WHERE obligation_id=%s",
+                            (ch.status, ch.note, ch.obligation_id),
+                        )
                     if ch.overdue:
-                        cur.execute("UPDATE smd_work_queue_v2 SET overdue=true, escalated_to=%s WHERE obligation_id=%s",
-                                    (ch.escalated_to, ch.obligation_id))
+                        cur.execute(
+                            "UPDATE smd_work_queue_v2 SET overdue=true, escalated_to=%s WHERE obligation_id=%s",
+                            (ch.escalated_to, ch.obligation_id),
+                        )
             c.execute(
                 "INSERT INTO smd_projection_tracking VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = GREATEST(smd_projection_tracking.position, excluded.position)",
+                " ON CONFLICT (name) DO UPDATE"
+                " SET position = GREATEST(smd_projection_tracking.position, excluded.position)",
                 (NAME, position),
             )
 
     def select(self, where: str, params: Sequence[Any], after: int, limit: int) -> list[QueueRow]:
-        sql = (f"SELECT {', '.join(_COLUMNS)} FROM smd_work_queue_v2 WHERE ({where.replace('?', '%s')})"
-               " AND position > %s ORDER BY position LIMIT %s")
+        sql = (
+            f"SELECT {', '.join(_COLUMNS)} FROM smd_work_queue_v2 WHERE ({where.replace('?', '%s')})"
+            " AND position > %s ORDER BY position LIMIT %s"
+        )
         with self.pool.connection() as c:
             return [_from_db(r) for r in c.execute(sql, (*params, after, limit)).fetchall()]
 
@@ -254,12 +305,24 @@ class WorkQueueProjection:
                 changes.append(Change(obligation_id=e.originator_id, overdue=True, escalated_to=e.escalated_to))
             elif n.topic == ASSIGNED:
                 e: Any = self.case_record.mapper.to_domain_event(n)
-                rows.append(QueueRow(
-                    position=n.id, obligation_id=e.originator_id, kind=e.kind, rule=e.rule, action=e.action,
-                    patient_id=e.patient_id, episode_key=e.episode_key, assignee=e.assignee,
-                    residence=e.residence, due_at=e.due_at, risk_level=e.risk_level, status="assigned",
-                    assigned_at=e.timestamp, trigger_message_id=e.trigger_message_id,
-                ))
+                rows.append(
+                    QueueRow(
+                        position=n.id,
+                        obligation_id=e.originator_id,
+                        kind=e.kind,
+                        rule=e.rule,
+                        action=e.action,
+                        patient_id=e.patient_id,
+                        episode_key=e.episode_key,
+                        assignee=e.assignee,
+                        residence=e.residence,
+                        due_at=e.due_at,
+                        risk_level=e.risk_level,
+                        status="assigned",
+                        assigned_at=e.timestamp,
+                        trigger_message_id=e.trigger_message_id,
+                    )
+                )
         self.store.apply(rows, changes, notifications[-1].id)
         return len(notifications)
 
@@ -287,6 +350,9 @@ class WorkQueueProjection:
     def open_due(self, now: datetime, limit: int = 500) -> list[QueueRow]:
         """Open obligations (not notices) whose deadline has passed and that are not yet
         marked overdue: the scheduler's to-do list (it re-checks each against the store)."""
-        return self.store.select("kind = 'obligation' AND status IN ('assigned', 'acknowledged') AND overdue = ?"
-                                 " AND due_at <= ?", [False, now if isinstance(self.store, PostgresWorkQueueStore)
-                                                      else _ts(now)], 0, limit)
+        return self.store.select(
+            "kind = 'obligation' AND status IN ('assigned', 'acknowledged') AND overdue = ? AND due_at <= ?",
+            [False, now if isinstance(self.store, PostgresWorkQueueStore) else _ts(now)],
+            0,
+            limit,
+        )

@@ -18,8 +18,15 @@ HC, VILLAGE = "hc-north", "990101-001-v01"
 
 
 def envelope(patient: UUID, event_type: str, data: dict, days_ago: float) -> dict:
-    return {"specversion": "1.0", "id": str(uuid4()), "source": HC, "type": f"cn.smd.{event_type}.v1",
-            "subject": str(patient), "time": (NOW - timedelta(days=days_ago)).isoformat(), "data": data}
+    return {
+        "specversion": "1.0",
+        "id": str(uuid4()),
+        "source": HC,
+        "type": f"cn.smd.{event_type}.v1",
+        "subject": str(patient),
+        "time": (NOW - timedelta(days=days_ago)).isoformat(),
+        "data": data,
+    }
 
 
 def visit(patient, level, days_ago):
@@ -28,15 +35,17 @@ def visit(patient, level, days_ago):
 
 
 def miss(patient, days_ago):
-    return envelope(patient, "visit.missed", {"scheduled_on": (NOW - timedelta(days=days_ago)).date().isoformat()},
-                    days_ago - 1)
+    return envelope(
+        patient, "visit.missed", {"scheduled_on": (NOW - timedelta(days=days_ago)).date().isoformat()}, days_ago - 1
+    )
 
 
 def generated_ledger() -> tuple[list[dict], dict[str, UUID]]:
     """Four patients whose pasts differ: high risk then and now, lost then and now."""
     p = {name: uuid4() for name in ("was_high", "is_high", "was_lost", "is_lost")}
-    rows = [envelope(pid, "patient.registered", {"name": "Ledger Person", "residence": VILLAGE}, 400)
-            for pid in p.values()]
+    rows = [
+        envelope(pid, "patient.registered", {"name": "Ledger Person", "residence": VILLAGE}, 400) for pid in p.values()
+    ]
     rows += [visit(p["was_high"], 4, 100), visit(p["was_high"], 1, 50)]
     rows += [visit(p["is_high"], 1, 100), visit(p["is_high"], 4, 10)]
     rows += [miss(p["was_lost"], 90), miss(p["was_lost"], 60), miss(p["was_lost"], 30), visit(p["was_lost"], 0, 10)]
@@ -57,6 +66,7 @@ def district(open_store):
         services = open_store()
         load_file(services.case_record, DEMO_DISTRICT)
         return services
+
     return make
 
 
@@ -70,10 +80,14 @@ class TestBackfill:
         report = import_ledger(services.case_record, services.registry, ledger, HC)
 
         assert (report.recorded, report.refused) == (len(rows), [])
-        assert obligations(services) == sorted([
-            (p["is_high"], "R1", "obligation"), (p["is_high"], "R1", "notice"),
-            (p["is_lost"], "R5", "obligation"), (p["is_lost"], "R5", "notice"),
-        ])
+        assert obligations(services) == sorted(
+            [
+                (p["is_high"], "R1", "obligation"),
+                (p["is_high"], "R1", "notice"),
+                (p["is_lost"], "R5", "obligation"),
+                (p["is_lost"], "R5", "notice"),
+            ]
+        )
 
     def test_importing_the_same_ledger_again_changes_nothing(self, district, tmp_path) -> None:
         services = district()

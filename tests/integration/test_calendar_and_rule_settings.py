@@ -63,14 +63,19 @@ class TestWorkingDayCalendar:
         load_year(services.case_record, published)
         as_published = position(services)
         # a correction: the Saturday after the break is no longer a make-up working day
-        corrected = CalendarYear.of(2026, [(h.on, h.name) for h in published.holidays],
-                                    [d for d in published.make_up_days if d != date(2026, 2, 28)], "corrected")
+        corrected = CalendarYear.of(
+            2026,
+            [(h.on, h.name) for h in published.holidays],
+            [d for d in published.make_up_days if d != date(2026, 2, 28)],
+            "corrected",
+        )
         assert load_year(services.case_record, corrected)
         assert services.calendar.add_working_days(SPRING_FESTIVAL_START, 10).day == date(2026, 3, 3)
         assert services.calendar.add_working_days(SPRING_FESTIVAL_START, 10, as_published).day == date(2026, 3, 2)
         restarted = open_store()  # a fresh view reads the same from the log
         assert restarted.calendar.calendar(as_published).add_working_days(SPRING_FESTIVAL_START, 10).day == date(
-            2026, 3, 2)
+            2026, 3, 2
+        )
         assert restarted.calendar.calendar().year(2026).source == "corrected"
 
 
@@ -92,8 +97,15 @@ class Ward:
         self.services = services
 
     def send(self, patient, event_type: str, data: dict, occurred: datetime):
-        doc = {"specversion": "1.0", "id": str(uuid4()), "source": HC, "type": f"cn.smd.{event_type}.v1",
-               "subject": str(patient), "time": occurred.isoformat(), "data": data}
+        doc = {
+            "specversion": "1.0",
+            "id": str(uuid4()),
+            "source": HC,
+            "type": f"cn.smd.{event_type}.v1",
+            "subject": str(patient),
+            "time": occurred.isoformat(),
+            "data": data,
+        }
         return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), HC, "test")
 
     def high_risk_patient(self, clock: Clock, at: datetime, *, decide: bool = True):
@@ -101,8 +113,12 @@ class Ward:
         patient = uuid4()
         clock.now = at
         self.send(patient, "patient.registered", {"name": "Test Person", "residence": VILLAGE}, at - timedelta(days=90))
-        visit = self.send(patient, "visit.recorded", {"face_to_face": True, "risk_level": 4, "risk_class": "unstable"},
-                          at - timedelta(hours=1))
+        visit = self.send(
+            patient,
+            "visit.recorded",
+            {"face_to_face": True, "risk_level": 4, "risk_class": "unstable"},
+            at - timedelta(hours=1),
+        )
         if decide:
             self.services.catch_up(visit.notification_id)
         return patient, visit.key
@@ -126,9 +142,14 @@ def ward(open_store, clock) -> Ward:
 
 class TestRuleSettings:
     def test_a_change_applies_to_triggers_on_or_after_its_date_in_china_time(self, ward, clock, tmp_path) -> None:
-        load_rules(ward.services.case_record, settings_file(
-            tmp_path, change("2000-01-01", r1_take_under_management="PT24H"),
-            change("2026-11-20", r1_take_under_management="PT12H")))
+        load_rules(
+            ward.services.case_record,
+            settings_file(
+                tmp_path,
+                change("2000-01-01", r1_take_under_management="PT24H"),
+                change("2026-11-20", r1_take_under_management="PT12H"),
+            ),
+        )
         # 15:59 UTC is 23:59 on the 19th in China; 16:00 UTC is midnight of the 20th
         before = ward.high_risk_patient(clock, datetime(2026, 11, 19, 15, 59, tzinfo=UTC))
         after = ward.high_risk_patient(clock, datetime(2026, 11, 19, 16, 0, tzinfo=UTC))
@@ -139,10 +160,14 @@ class TestRuleSettings:
         services = ward.services
         load_rules(services.case_record, RULE_SETTINGS_FILE)
         seeds = position(services)
-        load_rules(services.case_record, settings_file(
-            tmp_path, change("2000-01-01", r1_take_under_management="PT24H", r5_misses_that_mean_lost=3,
-                             r5_locate="P3D"),
-            change("2026-01-01", r5_locate="P1D")))
+        load_rules(
+            services.case_record,
+            settings_file(
+                tmp_path,
+                change("2000-01-01", r1_take_under_management="PT24H", r5_misses_that_mean_lost=3, r5_locate="P3D"),
+                change("2026-01-01", r5_locate="P1D"),
+            ),
+        )
         on = date(2026, 6, 1)
         assert services.rule_settings.settings(on, as_of_position=seeds).r5_locate == timedelta(days=3)
         assert services.rule_settings.settings(on).r5_locate == timedelta(days=1)
@@ -153,8 +178,9 @@ class TestRuleSettings:
     ) -> None:
         at = datetime(2026, 11, 19, 12, 0, tzinfo=UTC)
         earlier = ward.high_risk_patient(clock, at, decide=False)  # recorded, not yet decided
-        load_rules(ward.services.case_record, settings_file(
-            tmp_path, change("2026-01-01", r1_take_under_management="PT6H")))
+        load_rules(
+            ward.services.case_record, settings_file(tmp_path, change("2026-01-01", r1_take_under_management="PT6H"))
+        )
         later = ward.high_risk_patient(clock, at)  # the policy process catches up on both now
         assert ward.r1_deadline(*earlier) == timedelta(hours=24)
         assert ward.r1_deadline(*later) == timedelta(hours=6)

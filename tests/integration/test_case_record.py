@@ -45,7 +45,9 @@ class TestRecordingFacts:
         # step by step, in memory, with the domain alone
         by = lambda m: Provenance(m.source, m.actor, m.time, m.idempotency_key)  # noqa: E731
         in_memory = Patient.register(patient, by(messages[0]), NOW, PersonalDetails(name="Test Person"), "v-01")
-        in_memory.record_visit(by(messages[1]), NOW, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE)
+        in_memory.record_visit(
+            by(messages[1]), NOW, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE
+        )
         in_memory.record_missed_visit(by(messages[2]), NOW, scheduled_on=date(2026, 11, 5))
         in_memory.record_missed_visit(by(messages[3]), NOW, scheduled_on=date(2026, 11, 12))
         in_memory.assess_risk(by(messages[4]), NOW, risk_level=3, risk_class=RiskClass.UNSTABLE)
@@ -53,8 +55,18 @@ class TestRecordingFacts:
             first.case_record.record(m, m.source)
 
         reloaded = open_store().case_record.patient(patient)  # a second process on the same store
-        for attr in ("personal", "residence", "risk_level", "risk_class", "last_visit_at",
-                     "consecutive_missed_visits", "version", "visits", "assessments", "missed"):
+        for attr in (
+            "personal",
+            "residence",
+            "risk_level",
+            "risk_class",
+            "last_visit_at",
+            "consecutive_missed_visits",
+            "version",
+            "visits",
+            "assessments",
+            "missed",
+        ):
             assert getattr(reloaded, attr) == getattr(in_memory, attr), attr
 
     def test_a_fact_about_an_unregistered_patient_is_refused(self, services) -> None:
@@ -109,7 +121,9 @@ class TestSnapshots:
         record = services.case_record
         record.record(health_center.register(patient), "hc-east")
         for day in range(1, 8):
-            record.record(health_center.visit(patient, day % 3, "unstable", occurred=NOW - timedelta(days=day)), "hc-east")
+            record.record(
+                health_center.visit(patient, day % 3, "unstable", occurred=NOW - timedelta(days=day)), "hc-east"
+            )
         assert record.snapshots is not None
         assert list(record.snapshots.get(patient)), "a snapshot was taken"
         from_snapshot = record.patient(patient)

@@ -20,8 +20,9 @@ def _writer(data_dir: str, pg_url: str, patient: str, start_at: float, n: int, r
     time.sleep(max(0.0, start_at - time.time()))  # all writers start together
     for i in range(n):
         level = i % 3
-        event = agency.assess(UUID(patient), level, "basically_stable" if level else "stable",
-                              occurred=NOW - timedelta(minutes=i))
+        event = agency.assess(
+            UUID(patient), level, "basically_stable" if level else "stable", occurred=NOW - timedelta(minutes=i)
+        )
         services.case_record.record(event, "hc-east")
     results.put(services.case_record.retries)
     services.close()
@@ -30,7 +31,9 @@ def _writer(data_dir: str, pg_url: str, patient: str, start_at: float, n: int, r
 @pytest.mark.integration
 @pytest.mark.slow
 class TestConcurrentWriters:
-    def test_n_processes_appending_to_one_patient_lose_no_event_and_retry_on_conflict(self, fresh_pg_database, tmp_path) -> None:
+    def test_n_processes_appending_to_one_patient_lose_no_event_and_retry_on_conflict(
+        self, fresh_pg_database, tmp_path
+    ) -> None:
         db = fresh_pg_database()
         settings = store_settings("postgres", tmp_path, db.url)
         services, patient = open_services(settings), uuid4()
@@ -39,8 +42,10 @@ class TestConcurrentWriters:
         ctx = mp.get_context("spawn")
         results = ctx.Queue()
         start_at = time.time() + 3.0
-        procs = [ctx.Process(target=_writer, args=(str(tmp_path), db.url, str(patient), start_at, EACH, results))
-                 for _ in range(WRITERS)]
+        procs = [
+            ctx.Process(target=_writer, args=(str(tmp_path), db.url, str(patient), start_at, EACH, results))
+            for _ in range(WRITERS)
+        ]
         for p in procs:
             p.start()
         for p in procs:

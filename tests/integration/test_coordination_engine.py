@@ -30,9 +30,15 @@ class Township:
         self.sent: list[str] = []
 
     def send(self, agency: str, event_type: str, data: dict, *, days_ago: float = 0.1, message_id: UUID | None = None):
-        doc = {"specversion": "1.0", "id": str(message_id or uuid4()), "source": agency,
-               "type": f"cn.smd.{event_type}.v1", "subject": str(self.patient),
-               "time": (NOW - timedelta(days=days_ago)).isoformat(), "data": data}
+        doc = {
+            "specversion": "1.0",
+            "id": str(message_id or uuid4()),
+            "source": agency,
+            "type": f"cn.smd.{event_type}.v1",
+            "subject": str(self.patient),
+            "time": (NOW - timedelta(days=days_ago)).isoformat(),
+            "data": data,
+        }
         recorded = accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
         self.sent.append(recorded.key)
         self.services.catch_up(recorded.notification_id or 0)
@@ -43,8 +49,13 @@ class Township:
 
     def visit(self, level: int, days_ago: float, **kw) -> str:
         cls = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
-        return self.send(HC, "visit.recorded", {"face_to_face": True, "risk_level": level, "risk_class": cls},
-                         days_ago=days_ago, **kw).key
+        return self.send(
+            HC,
+            "visit.recorded",
+            {"face_to_face": True, "risk_level": level, "risk_class": cls},
+            days_ago=days_ago,
+            **kw,
+        ).key
 
     def miss(self, scheduled_days_ago: int, agency: str = COMMITTEE) -> str:
         day = (NOW - timedelta(days=scheduled_days_ago)).date()
@@ -58,8 +69,9 @@ class Township:
 
     def queue(self, agency: str, rules: tuple[str, ...] = ("R1", "R5")):
         # the engine's own rules (the care rules of issue 10 open more: tests/integration/test_rules_care.py)
-        return [r for r in self.services.work_queue.for_assignee(agency)
-                if r.patient_id == self.patient and r.rule in rules]
+        return [
+            r for r in self.services.work_queue.for_assignee(agency) if r.patient_id == self.patient and r.rule in rules
+        ]
 
 
 @pytest.fixture
@@ -175,16 +187,22 @@ class TestR15OverdueAndEscalation:
     def test_two_schedulers_racing_on_a_stale_view_record_the_fact_once(self, town) -> None:
         entered = town.visit(4, days_ago=1)
         later = lambda: NOW + timedelta(days=2)  # noqa: E731
-        schedulers = [Scheduler(town.services.case_record, town.services.registry, town.services.work_queue, later)
-                      for _ in range(2)]
+        schedulers = [
+            Scheduler(town.services.case_record, town.services.registry, town.services.work_queue, later)
+            for _ in range(2)
+        ]
         assert sum(s.run_once(force=True) for s in schedulers) == 1  # the view lags: the store decides
         events = list(town.services.case_record.events.get(obligation_id(town.patient, "R1", entered, "police")))
         assert [type(e).TOPIC for e in events].count("smd.ObligationOverdue") == 1
 
     def test_nothing_is_overdue_before_the_deadline_or_once_completed(self, town) -> None:
         town.visit(4, days_ago=1)
-        scheduler = Scheduler(town.services.case_record, town.services.registry, town.services.work_queue,
-                              lambda: NOW + timedelta(hours=12))
+        scheduler = Scheduler(
+            town.services.case_record,
+            town.services.registry,
+            town.services.work_queue,
+            lambda: NOW + timedelta(hours=12),
+        )
         assert scheduler.run_once(force=True) == 0
         town.send(POLICE, "patient.taken-under-management", {})
         scheduler.clock = lambda: NOW + timedelta(days=5)
@@ -193,13 +211,20 @@ class TestR15OverdueAndEscalation:
     def test_notices_are_never_escalated(self, town) -> None:
         town.visit(4, days_ago=1)
         town.send(POLICE, "patient.taken-under-management", {})
-        scheduler = Scheduler(town.services.case_record, town.services.registry, town.services.work_queue,
-                              lambda: NOW + timedelta(days=30))
+        scheduler = Scheduler(
+            town.services.case_record,
+            town.services.registry,
+            town.services.work_queue,
+            lambda: NOW + timedelta(days=30),
+        )
         scheduler.run_once(force=True)  # the care rules' obligations (issue 10) fall due by then; notices never
         town.services.catch_up(town.services.case_record.recorder.max_notification_id())
         assert [r.overdue for r in town.queue(GOV)] == [False]
-        notices = [r for r in town.services.work_queue.store.select("kind = 'notice'", [], 0, 1000)
-                   if r.patient_id == town.patient]
+        notices = [
+            r
+            for r in town.services.work_queue.store.select("kind = 'notice'", [], 0, 1000)
+            if r.patient_id == town.patient
+        ]
         assert len(notices) >= 3 and not any(r.overdue for r in notices)
 
 
@@ -215,13 +240,20 @@ class TestAgenciesActOnTheirQueue:
 
     def test_the_governance_center_marks_its_notice_read(self, town) -> None:
         entered = town.visit(4, days_ago=1)
-        notice, changed = act(town.services.case_record, obligation_id(town.patient, "R1", entered, "governance-notice"),
-                              GOV, None, "read")
+        notice, changed = act(
+            town.services.case_record,
+            obligation_id(town.patient, "R1", entered, "governance-notice"),
+            GOV,
+            None,
+            "read",
+        )
         assert changed and notice.status == "read"
 
 
 class TestReplay:
-    def test_replaying_the_facts_into_a_fresh_store_decides_exactly_the_same(self, town, tmp_path, store_kind, request) -> None:
+    def test_replaying_the_facts_into_a_fresh_store_decides_exactly_the_same(
+        self, town, tmp_path, store_kind, request
+    ) -> None:
         town.visit(4, days_ago=40)
         town.miss(35)
         town.miss(28)

@@ -44,14 +44,18 @@ def registration(agency: Agency, patient: UUID, id_number: str, **extra):
 
 
 def unidentified(agency: Agency, patient: UUID):
-    return agency.envelope(UNIDENTIFIED, patient, {"label": "man, about 40", "residence": VILLAGE,
-                                                   "found_at": "Willowbrook bus station"},
-                           occurred=NOW - timedelta(days=3))
+    return agency.envelope(
+        UNIDENTIFIED,
+        patient,
+        {"label": "man, about 40", "residence": VILLAGE, "found_at": "Willowbrook bus station"},
+        occurred=NOW - timedelta(days=3),
+    )
 
 
 def confirmation(agency: Agency, patient: UUID, id_number: str):
-    return agency.envelope(CONFIRMED, patient, {"id_number": id_number, "name": "Test Person Zs"},
-                           occurred=NOW - timedelta(days=1))
+    return agency.envelope(
+        CONFIRMED, patient, {"id_number": id_number, "name": "Test Person Zs"}, occurred=NOW - timedelta(days=1)
+    )
 
 
 @pytest.fixture
@@ -120,8 +124,9 @@ class TestUnidentifiedPatient:
     def test_civil_affairs_may_not_register_a_patient_with_an_identity(self, demo) -> None:
         refused = r"civil_affairs, which may not record cn\.smd\.patient\.registered\.v1"
         with pytest.raises(NotAllowedToRecord, match=refused):
-            through_intake(demo, registration(Agency("civil-willowbrook"), uuid4(), fictional_id_number()),
-                           "civil-willowbrook")
+            through_intake(
+                demo, registration(Agency("civil-willowbrook"), uuid4(), fictional_id_number()), "civil-willowbrook"
+            )
 
     def test_a_confirmation_with_a_number_another_patient_holds_is_refused_naming_that_patient(self, demo) -> None:
         holder, stranger, number = uuid4(), uuid4(), fictional_id_number(date(1990, 1, 2), 3)
@@ -135,8 +140,9 @@ class TestUnidentifiedPatient:
         patient = uuid4()
         services.case_record.record(registration(Agency("hc-north"), patient, fictional_id_number()), "hc-north")
         with pytest.raises(IdentityAlreadyKnown):
-            services.case_record.record(confirmation(Agency("hc-north"), patient, fictional_id_number(seq=2)),
-                                        "hc-north")
+            services.case_record.record(
+                confirmation(Agency("hc-north"), patient, fictional_id_number(seq=2)), "hc-north"
+            )
 
 
 def race(writers: list, patients: list[UUID], number: str) -> list:
@@ -218,8 +224,15 @@ class TestConcurrentRegistrations:
 
 def envelope(event_type: str, subject: UUID, data: dict, source: str) -> dict:
     occurred = datetime.now().astimezone() - timedelta(hours=1)
-    return {"specversion": "1.0", "id": str(uuid4()), "source": source, "type": event_type,
-            "subject": str(subject), "time": occurred.isoformat(), "data": data}
+    return {
+        "specversion": "1.0",
+        "id": str(uuid4()),
+        "source": source,
+        "type": event_type,
+        "subject": str(subject),
+        "time": occurred.isoformat(),
+        "data": data,
+    }
 
 
 def auth(key: str) -> dict:
@@ -243,24 +256,37 @@ class TestSearchOverHttp:
         services, keys = http_demo
         patient, number = uuid4(), with_x_check(date(1979, 4, 4), "32")
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
-            r = await client.post("/v1/events", headers=auth(keys["hc-north"]), json=envelope(
-                REGISTERED, patient, {"name": "Test Person Zs", "residence": VILLAGE, "id_number": number}, "hc-north"))
+            r = await client.post(
+                "/v1/events",
+                headers=auth(keys["hc-north"]),
+                json=envelope(
+                    REGISTERED,
+                    patient,
+                    {"name": "Test Person Zs", "residence": VILLAGE, "id_number": number},
+                    "hc-north",
+                ),
+            )
             assert r.status_code == 201, r.text
             for agency in SEARCHERS:
-                r = await client.post("/v1/patients/search", json={"id_number": number.lower()},
-                                      headers=auth(keys[agency]))
+                r = await client.post(
+                    "/v1/patients/search", json={"id_number": number.lower()}, headers=auth(keys[agency])
+                )
                 assert r.status_code == 200, (agency, r.text)
                 assert r.json() == {"patients": [{"patient_id": str(patient)}]}
-            r = await client.post("/v1/patients/search", json={"id_number": fictional_id_number(seq=999)},
-                                  headers=auth(keys["police-east"]))
+            r = await client.post(
+                "/v1/patients/search",
+                json={"id_number": fictional_id_number(seq=999)},
+                headers=auth(keys["police-east"]),
+            )
             assert r.json() == {"patients": []}
 
     async def test_committees_and_the_disabled_persons_federation_get_a_403_problem(self, http_demo) -> None:
         services, keys = http_demo
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
             for agency in NOT_SEARCHERS:
-                r = await client.post("/v1/patients/search", json={"id_number": fictional_id_number()},
-                                      headers=auth(keys[agency]))
+                r = await client.post(
+                    "/v1/patients/search", json={"id_number": fictional_id_number()}, headers=auth(keys[agency])
+                )
                 assert r.status_code == 403 and r.json()["type"].endswith("/not-allowed-to-search"), r.text
                 assert "may not search patients by ID number" in r.json()["detail"]
 
@@ -271,8 +297,9 @@ class TestSearchOverHttp:
             r = await client.post("/v1/patients/search", json={"id_number": bad}, headers=auth(keys["hc-north"]))
             assert r.status_code == 422 and r.json()["type"].endswith("/id-number-birth-date-invalid")
             assert "birth date (digits 7-14, YYYYMMDD)" in r.json()["detail"] and bad not in r.text
-            r = await client.post("/v1/patients/search", json={"id_number": bad, "name": "x"},
-                                  headers=auth(keys["hc-north"]))
+            r = await client.post(
+                "/v1/patients/search", json={"id_number": bad, "name": "x"}, headers=auth(keys["hc-north"])
+            )
             assert r.status_code == 400 and bad not in r.text
             r = await client.get("/v1/patients/search", headers=auth(keys["hc-north"]))
             assert r.status_code == 405
@@ -284,10 +311,12 @@ class TestSearchOverHttp:
         first, number = uuid4(), fictional_id_number(date(1961, 12, 31), 5, "51")
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
             body = {"name": "Test Person Zs", "residence": VILLAGE, "id_number": number}
-            await client.post("/v1/events", json=envelope(REGISTERED, first, body, "hc-north"),
-                              headers=auth(keys["hc-north"]))
-            r = await client.post("/v1/events", json=envelope(REGISTERED, uuid4(), body, "hc-south"),
-                                  headers=auth(keys["hc-south"]))
+            await client.post(
+                "/v1/events", json=envelope(REGISTERED, first, body, "hc-north"), headers=auth(keys["hc-north"])
+            )
+            r = await client.post(
+                "/v1/events", json=envelope(REGISTERED, uuid4(), body, "hc-south"), headers=auth(keys["hc-south"])
+            )
         assert r.status_code == 409 and r.json()["type"].endswith("/id-number-already-registered")
         assert r.json()["title"] == "One patient per ID number per region."
         assert str(first) in r.json()["detail"] and number not in r.text

@@ -54,8 +54,15 @@ def base_env(settings: Settings) -> dict[str, str]:
 def smd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`smd …` in a fresh process, with only the given SMD_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SMD_")}
-    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=clean | env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        env=clean | env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def register_patients(services, n: int, with_markers: bool = False) -> dict:
@@ -64,8 +71,11 @@ def register_patients(services, n: int, with_markers: bool = False) -> dict:
     agency = Agency("hc-east")
     for i in range(n):
         patient = uuid4()
-        personal = MARKERS if with_markers and i == 0 else {
-            "name": f"Patient {i}", "id_number": fictional_id_number(date(1960, 1, 1) + timedelta(days=i), i)}
+        personal = (
+            MARKERS
+            if with_markers and i == 0
+            else {"name": f"Patient {i}", "id_number": fictional_id_number(date(1960, 1, 1) + timedelta(days=i), i)}
+        )
         services.case_record.record(agency.register(patient, residence=CONTROL, **personal), "hc-east")
         services.case_record.record(agency.visit(patient, 1, "basically_stable"), "hc-east")
         names[patient] = personal["name"]
@@ -95,8 +105,9 @@ def assert_old_key_unwraps_nothing(settings: Settings, names: dict) -> None:
             for aad_id in ("k1", "k2"):  # the raw material of k1 opens nothing, whatever the label
                 aad = b"smd-key|" + patient.bytes + b"|" + row.alg.encode() + b"|" + aad_id.encode()
                 with pytest.raises(InvalidTag):
-                    AESGCM(only_old.masters["k1"].secret).decrypt(row.wrapped[:NONCE_BYTES], row.wrapped[NONCE_BYTES:],
-                                                                  aad)
+                    AESGCM(only_old.masters["k1"].secret).decrypt(
+                        row.wrapped[:NONCE_BYTES], row.wrapped[NONCE_BYTES:], aad
+                    )
     finally:
         only_old.close()
 
@@ -226,13 +237,19 @@ class TestRotationSettings:
 
     def test_a_previous_key_named_like_the_current_one_is_refused(self, tmp_path) -> None:
         with pytest.raises(SettingsError, match="the current key's id"):
-            load_settings({"SMD_DATA_DIR": str(tmp_path), **NEW, "SMD_MASTER_KEY_PREVIOUS": K1,
-                           "SMD_MASTER_KEY_PREVIOUS_ID": "k2"})
+            load_settings(
+                {
+                    "SMD_DATA_DIR": str(tmp_path),
+                    **NEW,
+                    "SMD_MASTER_KEY_PREVIOUS": K1,
+                    "SMD_MASTER_KEY_PREVIOUS_ID": "k2",
+                }
+            )
 
     def test_the_fault_injection_is_ignored_in_production(self, tmp_path, monkeypatch) -> None:
         monkeypatch.setenv("SMD_FAULT", "rotation-kill-after=1")
-        production = load_settings({"SMD_MODE": "production", "SMD_DATA_DIR": str(tmp_path), **NEW,
-                                    "SMD_BLIND_INDEX_KEY": random_key()})
+        production = load_settings(
+            {"SMD_MODE": "production", "SMD_DATA_DIR": str(tmp_path), **NEW, "SMD_BLIND_INDEX_KEY": random_key()}
+        )
         assert fault_hook(production) is None
         assert fault_hook(load_settings({"SMD_DATA_DIR": str(tmp_path), **NEW})) is not None
-

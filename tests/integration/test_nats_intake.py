@@ -78,8 +78,7 @@ async def consumer_exists(nc: Client, names: Names) -> bool:
 async def intake_settled(nc: Client, names: Names, last_seq: int) -> bool:
     """The consumer has delivered up to ``last_seq`` and holds no unacknowledged message."""
     info = await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
-    return (info.delivered.stream_seq >= last_seq and info.num_ack_pending == 0
-            and info.num_pending == 0)
+    return info.delivered.stream_seq >= last_seq and info.num_ack_pending == 0 and info.num_pending == 0
 
 
 def registered(case_record: CaseRecord, patient: UUID) -> bool:
@@ -111,8 +110,9 @@ async def test_streams_and_the_consumer_are_declared_once_and_updated_when_their
     assert all(name.startswith(subject_root.upper() + "_") for name in first)
     assert await ensure_streams(js, names) == dict.fromkeys(first, "unchanged")
 
-    await js.update_stream(StreamConfig(name=names.intake_stream, subjects=[names.intake_all],
-                                        max_age=60, duplicate_window=30))
+    await js.update_stream(
+        StreamConfig(name=names.intake_stream, subjects=[names.intake_all], max_age=60, duplicate_window=30)
+    )
     assert (await ensure_streams(js, names))[names.intake_stream] == "updated"
     intake_config = (await js.stream_info(names.intake_stream)).config
     assert (intake_config.max_age, intake_config.duplicate_window) == (IN_MAX_AGE, IN_DUPLICATE_WINDOW)
@@ -123,8 +123,7 @@ async def test_streams_and_the_consumer_are_declared_once_and_updated_when_their
     await js.add_consumer(names.intake_stream, stale)
     assert await ensure_consumer(js, names.intake_stream, intake_consumer_config()) == "updated"
     info = await js.consumer_info(names.intake_stream, INTAKE_CONSUMER)
-    assert (info.config.max_ack_pending, info.config.ack_wait) == (
-        INTAKE_MAX_ACK_PENDING, INTAKE_ACK_WAIT)
+    assert (info.config.max_ack_pending, info.config.ack_wait) == (INTAKE_MAX_ACK_PENDING, INTAKE_ACK_WAIT)
 
 
 async def test_a_health_center_publishing_a_registration_and_a_level_4_visit_gets_both_recorded(
@@ -234,7 +233,10 @@ async def test_the_service_lifespan_runs_the_intake_in_process_and_stops_it_clea
 
 @pytest.mark.slow
 async def test_an_intake_killed_between_commit_and_ack_stores_the_message_once_after_restart(
-    svc: Services, names: Names, nc: Client, workers: Callable[..., subprocess.Popen],
+    svc: Services,
+    names: Names,
+    nc: Client,
+    workers: Callable[..., subprocess.Popen],
     tmp_path: Path,
 ) -> None:
     crashing = workers("ingest", SMD_FAULT="intake-kill-after-commit")
@@ -251,14 +253,12 @@ async def test_an_intake_killed_between_commit_and_ack_stores_the_message_once_a
     assert info.num_ack_pending == 1  # ... but never acked
 
     workers("ingest")  # redelivery comes after AckWait (30 s)
-    await wait_for(lambda: intake_settled(nc, names, ack.seq), what="the redelivery to be acked",
-                   timeout=60)
+    await wait_for(lambda: intake_settled(nc, names, ack.seq), what="the redelivery to be acked", timeout=60)
     assert stored_count(svc.case_record, patient) == 1
     assert stored_count(svc.case_record, receipt_id(key_of(raw))) == 1
     info = await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
     assert info.num_ack_pending == 0
-    lines = [json.loads(line) for line in (tmp_path / "ingest-1.log").read_text().splitlines()
-             if line.startswith("{")]
+    lines = [json.loads(line) for line in (tmp_path / "ingest-1.log").read_text().splitlines() if line.startswith("{")]
     [line] = [x for x in lines if x.get("event") == "intake"]  # one line per message
     assert (line["seq"], line["outcome"], line["correlation_id"]) == (ack.seq, "duplicate", key_of(raw))
     logged = (tmp_path / "ingest-0.log").read_text() + (tmp_path / "ingest-1.log").read_text()

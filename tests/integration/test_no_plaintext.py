@@ -28,7 +28,8 @@ def stored_bytes(settings) -> bytes:
     pg = settings.postgres
     dump = subprocess.run(
         ["pg_dump", "-h", pg.host, "-p", str(pg.port), "-U", pg.user or "postgres", pg.dbname],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     ).stdout
     # bytea columns are dumped as hex (\\x7b22...): decode them so the search sees their bytes
     decoded = b"".join(bytes.fromhex(h.decode()) for h in re.findall(rb"\\\\x((?:[0-9a-f]{2})+)", dump))
@@ -47,8 +48,15 @@ class TestNoPlaintext:
             services, patient = open_store(snapshot_every=1), uuid4()  # a snapshot after every event
             record = services.case_record
             agency = Agency("hc-east")
-            record.record(agency.register(patient, residence=CONTROL, **{k: v for k, v in MARKERS.items() if k != "name"},
-                                          name=MARKERS["name"]), "hc-east")
+            record.record(
+                agency.register(
+                    patient,
+                    residence=CONTROL,
+                    **{k: v for k, v in MARKERS.items() if k != "name"},
+                    name=MARKERS["name"],
+                ),
+                "hc-east",
+            )
             for day in range(1, 4):
                 record.record(agency.visit(patient, 3, "unstable", occurred=NOW - timedelta(days=day)), "hc-east")
             assert record.patient(patient).personal.name == MARKERS["name"]  # readable through the service

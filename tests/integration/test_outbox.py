@@ -29,11 +29,29 @@ pytestmark = pytest.mark.integration
 
 VILLAGE = "990101-001-v01"
 POLICE, GOV = "police-east", "gov-willowbrook"
-PERSONAL = {"name": "Marker Person Wx", "id_number": "449901198001011230", "phone": "13800138000",
-            "address": "7 Plum Orchard Lane"}
-DATA_FIELDS = {"obligation_id", "kind", "rule", "action", "assignee", "patient_id", "episode_key",
-               "residence", "due_at", "risk_level", "trigger_message_id", "status", "reason", "fulfilled_by",
-               "escalated_to"}
+PERSONAL = {
+    "name": "Marker Person Wx",
+    "id_number": "449901198001011230",
+    "phone": "13800138000",
+    "address": "7 Plum Orchard Lane",
+}
+DATA_FIELDS = {
+    "obligation_id",
+    "kind",
+    "rule",
+    "action",
+    "assignee",
+    "patient_id",
+    "episode_key",
+    "residence",
+    "due_at",
+    "risk_level",
+    "trigger_message_id",
+    "status",
+    "reason",
+    "fulfilled_by",
+    "escalated_to",
+}
 
 
 # -- fixtures (same shape as test_nats_intake) ------------------------------------------------
@@ -58,10 +76,15 @@ async def outbox(svc: Services, nats_url: str, nc: Client, names: Names) -> Asyn
 def register_patient(svc: Services) -> UUID:
     """A registered patient with every personal field set (none may leave in a message)."""
     patient = uuid4()
-    doc = {"specversion": "1.0", "id": str(uuid4()), "source": "hc-north", "subject": str(patient),
-           "type": "cn.smd.patient.registered.v1",
-           "time": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
-           "data": {"residence": VILLAGE, **PERSONAL}}
+    doc = {
+        "specversion": "1.0",
+        "id": str(uuid4()),
+        "source": "hc-north",
+        "subject": str(patient),
+        "type": "cn.smd.patient.registered.v1",
+        "time": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        "data": {"residence": VILLAGE, **PERSONAL},
+    }
     svc.case_record.record(decode_event(json.dumps(doc)), "hc-north")
     return patient
 
@@ -71,10 +94,19 @@ def assign(svc: Services, patient: UUID, kind: ObligationKind, assignee: str) ->
     now = datetime.now(UTC)
     oid = obligation_id(patient, "R1", "ep-1", kind.value)
     obligation = Obligation.assign(
-        id=oid, kind=kind, rule="R1", action="take-under-management", patient_id=patient,
-        episode_key="ep-1", assignee=assignee, residence=VILLAGE,
+        id=oid,
+        kind=kind,
+        rule="R1",
+        action="take-under-management",
+        patient_id=patient,
+        episode_key="ep-1",
+        assignee=assignee,
+        residence=VILLAGE,
         due_at=now + timedelta(days=3) if kind == ObligationKind.OBLIGATION else None,
-        trigger_message_id=f"hc-north:{uuid4()}", trigger_position=1, risk_level=4, now=now,
+        trigger_message_id=f"hc-north:{uuid4()}",
+        trigger_position=1,
+        risk_level=4,
+        now=now,
     )
     [recording] = svc.case_record.save(obligation)
     return oid, recording.notification.id
@@ -100,14 +132,17 @@ async def test_an_assigned_obligation_reaches_its_assignee_with_the_documented_p
     expected_id = str(event_id(oid, 1))
     assert msg.headers["Nats-Msg-Id"] == body["id"] == expected_id
     assert {k: body[k] for k in ("specversion", "type", "source", "subject", "datacontenttype")} == {
-        "specversion": "1.0", "type": "cn.smd.obligation.assigned.v1", "source": "smd/990101",
-        "subject": str(oid), "datacontenttype": "application/json"}
+        "specversion": "1.0",
+        "type": "cn.smd.obligation.assigned.v1",
+        "source": "smd/990101",
+        "subject": str(oid),
+        "datacontenttype": "application/json",
+    }
     assert datetime.fromisoformat(body["time"]).tzinfo is not None
     assert set(body["data"]) == DATA_FIELDS
     data = body["data"]
     assert (data["obligation_id"], data["patient_id"], data["assignee"]) == (str(oid), str(patient), POLICE)
-    assert (data["kind"], data["rule"], data["residence"], data["risk_level"]) == (
-        "obligation", "R1", VILLAGE, 4)
+    assert (data["kind"], data["rule"], data["residence"], data["risk_level"]) == ("obligation", "R1", VILLAGE, 4)
     assert datetime.fromisoformat(data["due_at"]) > datetime.now(UTC)
     assert not any(value in msg.data.decode() for value in PERSONAL.values())
 
@@ -134,7 +169,10 @@ async def test_an_overdue_obligation_tells_its_owner_and_escalates_to_the_govern
     assert escalated.subject == names.out(GOV, "obligation", "escalated")
     body = json.loads(escalated.data)
     assert (body["type"], body["data"]["escalated_to"], body["data"]["assignee"]) == (
-        "cn.smd.obligation.escalated.v1", GOV, POLICE)
+        "cn.smd.obligation.escalated.v1",
+        GOV,
+        POLICE,
+    )
     assert body["id"] != json.loads(overdue.data)["id"]  # each recipient dedups its own message
     assert not any(value in escalated.data.decode() for value in PERSONAL.values())
 
@@ -144,9 +182,11 @@ async def test_a_level_4_visit_published_over_nats_reaches_police_and_governance
 ) -> None:
     worker_nc = await nats.connect(nats_url, connect_timeout=5)
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(run_intake(svc, worker_nc, stop)),
-             asyncio.create_task(run_followers(svc, stop)),  # the R1 policy process
-             asyncio.create_task(run_outbox(svc, worker_nc, stop))]
+    tasks = [
+        asyncio.create_task(run_intake(svc, worker_nc, stop)),
+        asyncio.create_task(run_followers(svc, stop)),  # the R1 policy process
+        asyncio.create_task(run_outbox(svc, worker_nc, stop)),
+    ]
     try:
         await wait_for(lambda: stream_exists(nc, names.intake_stream), what="the streams")
         hc = AgencyClient(nc, names, "hc-north")
@@ -162,8 +202,10 @@ async def test_a_level_4_visit_published_over_nats_reaches_police_and_governance
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
         await worker_nc.close()
     visit_key = f"hc-north:{json.loads(visit)['id']}"
-    for msg, kind, action in ((order, "obligation", "take_under_management"),
-                              (notice, "notice", "high_risk_patient_notice")):
+    for msg, kind, action in (
+        (order, "obligation", "take_under_management"),
+        (notice, "notice", "high_risk_patient_notice"),
+    ):
         data = json.loads(msg.data)["data"]
         assert (data["kind"], data["rule"], data["action"]) == (kind, "R1", action)
         assert (data["patient_id"], data["trigger_message_id"]) == (str(patient), visit_key)

@@ -132,9 +132,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     yield load_settings(env)
     if dbname is not None:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
 @dataclass
@@ -160,9 +158,7 @@ def open_world(settings: Settings) -> Iterator[Callable[[], World]]:
 
     def make() -> World:
         services = bootstrap(settings)
-        world = World(
-            services, open_registry(services.case_record, settings.region), open_apikeys(settings)
-        )
+        world = World(services, open_registry(services.case_record, settings.region), open_apikeys(settings))
         opened.append(world)
         return world
 
@@ -215,12 +211,8 @@ class TestResponsibilityAsOfALogPosition:
         assert world.registry.responsible("v2", POLICE, MOVE) == "police-b"
         assert world.registry.responsible("v2", POLICE, date(2026, 2, 28)) == "police-a"
         # As known at the earlier log position, police-a is responsible on the same date.
-        assert (
-            world.registry.responsible("v2", POLICE, MOVE, as_of_position=before_move) == "police-a"
-        )
-        assert (
-            world.registry.responsible("v2", POLICE, MOVE, as_of_position=after_move) == "police-b"
-        )
+        assert world.registry.responsible("v2", POLICE, MOVE, as_of_position=before_move) == "police-a"
+        assert world.registry.responsible("v2", POLICE, MOVE, as_of_position=after_move) == "police-b"
         # Nothing else moved.
         assert world.registry.responsible("v1", POLICE, MOVE) == "police-a"
         assert world.registry.responsible("v3", POLICE, MOVE) == "police-b"
@@ -240,9 +232,7 @@ class TestResponsibilityAsOfALogPosition:
         load_file(open_world().services.case_record, write(tmp_path, "moved.toml", MOVED))
         assert world.registry.responsible("v2", POLICE, MOVE) == "police-b"
 
-    def test_the_agency_of_a_key_is_resolved_with_its_jurisdiction(
-        self, world: World, tmp_path: Path
-    ) -> None:
+    def test_the_agency_of_a_key_is_resolved_with_its_jurisdiction(self, world: World, tmp_path: Path) -> None:
         load_file(world.services.case_record, write(tmp_path, "base.toml", BASE))
         agency = world.registry.agency("police-a")
         assert agency is not None
@@ -251,9 +241,7 @@ class TestResponsibilityAsOfALogPosition:
 
 
 class TestLoadingTheSameFileTwice:
-    def test_loading_the_same_registry_file_twice_records_nothing_the_second_time(
-        self, world: World
-    ) -> None:
+    def test_loading_the_same_registry_file_twice_records_nothing_the_second_time(self, world: World) -> None:
         assert load_file(world.services.case_record, DEMO_DISTRICT) > 0
         position = top(world)
         assert load_file(world.services.case_record, DEMO_DISTRICT) == 0
@@ -266,9 +254,7 @@ class TestLoadingTheSameFileTwice:
         world.close()
         again = open_world()
         assert load_file(again.services.case_record, DEMO_DISTRICT) == 0
-        assert again.registry.responsible("990101-001-v06", POLICE, date(2026, 7, 1)) == (
-            "police-west"
-        )
+        assert again.registry.responsible("990101-001-v06", POLICE, date(2026, 7, 1)) == ("police-west")
 
 
 def app_for(world: World) -> Litestar:
@@ -330,9 +316,7 @@ class TestApiKeys:
         assert response.status_code == 403
         assert "'police-z' is not in the registry" in response.json()["detail"]
 
-    def test_keys_are_not_stored_in_clear(
-        self, world: World, settings: Settings, tmp_path: Path
-    ) -> None:
+    def test_keys_are_not_stored_in_clear(self, world: World, settings: Settings, tmp_path: Path) -> None:
         load_file(world.services.case_record, write(tmp_path, "base.toml", BASE))
         issued = world.apikeys.issue("police-a")
         secret = issued.key.split("_", 2)[2]  # the random part may itself contain "_"
@@ -397,6 +381,4 @@ class TestDemoKeys:
         second = ensure_demo_keys(world.apikeys, world.registry, settings.data_dir)
         replaced = next(k for k in second if k.kind == "police_station")
         assert replaced.key != police.key and replaced.agency_id == police.agency_id
-        assert [k for k in second if k.kind != "police_station"] == [
-            k for k in first if k.kind != "police_station"
-        ]
+        assert [k for k in second if k.kind != "police_station"] == [k for k in first if k.kind != "police_station"]

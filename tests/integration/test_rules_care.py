@@ -34,12 +34,21 @@ class Care(Township):
 
     def visit(self, level: int, days_ago: float, *, joint: bool = False, cls: str | None = None, **kw) -> str:
         cls = cls or ("unstable" if level >= 3 else ("basically_stable" if level else "stable"))
-        return self.send(HC, "visit.recorded", {"face_to_face": True, "joint": joint, "risk_level": level,
-                                                "risk_class": cls}, days_ago=days_ago, **kw).key
+        return self.send(
+            HC,
+            "visit.recorded",
+            {"face_to_face": True, "joint": joint, "risk_level": level, "risk_class": cls},
+            days_ago=days_ago,
+            **kw,
+        ).key
 
     def admit(self, days_ago: float) -> str:
-        return self.send(HOSPITAL, "patient.admitted", {"hospital": "Lantern Bay Psychiatric Hospital",
-                                                        "admission_kind": "voluntary"}, days_ago=days_ago).key
+        return self.send(
+            HOSPITAL,
+            "patient.admitted",
+            {"hospital": "Lantern Bay Psychiatric Hospital", "admission_kind": "voluntary"},
+            days_ago=days_ago,
+        ).key
 
     def discharge(self, days_ago: float, **kw) -> str:
         return self.send(HOSPITAL, "patient.discharged", {}, days_ago=days_ago, **kw).key
@@ -50,13 +59,18 @@ class Care(Township):
     def review(self, tier: str, level: int, days_ago: float) -> str:
         cls = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
         agency = {"community": COMMITTEE, "township": HC, "city": HOSPITAL}[tier]
-        return self.send(agency, "review.recorded", {"tier": tier, "risk_level": level, "risk_class": cls},
-                         days_ago=days_ago).key
+        return self.send(
+            agency, "review.recorded", {"tier": tier, "risk_level": level, "risk_class": cls}, days_ago=days_ago
+        ).key
 
     def pickup(self, dispensed_days_ago: int, days_supplied: int, **kw) -> str:
-        return self.send(HC, "medication.dispensed", {"dispensed_on": day(dispensed_days_ago),
-                                                      "days_supplied": days_supplied},
-                         days_ago=max(dispensed_days_ago - 0.5, 0.01), **kw).key
+        return self.send(
+            HC,
+            "medication.dispensed",
+            {"dispensed_on": day(dispensed_days_ago), "days_supplied": days_supplied},
+            days_ago=max(dispensed_days_ago - 0.5, 0.01),
+            **kw,
+        ).key
 
     def deregister(self) -> str:
         return self.send(HC, "patient.deregistered", {"reason": "death"}, days_ago=0.05).key
@@ -104,8 +118,12 @@ class TestR11FirstFollowUpAfterDischarge:
         care.admit(20)
         discharged = care.discharge(2)
         o = care.get("R11", discharged, "health-center")
-        assert (o.assignee, o.action, o.status, deadline(o)) == (HC, "first_follow_up_after_discharge", "assigned",
-                                                                 timedelta(days=7))
+        assert (o.assignee, o.action, o.status, deadline(o)) == (
+            HC,
+            "first_follow_up_after_discharge",
+            "assigned",
+            timedelta(days=7),
+        )
 
     def test_a_visit_after_the_discharge_completes_it_and_an_older_one_does_not(self, care) -> None:
         care.admit(20)
@@ -145,24 +163,31 @@ class TestR11FirstFollowUpAfterDischarge:
 
 class TestR14Incident:
     def incident(self, care, incident_id: UUID, days_ago: float = 0.5, agency: str = POLICE):
-        return care.send(agency, "incident.reported", {"incident_id": str(incident_id),
-                                                       "incident_kind": "causing_trouble", "severity": 2},
-                         days_ago=days_ago)
+        return care.send(
+            agency,
+            "incident.reported",
+            {"incident_id": str(incident_id), "incident_kind": "causing_trouble", "severity": 2},
+            days_ago=days_ago,
+        )
 
     def test_an_incident_asks_the_governance_center_to_review_and_the_police_to_respond(self, care) -> None:
         incident = uuid4()
         self.incident(care, incident, days_ago=3)  # reported late: the deadlines run from when we learned it
         review, response = care.get("R14", str(incident), "governance"), care.get("R14", str(incident), "police")
         assert (review.assignee, review.action, deadline(review)) == (GOV, "review_incident", timedelta(days=7))
-        assert (response.assignee, response.action, deadline(response)) == (POLICE, "respond_to_incident",
-                                                                             timedelta(hours=24))
+        assert (response.assignee, response.action, deadline(response)) == (
+            POLICE,
+            "respond_to_incident",
+            timedelta(hours=24),
+        )
 
     def test_the_review_and_the_response_of_that_incident_complete_them(self, care) -> None:
         first, second = uuid4(), uuid4()
         self.incident(care, first)
         self.incident(care, second)
-        responded = care.send(POLICE, "incident.police-responded",
-                              {"incident_id": str(first), "action": "attended"}).key
+        responded = care.send(
+            POLICE, "incident.police-responded", {"incident_id": str(first), "action": "attended"}
+        ).key
         reviewed = care.send(GOV, "incident.reviewed", {"incident_id": str(first), "outcome": "reviewed"}).key
         assert care.get("R14", str(first), "police").fulfilled_by == responded
         assert care.get("R14", str(first), "governance").fulfilled_by == reviewed
@@ -187,7 +212,9 @@ class TestR12Refusal:
         care.refuse("visits", 3)  # reported again while it holds: not told again
         rows = care.rows("R12")
         assert sorted((r.assignee, r.kind, r.action) for r in rows) == [
-            (COMMITTEE, "notice", "refuses_visits_notice"), (GOV, "notice", "refuses_visits_notice")]
+            (COMMITTEE, "notice", "refuses_visits_notice"),
+            (GOV, "notice", "refuses_visits_notice"),
+        ]
         assert {r.episode_key for r in rows} == {refused}
         notice, changed = act(care.services.case_record, rows[0].obligation_id, rows[0].assignee, None, "read")
         assert changed and notice.status == "read"
@@ -212,7 +239,9 @@ class TestR10FamilyRefusesAdmission:
         o = care.get("R10", refused, "committee")
         assert (o.assignee, o.action, deadline(o)) == (COMMITTEE, "sign_guardianship_agreement", timedelta(days=7))
         assert {(r.assignee, r.action) for r in care.rows("R10") if r.kind == "notice"} == {
-            (GOV, "family_refuses_admission_notice"), (HC, "visit_more_often_notice")}
+            (GOV, "family_refuses_admission_notice"),
+            (HC, "visit_more_often_notice"),
+        }
 
     def test_an_agreement_signed_after_the_refusal_completes_it_and_an_older_one_does_not(self, care) -> None:
         care.visit(4, days_ago=10)
@@ -276,8 +305,12 @@ class TestR13Hardship:
 
     def test_found_ineligible_completes_it_and_restating_the_same_hardship_does_not_reopen(self, care) -> None:
         flagged = self.status(care, "extreme_poverty", 10)
-        found = care.send(CIVIL, "aid.found-ineligible", {"aid_type": "extreme_poverty_support",
-                                                          "reason": "income above the line"}, days_ago=5).key
+        found = care.send(
+            CIVIL,
+            "aid.found-ineligible",
+            {"aid_type": "extreme_poverty_support", "reason": "income above the line"},
+            days_ago=5,
+        ).key
         assert care.get("R13", flagged, "civil-affairs").fulfilled_by == found
         self.status(care, "extreme_poverty", 1)
         assert len(care.rows("R13")) == 1
@@ -292,8 +325,7 @@ class TestR13Hardship:
     def test_a_late_decision_dated_before_the_statement_does_not_complete_it(self, care) -> None:
         flagged = self.status(care, "minimum_living_allowance", 5)
         care.send(CIVIL, "aid.applied", {"aid_type": "minimum_living_allowance"}, days_ago=40)
-        care.send(CIVIL, "aid.found-ineligible", {"aid_type": "minimum_living_allowance", "reason": "old"},
-                  days_ago=30)
+        care.send(CIVIL, "aid.found-ineligible", {"aid_type": "minimum_living_allowance", "reason": "old"}, days_ago=30)
         assert care.get("R13", flagged, "civil-affairs").status == "assigned"
 
 
@@ -328,14 +360,17 @@ class TestR17ThreeTierReview:
 
 class TestR3MobiliseTheGuardian:
     def contact(self, care, outcome: str, days_ago: float) -> str:
-        return care.send(COMMITTEE, "care-team-contact.recorded", {"role": "community_worker", "mode": "visit",
-                                                                   "outcome": outcome}, days_ago=days_ago).key
+        return care.send(
+            COMMITTEE,
+            "care-team-contact.recorded",
+            {"role": "community_worker", "mode": "visit", "outcome": outcome},
+            days_ago=days_ago,
+        ).key
 
     def test_a_basically_stable_patient_at_home_gives_the_care_team_mobilisation_work(self, care) -> None:
         entered = care.visit(2, days_ago=3)
         o = care.get("R3", entered, "committee")
-        assert (o.assignee, o.action, deadline(o)) == (COMMITTEE, "mobilise_guardian_for_treatment",
-                                                       timedelta(days=7))
+        assert (o.assignee, o.action, deadline(o)) == (COMMITTEE, "mobilise_guardian_for_treatment", timedelta(days=7))
         care.visit(4, days_ago=2)  # unstable now: the same episode
         assert len(care.rows("R3")) == 1
 
@@ -362,16 +397,29 @@ class TestR3MobiliseTheGuardian:
 
 class TestR18SuspectedCase:
     def report(self, services, case: UUID, message: UUID | None = None):
-        doc = {"specversion": "1.0", "id": str(message or uuid4()), "source": COMMITTEE,
-               "type": "cn.smd.suspected-case.reported.v1", "subject": str(case), "time": NOW.isoformat(),
-               "data": {"observed": "shouting at night", "seen_in": VILLAGE}}
+        doc = {
+            "specversion": "1.0",
+            "id": str(message or uuid4()),
+            "source": COMMITTEE,
+            "type": "cn.smd.suspected-case.reported.v1",
+            "subject": str(case),
+            "time": NOW.isoformat(),
+            "data": {"observed": "shouting at night", "seen_in": VILLAGE},
+        }
         recorded = accept(services.case_record, services.registry, json.dumps(doc).encode(), COMMITTEE, "test")
         services.catch_up(recorded.notification_id or 0)
         return recorded
 
     def assess(self, services, case: UUID):
-        doc = {"specversion": "1.0", "id": str(uuid4()), "source": HC, "type": "cn.smd.suspected-case.assessed.v1",
-               "subject": str(case), "time": NOW.isoformat(), "data": {"outcome": "no_severe_disorder"}}
+        doc = {
+            "specversion": "1.0",
+            "id": str(uuid4()),
+            "source": HC,
+            "type": "cn.smd.suspected-case.assessed.v1",
+            "subject": str(case),
+            "time": NOW.isoformat(),
+            "data": {"outcome": "no_severe_disorder"},
+        }
         recorded = accept(services.case_record, services.registry, json.dumps(doc).encode(), HC, "test")
         services.catch_up(recorded.notification_id or 0)
         return recorded
@@ -380,7 +428,8 @@ class TestR18SuspectedCase:
         return services.case_record.repository.get(obligation_id(case, "R18", str(case), "health-center"))
 
     def test_a_reported_case_is_assessed_within_ten_working_days_and_the_assessment_completes_it(
-            self, services) -> None:
+        self, services
+    ) -> None:
         load_file(services.case_record, DEMO_DISTRICT)
         case = uuid4()
         message = uuid4()
@@ -388,8 +437,11 @@ class TestR18SuspectedCase:
         self.report(services, case, message)  # the same message again
         o = self.get(services, case)
         # reported Friday 2026-11-20: ten working days later is Friday 2026-12-04, due by its end
-        assert (o.assignee, o.action, o.due_at) == (HC, "assess_suspected_case",
-                                                     datetime.combine(date(2026, 12, 5), time(0), CHINA_TZ))
+        assert (o.assignee, o.action, o.due_at) == (
+            HC,
+            "assess_suspected_case",
+            datetime.combine(date(2026, 12, 5), time(0), CHINA_TZ),
+        )
         assert len([r for r in services.work_queue.for_assignee(HC) if r.rule == "R18"]) == 1
         assessed = self.assess(services, case)
         assert self.get(services, case).fulfilled_by == assessed.key
@@ -399,10 +451,15 @@ class TestR18SuspectedCase:
         load_file(services.case_record, DEMO_DISTRICT)
         load_year_file(services.case_record, year_file(2026))
         case = uuid4()
-        doc = {"specversion": "1.0", "id": str(uuid4()), "source": COMMITTEE,
-               "type": "cn.smd.suspected-case.reported.v1", "subject": str(case),
-               "time": datetime(2026, 9, 28, 1, 0, tzinfo=UTC).isoformat(),
-               "data": {"observed": "wandering", "seen_in": VILLAGE}}
+        doc = {
+            "specversion": "1.0",
+            "id": str(uuid4()),
+            "source": COMMITTEE,
+            "type": "cn.smd.suspected-case.reported.v1",
+            "subject": str(case),
+            "time": datetime(2026, 9, 28, 1, 0, tzinfo=UTC).isoformat(),
+            "data": {"observed": "wandering", "seen_in": VILLAGE},
+        }
         recorded = accept(services.case_record, services.registry, json.dumps(doc).encode(), COMMITTEE, "test")
         services.catch_up(recorded.notification_id or 0)
         # 29, 30 Sep; 1-7 Oct off; 8, 9, 10 (make-up Saturday), 12, 13, 14, 15, 16 Oct
@@ -419,8 +476,10 @@ class TestR2JointVisits:
         assert (cycle.assignee, cycle.action) == (HC, "joint_visit")
         assert cycle.due_at == NOW - timedelta(days=3) + timedelta(days=14)  # from the visit's date
         notices = {(r.assignee, r.action) for r in care.rows("R2") if r.kind == "notice"}
-        assert notices == {(COMMITTEE, "joint_visits_every_14_days_notice"),
-                           (POLICE, "joint_visits_every_14_days_notice")}
+        assert notices == {
+            (COMMITTEE, "joint_visits_every_14_days_notice"),
+            (POLICE, "joint_visits_every_14_days_notice"),
+        }
         assert care.get("R2", entered, "legal-duty").action == "tell_guardian_of_legal_duty"
 
     def test_a_joint_visit_completes_the_cycle_opens_the_next_and_satisfies_r4(self, care) -> None:
@@ -467,16 +526,22 @@ class TestR2JointVisits:
         for scheduler in (care.scheduler(20), care.scheduler(20)):
             scheduler.run_once(force=True)
             care.services.catch_up(care.services.case_record.recorder.max_notification_id())
-        events = list(care.services.case_record.events.get(
-            obligation_id(care.patient, "R2", entered, "joint-visit", care.version(entered))))
+        events = list(
+            care.services.case_record.events.get(
+                obligation_id(care.patient, "R2", entered, "joint-visit", care.version(entered))
+            )
+        )
         assert [type(e).TOPIC for e in events].count("smd.ObligationOverdue") == 1
 
 
 class TestR4VisitIntervals:
     def test_a_new_patient_is_due_a_first_visit_and_each_visit_sets_the_next_by_class(self, care) -> None:
         first = care.get("R4", "registration", "visit", 1)
-        assert (first.assignee, first.action, first.due_at) == (HC, "follow_up_visit",
-                                                                NOW - timedelta(days=200) + timedelta(days=14))
+        assert (first.assignee, first.action, first.due_at) == (
+            HC,
+            "follow_up_visit",
+            NOW - timedelta(days=200) + timedelta(days=14),
+        )
         for level, cls, interval in ((0, "stable", 90), (2, "basically_stable", 30), (4, "unstable", 14)):
             v = care.visit(level, days_ago=10 - level, cls=cls)
             o = care.get("R4", "registration", "visit", care.version(v))
@@ -502,8 +567,11 @@ class TestR4VisitIntervals:
         visited = care.visit(0, days_ago=80)
         care.scheduler(11).run_once(force=True)
         care.services.catch_up(care.services.case_record.recorder.max_notification_id())
-        row = next(r for r in care.rows("R4") if r.obligation_id == obligation_id(
-            care.patient, "R4", "registration", "visit", care.version(visited)))
+        row = next(
+            r
+            for r in care.rows("R4")
+            if r.obligation_id == obligation_id(care.patient, "R4", "registration", "visit", care.version(visited))
+        )
         assert (row.overdue, row.escalated_to) == (True, GOV)
 
 
@@ -512,8 +580,11 @@ class TestR6MedicationSupply:
         picked = care.pickup(10, 30)
         o = care.get("R6", picked, "health-center", care.version(picked))
         run_out = (NOW - timedelta(days=10)).date() + timedelta(days=30)
-        assert (o.assignee, o.action, o.due_at) == (HC, "medication_pickup_due",
-                                                    datetime.combine(run_out, time(0), CHINA_TZ))
+        assert (o.assignee, o.action, o.due_at) == (
+            HC,
+            "medication_pickup_due",
+            datetime.combine(run_out, time(0), CHINA_TZ),
+        )
 
     def test_a_new_pickup_completes_it_and_carries_the_leftover_supply(self, care) -> None:
         first = care.pickup(20, 30)
@@ -529,8 +600,9 @@ class TestR6MedicationSupply:
             care.services.catch_up(care.services.case_record.recorder.max_notification_id())
         warnings = [r for r in care.rows("R6", COMMITTEE)]
         assert [(r.kind, r.action) for r in warnings] == [("notice", "medication_run_out_warning")]
-        assert warnings[0].obligation_id == obligation_id(care.patient, "R6", picked, "care-team-warning",
-                                                          care.version(picked))
+        assert warnings[0].obligation_id == obligation_id(
+            care.patient, "R6", picked, "care-team-warning", care.version(picked)
+        )
         (due,) = care.rows("R6", HC)
         assert (due.overdue, due.escalated_to) == (True, GOV)
 
@@ -560,19 +632,25 @@ class TestReplayAndBackfill:
         care.visit(4, days_ago=35, joint=True)
         care.admit(30)
         care.discharge(20)
-        care.send(POLICE, "incident.reported", {"incident_id": str(uuid4()), "incident_kind": "self_harm",
-                                                "severity": 1}, days_ago=15)
+        care.send(
+            POLICE,
+            "incident.reported",
+            {"incident_id": str(uuid4()), "incident_kind": "self_harm", "severity": 1},
+            days_ago=15,
+        )
         care.refuse("visits", 10)
         care.visit(2, days_ago=12)  # late: dated before the refusal, after the discharge
         care.send(COMMITTEE, "guardianship-agreement.signed", {"signed_on": day(5)}, days_ago=5)
         care.send(CIVIL, "aid.granted", {"aid_type": "extreme_poverty_support"}, days_ago=3)
 
-    def test_replaying_the_facts_into_a_fresh_store_decides_exactly_the_same(self, care, tmp_path, store_kind,
-                                                                              request) -> None:
+    def test_replaying_the_facts_into_a_fresh_store_decides_exactly_the_same(
+        self, care, tmp_path, store_kind, request
+    ) -> None:
         self.story(care)
         _, derived = split(care.services)
-        assert {r for r in ("R2", "R3", "R4", "R6", "R9", "R10", "R11", "R12", "R13", "R14", "R17")
-                if care.rows(r)} == {"R2", "R3", "R4", "R6", "R9", "R10", "R11", "R12", "R13", "R14", "R17"}
+        assert {
+            r for r in ("R2", "R3", "R4", "R6", "R9", "R10", "R11", "R12", "R13", "R14", "R17") if care.rows(r)
+        } == {"R2", "R3", "R4", "R6", "R9", "R10", "R11", "R12", "R13", "R14", "R17"}
         with replica_of(care.services, store_kind, tmp_path / "replica", request) as replica:
             while replica.policies.run_once():
                 pass
@@ -584,26 +662,45 @@ class TestReplayAndBackfill:
         patient = uuid4()
 
         def row(agency, event_type, data, days_ago):
-            return {"specversion": "1.0", "id": str(uuid4()), "source": agency, "type": f"cn.smd.{event_type}.v1",
-                    "subject": str(patient), "time": (NOW - timedelta(days=days_ago)).isoformat(), "data": data}
+            return {
+                "specversion": "1.0",
+                "id": str(uuid4()),
+                "source": agency,
+                "type": f"cn.smd.{event_type}.v1",
+                "subject": str(patient),
+                "time": (NOW - timedelta(days=days_ago)).isoformat(),
+                "data": data,
+            }
 
-        rows = [row(HC, "patient.registered", {"name": "Ledger Person", "residence": VILLAGE}, 400),
-                row(HC, "visit.recorded", {"face_to_face": True, "risk_level": 0, "risk_class": "stable"}, 300),
-                row(HC, "guardian.none-recorded", {}, 200),  # still none: R9 is open now
-                row(HC, "refusal.recorded", {"refusal": "visits", "ended": False}, 150),
-                row(HC, "refusal.recorded", {"refusal": "visits", "ended": True}, 100),  # over: nothing
-                row(HC, "incident.reported", {"incident_id": str(uuid4()), "incident_kind": "minor_trouble",
-                                              "severity": 1}, 90),  # the past's review: nothing
-                row(HC, "visit.recorded", {"face_to_face": True, "risk_level": 0, "risk_class": "stable"}, 20)]
+        rows = [
+            row(HC, "patient.registered", {"name": "Ledger Person", "residence": VILLAGE}, 400),
+            row(HC, "visit.recorded", {"face_to_face": True, "risk_level": 0, "risk_class": "stable"}, 300),
+            row(HC, "guardian.none-recorded", {}, 200),  # still none: R9 is open now
+            row(HC, "refusal.recorded", {"refusal": "visits", "ended": False}, 150),
+            row(HC, "refusal.recorded", {"refusal": "visits", "ended": True}, 100),  # over: nothing
+            row(
+                HC,
+                "incident.reported",
+                {"incident_id": str(uuid4()), "incident_kind": "minor_trouble", "severity": 1},
+                90,
+            ),  # the past's review: nothing
+            row(HC, "visit.recorded", {"face_to_face": True, "risk_level": 0, "risk_class": "stable"}, 20),
+        ]
         ledger = tmp_path / "ledger.jsonl"
         ledger.write_text("\n".join(json.dumps(r) for r in rows))
         import_ledger(services.case_record, services.registry, ledger, HC)
         services.catch_up(services.case_record.recorder.max_notification_id())
-        found = {(r.rule, r.kind, r.status) for r in services.work_queue.store.select("1 = 1", [], 0, 1000)
-                 if r.patient_id == patient}
-        assert found == {("R9", "obligation", "assigned"), ("R9", "notice", "assigned"),
-                         ("R4", "obligation", "assigned"),
-                         ("R16", "obligation", "assigned")}  # no guardian + incident history: key (R16)
+        found = {
+            (r.rule, r.kind, r.status)
+            for r in services.work_queue.store.select("1 = 1", [], 0, 1000)
+            if r.patient_id == patient
+        }
+        assert found == {
+            ("R9", "obligation", "assigned"),
+            ("R9", "notice", "assigned"),
+            ("R4", "obligation", "assigned"),
+            ("R16", "obligation", "assigned"),
+        }  # no guardian + incident history: key (R16)
         p = services.case_record.repository.get(patient)
         latest = max(p.visits, key=lambda v: v["at"])
         r4 = services.case_record.repository.get(obligation_id(patient, "R4", "registration", "visit", latest["v"]))

@@ -37,13 +37,22 @@ def no_guardian(care: Care, days_ago: float, **kw) -> str:
 
 
 def contact(care: Care, days_ago: float, outcome: str = "reached", **kw) -> str:
-    return care.send(COMMITTEE, "care-team-contact.recorded", {"role": "community_worker", "mode": "visit",
-                                                               "outcome": outcome}, days_ago=days_ago, **kw).key
+    return care.send(
+        COMMITTEE,
+        "care-team-contact.recorded",
+        {"role": "community_worker", "mode": "visit", "outcome": outcome},
+        days_ago=days_ago,
+        **kw,
+    ).key
 
 
 def incident(care: Care, days_ago: float) -> str:
-    return care.send(POLICE, "incident.reported", {"incident_id": str(uuid4()), "incident_kind": "minor_trouble",
-                                                   "severity": 1}, days_ago=days_ago).key
+    return care.send(
+        POLICE,
+        "incident.reported",
+        {"incident_id": str(uuid4()), "incident_kind": "minor_trouble", "severity": 1},
+        days_ago=days_ago,
+    ).key
 
 
 def cycle(care: Care, key: str, anchor: str):
@@ -56,8 +65,12 @@ class TestR16KeyPatientContact:
         assert care.rows("R16") == []  # one category: on the focus list, not key
         key = no_guardian(care, 20)
         o = cycle(care, key, key)
-        assert (o.assignee, o.action, o.status, o.due_at) == (COMMITTEE, "monthly_care_team_contact", "assigned",
-                                                              NOW - timedelta(days=20) + MONTH)
+        assert (o.assignee, o.action, o.status, o.due_at) == (
+            COMMITTEE,
+            "monthly_care_team_contact",
+            "assigned",
+            NOW - timedelta(days=20) + MONTH,
+        )
         assert o.risk_level is None and len(care.rows("R16")) == 1
 
     def test_lost_or_an_incident_or_level_three_alone_makes_the_patient_key(self, care) -> None:
@@ -113,8 +126,11 @@ class TestR16KeyPatientContact:
             care.services.catch_up(care.services.case_record.recorder.max_notification_id())
         (row,) = care.rows("R16")
         assert (row.overdue, row.escalated_to) == (True, GOV)
-        events = list(care.services.case_record.events.get(
-            obligation_id(care.patient, "R16", key, "committee", care.version(key))))
+        events = list(
+            care.services.case_record.events.get(
+                obligation_id(care.patient, "R16", key, "committee", care.version(key))
+            )
+        )
         assert [type(e).TOPIC for e in events].count("smd.ObligationOverdue") == 1
 
 
@@ -135,8 +151,9 @@ class TestR16Replay:
         contact(care, 10, message_id=message)  # duplicate
         care.send(HC, "adherence.recorded", {"adherence": "none"}, days_ago=5)
 
-    def test_replaying_the_facts_into_a_fresh_store_decides_exactly_the_same(self, care, tmp_path, store_kind,
-                                                                              request) -> None:
+    def test_replaying_the_facts_into_a_fresh_store_decides_exactly_the_same(
+        self, care, tmp_path, store_kind, request
+    ) -> None:
         self.story(care)
         assert {r.status for r in care.rows("R16")} == {"assigned", "completed", "cancelled"}
         _, derived = split(care.services)

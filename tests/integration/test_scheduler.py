@@ -27,8 +27,15 @@ def high_risk_patients(services, n: int) -> None:
             ("patient.registered", {"name": "Test Person", "residence": VILLAGE}, 30),
             ("visit.recorded", {"face_to_face": True, "risk_level": 4, "risk_class": "unstable"}, 1),
         ):
-            doc = {"specversion": "1.0", "id": str(uuid4()), "source": HC, "type": f"cn.smd.{event_type}.v1",
-                   "subject": str(patient), "time": (NOW - timedelta(days=days)).isoformat(), "data": data}
+            doc = {
+                "specversion": "1.0",
+                "id": str(uuid4()),
+                "source": HC,
+                "type": f"cn.smd.{event_type}.v1",
+                "subject": str(patient),
+                "time": (NOW - timedelta(days=days)).isoformat(),
+                "data": data,
+            }
             accept(services.case_record, services.registry, json.dumps(doc).encode(), HC, "test")
     services.catch_up(services.case_record.recorder.max_notification_id())
 
@@ -121,7 +128,8 @@ def derived_facts(services) -> list[tuple]:
 
 class TestReplayWithTheSchedulersInstants:
     def test_replaying_the_facts_and_the_scheduler_at_its_original_instants_gives_identical_facts(
-            self, district, store_kind, tmp_path, request) -> None:
+        self, district, store_kind, tmp_path, request
+    ) -> None:
         source = district()
         for instant in (NOW + timedelta(hours=30), LATER):
             Scheduler(source.case_record, source.registry, source.work_queue, lambda t=instant: t).run_once(force=True)
@@ -133,7 +141,8 @@ class TestReplayWithTheSchedulersInstants:
         with replica_of(source, store_kind, tmp_path / "replica", request) as replica:
             follow(replica)
             for instant in overdue_instants:  # the scheduler at the instants it originally ran
-                Scheduler(replica.case_record, replica.registry, replica.work_queue,
-                          lambda t=instant: t).run_once(force=True)
+                Scheduler(replica.case_record, replica.registry, replica.work_queue, lambda t=instant: t).run_once(
+                    force=True
+                )
                 follow(replica)
             assert derived_facts(replica) == derived_facts(source)

@@ -25,9 +25,7 @@ def test_rows_written_to_the_run_database_are_read_back(pg_database: PgDatabase)
         conn.execute("CREATE TABLE IF NOT EXISTS notes (id int PRIMARY KEY, body text NOT NULL)")
         conn.execute("TRUNCATE notes")
         with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO notes (id, body) VALUES (%s, %s)", [(1, "first"), (2, "second")]
-            )
+            cur.executemany("INSERT INTO notes (id, body) VALUES (%s, %s)", [(1, "first"), (2, "second")])
     with psycopg.connect(pg_database.url) as conn:
         rows = conn.execute("SELECT id, body FROM notes ORDER BY id").fetchall()
     assert rows == [(1, "first"), (2, "second")]
@@ -40,9 +38,7 @@ def test_a_fresh_database_is_empty_and_separate_from_the_run_database(
     assert fresh.dbname != pg_database.dbname
     assert fresh.dbname.startswith("smd_t_")
     with psycopg.connect(fresh.conninfo) as conn:
-        tables = conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchone()
+        tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'").fetchone()
     assert tables == (0,)
 
 
@@ -81,16 +77,12 @@ async def test_a_published_message_is_consumed_by_a_durable_pull_consumer_and_ac
 ) -> None:
     nc = await _connect(nats_url)
     try:
-        await _publish_consume_ack(
-            nc, stream_name(subject_root, "pubsub"), f"{subject_root}.pubsub.created"
-        )
+        await _publish_consume_ack(nc, stream_name(subject_root, "pubsub"), f"{subject_root}.pubsub.created")
     finally:
         await nc.close()
 
 
-async def test_publishing_twice_with_the_same_msg_id_stores_one_message(
-    nats_url: str, subject_root: str
-) -> None:
+async def test_publishing_twice_with_the_same_msg_id_stores_one_message(nats_url: str, subject_root: str) -> None:
     nc = await _connect(nats_url)
     try:
         js = nc.jetstream()

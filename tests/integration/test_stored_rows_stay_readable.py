@@ -52,18 +52,31 @@ class TestOldRowsStayReadable:
         record, probe_id = services.case_record, uuid4()
         created = record.mapper.to_stored_event(Probe._create(Probe.Created, id=probe_id).collect_events()[0])
         v1_state = b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-01T00:00:00+00:00"},"note":"from 2026"}'
-        insert_raw(record, [created, StoredEvent(originator_id=probe_id, originator_version=2, topic="test.ProbeNoted", state=v1_state)])
+        insert_raw(
+            record,
+            [
+                created,
+                StoredEvent(originator_id=probe_id, originator_version=2, topic="test.ProbeNoted", state=v1_state),
+            ],
+        )
 
         assert record.repository.get(probe_id).notes == [("from 2026", "unknown")]
 
     def test_rows_written_by_the_first_storage_layout_load_with_personal_data_erased(self, services) -> None:
         record = services.case_record
         rows = json.loads(FIXTURE.read_text())["rows"]
-        insert_raw(record, [
-            StoredEvent(originator_id=UUID(r["originator_id"]), originator_version=r["originator_version"],
-                        topic=r["topic"], state=r["state"].encode())
-            for r in rows
-        ])
+        insert_raw(
+            record,
+            [
+                StoredEvent(
+                    originator_id=UUID(r["originator_id"]),
+                    originator_version=r["originator_version"],
+                    topic=r["topic"],
+                    state=r["state"].encode(),
+                )
+                for r in rows
+            ],
+        )
         patient = record.patient(UUID(rows[0]["originator_id"]))
 
         assert (patient.risk_level, patient.risk_class, patient.residence) == (4, RiskClass.UNSTABLE, "v-01")

@@ -30,8 +30,15 @@ from domain.suspected_case import (
 from tests.support.stores import NOW
 
 HC, HOSPITAL, POLICE, CIVIL, COMMITTEE, GOV, DPF, AUDITOR = (
-    "hc-north", "hospital-lantern-bay", "police-east", "civil-willowbrook", "committee-north", "gov-willowbrook",
-    "dpf-lantern-bay", "auditor-lantern-bay")
+    "hc-north",
+    "hospital-lantern-bay",
+    "police-east",
+    "civil-willowbrook",
+    "committee-north",
+    "gov-willowbrook",
+    "dpf-lantern-bay",
+    "auditor-lantern-bay",
+)
 VILLAGE = "990101-001-v01"
 REPORT = {"observed": "shouts at passers-by at night, has not slept for days", "seen_in": VILLAGE}
 ASSESSMENT = {"outcome": "suspected_severe_disorder", "note": "referred to the city hospital"}
@@ -49,18 +56,37 @@ class Desk:
         self.case = uuid4()
         self.patient = uuid4()
 
-    def send(self, agency: str, event_type: str, data: dict[str, Any], *, subject: UUID | None = None,
-             occurred=NOW - timedelta(hours=1)):
-        doc = {"specversion": "1.0", "id": str(uuid4()), "source": agency, "type": f"cn.smd.{event_type}.v1",
-               "subject": str(subject or self.case), "time": occurred.isoformat(), "data": data}
+    def send(
+        self,
+        agency: str,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        subject: UUID | None = None,
+        occurred=NOW - timedelta(hours=1),
+    ):
+        doc = {
+            "specversion": "1.0",
+            "id": str(uuid4()),
+            "source": agency,
+            "type": f"cn.smd.{event_type}.v1",
+            "subject": str(subject or self.case),
+            "time": occurred.isoformat(),
+            "data": data,
+        }
         return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
 
     def report(self, agency: str = COMMITTEE, occurred=None, **extra: Any):
         return self.send(agency, "suspected-case.reported", {**REPORT, **extra}, occurred=occurred or day(20))
 
     def register_patient(self, occurred=None):
-        return self.send(HC, "patient.registered", {"name": "Test Person", "residence": VILLAGE},
-                         subject=self.patient, occurred=occurred or day(3))
+        return self.send(
+            HC,
+            "patient.registered",
+            {"name": "Test Person", "residence": VILLAGE},
+            subject=self.patient,
+            occurred=occurred or day(3),
+        )
 
     def case_(self):
         return self.services.case_record.suspected_case(self.case)
@@ -161,10 +187,13 @@ class TestTheCaseToItsPatient:
 
 
 class TestRulesSayWhatToFix:
-    @pytest.mark.parametrize(("event_type", "data", "verb"), [
-        ("suspected-case.registered", None, "registered"),
-        ("suspected-case.dismissed", {"reason": "not_found"}, "dismissed"),
-    ])
+    @pytest.mark.parametrize(
+        ("event_type", "data", "verb"),
+        [
+            ("suspected-case.registered", None, "registered"),
+            ("suspected-case.dismissed", {"reason": "not_found"}, "dismissed"),
+        ],
+    )
     def test_assess_before_registering_or_dismissing(self, desk, event_type, data, verb) -> None:
         desk.report()
         desk.register_patient()
@@ -224,18 +253,33 @@ class TestRulesSayWhatToFix:
 
 class TestPersonalData:
     def test_what_was_seen_and_who_are_sealed_in_storage_and_where_stays_readable(self, desk, settings) -> None:
-        desk.report(COMMITTEE, observed="MKOBSERVEDxx7", seen_in="990101-001-v02",
-                    person={"name": "MKPERSONqq1", "phone": "MKPPHONE31", "address": "MKPADDR55",
-                            "description": "MKDESCR88"},
-                    reporter={"name": "MKREPORTERz2", "phone": "MKRPHONE64", "relation": "neighbour"})
+        desk.report(
+            COMMITTEE,
+            observed="MKOBSERVEDxx7",
+            seen_in="990101-001-v02",
+            person={"name": "MKPERSONqq1", "phone": "MKPPHONE31", "address": "MKPADDR55", "description": "MKDESCR88"},
+            reporter={"name": "MKREPORTERz2", "phone": "MKRPHONE64", "relation": "neighbour"},
+        )
         case = desk.case_()
-        assert case.person == SuspectedPerson(observed="MKOBSERVEDxx7", name="MKPERSONqq1", phone="MKPPHONE31",
-                                              address="MKPADDR55", description="MKDESCR88")
+        assert case.person == SuspectedPerson(
+            observed="MKOBSERVEDxx7",
+            name="MKPERSONqq1",
+            phone="MKPPHONE31",
+            address="MKPADDR55",
+            description="MKDESCR88",
+        )
         assert case.reporter == CaseReporter(name="MKREPORTERz2", phone="MKRPHONE64", relation="neighbour")
         from tests.integration.test_no_plaintext import stored_bytes
 
         data = stored_bytes(settings)
-        for marker in (b"MKOBSERVEDxx7", b"MKPERSONqq1", b"MKPPHONE31", b"MKPADDR55", b"MKDESCR88", b"MKREPORTERz2",
-                       b"MKRPHONE64"):
+        for marker in (
+            b"MKOBSERVEDxx7",
+            b"MKPERSONqq1",
+            b"MKPPHONE31",
+            b"MKPADDR55",
+            b"MKDESCR88",
+            b"MKREPORTERz2",
+            b"MKRPHONE64",
+        ):
             assert marker not in data, marker
         assert b"990101-001-v02" in data

@@ -20,8 +20,16 @@ VILLAGE = "990101-001-v01"  # in cluster c1: hc-north, police-east, gov-willowbr
 
 def envelope(event_type: str, subject, data: dict, source: str = "hc-north", **extra) -> dict:
     occurred = datetime.now().astimezone() - timedelta(hours=1)
-    return {"specversion": "1.0", "id": str(uuid4()), "source": source, "type": event_type,
-            "subject": str(subject), "time": occurred.isoformat(), "data": data, **extra}
+    return {
+        "specversion": "1.0",
+        "id": str(uuid4()),
+        "source": source,
+        "type": event_type,
+        "subject": str(subject),
+        "time": occurred.isoformat(),
+        "data": data,
+        **extra,
+    }
 
 
 def registration(patient) -> dict:
@@ -29,8 +37,11 @@ def registration(patient) -> dict:
 
 
 def high_risk_visit(patient) -> dict:
-    return envelope("cn.smd.visit.recorded.v1", patient,
-                    {"face_to_face": True, "joint": False, "risk_level": 4, "risk_class": "unstable"})
+    return envelope(
+        "cn.smd.visit.recorded.v1",
+        patient,
+        {"face_to_face": True, "joint": False, "risk_level": 4, "risk_class": "unstable"},
+    )
 
 
 @pytest.fixture
@@ -56,7 +67,9 @@ async def poll(fetch, until, timeout: float = 10.0):
 
 
 class TestHighRiskAssessmentOverHttp:
-    async def test_the_police_get_one_take_under_management_obligation_and_the_governance_center_a_notice(self, demo) -> None:
+    async def test_the_police_get_one_take_under_management_obligation_and_the_governance_center_a_notice(
+        self, demo
+    ) -> None:
         services, keys = demo
         patient = uuid4()
         async with AsyncTestClient(create_app(services)) as client:
@@ -72,7 +85,8 @@ class TestHighRiskAssessmentOverHttp:
             items = await poll(police_queue, lambda items: len(items) >= 1)
             items = [i for i in items if i["rule"] == "R1"]  # R2 (issue 10) also tells the police of joint visits
             assert [(i["rule"], i["action"], i["kind"], str(i["patient_id"])) for i in items] == [
-                ("R1", "take_under_management", "obligation", str(patient))]
+                ("R1", "take_under_management", "obligation", str(patient))
+            ]
             assert items[0]["due_at"] is not None
 
             gov = (await client.get("/v1/work-queue", headers=auth(keys["gov-willowbrook"]))).json()["items"]
@@ -101,8 +115,9 @@ class TestRefusals:
     async def test_a_police_key_posting_a_health_center_event_gets_a_403_problem(self, demo) -> None:
         services, keys = demo
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
-            r = await client.post("/v1/events", json=registration(uuid4()) | {"source": "police-east"},
-                                  headers=auth(keys["police-east"]))
+            r = await client.post(
+                "/v1/events", json=registration(uuid4()) | {"source": "police-east"}, headers=auth(keys["police-east"])
+            )
         assert r.status_code == 403
         assert r.headers["content-type"].startswith("application/problem+json")
         assert "police_station, which may not record cn.smd.patient.registered.v1" in r.json()["detail"]
@@ -116,8 +131,9 @@ class TestRefusals:
     async def test_a_source_other_than_the_keys_agency_is_refused_with_what_to_set(self, demo) -> None:
         services, keys = demo
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
-            r = await client.post("/v1/events", json=registration(uuid4()) | {"source": "hc-south"},
-                                  headers=auth(keys["hc-north"]))
+            r = await client.post(
+                "/v1/events", json=registration(uuid4()) | {"source": "hc-south"}, headers=auth(keys["hc-north"])
+            )
         assert r.status_code == 403 and "set source to 'hc-north'" in r.json()["detail"]
 
     async def test_an_invalid_field_is_a_400_problem_naming_the_path(self, demo) -> None:
@@ -125,7 +141,11 @@ class TestRefusals:
         bad = high_risk_visit(uuid4())
         bad["data"]["risk_level"] = 9
         async with AsyncTestClient(create_app(services, run_background=False)) as client:
-            r = await client.post("/v1/events", content=json.dumps(bad), headers=auth(keys["hc-north"]) | {"content-type": "application/json"})
+            r = await client.post(
+                "/v1/events",
+                content=json.dumps(bad),
+                headers=auth(keys["hc-north"]) | {"content-type": "application/json"},
+            )
         assert r.status_code == 400, r.text
         assert "$.data.risk_level" in r.json()["detail"]
 

@@ -23,8 +23,15 @@ REGISTERED = "cn.smd.patient.registered.v1"
 VISITED = "cn.smd.visit.recorded.v1"
 
 
-def envelope(source: str, event_type: str, subject: UUID, data: dict[str, Any], *,
-             occurred: datetime | None = None, message_id: UUID | None = None) -> bytes:
+def envelope(
+    source: str,
+    event_type: str,
+    subject: UUID,
+    data: dict[str, Any],
+    *,
+    occurred: datetime | None = None,
+    message_id: UUID | None = None,
+) -> bytes:
     """An envelope's bytes, as an agency's system would send them."""
     doc = {
         "specversion": "1.0",
@@ -49,20 +56,19 @@ class AgencyClient:
         self.names = names
         self.agency_id = agency_id
 
-    def registration(self, patient: UUID, residence: str, *, source: str | None = None,
-                     **personal: Any) -> bytes:
+    def registration(self, patient: UUID, residence: str, *, source: str | None = None, **personal: Any) -> bytes:
         data = {"name": "Test Person", "residence": residence, **personal}
-        return envelope(source or self.agency_id, REGISTERED, patient, data,
-                        occurred=datetime.now(UTC) - timedelta(hours=2))
+        return envelope(
+            source or self.agency_id, REGISTERED, patient, data, occurred=datetime.now(UTC) - timedelta(hours=2)
+        )
 
-    def visit(self, patient: UUID, level: int, risk_class: str, *,
-              source: str | None = None) -> bytes:
+    def visit(self, patient: UUID, level: int, risk_class: str, *, source: str | None = None) -> bytes:
         data = {"face_to_face": True, "risk_level": level, "risk_class": risk_class}
-        return envelope(source or self.agency_id, VISITED, patient, data,
-                        occurred=datetime.now(UTC) - timedelta(hours=1))
+        return envelope(
+            source or self.agency_id, VISITED, patient, data, occurred=datetime.now(UTC) - timedelta(hours=1)
+        )
 
-    async def publish(self, raw: bytes, *, event_type: str | None = None,
-                      msg_id: str | None = None) -> PubAck:
+    async def publish(self, raw: bytes, *, event_type: str | None = None, msg_id: str | None = None) -> PubAck:
         """Publish on ``<root>.<region>.in.<agency>.<type>`` and wait for the stream's ack."""
         try:
             doc = json.loads(raw)
@@ -72,16 +78,21 @@ class AgencyClient:
         if msg_id is None and isinstance(doc, dict) and "id" in doc:
             msg_id = f"{doc.get('source')}:{doc['id']}"
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        return await self.js.publish(self.names.intake(self.agency_id, kind), raw,
-                                     headers=headers, stream=self.names.intake_stream)
+        return await self.js.publish(
+            self.names.intake(self.agency_id, kind), raw, headers=headers, stream=self.names.intake_stream
+        )
 
-    async def read(self, stream: str, filter_subject: str, durable: str, *, count: int,
-                   timeout: float = 10.0) -> list[Msg]:
+    async def read(
+        self, stream: str, filter_subject: str, durable: str, *, count: int, timeout: float = 10.0
+    ) -> list[Msg]:
         """Fetch ``count`` messages (or fewer by ``timeout``) with a durable consumer, each acked."""
-        config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
-                                deliver_policy=DeliverPolicy.ALL, filter_subject=filter_subject)
-        sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream,
-                                           config=config)
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=filter_subject,
+        )
+        sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
         got: list[Msg] = []
         deadline = time.monotonic() + timeout
         try:
@@ -100,14 +111,22 @@ class AgencyClient:
             await sub.unsubscribe()
         return got
 
-    async def rejections(self, count: int, *, timeout: float = 10.0,
-                         durable: str = "rejections") -> list[Msg]:
+    async def rejections(self, count: int, *, timeout: float = 10.0, durable: str = "rejections") -> list[Msg]:
         """What was refused from this agency (its ``rejected.<agency>`` subject)."""
-        return await self.read(self.names.rejected_stream, self.names.rejected(self.agency_id),
-                               f"{durable}-{self.agency_id}", count=count, timeout=timeout)
+        return await self.read(
+            self.names.rejected_stream,
+            self.names.rejected(self.agency_id),
+            f"{durable}-{self.agency_id}",
+            count=count,
+            timeout=timeout,
+        )
 
-    async def assignments(self, count: int, *, timeout: float = 10.0,
-                          durable: str = "assigned") -> list[Msg]:
+    async def assignments(self, count: int, *, timeout: float = 10.0, durable: str = "assigned") -> list[Msg]:
         """Obligations and notices for this agency (its ``out.<agency>.>`` subjects)."""
-        return await self.read(self.names.out_stream, self.names.out(self.agency_id, ">"),
-                               f"{durable}-{self.agency_id}", count=count, timeout=timeout)
+        return await self.read(
+            self.names.out_stream,
+            self.names.out(self.agency_id, ">"),
+            f"{durable}-{self.agency_id}",
+            count=count,
+            timeout=timeout,
+        )

@@ -32,8 +32,9 @@ WORKER = [sys.executable, "-m", "ops.cli"]  # `smd ingest` / `smd outbox`
 
 
 @pytest.fixture
-def nats_env(tmp_path: Path, nats_url: str, subject_root: str,
-             fresh_pg_database: Callable[[], PgDatabase]) -> dict[str, str]:
+def nats_env(
+    tmp_path: Path, nats_url: str, subject_root: str, fresh_pg_database: Callable[[], PgDatabase]
+) -> dict[str, str]:
     """Settings of one test: its own database and its own subject root (so its own streams)."""
     return {
         "SMD_NATS_URL": nats_url,

@@ -44,15 +44,23 @@ def comparable(services: Services, notifications: list[Any]) -> list[tuple[str, 
 def replica_of(source: Services, store_kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[Services]:
     """A fresh store of the same kind holding the source's facts and data keys, followers idle."""
     ours = source.settings
-    keys = {"SMD_MASTER_KEY": base64.b64encode(ours.master_key).decode(), "SMD_MASTER_KEY_ID": ours.master_key_id,
-            "SMD_BLIND_INDEX_KEY": base64.b64encode(ours.blind_index_key).decode()}
+    keys = {
+        "SMD_MASTER_KEY": base64.b64encode(ours.master_key).decode(),
+        "SMD_MASTER_KEY_ID": ours.master_key_id,
+        "SMD_BLIND_INDEX_KEY": base64.b64encode(ours.blind_index_key).decode(),
+    }
     pg_url = request.getfixturevalue("fresh_pg_database")().url if store_kind == "postgres" else None
     replica = open_services(store_settings(store_kind, folder, pg_url, **keys))
     try:
         facts, _ = split(source)
-        replica.case_record.recorder.insert_events([
-            StoredEvent(originator_id=n.originator_id, originator_version=n.originator_version, topic=n.topic,
-                        state=n.state) for n in facts])
+        replica.case_record.recorder.insert_events(
+            [
+                StoredEvent(
+                    originator_id=n.originator_id, originator_version=n.originator_version, topic=n.topic, state=n.state
+                )
+                for n in facts
+            ]
+        )
         for row in source.keystore.table.rows_wrapped_by(ours.master_key_id, 100_000):  # the same data keys
             replica.keystore.table.insert_if_absent(row)
         replica.registry.refresh()

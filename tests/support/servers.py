@@ -99,13 +99,10 @@ def create_database(admin: str) -> PgDatabase:
 def drop_database(admin: str, dbname: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (dbname,),
         )
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
 @pytest.fixture(scope="session")
@@ -185,8 +182,7 @@ def nats_url() -> str:
         problem = str(exc)
     if info is None:
         pytest.fail(
-            f"NATS not reachable at {NATS_URL}: {problem}"
-            f"\n-> {HOW_TO_START}, or set SMD_TEST_NATS_URL",
+            f"NATS not reachable at {NATS_URL}: {problem}\n-> {HOW_TO_START}, or set SMD_TEST_NATS_URL",
             pytrace=False,
         )
     if not info.get("jetstream"):

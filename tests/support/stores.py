@@ -27,7 +27,9 @@ def store_settings(kind: str, data_dir: Path, pg_url: str | None = None, **extra
     return load_settings(env)
 
 
-def open_services(settings: Settings, clock: Callable[[], datetime] = lambda: NOW, snapshot_every: int | None = None) -> Services:
+def open_services(
+    settings: Settings, clock: Callable[[], datetime] = lambda: NOW, snapshot_every: int | None = None
+) -> Services:
     return bootstrap(settings, clock=clock, snapshot_every=snapshot_every)
 
 
@@ -37,8 +39,16 @@ class Agency:
     def __init__(self, agency_id: str = "hc-east") -> None:
         self.agency_id = agency_id
 
-    def envelope(self, event_type: str, subject: UUID, data: dict[str, Any], *, occurred: datetime = NOW - timedelta(hours=1),
-                 message_id: UUID | None = None, actor: str | None = "staff-07") -> InboundEvent:
+    def envelope(
+        self,
+        event_type: str,
+        subject: UUID,
+        data: dict[str, Any],
+        *,
+        occurred: datetime = NOW - timedelta(hours=1),
+        message_id: UUID | None = None,
+        actor: str | None = "staff-07",
+    ) -> InboundEvent:
         doc = {
             "specversion": "1.0",
             "id": str(message_id or uuid4()),
@@ -57,8 +67,12 @@ class Agency:
         return self.envelope("cn.smd.patient.registered.v1", patient, body, occurred=NOW - timedelta(days=60))
 
     def visit(self, patient: UUID, level: int, risk_class: str, *, joint: bool = False, **kw: Any) -> InboundEvent:
-        return self.envelope("cn.smd.visit.recorded.v1", patient,
-                             {"face_to_face": True, "joint": joint, "risk_level": level, "risk_class": risk_class}, **kw)
+        return self.envelope(
+            "cn.smd.visit.recorded.v1",
+            patient,
+            {"face_to_face": True, "joint": joint, "risk_level": level, "risk_class": risk_class},
+            **kw,
+        )
 
     def missed(self, patient: UUID, scheduled_on: date, **kw: Any) -> InboundEvent:
         return self.envelope("cn.smd.visit.missed.v1", patient, {"scheduled_on": scheduled_on.isoformat()}, **kw)

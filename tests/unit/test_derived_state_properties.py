@@ -26,13 +26,21 @@ from core.keystore import KeyStore, MasterKey, MemoryKeyTable
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 START = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
-CLASS_FOR_LEVEL = {0: "stable", 1: "basically_stable", 2: "basically_stable", 3: "unstable", 4: "unstable", 5: "unstable"}
+CLASS_FOR_LEVEL = {
+    0: "stable",
+    1: "basically_stable",
+    2: "basically_stable",
+    3: "unstable",
+    4: "unstable",
+    5: "unstable",
+}
 
 
 def memory_case_record() -> CaseRecord:
     keystore = KeyStore(MemoryKeyTable(), MasterKey("test", secrets.token_bytes(32)))
-    return CaseRecord(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, keystore=keystore,
-                      digest_key=b"k" * 32, clock=lambda: NOW)
+    return CaseRecord(
+        env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, keystore=keystore, digest_key=b"k" * 32, clock=lambda: NOW
+    )
 
 
 # -- the reference fold ----------------------------------------------------------------------------
@@ -77,16 +85,25 @@ levels = st.integers(min_value=0, max_value=5)
 def fact_for(patient: UUID):
     common = dict(specversion="1.0", source="hc-east", subject=patient, actor="s-1")
     visit = st.builds(
-        lambda t, lvl, joint, f2f: VisitRecordedV1(id=uuid4(), time=t, data=VisitRecordedData(
-            face_to_face=f2f, joint=joint, risk_level=lvl, risk_class=CLASS_FOR_LEVEL[lvl]), **common),
-        instants, levels, st.booleans(), st.booleans())
+        lambda t, lvl, joint, f2f: VisitRecordedV1(
+            id=uuid4(),
+            time=t,
+            data=VisitRecordedData(face_to_face=f2f, joint=joint, risk_level=lvl, risk_class=CLASS_FOR_LEVEL[lvl]),
+            **common,
+        ),
+        instants,
+        levels,
+        st.booleans(),
+        st.booleans(),
+    )
     assessment = st.builds(
-        lambda t, lvl: RiskAssessedV1(id=uuid4(), time=t, data=RiskAssessedData(
-            risk_level=lvl, risk_class=CLASS_FOR_LEVEL[lvl]), **common),
-        instants, levels)
-    miss = st.builds(
-        lambda t: MissedReport(t, patient),
-        instants)
+        lambda t, lvl: RiskAssessedV1(
+            id=uuid4(), time=t, data=RiskAssessedData(risk_level=lvl, risk_class=CLASS_FOR_LEVEL[lvl]), **common
+        ),
+        instants,
+        levels,
+    )
+    miss = st.builds(lambda t: MissedReport(t, patient), instants)
     return st.one_of(visit, assessment, miss)
 
 
@@ -100,16 +117,27 @@ class MissedReport:
     def reports(self) -> list[VisitMissedV1]:
         day = self.scheduled.date()
         return [
-            VisitMissedV1(id=uuid4(), specversion="1.0", source=src, subject=self.patient,
-                          time=self.scheduled + timedelta(days=1), data=VisitMissedData(scheduled_on=day))
+            VisitMissedV1(
+                id=uuid4(),
+                specversion="1.0",
+                source=src,
+                subject=self.patient,
+                time=self.scheduled + timedelta(days=1),
+                data=VisitMissedData(scheduled_on=day),
+            )
             for src in ("hc-east", "vc-north")
         ]
 
 
 def registration(patient: UUID) -> PatientRegisteredV1:
-    return PatientRegisteredV1(id=uuid4(), specversion="1.0", source="hc-east", subject=patient,
-                               time=START - timedelta(days=30),
-                               data=PatientRegisteredData(name="Test Person", residence="v-01"))
+    return PatientRegisteredV1(
+        id=uuid4(),
+        specversion="1.0",
+        source="hc-east",
+        subject=patient,
+        time=START - timedelta(days=30),
+        data=PatientRegisteredData(name="Test Person", residence="v-01"),
+    )
 
 
 @st.composite
@@ -136,8 +164,9 @@ def distinct(messages: list, patient: UUID) -> list:
 
 
 def derived(patient) -> Expected:
-    return Expected(patient.risk_level, patient.last_visit_at, patient.last_joint_visit_at,
-                    patient.consecutive_missed_visits)
+    return Expected(
+        patient.risk_level, patient.last_visit_at, patient.last_joint_visit_at, patient.consecutive_missed_visits
+    )
 
 
 class TestDerivedStateByOccurredTime:

@@ -66,8 +66,9 @@ class TestCategories:
         in_order, late = Story(), Story()
         for s, dates in ((in_order, (60, 40, 20)), (late, (40, 20, 60))):
             for days in dates:
-                s.record("dispense_medication", days, dispensed_on=(NOW - timedelta(days=days)).date(),
-                         days_supplied=25)
+                s.record(
+                    "dispense_medication", days, dispensed_on=(NOW - timedelta(days=days)).date(), days_supplied=25
+                )
         for days_later in (0, 10, 14, 16, 20):
             assert cats(in_order, days_later) == cats(late, days_later), days_later
         assert IRREGULAR_MEDICATION not in cats(late, 14) and IRREGULAR_MEDICATION in cats(late, 16)
@@ -155,17 +156,25 @@ class TestCategories:
 
 
 class TestKeyGrade:
-    @pytest.mark.parametrize("categories_, level, key", [
-        (set(), None, False), ({LIVES_ALONE}, 2, False), ({LIVES_ALONE, CAN_DRIVE}, None, True),
-        ({LOST}, None, True), ({INCIDENT_HISTORY}, 0, True), (set(), 3, True), ({FAMILY_HISTORY}, 5, True)])
+    @pytest.mark.parametrize(
+        "categories_, level, key",
+        [
+            (set(), None, False),
+            ({LIVES_ALONE}, 2, False),
+            ({LIVES_ALONE, CAN_DRIVE}, None, True),
+            ({LOST}, None, True),
+            ({INCIDENT_HISTORY}, 0, True),
+            (set(), 3, True),
+            ({FAMILY_HISTORY}, 5, True),
+        ],
+    )
     def test_two_categories_or_lost_or_incident_history_or_level_three(self, categories_, level, key) -> None:
         assert is_key(categories_, level) is key
 
     def test_the_grade_shows_the_categories_in_order_with_the_level(self) -> None:
         s = Story()
         s.record("record_circumstances", 30, can_drive=True, lives_alone=True)
-        s.record("record_visit", 5, face_to_face=True, joint=False, risk_level=1,
-                 risk_class=RiskClass.BASICALLY_STABLE)
+        s.record("record_visit", 5, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE)
         assert grade(s.patient, NOW) == {"categories": [LIVES_ALONE, CAN_DRIVE], "risk_level": 1, "key": True}
 
 
@@ -177,8 +186,11 @@ class TestR16AsAPureRule:
         key = s.record("record_no_guardian", 20)
         (a,) = s.then(R16).opened
         assert (a.id, a.assignee, a.action, a.due_at) == (
-            s.oid("R16", key, "committee", s.patient.version), "committee", "monthly_care_team_contact",
-            NOW - timedelta(days=20) + timedelta(days=30))
+            s.oid("R16", key, "committee", s.patient.version),
+            "committee",
+            "monthly_care_team_contact",
+            NOW - timedelta(days=20) + timedelta(days=30),
+        )
 
     def test_the_interval_is_a_setting(self) -> None:
         s = Story()
@@ -192,24 +204,31 @@ class TestR16AsAPureRule:
         s = Story()
         s.record("record_circumstances", 90, key="ledger:hc:1", lives_alone=True)
         key = s.record("record_no_guardian", 80, key="ledger:hc:2")
-        s.record("record_care_team_contact", 40, key="ledger:hc:3", role="community_worker", mode="visit",
-                 outcome="reached")
-        contacted = s.record("record_care_team_contact", 20, key="ledger:hc:4", role="community_worker",
-                             mode="visit", outcome="reached")
+        s.record(
+            "record_care_team_contact", 40, key="ledger:hc:3", role="community_worker", mode="visit", outcome="reached"
+        )
+        contacted = s.record(
+            "record_care_team_contact", 20, key="ledger:hc:4", role="community_worker", mode="visit", outcome="reached"
+        )
         assert not decide(s.trigger(), s.patient, responsible, SETTINGS).opened  # imported: decides nothing
         s.record("mark_history_imported", 0, key="import:x", ledger="x", rows=4)
         d = s.then(R16, IMPORTED)
         (a,) = d.opened
         version = next(e["v"] for e in s.patient.facts["care_team_contact"] if e["key"] == contacted)
-        assert (a.id, a.due_at) == (s.oid("R16", key, "committee", version), NOW - timedelta(days=20) + timedelta(
-            days=30))
+        assert (a.id, a.due_at) == (
+            s.oid("R16", key, "committee", version),
+            NOW - timedelta(days=20) + timedelta(days=30),
+        )
         assert s.oid("R16", key, "committee", version) not in {oid for oid, _ in d.completed}
 
 
-@pytest.mark.parametrize("first", ["domain.focus", "domain.rules_focus", "domain.rules_periodic", "domain.rules_care",
-                                   "domain.policies"])
+@pytest.mark.parametrize(
+    "first", ["domain.focus", "domain.rules_focus", "domain.rules_periodic", "domain.rules_care", "domain.policies"]
+)
 def test_whichever_module_is_imported_first_r16_comes_last(first: str) -> None:
-    code = (f"import {first}; import domain.policies as p; "
-            "print(' '.join(getattr(r, 'rule', getattr(r, '__name__', '')) for r in p.PATIENT_RULES))")
+    code = (
+        f"import {first}; import domain.policies as p; "
+        "print(' '.join(getattr(r, 'rule', getattr(r, '__name__', '')) for r in p.PATIENT_RULES))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-4:] == ["R2", "R4", "R6", "R16"] and out.split().count("R16") == 1

@@ -69,8 +69,18 @@ class TestValidIdNumbers:
 
 
 class TestInvalidIdNumbers:
-    @pytest.mark.parametrize("raw", ["", "11990119800101001", "1199011980010100123", "11990119800101001-",
-                                     "X19901198001010012", "119901198001010X12", "１１９９０１" + VALID[6:]])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            "",
+            "11990119800101001",
+            "1199011980010100123",
+            "11990119800101001-",
+            "X19901198001010012",
+            "119901198001010X12",
+            "１１９９０１" + VALID[6:],
+        ],
+    )
     def test_a_number_that_is_not_17_digits_and_a_digit_or_x_is_malformed(self, raw: str) -> None:
         with pytest.raises(IdNumberMalformed, match=r"17 digits \(0-9, half-width\), then a digit or X"):
             validate_id_number(raw, TODAY)
@@ -134,8 +144,14 @@ class TestInvalidIdNumbers:
 
 class TestUnidentifiedPatient:
     def unidentified(self) -> Patient:
-        return Patient.register(uuid4(), by(), NOW, PersonalDetails(), "v-01",
-                                provisional=ProvisionalIdentity(label="man, about 40", found_at="bus station"))
+        return Patient.register(
+            uuid4(),
+            by(),
+            NOW,
+            PersonalDetails(),
+            "v-01",
+            provisional=ProvisionalIdentity(label="man, about 40", found_at="bus station"),
+        )
 
     def test_an_unidentified_person_is_registered_with_a_provisional_identity_and_no_id_number(self) -> None:
         patient = self.unidentified()
@@ -144,7 +160,9 @@ class TestUnidentifiedPatient:
 
     def test_a_confirmation_gives_the_real_name_and_id_number_and_keeps_where_the_person_was_found(self) -> None:
         patient = self.unidentified()
-        patient.confirm_identity(by("police-east", 2), NOW, PersonalDetails(name="Test Person Zs", id_number=VALID.lower()))
+        patient.confirm_identity(
+            by("police-east", 2), NOW, PersonalDetails(name="Test Person Zs", id_number=VALID.lower())
+        )
         assert patient.personal == PersonalDetails(name="Test Person Zs", id_number=VALID.upper())
         assert patient.id_number_known and patient.identity_confirmed_at == NOW - timedelta(hours=1)
         assert patient.provisional is not None and patient.provisional.found_at == "bus station"
@@ -156,19 +174,23 @@ class TestUnidentifiedPatient:
     def test_a_confirmation_with_an_invalid_number_records_nothing(self) -> None:
         patient = self.unidentified()
         with pytest.raises(IdNumberChecksumInvalid):
-            patient.confirm_identity(by("police-east", 2), NOW,
-                                     PersonalDetails(name="Test Person Zs", id_number=WRONG_CHECK))
+            patient.confirm_identity(
+                by("police-east", 2), NOW, PersonalDetails(name="Test Person Zs", id_number=WRONG_CHECK)
+            )
         assert patient.version == 1 and not patient.id_number_known
 
     def test_a_patient_registered_with_an_id_number_cannot_have_it_confirmed_again(self) -> None:
-        patient = Patient.register(uuid4(), by("hc-east"), NOW, PersonalDetails(name="Test Person Ls", id_number=VALID), "v-01")
+        patient = Patient.register(
+            uuid4(), by("hc-east"), NOW, PersonalDetails(name="Test Person Ls", id_number=VALID), "v-01"
+        )
         with pytest.raises(IdentityAlreadyKnown, match="already has an ID number"):
             patient.confirm_identity(by("police-east", 2), NOW, PersonalDetails(name="Test Person Ls", id_number=VALID))
 
     def test_a_registration_with_an_invalid_id_number_is_refused(self) -> None:
         with pytest.raises(IdNumberAdminCodeInvalid):
-            Patient.register(uuid4(), by("hc-east"), NOW,
-                             PersonalDetails(name="Test Person Ls", id_number="99" + VALID[2:]), "v-01")
+            Patient.register(
+                uuid4(), by("hc-east"), NOW, PersonalDetails(name="Test Person Ls", id_number="99" + VALID[2:]), "v-01"
+            )
 
 
 class TestWhoMayDoWhat:
@@ -223,17 +245,24 @@ class TestBlindIndex:
 
 class TestIdentityEnvelopes:
     def envelope(self, event_type: str, data: str) -> str:
-        return (f'{{"specversion":"1.0","id":"{uuid4()}","source":"civil-east","type":"{event_type}",'
-                f'"subject":"{uuid4()}","time":"2026-11-20T09:00:00+08:00","data":{data}}}')
+        return (
+            f'{{"specversion":"1.0","id":"{uuid4()}","source":"civil-east","type":"{event_type}",'
+            f'"subject":"{uuid4()}","time":"2026-11-20T09:00:00+08:00","data":{data}}}'
+        )
 
     def test_an_unidentified_registration_needs_a_label_and_a_residence(self) -> None:
-        event = decode_event(self.envelope("cn.smd.patient.registered-unidentified.v1",
-                                           '{"label":"woman, about 30","residence":"v-01","found_at":"market"}'))
+        event = decode_event(
+            self.envelope(
+                "cn.smd.patient.registered-unidentified.v1",
+                '{"label":"woman, about 30","residence":"v-01","found_at":"market"}',
+            )
+        )
         assert isinstance(event, PatientRegisteredUnidentifiedV1) and event.data.name is None
 
     def test_a_confirmation_needs_an_id_number_and_a_name(self) -> None:
-        event = decode_event(self.envelope("cn.smd.patient.identity-confirmed.v1",
-                                           f'{{"id_number":"{VALID}","name":"Test Person Zs"}}'))
+        event = decode_event(
+            self.envelope("cn.smd.patient.identity-confirmed.v1", f'{{"id_number":"{VALID}","name":"Test Person Zs"}}')
+        )
         assert isinstance(event, IdentityConfirmedV1)
 
 
@@ -247,8 +276,10 @@ class TestChineseAlgorithmsAreAvailable:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
         key, iv = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"), bytes.fromhex("00001234567800000000ABCD")
-        plain = bytes.fromhex("AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
-                              "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA")
+        plain = bytes.fromhex(
+            "AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD"
+            "EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA"
+        )
         encryptor = Cipher(algorithms.SM4(key), modes.GCM(iv)).encryptor()
         encryptor.authenticate_additional_data(bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2"))
         cipher_text = encryptor.update(plain) + encryptor.finalize()

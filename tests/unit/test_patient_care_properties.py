@@ -26,31 +26,47 @@ NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 days = st.integers(min_value=0, max_value=30)  # few instants: ties are common
 roles = st.sampled_from([r.value for r in CareRole][:3])  # few roles: changes to one role collide
-aid_types = st.sampled_from([AidType.MINIMUM_LIVING_ALLOWANCE.value, AidType.EXTREME_POVERTY_SUPPORT.value,
-                             AidType.GUARDIAN_SUBSIDY.value])
+aid_types = st.sampled_from(
+    [AidType.MINIMUM_LIVING_ALLOWANCE.value, AidType.EXTREME_POVERTY_SUPPORT.value, AidType.GUARDIAN_SUBSIDY.value]
+)
 
 
 def facts():
-    assign = st.builds(lambda d, r, n: ("assign_care_team_member", d, {"role": r, "member": CareTeamMember(name=n)}),
-                       days, roles, st.sampled_from(["A", "B", "C"]))
+    assign = st.builds(
+        lambda d, r, n: ("assign_care_team_member", d, {"role": r, "member": CareTeamMember(name=n)}),
+        days,
+        roles,
+        st.sampled_from(["A", "B", "C"]),
+    )
     remove = st.builds(lambda d, r: ("remove_care_team_member", d, {"role": r}), days, roles)
-    contact = st.builds(lambda d, r, o: ("record_care_team_contact", d, {"role": r, "mode": "visit", "outcome": o}),
-                        days, roles, st.sampled_from(["reached", "not_reached", "refused"]))
+    contact = st.builds(
+        lambda d, r, o: ("record_care_team_contact", d, {"role": r, "mode": "visit", "outcome": o}),
+        days,
+        roles,
+        st.sampled_from(["reached", "not_reached", "refused"]),
+    )
     aid = st.one_of(
         st.builds(lambda d, t: ("apply_for_aid", d, {"aid_type": t}), days, aid_types),
         st.builds(lambda d, t: ("grant_aid", d, {"aid_type": t}), days, aid_types),
         st.builds(lambda d, t: ("find_ineligible_for_aid", d, {"aid_type": t, "reason": "r"}), days, aid_types),
-        st.builds(lambda d, t: ("revoke_aid", d, {"aid_type": t, "reason": "r"}), days, aid_types))
-    subsidy = st.builds(lambda d: ("record_guardian_subsidy_collected", d,
-                                   {"month": (START + timedelta(days=d)).strftime("%Y-%m")}), days)
-    economic = st.builds(lambda d, s: ("record_circumstances", d, {"economic_status": s}), days,
-                         st.sampled_from(["ordinary", "minimum_living_allowance", "unable_to_pay_treatment"]))
+        st.builds(lambda d, t: ("revoke_aid", d, {"aid_type": t, "reason": "r"}), days, aid_types),
+    )
+    subsidy = st.builds(
+        lambda d: ("record_guardian_subsidy_collected", d, {"month": (START + timedelta(days=d)).strftime("%Y-%m")}),
+        days,
+    )
+    economic = st.builds(
+        lambda d, s: ("record_circumstances", d, {"economic_status": s}),
+        days,
+        st.sampled_from(["ordinary", "minimum_living_allowance", "unable_to_pay_treatment"]),
+    )
     return st.lists(st.one_of(assign, remove, contact, aid, subsidy, economic), max_size=20)
 
 
 def build(arrivals) -> Patient:
-    patient = Patient.register(uuid4(), Provenance("hc", None, START - timedelta(days=1), "hc:reg"), NOW,
-                               PersonalDetails(name="P"), "v-01")
+    patient = Patient.register(
+        uuid4(), Provenance("hc", None, START - timedelta(days=1), "hc:reg"), NOW, PersonalDetails(name="P"), "v-01"
+    )
     pending = list(arrivals)
     while pending:
         refused = []
@@ -68,9 +84,20 @@ def build(arrivals) -> Patient:
 
 def derived(p: Patient) -> tuple:
     middle = START + timedelta(days=15)
-    return (p.care_team(), p.care_team(as_of=middle), p.care_team_history, p.missing_care_team_roles(),
-            p.care_team_contacts, p.last_care_team_contact_at, p.aid(), p.aid(as_of=middle),
-            p.guardian_subsidy_months, p.hardship_reasons(), p.hardship_reasons(as_of=middle), p.in_extreme_poverty)
+    return (
+        p.care_team(),
+        p.care_team(as_of=middle),
+        p.care_team_history,
+        p.missing_care_team_roles(),
+        p.care_team_contacts,
+        p.last_care_team_contact_at,
+        p.aid(),
+        p.aid(as_of=middle),
+        p.guardian_subsidy_months,
+        p.hardship_reasons(),
+        p.hardship_reasons(as_of=middle),
+        p.in_extreme_poverty,
+    )
 
 
 class TestArrivalOrder:
@@ -83,6 +110,8 @@ class TestArrivalOrder:
         assert derived(build(numbered)) == derived(build(shuffled))
 
     def test_a_refused_fact_sent_again_after_its_prerequisite_is_accepted(self) -> None:
-        grant_later = [(0, ("revoke_aid", 5, {"aid_type": "guardian_subsidy", "reason": "r"})),
-                       (1, ("grant_aid", 2, {"aid_type": "guardian_subsidy"}))]
+        grant_later = [
+            (0, ("revoke_aid", 5, {"aid_type": "guardian_subsidy", "reason": "r"})),
+            (1, ("grant_aid", 2, {"aid_type": "guardian_subsidy"})),
+        ]
         assert build(grant_later).aid()[AidType.GUARDIAN_SUBSIDY] == "revoked"

@@ -19,27 +19,46 @@ days = st.integers(min_value=0, max_value=30)  # few instants: ties are common
 
 
 def facts():
-    circumstances = st.builds(lambda d, a, b: ("record_circumstances", d, {"lives_alone": a, "can_drive": b}),
-                              days, st.booleans(), st.booleans())
+    circumstances = st.builds(
+        lambda d, a, b: ("record_circumstances", d, {"lives_alone": a, "can_drive": b}),
+        days,
+        st.booleans(),
+        st.booleans(),
+    )
     hospital = st.one_of(
         st.builds(lambda d: ("admit", d, {"hospital": "H", "admission_kind": "voluntary"}), days),
-        st.builds(lambda d: ("discharge", d, {}), days))
+        st.builds(lambda d: ("discharge", d, {}), days),
+    )
     guardian = st.one_of(
-        st.builds(lambda d, w: ("assign_guardian", d, {"contact": GuardianContact(name="G"), "weak": w}), days, st.booleans()),
-        st.builds(lambda d: ("record_no_guardian", d, {}), days))
-    medication = st.builds(lambda d, n: ("dispense_medication", d, {"dispensed_on": date(2026, 1, 1) + timedelta(days=d),
-                                                                   "days_supplied": n}), days, st.integers(1, 60))
-    whereabouts = st.one_of(st.builds(lambda d: ("declare_whereabouts_unknown", d, {}), days),
-                            st.builds(lambda d: ("declare_located", d, {}), days))
+        st.builds(
+            lambda d, w: ("assign_guardian", d, {"contact": GuardianContact(name="G"), "weak": w}), days, st.booleans()
+        ),
+        st.builds(lambda d: ("record_no_guardian", d, {}), days),
+    )
+    medication = st.builds(
+        lambda d, n: (
+            "dispense_medication",
+            d,
+            {"dispensed_on": date(2026, 1, 1) + timedelta(days=d), "days_supplied": n},
+        ),
+        days,
+        st.integers(1, 60),
+    )
+    whereabouts = st.one_of(
+        st.builds(lambda d: ("declare_whereabouts_unknown", d, {}), days),
+        st.builds(lambda d: ("declare_located", d, {}), days),
+    )
     refusal = st.builds(lambda d, e: ("record_refusal", d, {"refusal": "visits", "ended": e}), days, st.booleans())
     confinement = st.builds(lambda d, c: ("record_confinement", d, {"confined": c}), days, st.booleans())
-    return st.lists(st.one_of(circumstances, hospital, guardian, medication, whereabouts, refusal, confinement),
-                    max_size=15)
+    return st.lists(
+        st.one_of(circumstances, hospital, guardian, medication, whereabouts, refusal, confinement), max_size=15
+    )
 
 
 def build(history) -> Patient:
-    patient = Patient.register(uuid4(), Provenance("hc", None, START - timedelta(days=1), "hc:reg"), NOW,
-                               PersonalDetails(name="P"), "v-01")
+    patient = Patient.register(
+        uuid4(), Provenance("hc", None, START - timedelta(days=1), "hc:reg"), NOW, PersonalDetails(name="P"), "v-01"
+    )
     for index, (command, day, kwargs) in history:
         by = Provenance("hc", None, START + timedelta(days=day), f"hc:{index:04d}")
         getattr(patient, command)(by, NOW, **kwargs)
@@ -47,8 +66,17 @@ def build(history) -> Patient:
 
 
 def derived(p: Patient) -> tuple:
-    return (p.lives_alone, p.can_drive, p.in_hospital, p.guardian_status, p.guardian_contact, p.supply_ends_on,
-            p.declared_whereabouts_unknown, p.refuses(RefusalKind.VISITS), p.confined)
+    return (
+        p.lives_alone,
+        p.can_drive,
+        p.in_hospital,
+        p.guardian_status,
+        p.guardian_contact,
+        p.supply_ends_on,
+        p.declared_whereabouts_unknown,
+        p.refuses(RefusalKind.VISITS),
+        p.confined,
+    )
 
 
 class TestArrivalOrder:

@@ -43,7 +43,9 @@ class TestRiskAssessment:
 
     def test_a_level_one_or_two_patient_cannot_be_classed_stable(self) -> None:
         with pytest.raises(RiskClassInconsistentWithLevel, match="basically_stable or unstable"):
-            registered().record_visit(by(), NOW, face_to_face=True, joint=False, risk_level=2, risk_class=RiskClass.STABLE)
+            registered().record_visit(
+                by(), NOW, face_to_face=True, joint=False, risk_level=2, risk_class=RiskClass.STABLE
+            )
 
     @pytest.mark.parametrize("cls", list(RiskClass))
     def test_a_level_zero_patient_may_have_any_class(self, cls: RiskClass) -> None:
@@ -63,12 +65,24 @@ class TestTimes:
     def test_a_visit_dated_in_the_future_beyond_the_clock_skew_is_refused(self) -> None:
         with pytest.raises(OccurredInFuture, match="after the server time"):
             registered().record_visit(
-                by(NOW + timedelta(hours=1)), NOW, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE
+                by(NOW + timedelta(hours=1)),
+                NOW,
+                face_to_face=True,
+                joint=False,
+                risk_level=0,
+                risk_class=RiskClass.STABLE,
             )
 
     def test_a_visit_a_little_ahead_of_our_clock_is_accepted(self) -> None:
         patient = registered()
-        patient.record_visit(by(NOW + timedelta(minutes=2)), NOW, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE)
+        patient.record_visit(
+            by(NOW + timedelta(minutes=2)),
+            NOW,
+            face_to_face=True,
+            joint=False,
+            risk_level=0,
+            risk_class=RiskClass.STABLE,
+        )
         assert patient.last_visit_at == NOW + timedelta(minutes=2)
 
     def test_a_time_without_utc_offset_is_refused(self) -> None:
@@ -93,7 +107,14 @@ class TestMissedVisits:
         patient.record_missed_visit(by(n=3), NOW, scheduled_on=date(2026, 11, 8))
         assert patient.consecutive_missed_visits == 2
         # a late report of a visit on 11-05 breaks the run: only the 11-08 miss follows it
-        patient.record_visit(by(datetime(2026, 11, 5, 10, tzinfo=UTC), 4), NOW, face_to_face=True, joint=True, risk_level=0, risk_class=RiskClass.STABLE)
+        patient.record_visit(
+            by(datetime(2026, 11, 5, 10, tzinfo=UTC), 4),
+            NOW,
+            face_to_face=True,
+            joint=True,
+            risk_level=0,
+            risk_class=RiskClass.STABLE,
+        )
         assert patient.consecutive_missed_visits == 1
         assert patient.last_joint_visit_at == datetime(2026, 11, 5, 10, tzinfo=UTC)
 

@@ -70,9 +70,7 @@ def police() -> list[dict[str, Any]]:
     ]
 
 
-def doc(
-    org_units: list[dict[str, Any]] | None = None, agencies: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+def doc(org_units: list[dict[str, Any]] | None = None, agencies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "region": REGION,
         "effective_from": JAN,
@@ -209,9 +207,7 @@ class TestErrorsSayWhatToFix:
     def test_a_parent_defined_only_later_is_unknown_on_the_earlier_date(self) -> None:
         late = units()
         late[2]["effective_from"] = MOVE  # c1 appears in 2026, its villages in 2025
-        self.check(
-            doc(org_units=late, agencies=[]), UnknownParent, "'c1' is not defined on 2025-01-01"
-        )
+        self.check(doc(org_units=late, agencies=[]), UnknownParent, "'c1' is not defined on 2025-01-01")
 
     def test_a_village_cannot_hang_under_a_region(self) -> None:
         self.check(
@@ -261,10 +257,7 @@ class TestErrorsSayWhatToFix:
             agency("auditor-1", "auditor", [REGION]),
             agency("auditor-2", "auditor", [REGION]),
         ]
-        assert (
-            len(diff(RegistryState(REGION), parse_registry(doc(agencies=auditors))))
-            == len(units()) + 2
-        )
+        assert len(diff(RegistryState(REGION), parse_registry(doc(agencies=auditors)))) == len(units()) + 2
 
     def test_an_agency_cannot_change_kind(self) -> None:
         state = loaded(doc())
@@ -272,9 +265,7 @@ class TestErrorsSayWhatToFix:
             diff(state, parse_registry(doc(agencies=[agency("police-a", "health_center", ["c1"])])))
 
     def test_one_id_twice_on_the_same_date_is_refused(self) -> None:
-        self.check(
-            doc(agencies=[*police(), *police()]), DuplicateRegistryEntry, "'police-a' appears twice"
-        )
+        self.check(doc(agencies=[*police(), *police()]), DuplicateRegistryEntry, "'police-a' appears twice")
 
     def test_a_file_for_another_region_is_refused(self) -> None:
         document = doc()

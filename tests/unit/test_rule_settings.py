@@ -27,10 +27,16 @@ def state(*changes: tuple[date, dict]) -> RuleSettingsState:
 
 
 class TestValues:
-    @pytest.mark.parametrize(("text", "expected"), [
-        ("PT24H", timedelta(hours=24)), ("P3D", timedelta(days=3)), ("P1DT12H", timedelta(hours=36)),
-        ("P2W", timedelta(days=14)), ("pt90m", timedelta(minutes=90)),
-    ])
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("PT24H", timedelta(hours=24)),
+            ("P3D", timedelta(days=3)),
+            ("P1DT12H", timedelta(hours=36)),
+            ("P2W", timedelta(days=14)),
+            ("pt90m", timedelta(minutes=90)),
+        ],
+    )
     def test_durations_are_iso_8601(self, text: str, expected: timedelta) -> None:
         assert parse_duration(text) == expected
         assert parse_duration(format_duration(expected)) == expected
@@ -62,8 +68,11 @@ class TestSettingsByDate:
         assert s.settings(date(2026, 6, 1)).r5_locate == timedelta(days=2)
 
     def test_null_withdraws_a_dates_value_and_the_earlier_one_holds_again(self) -> None:
-        s = state((date(2025, 1, 1), {"r5_locate": "P5D"}), (date(2026, 3, 1), {"r5_locate": "P1D"}),
-                  (date(2026, 3, 1), {"r5_locate": None}))
+        s = state(
+            (date(2025, 1, 1), {"r5_locate": "P5D"}),
+            (date(2026, 3, 1), {"r5_locate": "P1D"}),
+            (date(2026, 3, 1), {"r5_locate": None}),
+        )
         assert s.settings(date(2026, 6, 1)).r5_locate == timedelta(days=5)
         assert date(2026, 3, 1) not in s.raw
 

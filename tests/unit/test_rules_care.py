@@ -23,9 +23,14 @@ from domain.rules_periodic import PERIODIC_RULES, R4, R6, on_due, supply_ends_on
 from domain.values import Provenance, RiskClass
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
-AGENCIES = {AgencyKind.HEALTH_CENTER: "hc", AgencyKind.POLICE_STATION: "police", AgencyKind.COMMITTEE: "committee",
-            AgencyKind.GOVERNANCE_CENTER: "gov", AgencyKind.CIVIL_AFFAIRS: "civil",
-            AgencyKind.PSYCHIATRIC_HOSPITAL: "hospital"}
+AGENCIES = {
+    AgencyKind.HEALTH_CENTER: "hc",
+    AgencyKind.POLICE_STATION: "police",
+    AgencyKind.COMMITTEE: "committee",
+    AgencyKind.GOVERNANCE_CENTER: "gov",
+    AgencyKind.CIVIL_AFFAIRS: "civil",
+    AgencyKind.PSYCHIATRIC_HOSPITAL: "hospital",
+}
 SETTINGS = RuleSettings()
 
 
@@ -50,9 +55,15 @@ class Story:
 
     def trigger(self, topic: str | None = None) -> Trigger:
         last = self.patient.pending_events[-1]
-        return Trigger(patient_id=self.patient.id, message_id=getattr(last, "message_id", "registration"),
-                       position=self.patient.version, recorded_at=NOW, residence="v-01",
-                       topic=topic or type(last).TOPIC, version=self.patient.version)
+        return Trigger(
+            patient_id=self.patient.id,
+            message_id=getattr(last, "message_id", "registration"),
+            position=self.patient.version,
+            recorded_at=NOW,
+            residence="v-01",
+            topic=topic or type(last).TOPIC,
+            version=self.patient.version,
+        )
 
     def then(self, rule, topic: str | None = None):
         return rule(self.trigger(topic), self.patient, responsible, SETTINGS)
@@ -63,8 +74,10 @@ class Story:
 
 class TestSpans:
     def test_a_span_is_keyed_by_the_fact_that_opened_it_and_a_late_older_fact_keeps_the_key(self) -> None:
-        facts = [{"at": NOW - timedelta(days=2), "key": "b", "v": 2, "on": True},
-                 {"at": NOW - timedelta(days=9), "key": "c", "v": 3, "on": True}]  # late, older
+        facts = [
+            {"at": NOW - timedelta(days=2), "key": "b", "v": 2, "on": True},
+            {"at": NOW - timedelta(days=9), "key": "c", "v": 3, "on": True},
+        ]  # late, older
 
         def holds(known):
             return max(known, key=lambda e: e["at"])["on"]
@@ -74,8 +87,12 @@ class TestSpans:
 
     def test_the_end_says_how_it_ended_and_one_fact_is_one_step(self) -> None:
         # a fact that is two entries (a visit and its assessment) is one step: no empty span inside it
-        facts = [{"at": NOW, "key": "a", "v": 1, "on": True}, {"at": NOW, "key": "a", "v": 1, "on": False},
-                 {"at": NOW, "key": "b", "v": 2, "on": True}, {"at": NOW, "key": "c", "v": 3, "on": False}]
+        facts = [
+            {"at": NOW, "key": "a", "v": 1, "on": True},
+            {"at": NOW, "key": "a", "v": 1, "on": False},
+            {"at": NOW, "key": "b", "v": 2, "on": True},
+            {"at": NOW, "key": "c", "v": 3, "on": False},
+        ]
         found = spans(facts, lambda known: known[-1]["on"], lambda known, fact: Closing(completed_by=fact["key"]))
         assert [(s.key, s.closed_by, s.closing) for s in found] == [("b", "c", Closing(completed_by="c"))]
 
@@ -89,8 +106,9 @@ class TestEventRules:
         assert [(a.rule, a.assignee, a.due_at) for a in d.opened] == [("R11", "hc", NOW + timedelta(days=7))]
         s.record("record_visit", 8, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE)
         assert not s.then(R11).completed
-        visit = s.record("record_visit", 1, face_to_face=True, joint=False, risk_level=1,
-                         risk_class=RiskClass.BASICALLY_STABLE)
+        visit = s.record(
+            "record_visit", 1, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE
+        )
         assert s.then(R11).completed == [(s.oid("R11", discharged, "health-center"), visit)]
 
     def test_r13_a_grant_completes_and_a_restated_hardship_after_a_decision_opens_nothing(self) -> None:
@@ -121,14 +139,41 @@ class TestEventRules:
     def test_every_care_rule_is_registered_once_after_the_engine_rules(self) -> None:
         assert PATIENT_RULES == (r1_lifecycle, r5_lost_to_follow_up, *CARE_RULES, *PERIODIC_RULES, *FOCUS_RULES)
 
-    @pytest.mark.parametrize("first", ["domain.rule_episodes", "domain.rules_periodic", "domain.rules_care",
-                                       "domain.policies", "core.scheduler", "core.policy_process"])
+    @pytest.mark.parametrize(
+        "first",
+        [
+            "domain.rule_episodes",
+            "domain.rules_periodic",
+            "domain.rules_care",
+            "domain.policies",
+            "core.scheduler",
+            "core.policy_process",
+        ],
+    )
     def test_whichever_module_is_imported_first_the_rules_are_the_same(self, first: str) -> None:
-        code = (f"import {first}; import domain.policies as p; "
-                "print(' '.join(getattr(r, 'rule', getattr(r, '__name__', '')) for r in p.PATIENT_RULES))")
+        code = (
+            f"import {first}; import domain.policies as p; "
+            "print(' '.join(getattr(r, 'rule', getattr(r, '__name__', '')) for r in p.PATIENT_RULES))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        assert out.split() == ["r1_lifecycle", "r5_lost_to_follow_up", "R3", "R9", "R10", "R11", "R12", "R12", "R13",
-                               "r14_incident", "R17", "R17", "R2", "R4", "R6", "R16"]
+        assert out.split() == [
+            "r1_lifecycle",
+            "r5_lost_to_follow_up",
+            "R3",
+            "R9",
+            "R10",
+            "R11",
+            "R12",
+            "R12",
+            "R13",
+            "r14_incident",
+            "R17",
+            "R17",
+            "R2",
+            "R4",
+            "R6",
+            "R16",
+        ]
 
 
 class TestSuspectedCase:
@@ -136,8 +181,15 @@ class TestSuspectedCase:
         id = uuid4()
 
     def test_r18_counts_working_days_from_the_recorded_china_date_to_the_end_of_the_last_day(self) -> None:
-        t = Trigger(patient_id=self.Case.id, message_id="c:1", position=1, recorded_at=NOW, residence="v-01",
-                    topic="smd.SuspectedCaseReported", version=1)
+        t = Trigger(
+            patient_id=self.Case.id,
+            message_id="c:1",
+            position=1,
+            recorded_at=NOW,
+            residence="v-01",
+            topic="smd.SuspectedCaseReported",
+            version=1,
+        )
         (a,) = r18_suspected_case(t, self.Case, responsible, SETTINGS).opened
         assert (a.assignee, a.kind, a.episode_key) == ("hc", ObligationKind.OBLIGATION, str(self.Case.id))
         assert a.due_at == datetime.combine(date(2026, 12, 5), time(0), CHINA_TZ)  # Fri 20 Nov + 10 → Fri 4 Dec
@@ -153,8 +205,9 @@ class TestPeriodicRules:
         assert [a.id for a in s.then(R4).opened] == [s.oid("R4", "registration", "visit", 1)]
         s.record("record_visit", 10, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE)
         d = s.then(R4)
-        assert [(a.id, a.due_at) for a in d.opened] == [(s.oid("R4", "registration", "visit", 2),
-                                                          NOW - timedelta(days=10) + timedelta(days=90))]
+        assert [(a.id, a.due_at) for a in d.opened] == [
+            (s.oid("R4", "registration", "visit", 2), NOW - timedelta(days=10) + timedelta(days=90))
+        ]
         s.record("record_visit", 30, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE)
         d = s.then(R4)
         assert (d.opened, d.completed) == ([], [])
@@ -162,16 +215,25 @@ class TestPeriodicRules:
     def test_r4_after_a_backfill_the_live_cycle_overtaken_by_imported_visits_is_done(self) -> None:
         s = Story()
         s.then(R4)  # the live registration opened cycle 1
-        visit = s.record("record_visit", 10, key="ledger:hc:9", face_to_face=True, joint=False, risk_level=0,
-                         risk_class=RiskClass.STABLE)
+        visit = s.record(
+            "record_visit",
+            10,
+            key="ledger:hc:9",
+            face_to_face=True,
+            joint=False,
+            risk_level=0,
+            risk_class=RiskClass.STABLE,
+        )
         s.record("mark_history_imported", 0, key="import:x", ledger="x", rows=1)
         d = s.then(R4, IMPORTED)
         assert [a.id for a in d.opened] == [s.oid("R4", "registration", "visit", 2)]
         assert d.completed == [(s.oid("R4", "registration", "visit", 1), visit)]
 
     def test_r6_the_supply_carries_over_and_a_run_out_warns_the_care_team(self) -> None:
-        pickups = [{"dispensed_on": date(2026, 10, 1), "days_supplied": 30, "key": "a"},
-                   {"dispensed_on": date(2026, 10, 20), "days_supplied": 30, "key": "b"}]
+        pickups = [
+            {"dispensed_on": date(2026, 10, 1), "days_supplied": 30, "key": "a"},
+            {"dispensed_on": date(2026, 10, 20), "days_supplied": 30, "key": "b"},
+        ]
         assert supply_ends_on(pickups) == date(2026, 11, 30)
         s = Story()
         picked = s.record("dispense_medication", 40, dispensed_on=(NOW - timedelta(days=40)).date(), days_supplied=30)
@@ -182,6 +244,9 @@ class TestPeriodicRules:
 
         (warning,) = on_due(Overdue, s.patient, responsible)
         assert (warning.assignee, warning.kind, warning.id) == (
-            "committee", ObligationKind.NOTICE, s.oid("R6", picked, "care-team-warning", s.patient.version))
+            "committee",
+            ObligationKind.NOTICE,
+            s.oid("R6", picked, "care-team-warning", s.patient.version),
+        )
         s.record("dispense_medication", 1, dispensed_on=(NOW - timedelta(days=1)).date(), days_supplied=30)
         assert on_due(Overdue, s.patient, responsible) == []  # stale: a new pickup started a new cycle

@@ -28,7 +28,12 @@ class TestShippedCalendars:
         year = SHIPPED.year(2026)
         assert year is not None
         assert [d.isoformat() for d in year.make_up_days] == [
-            "2026-01-04", "2026-02-14", "2026-02-28", "2026-05-09", "2026-09-20", "2026-10-10",
+            "2026-01-04",
+            "2026-02-14",
+            "2026-02-28",
+            "2026-05-09",
+            "2026-09-20",
+            "2026-10-10",
         ]
 
 
