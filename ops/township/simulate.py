@@ -1,0 +1,198 @@
+"""A simulated year: a generated township's messages through the real intake, rules and scheduler.
+
+The simulated clock is the service's clock: each message is recorded at its delivery instant
+(its ``recorded_at``), and the R15 scheduler runs at fixed instants (every hour by default),
+after the rules and the work queue have caught up, exactly as the background followers would.
+Every message goes through ``core.intake.accept``, the path HTTP and NATS share: duplicates are
+recognised by their envelope id, invalid messages are refused with their reason.
+
+``replay_year`` is the audit replay: the agencies' facts copied into a fresh store in their
+original order, the rules following them, and the scheduler run at its original instants;
+what the rules and the scheduler record must come out identical.
+"""
+
+from __future__ import annotations
+
+import time as wall
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+
+from core.calendar_view import load_year_file, shipped_years, year_file
+from core.contract import ContractError
+from core.intake import accept
+from core.registry import DEMO_DISTRICT, load_file
+from core.rule_settings_view import load_file as load_rule_settings
+from domain.errors import DomainError
+from ops.township.generator import CST, Township
+
+#: Topics of what the rules and the scheduler record: re-derived on replay, never copied.
+DERIVED_TOPICS = ("smd.Obligation", "smd.Notice", "smd.LostTo")
+
+
+class SimClock:
+    """The service's clock in a simulation: it reads what the simulation set."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class YearReport:
+    """What happened to the township's messages, and how long it took."""
+
+    recorded: Counter[str] = field(default_factory=Counter)  # "recorded" or "no-change" (a second report)
+    duplicates: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # by the error's code
+    refused_valid: list[tuple[str, str, str]] = field(default_factory=list)  # (type, code, message): a defect
+    accepted_invalid: list[tuple[str, str]] = field(default_factory=list)  # (type, why): a defect
+    scheduler_runs: list[datetime] = field(default_factory=list)
+    marked_overdue: int = 0
+    seconds: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def messages_per_second(self) -> float:
+        total = self.recorded.total() + self.duplicates + sum(self.refused.values())
+        spent = self.seconds["intake"] + self.seconds["rules and views"] + self.seconds["scheduler"]
+        return total / spent if spent else 0.0
+
+
+def prepare(services: Any, clock: SimClock, township: Township) -> None:
+    """What a new deployment loads before go-live: the district, the calendars, the rule settings."""
+    clock.now = datetime.combine(township.start - timedelta(days=1), time(8), CST).astimezone(UTC)
+    load_file(services.case_record, DEMO_DISTRICT, region=services.settings.region)
+    years = range(township.start.year, (township.start + timedelta(days=township.days)).year + 1)
+    for year in (y for y in years if y in shipped_years()):
+        load_year_file(services.case_record, year_file(year))
+    load_rule_settings(services.case_record, region=services.settings.region)
+
+
+def scheduler_instants(township: Township, every: timedelta) -> list[datetime]:
+    """When the scheduler runs: from the first local midnight, every ``every``, to the end."""
+    first = datetime.combine(township.start, time(), CST).astimezone(UTC)
+    out, s = [], first + every
+    while s <= township.end:
+        out.append(s)
+        s += every
+    return out
+
+
+def drain(services: Any) -> None:
+    """Run the rules, then the views, until both have read the whole log."""
+    while services.policies.run_once():
+        pass
+    while services.work_queue.run_once():
+        pass
+
+
+def run_scheduler(services: Any, clock: SimClock, instant: datetime) -> int:
+    """One scheduler run at ``instant``, after the rules and views caught up."""
+    drain(services)
+    clock.now = instant
+    return services.scheduler.run_once(force=True)
+
+
+def run_year(
+    services: Any,
+    township: Township,
+    clock: SimClock,
+    *,
+    every: timedelta = timedelta(hours=1),
+    progress: Callable[[str], None] | None = None,
+) -> YearReport:
+    """Deliver every message at its instant; run the scheduler every ``every``."""
+    report = YearReport()
+    prepare(services, clock, township)
+    instants = scheduler_instants(township, every)
+    pending = iter(instants)
+    next_run = next(pending, None)
+    month = None
+    for delivery in township.deliveries:
+        while next_run is not None and next_run <= delivery.at:
+            _scheduled(services, clock, next_run, report)
+            next_run = next(pending, None)
+        if progress and delivery.at.astimezone(CST).month != month:
+            month = delivery.at.astimezone(CST).month
+            progress(f"{delivery.at.astimezone(CST):%Y-%m}: {report.recorded.total()} recorded")
+        clock.now = delivery.at
+        started = wall.perf_counter()
+        _deliver(services, delivery, report)
+        report.seconds["intake"] += wall.perf_counter() - started
+    while next_run is not None:
+        _scheduled(services, clock, next_run, report)
+        next_run = next(pending, None)
+    drain(services)
+    return report
+
+
+def _scheduled(services: Any, clock: SimClock, instant: datetime, report: YearReport) -> None:
+    started = wall.perf_counter()
+    drain(services)
+    caught_up = wall.perf_counter()
+    report.seconds["rules and views"] += caught_up - started
+    clock.now = instant
+    report.marked_overdue += services.scheduler.run_once(force=True)
+    report.seconds["scheduler"] += wall.perf_counter() - caught_up
+    report.scheduler_runs.append(instant)
+
+
+def _deliver(services: Any, delivery: Any, report: YearReport) -> None:
+    try:
+        recorded = accept(services.case_record, services.registry, delivery.raw, delivery.agency, "simulation")
+    except (DomainError, ContractError) as e:
+        code = getattr(e, "code", type(e).__name__)
+        report.refused[code] += 1
+        if delivery.kind != "invalid":
+            report.refused_valid.append((delivery.event_type, code, str(e)))
+        return
+    if delivery.kind == "invalid":
+        report.accepted_invalid.append((delivery.event_type, delivery.why_invalid))
+    if recorded.outcome == "duplicate":
+        report.duplicates += 1
+    else:
+        report.recorded[recorded.outcome] += 1
+
+
+def agencies_facts(services: Any) -> list[tuple[Any, datetime]]:
+    """The agencies' facts (and registry, calendar, settings), in log order, with recorded times."""
+    out = []
+    recorder, mapper = services.case_record.recorder, services.case_record.mapper
+    start = 1
+    while True:
+        batch = recorder.select_notifications(start, 1000)
+        for n in batch:
+            if not n.topic.startswith(DERIVED_TOPICS):
+                out.append((n, mapper.to_domain_event(n).timestamp))
+        if len(batch) < 1000:
+            return out
+        start = batch[-1].id + 1
+
+
+def replay_year(source: Any, replica: Any, clock: SimClock, scheduler_runs: Iterable[datetime]) -> None:
+    """Copy the source's facts into ``replica`` in order, running the rules and the scheduler as
+    the original run did: before each scheduler instant, the facts recorded before it."""
+    facts = agencies_facts(source)
+    i = 0
+
+    def copy_until(limit: datetime | None) -> None:
+        nonlocal i
+        batch = []
+        while i < len(facts) and (limit is None or facts[i][1] < limit):
+            n = facts[i][0]
+            batch.append(StoredEvent(n.originator_id, n.originator_version, n.topic, n.state))
+            i += 1
+        if batch:
+            replica.case_record.recorder.insert_events(batch)
+
+    for instant in scheduler_runs:
+        copy_until(instant)
+        run_scheduler(replica, clock, instant)
+    copy_until(None)
+    drain(replica)

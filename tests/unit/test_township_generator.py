@@ -1,0 +1,128 @@
+"""The synthetic township: seeded, fictional, and as messy as real agencies' systems."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from core.contract import decode_event
+from ops.township.generator import CST, PROFILES, by_day, generate
+
+SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+
+
+@pytest.fixture(scope="module")
+def township():
+    return generate(11, 120)
+
+
+class TestTheSameSeedGivesTheSameTownship:
+    def test_two_generations_with_one_seed_are_identical_byte_for_byte(self, township) -> None:
+        again = generate(11, 120)
+        assert [(d.at, d.agency, d.raw, d.kind) for d in again.deliveries] == [
+            (d.at, d.agency, d.raw, d.kind) for d in township.deliveries
+        ]
+
+    def test_another_seed_gives_another_township(self, township) -> None:
+        other = generate(12, 120)
+        assert [d.raw for d in other.deliveries[:50]] != [d.raw for d in township.deliveries[:50]]
+
+
+class TestWhatAgenciesSend:
+    def test_every_valid_message_decodes_with_the_one_contract(self, township) -> None:
+        for d in township.deliveries:
+            if d.kind != "invalid":
+                assert decode_event(d.raw).source == d.agency
+
+    def test_messages_come_in_delivery_order_within_the_year(self, township) -> None:
+        instants = [d.at for d in township.deliveries]
+        assert instants == sorted(instants)
+        assert instants[-1] < township.end
+
+    def test_nothing_is_delivered_before_it_happened(self, township) -> None:
+        for d in township.deliveries:
+            if d.kind == "fact":
+                assert decode_event(d.raw).time <= d.at
+
+    def test_some_facts_arrive_late_and_out_of_order(self, township) -> None:
+        assert township.planted["late"] >= 100
+        seen: dict[str, object] = {}
+        overtaken = 0
+        for d in township.deliveries:
+            if d.kind == "fact":
+                doc = json.loads(d.raw)
+                occurred = decode_event(d.raw).time
+                if doc["subject"] in seen and occurred < seen[doc["subject"]]:
+                    overtaken += 1
+                seen[doc["subject"]] = max(occurred, seen.get(doc["subject"], occurred))
+        assert overtaken >= 20
+
+    def test_duplicates_repeat_a_message_exactly(self, township) -> None:
+        facts = {d.raw for d in township.deliveries if d.kind == "fact"}
+        duplicates = [d for d in township.deliveries if d.kind == "duplicate"]
+        assert len(duplicates) >= 20 and all(d.raw in facts for d in duplicates)
+
+    def test_every_invalid_message_says_what_is_wrong_with_it(self, township) -> None:
+        invalid = [d for d in township.deliveries if d.kind == "invalid"]
+        assert len(invalid) >= 6 and all(d.why_invalid for d in invalid)
+
+    def test_the_police_send_in_batches_and_committees_often_in_a_weekly_sync(self, township) -> None:
+        police = [
+            d.at.astimezone(CST) for d in township.deliveries if d.agency.startswith("police") and d.kind == "fact"
+        ]
+        assert sum(t.hour in (2, 10, 18) and t.minute == 0 for t in police) >= len(police) * 0.8
+        committee = [d.at.astimezone(CST) for d in township.deliveries if d.agency.startswith("committee")]
+        assert sum(t.weekday() == 0 and t.hour == 20 for t in committee) >= len(committee) * 0.3
+
+
+class TestAYearOfATownship:
+    def test_the_register_has_the_usual_mix_of_patients(self, township) -> None:
+        assert set(township.profiles) == set(PROFILES)
+        assert township.profiles["stable"] > township.profiles["unstable"]
+
+    def test_the_year_holds_every_kind_of_event_the_rules_react_to(self, township) -> None:
+        for kind in (
+            "visit.recorded",
+            "visit.missed",
+            "risk.assessed",
+            "medication.dispensed",
+            "patient.admitted",
+            "patient.discharged",
+            "patient.deregistered",
+            "guardian.none-recorded",
+            "refusal.recorded",
+            "review.recorded",
+            "incident.reported",
+            "aid.applied",
+            "care-team-contact.recorded",
+            "suspected-case.reported",
+            "late visit breaking a run of misses",
+            "second report of a missed visit",
+        ):
+            assert township.planted[kind] >= 1, kind
+
+    def test_by_day_groups_the_deliveries_by_local_day(self, township) -> None:
+        days = list(by_day(township))
+        assert sum(len(batch) for _, batch in days) == len(township.deliveries)
+        assert all(d.at.astimezone(CST).date() == day for day, batch in days for d in batch)
+        assert days[-1][0] < township.start + timedelta(days=township.days)
+
+
+class TestEveryoneIsFictional:
+    def test_names_are_marked_pseudonyms_and_appear_nowhere_in_the_seeds(self, township) -> None:
+        seeds = "".join(p.read_text(encoding="utf-8") for p in SEEDS_DIR.glob("*.txt")) if SEEDS_DIR.exists() else ""
+        names = [
+            json.loads(d.raw)["data"]["name"]
+            for d in township.deliveries
+            if d.event_type == "cn.smd.patient.registered.v1"
+        ]
+        assert names and all(n.startswith("化名") for n in names)
+        assert not any(n[2:4] in seeds for n in names)
+
+    def test_no_identifier_is_ever_generated(self, township) -> None:
+        for d in township.deliveries:
+            data = json.loads(d.raw)["data"]
+            assert "id_number" not in data and "phone" not in data
