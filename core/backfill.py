@@ -36,8 +36,12 @@ class ImportReport:
 
 
 def import_ledger(case_record: CaseRecord, registry: RegistryView, path: Path, agency_id: str) -> ImportReport:
-    """Import a JSON Lines ledger from one agency; refusals are reported, not fatal."""
-    raw = path.read_bytes()
+    """Import a JSON Lines ledger file from one agency; refusals are reported, not fatal."""
+    return import_lines(case_record, registry, path.read_bytes(), agency_id)
+
+
+def import_lines(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str) -> ImportReport:
+    """Import a ledger's JSON Lines (one envelope per line) from one agency."""
     report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
     lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 

@@ -113,12 +113,14 @@ def r1_high_risk_management(
     level_after: int | None,
     responsible: Responsible,
     settings: RuleSettings,
+    episode: str | None = None,
 ) -> list[Assignment]:
     """R1: entering risk level ≥ 3 gives the police station "take under management" (列管)
-    with a deadline, and the governance center a notice."""
+    with a deadline, and the governance center a notice. The episode key is the fact that
+    entered (the trigger, except after a backfill: then the imported fact that entered)."""
     if not entered_high_risk(level_before, level_after):
         return []
-    episode = trigger.message_id
+    episode = episode or trigger.message_id
     decided: list[Assignment] = []
     police = responsible(AgencyKind.POLICE_STATION)
     governance = responsible(AgencyKind.GOVERNANCE_CENTER)
@@ -195,7 +197,9 @@ def r1_lifecycle(trigger: Trigger, patient: Any, responsible: Responsible, setti
     before = open_episode(episodes(_before(patient.assessments, trigger), high_risk))
     if after is not None and (before is None or before.key != after.key):
         level_before = None if trigger.topic == IMPORTED else patient.risk_level_before(trigger.message_id)
-        d.opened += r1_high_risk_management(trigger, level_before, patient.risk_level, responsible, settings)
+        d.opened += r1_high_risk_management(
+            trigger, level_before, patient.risk_level, responsible, settings, episode=after.key
+        )
         if patient.under_police_management:  # already under management: nothing left to do
             latest = max(patient.facts.get("police_management", []), key=lambda e: (e["at"], e["key"]))
             d.completed.append((obligation_id(trigger.patient_id, "R1", after.key, "police"), latest["key"]))

@@ -98,7 +98,8 @@ def _simulate(args: argparse.Namespace) -> int:
             ("patients (at start + joining)", f"{args.patients} + {township.profiles.total() - args.patients}"),
             ("profiles", ", ".join(f"{k} {v}" for k, v in township.profiles.most_common())),
             ("messages sent", str(len(township.deliveries))),
-            ("recorded / second reports", f"{report.recorded['recorded']} / {report.recorded['no-change']}"),
+            ("imported at go-live (ledgers)", str(report.recorded["imported"])),
+            ("recorded live / second reports", f"{report.recorded['recorded']} / {report.recorded['no-change']}"),
             ("duplicates recognised", str(report.duplicates)),
             ("refused (by reason)", ", ".join(f"{k} {v}" for k, v in report.refused.most_common()) or "none"),
             ("valid messages refused (defects)", str(len(report.refused_valid))),
@@ -121,6 +122,8 @@ def _simulate(args: argparse.Namespace) -> int:
             out.append(
                 ("invariant check", f"{'pass' if findings.ok else 'FAIL'} in {time.perf_counter() - started:.1f} s")
             )
+            shown = ("r1 entries", "lost episodes (misses)", "lost withdrawn", "r2 cycles", "late facts", "overdue")
+            out.append(("  of which", ", ".join(f"{k} {findings.counts[k]}" for k in shown)))
             for v in findings.violations[:20]:
                 out.append(("  violation", f"{v.invariant}: {v.subject}: {v.detail}"))
             ok = ok and findings.ok
@@ -138,8 +141,7 @@ _PHASES = ("intake", "rules and views", "scheduler")
 
 
 def _replay(services: Any, settings: Any, target: str, report: Any, out: list[tuple[str, str]]) -> bool:
-    from ops.township.log import read_log
-    from ops.township.simulate import DERIVED_TOPICS, SimClock, replay_year
+    from ops.township.simulate import SimClock, derived_events, replay_year
 
     clock = SimClock(report.scheduler_runs[0])
     replica = _open(_replica_settings(settings, target), clock)
@@ -150,18 +152,8 @@ def _replay(services: Any, settings: Any, target: str, report: Any, out: list[tu
         replay_year(services, replica, clock, report.scheduler_runs)
         took = time.perf_counter() - started
 
-        def derived(s: Any) -> list[tuple]:
-            rows = [r for r in read_log(s.case_record) if r.topic.startswith(DERIVED_TOPICS)]
-            return sorted(
-                (str(r.stream), r.version, r.topic, r.recorded_at, repr(_without_position(r.fields))) for r in rows
-            )
-
-        same = derived(services) == derived(replica)
+        same = derived_events(services) == derived_events(replica)
         out.append(("replay into a fresh store", f"{'identical' if same else 'DIFFERENT'} in {took:.1f} s"))
         return same
     finally:
         replica.close()
-
-
-def _without_position(fields: Any) -> dict:
-    return {k: v for k, v in fields.items() if k != "trigger_position"}

@@ -118,6 +118,7 @@ class _Year:
         self.start = start
         self.days = days
         self.end = datetime.combine(start + timedelta(days=days), time(), CST)
+        self.go_live = datetime.combine(start, time(9), CST)  # the agencies' ledgers are imported
         self.deliveries: list[Delivery] = []
         self.planted: Counter[str] = Counter()
         self.first_delivery: dict[UUID, datetime] = {}  # a subject exists from its first message
@@ -162,11 +163,14 @@ class _Year:
         *,
         not_before: datetime | None = None,
         at: datetime | None = None,
+        ledger: bool = False,
     ) -> datetime | None:
-        """Send one fact; returns when it was delivered (None: after the year ended)."""
-        delivered = at or self._delay(agency, occurred)
+        """Send one fact; returns when it was delivered (None: after the year ended).
+
+        ``ledger``: the fact is in the agency's register ledger, imported at go-live."""
+        delivered = self.go_live if ledger else (at or self._delay(agency, occurred))
         floor = max(filter(None, (not_before, self.first_delivery.get(subject))), default=None)
-        if floor is not None and delivered <= floor:
+        if floor is not None and delivered <= floor and not ledger:
             delivered = floor + timedelta(minutes=self.rng.randint(1, 30))
         if delivered >= self.end or occurred >= self.end:
             return None
@@ -181,9 +185,10 @@ class _Year:
             "actor": f"staff-{self.rng.randint(1, 40):02d}",
             "data": data,
         }
-        late = delivered - occurred > timedelta(days=1)
+        late = delivered - occurred > timedelta(days=1) and not ledger
+        kind = "ledger" if ledger else "fact"
         self.deliveries.append(
-            Delivery(delivered.astimezone(UTC), agency, json.dumps(doc).encode(), "fact", doc["type"], late=late)
+            Delivery(delivered.astimezone(UTC), agency, json.dumps(doc).encode(), kind, doc["type"], late=late)
         )
         self.first_delivery.setdefault(subject, delivered)
         self.planted[event_type] += 1
@@ -249,6 +254,7 @@ class _Life:
         self.high_risk_since: date | None = None
         self.key = False  # R16: monthly care-team contact
         self.dies_on: date | None = None
+        self.in_ledger = False  # facts before the year are in the agencies' ledgers
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -256,6 +262,7 @@ class _Life:
         return self.y.places.agency(self.unit, kind, on)
 
     def send(self, kind: AgencyKind, event_type: str, data: dict[str, Any], occurred: datetime, **kw: Any):
+        kw.setdefault("ledger", self.in_ledger)
         if self.dies_on is not None and occurred.date() >= self.dies_on and event_type != "patient.deregistered":
             return None  # nothing happens to the patient after death
         return self.y.send(self.agency(kind, occurred.date()), event_type, self.id, data, occurred, **kw)
@@ -281,10 +288,10 @@ class _Life:
         rng, start = self.rng, self.y.start
         on = self.registered_on or start
         first = _at(on, rng) if self.registered_on else _at(start - timedelta(days=rng.randint(400, 3000)), rng)
-        at = None if self.registered_on else datetime.combine(start, time(9), CST) + timedelta(minutes=self.n)
+        self.in_ledger = self.registered_on is None  # on the register already: in the ledgers
         sender = AgencyKind.PSYCHIATRIC_HOSPITAL if rng.random() < 0.2 else AgencyKind.HEALTH_CENTER
         data = {"name": pseudonym(rng, self.n), "residence": self.unit, "diagnosis": "schizophrenia"}
-        self.y.send(self.agency(sender, on), "patient.registered", self.id, data, first, at=at)
+        self.y.send(self.agency(sender, on), "patient.registered", self.id, data, first, ledger=self.in_ledger)
         self.y.planted[f"profile {self.profile}"] += 1
         known = _at(on, rng) if self.registered_on else _at(start - timedelta(days=rng.randint(1, 20)), rng)
         # the file: circumstances, guardian, latest visit and pickup (go-live sends the current state)
@@ -310,12 +317,13 @@ class _Life:
             self.needs_social_guardian = False
         last_visit = (on - timedelta(days=rng.randint(1, INTERVAL[self.cls]))) if not self.registered_on else on
         self.visit(last_visit)
-        self.supply_end = on + timedelta(days=30 if self.registered_on else rng.randint(3, 30))
+        self.supply_end = on + timedelta(days=30 if self.registered_on else rng.randint(3, 29))
         data = {"dispensed_on": (self.supply_end - timedelta(days=30)).isoformat(), "days_supplied": 30}
         self.send(
             AgencyKind.HEALTH_CENTER, "medication.dispensed", data, _at(self.supply_end - timedelta(days=30), rng)
         )
         self.key = self.cls == "unstable" or sum(v is True for v in circumstances.values()) >= 1
+        self.in_ledger = False
         if self.level >= 3:
             self.enter_high_risk(on, from_start=True)
         if self.profile == "lost":
@@ -427,17 +435,20 @@ class _Life:
         data = {"incident_id": incident_id, "incident_kind": kind, "severity": rng.randint(1, 3)}
         occurred = _at(day, rng, 0, 24)
         reporter = AgencyKind.POLICE_STATION if rng.random() < 0.8 else AgencyKind.COMMITTEE
-        self.send(reporter, "incident.reported", data, occurred)
+        reported = self.send(reporter, "incident.reported", data, occurred)
+        if reported is None:
+            return
         response = occurred + timedelta(hours=rng.randint(1, 20) if rng.random() < 0.85 else rng.randint(30, 72))
         self.send(
             AgencyKind.POLICE_STATION,
             "incident.police-responded",
             {"incident_id": incident_id, "action": "attended"},
             response,
+            not_before=reported,
         )
         review = occurred + timedelta(days=rng.randint(1, 6) if rng.random() < 0.8 else rng.randint(8, 20))
         data = {"incident_id": incident_id, "outcome": "reviewed with the care team"}
-        self.send(AgencyKind.GOVERNANCE_CENTER, "incident.reviewed", data, review)
+        self.send(AgencyKind.GOVERNANCE_CENTER, "incident.reviewed", data, review, not_before=reported)
         self.key = True
 
     def day(self, day: date) -> None:
@@ -462,7 +473,7 @@ class _Life:
         if self.relapse_on == day:  # a relapse: high risk, usually admitted
             self.assess(day, rng.randint(3, 4), "unstable")
             self.enter_high_risk(day)
-            if rng.random() < 0.12:  # the family refuses admission (R10): an agreement instead
+            if rng.random() < 0.3:  # the family refuses admission (R10): an agreement instead
                 data = {"refusal": "admission_by_family"}
                 self.send(AgencyKind.COMMITTEE, "refusal.recorded", data, _at(day + timedelta(days=1), rng))
                 signed = day + timedelta(days=rng.randint(2, 12))
@@ -569,13 +580,13 @@ def generate(
     names = list(PROFILES)
     for n in range(patients):
         profile = rng.choices(names, [PROFILES[p] for p in names])[0]
-        joins = start + timedelta(days=rng.randint(10, days - 30)) if rng.random() < 0.06 else None
+        joins = start + timedelta(days=rng.randint(10, max(11, days - 30))) if rng.random() < 0.06 else None
         life = _Life(year, n, profile, joins)
         life.begin()
         lives.append(life)
     cases = suspected_cases if suspected_cases is not None else max(3, patients // 15)
     for i in range(cases):
-        life = _suspected_case(year, patients + i, start + timedelta(days=rng.randint(5, days - 40)))
+        life = _suspected_case(year, patients + i, start + timedelta(days=rng.randint(5, max(6, days - 40))))
         if life is not None:
             lives.append(life)
     for offset in range(days):

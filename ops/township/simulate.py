@@ -22,6 +22,7 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
+from core.backfill import import_lines
 from core.calendar_view import load_year_file, shipped_years, year_file
 from core.contract import ContractError
 from core.intake import accept
@@ -114,10 +115,17 @@ def run_year(
     pending = iter(instants)
     next_run = next(pending, None)
     month = None
+    ledgers = [d for d in township.deliveries if d.kind == "ledger"]
     for delivery in township.deliveries:
-        while next_run is not None and next_run <= delivery.at:
+        while next_run is not None and next_run < delivery.at:  # a run at s sees what arrived by s
             _scheduled(services, clock, next_run, report)
             next_run = next(pending, None)
+        if delivery.kind == "ledger":
+            if ledgers:  # go-live: every agency's ledger, imported at once
+                clock.now = delivery.at
+                _import(services, ledgers, report)
+                ledgers = []
+            continue
         if progress and delivery.at.astimezone(CST).month != month:
             month = delivery.at.astimezone(CST).month
             progress(f"{delivery.at.astimezone(CST):%Y-%m}: {report.recorded.total()} recorded")
@@ -141,6 +149,30 @@ def _scheduled(services: Any, clock: SimClock, instant: datetime, report: YearRe
     report.marked_overdue += services.scheduler.run_once(force=True)
     report.seconds["scheduler"] += wall.perf_counter() - caught_up
     report.scheduler_runs.append(instant)
+
+
+#: Ledgers are imported hospital first, then health centers (they hold the registrations).
+_LEDGER_ORDER = ("hospital-", "hc-")
+
+
+def _import(services: Any, ledgers: list[Any], report: YearReport) -> None:
+    """Go-live: each agency imports its register ledger (a backfill: history, no obligations)."""
+    by_agency: dict[str, list[bytes]] = {}
+    for d in ledgers:
+        by_agency.setdefault(d.agency, []).append(d.raw)
+
+    def order(agency: str) -> tuple[int, str]:
+        rank = next((i for i, p in enumerate(_LEDGER_ORDER) if agency.startswith(p)), len(_LEDGER_ORDER))
+        return rank, agency
+
+    started = wall.perf_counter()
+    for agency in sorted(by_agency, key=order):
+        imported = import_lines(services.case_record, services.registry, b"\n".join(by_agency[agency]), agency)
+        report.recorded["imported"] += imported.recorded
+        for _, code, message in imported.refused:
+            report.refused[code] += 1
+            report.refused_valid.append(("ledger", code, message))
+    report.seconds["intake"] += wall.perf_counter() - started
 
 
 def _deliver(services: Any, delivery: Any, report: YearReport) -> None:
@@ -177,14 +209,14 @@ def agencies_facts(services: Any) -> list[tuple[Any, datetime]]:
 
 def replay_year(source: Any, replica: Any, clock: SimClock, scheduler_runs: Iterable[datetime]) -> None:
     """Copy the source's facts into ``replica`` in order, running the rules and the scheduler as
-    the original run did: before each scheduler instant, the facts recorded before it."""
+    the original run did: before each scheduler instant, the facts recorded up to it."""
     facts = agencies_facts(source)
     i = 0
 
     def copy_until(limit: datetime | None) -> None:
         nonlocal i
         batch = []
-        while i < len(facts) and (limit is None or facts[i][1] < limit):
+        while i < len(facts) and (limit is None or facts[i][1] <= limit):
             n = facts[i][0]
             batch.append(StoredEvent(n.originator_id, n.originator_version, n.topic, n.state))
             i += 1
@@ -196,3 +228,21 @@ def replay_year(source: Any, replica: Any, clock: SimClock, scheduler_runs: Iter
         run_scheduler(replica, clock, instant)
     copy_until(None)
     drain(replica)
+
+
+def derived_events(services: Any) -> list[tuple[Any, ...]]:
+    """What the rules and the scheduler recorded, comparable across stores: each event's stream,
+    version, topic, recorded time and fields, without the store's own log positions."""
+    from ops.township.log import read_log
+
+    rows = [r for r in read_log(services.case_record) if r.topic.startswith(DERIVED_TOPICS)]
+    return sorted(
+        (
+            str(r.stream),
+            r.version,
+            r.topic,
+            r.recorded_at,
+            repr({k: v for k, v in r.fields.items() if k != "trigger_position"}),
+        )
+        for r in rows
+    )

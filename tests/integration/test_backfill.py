@@ -119,3 +119,22 @@ class TestBackfill:
         report = import_ledger(services.case_record, services.registry, ledger, HC)
         assert report.recorded == len(rows) - 1
         assert [(line, code) for line, code, _ in report.refused] == [(len(rows), "invalid-envelope")]
+
+    def test_a_backfilled_high_risk_episode_is_cancelled_when_a_live_visit_finds_the_level_below_3(
+        self, district, tmp_path
+    ) -> None:
+        """The backfill's R1 obligation is keyed by the imported fact that entered level 3+ (found
+        by the invariant checker of the simulated year: it was keyed by the import, so the later
+        cancellation and completion missed it)."""
+        services = district()
+        rows, p = generated_ledger()
+        ledger = tmp_path / "ledger.jsonl"
+        ledger.write_text("\n".join(json.dumps(r) for r in rows))
+        import_ledger(services.case_record, services.registry, ledger, HC)
+        accept(services.case_record, services.registry, json.dumps(visit(p["is_high"], 1, 1)).encode(), HC, "test")
+        services.catch_up(services.case_record.recorder.max_notification_id())
+
+        rows_now = services.work_queue.store.select("1 = 1", [], 0, 1000)
+        (police,) = [r for r in rows_now if r.patient_id == p["is_high"] and r.rule == "R1" and r.kind == "obligation"]
+        assert police.episode_key.startswith("ledger:")
+        assert police.status == "cancelled"

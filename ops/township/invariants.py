@@ -1,0 +1,1067 @@
+"""The invariant checker: an independent referee of a store's whole global log (issue 11).
+
+It reads the log as plain records (``ops.township.log.Record``) and recomputes, from the facts
+alone, what DESIGN.md says the coordination engine must have recorded. It imports no policy
+code (nothing from ``domain`` or ``core``): the conditions below are written again here from
+DESIGN.md ("Time, order and episodes", "Coordination rules") and decisions 008 and 010, so a
+bug in a policy cannot hide itself by being shared with its referee.
+
+How it reads the facts (DESIGN.md "Time, order and episodes")
+    A *fact* is a record with ``message_id`` and ``occurred_at`` (every agency fact carries
+    them; policy and registry events do not). A patient's facts are walked in **recorded**
+    order (stream version); after each one the state is taken **by occurred time** (the latest
+    fact of a kind by ``occurred_at``, ties broken by ``message_id``). An *episode* of a
+    condition opens at the first recorded fact after which the condition holds while it did not
+    before, and its key is that fact's message id; it closes at the first fact after which it no
+    longer holds; re-entry opens a new one. Facts imported from a ledger (``ledger:`` message
+    ids) decide nothing; a later ``smd.HistoryImported`` fact decides for every episode still
+    open then ("a backfill ... after the import, rules assess only the current state").
+    Obligation ids are ``uuid5(uuid5(NAMESPACE_URL, "urn:smd:obligation"),
+    "patient|rule|episode key|role[|cycle]")`` (decision 008), recomputed here to name the cycles of
+    R2, R4 and R6.
+
+The invariants (``Violation.invariant``)
+    1. R1, "R1 when a patient enters level >= 3 (and again only after leaving and re-entering)":
+       ``r1-entry-opens-one-obligation`` — every decided entry (the level of the latest
+       assessment, ``smd.VisitRecorded`` or ``smd.RiskAssessed``, reaches 3) has exactly one R1
+       obligation (``take_under_management``, or ``assign_police_station`` when no police covers
+       the place) with ``episode_key`` = the entering fact's message id, triggered by it (or by
+       the ``HistoryImported`` that decided it); ``r1-obligation-has-entry`` — the converse.
+    2. R5, "R5 when a patient becomes lost"; decision 008's R5 rows:
+       ``r5-lost-episode-opens-one-locate`` and ``r5-lost-episode-derives-one-lost-status`` —
+       every decided episode of "misses in a row >= threshold" (``smd.VisitMissed`` scheduled
+       after the occurred date of the latest visit; all of them when there is no visit) has
+       exactly one R5 locate obligation and exactly one ``smd.LostToFollowUp`` with its key;
+       ``r5-declared-unknown-opens-one-locate`` — every decided episode of "the latest
+       ``smd.WhereaboutsDeclared`` says unknown" has exactly one locate obligation and no
+       ``LostToFollowUp``; ``r5-locate-has-episode`` and ``r5-lost-status-has-episode`` — the
+       converse; ``r5-lost-status-compensated`` — "when a late event changes the facts ... the
+       patient's LostToFollowUpWithdrawn-style correction": a derived status whose misses stop
+       holding is ended (a visit dated on/after the last miss) or withdrawn (a visit between the
+       misses) because of that fact, exactly once, and never while the misses still hold.
+    3. R2, "class unstable and not in hospital → joint visit at least every 14 days"; decision
+       010's R2 row (cycle = stream version of the anchor: the opening fact, then the latest
+       joint visit by occurred time dated on/after the opening): ``r2-episode-opens-first-cycle``
+       — every decided episode of "unstable, not in hospital, on the register" has its first
+       ``joint-visit`` cycle, opened by the fact that decided the episode;
+       ``r2-joint-visit-opens-next-cycle`` — each new anchor opens its cycle;
+       ``r2-one-cycle-open-at-a-time`` — no two joint-visit obligations of one episode are open
+       at one instant; ``r2-cycle-has-episode`` — no joint-visit obligation outside those.
+    4. "An obligation's identity is (patient, rule, episode key)" and "completed (with the event
+       that completed it)": ``obligation-has-trigger-fact`` — every ``smd.ObligationAssigned``
+       names, in ``trigger_message_id`` and ``trigger_position``, an agency fact recorded before
+       it (earlier position, recorded at or before it) on its subject's stream (the patient, or
+       for R18 the suspected case); an R6 run-out warning names ``due:<obligation id>``, an
+       obligation already marked overdue; ``completion-names-recorded-fact`` — every
+       ``smd.ObligationCompleted`` with ``fulfilled_by`` names a fact recorded before it on the
+       same subject's stream.
+    5. "Compensations, never rewrites" and decision 010's completed/cancelled columns:
+       ``open-obligation-still-holds`` — every obligation (not notice) still open at the end of
+       the log still has its condition on the final state by occurred time: on the register
+       (every rule but R14 and R18); R1 level >= 3, in the current R1 episode, not under police
+       management; R5 its lost episode still open (misses not located) or whereabouts still
+       declared unknown; R2 the current R2 episode and, for a joint visit, its current cycle
+       (legal duty: not told since it opened); R3 class basically stable or unstable, not in
+       hospital, no care-team contact that reached the family since it opened; R4 and R6 not in
+       hospital, the current episode at home (R4's first keyed ``registration``) and its current
+       cycle (R4: the latest visit dated since the episode opened; R6: the latest *recorded*
+       pickup since it opened; else the opening fact); R9 guardian none or weak; R10
+       level >= 3 and the family still refusing admission; R11 the latest hospital fact a
+       discharge with no visit after it; R17 the review still missing since the latest
+       community review; R18 the suspected case not assessed.
+    6. R15, "the facts that a deadline passed (ObligationOverdue, escalation) are stored when the
+       deadline passes": ``r15-overdue-exactly-once`` — an obligation is expected overdue iff at
+       some scheduler run s >= due_at it was open (assigned at or before s, not completed or
+       cancelled at or before s, by recorded time); then exactly one ``smd.ObligationOverdue``,
+       recorded at the first such s; otherwise none; ``r15-overdue-escalated`` — it names the
+       governance center it escalated to; ``r15-notice-never-overdue`` — "R15 does not escalate
+       notices".
+
+The counts (``Findings.counts``; the simulation asserts minimums on them)
+    ``records``, ``scheduler runs``, ``facts``, ``facts <topic>``, ``late facts`` (recorded more
+    than a day after they occurred), ``out of order facts`` (occurred before a fact recorded
+    earlier on the same stream), ``patients``, ``suspected cases``, ``obligations``,
+    ``notices``, ``obligations <rule>``, ``notices <rule>``, ``completed <rule>``,
+    ``cancelled <rule>``, ``overdue``, ``overdue <rule>``, ``r1 entries`` (decided entries),
+    ``r1 entries in the imported past`` (opened by ledger facts, closed before any
+    HistoryImported: nothing to open), ``lost episodes (misses)``, ``lost episodes (declared)``,
+    ``lost episodes (misses) closed``, ``lost derived``, ``lost withdrawn``, ``lost ended``,
+    ``lost compensations`` (withdrawn + ended), ``r2 episodes``, ``r2 cycles`` (cycles expected,
+    i.e. joint-visit obligations due to exist), ``open at end`` (obligations still open after the
+    last record).
+
+Not checked exactly (and why)
+    Which agency is responsible for a place comes from the registry as recorded, which this
+    checker does not model: an entry where no agency (not even the governance center) covers
+    the residence opens nothing by design, and is reported here as a missing obligation. The
+    misses threshold is one number for the whole log (``misses_that_mean_lost``): rule settings
+    changed in the log are not followed. Deadlines (``due_at``) are taken as recorded; their
+    length is not recomputed. R3, R4, R6, R9-R13, R17 are checked only at the end of the log
+    (invariant 5), not episode by episode; R13 and R16 (focus categories) there only for the
+    register; R7/R8 not at all; notices only for their trigger and for R15. An episode is
+    expected to open its obligations from the fact that opened it even after deregistration
+    (R1 and R5 do not ask for the register), so such an obligation shows up in invariant 5.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from uuid import NAMESPACE_URL, uuid5
+
+from ops.township.log import Record
+
+# -- topics and words of DESIGN.md -------------------------------------------------------------
+
+REGISTERED = "smd.PatientRegistered"
+VISIT = "smd.VisitRecorded"
+MISSED = "smd.VisitMissed"
+RISK = "smd.RiskAssessed"
+HOSPITAL = "smd.HospitalStayRecorded"
+GUARDIAN = "smd.GuardianRecorded"
+POLICE_MANAGEMENT = "smd.PoliceManagementRecorded"
+WHEREABOUTS = "smd.WhereaboutsDeclared"
+DEREGISTERED = "smd.PatientDeregistered"
+IMPORTED = "smd.HistoryImported"
+CONTACT = "smd.CareTeamContactRecorded"
+REFUSAL = "smd.RefusalRecorded"
+REVIEW = "smd.ReviewRecorded"
+LEGAL_DUTY = "smd.LegalDutyNoticeGiven"
+PICKUP = "smd.MedicationDispensed"
+CASE_REPORTED = "smd.SuspectedCaseReported"
+CASE_ASSESSED = "smd.SuspectedCaseAssessed"
+
+ASSIGNED = "smd.ObligationAssigned"
+ACKNOWLEDGED = "smd.ObligationAcknowledged"
+COMPLETED = "smd.ObligationCompleted"
+CANCELLED = "smd.ObligationCancelled"
+OVERDUE = "smd.ObligationOverdue"
+LOST = "smd.LostToFollowUp"
+LOST_WITHDRAWN = "smd.LostToFollowUpWithdrawn"
+LOST_ENDED = "smd.LostToFollowUpEnded"
+
+HIGH_RISK = 3  # DESIGN.md: R1 "risk assessed at level >= 3"
+UNSTABLE, BASICALLY_STABLE = "unstable", "basically_stable"
+IMPORTED_PREFIX = "ledger:"  # facts from a ledger decide nothing (a backfill records history)
+DUE_PREFIX = "due:"  # a notice opened when an obligation fell due names that obligation
+LATE = timedelta(days=1)
+CHINA = timezone(timedelta(hours=8))  # dates agencies state (legal duty told on ...) are China dates
+OBLIGATION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:obligation")  # decision 008
+
+R1_ACTIONS = frozenset({"take_under_management", "assign_police_station"})
+R5_ACTIONS = frozenset({"locate_patient", "assign_police_station"})
+R2_CYCLE_ACTIONS = frozenset({"joint_visit", "assign_health_center"})
+OUTLIVES_REGISTER = frozenset({"R14", "R18"})  # an incident's review outlives the register; a case is no patient
+
+
+# -- the API ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken invariant: which, about what, and what is wrong (ids and dates only)."""
+
+    invariant: str
+    subject: str
+    detail: str
+
+
+@dataclass
+class Findings:
+    """Every violation found, and counts of what the log holds."""
+
+    violations: list[Violation] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        """True when no invariant is broken."""
+        return not self.violations
+
+    def of(self, invariant: str) -> list[Violation]:
+        """The violations of one invariant."""
+        return [v for v in self.violations if v.invariant == invariant]
+
+    def add(self, invariant: str, subject: object, detail: str) -> None:
+        self.violations.append(Violation(invariant, str(subject), detail))
+
+
+def check(records: Iterable[Record], *, scheduler_runs: Sequence[datetime], misses_that_mean_lost: int = 3) -> Findings:
+    """Every violation of the invariants (module docstring) in a whole global log.
+
+    ``scheduler_runs``: the instants the R15 scheduler ran, each after the policies and the work
+    queue caught up; it marks overdue every open obligation whose ``due_at`` is at or before it.
+    """
+    findings = Findings()
+    log = _Log.read(records, findings.counts)
+    findings.counts["scheduler runs"] = len(scheduler_runs)
+    histories = {pid: _walk(facts, misses_that_mean_lost) for pid, facts in log.patients.items()}
+    _check_r1(log, histories, findings)
+    _check_r5(log, histories, findings)
+    _check_r2(log, histories, findings)
+    _check_triggers(log, findings)
+    _check_open_at_end(log, histories, findings)
+    _check_overdue(log, sorted(scheduler_runs), findings)
+    return findings
+
+
+# -- reading the log once -------------------------------------------------------------------------
+
+
+def _is_fact(r: Record) -> bool:
+    return "message_id" in r.fields and "occurred_at" in r.fields
+
+
+def _decides(fact: Record) -> bool:
+    """Whether the rules decide on this fact (a ledger's facts are history: they do not)."""
+    return not fact["message_id"].startswith(IMPORTED_PREFIX)
+
+
+@dataclass
+class _Obligation:
+    """One obligation or notice, as its events say."""
+
+    id: str
+    assigned: Record | None = None
+    closed: Record | None = None  # the first completion or cancellation
+    overdue: list[Record] = field(default_factory=list)
+    completions: list[Record] = field(default_factory=list)
+
+    @property
+    def subject(self) -> str:
+        return str(self.assigned["patient_id"]) if self.assigned else "?"
+
+    @property
+    def rule(self) -> str:
+        return self.assigned["rule"] if self.assigned else "?"
+
+    @property
+    def key(self) -> str:
+        return self.assigned["episode_key"] if self.assigned else "?"
+
+    @property
+    def is_notice(self) -> bool:
+        return self.assigned is not None and self.assigned["kind"] == "notice"
+
+    def open_at(self, instant: datetime) -> bool:
+        """Assigned at or before ``instant`` and not closed at or before it (recorded times)."""
+        if self.assigned is None or self.assigned.recorded_at > instant:
+            return False
+        return self.closed is None or self.closed.recorded_at > instant
+
+
+@dataclass
+class _LostStatus:
+    """One derived lost-to-follow-up status (``LostEpisode``) and its corrections."""
+
+    id: str
+    derived: Record | None = None
+    closings: list[Record] = field(default_factory=list)
+
+
+@dataclass
+class _Log:
+    """The log sorted into what the checks read: facts per stream, obligations, lost statuses."""
+
+    facts: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
+    by_message: dict[str, Record] = field(default_factory=dict)
+    patients: dict[str, list[Record]] = field(default_factory=dict)
+    cases: dict[str, list[Record]] = field(default_factory=dict)
+    obligations: dict[str, _Obligation] = field(default_factory=dict)
+    lost: dict[str, _LostStatus] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, records: Iterable[Record], counts: Counter[str]) -> _Log:
+        log = cls()
+        latest_occurred: dict[str, datetime] = {}
+        for r in records:
+            counts["records"] += 1
+            if _is_fact(r):
+                log._fact(r, latest_occurred, counts)
+            elif r.topic in _OBLIGATION_TOPICS:
+                log._obligation_event(r, counts)
+            elif r.topic in (LOST, LOST_WITHDRAWN, LOST_ENDED):
+                log._lost_event(r, counts)
+        for stream, facts in log.facts.items():
+            facts.sort(key=lambda f: f.version)
+            topics = {f.topic for f in facts}
+            if REGISTERED in topics:
+                log.patients[stream] = facts
+            elif CASE_REPORTED in topics:
+                log.cases[stream] = facts
+        counts["patients"] = len(log.patients)
+        counts["suspected cases"] = len(log.cases)
+        return log
+
+    def _fact(self, r: Record, latest_occurred: dict[str, datetime], counts: Counter[str]) -> None:
+        stream = str(r.stream)
+        self.facts[stream].append(r)
+        self.by_message.setdefault(r["message_id"], r)
+        counts["facts"] += 1
+        counts[f"facts {r.topic}"] += 1
+        occurred = r["occurred_at"]
+        if r.recorded_at - occurred > LATE:
+            counts["late facts"] += 1
+        before = latest_occurred.get(stream)
+        if before is not None and occurred < before:
+            counts["out of order facts"] += 1
+        latest_occurred[stream] = occurred if before is None else max(before, occurred)
+
+    def _obligation_event(self, r: Record, counts: Counter[str]) -> None:
+        o = self.obligations.setdefault(str(r.stream), _Obligation(str(r.stream)))
+        if r.topic == ASSIGNED:
+            o.assigned = r
+            counts[f"{'notices' if r['kind'] == 'notice' else 'obligations'} {r['rule']}"] += 1
+            counts["notices" if r["kind"] == "notice" else "obligations"] += 1
+        elif r.topic in (COMPLETED, CANCELLED):
+            if r.topic == COMPLETED:
+                o.completions.append(r)
+            o.closed = o.closed or r
+            counts[f"{'completed' if r.topic == COMPLETED else 'cancelled'} {o.rule}"] += 1
+        elif r.topic == OVERDUE:
+            o.overdue.append(r)
+            counts["overdue"] += 1
+            counts[f"overdue {o.rule}"] += 1
+
+    def _lost_event(self, r: Record, counts: Counter[str]) -> None:
+        status = self.lost.setdefault(str(r.stream), _LostStatus(str(r.stream)))
+        if r.topic == LOST:
+            status.derived = r
+            counts["lost derived"] += 1
+        else:
+            status.closings.append(r)
+            counts["lost withdrawn" if r.topic == LOST_WITHDRAWN else "lost ended"] += 1
+            counts["lost compensations"] += 1
+
+    def of_rule(self, rule: str, *, notices: bool = False) -> list[_Obligation]:
+        """The obligations (or notices) of one rule."""
+        return [o for o in self.obligations.values() if o.assigned and o.rule == rule and o.is_notice == notices]
+
+
+_OBLIGATION_TOPICS = frozenset({ASSIGNED, ACKNOWLEDGED, COMPLETED, CANCELLED, OVERDUE})
+
+
+# -- a patient's state by occurred time, kept up to date fact by fact -----------------------------------
+
+
+def _later(new: Record, old: Record | None) -> bool:
+    """``new`` occurred after ``old`` (the message id breaks ties, as in every arrival order)."""
+    return old is None or (new["occurred_at"], new["message_id"]) > (old["occurred_at"], old["message_id"])
+
+
+@dataclass
+class _State:
+    """The latest fact of each kind by occurred time, and the missed visits."""
+
+    latest: dict[str, Record] = field(default_factory=dict)
+    misses: list[date] = field(default_factory=list)  # scheduled dates, sorted
+    deregistered: Record | None = None
+    last_pickup: Record | None = None  # the latest *recorded* pickup (every pickup adds supply)
+    reached_since: datetime | None = None  # the latest care-team contact that reached the family
+    legal_duty_on: date | None = None  # the latest date the guardian was told of the legal duty
+    reviews: dict[str, list[datetime]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, fact: Record) -> None:
+        topic = fact.topic
+        if topic == VISIT:
+            self._keep("visit", fact)
+            self._keep("assessment", fact)
+            if fact["joint"]:
+                self._keep("joint visit", fact)
+        elif topic == RISK:
+            self._keep("assessment", fact)
+        elif topic == MISSED:
+            bisect.insort(self.misses, fact["scheduled_on"])
+        elif topic == DEREGISTERED:
+            self.deregistered = self.deregistered or fact
+        elif topic == PICKUP:
+            self.last_pickup = fact
+        elif topic in _KEPT:
+            self._keep(_KEPT[topic], fact)
+        self._add_care(fact)
+
+    def _add_care(self, fact: Record) -> None:
+        topic = fact.topic
+        if topic == CONTACT and fact["outcome"] == "reached":
+            at = fact["occurred_at"]
+            self.reached_since = at if self.reached_since is None else max(self.reached_since, at)
+        elif topic == LEGAL_DUTY:
+            on = fact["given_on"]
+            self.legal_duty_on = on if self.legal_duty_on is None else max(self.legal_duty_on, on)
+        elif topic == REFUSAL and fact["refusal"] == "admission_by_family":
+            self._keep("admission refusal", fact)
+        elif topic == REVIEW:
+            self.reviews[fact["tier"]].append(fact["occurred_at"])
+            if fact["tier"] == "community":
+                self._keep("community review", fact)
+
+    def _keep(self, kind: str, fact: Record) -> None:
+        if _later(fact, self.latest.get(kind)):
+            self.latest[kind] = fact
+
+    def get(self, kind: str) -> Record | None:
+        return self.latest.get(kind)
+
+    @property
+    def level(self) -> int | None:
+        a = self.get("assessment")
+        return None if a is None else a["risk_level"]
+
+    @property
+    def risk_class(self) -> str | None:
+        a = self.get("assessment")
+        return None if a is None else a["risk_class"]
+
+    @property
+    def high_risk(self) -> bool:
+        return self.level is not None and self.level >= HIGH_RISK
+
+    @property
+    def in_hospital(self) -> bool:
+        stay = self.get("hospital")
+        return stay is not None and bool(stay["admitted"])
+
+    @property
+    def misses_in_a_row(self) -> int:
+        """Missed visits scheduled after the (occurred) day of the latest visit; all without one."""
+        visit = self.get("visit")
+        if visit is None:
+            return len(self.misses)
+        return len(self.misses) - bisect.bisect_right(self.misses, visit["occurred_at"].date())
+
+    @property
+    def declared_unknown(self) -> bool:
+        w = self.get("whereabouts")
+        return w is not None and not w["known"]
+
+    @property
+    def unstable_at_home(self) -> bool:
+        return self.deregistered is None and not self.in_hospital and self.risk_class == UNSTABLE
+
+    @property
+    def registered_at_home(self) -> bool:
+        return self.deregistered is None and not self.in_hospital
+
+    @property
+    def under_police_management(self) -> bool:
+        p = self.get("police")
+        return p is not None and bool(p["under"])
+
+    def joint_visit_since(self, at: datetime) -> Record | None:
+        """The latest joint visit, if it is dated at or after ``at`` (an R2 cycle's anchor)."""
+        jv = self.get("joint visit")
+        return jv if jv is not None and jv["occurred_at"] >= at else None
+
+    def visit_since(self, at: datetime) -> Record | None:
+        """The latest visit, if it is dated at or after ``at`` (an R4 cycle's anchor)."""
+        v = self.get("visit")
+        return v if v is not None and v["occurred_at"] >= at else None
+
+
+_KEPT = {
+    HOSPITAL: "hospital",
+    GUARDIAN: "guardian",
+    POLICE_MANAGEMENT: "police",
+    WHEREABOUTS: "whereabouts",
+}
+
+
+# -- episodes, walked in recorded order ------------------------------------------------------------
+
+
+@dataclass
+class _Episode:
+    """A span of recorded order during which a condition held."""
+
+    opened: Record  # the fact after which it first held; its message id is the key
+    decided_by: str | None = None  # the fact whose decision opens its obligations (None: the imported past)
+    closed: Record | None = None
+    ended_by_visit: bool = False  # R5 misses: closed by a visit dated on/after the last miss
+    located: bool = False  # R5 misses: a located declaration arrived while it was open
+    anchor: int = 0  # R2: the stream version of the current cycle's anchor
+    cycles: dict[int, str] = field(default_factory=dict)  # R2: anchor version → message id that opens it
+
+    @property
+    def key(self) -> str:
+        return self.opened["message_id"]
+
+
+class _Episodes(list[_Episode]):
+    """Every episode of one condition; the last one may still be open."""
+
+    @property
+    def current(self) -> _Episode | None:
+        return self[-1] if self and self[-1].closed is None else None
+
+    def step(self, fact: Record, holds: bool) -> tuple[_Episode | None, _Episode | None]:
+        """Advance by one recorded fact; returns (the episode it opened, the episode it closed)."""
+        current = self.current
+        if holds and current is None:
+            opened = _Episode(fact, decided_by=fact["message_id"] if _decides(fact) else None)
+            self.append(opened)
+            return opened, None
+        if not holds and current is not None:
+            current.closed = fact
+            return None, current
+        if current is not None and current.decided_by is None and fact.topic == IMPORTED:
+            current.decided_by = fact["message_id"]  # the backfill assesses the current state
+        return None, None
+
+    def with_key(self, key: str) -> _Episode | None:
+        return next((e for e in self if e.key == key), None)
+
+
+@dataclass
+class _History:
+    """A patient's final state and the episodes of the rules checked episode by episode."""
+
+    state: _State = field(default_factory=_State)
+    r1: _Episodes = field(default_factory=_Episodes)
+    lost: _Episodes = field(default_factory=_Episodes)
+    declared: _Episodes = field(default_factory=_Episodes)
+    r2: _Episodes = field(default_factory=_Episodes)
+    r4: _Episodes = field(default_factory=_Episodes)  # on the register and not in hospital
+    r6: _Episodes = field(default_factory=_Episodes)  # on medication, on the register, not in hospital
+
+
+def _walk(facts: list[Record], threshold: int) -> _History:
+    """One pass over a patient's facts in recorded order."""
+    h = _History()
+    for fact in facts:
+        s = h.state
+        s.add(fact)
+        h.r1.step(fact, s.high_risk)
+        _, ended = h.lost.step(fact, s.misses_in_a_row >= threshold)
+        if ended is not None:
+            ended.ended_by_visit = fact.topic == VISIT and bool(s.misses) and fact["occurred_at"].date() >= s.misses[-1]
+        lost = h.lost.current
+        if lost is not None and fact.topic == WHEREABOUTS and _decides(fact) and not s.declared_unknown:
+            lost.located = lost.located or lost.decided_by is not None
+        h.declared.step(fact, s.declared_unknown)
+        opened, _ = h.r2.step(fact, s.unstable_at_home)
+        _r2_cycle(h.r2.current, opened is not None, fact, s)
+        h.r4.step(fact, s.registered_at_home)
+        h.r6.step(fact, s.registered_at_home and s.last_pickup is not None)
+    return h
+
+
+def _r2_cycle(episode: _Episode | None, opened_now: bool, fact: Record, s: _State) -> None:
+    """Follow an open R2 episode's anchor: the opening, then the latest joint visit since."""
+    if episode is None:
+        return
+    anchor = s.joint_visit_since(episode.opened["occurred_at"]) or episode.opened
+    if _decides(fact) and (opened_now or anchor.version != episode.anchor):
+        episode.cycles[anchor.version] = fact["message_id"]
+    episode.anchor = anchor.version
+    if fact.topic == IMPORTED:
+        episode.cycles.setdefault(anchor.version, fact["message_id"])
+
+
+def _obligation_id(subject: str, rule: str, key: str, role: str, cycle: int | None = None) -> str:
+    parts = [subject, rule, key, role] + ([str(cycle)] if cycle is not None else [])
+    return str(uuid5(OBLIGATION_NAMESPACE, "|".join(parts)))
+
+
+def _when(r: Record) -> str:
+    return f"{r['message_id']} (occurred {r['occurred_at'].isoformat()}, recorded {r.recorded_at.isoformat()})"
+
+
+def _by_key(obligations: Iterable[_Obligation]) -> dict[tuple[str, str], list[_Obligation]]:
+    found: dict[tuple[str, str], list[_Obligation]] = defaultdict(list)
+    for o in obligations:
+        found[(o.subject, o.key)].append(o)
+    return found
+
+
+# -- 1. R1 ---------------------------------------------------------------------------------------------
+
+
+def _check_r1(log: _Log, histories: dict[str, _History], findings: Findings) -> None:
+    opened = _by_key(log.of_rule("R1"))
+    expected: set[tuple[str, str]] = set()
+    for pid, h in histories.items():
+        for ep in h.r1:
+            if ep.decided_by is None:
+                findings.counts["r1 entries in the imported past"] += 1
+                continue
+            findings.counts["r1 entries"] += 1
+            expected.add((pid, ep.key))
+            _expect_one(
+                findings, "r1-entry-opens-one-obligation", pid, ep, opened.get((pid, ep.key), []), R1_ACTIONS, "R1"
+            )
+    for (pid, key), found in opened.items():
+        if (pid, key) not in expected:
+            for o in found:
+                findings.add(
+                    "r1-obligation-has-entry",
+                    o.id,
+                    f"R1 {o.assigned['action']} of patient {pid} has episode key {key}, "
+                    "which is no entry into level >= 3",
+                )
+
+
+def _expect_one(
+    findings: Findings,
+    invariant: str,
+    pid: str,
+    ep: _Episode,
+    found: list[_Obligation],
+    actions: frozenset[str],
+    rule: str,
+) -> None:
+    """Exactly one obligation of the episode, with one of ``actions``, opened by its deciding fact."""
+    right = [o for o in found if o.assigned["action"] in actions]
+    if len(right) != 1:
+        findings.add(
+            invariant,
+            pid,
+            f"the episode opened by {_when(ep.opened)} has {len(right)} {rule} obligations {sorted(actions)}, not 1",
+        )
+        return
+    o = right[0]
+    if o.assigned["trigger_message_id"] != ep.decided_by:
+        findings.add(
+            invariant,
+            o.id,
+            f"{rule} obligation of episode {ep.key} was triggered by {o.assigned['trigger_message_id']}, "
+            f"not by {ep.decided_by}, the fact that opened the episode",
+        )
+
+
+# -- 2. R5 ---------------------------------------------------------------------------------------------
+
+
+def _check_r5(log: _Log, histories: dict[str, _History], findings: Findings) -> None:
+    locates = _by_key(log.of_rule("R5"))
+    statuses: dict[tuple[str, str], list[_LostStatus]] = defaultdict(list)
+    for status in log.lost.values():
+        if status.derived is not None:
+            statuses[(str(status.derived["patient_id"]), status.derived["episode_key"])].append(status)
+    misses_keys, declared_keys = set(), set()
+    for pid, h in histories.items():
+        for ep in (e for e in h.lost if e.decided_by is not None):
+            findings.counts["lost episodes (misses)"] += 1
+            misses_keys.add((pid, ep.key))
+            found = locates.get((pid, ep.key), [])
+            _expect_one(findings, "r5-lost-episode-opens-one-locate", pid, ep, found, R5_ACTIONS, "R5")
+            _check_lost_status(findings, pid, ep, statuses.get((pid, ep.key), []))
+        for ep in (e for e in h.declared if e.decided_by is not None):
+            findings.counts["lost episodes (declared)"] += 1
+            declared_keys.add((pid, ep.key))
+            found = locates.get((pid, ep.key), [])
+            _expect_one(findings, "r5-declared-unknown-opens-one-locate", pid, ep, found, R5_ACTIONS, "R5")
+            if statuses.get((pid, ep.key)):
+                findings.add(
+                    "r5-declared-unknown-opens-one-locate",
+                    pid,
+                    f"a declaration of unknown whereabouts {ep.key} derived a LostToFollowUp (only misses do)",
+                )
+    for (pid, key), found in locates.items():
+        if (pid, key) not in misses_keys | declared_keys:
+            for o in found:
+                findings.add(
+                    "r5-locate-has-episode", o.id, f"R5 {o.assigned['action']} of {pid}: no lost episode {key}"
+                )
+    for (pid, key), found in statuses.items():
+        if (pid, key) not in misses_keys:
+            for status in found:
+                findings.add(
+                    "r5-lost-status-has-episode", status.id, f"LostToFollowUp of {pid}: no run of misses {key}"
+                )
+
+
+def _check_lost_status(findings: Findings, pid: str, ep: _Episode, found: list[_LostStatus]) -> None:
+    if len(found) != 1:
+        findings.add(
+            "r5-lost-episode-derives-one-lost-status",
+            pid,
+            f"the run of misses from {_when(ep.opened)} derived {len(found)} LostToFollowUp, not 1",
+        )
+        return
+    status = found[0]
+    closings = status.closings
+    if ep.closed is None:
+        if closings:
+            findings.add(
+                "r5-lost-status-compensated",
+                status.id,
+                f"{closings[0].topic} while the misses from {ep.key} still hold",
+            )
+        return
+    findings.counts["lost episodes (misses) closed"] += 1
+    wanted = LOST_ENDED if ep.ended_by_visit else LOST_WITHDRAWN
+    if len(closings) != 1:
+        findings.add(
+            "r5-lost-status-compensated",
+            status.id,
+            f"the misses from {ep.key} stopped holding at {_when(ep.closed)}; {len(closings)} corrections, not 1",
+        )
+    elif closings[0].topic != wanted or closings[0]["because_of"] != ep.closed["message_id"]:
+        findings.add(
+            "r5-lost-status-compensated",
+            status.id,
+            f"the misses from {ep.key} stopped holding at {_when(ep.closed)}: expected {wanted} because of it, "
+            f"found {closings[0].topic} because of {closings[0]['because_of']}",
+        )
+
+
+# -- 3. R2 ---------------------------------------------------------------------------------------------
+
+
+def _check_r2(log: _Log, histories: dict[str, _History], findings: Findings) -> None:
+    cycles = [o for o in log.of_rule("R2") if o.assigned["action"] in R2_CYCLE_ACTIONS]
+    by_id = {o.id: o for o in cycles}
+    expected: set[str] = set()
+    for pid, h in histories.items():
+        for ep in h.r2:
+            if ep.decided_by is None and not ep.cycles:
+                continue
+            findings.counts["r2 episodes"] += 1
+            for version, trigger in ep.cycles.items():
+                findings.counts["r2 cycles"] += 1
+                oid = _obligation_id(pid, "R2", ep.key, "joint-visit", version)
+                expected.add(oid)
+                _expect_cycle(findings, pid, ep, version, trigger, by_id.get(oid))
+    for o in cycles:
+        if o.id not in expected:
+            findings.add(
+                "r2-cycle-has-episode",
+                o.id,
+                f"R2 {o.assigned['action']} of {o.subject} (episode {o.key}, triggered by "
+                f"{o.assigned['trigger_message_id']}) is no cycle of an unstable-at-home episode",
+            )
+    for (pid, key), found in _by_key(cycles).items():
+        _check_one_open(findings, pid, key, found)
+
+
+def _expect_cycle(
+    findings: Findings, pid: str, ep: _Episode, version: int, trigger: str, o: _Obligation | None
+) -> None:
+    first = trigger == ep.decided_by
+    invariant = "r2-episode-opens-first-cycle" if first else "r2-joint-visit-opens-next-cycle"
+    what = f"R2 cycle {version} of the episode opened by {_when(ep.opened)}"
+    if o is None:
+        findings.add(invariant, pid, f"{what}: no joint_visit obligation (it was to be opened by {trigger})")
+    elif o.assigned["trigger_message_id"] != trigger:
+        findings.add(invariant, o.id, f"{what}: opened by {o.assigned['trigger_message_id']}, not by {trigger}")
+
+
+def _check_one_open(findings: Findings, pid: str, key: str, found: list[_Obligation]) -> None:
+    """No two cycles of one episode open at one instant (open from assigned until closed)."""
+    spans = sorted(
+        ((o.assigned.recorded_at, o.assigned.position), o.closed.recorded_at if o.closed else None, o.id)
+        for o in found
+        if o.assigned
+    )
+    latest_end: datetime | None = None
+    latest_id = ""
+    still_open = False
+    for (start, _), end, oid in spans:
+        if still_open or (latest_end is not None and start < latest_end):
+            findings.add(
+                "r2-one-cycle-open-at-a-time",
+                oid,
+                f"R2 cycle opened {start.isoformat()} while cycle {latest_id} of episode {key} ({pid}) was open",
+            )
+        if end is None:
+            still_open, latest_id = True, oid
+        elif latest_end is None or end > latest_end:
+            latest_end, latest_id = end, oid
+
+
+# -- 4. triggers and fulfilments ---------------------------------------------------------------------
+
+
+def _check_triggers(log: _Log, findings: Findings) -> None:
+    for o in log.obligations.values():
+        if o.assigned is None:
+            continue
+        trigger = o.assigned["trigger_message_id"]
+        if trigger.startswith(DUE_PREFIX):
+            _check_due_trigger(log, o, trigger.removeprefix(DUE_PREFIX), findings)
+        else:
+            _check_fact_trigger(log, o, trigger, findings)
+        for done in o.completions:
+            by = done.get("fulfilled_by")
+            fact = None if by is None else log.by_message.get(by)
+            if by is not None and (fact is None or fact.position > done.position or str(fact.stream) != o.subject):
+                findings.add(
+                    "completion-names-recorded-fact",
+                    o.id,
+                    f"{o.rule} {o.assigned['action']} completed at {done.recorded_at.isoformat()} by {by}, "
+                    "which is no fact recorded before it on its subject's stream",
+                )
+
+
+def _check_fact_trigger(log: _Log, o: _Obligation, trigger: str, findings: Findings) -> None:
+    fact = log.by_message.get(trigger)
+    a = o.assigned
+    assert a is not None
+    problem = None
+    if fact is None:
+        problem = "no such fact was recorded"
+    elif fact.position >= a.position or fact.recorded_at > a.recorded_at:
+        problem = f"it was recorded after the assignment ({_when(fact)})"
+    elif str(fact.stream) != o.subject:
+        problem = "it is a fact of another subject"
+    elif a["trigger_position"] != fact.position:
+        problem = f"its log position is {fact.position}, not {a['trigger_position']}"
+    if problem:
+        findings.add(
+            "obligation-has-trigger-fact",
+            o.id,
+            f"{a['kind']} {o.rule} {a['action']} of {o.subject} names trigger {trigger}: {problem}",
+        )
+
+
+def _check_due_trigger(log: _Log, o: _Obligation, due_id: str, findings: Findings) -> None:
+    due = log.obligations.get(due_id)
+    a = o.assigned
+    assert a is not None
+    if due is None or not any(r.position <= a.position for r in due.overdue) or due.subject != o.subject:
+        findings.add(
+            "obligation-has-trigger-fact",
+            o.id,
+            f"{a['kind']} {o.rule} {a['action']} of {o.subject} names obligation {due_id} falling due, "
+            "but no such obligation of that subject was marked overdue before it",
+        )
+
+
+# -- 5. what is still open at the end ----------------------------------------------------------------
+
+
+def _check_open_at_end(log: _Log, histories: dict[str, _History], findings: Findings) -> None:
+    for o in log.obligations.values():
+        if o.assigned is None or o.is_notice or o.closed is not None:
+            continue
+        findings.counts["open at end"] += 1
+        reason = _why_not(o, log, histories.get(o.subject))
+        if reason is not None:
+            findings.add(
+                "open-obligation-still-holds",
+                o.id,
+                f"{o.rule} {o.assigned['action']} of {o.subject} (episode {o.key}) is still open, but {reason}",
+            )
+
+
+def _why_not(o: _Obligation, log: _Log, h: _History | None) -> str | None:
+    """Why the open obligation's condition no longer holds on the final state (None: it holds)."""
+    if o.rule == "R18":
+        facts = log.cases.get(o.subject, [])
+        assessed = next((f for f in facts if f.topic == CASE_ASSESSED), None)
+        return None if assessed is None else f"the case was assessed ({_when(assessed)})"
+    if h is None:
+        return None if o.rule == "R14" else "it names no registered patient"
+    s = h.state
+    if o.rule not in OUTLIVES_REGISTER and s.deregistered is not None:
+        return f"the patient left the register ({_when(s.deregistered)})"
+    check = _STILL_HOLDS.get(o.rule)
+    return None if check is None else check(o, h, log)
+
+
+def _r1_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    s = h.state
+    if not s.high_risk:
+        return f"the current risk level is {s.level}"
+    current = h.r1.current
+    if current is None or current.key != o.key:
+        return f"the current level >= 3 episode is {current.key if current else None}"
+    if s.under_police_management:
+        return f"the patient is under police management ({_when(s.get('police'))})"
+    return None
+
+
+def _r5_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    ep = h.lost.with_key(o.key)
+    if ep is not None:
+        if ep.closed is not None:
+            return f"the run of misses stopped holding ({_when(ep.closed)})"
+        return "the patient was declared located during the run of misses" if ep.located else None
+    ep = h.declared.with_key(o.key)
+    if ep is not None and ep.closed is not None:
+        return f"whereabouts were declared known ({_when(ep.closed)})"
+    return None
+
+
+def _r2_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    current = h.r2.current
+    if current is None or current.key != o.key:
+        return f"the current unstable-at-home episode is {current.key if current else None}"
+    if o.assigned["action"] in R2_CYCLE_ACTIONS and current.cycles:
+        cycle = list(current.cycles)[-1]
+        if o.id != _obligation_id(o.subject, "R2", o.key, "joint-visit", cycle):
+            return f"it is not the current cycle (anchored at stream version {cycle})"
+    told = h.state.legal_duty_on
+    since = current.opened["occurred_at"].astimezone(CHINA).date()
+    if o.assigned["action"] == "tell_guardian_of_legal_duty" and told is not None and told >= since:
+        return f"the guardian was told of the legal duty on {told.isoformat()}"
+    return None
+
+
+def _r3_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    s = h.state
+    if s.risk_class not in (BASICALLY_STABLE, UNSTABLE):
+        return f"the class is {s.risk_class}"
+    if s.in_hospital:
+        return f"the patient is in hospital ({_when(s.get('hospital'))})"
+    opening = log.by_message.get(o.key)
+    if opening is not None and s.reached_since is not None and s.reached_since >= opening["occurred_at"]:
+        return f"the care team reached the family on {s.reached_since.isoformat()}"
+    return None
+
+
+def _at_home(o: _Obligation, h: _History, log: _Log) -> str | None:
+    stay = h.state.get("hospital")
+    return f"the patient is in hospital ({_when(stay)})" if h.state.in_hospital and stay else None
+
+
+def _r4_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    """R4: the current cycle of the current episode at home (the first one keyed "registration")."""
+    if (gone := _at_home(o, h, log)) is not None:
+        return gone
+    current = h.r4.current
+    if current is None:
+        return None
+    key = "registration" if current.opened.topic == REGISTERED else current.key
+    anchor = h.state.visit_since(current.opened["occurred_at"]) or current.opened
+    return _not_the_cycle(o, "R4", key, "visit", anchor)
+
+
+def _r6_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    """R6: the current cycle (the latest recorded pickup since the episode opened) of the current episode."""
+    if (gone := _at_home(o, h, log)) is not None:
+        return gone
+    current, pickup = h.r6.current, h.state.last_pickup
+    if current is None or pickup is None:
+        return None
+    anchor = pickup if pickup.version >= current.opened.version else current.opened
+    return _not_the_cycle(o, "R6", current.key, "health-center", anchor)
+
+
+def _not_the_cycle(o: _Obligation, rule: str, key: str, role: str, anchor: Record) -> str | None:
+    if o.key != key:
+        return f"the current {rule} episode is {key}"
+    if o.id != _obligation_id(o.subject, rule, key, role, anchor.version):
+        return f"the current {rule} cycle is anchored on {_when(anchor)}"
+    return None
+
+
+def _r9_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    g = h.state.get("guardian")
+    status = None if g is None else g["status"]
+    return None if status in ("none", "weak") else f"the guardian's status is {status}"
+
+
+def _r10_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    s = h.state
+    refusal = s.get("admission refusal")
+    if refusal is None or refusal["ended"]:
+        return "the family no longer refuses admission"
+    return None if s.high_risk else f"the current risk level is {s.level}"
+
+
+def _r11_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    s = h.state
+    stay, visit = s.get("hospital"), s.get("visit")
+    if stay is None or stay["admitted"]:
+        return "the latest hospital fact is no discharge"
+    if visit is not None and visit["occurred_at"] > stay["occurred_at"]:
+        return f"the patient was visited after the discharge ({_when(visit)})"
+    return None
+
+
+def _r17_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
+    community = h.state.get("community review")
+    if community is None:
+        return "no community review is recorded"
+    tier = {"township_review": "township", "city_review": "city"}.get(o.assigned["action"])
+    done = [at for at in h.state.reviews.get(tier or "", []) if at >= community["occurred_at"]]
+    return f"the {tier} review was recorded on {min(done).isoformat()}" if done else None
+
+
+_STILL_HOLDS = {
+    "R1": _r1_holds,
+    "R2": _r2_holds,
+    "R3": _r3_holds,
+    "R4": _r4_holds,
+    "R5": _r5_holds,
+    "R6": _r6_holds,
+    "R9": _r9_holds,
+    "R10": _r10_holds,
+    "R11": _r11_holds,
+    "R17": _r17_holds,
+}
+
+
+# -- 6. R15: overdue exactly once ---------------------------------------------------------------------
+
+
+def _check_overdue(log: _Log, runs: list[datetime], findings: Findings) -> None:
+    for o in log.obligations.values():
+        if o.assigned is None:
+            if o.overdue:
+                findings.add("r15-overdue-exactly-once", o.id, "marked overdue, but no such obligation was assigned")
+            continue
+        if o.is_notice:
+            for r in o.overdue:
+                findings.add(
+                    "r15-notice-never-overdue",
+                    o.id,
+                    f"notice {o.rule} {o.assigned['action']} marked overdue {r.recorded_at}",
+                )
+            continue
+        _check_one_overdue(o, _first_run_open_after_due(o, runs), findings)
+        for r in o.overdue:
+            if r.get("escalated_to") is None:
+                findings.add(
+                    "r15-overdue-escalated",
+                    o.id,
+                    f"{o.rule} {o.assigned['action']} of {o.subject} marked overdue at {r.recorded_at.isoformat()} "
+                    "without escalating to a governance center",
+                )
+
+
+def _first_run_open_after_due(o: _Obligation, runs: list[datetime]) -> datetime | None:
+    """The first scheduler run at or after the deadline at which the obligation was open."""
+    a = o.assigned
+    assert a is not None
+    due = a["due_at"]
+    if due is None:
+        return None
+    i = bisect.bisect_left(runs, max(due, a.recorded_at))
+    if i == len(runs):
+        return None
+    return runs[i] if o.open_at(runs[i]) else None  # closed by then: closed at every later run too
+
+
+def _check_one_overdue(o: _Obligation, expected: datetime | None, findings: Findings) -> None:
+    a = o.assigned
+    assert a is not None
+    what = f"{o.rule} {a['action']} of {o.subject} (due {a['due_at'].isoformat() if a['due_at'] else None})"
+    marks = o.overdue
+    if expected is None:
+        if marks:
+            findings.add(
+                "r15-overdue-exactly-once",
+                o.id,
+                f"{what} marked overdue at {marks[0].recorded_at.isoformat()}, but no scheduler run found it open "
+                "past its deadline",
+            )
+        return
+    if len(marks) != 1:
+        findings.add(
+            "r15-overdue-exactly-once",
+            o.id,
+            f"{what} was open at the scheduler run of {expected.isoformat()}: marked overdue {len(marks)} times, not 1",
+        )
+        return
+    if marks[0].recorded_at != expected:
+        findings.add(
+            "r15-overdue-exactly-once",
+            o.id,
+            f"{what} marked overdue at {marks[0].recorded_at.isoformat()}, not at the first run that found it "
+            f"open past its deadline ({expected.isoformat()})",
+        )

@@ -1,0 +1,815 @@
+"""The invariant checker (issue 11) as stories: small hand-made global logs, each showing one
+invariant kept and broken. The obligation ids come from the engine's own ``obligation_id``, so
+these stories also show that the checker names R2's cycles as the engine does."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+from domain.obligation import obligation_id
+from ops.township.invariants import Findings, check
+from ops.township.log import Record
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+GOV = "gov-willowbrook"
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+class Story:
+    """A hand-made global log in recorded order: agencies' facts and what the engine recorded."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.versions: Counter[UUID] = Counter()
+        self.sent = 0
+
+    def _put(self, topic: str, stream: UUID, at: datetime, **fields: Any) -> Record:
+        self.versions[stream] += 1
+        record = Record(len(self.records) + 1, topic, stream, self.versions[stream], at, fields)
+        self.records.append(record)
+        return record
+
+    # -- what agencies record -----------------------------------------------------------------------
+
+    def fact(
+        self,
+        topic: str,
+        subject: UUID,
+        *,
+        on: float,
+        occurred: float | None = None,
+        ledger: bool = False,
+        **fields: Any,
+    ) -> Record:
+        """A fact recorded on day ``on`` that occurred on day ``occurred`` (the same day unless late)."""
+        self.sent += 1
+        message_id = f"{'ledger:' if ledger else ''}hc-north:m{self.sent}"
+        when = day(on if occurred is None else occurred)
+        return self._put(
+            topic,
+            subject,
+            day(on),
+            agency_id="hc-north",
+            staff_id=None,
+            occurred_at=when,
+            message_id=message_id,
+            **fields,
+        )
+
+    def register(self) -> UUID:
+        patient = uuid4()
+        self.fact("smd.PatientRegistered", patient, on=0, residence="990101-001-v01", diagnosis=None)
+        return patient
+
+    def visit(self, patient: UUID, level: int, *, on: float, joint: bool = False, **kw: Any) -> Record:
+        cls = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
+        return self.fact(
+            "smd.VisitRecorded", patient, on=on, face_to_face=True, joint=joint, risk_level=level, risk_class=cls, **kw
+        )
+
+    def assess(self, patient: UUID, level: int, *, on: float, **kw: Any) -> Record:
+        cls = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
+        return self.fact("smd.RiskAssessed", patient, on=on, risk_level=level, risk_class=cls, **kw)
+
+    def miss(self, patient: UUID, scheduled: float, *, on: float, **kw: Any) -> Record:
+        return self.fact("smd.VisitMissed", patient, on=on, scheduled_on=day(scheduled).date(), reason=None, **kw)
+
+    # -- what the engine records ----------------------------------------------------------------------
+
+    def obligation(
+        self,
+        rule: str,
+        action: str,
+        trigger: Record,
+        *,
+        key: str | None = None,
+        kind: str = "obligation",
+        role: str = "police",
+        cycle: int | None = None,
+        due: float | None = None,
+        subject: UUID | None = None,
+        trigger_id: str | None = None,
+        at: datetime | None = None,
+    ) -> UUID:
+        """An obligation (or notice) opened by ``trigger``, recorded at the trigger's recorded time."""
+        subject = subject or trigger.stream
+        key = key or trigger["message_id"]
+        oid = obligation_id(subject, rule, key, role, cycle)
+        deadline = None if kind == "notice" else (trigger.recorded_at + timedelta(days=1) if due is None else day(due))
+        self._put(
+            "smd.ObligationAssigned",
+            oid,
+            at or trigger.recorded_at,
+            kind=kind,
+            rule=rule,
+            action=action,
+            patient_id=subject,
+            episode_key=key,
+            assignee="police-east",
+            residence="990101-001-v01",
+            due_at=deadline,
+            trigger_message_id=trigger_id or trigger["message_id"],
+            trigger_position=trigger.position,
+            risk_level=None,
+        )
+        return oid
+
+    def follow_up(self, trigger: Record, *, cycle: int | None = None, **kw: Any) -> UUID:
+        """R4's cycle opened by ``trigger`` (the first episode at home is keyed "registration")."""
+        cycle = trigger.version if cycle is None else cycle
+        return self.obligation("R4", "follow_up_visit", trigger, key="registration", role="visit", cycle=cycle, **kw)
+
+    def complete(
+        self, oid: UUID, by: Record | None, *, on: float | None = None, fulfilled_by: str | None = None
+    ) -> None:
+        at = day(on) if on is not None else by.recorded_at  # type: ignore[union-attr]
+        by_id = fulfilled_by or (by["message_id"] if by else None)
+        self._put("smd.ObligationCompleted", oid, at, fulfilled_by=by_id, by_agency=None, note=None)
+
+    def cancel(self, oid: UUID, because: Record) -> None:
+        self._put(
+            "smd.ObligationCancelled",
+            oid,
+            because.recorded_at,
+            reason="the facts changed",
+            because_of=because["message_id"],
+        )
+
+    def overdue(self, oid: UUID, at: datetime, escalated_to: str | None = GOV) -> None:
+        self._put("smd.ObligationOverdue", oid, at, escalated_to=escalated_to)
+
+    def lost(self, trigger: Record) -> UUID:
+        lid = obligation_id(trigger.stream, "R5", trigger["message_id"], "lost")
+        self._put(
+            "smd.LostToFollowUp", lid, trigger.recorded_at, patient_id=trigger.stream, episode_key=trigger["message_id"]
+        )
+        return lid
+
+    def withdraw(self, lid: UUID, because: Record) -> None:
+        self._put("smd.LostToFollowUpWithdrawn", lid, because.recorded_at, because_of=because["message_id"])
+
+    def end(self, lid: UUID, because: Record) -> None:
+        self._put("smd.LostToFollowUpEnded", lid, because.recorded_at, because_of=because["message_id"])
+
+    def check(self, runs: tuple[float, ...] = (), misses_that_mean_lost: int = 3) -> Findings:
+        return check(self.records, scheduler_runs=[day(n) for n in runs], misses_that_mean_lost=misses_that_mean_lost)
+
+
+def broken(findings: Findings) -> set[str]:
+    return {v.invariant for v in findings.violations}
+
+
+def high_risk_entry(s: Story, patient: UUID, level: int = 4, *, on: float, **kw: Any) -> Record:
+    """A visit at level >= 3 and what the engine opens for it: R1's police obligation, R2's first cycle."""
+    entered = s.visit(patient, level, on=on, **kw)
+    s.obligation("R1", "take_under_management", entered)
+    s.obligation("R2", "joint_visit", entered, role="joint-visit", cycle=entered.version, due=on + 14)
+    return entered
+
+
+# -- 1. R1 -----------------------------------------------------------------------------------------------
+
+
+class TestR1Entries:
+    def test_an_entry_into_level_three_that_opened_its_police_obligation_breaks_nothing(self) -> None:
+        s = Story()
+        p = s.register()
+        high_risk_entry(s, p, 3, on=1)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["r1 entries"] == 1
+
+    def test_an_entry_that_opened_no_r1_obligation_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 4, on=1)
+        [v] = s.check().of("r1-entry-opens-one-obligation")
+        assert v.subject == str(p) and "hc-north:m2" in v.detail
+
+    def test_the_governance_center_assigning_a_police_station_counts_as_the_r1_obligation(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.visit(p, 4, on=1)
+        s.obligation("R1", "assign_police_station", entered)
+        assert s.check().of("r1-entry-opens-one-obligation") == []
+
+    def test_an_r1_obligation_opened_by_another_fact_than_the_entry_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.visit(p, 4, on=1)
+        later = s.visit(p, 5, on=2)
+        s.obligation("R1", "take_under_management", later, key=entered["message_id"])
+        [v] = s.check().of("r1-entry-opens-one-obligation")
+        assert "triggered by hc-north:m3" in v.detail
+
+    def test_an_r1_obligation_without_an_entry_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        calm = s.visit(p, 2, on=1)
+        s.obligation("R1", "take_under_management", calm)
+        assert broken(s.check()) >= {"r1-obligation-has-entry"}
+
+    def test_staying_high_is_one_entry_and_re_entering_after_leaving_is_another(self) -> None:
+        s = Story()
+        p = s.register()
+        first = s.visit(p, 4, on=1)
+        s.obligation("R1", "take_under_management", first)
+        s.visit(p, 5, on=2)  # still high: the same episode
+        fell = s.visit(p, 1, on=3)
+        s.cancel(obligation_id(p, "R1", first["message_id"], "police"), fell)
+        again = s.visit(p, 3, on=4)  # re-entry: a new episode keyed by this fact
+        findings = s.check()
+        assert findings.counts["r1 entries"] == 2
+        [v] = findings.of("r1-entry-opens-one-obligation")
+        assert again["message_id"] in v.detail
+
+    def test_a_late_lower_assessment_dated_earlier_neither_ends_the_episode_nor_opens_another(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.visit(p, 4, on=5)
+        s.obligation("R1", "take_under_management", entered)
+        s.assess(p, 1, on=6, occurred=2)  # older than the level-4 visit: the level stays 4
+        findings = s.check()
+        assert findings.counts["r1 entries"] == 1
+        assert findings.of("r1-entry-opens-one-obligation") == findings.of("open-obligation-still-holds") == []
+
+    def test_a_late_high_assessment_dated_before_a_newer_low_one_is_no_entry(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 1, on=5)
+        late = s.assess(p, 4, on=6, occurred=2)  # the latest by occurred time is still level 1
+        s.obligation("R1", "take_under_management", late)
+        findings = s.check()
+        assert findings.counts["r1 entries"] == 0
+        assert [v.invariant for v in findings.violations if v.invariant.startswith("r1")] == ["r1-obligation-has-entry"]
+
+    def test_assessments_at_the_same_instant_are_ordered_by_message_id(self) -> None:
+        s = Story()
+        p = s.register()
+        s.assess(p, 4, on=3, occurred=2)  # hc-north:m2 → level 4: an entry
+        s.assess(p, 1, on=3, occurred=2)  # hc-north:m3, same instant, later id: level 1 wins
+        findings = s.check()
+        assert findings.counts["r1 entries"] == 1
+        assert s.check().of("r1-entry-opens-one-obligation")  # the entry at m2 opened nothing
+
+    def test_an_entry_in_an_imported_past_is_decided_by_the_backfill_keyed_by_the_fact_that_entered(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.visit(p, 4, on=1, ledger=True)  # history: decides nothing by itself
+        imported = s.fact("smd.HistoryImported", p, on=2, ledger="a1b2", rows=3)
+        s.obligation("R1", "take_under_management", imported, key=entered["message_id"])
+        assert s.check().of("r1-entry-opens-one-obligation") == []
+
+    def test_a_backfill_that_keys_r1_by_the_import_rather_than_the_entering_fact_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 4, on=1, ledger=True)
+        imported = s.fact("smd.HistoryImported", p, on=2, ledger="a1b2", rows=3)
+        s.obligation("R1", "take_under_management", imported)  # keyed by the import's own message id
+        assert broken(s.check()) >= {"r1-entry-opens-one-obligation", "r1-obligation-has-entry"}
+
+    def test_an_episode_of_the_imported_past_that_ended_before_the_backfill_opens_nothing(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 4, on=1, ledger=True)
+        s.visit(p, 1, on=1, occurred=1.5, ledger=True)
+        s.fact("smd.HistoryImported", p, on=2, ledger="a1b2", rows=3)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert (findings.counts["r1 entries"], findings.counts["r1 entries in the imported past"]) == (0, 1)
+
+
+# -- 2. R5 -----------------------------------------------------------------------------------------------
+
+
+def three_misses(s: Story, p: UUID) -> Record:
+    """A visit on day 1, then misses of the visits scheduled on days 10, 20 and 30."""
+    s.visit(p, 1, on=1)
+    s.miss(p, 10, on=11)
+    s.miss(p, 20, on=21)
+    return s.miss(p, 30, on=31)
+
+
+class TestR5Lost:
+    def test_three_misses_in_a_row_derive_one_lost_status_and_one_locate_obligation(self) -> None:
+        s = Story()
+        p = s.register()
+        third = three_misses(s, p)
+        s.obligation("R5", "locate_patient", third)
+        s.lost(third)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["lost episodes (misses)"] == 1
+
+    def test_a_run_of_misses_without_a_locate_obligation_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.lost(three_misses(s, p))
+        assert broken(s.check()) == {"r5-lost-episode-opens-one-locate"}
+
+    def test_a_run_of_misses_without_a_derived_lost_status_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.obligation("R5", "locate_patient", three_misses(s, p))
+        assert broken(s.check()) == {"r5-lost-episode-derives-one-lost-status"}
+
+    def test_misses_scheduled_before_the_latest_visit_do_not_make_a_patient_lost(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 1, on=40)
+        s.miss(p, 10, on=41)  # reported late: all three were scheduled before the visit of day 40
+        s.miss(p, 20, on=41)
+        s.lost(s.miss(p, 30, on=41))
+        findings = s.check()
+        assert findings.counts["lost episodes (misses)"] == 0
+        assert broken(findings) == {"r5-lost-status-has-episode"}
+
+    def test_a_visit_dated_on_a_scheduled_day_still_leaves_the_later_misses_in_a_row(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 1, on=10)
+        s.miss(p, 10, on=11)  # the same day as the visit: not after it
+        s.miss(p, 20, on=21)
+        s.miss(p, 30, on=31)
+        fourth = s.miss(p, 40, on=41)
+        s.obligation("R5", "locate_patient", fourth)
+        s.lost(fourth)
+        assert s.check().ok
+
+    def test_the_threshold_is_the_setting_given(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 1, on=1)
+        s.miss(p, 10, on=11)
+        second = s.miss(p, 20, on=21)
+        s.obligation("R5", "locate_patient", second)
+        s.lost(second)
+        assert s.check(misses_that_mean_lost=2).ok
+        assert broken(s.check()) == {"r5-locate-has-episode", "r5-lost-status-has-episode"}
+
+    def test_a_late_visit_between_the_misses_withdraws_the_lost_status_and_cancels_the_locate(self) -> None:
+        s = Story()
+        p = s.register()
+        third = three_misses(s, p)
+        locate, lost = s.obligation("R5", "locate_patient", third), s.lost(third)
+        late = s.visit(p, 1, on=32, occurred=15)  # dated between the misses: they were not in a row
+        s.withdraw(lost, late)
+        s.cancel(locate, late)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["lost withdrawn"] == 1
+
+    def test_a_run_of_misses_that_stopped_holding_without_a_correction_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        third = three_misses(s, p)
+        locate = s.obligation("R5", "locate_patient", third)
+        s.lost(third)
+        late = s.visit(p, 1, on=32, occurred=15)
+        s.cancel(locate, late)
+        [v] = s.check().violations
+        assert v.invariant == "r5-lost-status-compensated" and late["message_id"] in v.detail
+
+    def test_a_visit_after_the_last_miss_ends_the_lost_status_rather_than_withdrawing_it(self) -> None:
+        s = Story()
+        p = s.register()
+        third = three_misses(s, p)
+        locate, lost = s.obligation("R5", "locate_patient", third), s.lost(third)
+        reached = s.visit(p, 1, on=36, occurred=35)
+        s.withdraw(lost, reached)  # wrong: the patient was reached, the misses were real
+        s.complete(locate, reached)
+        [v] = s.check().violations
+        assert v.invariant == "r5-lost-status-compensated" and "LostToFollowUpEnded" in v.detail
+
+    def test_a_lost_status_withdrawn_while_the_misses_still_hold_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        third = three_misses(s, p)
+        s.obligation("R5", "locate_patient", third)
+        lost = s.lost(third)
+        s.withdraw(lost, s.miss(p, 40, on=41))
+        assert broken(s.check()) == {"r5-lost-status-compensated"}
+
+    def test_a_declaration_of_unknown_whereabouts_opens_a_locate_obligation_and_no_lost_status(self) -> None:
+        s = Story()
+        p = s.register()
+        unknown = s.fact("smd.WhereaboutsDeclared", p, on=3, known=False)
+        s.obligation("R5", "locate_patient", unknown)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["lost episodes (declared)"] == 1
+
+    def test_a_declaration_of_unknown_whereabouts_that_derived_a_lost_status_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        unknown = s.fact("smd.WhereaboutsDeclared", p, on=3, known=False)
+        s.obligation("R5", "locate_patient", unknown)
+        s.lost(unknown)
+        assert broken(s.check()) == {"r5-declared-unknown-opens-one-locate", "r5-lost-status-has-episode"}
+
+    def test_a_locate_obligation_without_a_lost_episode_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.obligation("R5", "locate_patient", s.miss(p, 10, on=11))
+        assert broken(s.check()) == {"r5-locate-has-episode"}
+
+
+# -- 3. R2 -----------------------------------------------------------------------------------------------
+
+
+class TestR2JointVisits:
+    def test_an_unstable_patient_at_home_gets_the_first_joint_visit_cycle_from_the_opening_fact(self) -> None:
+        s = Story()
+        p = s.register()
+        s.assess(p, 2, on=1)  # basically stable: no R2
+        unstable = s.fact("smd.RiskAssessed", p, on=2, risk_level=2, risk_class="unstable")
+        s.obligation("R2", "joint_visit", unstable, role="joint-visit", cycle=unstable.version, due=16)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert (findings.counts["r2 episodes"], findings.counts["r2 cycles"]) == (1, 1)
+
+    def test_an_unstable_episode_without_its_first_cycle_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.fact("smd.RiskAssessed", p, on=2, risk_level=2, risk_class="unstable")
+        assert broken(s.check()) == {"r2-episode-opens-first-cycle"}
+
+    def test_each_joint_visit_completes_its_cycle_and_opens_the_next(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = high_risk_entry(s, p, on=1)
+        key = entered["message_id"]
+        joint = s.visit(p, 4, on=12, joint=True)
+        s.obligation("R2", "joint_visit", joint, key=key, role="joint-visit", cycle=joint.version, due=26)
+        s.complete(obligation_id(p, "R2", key, "joint-visit", entered.version), joint)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["r2 cycles"] == 2
+
+    def test_a_joint_visit_that_opened_no_next_cycle_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = high_risk_entry(s, p, on=1)
+        joint = s.visit(p, 4, on=12, joint=True)
+        s.complete(obligation_id(p, "R2", entered["message_id"], "joint-visit", entered.version), joint)
+        [v] = s.check().violations
+        assert v.invariant == "r2-joint-visit-opens-next-cycle" and joint["message_id"] in v.detail
+
+    def test_a_late_joint_visit_dated_before_the_latest_one_opens_no_cycle(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = high_risk_entry(s, p, on=1)
+        key = entered["message_id"]
+        joint = s.visit(p, 4, on=12, joint=True)
+        s.obligation("R2", "joint_visit", joint, key=key, role="joint-visit", cycle=joint.version, due=26)
+        s.complete(obligation_id(p, "R2", key, "joint-visit", entered.version), joint)
+        s.visit(p, 4, on=13, occurred=5, joint=True)  # older than the anchor: the cycle stays
+        assert s.check().ok
+
+    def test_two_cycles_of_one_episode_open_at_once_are_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = high_risk_entry(s, p, on=1)
+        joint = s.visit(p, 4, on=12, joint=True)
+        s.obligation("R2", "joint_visit", joint, key=entered["message_id"], role="joint-visit", cycle=joint.version)
+        findings = s.check()
+        assert broken(findings) == {"r2-one-cycle-open-at-a-time", "open-obligation-still-holds"}
+        [v] = findings.of("open-obligation-still-holds")
+        assert "not the current cycle" in v.detail
+
+    def test_an_unstable_patient_in_hospital_has_no_joint_visit_cycle(self) -> None:
+        s = Story()
+        p = s.register()
+        s.fact("smd.HospitalStayRecorded", p, on=1, admitted=True)
+        assessed = s.fact("smd.RiskAssessed", p, on=2, risk_level=2, risk_class="unstable")
+        s.obligation("R2", "joint_visit", assessed, role="joint-visit", cycle=assessed.version)
+        assert broken(s.check()) >= {"r2-cycle-has-episode"}
+
+    def test_a_discharge_of_an_unstable_patient_opens_the_episode(self) -> None:
+        s = Story()
+        p = s.register()
+        s.fact("smd.HospitalStayRecorded", p, on=1, admitted=True)
+        s.fact("smd.RiskAssessed", p, on=2, risk_level=2, risk_class="unstable")
+        discharged = s.fact("smd.HospitalStayRecorded", p, on=9, admitted=False)
+        s.obligation("R2", "joint_visit", discharged, role="joint-visit", cycle=discharged.version, due=23)
+        assert s.check().ok
+
+
+# -- 4. triggers and fulfilments -------------------------------------------------------------------------
+
+
+class TestTriggers:
+    def test_an_obligation_whose_trigger_was_never_recorded_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        visit = s.visit(p, 1, on=1)
+        s.follow_up(visit, trigger_id="hc-north:never-sent")
+        [v] = s.check().violations
+        assert v.invariant == "obligation-has-trigger-fact" and "no such fact" in v.detail
+
+    def test_an_obligation_recorded_before_its_trigger_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.follow_up(s.records[0], cycle=2, trigger_id="hc-north:m2")  # the visit's stream version
+        s.visit(p, 1, on=1)  # hc-north:m2, recorded after the assignment
+        [v] = s.check().violations
+        assert v.invariant == "obligation-has-trigger-fact" and "after the assignment" in v.detail
+
+    def test_an_obligation_triggered_by_another_patients_fact_is_reported(self) -> None:
+        s = Story()
+        p, q = s.register(), s.register()
+        visit = s.visit(q, 1, on=1)
+        s.follow_up(visit, cycle=1, subject=p)
+        assert "obligation-has-trigger-fact" in broken(s.check())
+
+    def test_a_suspected_case_obligation_is_triggered_on_the_case_stream(self) -> None:
+        s = Story()
+        case = uuid4()
+        reported = s.fact("smd.SuspectedCaseReported", case, on=1, seen_in="990101-001-v01")
+        s.obligation("R18", "assess_suspected_case", reported, role="health-center", due=15)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["suspected cases"] == 1
+
+    def test_a_run_out_warning_names_the_pickup_obligation_already_marked_overdue(self) -> None:
+        s = Story()
+        p = s.register()
+        pickup = s.fact("smd.MedicationDispensed", p, on=1, dispensed_on=day(1).date(), days_supplied=7)
+        cycle = s.obligation("R6", "medication_pickup_due", pickup, role="health-center", cycle=pickup.version, due=8)
+        s.overdue(cycle, day(8.5))
+        warning = {"kind": "notice", "role": "care-team-warning", "cycle": pickup.version, "trigger_id": f"due:{cycle}"}
+        s.obligation("R6", "medication_run_out_warning", pickup, **warning, at=day(8.5))
+        assert s.check(runs=(8.5,)).ok
+
+    def test_a_run_out_warning_before_its_obligation_fell_due_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        pickup = s.fact("smd.MedicationDispensed", p, on=1, dispensed_on=day(1).date(), days_supplied=7)
+        cycle = s.obligation("R6", "medication_pickup_due", pickup, role="health-center", cycle=pickup.version, due=8)
+        warning = {"kind": "notice", "role": "care-team-warning", "cycle": pickup.version, "trigger_id": f"due:{cycle}"}
+        s.obligation("R6", "medication_run_out_warning", pickup, **warning, at=day(2))
+        assert broken(s.check()) == {"obligation-has-trigger-fact"}
+
+    def test_a_completion_that_names_no_recorded_fact_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        visit = s.visit(p, 1, on=1)
+        oid = s.follow_up(visit, due=31)
+        s.complete(oid, None, on=5, fulfilled_by="hc-north:never-sent")
+        assert broken(s.check()) == {"completion-names-recorded-fact"}
+
+    def test_an_agency_completing_in_its_own_words_names_no_fact_and_breaks_nothing(self) -> None:
+        s = Story()
+        p = s.register()
+        visit = s.visit(p, 1, on=1)
+        s.complete(s.follow_up(visit, due=31), None, on=5)
+        assert s.check().ok
+
+
+# -- 5. what is still open at the end ----------------------------------------------------------------------
+
+
+class TestOpenAtTheEnd:
+    def test_an_r1_obligation_still_open_after_the_level_fell_below_three_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.assess(p, 4, on=1)
+        s.obligation("R1", "take_under_management", entered)
+        s.assess(p, 1, on=5)
+        [v] = s.check().of("open-obligation-still-holds")
+        assert "the current risk level is 1" in v.detail
+
+    def test_an_r1_obligation_still_open_under_police_management_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.obligation("R1", "take_under_management", s.assess(p, 4, on=1))
+        s.fact("smd.PoliceManagementRecorded", p, on=2, under=True)
+        [v] = s.check().of("open-obligation-still-holds")
+        assert "under police management" in v.detail
+
+    def test_an_obligation_of_a_patient_who_left_the_register_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.follow_up(s.records[0], due=14)
+        s.fact("smd.PatientDeregistered", p, on=5, reason="death", note=None)
+        [v] = s.check().violations
+        assert v.invariant == "open-obligation-still-holds" and "left the register" in v.detail
+
+    def test_an_incident_review_outlives_the_register(self) -> None:
+        s = Story()
+        p = s.register()
+        incident = s.fact("smd.IncidentReported", p, on=1, incident_id=uuid4(), incident_kind="self_harm", severity=2)
+        s.obligation("R14", "review_incident", incident, role="governance", due=8)
+        s.fact("smd.PatientDeregistered", p, on=5, reason="death", note=None)
+        assert s.check().ok
+
+    def test_a_first_follow_up_still_open_after_a_visit_following_the_discharge_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.fact("smd.HospitalStayRecorded", p, on=1, admitted=True)
+        discharged = s.fact("smd.HospitalStayRecorded", p, on=10, admitted=False)
+        s.obligation("R11", "first_follow_up_after_discharge", discharged, role="health-center", due=17)
+        s.visit(p, 1, on=12)
+        [v] = s.check().violations
+        assert v.invariant == "open-obligation-still-holds" and "visited after the discharge" in v.detail
+
+    def test_a_social_guardian_designation_still_open_after_a_social_guardian_was_designated_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.obligation("R9", "designate_social_guardian", s.fact("smd.GuardianRecorded", p, on=1, status="none"))
+        s.fact("smd.GuardianRecorded", p, on=9, status="social")
+        [v] = s.check().violations
+        assert "guardian's status is social" in v.detail
+
+    def test_an_assessment_of_a_suspected_case_still_open_after_it_was_assessed_is_reported(self) -> None:
+        s = Story()
+        case = uuid4()
+        reported = s.fact("smd.SuspectedCaseReported", case, on=1, seen_in="990101-001-v01")
+        s.obligation("R18", "assess_suspected_case", reported, role="health-center", due=15)
+        s.fact("smd.SuspectedCaseAssessed", case, on=4, outcome="no_severe_disorder", note=None)
+        [v] = s.check().violations
+        assert v.invariant == "open-obligation-still-holds" and "assessed" in v.detail
+
+    def test_a_locate_obligation_still_open_after_the_patient_was_declared_located_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.obligation("R5", "locate_patient", s.fact("smd.WhereaboutsDeclared", p, on=3, known=False))
+        s.fact("smd.WhereaboutsDeclared", p, on=6, known=True)
+        [v] = s.check().violations
+        assert "whereabouts were declared known" in v.detail
+
+    def test_a_mobilisation_still_open_after_the_care_team_reached_the_family_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        assessed = s.assess(p, 2, on=1)
+        s.obligation("R3", "mobilise_guardian_for_treatment", assessed, role="committee", due=8)
+        s.fact("smd.CareTeamContactRecorded", p, on=3, role="community_worker", outcome="reached", mode="visit")
+        [v] = s.check().violations
+        assert "reached the family" in v.detail
+
+    def test_a_follow_up_cycle_still_open_after_the_next_visit_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        first = s.follow_up(s.records[0], due=14)
+        visit = s.visit(p, 1, on=10)  # completes the first cycle and opens the next
+        s.follow_up(visit, due=40)
+        [v] = s.check().violations
+        assert v.subject == str(first) and "anchored on hc-north:m2" in v.detail
+
+    def test_a_follow_up_cycle_of_a_patient_discharged_since_belongs_to_the_new_episode(self) -> None:
+        s = Story()
+        p = s.register()
+        first = s.follow_up(s.records[0], due=14)
+        s.cancel(first, s.fact("smd.HospitalStayRecorded", p, on=5, admitted=True))
+        discharged = s.fact("smd.HospitalStayRecorded", p, on=9, admitted=False)
+        s.obligation("R4", "follow_up_visit", discharged, role="visit", cycle=discharged.version, due=23)
+        assert s.check().ok
+
+    def test_a_pickup_cycle_still_open_after_the_next_pickup_is_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        first = s.fact("smd.MedicationDispensed", p, on=1, dispensed_on=day(1).date(), days_supplied=7)
+        s.obligation("R6", "medication_pickup_due", first, role="health-center", cycle=first.version, due=8)
+        second = s.fact("smd.MedicationDispensed", p, on=6, dispensed_on=day(6).date(), days_supplied=30)
+        cycle = {"key": first["message_id"], "role": "health-center", "cycle": second.version}
+        s.obligation("R6", "medication_pickup_due", second, **cycle, due=37)
+        [v] = s.check().violations
+        assert "the current R6 cycle is anchored on hc-north:m3" in v.detail
+
+    def test_open_notices_are_not_held_to_their_facts(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.assess(p, 4, on=1)
+        s.obligation("R1", "high_risk_patient_notice", entered, kind="notice", role="governance-notice")
+        s.assess(p, 1, on=5)
+        assert s.check().of("open-obligation-still-holds") == []
+
+
+# -- 6. R15 --------------------------------------------------------------------------------------------------
+
+
+def follow_up(s: Story, due: float) -> UUID:
+    """A registered patient at home with a follow-up visit due on day ``due``."""
+    s.register()
+    return s.follow_up(s.records[0], due=due)
+
+
+class TestOverdue:
+    def test_an_obligation_open_past_its_deadline_is_marked_overdue_once_at_the_first_run_after(self) -> None:
+        s = Story()
+        oid = follow_up(s, due=10)
+        s.overdue(oid, day(11))
+        findings = s.check(runs=(9, 11, 12))
+        assert findings.ok, findings.violations
+        assert findings.counts["overdue R4"] == 1
+
+    def test_an_obligation_never_marked_overdue_is_reported(self) -> None:
+        s = Story()
+        follow_up(s, due=10)
+        [v] = s.check(runs=(11,)).violations
+        assert v.invariant == "r15-overdue-exactly-once" and "0 times" in v.detail
+
+    def test_a_second_overdue_mark_is_reported(self) -> None:
+        s = Story()
+        oid = follow_up(s, due=10)
+        s.overdue(oid, day(11))
+        s.overdue(oid, day(12))
+        assert broken(s.check(runs=(11, 12))) == {"r15-overdue-exactly-once"}
+
+    def test_an_overdue_mark_at_a_later_run_than_the_first_past_the_deadline_is_reported(self) -> None:
+        s = Story()
+        oid = follow_up(s, due=10)
+        s.overdue(oid, day(12))
+        [v] = s.check(runs=(11, 12)).violations
+        assert "not at the first run" in v.detail
+
+    def test_a_deadline_falling_exactly_on_a_run_is_overdue_at_that_run(self) -> None:
+        s = Story()
+        oid = follow_up(s, due=11)
+        s.overdue(oid, day(11))
+        assert s.check(runs=(11,)).ok
+
+    def test_an_obligation_done_before_the_run_is_never_overdue(self) -> None:
+        s = Story()
+        oid = follow_up(s, due=10)
+        s.complete(oid, s.visit(s.records[0].stream, 1, on=10.5))
+        s.overdue(oid, day(11))
+        [v] = s.check(runs=(11,)).violations
+        assert "no scheduler run found it open" in v.detail
+
+    def test_an_obligation_closed_at_the_very_instant_of_the_run_is_not_overdue(self) -> None:
+        s = Story()
+        oid = follow_up(s, due=10)
+        s.complete(oid, s.visit(s.records[0].stream, 1, on=11))
+        assert s.check(runs=(11,)).ok
+
+    def test_an_obligation_assigned_after_its_deadline_waits_for_the_next_run(self) -> None:
+        s = Story()
+        p = s.register()
+        late_pickup = s.fact(
+            "smd.MedicationDispensed", p, on=12, occurred=1, dispensed_on=day(1).date(), days_supplied=7
+        )
+        oid = s.obligation("R6", "medication_pickup_due", late_pickup, role="health-center", cycle=2, due=8)
+        s.overdue(oid, day(13))
+        assert s.check(runs=(11, 13)).ok
+
+    def test_an_overdue_mark_that_escalated_to_nobody_is_reported(self) -> None:
+        s = Story()
+        oid = follow_up(s, due=10)
+        s.overdue(oid, day(11), escalated_to=None)
+        assert broken(s.check(runs=(11,))) == {"r15-overdue-escalated"}
+
+    def test_a_notice_is_never_overdue(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.assess(p, 4, on=1)
+        s.obligation("R1", "take_under_management", entered)
+        notice = s.obligation("R1", "high_risk_patient_notice", entered, kind="notice", role="governance-notice")
+        s.overdue(notice, day(3))
+        assert "r15-notice-never-overdue" in broken(s.check(runs=(3,)))
+
+
+# -- the counts and the referee's independence ----------------------------------------------------------------
+
+
+class TestCountsAndIndependence:
+    def test_the_counts_name_what_the_log_holds(self) -> None:
+        s = Story()
+        p = s.register()
+        s.visit(p, 1, on=5)
+        s.visit(p, 1, on=6, occurred=2)  # three days late, and dated before a fact recorded earlier
+        s._put("smd.OrgUnitDefined", uuid4(), day(6), unit="990101")  # not the checker's business
+        counts = s.check().counts
+        assert counts["facts smd.VisitRecorded"] == 2 and counts["facts"] == 3
+        assert (counts["late facts"], counts["out of order facts"], counts["records"]) == (1, 1, 4)
+        assert counts["patients"] == 1
+
+    def test_the_counts_give_obligations_notices_and_their_ends_by_rule(self) -> None:
+        s = Story()
+        p = s.register()
+        entered = s.assess(p, 4, on=1)
+        oid = s.obligation("R1", "take_under_management", entered)
+        s.obligation("R1", "high_risk_patient_notice", entered, kind="notice", role="governance-notice")
+        s.overdue(oid, day(2.5))
+        s.cancel(oid, s.assess(p, 1, on=3))
+        counts = s.check(runs=(2.5,)).counts
+        assert [counts[k] for k in ("obligations R1", "notices R1", "overdue R1", "cancelled R1")] == [1, 1, 1, 1]
+
+    def test_the_checker_imports_nothing_but_the_standard_library_and_the_log_records(self) -> None:
+        source = Path(__file__).parents[2] / "ops" / "township" / "invariants.py"
+        imported = set()
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                imported.add(node.module or "")
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        assert not {m for m in imported if m.split(".")[0] in ("domain", "core", "projections", "api")}
+        assert {m for m in imported if m.startswith("ops")} == {"ops.township.log"}
