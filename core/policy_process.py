@@ -9,14 +9,16 @@ of the same fact decides the same deterministic obligation ids, so nothing is op
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import Notification, Tracking
 
 from core.case_record import CaseRecord
+from core.followers.concerns import Concerns
+from core.followers.engine import AlreadyApplied, Follower
+from core.followers.parking import MemoryParkingStore, ParkingStore
 from core.registry import REGION_TZ, RegistryView
 from core.rule_settings_view import RuleSettingsView
 from core.suspected_case_policy import SUSPECTED_CASE_TOPICS, decide_suspected_case
@@ -46,10 +48,17 @@ PATIENT_TOPICS = frozenset(_topics(Fact) | _topics(FileFact))
 
 
 class PolicyProcess:
-    """Follows the case record's notification log with a tracked position."""
+    """The rules as a follower of the case record's notification log (on the follower engine).
+
+    Parks per patient: an event a rule cannot handle is parked and the patient's later events
+    wait behind it while every other patient goes on; a registry, calendar or rule-settings fact
+    it cannot handle stops it (docs/decisions/013).
+    """
 
     name = "policies"
-    attempts = 5
+    #: every topic: rules read patient and suspected-case facts, and the later events about a
+    #: parked patient (its obligations' acknowledgements too) must be seen to be held
+    topics = None
 
     def __init__(
         self,
@@ -57,49 +66,52 @@ class PolicyProcess:
         registry: RegistryView,
         settings: RuleSettings | None = None,
         rule_settings: RuleSettingsView | None = None,
+        parking: ParkingStore | None = None,
+        concerns: Concerns | None = None,
     ) -> None:
         self.case_record = case_record
         self.registry = registry
         self.settings = settings or RuleSettings()  # used when there is no rule_settings view
         self.rule_settings = rule_settings  # the region's settings in force on the trigger's date, as recorded then
-        self._lock = threading.Lock()  # the background runner and read-your-writes waiters
+        self.follower = Follower(self.name, case_record, self, parking or MemoryParkingStore(), concerns, batch=200)
 
     @property
     def position(self) -> int:
-        """The last log position this process has fully handled."""
-        return self.case_record.recorder.max_tracking_id(self.name) or 0
+        """The last log position this process has fully handled (or parked, or held)."""
+        return self.follower.position
 
     def run_once(self, limit: int = 200) -> int:
-        """Handle the next batch of notifications; returns how many were read (0: caught up)."""
-        with self._lock:
-            for _ in range(self.attempts):
-                notifications = self.case_record.recorder.select_notifications(self.position + 1, limit)
-                if not notifications:
-                    return 0
-                work = _UnitOfWork(self.case_record)
-                events: list[Any] = []
-                for n in notifications:
-                    if n.topic in PATIENT_TOPICS:
-                        self._decide(n, work)
-                        events += work.collect()  # in trigger order: a batch records what one-by-one would
-                    elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case
-                        decide_suspected_case(self, n, work)
-                        events += work.collect()
-                try:
-                    self.case_record.events.put(events, tracking=Tracking(self.name, notifications[-1].id))
-                except IntegrityError:
-                    # Another process moved on first, or an agency acknowledged an obligation we
-                    # were changing: decide the batch again from what is stored now.
-                    continue
-                for e in events:
-                    log.info(
-                        "policy recorded",
-                        topic=type(e).TOPIC,
-                        aggregate_id=str(e.originator_id),
-                        version=e.originator_version,
-                    )
-                return len(notifications)
-            raise ConcurrentPolicyConflict(self.attempts)
+        """Handle the next batch of notifications; returns how many positions it moved (0: caught up)."""
+        return self.follower.run_once(limit)
+
+    # -- the follower engine's handler -----------------------------------------------------------
+
+    def position_of(self, tracking_name: str) -> int:
+        return self.case_record.recorder.max_tracking_id(tracking_name) or 0
+
+    def begin(self) -> _UnitOfWork:
+        return _UnitOfWork(self.case_record)
+
+    def apply(self, work: _UnitOfWork, n: Notification) -> None:
+        if n.topic in PATIENT_TOPICS:
+            self._decide(n, work)
+        elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case
+            decide_suspected_case(self, n, work)
+        else:
+            return
+        work.events += work.collect()  # in trigger order: a batch records what one-by-one would
+
+    def commit(self, work: _UnitOfWork, tracking_name: str, position: int, *, exclusive: bool = False) -> None:
+        if exclusive and self.case_record.recorder.max_tracking_id(tracking_name):
+            raise AlreadyApplied(tracking_name)
+        self.case_record.events.put(work.events, tracking=Tracking(tracking_name, position))
+        for e in work.events:
+            log.info(
+                "policy recorded",
+                topic=type(e).TOPIC,
+                aggregate_id=str(e.originator_id),
+                version=e.originator_version,
+            )
 
     def _decide(self, notification: Notification, work: _UnitOfWork) -> None:
         patient_id, version = notification.originator_id, notification.originator_version
@@ -165,19 +177,13 @@ class PolicyProcess:
                 episode.end(key, now)
 
 
-class ConcurrentPolicyConflict(Exception):
-    """The batch kept colliding with other writers; the runner will try again later."""
-
-    def __init__(self, attempts: int) -> None:
-        super().__init__(f"the policy batch collided with other writers {attempts} times")
-
-
 class _UnitOfWork:
     """The aggregates one batch touches: loaded once, changed in memory, saved together."""
 
     def __init__(self, case_record: CaseRecord) -> None:
         self.case_record = case_record
         self.touched: dict[UUID, Any] = {}
+        self.events: list[Any] = []  # decided so far, in trigger order
         self.missing: set[UUID] = set()
         self._recent: list[UUID] = []  # touched since the last collect, in order
 

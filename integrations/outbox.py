@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from core.case_record import CaseRecord
+from core.followers.engine import AlreadyApplied, Follower
+from core.followers.parking import MemoryParkingStore, ParkingStore
 from domain.obligation import Obligation
 from integrations.streams import Names
 
@@ -190,6 +193,59 @@ def changes_to_outgoing(event: Any, obligation: Any, position: int, names: Names
     return out
 
 
+@dataclass
+class _Messages:
+    """The outbox's unit of work: messages of one batch, and whether they went out."""
+
+    messages: list[Outgoing]
+    published: bool = False
+
+
+class OutboxHandler:
+    """The follower engine's handler for the outbox: an event → its outgoing messages; the
+    commit saves the position once they are published (at least once)."""
+
+    topics = TOPICS
+
+    def __init__(self, case_record: CaseRecord, names: Names) -> None:
+        self.case_record = case_record
+        self.names = names
+        #: set by a command that retries parked events outside the service (publishes, waits)
+        self.sync_publish: Callable[[list[Outgoing]], None] | None = None
+
+    def position_of(self, tracking_name: str) -> int:
+        return self.case_record.recorder.max_tracking_id(tracking_name) or 0
+
+    def begin(self) -> _Messages:
+        return _Messages([])
+
+    def apply(self, work: _Messages, n: Notification) -> None:
+        event = self.case_record.mapper.to_domain_event(n)
+        if n.topic == Obligation.Assigned.TOPIC:
+            work.messages.append(to_outgoing(event, n.id, self.names))
+        else:  # the obligation as it stood after this change
+            obligation = self.case_record.repository.get(n.originator_id, version=n.originator_version)
+            work.messages += changes_to_outgoing(event, obligation, n.id, self.names)
+
+    def commit(self, work: _Messages, tracking_name: str, position: int, *, exclusive: bool = False) -> None:
+        if work.messages and not work.published:
+            if self.sync_publish is None:
+                raise RuntimeError("the outbox publishes before it commits; no NATS connection was given")
+            self.sync_publish(work.messages)
+            work.published = True
+        if exclusive and self.case_record.recorder.max_tracking_id(tracking_name):
+            raise AlreadyApplied(tracking_name)
+        try:
+            self.case_record.recorder.insert_tracking(Tracking(tracking_name, position))
+        except IntegrityError:
+            log.warning("outbox position moved by another outbox", position=position)
+
+
+def outbox_follower(case_record: CaseRecord, names: Names, parking: ParkingStore, batch: int = 100) -> Follower:
+    """The outbox's follower (its position is the tracking name ``outbox``)."""
+    return Follower(TRACKING_NAME, case_record, OutboxHandler(case_record, names), parking, batch=batch)
+
+
 class Outbox:
     """Publishes new outbound events from the log, then moves its tracked position."""
 
@@ -201,6 +257,7 @@ class Outbox:
         *,
         batch: int = 100,
         poll_interval: float = 0.25,
+        parking: ParkingStore | None = None,
     ) -> None:
         self.case_record = case_record
         self.js: JetStreamContext = nc.jetstream()
@@ -208,67 +265,46 @@ class Outbox:
         self.batch = batch
         self.poll_interval = poll_interval
         self.fault = os.environ.get("SMD_FAULT", "")
+        self.follower = outbox_follower(case_record, names, parking or MemoryParkingStore(), batch)
 
     @property
     def position(self) -> int:
         """The saved position: every notification up to it has been dealt with."""
-        return self.case_record.recorder.max_tracking_id(TRACKING_NAME) or 0
-
-    def read(self) -> tuple[int, list[Outgoing], int]:
-        """(saved position, messages to publish, position once they are published)."""
-        recorder = self.case_record.recorder
-        start = self.position
-        # Ids commit in order (PostgreSQL table lock, SQLite single writer): nothing at or
-        # below ``top`` can still appear, so a short batch lets the position jump to ``top``.
-        top = recorder.max_notification_id() or 0
-        if top <= start:
-            return start, [], start
-        found: list[Notification] = list(recorder.select_notifications(start + 1, self.batch, stop=top, topics=TOPICS))
-        out: list[Outgoing] = []
-        for n in found:
-            event = self.case_record.mapper.to_domain_event(n)
-            if n.topic == Obligation.Assigned.TOPIC:
-                out.append(to_outgoing(event, n.id, self.names))
-            else:  # the obligation as it stood after this change
-                obligation = self.case_record.repository.get(n.originator_id, version=n.originator_version)
-                out += changes_to_outgoing(event, obligation, n.id, self.names)
-        end = found[-1].id if len(found) == self.batch else top
-        return start, out, end
-
-    def save(self, start: int, end: int) -> None:
-        """Save the new position (another outbox moving it first is not an error)."""
-        if end <= start:
-            return
-        try:
-            self.case_record.recorder.insert_tracking(Tracking(TRACKING_NAME, end))
-        except IntegrityError:
-            log.warning("outbox position moved by another outbox", position=end)
+        return self.follower.position
 
     async def step(self) -> int:
         """Publish what is new and save the position; returns how many were published."""
-        start, out, end = await asyncio.to_thread(self.read)
+        prepared = await asyncio.to_thread(self.follower.prepare, self.batch)
+        if prepared is None:
+            return 0
+        out: list[Outgoing] = prepared.work.messages
         if out:
-            futures = [
-                await self.js.publish_async(
-                    o.subject,
-                    o.payload,
-                    headers={"Nats-Msg-Id": o.msg_id},
-                    stream=self.names.out_stream,
-                )
-                for o in out
-            ]
-            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT)
-            for o, ack in zip(out, acks, strict=True):
-                log.info("outbox published", event_id=o.msg_id, position=o.position, duplicate=bool(ack.duplicate))
+            await self.publish(out)
+            prepared.work.published = True
             if self.fault == FAULT_KILL_AFTER_PUBLISH:
                 os.kill(os.getpid(), signal.SIGKILL)  # test only: published, position not saved
-        await asyncio.to_thread(self.save, start, end)
+        await asyncio.to_thread(self.follower.commit, prepared)
         return len(out)
+
+    async def publish(self, out: list[Outgoing]) -> None:
+        """Publish and wait for every ack (raises on timeout: the position is not saved)."""
+        futures = [
+            await self.js.publish_async(
+                o.subject,
+                o.payload,
+                headers={"Nats-Msg-Id": o.msg_id},
+                stream=self.names.out_stream,
+            )
+            for o in out
+        ]
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=PUBLISH_TIMEOUT)
+        for o, ack in zip(out, acks, strict=True):
+            log.info("outbox published", event_id=o.msg_id, position=o.position, duplicate=bool(ack.duplicate))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step until ``stop`` is set; idle steps wait ``poll_interval``."""
         while not stop.is_set():
-            if await self.step() < self.batch:
+            if not await self.step():
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
                 except TimeoutError:

@@ -93,7 +93,7 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
 
     async def once() -> None:
         await ensure_streams(nc.jetstream(), names)
-        await Outbox(services.case_record, nc, names).run(stop)
+        await Outbox(services.case_record, nc, names, parking=getattr(services, "parking", None)).run(stop)
 
     await _supervised("outbox", stop, once)
 

@@ -16,23 +16,23 @@ from typing import Any
 from core.apikeys import ApiKeys, open_apikeys
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
+from core.followers.concerns import Concerns
+from core.followers.engine import FollowerStatus
+from core.followers.parking import ParkingStore, PostgresParkingStore, SQLiteParkingStore
 from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from core.policy_process import PolicyProcess
 from core.registry import RegistryView, open_registry, region_today
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
 from ops.settings import Settings
-from projections.work_queue import (
-    PostgresWorkQueueStore,
-    SQLiteWorkQueueStore,
-    WorkQueueProjection,
-    WorkQueueStore,
-)
+from projections.stores import PostgresViewStore, SQLiteViewStore, ViewStore
+from projections.work_queue import WorkQueueProjection
 
 #: SQLite file names in the data folder (eventsourcing fixes table names: one file per app).
 CASE_RECORD_FILE = "case-record.sqlite"
 KEYS_FILE = "keys.sqlite"
-WORK_QUEUE_FILE = "work-queue.sqlite"
+VIEWS_FILE = "views.sqlite"  # every read model (projections.stores)
+FOLLOWERS_FILE = "followers.sqlite"  # parked and held events (core.followers.parking)
 
 
 #: Hot patients stay in memory; fast-forward reads only newer events, so other processes'
@@ -92,6 +92,8 @@ class Services:
     policies: PolicyProcess
     work_queue: WorkQueueProjection
     scheduler: Scheduler
+    views: ViewStore
+    parking: ParkingStore
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
     rule_settings: RuleSettingsView | None = None  # the region's rule settings by date, from the log
     calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
@@ -107,18 +109,27 @@ class Services:
         the rules recorded. Safe beside the background followers (tracking refuses doubles).
         """
         deadline = time.monotonic() + timeout
-        while self.policies.position < position:
-            if time.monotonic() > deadline:
-                return False
-            if not self.policies.run_once():
-                time.sleep(0.01)
+        if not self.policies.follower.catch_up(position, timeout):
+            return False
         target = self.case_record.recorder.max_notification_id() or 0
-        while self.work_queue.store.position() < target:
-            if time.monotonic() > deadline:
-                return False
-            if not self.work_queue.run_once():
-                time.sleep(0.01)
-        return True
+        return self.work_queue.catch_up(target, max(0.0, deadline - time.monotonic()))
+
+    def log_followers(self) -> list[Any]:
+        """Every follower of the log on the engine, by name (the outbox's too: its position and
+        parked events are in the store even when this process does not run it)."""
+        from integrations.outbox import outbox_follower
+        from integrations.streams import names_of
+
+        return [
+            self.policies.follower,
+            self.work_queue,
+            outbox_follower(self.case_record, names_of(self.settings), self.parking),
+        ]
+
+    def follower_status(self) -> list[FollowerStatus]:
+        """Where each follower stands: position, lag, parked, held, stopped."""
+        head = self.case_record.recorder.max_notification_id() or 0
+        return [f.status(head) for f in self.log_followers()]
 
     def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]:
         """The given org units and every unit under them today (a jurisdiction's extent)."""
@@ -148,7 +159,8 @@ class Services:
 
     def close(self) -> None:
         """Close stores in reverse order of opening."""
-        self.work_queue.store.close()
+        self.views.close()
+        self.parking.close()
         self.apikeys.close()
         self.case_record.close()
         self.keystore.close()
@@ -186,24 +198,32 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             clock=clock,
             snapshot_every=snapshot_every,
         )
-        work_queue_store: WorkQueueStore = (
-            SQLiteWorkQueueStore(settings.data_dir / WORK_QUEUE_FILE)
-            if settings.postgres is None
-            else PostgresWorkQueueStore(settings.postgres.conninfo())
-        )
+        views: ViewStore
+        parking: ParkingStore
+        if settings.postgres is None:
+            views = SQLiteViewStore(settings.data_dir / VIEWS_FILE)
+            parking = SQLiteParkingStore(settings.data_dir / FOLLOWERS_FILE)
+        else:
+            views = PostgresViewStore(settings.postgres.conninfo())
+            parking = PostgresParkingStore(settings.postgres.conninfo())
         apikeys = open_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)
-    work_queue = WorkQueueProjection(case_record, work_queue_store)
+    concerns = Concerns(case_record)
+    work_queue = WorkQueueProjection(case_record, views, parking, concerns)
+    with schema_lock(settings):
+        views.ensure(work_queue.projection)
     return Services(
         settings=settings,
         keystore=keystore,
         case_record=case_record,
         registry=registry,
         apikeys=apikeys,
-        policies=PolicyProcess(case_record, registry, rule_settings=rule_settings),
+        policies=PolicyProcess(case_record, registry, rule_settings=rule_settings, parking=parking, concerns=concerns),
         work_queue=work_queue,
         scheduler=Scheduler(case_record, registry, work_queue, clock),
+        views=views,
+        parking=parking,
         rule_settings=rule_settings,
         calendar=open_calendar(case_record),
     )

@@ -56,7 +56,7 @@ def generated_ledger() -> tuple[list[dict], dict[str, UUID]]:
 def obligations(services, rules: tuple[str, ...] = ("R1", "R5")) -> list[tuple[UUID, str, str]]:
     # the engine's rules; the care rules' backfill: tests/integration/test_rules_care.py
     services.catch_up(services.case_record.recorder.max_notification_id())
-    rows = services.work_queue.store.select("1 = 1", [], 0, 1000)
+    rows = services.work_queue.select("1 = 1", [], 0, 1000)
     return sorted((r.patient_id, r.rule, r.kind) for r in rows if r.rule in rules)
 
 
@@ -134,7 +134,7 @@ class TestBackfill:
         accept(services.case_record, services.registry, json.dumps(visit(p["is_high"], 1, 1)).encode(), HC, "test")
         services.catch_up(services.case_record.recorder.max_notification_id())
 
-        rows_now = services.work_queue.store.select("1 = 1", [], 0, 1000)
+        rows_now = services.work_queue.select("1 = 1", [], 0, 1000)
         (police,) = [r for r in rows_now if r.patient_id == p["is_high"] and r.rule == "R1" and r.kind == "obligation"]
         assert police.episode_key.startswith("ledger:")
         assert police.status == "cancelled"

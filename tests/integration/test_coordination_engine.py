@@ -221,9 +221,7 @@ class TestR15OverdueAndEscalation:
         town.services.catch_up(town.services.case_record.recorder.max_notification_id())
         assert [r.overdue for r in town.queue(GOV)] == [False]
         notices = [
-            r
-            for r in town.services.work_queue.store.select("kind = 'notice'", [], 0, 1000)
-            if r.patient_id == town.patient
+            r for r in town.services.work_queue.select("kind = 'notice'", [], 0, 1000) if r.patient_id == town.patient
         ]
         assert len(notices) >= 3 and not any(r.overdue for r in notices)
 

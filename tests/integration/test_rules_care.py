@@ -89,7 +89,7 @@ class Care(Township):
 
     def rows(self, rule: str, agency: str | None = None):
         self.services.catch_up(self.services.case_record.recorder.max_notification_id())
-        rows = self.services.work_queue.store.select("rule = ?", [rule], 0, 1000)
+        rows = self.services.work_queue.select("rule = ?", [rule], 0, 1000)
         return [r for r in rows if r.patient_id == self.patient and (agency is None or r.assignee == agency)]
 
     def scheduler(self, days_later: float) -> Scheduler:
@@ -692,7 +692,7 @@ class TestReplayAndBackfill:
         services.catch_up(services.case_record.recorder.max_notification_id())
         found = {
             (r.rule, r.kind, r.status)
-            for r in services.work_queue.store.select("1 = 1", [], 0, 1000)
+            for r in services.work_queue.select("1 = 1", [], 0, 1000)
             if r.patient_id == patient
         }
         assert found == {

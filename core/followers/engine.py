@@ -1,0 +1,369 @@
+"""The follower engine: one way to follow the global log, for every reader of it.
+
+A ``Follower`` reads a batch of notifications after its tracked position, hands each one to its
+``Handler`` (the rules, a read model, the outbox), and asks the handler to write the batch's
+output and the new position in one transaction. It never stops for one patient:
+
+- when the handler raises on an event about a patient, the event is *parked* (a row naming the
+  follower, the position, the ids it concerns, the error's type and where it was raised, and a
+  trace id that is also logged), and every later event about that patient is *held* behind it,
+  in log order, whatever its aggregate; every other patient goes on;
+- when the handler raises on a fact that concerns no single patient (registry, calendar, rule
+  settings), the follower *stops* there and reports it, so a replay decides exactly as the live
+  run did; it tries that fact again on each run until it succeeds;
+- infrastructure failures (store unreachable, a write conflict) are never parked: the batch is
+  abandoned and tried again later.
+
+``retry`` handles a parked event and the events held behind it, in order, once the cause is
+fixed (``smd followers retry``). docs/decisions/013 records which followers park and which stop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import psycopg
+from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
+
+from core.followers.concerns import Concerns
+from core.followers.parking import HELD, PARKED, STOPPED, ParkedEvent, ParkingStore
+from ops.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Failures of the infrastructure, not of the event: never parked, the batch is tried again.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    PersistenceError,
+    psycopg.Error,
+    sqlite3.Error,
+    OSError,
+    TimeoutError,
+)
+
+
+class AlreadyApplied(Exception):
+    """A retry's output was committed before (its tracking row exists): nothing to do again."""
+
+
+class Handler(Protocol):
+    """What a follower does with the log: a unit of work per batch, written with its position."""
+
+    #: the topics it reads (None: every topic)
+    topics: Sequence[str] | None
+
+    def position_of(self, tracking_name: str) -> int:
+        """The last position written under ``tracking_name``."""
+
+    def begin(self) -> Any:
+        """A fresh unit of work for one batch."""
+
+    def apply(self, work: Any, notification: Notification) -> None:
+        """Handle one event into the unit of work (raise when it cannot be handled)."""
+
+    def commit(self, work: Any, tracking_name: str, position: int, *, exclusive: bool = False) -> None:
+        """Write the unit of work and ``position`` under ``tracking_name`` in one transaction.
+
+        ``exclusive``: the tracking name must be new (a retry); raise ``AlreadyApplied`` if not.
+        Raise ``eventsourcing.persistence.IntegrityError`` on a write conflict (decided again).
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerStatus:
+    """Where one follower stands (``smd projections status``, ``/v1/status``, ``/metrics``)."""
+
+    name: str
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    parked: int
+    held: int
+    stopped_at: int | None = None
+    stopped_reason: str | None = None
+
+    @property
+    def state(self) -> str:
+        """ok, lagging (behind the head), parked (some patients wait) or stopped."""
+        if self.stopped_at is not None:
+            return "stopped"
+        if self.parked or self.held:
+            return "parked"
+        return "ok" if self.lag_events == 0 else "lagging"
+
+
+@dataclass
+class RetryReport:
+    """What a retry did: events handled, events still parked or held."""
+
+    handled: list[int] = field(default_factory=list)
+    still_parked: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    start: int
+    end: int
+    work: Any
+    handled: int
+    new_rows: list[ParkedEvent]
+    cleared: list[int]  # stopped positions handled now
+
+
+def _describe(error: BaseException) -> str:
+    """The error's type and where it was raised: no message (it may quote personal data)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(error).__name__}{where}"
+
+
+class Follower:
+    """Follows the case record's notification log for one handler, with parking per patient."""
+
+    def __init__(
+        self,
+        name: str,
+        case_record: Any,
+        handler: Handler,
+        parking: ParkingStore,
+        concerns: Concerns | None = None,
+        *,
+        batch: int = 500,
+        attempts: int = 5,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = name
+        self.case_record = case_record
+        self.handler = handler
+        self.parking = parking
+        self.concerns = concerns or Concerns(case_record)
+        self.batch = batch
+        self.attempts = attempts
+        self.clock = clock
+        self.lock = threading.RLock()  # the background loop, read-your-writes waiters and retry
+
+    @property
+    def position(self) -> int:
+        """Every event up to here has been handled, parked or held."""
+        return self.handler.position_of(self.name)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run_once(self, limit: int | None = None) -> int:
+        """Handle the next batch; returns how many log positions it moved (0: caught up or stopped)."""
+        with self.lock:
+            for _ in range(self.attempts):
+                batch = self.prepare(limit or self.batch)
+                if batch is None:
+                    return 0
+                try:
+                    self.commit(batch)
+                except IntegrityError:
+                    continue  # another writer moved first: decide the batch again from the store
+                return batch.end - batch.start
+            raise FollowerConflict(self.name, self.attempts)
+
+    def catch_up(self, position: int, timeout: float = 10.0) -> bool:
+        """Run until ``position`` is handled (read-your-writes); False on timeout or a stop before it."""
+        deadline = time.monotonic() + timeout
+        while self.position < position:
+            if time.monotonic() > deadline:
+                return False
+            if not self.run_once():
+                time.sleep(0.01)
+        return True
+
+    def prepare(self, limit: int) -> Prepared | None:
+        recorder = self.case_record.recorder
+        start = self.position
+        # Ids commit in order (PostgreSQL table lock, SQLite single writer): nothing at or below
+        # ``top`` can still appear, so a short batch may move the position up to ``top``.
+        top = recorder.max_notification_id() or 0
+        if top <= start:
+            return None
+        found: list[Notification] = list(
+            recorder.select_notifications(start + 1, limit, stop=top, topics=self.handler.topics or ())
+        )
+        end = found[-1].id if len(found) == limit else top
+        known = {r.position: r for r in self.parking.rows(self.name)}
+        waiting = {k for r in known.values() if r.status != STOPPED for k in r.keys}
+        parked_now: dict[int, ParkedEvent] = {}
+        while True:
+            work = self.handler.begin()
+            keys = set(waiting)
+            held: list[ParkedEvent] = []
+            failed: tuple[Notification, BaseException] | None = None
+            handled = 0
+            for n in found:
+                if n.id in parked_now or (n.id in known and known[n.id].status != STOPPED):
+                    continue  # parked in an earlier pass or run
+                if keys:
+                    concerned = self.concerns.keys(n)
+                    if concerned is not None and concerned & keys:
+                        keys |= concerned
+                        held.append(
+                            self._row(n, HELD, concerned, f"held behind an earlier parked event of {self.name}")
+                        )
+                        continue
+                try:
+                    self.handler.apply(work, n)
+                except TRANSIENT:
+                    raise
+                except Exception as e:
+                    failed = (n, e)
+                    break
+                handled += 1
+            if failed is None:
+                break
+            n, error = failed
+            concerned = self.concerns.keys(n)
+            trace_id = uuid.uuid4().hex[:16]
+            reason = _describe(error)
+            log.error(
+                "follower could not handle an event",
+                follower=self.name,
+                position=n.id,
+                topic=n.topic,
+                reason=reason,
+                trace_id=trace_id,
+                parked=concerned is not None,
+                exc_info=False,
+            )
+            log.debug("follower traceback", trace_id=trace_id, traceback=traceback.format_exception(error)[-3:])
+            if concerned is None:  # a global fact: stop before it; try it again next run
+                parked_now[n.id] = self._row(n, STOPPED, frozenset(), reason, trace_id)
+                found = [m for m in found if m.id < n.id]
+                end = n.id - 1
+                continue
+            parked_now[n.id] = self._row(n, PARKED, concerned, reason, trace_id)
+            waiting |= concerned
+        cleared = [p for p, r in known.items() if r.status == STOPPED and p <= end and p not in parked_now]
+        return Prepared(start, end, work, handled, [*parked_now.values(), *held], cleared)
+
+    def commit(self, batch: Prepared) -> None:
+        if batch.new_rows:
+            self.parking.add(batch.new_rows)  # first: a crash before the commit re-reads them
+        if batch.end > batch.start:
+            self.handler.commit(batch.work, self.name, batch.end)
+        if batch.cleared:
+            self.parking.remove(self.name, batch.cleared)
+            log.info("follower moved past the fact it had stopped at", follower=self.name, positions=batch.cleared)
+
+    def _row(self, n: Notification, status: str, keys: Iterable[str], reason: str, trace_id: str = "") -> ParkedEvent:
+        return ParkedEvent(
+            follower=self.name,
+            position=n.id,
+            status=status,
+            topic=n.topic,
+            keys=tuple(sorted(keys)),
+            reason=reason,
+            trace_id=trace_id,
+            at=self.clock(),
+        )
+
+    # -- parked events -------------------------------------------------------------------------
+
+    def retry(self, keys: set[str] | None = None) -> RetryReport:
+        """Handle parked events and the events held behind them, in log order (all, or those
+        concerning ``keys``); what fails again stays parked, with what is behind it held."""
+        with self.lock:
+            rows = [r for r in self.parking.rows(self.name) if r.status != STOPPED]
+            if keys is not None:
+                rows = [r for r in rows if set(r.keys) & keys]
+            if not rows:
+                return RetryReport()
+            notes = self._notifications([r.position for r in rows])
+            by_position = {r.position: r for r in rows}
+            failed: dict[int, ParkedEvent] = {}
+            while True:  # a pass; after a failure, again from the start without the failed event
+                work = self.handler.begin()
+                blocked = {k for r in failed.values() for k in r.keys}
+                again: list[ParkedEvent] = []
+                handled: list[int] = []
+                failure: tuple[Notification, BaseException] | None = None
+                for n in notes:
+                    if n.id in failed:
+                        continue
+                    row = by_position[n.id]
+                    if blocked & set(row.keys):
+                        blocked |= set(row.keys)
+                        again.append(
+                            self._row(n, HELD, row.keys, f"held behind an earlier parked event of {self.name}")
+                        )
+                        continue
+                    try:
+                        self.handler.apply(work, n)
+                    except TRANSIENT:
+                        raise
+                    except Exception as e:
+                        failure = (n, e)
+                        break
+                    handled.append(n.id)
+                if failure is None:
+                    break
+                n, error = failure
+                trace_id = uuid.uuid4().hex[:16]
+                reason = _describe(error)
+                log.error(
+                    "retry: still cannot handle", follower=self.name, position=n.id, reason=reason, trace_id=trace_id
+                )
+                failed[n.id] = self._row(n, PARKED, by_position[n.id].keys, reason, trace_id)
+            if handled:
+                try:
+                    self.handler.commit(work, f"{self.name}/retry/{handled[0]}", handled[-1], exclusive=True)
+                except AlreadyApplied:
+                    log.warning("retry: output already committed", follower=self.name, first=handled[0])
+            self.parking.add([*failed.values(), *again])
+            self.parking.remove(self.name, handled)
+            log.info("retry done", follower=self.name, handled=len(handled), still_parked=len(failed) + len(again))
+            return RetryReport(handled=handled, still_parked=sorted([*failed, *(r.position for r in again)]))
+
+    def _notifications(self, positions: list[int]) -> list[Notification]:
+        recorder = self.case_record.recorder
+        out = []
+        for p in sorted(positions):
+            found = recorder.select_notifications(p, 1, stop=p)
+            out += [n for n in found if n.id == p]
+        return out
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self, head: int | None = None) -> FollowerStatus:
+        """Position, lag (events and seconds behind the head), parked, held and stop."""
+        recorder = self.case_record.recorder
+        head = recorder.max_notification_id() or 0 if head is None else head
+        position = self.position
+        rows = self.parking.rows(self.name)
+        stopped = next((r for r in rows if r.status == STOPPED), None)
+        lag_seconds = 0.0
+        if head > position:
+            nxt = recorder.select_notifications(position + 1, 1, stop=head, topics=self.handler.topics or ())
+            if nxt:
+                recorded = self.case_record.mapper.to_domain_event(nxt[0]).timestamp
+                lag_seconds = max(0.0, (self.clock() - recorded).total_seconds())
+        return FollowerStatus(
+            name=self.name,
+            position=position,
+            head=head,
+            lag_events=max(0, head - position),
+            lag_seconds=round(lag_seconds, 3),
+            parked=sum(r.status == PARKED for r in rows),
+            held=sum(r.status == HELD for r in rows),
+            stopped_at=stopped.position if stopped else None,
+            stopped_reason=stopped.reason if stopped else None,
+        )
+
+
+class FollowerConflict(Exception):
+    """The batch kept colliding with other writers; the loop will try again later."""
+
+    def __init__(self, name: str, attempts: int) -> None:
+        super().__init__(f"follower {name}: the batch collided with other writers {attempts} times")
