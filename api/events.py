@@ -75,7 +75,13 @@ class EventsController(Controller):
             if idempotency_key not in (event.idempotency_key, str(event.id)):
                 raise IdempotencyKeyMismatch(idempotency_key, event.idempotency_key)
         recorded = await asyncio.to_thread(
-            accept, services.case_record, services.registry, raw, caller.agency_id, "API key"
+            accept,
+            services.case_record,
+            services.registry,
+            raw,
+            caller.agency_id,
+            "API key",
+            earliest=services.settings.earliest_time,
         )
         processed = None
         if wait and recorded.notification_id is not None:

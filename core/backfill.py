@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from core.contract import ContractError
 from core.intake import accept
 from core.registry import RegistryView
 from domain.errors import DomainError
+from domain.values import EARLIEST_OCCURRED
 
 REGISTRATIONS = ("cn.smd.patient.registered.v1", "cn.smd.patient.registered-unidentified.v1")
 
@@ -35,13 +37,29 @@ class ImportReport:
     patients: set[UUID] = field(default_factory=set)
 
 
-def import_ledger(case_record: CaseRecord, registry: RegistryView, path: Path, agency_id: str) -> ImportReport:
+def import_ledger(
+    case_record: CaseRecord,
+    registry: RegistryView,
+    path: Path,
+    agency_id: str,
+    *,
+    earliest: datetime = EARLIEST_OCCURRED,
+) -> ImportReport:
     """Import a JSON Lines ledger file from one agency; refusals are reported, not fatal."""
-    return import_lines(case_record, registry, path.read_bytes(), agency_id)
+    return import_lines(case_record, registry, path.read_bytes(), agency_id, earliest=earliest)
 
 
-def import_lines(case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str) -> ImportReport:
-    """Import a ledger's JSON Lines (one envelope per line) from one agency."""
+def import_lines(
+    case_record: CaseRecord,
+    registry: RegistryView,
+    raw: bytes,
+    agency_id: str,
+    *,
+    earliest: datetime = EARLIEST_OCCURRED,
+) -> ImportReport:
+    """Import a ledger's JSON Lines (one envelope per line) from one agency.
+
+    ``earliest``: the deployment's SMD_EARLIEST_TIME (rows dated before it are refused)."""
     report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
     lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 
@@ -53,7 +71,7 @@ def import_lines(case_record: CaseRecord, registry: RegistryView, raw: bytes, ag
 
     for number, line in sorted(lines, key=registration_first):  # stable: ledger order otherwise
         try:
-            recorded = accept(case_record, registry, line, agency_id, "ledger import", imported=True)
+            recorded = accept(case_record, registry, line, agency_id, "ledger import", imported=True, earliest=earliest)
         except (ContractError, DomainError) as e:
             report.refused.append((number, getattr(e, "code", "invalid"), str(e)))
             continue

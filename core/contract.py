@@ -283,7 +283,7 @@ class MoveData(Contract, kw_only=True):
     move_id: UUID
     destination_region: Token
     moving_on: date
-    destination_unit: Token | None = None
+    destination_unit: OrgUnitId | None = None
 
 
 class HandoverAnswerData(Contract, kw_only=True):

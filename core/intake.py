@@ -1,18 +1,23 @@
-"""Accepting one inbound message, the same way over HTTP and NATS.
+"""Accepting one inbound message, the same way over HTTP, NATS and the ledger import.
 
 Decode with the one contract, check that the envelope's ``source`` is the authenticated agency
 (the API key's agency over HTTP, the subject's agency over NATS) and that its kind may record
-the type, then record it exactly once.
+the type, refuse what can never become valid (``core.door``: unknown org units and agencies,
+times out of range), then record it exactly once.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from core.case_record import CaseRecord, Recorded
 from core.contract import decode_event
-from core.registry import RegistryView
+from core.door import check_at_the_door
+from core.registry import REGION_TZ, RegistryView
 from domain.access import check_may_record, check_may_record_aid, check_source, may_search_by_id_number
 from domain.errors import DomainError
 from domain.identity_errors import IdNumberAlreadyRegistered
+from domain.values import EARLIEST_OCCURRED
 
 
 class UnknownAgency(DomainError):
@@ -39,11 +44,21 @@ class WrongRegion(DomainError):
 
 
 def accept(
-    case_record: CaseRecord, registry: RegistryView, raw: bytes, agency_id: str, via: str, imported: bool = False
+    case_record: CaseRecord,
+    registry: RegistryView,
+    raw: bytes,
+    agency_id: str,
+    via: str,
+    imported: bool = False,
+    *,
+    earliest: datetime = EARLIEST_OCCURRED,
 ) -> Recorded:
-    """Decode, authorise and record one message from ``agency_id`` (raises on refusal)."""
+    """Decode, authorise, check and record one message from ``agency_id`` (raises on refusal).
+
+    ``earliest``: the deployment's SMD_EARLIEST_TIME (times and dates before it are refused).
+    """
     event = decode_event(raw)
-    agency = registry.agency(agency_id)
+    agency = registry.agency(agency_id)  # reads the registry as recorded now
     if agency is None:
         raise UnknownAgency(agency_id)
     check_source(event.source, agency_id, via)
@@ -53,6 +68,10 @@ def accept(
     aid_type = getattr(event.data, "aid_type", None)
     if aid_type is not None:  # aid is recordable per aid type, not only per event type
         check_may_record_aid(agency_id, agency.kind, aid_type)
+    now = case_record.clock()
+    # the registry just read, on the day the rules will ask it (the recorded day, in the region)
+    state = registry.state(as_of_position=registry.position)
+    check_at_the_door(event, state, now, now.astimezone(REGION_TZ).date(), earliest)
     try:
         return case_record.record(event, agency_id, imported=imported)
     except IdNumberAlreadyRegistered as e:

@@ -52,6 +52,18 @@ class OccurredInFuture(DomainError):
         )
 
 
+class TimeOutOfRange(DomainError):
+    """A time or date before the earliest this deployment accepts cannot belong to a patient's file."""
+
+    code = "time-out-of-range"
+
+    def __init__(self, what: str, value: datetime | date, earliest: datetime | date) -> None:
+        super().__init__(
+            f"{what} is {value.isoformat()}, before {earliest.isoformat()}, the earliest this service "
+            "accepts (SMD_EARLIEST_TIME); send when it actually happened, with its UTC offset for a time"
+        )
+
+
 class OccurredWithoutTimezone(DomainError):
     """Times must carry an offset, or their meaning changes with the server's zone."""
 

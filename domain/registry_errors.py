@@ -170,3 +170,36 @@ class UnknownAgency(DomainError):
             f"agency {agency_id!r} is not in the registry; define it in the registry file and "
             "load it (smd registry load), or check the id (smd registry show)"
         )
+
+
+def _shown(ident: str) -> str:
+    """An id as it may appear in a problem: quoted when it looks like an id, else not echoed."""
+    if len(ident) <= 64 and ident.isascii() and all(c.isalnum() or c in "-_." for c in ident):
+        return repr(ident)
+    return "given there"  # free text may carry personal data: never echoed
+
+
+class UnknownOrgUnitReference(DomainError):
+    """A message names an org unit the registry does not know: no rule could ever place it."""
+
+    code = "unknown-org-unit"
+
+    def __init__(self, path: str, org_unit_id: str, region: str, on: date) -> None:
+        super().__init__(
+            f"{path}: the org unit {_shown(org_unit_id)} is not in region {region}'s registry "
+            f"(as recorded now, in force on {on.isoformat()}); check the id (smd registry show lists "
+            "the units) or ask the operator to load the registry that defines it (smd registry load)"
+        )
+
+
+class UnknownAgencyReference(DomainError):
+    """A message names (in its data) an agency the registry does not know."""
+
+    code = "unknown-agency-reference"
+
+    def __init__(self, path: str, agency_id: str, region: str, on: date) -> None:
+        super().__init__(
+            f"{path}: the agency {_shown(agency_id)} is not in region {region}'s registry "
+            f"(as recorded now, in force on {on.isoformat()}); send the id of an agency of the "
+            "registry (smd registry show), or ask the operator to add the agency and load the registry"
+        )

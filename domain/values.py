@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from domain.errors import (
@@ -11,11 +11,14 @@ from domain.errors import (
     OccurredWithoutTimezone,
     RiskClassInconsistentWithLevel,
     RiskLevelOutOfRange,
+    TimeOutOfRange,
     UnknownDiagnosis,
 )
 
 #: How far ahead of our clock an agency's occurred_at may be (their clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
+#: The earliest occurred time accepted when the deployment does not set SMD_EARLIEST_TIME.
+EARLIEST_OCCURRED = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 class RiskClass(StrEnum):
@@ -72,12 +75,31 @@ def check_class_consistent_with_level(level: int, risk_class: RiskClass) -> None
         )
 
 
-def check_not_in_future(what: str, occurred_at: datetime, now: datetime) -> None:
-    """A fact cannot have happened later than our clock plus a small skew."""
-    if occurred_at.tzinfo is None:
+def check_occurred_in_range(what: str, occurred_at: datetime, now: datetime, earliest: datetime | None) -> None:
+    """The one range check of an occurred time: an offset, not before ``earliest``, not after now + skew.
+
+    Comparisons only (aware datetimes compare without converting): a time such as
+    0001-01-01T00:00:00+14:00, whose conversion to UTC underflows, is refused here and never
+    converted. ``earliest`` None: the lower bound is left to the intake (core.door), which knows
+    the deployment's setting; aggregates check the upper bound only.
+    """
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
         raise OccurredWithoutTimezone(what)
+    if earliest is not None and occurred_at < earliest:
+        raise TimeOutOfRange(what, occurred_at, earliest)
     if occurred_at > now + CLOCK_SKEW:
         raise OccurredInFuture(what, occurred_at, now)
+
+
+def check_date_not_before(what: str, day: date, earliest: datetime) -> None:
+    """A date of a fact (a scheduled visit, a pickup, a signature) is not before the earliest day."""
+    if day < earliest.date():
+        raise TimeOutOfRange(what, day, earliest.date())
+
+
+def check_not_in_future(what: str, occurred_at: datetime, now: datetime) -> None:
+    """A fact cannot have happened later than our clock plus a small skew."""
+    check_occurred_in_range(what, occurred_at, now, earliest=None)
 
 
 def check_known_diagnosis(diagnosis: str) -> Diagnosis:

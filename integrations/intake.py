@@ -3,7 +3,8 @@
 Per message (``<root>.<region>.in.<agency-id>.<event-type...>``):
 
 - stored (or already stored: a redelivery) → ack, after the commit;
-- refused for good (bad envelope, wrong source, not allowed, a domain rule) → the original
+- refused for good (bad envelope, wrong source, not allowed, an org unit or agency the
+  registry does not know, a time out of range, a domain rule) → the original
   bytes go to ``<root>.<region>.rejected.<agency-id>`` with the reason in headers, then ack;
 - the store failed for now (unreachable, locked, writers colliding) → ``nak(delay)``, never a
   rejection: the same message is tried again later.
@@ -21,6 +22,7 @@ import os
 import signal
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +41,7 @@ from core.contract import AgencyId, ContractError
 from core.intake import accept
 from core.registry import RegistryView
 from domain.errors import DomainError
+from domain.values import EARLIEST_OCCURRED
 from integrations.streams import (
     INTAKE_CONSUMER,
     INTAKE_MAX_DELIVER,
@@ -122,6 +125,7 @@ class Intake:
         *,
         batch: int = 100,
         fetch_timeout: float = 1.0,
+        earliest: datetime = EARLIEST_OCCURRED,
     ) -> None:
         self.case_record = case_record
         self.registry = registry
@@ -130,6 +134,7 @@ class Intake:
         self.names = names
         self.batch = batch
         self.fetch_timeout = fetch_timeout
+        self.earliest = earliest  # SMD_EARLIEST_TIME
         self.fault = os.environ.get("SMD_FAULT", "")
         self._sub: Any = None
 
@@ -205,7 +210,9 @@ class Intake:
 
     async def _decide(self, msg: Msg, agency_id: str, delivered: int) -> Outcome:
         try:
-            recorded = await asyncio.to_thread(accept, self.case_record, self.registry, msg.data, agency_id, VIA)
+            recorded = await asyncio.to_thread(
+                accept, self.case_record, self.registry, msg.data, agency_id, VIA, earliest=self.earliest
+            )
         except (ContractError, DomainError) as e:
             return Outcome("reject", "rejected", e.code, getattr(e, "detail", None) or str(e))
         except TRANSIENT as e:

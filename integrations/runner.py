@@ -82,7 +82,8 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
 
     async def once() -> None:
         await ensure_streams(nc.jetstream(), names)
-        await Intake(services.case_record, registry, nc, names).run(stop)
+        earliest = services.settings.earliest_time
+        await Intake(services.case_record, registry, nc, names, earliest=earliest).run(stop)
 
     await _supervised("intake", stop, once)
 

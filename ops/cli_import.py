@@ -13,7 +13,13 @@ def _import(args: argparse.Namespace) -> int:
 
     services = bootstrap(load_settings())
     try:
-        report = import_ledger(services.case_record, services.registry, Path(args.ledger), args.agency)
+        report = import_ledger(
+            services.case_record,
+            services.registry,
+            Path(args.ledger),
+            args.agency,
+            earliest=services.settings.earliest_time,
+        )
     finally:
         services.close()
     print(

@@ -11,12 +11,14 @@ import os
 import re
 import secrets
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from domain.values import EARLIEST_OCCURRED
 from ops import dev_master_keys
 
 KEY_BYTES = 32
@@ -76,6 +78,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_BLIND_INDEX_KEY: base64 of 32 random bytes; keys the blind index of identifiers."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """SMD_LOG_FORMAT: json when not on a terminal (auto), or forced."""
+    earliest_time: datetime = EARLIEST_OCCURRED
+    """SMD_EARLIEST_TIME: facts dated before it are refused at the door (a date means 00:00 UTC)."""
 
     @property
     def store_kind(self) -> Literal["sqlite", "postgres"]:
@@ -109,6 +113,26 @@ def parse_database_url(value: str, var: str = "SMD_DATABASE_URL") -> PostgresTar
         user=unquote(parts.username or ""),
         password=unquote(parts.password or ""),
     )
+
+
+#: The earliest SMD_EARLIEST_TIME may be: rules look back from a fact's time without underflowing.
+EARLIEST_TIME_FLOOR = datetime(1000, 1, 1, tzinfo=UTC)
+
+
+def parse_earliest_time(value: str, var: str = "SMD_EARLIEST_TIME") -> datetime:
+    """A date (YYYY-MM-DD, meaning 00:00 UTC) or an RFC 3339 time with its UTC offset."""
+    try:
+        if len(value) == 10:
+            parsed = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        else:
+            parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(var, f"expected a date such as 1900-01-01 or a time with its offset, got {value!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise _fail(var, f"{value!r} has no UTC offset; give a date (1900-01-01) or e.g. 1900-01-01T00:00:00+08:00")
+    if not EARLIEST_TIME_FLOOR <= parsed <= datetime.now(UTC):
+        raise _fail(var, f"must be between {EARLIEST_TIME_FLOOR.date().isoformat()} and now, got {value!r}")
+    return parsed
 
 
 def _decode_key(var: str, value: str) -> bytes:
@@ -173,6 +197,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if log_format not in ("auto", "json", "console"):
         raise _fail("SMD_LOG_FORMAT", "must be auto, json or console")
 
+    earliest_time = parse_earliest_time(get("SMD_EARLIEST_TIME")) if get("SMD_EARLIEST_TIME") else EARLIEST_OCCURRED
+
     keys: dict[str, bytes] = {}
     for var, filename in (("SMD_MASTER_KEY", "master.key"), ("SMD_BLIND_INDEX_KEY", "blind-index.key")):
         if get(var):
@@ -209,4 +235,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         master_key_previous_id=previous[0] if previous else None,
         blind_index_key=keys["SMD_BLIND_INDEX_KEY"],
         log_format=log_format,  # type: ignore[arg-type]
+        earliest_time=earliest_time,
     )

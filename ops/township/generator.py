@@ -509,7 +509,7 @@ class _Life:
             data = {"role": "community_worker", "mode": rng.choice(("visit", "phone")), "outcome": outcome}
             self.send(AgencyKind.COMMITTEE, "care-team-contact.recorded", data, _at(day, rng))
         if self.social_guardian_on == day:
-            data = {"designated_by": "villagers' committee"}
+            data = {"designated_by": self.agency(AgencyKind.COMMITTEE, day)}  # the villagers' committee's id
             self.send(AgencyKind.CIVIL_AFFAIRS, "guardian.social-designated", data, _at(day, rng))
         if self.aid_on == day:
             self.send(AgencyKind.CIVIL_AFFAIRS, "aid.applied", {"aid_type": "minimum_living_allowance"}, _at(day, rng))

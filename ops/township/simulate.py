@@ -167,7 +167,9 @@ def _import(services: Any, ledgers: list[Any], report: YearReport) -> None:
 
     started = wall.perf_counter()
     for agency in sorted(by_agency, key=order):
-        imported = import_lines(services.case_record, services.registry, b"\n".join(by_agency[agency]), agency)
+        rows = b"\n".join(by_agency[agency])
+        earliest = services.settings.earliest_time
+        imported = import_lines(services.case_record, services.registry, rows, agency, earliest=earliest)
         report.recorded["imported"] += imported.recorded
         for _, code, message in imported.refused:
             report.refused[code] += 1
@@ -177,7 +179,14 @@ def _import(services: Any, ledgers: list[Any], report: YearReport) -> None:
 
 def _deliver(services: Any, delivery: Any, report: YearReport) -> None:
     try:
-        recorded = accept(services.case_record, services.registry, delivery.raw, delivery.agency, "simulation")
+        recorded = accept(
+            services.case_record,
+            services.registry,
+            delivery.raw,
+            delivery.agency,
+            "simulation",
+            earliest=services.settings.earliest_time,
+        )
     except (DomainError, ContractError) as e:
         code = getattr(e, "code", type(e).__name__)
         report.refused[code] += 1

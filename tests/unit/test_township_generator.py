@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from core.contract import decode_event
+from core.door import check_at_the_door
+from core.registry import DEMO_DISTRICT, read_registry_file
+from domain.registry import RegistryState
+from domain.values import EARLIEST_OCCURRED
 from ops.township.generator import CST, PROFILES, by_day, generate
 
 SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
@@ -64,6 +68,13 @@ class TestWhatAgenciesSend:
         facts = {d.raw for d in township.deliveries if d.kind == "fact"}
         duplicates = [d for d in township.deliveries if d.kind == "duplicate"]
         assert len(duplicates) >= 20 and all(d.raw in facts for d in duplicates)
+
+    def test_every_valid_message_passes_the_door_with_the_demo_district(self, township) -> None:
+        desired = read_registry_file(DEMO_DISTRICT)
+        registry = RegistryState.of(desired.region, [*desired.org_units, *desired.agencies])
+        for d in township.deliveries:
+            if d.kind != "invalid":  # known org units and agencies, times in range, on the day it arrives
+                check_at_the_door(decode_event(d.raw), registry, d.at, d.at.astimezone(CST).date(), EARLIEST_OCCURRED)
 
     def test_every_invalid_message_says_what_is_wrong_with_it(self, township) -> None:
         invalid = [d for d in township.deliveries if d.kind == "invalid"]
