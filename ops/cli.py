@@ -1,5 +1,5 @@
 """The `smd` command line: `serve`, `registry`, `keys`, `master-key`, `ingest`, `outbox`,
-`calendar`, `rules`, `import`, `simulate`, `bench`."""
+`calendar`, `rules`, `import`, `simulate`, `followers`, `projections`, `bench`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from ops.cli_calendar import add_commands as add_calendar_commands
+from ops.cli_followers import add_commands as add_follower_commands
 from ops.cli_import import add_commands as add_import_commands
 from ops.cli_keys import add_commands as add_master_key_commands
 from ops.cli_nats import add_commands as add_nats_commands
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     add_calendar_commands(sub)
     add_import_commands(sub)
     add_simulate_commands(sub)
+    add_follower_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run", add_help=False)
     bench.set_defaults(func=None)
     argv = sys.argv[1:] if argv is None else argv

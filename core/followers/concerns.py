@@ -17,6 +17,8 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification
 
 from domain.calendar import HolidayCalendar
+from domain.identity import IdNumberMarker
+from domain.receipt import Receipt
 from domain.registry import Registry
 from domain.rule_settings import RegionRuleSettings
 
@@ -34,6 +36,9 @@ def _nested_topics(*aggregates: type) -> frozenset[str]:
 
 #: Facts that concern the whole region, not one patient (only operators' commands record them).
 GLOBAL_TOPICS = _nested_topics(Registry, HolidayCalendar, RegionRuleSettings)
+#: Bookkeeping beside a fact (the idempotency receipt, the ID-number marker): decided by nobody,
+#: so never held behind a parked patient (holding them would only bury the facts in noise).
+BOOKKEEPING_TOPICS = _nested_topics(Receipt, IdNumberMarker)
 
 
 class Concerns:
@@ -48,6 +53,8 @@ class Concerns:
         """The ids the event concerns; None when it concerns no single patient."""
         if notification.topic in GLOBAL_TOPICS:
             return None
+        if notification.topic in BOOKKEEPING_TOPICS:
+            return frozenset()
         event: Any = self.case_record.mapper.to_domain_event(notification)
         found = {str(notification.originator_id)}
         for attr in ("patient_id", "subject"):  # an obligation's first event, a receipt, a case registered

@@ -151,6 +151,10 @@ class Follower:
         self.lock = threading.RLock()  # the background loop, read-your-writes waiters and retry
 
     @property
+    def _held_reason(self) -> str:
+        return f"held behind an earlier parked event of {self.name}"
+
+    @property
     def position(self) -> int:
         """Every event up to here has been handled, parked or held."""
         return self.handler.position_of(self.name)
@@ -194,24 +198,28 @@ class Follower:
         )
         end = found[-1].id if len(found) == limit else top
         known = {r.position: r for r in self.parking.rows(self.name)}
-        waiting = {k for r in known.values() if r.status != STOPPED for k in r.keys}
+        # key → the position from which its events wait (parked in an earlier run: all of this batch)
+        waiting: dict[str, int] = {}
+        for r in known.values():
+            if r.status != STOPPED:
+                for k in r.keys:
+                    waiting[k] = min(waiting.get(k, r.position), r.position)
         parked_now: dict[int, ParkedEvent] = {}
         while True:
             work = self.handler.begin()
-            keys = set(waiting)
+            blocking = dict(waiting)
             held: list[ParkedEvent] = []
             failed: tuple[Notification, BaseException] | None = None
             handled = 0
             for n in found:
                 if n.id in parked_now or (n.id in known and known[n.id].status != STOPPED):
                     continue  # parked in an earlier pass or run
-                if keys:
+                if blocking:
                     concerned = self.concerns.keys(n)
-                    if concerned is not None and concerned & keys:
-                        keys |= concerned
-                        held.append(
-                            self._row(n, HELD, concerned, f"held behind an earlier parked event of {self.name}")
-                        )
+                    if concerned and any(blocking.get(k, n.id) < n.id for k in concerned):
+                        for k in concerned:
+                            blocking.setdefault(k, n.id)
+                        held.append(self._row(n, HELD, concerned, self._held_reason))
                         continue
                 try:
                     self.handler.apply(work, n)
@@ -235,7 +243,6 @@ class Follower:
                 reason=reason,
                 trace_id=trace_id,
                 parked=concerned is not None,
-                exc_info=False,
             )
             log.debug("follower traceback", trace_id=trace_id, traceback=traceback.format_exception(error)[-3:])
             if concerned is None:  # a global fact: stop before it; try it again next run
@@ -244,7 +251,8 @@ class Follower:
                 end = n.id - 1
                 continue
             parked_now[n.id] = self._row(n, PARKED, concerned, reason, trace_id)
-            waiting |= concerned
+            for k in concerned:
+                waiting[k] = min(waiting.get(k, n.id), n.id)
         cleared = [p for p, r in known.items() if r.status == STOPPED and p <= end and p not in parked_now]
         return Prepared(start, end, work, handled, [*parked_now.values(), *held], cleared)
 
@@ -295,9 +303,7 @@ class Follower:
                     row = by_position[n.id]
                     if blocked & set(row.keys):
                         blocked |= set(row.keys)
-                        again.append(
-                            self._row(n, HELD, row.keys, f"held behind an earlier parked event of {self.name}")
-                        )
+                        again.append(self._row(n, HELD, row.keys, self._held_reason))
                         continue
                     try:
                         self.handler.apply(work, n)
