@@ -9,7 +9,6 @@ later log position wins for decisions after it).
 from __future__ import annotations
 
 import tomllib
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from core.log_view import AggregateLog
+from core.as_of import AsOfView
 from domain.calendar import (
     CALENDAR_TOPICS,
     NATIONAL,
@@ -47,9 +46,9 @@ class CalendarView:
 
     def __init__(self, case_record: Application[UUID], calendar: str = NATIONAL, cache_size: int = 16) -> None:
         self.calendar_name = calendar
-        self.log = AggregateLog(case_record, calendar_id(calendar), CALENDAR_TOPICS)
-        self._cache: OrderedDict[int, WorkingCalendar] = OrderedDict()  # by number of events
-        self._cache_size = cache_size
+        self.log: AsOfView[WorkingCalendar] = AsOfView(
+            case_record, calendar_id(calendar), CALENDAR_TOPICS, WorkingCalendar(), _with_year, cache_size=cache_size
+        )
 
     @property
     def position(self) -> int:
@@ -62,23 +61,15 @@ class CalendarView:
 
     def calendar(self, as_of_position: int | None = None) -> WorkingCalendar:
         """The calendar as recorded up to ``as_of_position`` (default: everything)."""
-        count = self.log.count(as_of_position)
-        with self.log.lock:
-            found = self._cache.get(count)
-            if found is None:
-                years: dict[int, CalendarYear] = {}
-                for event in self.log.events[:count]:  # a later load of a year replaces it
-                    years[event.year] = event.calendar_year()
-                found = self._cache[count] = WorkingCalendar(years.values())
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-            else:
-                self._cache.move_to_end(count)
-            return found
+        return self.log.state(as_of_position)
 
     def add_working_days(self, start: date, n: int, as_of_position: int | None = None) -> Deadline:
         """``n`` working days after ``start``, with the calendar as recorded then."""
         return self.calendar(as_of_position).add_working_days(start, n)
+
+
+def _with_year(calendar: WorkingCalendar, event: HolidayCalendar.CalendarYearLoaded) -> WorkingCalendar:
+    return calendar.with_year(event.calendar_year())  # a later load of a year replaces it
 
 
 def open_calendar(case_record: Application[UUID], calendar: str = NATIONAL) -> CalendarView:

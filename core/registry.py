@@ -9,25 +9,21 @@ registry file and the recorded registry, and nothing when there is none.
 
 from __future__ import annotations
 
-import threading
 import tomllib
-from bisect import bisect_right
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from core.as_of import AsOfView
 from domain.registry import (
-    REGISTRY_TOPICS,
+    REGISTRY_CHANGE_TOPICS,
     AgencyFact,
     AgencyKind,
-    Change,
     OrgUnitFact,
     Registry,
     RegistryState,
@@ -69,8 +65,6 @@ class AgencyInfo:
 class RegistryView:
     """Registry changes read from the global log, queried as of a log position and a date."""
 
-    page = 500
-
     def __init__(
         self,
         case_record: Application[UUID],
@@ -82,64 +76,28 @@ class RegistryView:
         self.case_record = case_record
         self.region = region
         self.today = today
-        self._id = registry_id(region)
-        self._positions: list[int] = []  # notification id of each change, ascending
-        self._changes: list[Change] = []
-        self._scanned = 0  # every notification up to here has been looked at
-        self._states: OrderedDict[int, RegistryState] = OrderedDict()  # by number of changes
-        self._cache_size = cache_size
-        self._lock = threading.RLock()
+        # Registry changes are rare: the few distinct prefixes a replay needs fit in a small cache.
+        self.log: AsOfView[RegistryState] = AsOfView(
+            case_record,
+            registry_id(region),
+            REGISTRY_CHANGE_TOPICS,
+            RegistryState(region),
+            _with_change,
+            cache_size=cache_size,
+        )
 
     @property
     def position(self) -> int:
         """The log position up to which the view has read."""
-        return self._scanned
+        return self.log.position
 
     def refresh(self) -> int:
-        """Read registry changes recorded since the last call; returns how many were new.
-
-        One query when nothing is new. Reading stops at the maximum notification id seen at the
-        start, so the scan never repeats over other aggregates' events (the PostgreSQL recorder
-        commits notification ids in order, so nothing below that id can still appear).
-        """
-        recorder = self.case_record.recorder
-        with self._lock:
-            top = recorder.max_notification_id() or 0
-            if top <= self._scanned:
-                return 0
-            new = 0
-            start = self._scanned + 1
-            while True:
-                batch = recorder.select_notifications(start, self.page, stop=top, topics=REGISTRY_TOPICS)
-                for notification in batch:
-                    event: Any = self.case_record.mapper.to_domain_event(notification)
-                    if event.originator_id == self._id and isinstance(event, OrgUnitFact | AgencyFact):
-                        self._positions.append(notification.id)
-                        self._changes.append(event.version())
-                        new += 1
-                if len(batch) < self.page:
-                    break
-                start = batch[-1].id + 1
-            self._scanned = top
-            return new
+        """Read registry changes recorded since the last call; returns how many were new."""
+        return self.log.refresh()
 
     def state(self, as_of_position: int | None = None) -> RegistryState:
         """The registry as recorded up to ``as_of_position`` (default: everything). Read only."""
-        if as_of_position is None or as_of_position > self._scanned:
-            self.refresh()
-        with self._lock:
-            count = len(self._changes) if as_of_position is None else bisect_right(self._positions, as_of_position)
-            state = self._states.get(count)
-            if state is None:
-                # Registry changes are rare: rebuilding from a prefix is cheap, and the few
-                # distinct prefixes a replay needs fit in a small cache.
-                state = RegistryState.of(self.region, self._changes[:count])
-                self._states[count] = state
-                if len(self._states) > self._cache_size:
-                    self._states.popitem(last=False)
-            else:
-                self._states.move_to_end(count)
-            return state
+        return self.log.state(as_of_position)
 
     def responsible(
         self, org_unit_id: str, kind: AgencyKind | str, on: date, as_of_position: int | None = None
@@ -159,6 +117,10 @@ class RegistryView:
             region=self.region,
             jurisdiction=tuple(sorted(version.jurisdiction)),
         )
+
+
+def _with_change(state: RegistryState, event: OrgUnitFact | AgencyFact) -> RegistryState:
+    return state.with_change(event.version())
 
 
 def open_registry(case_record: Application[UUID], region: str) -> RegistryView:

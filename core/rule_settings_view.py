@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from core.log_view import AggregateLog
+from core.as_of import AsOfView
 from domain.policies import RuleSettings
 from domain.rule_settings import (
     RULE_SETTINGS_TOPICS,
@@ -47,8 +47,14 @@ class RuleSettingsView:
 
     def __init__(self, case_record: Application[UUID], region: str, cache_size: int = 64) -> None:
         self.region = region
-        self.log = AggregateLog(case_record, rule_settings_id(region), RULE_SETTINGS_TOPICS)
-        self._states: OrderedDict[int, RuleSettingsState] = OrderedDict()  # by number of events
+        self.log: AsOfView[RuleSettingsState] = AsOfView(
+            case_record,
+            rule_settings_id(region),
+            RULE_SETTINGS_TOPICS,
+            RuleSettingsState(region),
+            _with_change,
+            cache_size=cache_size,
+        )
         self._settings: OrderedDict[tuple[int, date], RuleSettings] = OrderedDict()
         self._cache_size = cache_size
 
@@ -63,22 +69,7 @@ class RuleSettingsView:
 
     def state(self, as_of_position: int | None = None) -> RuleSettingsState:
         """Every value by date as recorded up to ``as_of_position`` (default: everything). Read only."""
-        count = self.log.count(as_of_position)
-        with self.log.lock:
-            return self._state(count)
-
-    def _state(self, count: int) -> RuleSettingsState:
-        found = self._states.get(count)
-        if found is None:
-            found = RuleSettingsState(self.region)
-            for event in self.log.events[:count]:
-                found.apply(event.effective_from, event.values)
-            self._states[count] = found
-            if len(self._states) > self._cache_size:
-                self._states.popitem(last=False)
-        else:
-            self._states.move_to_end(count)
-        return found
+        return self.log.state(as_of_position)
 
     def settings(self, on: date, as_of_position: int | None = None) -> RuleSettings:
         """The settings in force on ``on``, as recorded up to ``as_of_position``."""
@@ -87,10 +78,14 @@ class RuleSettingsView:
             key = (count, on)
             found = self._settings.get(key)
             if found is None:
-                found = self._settings[key] = self._state(count).settings(on)
+                found = self._settings[key] = self.log.state_after(count).settings(on)
                 if len(self._settings) > self._cache_size:
                     self._settings.popitem(last=False)
             return found
+
+
+def _with_change(state: RuleSettingsState, event: RegionRuleSettings.RuleSettingsChanged) -> RuleSettingsState:
+    return state.with_change(event.effective_from, event.values)
 
 
 def open_rule_settings(case_record: Application[UUID], region: str) -> RuleSettingsView:

@@ -142,6 +142,10 @@ class WorkingCalendar:
         self._holidays = {h.on: h.name for y in self._years.values() for h in y.holidays}
         self._make_up = {d for y in self._years.values() for d in y.make_up_days}
 
+    def with_year(self, year: CalendarYear) -> WorkingCalendar:
+        """A calendar where ``year`` replaces the year's data (kept in its place), or is added."""
+        return WorkingCalendar({**self._years, year.year: year}.values())
+
     @property
     def years(self) -> tuple[int, ...]:
         """The years with a calendar, ascending."""

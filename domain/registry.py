@@ -173,6 +173,12 @@ class RegistryState:
             {k: list(v) for k, v in self.agencies.items()},
         )
 
+    def with_change(self, change: Change) -> RegistryState:
+        """A copy with the change applied (this state is left as it is)."""
+        after = self.copy()
+        after.apply(change)
+        return after
+
     def apply(self, change: Change) -> None:
         """Add a version; one recorded later for the same id and date replaces it (correction)."""
         if isinstance(change, OrgUnitVersion):
@@ -434,6 +440,14 @@ class Registry(Aggregate):
 #: Topics of the registry's events in the global log (what a registry follower selects).
 REGISTRY_TOPICS = (
     Registry.Opened.TOPIC,
+    Registry.OrgUnitDefined.TOPIC,
+    Registry.OrgUnitChanged.TOPIC,
+    Registry.AgencyDefined.TOPIC,
+    Registry.AgencyChanged.TOPIC,
+)
+
+#: Topics of the registry's changes: every topic above but the opening (what a registry view folds).
+REGISTRY_CHANGE_TOPICS = (
     Registry.OrgUnitDefined.TOPIC,
     Registry.OrgUnitChanged.TOPIC,
     Registry.AgencyDefined.TOPIC,

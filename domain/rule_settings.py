@@ -128,6 +128,21 @@ class RuleSettingsState:
             if not entries[effective_from]:
                 del entries[effective_from]
 
+    def copy(self) -> RuleSettingsState:
+        """An independent copy (values are never changed in place; the dicts and list are)."""
+        return RuleSettingsState(
+            self.region,
+            {day: dict(v) for day, v in self.raw.items()},
+            {day: dict(v) for day, v in self.values.items()},
+            list(self.ignored),
+        )
+
+    def with_change(self, effective_from: date, values: Mapping[str, Any]) -> RuleSettingsState:
+        """A copy with the values applied (this state is left as it is)."""
+        after = self.copy()
+        after.apply(effective_from, values)
+        return after
+
     def in_force(self, on: date) -> dict[str, tuple[Any, date | None]]:
         """Each setting's value on ``on`` and the date it holds from (None: the default)."""
         found: dict[str, tuple[Any, date | None]] = {k: (v, None) for k, v in defaults().items()}

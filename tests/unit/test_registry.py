@@ -11,6 +11,7 @@ import pytest
 from core.registry import DEMO_DISTRICT
 from domain.errors import DomainError
 from domain.registry import (
+    REGISTRY_CHANGE_TOPICS,
     REGISTRY_TOPICS,
     AgencyKind,
     Registry,
@@ -304,6 +305,18 @@ class TestTheRegistryAggregate:
         topics = {type(e).TOPIC for e in registry.collect_events()}
         assert topics <= set(REGISTRY_TOPICS)
         assert all(t.startswith("smd.") for t in topics)
+
+    def test_a_registry_view_folds_every_topic_but_the_opening(self) -> None:
+        assert set(REGISTRY_CHANGE_TOPICS) == set(REGISTRY_TOPICS) - {Registry.Opened.TOPIC}
+
+    def test_changes_folded_one_by_one_onto_copies_give_the_state_and_leave_each_before_as_it_was(self) -> None:
+        changes = diff(RegistryState(REGION), parse_registry(tomllib.loads(DEMO_DISTRICT.read_text())))
+        states = [RegistryState(REGION)]
+        for change in changes:
+            states.append(states[-1].with_change(change))
+        assert states[-1] == RegistryState.of(REGION, changes)
+        for n, folded in enumerate(states):
+            assert folded == RegistryState.of(REGION, changes[:n])
 
     def test_the_registry_id_is_derived_from_the_region(self) -> None:
         assert Registry.open(REGION, NOW).id == registry_id(REGION) != registry_id("990102")

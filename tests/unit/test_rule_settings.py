@@ -87,6 +87,35 @@ class TestSettingsByDate:
         assert s.ignored
 
 
+class TestFoldingChanges:
+    """What the settings view folds: each change onto a copy of the state before it."""
+
+    CHANGES = (
+        (date(2025, 1, 1), {"r5_locate": "P5D"}),
+        (date(2026, 3, 1), {"r5_locate": "P1D", "r99_added_later": "P1D"}),
+        (date(2026, 3, 1), {"r5_locate": None}),
+    )
+
+    def test_a_change_on_a_copy_is_the_same_as_applied_in_place(self) -> None:
+        folded = RuleSettingsState("990101")
+        for day, values in self.CHANGES:
+            folded = folded.with_change(day, values)
+        assert folded == state(*self.CHANGES)
+
+    def test_the_state_a_change_is_applied_to_is_left_as_it_was(self) -> None:
+        before = state(*self.CHANGES[:2])
+        kept = (
+            {d: dict(v) for d, v in before.raw.items()},
+            {d: dict(v) for d, v in before.values.items()},
+            list(before.ignored),
+        )
+        after = before.with_change(date(2026, 3, 1), {"r5_locate": None, "r99_added_later": "P2D"})
+        assert (before.raw, before.values, before.ignored) == kept
+        assert before.settings(date(2026, 6, 1)).r5_locate == timedelta(days=1)
+        assert after.settings(date(2026, 6, 1)).r5_locate == timedelta(days=5)
+        assert len(after.ignored) == 2 and len(before.ignored) == 1
+
+
 class TestSettingsFile:
     def test_the_shipped_file_holds_the_seeds_values(self) -> None:
         shipped = read_rule_settings_file(RULE_SETTINGS_FILE)

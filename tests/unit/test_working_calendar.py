@@ -93,3 +93,26 @@ class TestCalendarData:
         calendar.load(year, NOW)
         loaded = calendar.collect_events()[-1]
         assert loaded.calendar_year() == year
+
+
+class TestFoldingYears:
+    """What the calendar view folds: each loaded year onto the calendar before it."""
+
+    def test_a_year_is_added_and_the_calendar_it_was_added_to_is_left_as_it_was(self) -> None:
+        before = WorkingCalendar([read_year_file(year_file(2025))])
+        after = before.with_year(read_year_file(year_file(2026)))
+        assert (before.years, after.years) == ((2025,), (2025, 2026))
+        assert before.is_working_day(date(2026, 2, 16)) and not after.is_working_day(date(2026, 2, 16))
+
+    def test_a_later_load_of_a_year_replaces_it(self) -> None:
+        published = read_year_file(year_file(2026))
+        corrected = CalendarYear.of(
+            2026,
+            [(h.on, h.name) for h in published.holidays],
+            [d for d in published.make_up_days if d != date(2026, 2, 28)],
+            "corrected",
+        )
+        calendar = SHIPPED.with_year(corrected)
+        assert calendar.years == SHIPPED.years
+        assert calendar.year(2026) == corrected and SHIPPED.year(2026) == published
+        assert not calendar.is_working_day(date(2026, 2, 28)) and SHIPPED.is_working_day(date(2026, 2, 28))
