@@ -111,7 +111,7 @@ class RebuildReport:
     """What a rebuild did."""
 
     name: str
-    old: Generation | None
+    old: Generation | None  # the generation it replaced (dropped unless kept)
     new: Generation
     position: int
     seconds: float
@@ -125,6 +125,7 @@ def rebuild(
     *,
     progress: Callable[[int, int], None] | None = None,
     batch: int = 1000,
+    keep_old: bool = False,
 ) -> RebuildReport:
     """Build the next generation beside the live one, switch when caught up, drop the old one.
 
@@ -144,7 +145,7 @@ def rebuild(
             progress(runner.position, head)
     old = store.switch(projection, new)
     runner.run_once()  # anything recorded during the switch: the service's follower also takes it
-    if old is not None:
+    if old is not None and not keep_old:
         time.sleep(LIVE_TTL_SECONDS * 2)  # let every process notice the switch before dropping
         store.drop(projection, old)
     log.info("rebuild switched", projection=projection.name, generation=new.generation, position=runner.position)
