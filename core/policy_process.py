@@ -9,6 +9,7 @@ of the same fact decides the same deterministic obligation ids, so nothing is op
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from uuid import UUID
 
@@ -47,6 +48,18 @@ def _topics(base: type) -> set[str]:
 PATIENT_TOPICS = frozenset(_topics(Fact) | _topics(FileFact))
 
 
+#: Test and demonstration only: ``SMD_FAULT=rule-fails-for=<patient id>`` makes the rules fail on
+#: every fact of that patient, to show parking and retry on a running service (never in production).
+FAULT_RULE_FAILS_FOR = "rule-fails-for="
+
+
+class InjectedRuleFault(Exception):
+    """The fault SMD_FAULT injected."""
+
+    def __init__(self, patient_id: UUID) -> None:
+        super().__init__(f"injected rule fault for patient {patient_id} (SMD_FAULT)")
+
+
 class PolicyProcess:
     """The rules as a follower of the case record's notification log (on the follower engine).
 
@@ -73,6 +86,10 @@ class PolicyProcess:
         self.registry = registry
         self.settings = settings or RuleSettings()  # used when there is no rule_settings view
         self.rule_settings = rule_settings  # the region's settings in force on the trigger's date, as recorded then
+        fault = os.environ.get("SMD_FAULT", "")
+        self.fault_patient = (
+            UUID(fault.removeprefix(FAULT_RULE_FAILS_FOR)) if fault.startswith(FAULT_RULE_FAILS_FOR) else None
+        )
         self.follower = Follower(self.name, case_record, self, parking or MemoryParkingStore(), concerns, batch=200)
 
     @property
@@ -93,6 +110,8 @@ class PolicyProcess:
         return _UnitOfWork(self.case_record)
 
     def apply(self, work: _UnitOfWork, n: Notification) -> None:
+        if self.fault_patient is not None and n.originator_id == self.fault_patient and n.topic in PATIENT_TOPICS:
+            raise InjectedRuleFault(n.originator_id)  # test and demonstration only (SMD_FAULT)
         if n.topic in PATIENT_TOPICS:
             self._decide(n, work)
         elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case

@@ -182,6 +182,8 @@ class Follower:
             if time.monotonic() > deadline:
                 return False
             if not self.run_once():
+                if any(r.status == STOPPED for r in self.parking.rows(self.name)):
+                    return False  # stopped before it: waiting would not help
                 time.sleep(0.01)
         return True
 
@@ -235,7 +237,8 @@ class Follower:
             concerned = self.concerns.keys(n)
             trace_id = uuid.uuid4().hex[:16]
             reason = _describe(error)
-            log.error(
+            again = n.id in known  # a stop tried again: said once already
+            (log.debug if again else log.error)(
                 "follower could not handle an event",
                 follower=self.name,
                 position=n.id,
@@ -246,7 +249,7 @@ class Follower:
             )
             log.debug("follower traceback", trace_id=trace_id, traceback=traceback.format_exception(error)[-3:])
             if concerned is None:  # a global fact: stop before it; try it again next run
-                parked_now[n.id] = self._row(n, STOPPED, frozenset(), reason, trace_id)
+                parked_now[n.id] = known[n.id] if again else self._row(n, STOPPED, frozenset(), reason, trace_id)
                 found = [m for m in found if m.id < n.id]
                 end = n.id - 1
                 continue
@@ -254,7 +257,8 @@ class Follower:
             for k in concerned:
                 waiting[k] = min(waiting.get(k, n.id), n.id)
         cleared = [p for p, r in known.items() if r.status == STOPPED and p <= end and p not in parked_now]
-        return Prepared(start, end, work, handled, [*parked_now.values(), *held], cleared)
+        new_rows = [r for r in (*parked_now.values(), *held) if known.get(r.position) != r]
+        return Prepared(start, end, work, handled, new_rows, cleared)
 
     def commit(self, batch: Prepared) -> None:
         if batch.new_rows:

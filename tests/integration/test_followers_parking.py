@@ -244,3 +244,43 @@ def _registry_with_one_more_village(tmp_path: Path) -> Path:
     path.write_text(text.replace("[[agencies]]", village + "[[agencies]]", 1), encoding="utf-8")
     assert len(tomllib.loads(path.read_text(encoding="utf-8"))["org_units"]) == 24
     return path
+
+
+def test_a_read_model_parks_one_patient_and_its_retry_equals_an_unfaulted_view(
+    services: Services, second_store: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projections.work_queue import WorkQueueView
+
+    story = Story()
+    real = WorkQueueView.apply
+
+    def failing(self, event, notification, batch):
+        if getattr(event, "patient_id", None) == story.faulted or (
+            notification.topic != "smd.ObligationAssigned"
+            and services.case_record.repository.get(event.originator_id).patient_id == story.faulted
+        ):
+            raise ValueError("injected")
+        return real(self, event, notification, batch)
+
+    def between(step: str) -> None:
+        if step == "fault on":
+            monkeypatch.setattr(WorkQueueView, "apply", failing)
+
+    run_story(services, story, between)
+    name = services.work_queue.name
+    statuses = [r.status for r in services.parking.rows(name)]
+    assert statuses[0] == PARKED and set(statuses[1:]) == {HELD}
+    rows = services.work_queue.for_assignee(POLICE)
+    assert any(r.patient_id == story.other and r.rule == "R1" for r in rows), "the other patient is in the view"
+
+    monkeypatch.undo()
+    report = services.work_queue.retry()
+    assert not report.still_parked and services.parking.rows(name) == []
+    run_story(second_store, story)
+
+    def view(s: Services) -> list[tuple]:
+        found = s.work_queue.select("1 = 1", [], 0, 10_000)
+        return sorted((r.obligation_id, r.status, r.overdue, r.closed_note, r.due_at) for r in found)
+
+    assert view(services) == view(second_store)
+    assert services.work_queue.retry().handled == [], "nothing applied twice"
