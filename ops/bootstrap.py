@@ -120,11 +120,10 @@ class Services:
         from integrations.outbox import outbox_follower
         from integrations.streams import names_of
 
-        return [
-            self.policies.follower,
-            self.work_queue,
-            outbox_follower(self.case_record, names_of(self.settings), self.parking),
-        ]
+        followers: list[Any] = [self.policies.follower, self.work_queue]
+        if self.settings.nats_url:  # without NATS there is no outbox to follow the log
+            followers.append(outbox_follower(self.case_record, names_of(self.settings), self.parking))
+        return followers
 
     def follower_status(self) -> list[FollowerStatus]:
         """Where each follower stands: position, lag, parked, held, stopped."""
