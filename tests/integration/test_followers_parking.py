@@ -284,3 +284,41 @@ def test_a_read_model_parks_one_patient_and_its_retry_equals_an_unfaulted_view(
 
     assert view(services) == view(second_store)
     assert services.work_queue.retry().handled == [], "nothing applied twice"
+
+
+def test_a_crash_between_parking_and_the_commit_loses_no_event_and_applies_none_twice(
+    services: Services, second_store: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    story = Story()
+    real_commit = policy_process.PolicyProcess.commit
+    crashes: list[int] = []
+
+    def crash_once(self, work, tracking_name, position, *, exclusive=False):
+        if not crashes and services.parking.rows("policies"):
+            crashes.append(position)
+            raise RuntimeError("the process died here")
+        return real_commit(self, work, tracking_name, position, exclusive=exclusive)
+
+    def between(step: str) -> None:
+        if step == "fault on":
+            fault_for(monkeypatch, story.faulted)
+            monkeypatch.setattr(policy_process.PolicyProcess, "commit", crash_once)
+            with pytest.raises(RuntimeError):
+                services.catch_up(send(services, story, "visit-a0", HC, story.faulted, "visit.recorded", visit(4), 6))
+
+    run_story(services, story, between)
+    assert crashes, "the commit crashed once, after the parked row was written"
+    assert [r.status for r in services.parking.rows("policies")][:1] == [PARKED]
+    monkeypatch.undo()
+    services.policies.follower.retry()
+    services.catch_up(services.case_record.recorder.max_notification_id() or 0)
+    assert services.parking.rows("policies") == []
+
+    def story_with_extra(step: str) -> None:
+        if step == "fault on":
+            second_store.catch_up(
+                send(second_store, story, "visit-a0", HC, story.faulted, "visit.recorded", visit(4), 6)
+            )
+
+    run_story(second_store, story, story_with_extra)
+    assert derived(services) == derived(second_store)
