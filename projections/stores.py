@@ -10,10 +10,9 @@ own name (``<name>_v<version>_g<n>``), written in the same transaction as its ro
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,12 +102,13 @@ def _ts(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 class _Base:
-    """What both backends share: names, the catalogue cache, operation SQL."""
+    """Everything but the connection: names, the catalogue, operation SQL, reads and writes.
+
+    A backend gives ``_tx()`` (a transaction whose ``execute(sql, params)`` returns rows via
+    ``fetchall``/``fetchone``), ``_read()`` (the same outside a write transaction), its
+    placeholder ``mark``, its column ``types``, its table ``prefix`` and value conversions.
+    """
 
     prefix = ""
     mark = "?"
@@ -117,7 +117,36 @@ class _Base:
     def __init__(self) -> None:
         self._live: dict[str, tuple[float, Generation]] = {}
         self._tables: dict[str, dict[str, Table]] = {}
-        self._lock = threading.Lock()
+        self.catalogue = f"{self.prefix}view_generations"
+        self.tracking = f"{self.prefix}view_tracking"
+
+    # -- backend primitives --------------------------------------------------------------------
+
+    def _tx(self, catalogue: bool = False) -> AbstractContextManager[Any]:
+        """A write transaction (``catalogue``: serialised with every other catalogue change)."""
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _param(self, value: Any) -> Any:
+        return value
+
+    def _from_db(self, type_: str, value: Any) -> Any:
+        return value
+
+    def _insert_new_tracking(self, c: Any, tracking_name: str, position: int) -> None:
+        raise NotImplementedError
+
+    def _schema(self) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.catalogue} (name TEXT NOT NULL, version INTEGER NOT NULL,"
+            " generation INTEGER NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL,"
+            " PRIMARY KEY (name, generation))",
+            f"CREATE TABLE IF NOT EXISTS {self.tracking} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+        ]
+
+    # -- names and SQL -------------------------------------------------------------------------
 
     def physical(self, generation: Generation, table: str) -> str:
         return f"{self.prefix}{generation.tracking_name}_{table}"
@@ -151,27 +180,158 @@ class _Base:
             else:
                 sets = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in table.primary_key)
                 sql += f" ON CONFLICT ({', '.join(table.primary_key)}) DO UPDATE SET {sets}"
-            return sql, [self._value(table, c, op.row[c]) for c in cols]
+            return sql, [self._param(op.row[c]) for c in cols]
         where = " AND ".join(f"{c}={m}" for c in op.where)
-        where_params = [self._value(table, c, v) for c, v in op.where.items()]
+        where_params = [self._param(v) for v in op.where.values()]
         if isinstance(op, Update):
             sets = ", ".join(f"{c}={m}" for c in op.values)
             return f"UPDATE {name} SET {sets} WHERE {where}", [
-                *(self._value(table, c, v) for c, v in op.values.items()),
+                *(self._param(v) for v in op.values.values()),
                 *where_params,
             ]
         if isinstance(op, Delete):
             return f"DELETE FROM {name} WHERE {where}", where_params
         raise TypeError(f"unknown operation {op!r}")  # pragma: no cover
 
-    def _value(self, table: Table, column: str, value: Any) -> Any:
-        return value
+    # -- the catalogue of generations ------------------------------------------------------------
 
-    def _cached_live(self, projection: Projection) -> Generation | None:
+    def _generations(self, c: Any, name: str | None) -> list[Generation]:
+        sql = f"SELECT name, version, generation, state, created_at FROM {self.catalogue}"
+        where = f" WHERE name={self.mark}" if name else ""
+        rows = c.execute(sql + where + " ORDER BY name, generation", (name,) if name else ()).fetchall()
+        return [Generation(*r) for r in rows]
+
+    def _add_generation(self, c: Any, projection: Projection, state: str) -> Generation:
+        number = max((g.generation for g in self._generations(c, projection.name)), default=0) + 1
+        gen = Generation(projection.name, projection.version, number, state, datetime.now(UTC).isoformat())
+        m = self.mark
+        c.execute(
+            f"INSERT INTO {self.catalogue} VALUES ({m},{m},{m},{m},{m})",
+            (gen.name, gen.version, gen.generation, gen.state, gen.created_at),
+        )
+        for stmt in self._ddl(projection, gen):
+            c.execute(stmt, ())
+        return gen
+
+    def _retire_live(self, c: Any, name: str) -> None:
+        c.execute(f"UPDATE {self.catalogue} SET state='retired' WHERE name={self.mark} AND state='live'", (name,))
+
+    def generations(self, name: str | None = None) -> list[Generation]:
+        with self._read() as c:
+            return self._generations(c, name)
+
+    def ensure(self, projection: Projection) -> Generation:
+        with self._tx(catalogue=True) as c:
+            live = next((g for g in self._generations(c, projection.name) if g.state == "live"), None)
+            if live is None or live.version != projection.version:
+                # a new version of the code: its own tables, built from the log
+                self._retire_live(c, projection.name)
+                live = self._add_generation(c, projection, "live")
+            for stmt in self._ddl(projection, live):
+                c.execute(stmt, ())
+        for g in self.generations(projection.name):
+            if g.state == "retired":
+                self.drop(projection, g)
+        self._live[projection.name] = (time.monotonic(), live)
+        return live
+
+    def live(self, projection: Projection) -> Generation:
         hit = self._live.get(projection.name)
         if hit and time.monotonic() - hit[0] < LIVE_TTL_SECONDS and hit[1].version == projection.version:
             return hit[1]
-        return None
+        found = next((g for g in self.generations(projection.name) if g.state == "live"), None)
+        if found is None or found.version != projection.version:
+            return self.ensure(projection)
+        self._live[projection.name] = (time.monotonic(), found)
+        return found
+
+    def new_generation(self, projection: Projection) -> Generation:
+        with self._tx(catalogue=True) as c:
+            return self._add_generation(c, projection, "building")
+
+    def switch(self, projection: Projection, generation: Generation) -> Generation | None:
+        with self._tx(catalogue=True) as c:
+            old = next((g for g in self._generations(c, projection.name) if g.state == "live"), None)
+            self._retire_live(c, projection.name)
+            c.execute(
+                f"UPDATE {self.catalogue} SET state='live' WHERE name={self.mark} AND generation={self.mark}",
+                (projection.name, generation.generation),
+            )
+        self._live.pop(projection.name, None)
+        return old
+
+    def drop(self, projection: Projection, generation: Generation) -> None:
+        m = self.mark
+        with self._tx(catalogue=True) as c:
+            for t in projection.tables:
+                c.execute(f"DROP TABLE IF EXISTS {self.physical(generation, t.name)}", ())
+            c.execute(
+                f"DELETE FROM {self.tracking} WHERE name={m} OR name LIKE {m}",
+                (generation.tracking_name, f"{generation.tracking_name}/%"),
+            )
+            c.execute(
+                f"DELETE FROM {self.catalogue} WHERE name={m} AND generation={m}",
+                (generation.name, generation.generation),
+            )
+
+    # -- rows and tracking ---------------------------------------------------------------------
+
+    def position(self, tracking_name: str) -> int:
+        with self._read() as c:
+            r = c.execute(f"SELECT position FROM {self.tracking} WHERE name={self.mark}", (tracking_name,)).fetchone()
+        return r[0] if r else 0
+
+    def write(
+        self,
+        projection: Projection,
+        generation: Generation,
+        ops: Sequence[Op],
+        tracking_name: str,
+        position: int,
+        *,
+        exclusive: bool = False,
+    ) -> None:
+        with self._tx() as c:
+            self._apply_ops(c, [self._op_sql(projection, generation, op) for op in ops])
+            if exclusive:
+                self._insert_new_tracking(c, tracking_name, position)
+            else:
+                c.execute(
+                    f"INSERT INTO {self.tracking} VALUES ({self.mark}, {self.mark}) ON CONFLICT (name) DO UPDATE"
+                    f" SET position = CASE WHEN {self.tracking}.position > excluded.position"
+                    f" THEN {self.tracking}.position ELSE excluded.position END",
+                    (tracking_name, position),
+                )
+
+    def _apply_ops(self, c: Any, statements: list[tuple[str, list[Any]]]) -> None:
+        for sql, params in statements:
+            c.execute(sql, params)
+
+    def select(
+        self,
+        projection: Projection,
+        table: str,
+        where: str,
+        params: Sequence[Any],
+        *,
+        order_by: str,
+        after: Any = None,
+        limit: int = 100,
+        generation: Generation | None = None,
+    ) -> list[dict[str, Any]]:
+        gen = generation or self.live(projection)
+        t = self._table(projection, table)
+        clause = where.replace("?", self.mark)
+        sql = f"SELECT {', '.join(t.column_names)} FROM {self.physical(gen, table)} WHERE ({clause})"
+        values = [self._param(p) for p in params]
+        if after is not None:
+            sql += f" AND {order_by} > {self.mark}"
+            values.append(self._param(after))
+        sql += f" ORDER BY {order_by} LIMIT {self.mark}"
+        types = t.types()
+        with self._read() as c:
+            rows = c.execute(sql, (*values, limit)).fetchall()
+        return [{k: self._from_db(types[k], v) for k, v in zip(t.column_names, r, strict=True)} for r in rows]
 
 
 class SQLiteViewStore(_Base):
@@ -190,20 +350,14 @@ class SQLiteViewStore(_Base):
         super().__init__()
         self.path = path
         self._connections = ThreadConnections(path)
-        self._conn().executescript(
-            "CREATE TABLE IF NOT EXISTS view_generations (name TEXT NOT NULL, version INTEGER NOT NULL,"
-            " generation INTEGER NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL,"
-            " PRIMARY KEY (name, generation));"
-            "CREATE TABLE IF NOT EXISTS view_tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL);"
-        )
-
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
+        with self._tx(catalogue=True) as c:
+            for stmt in self._schema():
+                c.execute(stmt, ())
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        c = self._conn()
-        c.execute("BEGIN IMMEDIATE")
+    def _tx(self, catalogue: bool = False) -> Iterator[sqlite3.Connection]:
+        c = self._connections.get()
+        c.execute("BEGIN IMMEDIATE")  # one writer: the catalogue's changes are serialised
         try:
             yield c
             c.execute("COMMIT")
@@ -211,164 +365,38 @@ class SQLiteViewStore(_Base):
             c.execute("ROLLBACK")
             raise
 
-    def _value(self, table: Table, column: str, value: Any) -> Any:
-        return _sqlite_param(value)
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        yield self._connections.get()
 
-    def _generations(self, c: sqlite3.Connection, name: str | None) -> list[Generation]:
-        sql = "SELECT name, version, generation, state, created_at FROM view_generations"
-        rows = c.execute(
-            sql + (" WHERE name=?" if name else "") + " ORDER BY name, generation", (name,) if name else ()
-        )
-        return [Generation(*r) for r in rows]
+    def _param(self, value: Any) -> Any:
+        if isinstance(value, UUID):
+            return str(value)
+        if isinstance(value, datetime):
+            return _ts(value)
+        if isinstance(value, bool):
+            return int(value)
+        return value
 
-    def generations(self, name: str | None = None) -> list[Generation]:
-        return self._generations(self._conn(), name)
+    def _from_db(self, type_: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if type_ == "uuid":
+            return UUID(value)
+        if type_ == "time":
+            return datetime.fromisoformat(value)
+        if type_ == "bool":
+            return bool(value)
+        return value
 
-    def ensure(self, projection: Projection) -> Generation:
-        with self._tx() as c:
-            gens = self._generations(c, projection.name)
-            live = next((g for g in gens if g.state == "live"), None)
-            if live is None or live.version != projection.version:
-                number = max((g.generation for g in gens), default=0) + 1
-                if live is not None:  # a new version of the code: its own tables, built from the log
-                    c.execute("UPDATE view_generations SET state='retired' WHERE name=? AND state='live'", (live.name,))
-                live = Generation(projection.name, projection.version, number, "live", _now())
-                c.execute("INSERT INTO view_generations VALUES (?,?,?,?,?)", (*_gen_values(live),))
-            for stmt in self._ddl(projection, live):
-                c.execute(stmt)
-        self._drop_retired(projection)
-        self._live[projection.name] = (time.monotonic(), live)
-        return live
-
-    def _drop_retired(self, projection: Projection) -> None:
-        for g in self.generations(projection.name):
-            if g.state == "retired":
-                self.drop(projection, g)
-
-    def live(self, projection: Projection) -> Generation:
-        cached = self._cached_live(projection)
-        if cached is not None:
-            return cached
-        found = next((g for g in self.generations(projection.name) if g.state == "live"), None)
-        if found is None or found.version != projection.version:
-            return self.ensure(projection)
-        self._live[projection.name] = (time.monotonic(), found)
-        return found
-
-    def new_generation(self, projection: Projection) -> Generation:
-        with self._tx() as c:
-            number = max((g.generation for g in self._generations(c, projection.name)), default=0) + 1
-            gen = Generation(projection.name, projection.version, number, "building", _now())
-            c.execute("INSERT INTO view_generations VALUES (?,?,?,?,?)", _gen_values(gen))
-            for stmt in self._ddl(projection, gen):
-                c.execute(stmt)
-        return gen
-
-    def switch(self, projection: Projection, generation: Generation) -> Generation | None:
-        with self._tx() as c:
-            old = next((g for g in self._generations(c, projection.name) if g.state == "live"), None)
-            c.execute("UPDATE view_generations SET state='retired' WHERE name=? AND state='live'", (projection.name,))
-            c.execute(
-                "UPDATE view_generations SET state='live' WHERE name=? AND generation=?",
-                (projection.name, generation.generation),
-            )
-        self._live.pop(projection.name, None)
-        return old
-
-    def drop(self, projection: Projection, generation: Generation) -> None:
-        with self._tx() as c:
-            for t in projection.tables:
-                c.execute(f"DROP TABLE IF EXISTS {self.physical(generation, t.name)}")
-            c.execute(
-                "DELETE FROM view_tracking WHERE name=? OR name LIKE ?",
-                (generation.tracking_name, f"{generation.tracking_name}/%"),
-            )
-            c.execute(
-                "DELETE FROM view_generations WHERE name=? AND generation=?", (generation.name, generation.generation)
-            )
-
-    def position(self, tracking_name: str) -> int:
-        r = self._conn().execute("SELECT position FROM view_tracking WHERE name=?", (tracking_name,)).fetchone()
-        return r[0] if r else 0
-
-    def write(
-        self,
-        projection: Projection,
-        generation: Generation,
-        ops: Sequence[Op],
-        tracking_name: str,
-        position: int,
-        *,
-        exclusive: bool = False,
-    ) -> None:
-        with self._tx() as c:
-            for op in ops:
-                sql, params = self._op_sql(projection, generation, op)
-                c.execute(sql, params)
-            if exclusive:
-                try:
-                    c.execute("INSERT INTO view_tracking VALUES (?, ?)", (tracking_name, position))
-                except sqlite3.IntegrityError:
-                    raise AlreadyApplied(tracking_name) from None
-            else:
-                c.execute(
-                    "INSERT INTO view_tracking VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
-                    " SET position=max(view_tracking.position, excluded.position)",
-                    (tracking_name, position),
-                )
-
-    def select(
-        self,
-        projection: Projection,
-        table: str,
-        where: str,
-        params: Sequence[Any],
-        *,
-        order_by: str,
-        after: Any = None,
-        limit: int = 100,
-        generation: Generation | None = None,
-    ) -> list[dict[str, Any]]:
-        gen = generation or self.live(projection)
-        t = self._table(projection, table)
-        sql = f"SELECT {', '.join(t.column_names)} FROM {self.physical(gen, table)} WHERE ({where})"
-        values = [_sqlite_param(p) for p in params]
-        if after is not None:
-            sql += f" AND {order_by} > ?"
-            values.append(_sqlite_param(after))
-        sql += f" ORDER BY {order_by} LIMIT ?"
-        types = t.types()
-        rows = self._conn().execute(sql, (*values, limit)).fetchall()
-        return [{k: _from_sqlite(types[k], v) for k, v in zip(t.column_names, r, strict=True)} for r in rows]
+    def _insert_new_tracking(self, c: Any, tracking_name: str, position: int) -> None:
+        try:
+            c.execute(f"INSERT INTO {self.tracking} VALUES (?, ?)", (tracking_name, position))
+        except sqlite3.IntegrityError:
+            raise AlreadyApplied(tracking_name) from None
 
     def close(self) -> None:
         self._connections.close()
-
-
-def _gen_values(g: Generation) -> tuple[Any, ...]:
-    return (g.name, g.version, g.generation, g.state, g.created_at)
-
-
-def _sqlite_param(value: Any) -> Any:
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return _ts(value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _from_sqlite(type_: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if type_ == "uuid":
-        return UUID(value)
-    if type_ == "time":
-        return datetime.fromisoformat(value)
-    if type_ == "bool":
-        return bool(value)
-    return value
 
 
 class PostgresViewStore(_Base):
@@ -392,160 +420,41 @@ class PostgresViewStore(_Base):
         from psycopg_pool import ConnectionPool
 
         self.pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True)
+        with self._tx(catalogue=True) as c:
+            for stmt in self._schema():
+                c.execute(stmt, ())
+
+    @contextmanager
+    def _tx(self, catalogue: bool = False) -> Iterator[Any]:
+        with self.pool.connection() as c, c.transaction():
+            if catalogue:
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_ID,))
+            yield c
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
         with self.pool.connection() as c:
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_ID,))
-            c.execute(
-                "CREATE TABLE IF NOT EXISTS smd_view_generations (name text NOT NULL, version int NOT NULL,"
-                " generation int NOT NULL, state text NOT NULL, created_at text NOT NULL,"
-                " PRIMARY KEY (name, generation))"
-            )
-            c.execute("CREATE TABLE IF NOT EXISTS smd_view_tracking (name text PRIMARY KEY, position bigint NOT NULL)")
+            yield c
 
-    def _generations(self, c: Any, name: str | None) -> list[Generation]:
-        sql = "SELECT name, version, generation, state, created_at FROM smd_view_generations"
-        rows = c.execute(
-            sql + (" WHERE name=%s" if name else "") + " ORDER BY name, generation", (name,) if name else ()
-        )
-        return [Generation(*r) for r in rows.fetchall()]
+    def _apply_ops(self, c: Any, statements: list[tuple[str, list[Any]]]) -> None:
+        # consecutive statements of one shape go in one executemany
+        with c.cursor() as cur:
+            i = 0
+            while i < len(statements):
+                j = i
+                while j < len(statements) and statements[j][0] == statements[i][0]:
+                    j += 1
+                cur.executemany(statements[i][0], [p for _, p in statements[i:j]])
+                i = j
 
-    def generations(self, name: str | None = None) -> list[Generation]:
-        with self.pool.connection() as c:
-            return self._generations(c, name)
-
-    def ensure(self, projection: Projection) -> Generation:
-        with self.pool.connection() as c, c.transaction():
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_ID,))
-            gens = self._generations(c, projection.name)
-            live = next((g for g in gens if g.state == "live"), None)
-            if live is None or live.version != projection.version:
-                number = max((g.generation for g in gens), default=0) + 1
-                if live is not None:
-                    c.execute(
-                        "UPDATE smd_view_generations SET state='retired' WHERE name=%s AND state='live'", (live.name,)
-                    )
-                live = Generation(projection.name, projection.version, number, "live", _now())
-                c.execute("INSERT INTO smd_view_generations VALUES (%s,%s,%s,%s,%s)", _gen_values(live))
-            for stmt in self._ddl(projection, live):
-                c.execute(stmt)
-        for g in self.generations(projection.name):
-            if g.state == "retired":
-                self.drop(projection, g)
-        self._live[projection.name] = (time.monotonic(), live)
-        return live
-
-    def live(self, projection: Projection) -> Generation:
-        cached = self._cached_live(projection)
-        if cached is not None:
-            return cached
-        found = next((g for g in self.generations(projection.name) if g.state == "live"), None)
-        if found is None or found.version != projection.version:
-            return self.ensure(projection)
-        self._live[projection.name] = (time.monotonic(), found)
-        return found
-
-    def new_generation(self, projection: Projection) -> Generation:
-        with self.pool.connection() as c, c.transaction():
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_ID,))
-            number = max((g.generation for g in self._generations(c, projection.name)), default=0) + 1
-            gen = Generation(projection.name, projection.version, number, "building", _now())
-            c.execute("INSERT INTO smd_view_generations VALUES (%s,%s,%s,%s,%s)", _gen_values(gen))
-            for stmt in self._ddl(projection, gen):
-                c.execute(stmt)
-        return gen
-
-    def switch(self, projection: Projection, generation: Generation) -> Generation | None:
-        with self.pool.connection() as c, c.transaction():
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_ID,))
-            old = next((g for g in self._generations(c, projection.name) if g.state == "live"), None)
-            c.execute(
-                "UPDATE smd_view_generations SET state='retired' WHERE name=%s AND state='live'", (projection.name,)
-            )
-            c.execute(
-                "UPDATE smd_view_generations SET state='live' WHERE name=%s AND generation=%s",
-                (projection.name, generation.generation),
-            )
-        self._live.pop(projection.name, None)
-        return old
-
-    def drop(self, projection: Projection, generation: Generation) -> None:
-        with self.pool.connection() as c, c.transaction():
-            for t in projection.tables:
-                c.execute(f"DROP TABLE IF EXISTS {self.physical(generation, t.name)}")
-            c.execute(
-                "DELETE FROM smd_view_tracking WHERE name=%s OR name LIKE %s",
-                (generation.tracking_name, f"{generation.tracking_name}/%"),
-            )
-            c.execute(
-                "DELETE FROM smd_view_generations WHERE name=%s AND generation=%s",
-                (generation.name, generation.generation),
-            )
-
-    def position(self, tracking_name: str) -> int:
-        with self.pool.connection() as c:
-            r = c.execute("SELECT position FROM smd_view_tracking WHERE name=%s", (tracking_name,)).fetchone()
-        return r[0] if r else 0
-
-    def write(
-        self,
-        projection: Projection,
-        generation: Generation,
-        ops: Sequence[Op],
-        tracking_name: str,
-        position: int,
-        *,
-        exclusive: bool = False,
-    ) -> None:
+    def _insert_new_tracking(self, c: Any, tracking_name: str, position: int) -> None:
         import psycopg
 
-        with self.pool.connection() as c, c.transaction(), c.cursor() as cur:
-            # consecutive operations of one statement shape go in one executemany
-            pending: tuple[str, list[list[Any]]] | None = None
-            for op in ops:
-                sql, params = self._op_sql(projection, generation, op)
-                if pending is not None and pending[0] == sql:
-                    pending[1].append(params)
-                    continue
-                if pending is not None:
-                    cur.executemany(pending[0], pending[1])
-                pending = (sql, [params])
-            if pending is not None:
-                cur.executemany(pending[0], pending[1])
-            if exclusive:
-                try:
-                    with c.transaction():
-                        cur.execute("INSERT INTO smd_view_tracking VALUES (%s, %s)", (tracking_name, position))
-                except psycopg.errors.UniqueViolation:
-                    raise AlreadyApplied(tracking_name) from None
-            else:
-                cur.execute(
-                    "INSERT INTO smd_view_tracking VALUES (%s, %s) ON CONFLICT (name) DO UPDATE"
-                    " SET position = GREATEST(smd_view_tracking.position, excluded.position)",
-                    (tracking_name, position),
-                )
-
-    def select(
-        self,
-        projection: Projection,
-        table: str,
-        where: str,
-        params: Sequence[Any],
-        *,
-        order_by: str,
-        after: Any = None,
-        limit: int = 100,
-        generation: Generation | None = None,
-    ) -> list[dict[str, Any]]:
-        gen = generation or self.live(projection)
-        t = self._table(projection, table)
-        sql = f"SELECT {', '.join(t.column_names)} FROM {self.physical(gen, table)} WHERE ({where.replace('?', '%s')})"
-        values = list(params)
-        if after is not None:
-            sql += f" AND {order_by} > %s"
-            values.append(after)
-        sql += f" ORDER BY {order_by} LIMIT %s"
-        with self.pool.connection() as c:
-            rows = c.execute(sql, (*values, limit)).fetchall()
-        return [dict(zip(t.column_names, r, strict=True)) for r in rows]
+        try:
+            with c.transaction():
+                c.execute(f"INSERT INTO {self.tracking} VALUES (%s, %s)", (tracking_name, position))
+        except psycopg.errors.UniqueViolation:
+            raise AlreadyApplied(tracking_name) from None
 
     def close(self) -> None:
         self.pool.close()

@@ -207,47 +207,15 @@ class Follower:
                 for k in r.keys:
                     waiting[k] = min(waiting.get(k, r.position), r.position)
         parked_now: dict[int, ParkedEvent] = {}
-        while True:
-            work = self.handler.begin()
-            blocking = dict(waiting)
-            held: list[ParkedEvent] = []
-            failed: tuple[Notification, BaseException] | None = None
-            handled = 0
-            for n in found:
-                if n.id in parked_now or (n.id in known and known[n.id].status != STOPPED):
-                    continue  # parked in an earlier pass or run
-                if blocking:
-                    concerned = self.concerns.keys(n)
-                    if concerned and any(blocking.get(k, n.id) < n.id for k in concerned):
-                        for k in concerned:
-                            blocking.setdefault(k, n.id)
-                        held.append(self._row(n, HELD, concerned, self._held_reason))
-                        continue
-                try:
-                    self.handler.apply(work, n)
-                except TRANSIENT:
-                    raise
-                except Exception as e:
-                    failed = (n, e)
-                    break
-                handled += 1
+        while True:  # a pass; after a failure, again from the start without the failed event
+            skip = set(parked_now) | {p for p, r in known.items() if r.status != STOPPED}
+            work, handled, held, failed = self._pass(found, skip, waiting, self.concerns.keys)
             if failed is None:
                 break
             n, error = failed
             concerned = self.concerns.keys(n)
-            trace_id = uuid.uuid4().hex[:16]
-            reason = _describe(error)
             again = n.id in known  # a stop tried again: said once already
-            (log.debug if again else log.error)(
-                "follower could not handle an event",
-                follower=self.name,
-                position=n.id,
-                topic=n.topic,
-                reason=reason,
-                trace_id=trace_id,
-                parked=concerned is not None,
-            )
-            log.debug("follower traceback", trace_id=trace_id, traceback=traceback.format_exception(error)[-3:])
+            reason, trace_id = self._report(n, error, quiet=again, parked=concerned is not None)
             if concerned is None:  # a global fact: stop before it; try it again next run
                 parked_now[n.id] = known[n.id] if again else self._row(n, STOPPED, frozenset(), reason, trace_id)
                 found = [m for m in found if m.id < n.id]
@@ -258,7 +226,7 @@ class Follower:
                 waiting[k] = min(waiting.get(k, n.id), n.id)
         cleared = [p for p, r in known.items() if r.status == STOPPED and p <= end and p not in parked_now]
         new_rows = [r for r in (*parked_now.values(), *held) if known.get(r.position) != r]
-        return Prepared(start, end, work, handled, new_rows, cleared)
+        return Prepared(start, end, work, len(handled), new_rows, cleared)
 
     def commit(self, batch: Prepared) -> None:
         if batch.new_rows:
@@ -268,6 +236,56 @@ class Follower:
         if batch.cleared:
             self.parking.remove(self.name, batch.cleared)
             log.info("follower moved past the fact it had stopped at", follower=self.name, positions=batch.cleared)
+
+    def _pass(
+        self,
+        notes: Sequence[Notification],
+        skip: set[int],
+        waiting: dict[str, int],
+        keys_of: Callable[[Notification], frozenset[str] | None],
+    ) -> tuple[Any, list[int], list[ParkedEvent], tuple[Notification, BaseException] | None]:
+        """Apply ``notes`` in order into a fresh unit of work, holding what concerns a waiting key
+        (a key waits from a position on); stop at the first failure, which is returned."""
+        work = self.handler.begin()
+        blocking = dict(waiting)
+        handled: list[int] = []
+        held: list[ParkedEvent] = []
+        for n in notes:
+            if n.id in skip:
+                continue
+            if blocking:
+                concerned = keys_of(n)
+                if concerned and any(blocking.get(k, n.id) < n.id for k in concerned):
+                    for k in concerned:
+                        blocking.setdefault(k, n.id)
+                    held.append(self._row(n, HELD, concerned, self._held_reason))
+                    continue
+            try:
+                self.handler.apply(work, n)
+            except TRANSIENT:
+                raise
+            except Exception as e:
+                return work, handled, held, (n, e)
+            handled.append(n.id)
+        return work, handled, held, None
+
+    def _report(
+        self, n: Notification, error: BaseException, *, quiet: bool = False, parked: bool = True
+    ) -> tuple[str, str]:
+        """Log a failure (type and place only, and a trace id); returns (reason, trace id)."""
+        trace_id = uuid.uuid4().hex[:16]
+        reason = _describe(error)
+        (log.debug if quiet else log.error)(
+            "follower could not handle an event",
+            follower=self.name,
+            position=n.id,
+            topic=n.topic,
+            reason=reason,
+            trace_id=trace_id,
+            parked=parked,
+        )
+        log.debug("follower traceback", trace_id=trace_id, traceback=traceback.format_exception(error)[-3:])
+        return reason, trace_id
 
     def _row(self, n: Notification, status: str, keys: Iterable[str], reason: str, trace_id: str = "") -> ParkedEvent:
         return ParkedEvent(
@@ -295,36 +313,19 @@ class Follower:
             notes = self._notifications([r.position for r in rows])
             by_position = {r.position: r for r in rows}
             failed: dict[int, ParkedEvent] = {}
+
+            def keys_of(n: Notification) -> frozenset[str]:
+                return frozenset(by_position[n.id].keys)
+
             while True:  # a pass; after a failure, again from the start without the failed event
-                work = self.handler.begin()
-                blocked = {k for r in failed.values() for k in r.keys}
-                again: list[ParkedEvent] = []
-                handled: list[int] = []
-                failure: tuple[Notification, BaseException] | None = None
-                for n in notes:
-                    if n.id in failed:
-                        continue
-                    row = by_position[n.id]
-                    if blocked & set(row.keys):
-                        blocked |= set(row.keys)
-                        again.append(self._row(n, HELD, row.keys, self._held_reason))
-                        continue
-                    try:
-                        self.handler.apply(work, n)
-                    except TRANSIENT:
-                        raise
-                    except Exception as e:
-                        failure = (n, e)
-                        break
-                    handled.append(n.id)
+                waiting: dict[str, int] = {}
+                for p, r in sorted(failed.items(), reverse=True):  # the earliest failure wins
+                    waiting.update(dict.fromkeys(r.keys, p))
+                work, handled, again, failure = self._pass(notes, set(failed), waiting, keys_of)
                 if failure is None:
                     break
                 n, error = failure
-                trace_id = uuid.uuid4().hex[:16]
-                reason = _describe(error)
-                log.error(
-                    "retry: still cannot handle", follower=self.name, position=n.id, reason=reason, trace_id=trace_id
-                )
+                reason, trace_id = self._report(n, error)
                 failed[n.id] = self._row(n, PARKED, by_position[n.id].keys, reason, trace_id)
             if handled:
                 try:
