@@ -93,6 +93,19 @@ class ViewStore(Protocol):
         """Rows of the live (or given) generation matching ``where`` (``?`` placeholders),
         ordered by ``order_by``, after a cursor value of that column."""
 
+    def count(
+        self,
+        projection: Projection,
+        table: str,
+        group_by: Sequence[str],
+        where: str = "1=1",
+        params: Sequence[Any] = (),
+        *,
+        generation: Generation | None = None,
+    ) -> dict[tuple[Any, ...], int]:
+        """Rows of the live (or given) generation matching ``where``, counted by the values of
+        the ``group_by`` columns (read only; one query)."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -332,6 +345,29 @@ class _Base:
         with self._read() as c:
             rows = c.execute(sql, (*values, limit)).fetchall()
         return [{k: self._from_db(types[k], v) for k, v in zip(t.column_names, r, strict=True)} for r in rows]
+
+    def count(
+        self,
+        projection: Projection,
+        table: str,
+        group_by: Sequence[str],
+        where: str = "1=1",
+        params: Sequence[Any] = (),
+        *,
+        generation: Generation | None = None,
+    ) -> dict[tuple[Any, ...], int]:
+        gen = generation or self.live(projection)
+        t = self._table(projection, table)
+        unknown = [c for c in group_by if c not in t.column_names]
+        if unknown or not group_by:
+            raise ValueError(f"group by columns of {projection.name}.{table}, got {list(group_by)!r}")
+        cols = ", ".join(group_by)
+        clause = where.replace("?", self.mark)
+        sql = f"SELECT {cols}, count(*) FROM {self.physical(gen, table)} WHERE ({clause}) GROUP BY {cols}"
+        types = t.types()
+        with self._read() as c:
+            rows = c.execute(sql, [self._param(p) for p in params]).fetchall()
+        return {tuple(self._from_db(types[k], v) for k, v in zip(group_by, r, strict=False)): int(r[-1]) for r in rows}
 
 
 class SQLiteViewStore(_Base):

@@ -56,6 +56,21 @@ class QueueRow:
     closed_note: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleCounts:
+    """One rule's obligations (not notices) in the view: ever opened, marked overdue, escalated,
+    and open now (assigned or acknowledged), of which overdue."""
+
+    opened: int = 0
+    overdue: int = 0
+    escalated: int = 0
+    open: int = 0
+    open_overdue: int = 0
+
+
+OPEN_STATUSES = frozenset({"assigned", "acknowledged"})
+
+
 ROWS = Table(
     name="rows",
     columns=(
@@ -146,6 +161,24 @@ class WorkQueueProjection(ProjectionFollower):
         """Rows matching a WHERE clause (placeholders ``?``), by position, after a cursor."""
         rows = self.store.select(self.projection, "rows", where, params, order_by="position", after=after, limit=limit)
         return [QueueRow(**r) for r in rows]
+
+    def counts_by_rule(self) -> dict[str, RuleCounts]:
+        """Obligations (not notices) by rule: opened, overdue, escalated, open, open and overdue.
+
+        One grouped query on the view (read by every process alike), for the metrics."""
+        groups = self.store.count(
+            self.projection, "rows", ("rule", "status", "overdue", "escalated_to"), "kind = ?", ["obligation"]
+        )
+        out: dict[str, list[int]] = {}
+        for (rule, status, overdue, escalated_to), n in groups.items():
+            c = out.setdefault(rule or "", [0, 0, 0, 0, 0])
+            is_open = status in OPEN_STATUSES
+            c[0] += n
+            c[1] += n if overdue else 0
+            c[2] += n if escalated_to else 0
+            c[3] += n if is_open else 0
+            c[4] += n if is_open and overdue else 0
+        return {rule: RuleCounts(*c) for rule, c in out.items()}
 
     def wait(self, position: int, timeout: float = 5.0) -> bool:
         """Block until the view has applied ``position`` (read-your-writes); False on timeout."""
