@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client
 
@@ -53,6 +54,20 @@ async def connect_nats(url: str, name: str) -> Client:
     # forever instead of failing; once connected, a restarting server is waited for.
     nc.options["max_reconnect_attempts"] = -1
     return nc
+
+
+async def close_nats(nc: Client) -> None:
+    """Drain the connection (pending messages out, then closed); one still reconnecting to a
+    server that is down cannot drain (nats-py raises): it is closed."""
+    try:
+        await nc.drain()
+        return
+    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError):
+        pass
+    try:
+        await nc.close()
+    except OSError as e:  # nats-py flushes what it buffered while reconnecting into the lost socket
+        log.warning("nats closed while the server is unreachable", error=type(e).__name__)
 
 
 def registry_of(services: Any) -> RegistryView:
@@ -120,7 +135,7 @@ def nats_lifespan(services: Any) -> Callable[[Any], Any]:
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await nc.drain()
+            await close_nats(nc)
             services.nats = None
 
     return lifespan

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from integrations.runner import connect_nats, run_intake, run_outbox
+from integrations.runner import close_nats, connect_nats, run_intake, run_outbox
 from ops.bootstrap import Services
 from ops.logging import get_logger
 
@@ -62,5 +62,5 @@ async def background(services: Services) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 10)
         if nc is not None:
-            await nc.drain()
+            await close_nats(nc)
             services.nats = None
