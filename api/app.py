@@ -18,6 +18,7 @@ from api.middleware import RequestLogMiddleware
 from api.obligations import ObligationsController
 from api.patients import PatientSearchController
 from api.problems import exception_handlers
+from api.status import StatusController
 from api.work_queue import WorkQueueController
 from ops.bootstrap import Services
 from ops.workers import background
@@ -41,6 +42,7 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
     return Litestar(
         route_handlers=[
             HealthController,
+            StatusController,
             MeController,
             EventsController,
             envelope_schema,

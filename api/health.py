@@ -1,23 +1,33 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+``/readyz`` is for a load balancer: 503 only when this instance cannot reach its store (the
+case record) within a short time; NATS not connected, parked or held events, a stopped follower
+or a follower lagging more than ``SMD_LAG_DEGRADED_SECONDS`` answer 200 with ``"degraded"`` and
+name the check in ``checks`` (ops.readiness). No personal data, no patient ids.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 
 from ops.bootstrap import Services
+from ops.readiness import UNAVAILABLE
 
 
 class Health(msgspec.Struct):
-    """The process is alive, or each dependency's state."""
+    """The process is alive, or the instance's state and each check ("ok" or what is wrong)."""
 
-    status: str
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class HealthController(Controller):
-    """`/healthz` answers while the process runs; `/readyz` checks the store and NATS."""
+    """`/healthz` answers while the process runs; `/readyz` checks the store, NATS and followers."""
 
     tags = ["health"]  # noqa: RUF012 (Litestar reads it as a class attribute)
 
@@ -25,8 +35,20 @@ class HealthController(Controller):
     async def healthz(self) -> Health:
         return Health(status="ok")
 
-    @get("/readyz", operation_id="readyz", summary="Store (and NATS, when configured) reachable")
+    @get(
+        "/readyz",
+        operation_id="readyz",
+        summary="Ready: 503 only when the store is unreachable; NATS, parked events and lag are degraded",
+        description=(
+            "200 `ok`; 200 `degraded` when NATS (if configured) is not connected, a follower has "
+            "parked or held events, is stopped, or lags more than SMD_LAG_DEGRADED_SECONDS; "
+            "503 `unavailable` when the store gives no answer within 2 s. `checks` names each."
+        ),
+        responses={503: ResponseSpec(Health, generate_examples=False, description="The store is unreachable")},
+    )
     async def readyz(self, services: NamedDependency[Services]) -> Response[Health]:
-        checks = await services.readiness()
-        ok = all(v == "ok" for v in checks.values())
-        return Response(Health(status="ok" if ok else "unavailable", checks=checks), status_code=200 if ok else 503)
+        ready = await services.readiness()
+        return Response(
+            Health(status=ready.status, checks=ready.checks),  # type: ignore[arg-type]
+            status_code=503 if ready.status == UNAVAILABLE else 200,
+        )

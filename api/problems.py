@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import psycopg
+from eventsourcing.persistence import InterfaceError as StoreInterfaceError
+from eventsourcing.persistence import OperationalError as StoreOperationalError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -83,6 +86,25 @@ def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
     return problem_response(status, code, title, detail, request)
 
 
+#: Seconds a client should wait before trying again when the store does not answer.
+STORE_RETRY_AFTER = 5
+
+
+def _store_unavailable(request: Request, exc: Exception) -> Response[Problem]:
+    """The store (PostgreSQL, or a locked SQLite file) did not answer: 503, try again later."""
+    log.warning("store unavailable", path=request.url.path, error=type(exc).__name__)
+    response = problem_response(
+        503,
+        "store-unavailable",
+        "Store unavailable",
+        "the service could not reach its store; the request may not have been carried out; "
+        f"try again in {STORE_RETRY_AFTER} s (recording is idempotent: send the same envelope again)",
+        request,
+    )
+    response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+    return response
+
+
 def _internal_error(request: Request, exc: Exception) -> Response[Problem]:
     log.error("unhandled error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
     return problem_response(
@@ -99,6 +121,12 @@ exception_handlers = {
     ContractError: _contract_error,
     ConcurrentWriteConflict: _conflict,
     HTTPException: _http_error,
+    # the store unreachable (eventsourcing wraps its driver's errors; the key and view tables
+    # use psycopg directly, and a pool that cannot connect raises PoolTimeout, one of these)
+    StoreOperationalError: _store_unavailable,
+    StoreInterfaceError: _store_unavailable,
+    psycopg.OperationalError: _store_unavailable,
+    psycopg.InterfaceError: _store_unavailable,
     Exception: _internal_error,
 }
 

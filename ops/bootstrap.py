@@ -5,11 +5,10 @@ Tests call ``bootstrap`` with their own settings (and clock) exactly as the serv
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from core.policy_process import PolicyProcess
 from core.registry import RegistryView, open_registry, region_today
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
+from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
 from projections.stores import PostgresViewStore, SQLiteViewStore, ViewStore
 from projections.work_queue import WorkQueueProjection
@@ -97,6 +97,7 @@ class Services:
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
     rule_settings: RuleSettingsView | None = None  # the region's rule settings by date, from the log
     calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
+    probes: Probes = field(default_factory=Probes, repr=False)  # readiness checks, one thread each
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
@@ -143,21 +144,15 @@ class Services:
                 todo.extend(state.children(unit, today))
         return seen
 
-    async def readiness(self) -> dict[str, str]:
-        """Each dependency's state: "ok" or the reason it is not (no secrets, no data)."""
-        checks: dict[str, str] = {}
-        try:
-            await asyncio.to_thread(self.case_record.recorder.max_notification_id)
-            checks["store"] = "ok"
-        except Exception as e:
-            checks["store"] = f"unreachable: {type(e).__name__}"
-        if self.settings.nats_url:
-            connected = self.nats is not None and self.nats.is_connected
-            checks["nats"] = "ok" if connected else "not connected"
-        return checks
+    async def readiness(self, timeout: float = STORE_TIMEOUT) -> Readiness:
+        """ok, degraded or unavailable, with each check: "ok" or what is wrong (no secrets, no
+        personal data). Unavailable only when the store gives no answer within ``timeout``;
+        NATS, parked events, a stopped follower and lag are "degraded" (ops.readiness)."""
+        return await assess(self, timeout)
 
     def close(self) -> None:
         """Close stores in reverse order of opening."""
+        self.probes.close()
         self.views.close()
         self.parking.close()
         self.apikeys.close()

@@ -80,6 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_LOG_FORMAT: json when not on a terminal (auto), or forced."""
     earliest_time: datetime = EARLIEST_OCCURRED
     """SMD_EARLIEST_TIME: facts dated before it are refused at the door (a date means 00:00 UTC)."""
+    lag_degraded_seconds: float = 60.0
+    """SMD_LAG_DEGRADED_SECONDS: a follower further behind the log than this makes /readyz "degraded"."""
 
     @property
     def store_kind(self) -> Literal["sqlite", "postgres"]:
@@ -199,6 +201,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
     earliest_time = parse_earliest_time(get("SMD_EARLIEST_TIME")) if get("SMD_EARLIEST_TIME") else EARLIEST_OCCURRED
 
+    lag_text = get("SMD_LAG_DEGRADED_SECONDS") or "60"
+    try:
+        lag_degraded_seconds = float(lag_text)
+    except ValueError:
+        lag_degraded_seconds = -1.0
+    if not 0 < lag_degraded_seconds < float("inf"):
+        raise _fail("SMD_LAG_DEGRADED_SECONDS", f"must be a number of seconds above 0, got {lag_text!r}")
+
     keys: dict[str, bytes] = {}
     for var, filename in (("SMD_MASTER_KEY", "master.key"), ("SMD_BLIND_INDEX_KEY", "blind-index.key")):
         if get(var):
@@ -236,4 +246,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         blind_index_key=keys["SMD_BLIND_INDEX_KEY"],
         log_format=log_format,  # type: ignore[arg-type]
         earliest_time=earliest_time,
+        lag_degraded_seconds=lag_degraded_seconds,
     )

@@ -1,0 +1,140 @@
+"""`GET /v1/status`: the instance's state in full, for any agency's key (operators, monitoring).
+
+The same checks as ``/readyz`` (ops.readiness), with each follower's position, lag, parked,
+held and stop, the log head and the parked-event counts. Positions, counts, error types and
+where they were raised: no personal data, no ids of patients.
+
+With the store unreachable on PostgreSQL the API key cannot be checked (the keys live in the
+same database): the guard's lookup fails and the answer is a 503 ``store-unavailable`` problem,
+not this report. Use ``/readyz`` (no key) to tell that case apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+
+from api.auth import Caller, agency_guard, provide_caller
+from ops.bootstrap import Services
+from ops.readiness import NATS, OK, STORE, STORE_TIMEOUT, Readiness
+
+
+class StoreState(msgspec.Struct):
+    """The case record's store."""
+
+    kind: Literal["sqlite", "postgres"]
+    reachable: bool
+    check: str  # "ok" or what is wrong
+
+
+class NatsState(msgspec.Struct):
+    """NATS, when ``SMD_NATS_URL`` is set."""
+
+    configured: bool
+    connected: bool | None = None  # None when not configured
+    check: str | None = None
+
+
+class FollowerState(msgspec.Struct):
+    """Where one follower of the global log stands (core.followers.engine.FollowerStatus)."""
+
+    name: str
+    state: Literal["ok", "lagging", "parked", "stopped"]
+    position: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    parked: int
+    held: int
+    stopped_at: int | None = None
+    stopped_reason: str | None = None  # the error's type and where it was raised
+    check: str = OK  # what /readyz says of it
+
+
+class ParkedCount(msgspec.Struct):
+    """Rows of the parking table, by follower and status (parked, held, stopped)."""
+
+    follower: str
+    status: Literal["parked", "held", "stopped"]
+    count: int
+
+
+class ServiceStatus(msgspec.Struct):
+    """The instance's state: ok, degraded (it serves; ``checks`` says what is wrong) or
+    unavailable (the store does not answer)."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    checked_at: datetime
+    checks: dict[str, str]
+    store: StoreState
+    nats: NatsState
+    head: int | None  # the global log's last position (None: the store did not answer)
+    followers: list[FollowerState]
+    parked: list[ParkedCount]
+    lag_degraded_seconds: float  # SMD_LAG_DEGRADED_SECONDS
+
+
+def service_status(services: Services, ready: Readiness) -> ServiceStatus:
+    """The report for a readiness result."""
+    observed = ready.observed
+    followers = [
+        FollowerState(
+            name=s.name,
+            state=s.state,  # type: ignore[arg-type]
+            position=s.position,
+            head=s.head,
+            lag_events=s.lag_events,
+            lag_seconds=s.lag_seconds,
+            parked=s.parked,
+            held=s.held,
+            stopped_at=s.stopped_at,
+            stopped_reason=s.stopped_reason,
+            check=ready.checks.get(f"follower:{s.name}", OK),
+        )
+        for s in (observed.followers if observed else [])
+    ]
+    parked = [
+        ParkedCount(follower=f, status=st, count=n)  # type: ignore[arg-type]
+        for (f, st), n in sorted((observed.parked if observed else {}).items())
+    ]
+    nats_configured = bool(services.settings.nats_url)
+    return ServiceStatus(
+        status=ready.status,  # type: ignore[arg-type]
+        checked_at=datetime.now(UTC),
+        checks=ready.checks,
+        store=StoreState(kind=services.settings.store_kind, reachable=ready.store_ok, check=ready.checks[STORE]),
+        nats=NatsState(
+            configured=nats_configured,
+            connected=ready.nats_ok if nats_configured else None,
+            check=ready.checks.get(NATS),
+        ),
+        head=ready.head,
+        followers=followers,
+        parked=parked,
+        lag_degraded_seconds=services.settings.lag_degraded_seconds,
+    )
+
+
+class StatusController(Controller):
+    """The instance's state in full, for any valid API key."""
+
+    path = "/v1/status"
+    tags = ["health"]  # noqa: RUF012 (Litestar reads it as a class attribute)
+    guards = [agency_guard]  # noqa: RUF012
+    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012
+
+    @get(
+        operation_id="status",
+        summary="Store, NATS, each follower (position, lag, parked, held, stop), the log head",
+        description=(
+            "Any agency's API key. `status` is what `/readyz` answers (ok, degraded, unavailable), "
+            "always with HTTP 200 here; `checks` names what is wrong. With PostgreSQL unreachable "
+            "the key itself cannot be checked: 503 problem `store-unavailable`."
+        ),
+    )
+    async def status(self, caller: NamedDependency[Caller], services: NamedDependency[Services]) -> ServiceStatus:
+        return service_status(services, await services.readiness(STORE_TIMEOUT))
