@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.me import MeController
+from api.metrics import Exposition, metrics
 from api.middleware import RequestLogMiddleware
 from api.obligations import ObligationsController
 from api.patients import PatientSearchController
@@ -31,18 +33,24 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
     async def provide_services() -> Services:
         return services
 
+    exposition = Exposition(services)  # this app's own Prometheus registry (ops.metrics)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        if not run_background:
-            yield
-            return
-        async with background(services):
-            yield
+        try:
+            if not run_background:
+                yield
+                return
+            async with background(services):
+                yield
+        finally:
+            exposition.close()
 
     return Litestar(
         route_handlers=[
             HealthController,
             StatusController,
+            metrics,
             MeController,
             EventsController,
             envelope_schema,
@@ -50,10 +58,10 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
             PatientSearchController,
             ObligationsController,
         ],
-        state=State({"services": services}),  # api.auth.agency_guard reads it
+        state=State({"services": services, "metrics": exposition}),  # api.auth.agency_guard reads services
         dependencies={"services": Provide(provide_services)},
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
-        middleware=[RequestLogMiddleware],
+        middleware=[DefineMiddleware(RequestLogMiddleware, metrics=services.metrics)],
         openapi_config=OpenAPIConfig(
             title="Severe mental disorder coordination API",
             version="1",

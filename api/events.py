@@ -11,10 +11,12 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
-from core.contract import InboundEvent, decode_event
+from core.contract import ContractError, InboundEvent, decode_event
 from core.intake import accept
 from domain.errors import DomainError
 from ops.bootstrap import Services
+
+DOOR = "http"  # the door's label in the metrics (ops.metrics)
 
 
 class EventRecorded(msgspec.Struct):
@@ -70,19 +72,24 @@ class EventsController(Controller):
         # The raw bytes go through the one contract decoder shared with NATS, so both
         # transports give the same errors (with the JSON path of the field to fix).
         raw = await request.body()
-        if idempotency_key is not None:
-            event = decode_event(raw)
-            if idempotency_key not in (event.idempotency_key, str(event.id)):
-                raise IdempotencyKeyMismatch(idempotency_key, event.idempotency_key)
-        recorded = await asyncio.to_thread(
-            accept,
-            services.case_record,
-            services.registry,
-            raw,
-            caller.agency_id,
-            "API key",
-            earliest=services.settings.earliest_time,
-        )
+        try:
+            if idempotency_key is not None:
+                event = decode_event(raw)
+                if idempotency_key not in (event.idempotency_key, str(event.id)):
+                    raise IdempotencyKeyMismatch(idempotency_key, event.idempotency_key)
+            recorded = await asyncio.to_thread(
+                accept,
+                services.case_record,
+                services.registry,
+                raw,
+                caller.agency_id,
+                "API key",
+                earliest=services.settings.earliest_time,
+            )
+        except (ContractError, DomainError) as e:  # refused for good (a store failure is not counted)
+            services.metrics.message_rejected(DOOR, e.code)
+            raise
+        services.metrics.message_accepted(DOOR, recorded.outcome)
         processed = None
         if wait and recorded.notification_id is not None:
             processed = await asyncio.to_thread(services.catch_up, recorded.notification_id)

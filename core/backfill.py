@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from core.case_record import CaseRecord
@@ -23,6 +24,10 @@ from core.registry import RegistryView
 from domain.errors import DomainError
 from domain.values import EARLIEST_OCCURRED
 
+if TYPE_CHECKING:
+    from ops.metrics import Metrics
+
+DOOR = "import"  # the door's label in the metrics (ops.metrics)
 REGISTRATIONS = ("cn.smd.patient.registered.v1", "cn.smd.patient.registered-unidentified.v1")
 
 
@@ -44,9 +49,10 @@ def import_ledger(
     agency_id: str,
     *,
     earliest: datetime = EARLIEST_OCCURRED,
+    metrics: Metrics | None = None,
 ) -> ImportReport:
     """Import a JSON Lines ledger file from one agency; refusals are reported, not fatal."""
-    return import_lines(case_record, registry, path.read_bytes(), agency_id, earliest=earliest)
+    return import_lines(case_record, registry, path.read_bytes(), agency_id, earliest=earliest, metrics=metrics)
 
 
 def import_lines(
@@ -56,10 +62,12 @@ def import_lines(
     agency_id: str,
     *,
     earliest: datetime = EARLIEST_OCCURRED,
+    metrics: Metrics | None = None,
 ) -> ImportReport:
     """Import a ledger's JSON Lines (one envelope per line) from one agency.
 
-    ``earliest``: the deployment's SMD_EARLIEST_TIME (rows dated before it are refused)."""
+    ``earliest``: the deployment's SMD_EARLIEST_TIME (rows dated before it are refused).
+    ``metrics``: counts each row accepted or refused (door ``import``)."""
     report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
     lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 
@@ -74,7 +82,11 @@ def import_lines(
             recorded = accept(case_record, registry, line, agency_id, "ledger import", imported=True, earliest=earliest)
         except (ContractError, DomainError) as e:
             report.refused.append((number, getattr(e, "code", "invalid"), str(e)))
+            if metrics is not None:
+                metrics.message_rejected(DOOR, e.code)
             continue
+        if metrics is not None:
+            metrics.message_accepted(DOOR, recorded.outcome)
         if recorded.outcome == "duplicate":
             report.duplicates += 1
         else:

@@ -23,7 +23,7 @@ import signal
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
@@ -50,9 +50,13 @@ from integrations.streams import (
     intake_consumer_config,
 )
 
+if TYPE_CHECKING:
+    from ops.metrics import Metrics
+
 log = structlog.get_logger("smd.intake")
 
 VIA = "NATS subject"
+DOOR = "nats"  # the door's label in the metrics (ops.metrics)
 #: Headers of a rejection (besides ``Nats-Msg-Id`` = ``rejected:<original stream seq>``).
 H_REASON = "Smd-Reason"
 H_DETAIL = "Smd-Detail"
@@ -126,6 +130,7 @@ class Intake:
         batch: int = 100,
         fetch_timeout: float = 1.0,
         earliest: datetime = EARLIEST_OCCURRED,
+        metrics: Metrics | None = None,
     ) -> None:
         self.case_record = case_record
         self.registry = registry
@@ -135,6 +140,7 @@ class Intake:
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.earliest = earliest  # SMD_EARLIEST_TIME
+        self.metrics = metrics  # accepted and refused messages, counted (ops.metrics)
         self.fault = os.environ.get("SMD_FAULT", "")
         self._sub: Any = None
 
@@ -203,6 +209,11 @@ class Intake:
                 await msg.nak(delay=backoff(delivered))
             else:
                 await msg.ack()
+            if self.metrics is not None:
+                if outcome.action == "reject":
+                    self.metrics.message_rejected(DOOR, outcome.reason)
+                elif outcome.action == "ack":
+                    self.metrics.message_accepted(DOOR, outcome.outcome)
             log.info(
                 "intake", seq=seq, agency=agency_id, delivered=delivered, outcome=outcome.outcome, reason=outcome.reason
             )

@@ -98,7 +98,8 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
     async def once() -> None:
         await ensure_streams(nc.jetstream(), names)
         earliest = services.settings.earliest_time
-        await Intake(services.case_record, registry, nc, names, earliest=earliest).run(stop)
+        metrics = getattr(services, "metrics", None)
+        await Intake(services.case_record, registry, nc, names, earliest=earliest, metrics=metrics).run(stop)
 
     await _supervised("intake", stop, once)
 

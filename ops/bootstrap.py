@@ -23,6 +23,7 @@ from core.policy_process import PolicyProcess
 from core.registry import RegistryView, open_registry, region_today
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
+from ops.metrics import Metrics
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
 from projections.stores import PostgresViewStore, SQLiteViewStore, ViewStore
@@ -97,6 +98,7 @@ class Services:
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
     rule_settings: RuleSettingsView | None = None  # the region's rule settings by date, from the log
     calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
+    metrics: Metrics = field(default_factory=Metrics)  # this process's door counters, request latency
     probes: Probes = field(default_factory=Probes, repr=False)  # readiness checks, one thread each
 
     def followers(self) -> list[Any]:
