@@ -40,8 +40,6 @@ FOLLOWERS_TIMEOUT = 5.0
 OK, DEGRADED, UNAVAILABLE = "ok", "degraded", "unavailable"
 STORE, NATS = "store", "nats"
 FOLLOWER_PREFIX = "follower:"
-#: The follower that publishes to NATS: with no SMD_NATS_URL nothing runs it (its lag means nothing).
-OUTBOX = "outbox"
 
 
 class SingleFlight(Generic[T]):
@@ -122,14 +120,14 @@ class Probes:
                 flight.close()
 
 
-def follower_check(s: FollowerStatus, lag_limit: float, runs: bool = True) -> str:
-    """ "ok", or what is wrong with one follower (``runs``: something runs it in this deployment)."""
+def follower_check(s: FollowerStatus, lag_limit: float) -> str:
+    """ "ok", or what is wrong with one follower."""
     problems = []
     if s.stopped_at is not None:
         problems.append(f"stopped at log position {s.stopped_at}: {s.stopped_reason or 'unknown reason'}")
     if s.parked or s.held:
         problems.append(f"{s.parked} parked, {s.held} held")
-    if runs and s.lag_seconds > lag_limit:
+    if s.lag_seconds > lag_limit:
         problems.append(
             f"{s.lag_events} events behind, the oldest {s.lag_seconds:.0f} s old"
             f" (more than SMD_LAG_DEGRADED_SECONDS={lag_limit:g})"
@@ -164,9 +162,8 @@ async def assess(services: Services, timeout: float = STORE_TIMEOUT) -> Readines
             checks["followers"] = f"unknown: {_failed(e, max(timeout, FOLLOWERS_TIMEOUT))}"
         else:
             limit = services.settings.lag_degraded_seconds
-            nats = bool(services.settings.nats_url)
-            for s in observed.followers:
-                checks[FOLLOWER_PREFIX + s.name] = follower_check(s, limit, runs=nats or s.name != OUTBOX)
+            for s in observed.followers:  # the outbox is listed only with SMD_NATS_URL (nothing runs it else)
+                checks[FOLLOWER_PREFIX + s.name] = follower_check(s, limit)
     if checks[STORE] != OK:
         status = UNAVAILABLE
     elif all(v == OK for v in checks.values()):

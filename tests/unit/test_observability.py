@@ -73,10 +73,6 @@ class TestFollowerCheck:
         lag = follower_check(status(lag_events=30, lag_seconds=90.4), 60)
         assert lag == "30 events behind, the oldest 90 s old (more than SMD_LAG_DEGRADED_SECONDS=60)"
 
-    def test_the_lag_of_a_follower_nothing_runs_is_not_judged(self) -> None:
-        assert follower_check(status(name="outbox", lag_events=30, lag_seconds=900.0), 60, runs=False) == "ok"
-        assert follower_check(status(name="outbox", parked=1), 60, runs=False) == "1 parked, 0 held"
-
 
 class TestSingleFlight:
     async def test_callers_share_the_running_call_and_time_out_without_starting_another(self) -> None:
