@@ -4,6 +4,7 @@ an unfaulted run gives. A registry fact that fails stops the rules instead. On b
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tomllib
 from collections.abc import Callable
@@ -213,6 +214,10 @@ def test_a_registry_fact_the_rules_cannot_handle_stops_them_until_fixed(
     assert status.state == "stopped" and status.stopped_at == stop_at and "KeyError" in (status.stopped_reason or "")
     assert status.position == stop_at - 1
     assert not [r for r in services.work_queue.for_assignee(POLICE) if r.patient_id == story.other]
+    status_body, metrics_text = asyncio.run(_status_and_metrics(services))
+    policies = next(f for f in status_body["followers"] if f["name"] == "policies")
+    assert (policies["state"], policies["stopped_at"]) == ("stopped", stop_at), "/v1/status names the stop"
+    assert 'smd_follower_stopped{follower="policies"} 1.0' in metrics_text, "and the metrics"
 
     monkeypatch.undo()
     assert services.catch_up(high)
@@ -232,6 +237,19 @@ def test_a_registry_fact_the_rules_cannot_handle_stops_them_until_fixed(
     load_file(second_store.case_record, changed)
     second_store.catch_up(send(second_store, story, "high-b", HC, story.other, "visit.recorded", visit(4), 1))
     assert derived(services) == derived(second_store)
+
+
+async def _status_and_metrics(services: Services) -> tuple[dict, str]:
+    from litestar.testing import AsyncTestClient
+
+    from api.app import create_app
+
+    key = services.apikeys.issue(GOV).key
+    async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+        status = await client.get("/v1/status", headers={"Authorization": f"Bearer {key}"})
+        metrics = await client.get("/metrics")
+    assert status.status_code == 200 and metrics.status_code == 200
+    return status.json(), metrics.text
 
 
 def _registry_with_one_more_village(tmp_path: Path) -> Path:
