@@ -13,6 +13,7 @@ from datetime import datetime
 from core.case_record import CaseRecord, Recorded
 from core.contract import decode_event
 from core.door import check_at_the_door
+from core.jurisdiction import check_within_jurisdiction
 from core.registry import REGION_TZ, RegistryView
 from domain.access import check_may_record, check_may_record_aid, check_source, may_search_by_id_number
 from domain.errors import DomainError
@@ -72,6 +73,11 @@ def accept(
     # the registry just read, on the day the rules will ask it (the recorded day, in the region)
     state = registry.state(as_of_position=registry.position)
     check_at_the_door(event, state, now, now.astimezone(REGION_TZ).date(), earliest)
+
+    # -- writes within jurisdiction (docs/decisions/014): before anything about the subject is
+    # answered, so a refused agency learns nothing of a patient outside its area
+    check_within_jurisdiction(case_record, state, agency, event, now)
+
     try:
         return case_record.record(event, agency_id, imported=imported)
     except IdNumberAlreadyRegistered as e:

@@ -30,7 +30,8 @@ from domain.personal import PersonalDetails, ProvisionalIdentity
 from tests.support.id_numbers import fictional_id_number, with_x_check
 from tests.support.stores import NOW, Agency
 
-VILLAGE = "990101-001-v01"
+VILLAGE = "990101-001-v01"  # hc-north's
+SOUTH_VILLAGE = "990101-001-v05"  # hc-south's
 REGISTERED, UNIDENTIFIED = "cn.smd.patient.registered.v1", "cn.smd.patient.registered-unidentified.v1"
 CONFIRMED = "cn.smd.patient.identity-confirmed.v1"
 
@@ -39,8 +40,8 @@ def count_events(record) -> int:
     return len(record.recorder.select_notifications(1, 100_000))
 
 
-def registration(agency: Agency, patient: UUID, id_number: str, **extra):
-    return agency.register(patient, residence=VILLAGE, id_number=id_number, **extra)
+def registration(agency: Agency, patient: UUID, id_number: str, residence: str = VILLAGE, **extra):
+    return agency.register(patient, residence=residence, id_number=id_number, **extra)
 
 
 def unidentified(agency: Agency, patient: UUID):
@@ -98,8 +99,8 @@ class TestRegistrationWithAnIdNumber:
     def test_through_the_intake_a_health_center_is_told_which_patient_holds_the_number(self, demo) -> None:
         first, number = uuid4(), fictional_id_number(date(1966, 2, 3), 7)
         through_intake(demo, registration(Agency("hc-north"), first, number), "hc-north")
-        with pytest.raises(IdNumberAlreadyRegistered, match=f"patient {first}"):
-            through_intake(demo, registration(Agency("hc-south"), uuid4(), number), "hc-south")
+        with pytest.raises(IdNumberAlreadyRegistered, match=f"patient {first}"):  # hc-south, in its own village
+            through_intake(demo, registration(Agency("hc-south"), uuid4(), number, SOUTH_VILLAGE), "hc-south")
 
 
 class TestUnidentifiedPatient:
@@ -314,8 +315,9 @@ class TestSearchOverHttp:
             await client.post(
                 "/v1/events", json=envelope(REGISTERED, first, body, "hc-north"), headers=auth(keys["hc-north"])
             )
+            south = {**body, "residence": SOUTH_VILLAGE}  # hc-south registers in its own area
             r = await client.post(
-                "/v1/events", json=envelope(REGISTERED, uuid4(), body, "hc-south"), headers=auth(keys["hc-south"])
+                "/v1/events", json=envelope(REGISTERED, uuid4(), south, "hc-south"), headers=auth(keys["hc-south"])
             )
         assert r.status_code == 409 and r.json()["type"].endswith("/id-number-already-registered")
         assert r.json()["title"] == "One patient per ID number per region."
