@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from domain.jurisdiction import covers
 from domain.registry import AgencyKind, RegistryState
 from ops.township.people import pseudonym, relation
 
@@ -231,6 +232,48 @@ class _Year:
                 raw = json.dumps(doc).encode()
                 self.deliveries.append(Delivery(at, agency, raw, "invalid", doc["type"], why_invalid=why))
                 self.planted[f"invalid {why}"] += 1
+
+    def add_outside_jurisdiction(self, rng: random.Random) -> None:
+        """Writes from agencies that do not work where the patient lives (issue 17's stories): a
+        health center of another area records a level-5 visit, a committee of another area a
+        refusal, a health center registers a patient in another health center's village. Each is
+        refused ``outside-jurisdiction``. ``rng`` is this method's own: the year's draws, and so
+        every valid message, stay what they were without it."""
+        residence = {}
+        for d in self.deliveries:
+            if d.event_type == "cn.smd.patient.registered.v1" and d.kind in ("fact", "ledger"):
+                doc = json.loads(d.raw)
+                residence[doc["subject"]] = doc["data"]["residence"]
+        visits = [d for d in self.deliveries if d.kind == "fact" and d.event_type == "cn.smd.visit.recorded.v1"]
+        visits = [d for d in visits if json.loads(d.raw)["subject"] in residence]
+        high = {"face_to_face": True, "risk_level": 5, "risk_class": "unstable"}
+        for kind, event_type, data in (
+            (AgencyKind.HEALTH_CENTER, "visit.recorded", high),
+            (AgencyKind.COMMITTEE, "refusal.recorded", {"refusal": "visits"}),
+            (AgencyKind.HEALTH_CENTER, "patient.registered", None),  # a new patient in another's village
+        ):
+            if not visits:
+                return
+            visit = rng.choice(visits)  # a patient on the register, and a day, of the year
+            doc = json.loads(visit.raw)
+            unit = residence[doc["subject"]]
+            at = visit.at + timedelta(minutes=rng.randint(1, 600))  # the patient is on record by then
+            days = (datetime.fromisoformat(doc["time"]).astimezone(CST).date(), at.astimezone(CST).date())
+            outsiders = [
+                a
+                for a in sorted(self.places.state.agencies)
+                if self._kind(a) == kind and not any(covers(self.places.state, a, unit, day) for day in days)
+            ]
+            if not outsiders or at >= self.end:
+                continue
+            if data is None:
+                doc["subject"] = str(_uuid(rng))
+                data = {"name": pseudonym(rng, 9000), "residence": unit}
+            agency = rng.choice(outsiders)
+            doc.update(id=str(_uuid(rng)), source=agency, type=f"cn.smd.{event_type}.v1", data=data)
+            why = "outside-jurisdiction"
+            self.deliveries.append(Delivery(at, agency, json.dumps(doc).encode(), "invalid", doc["type"], why))
+            self.planted[f"invalid {why}"] += 1
 
 
 class _Life:
@@ -595,6 +638,7 @@ def generate(
             life.day(day)
     year.add_duplicates(duplicates)
     year.add_invalid(invalid)
+    year.add_outside_jurisdiction(random.Random(f"{seed}/outside-jurisdiction"))  # noqa: S311 - fiction
     deliveries = sorted(year.deliveries, key=lambda d: d.at)
     township = Township(seed, start, days, deliveries, Counter(life.profile for life in lives), year.planted)
     township.planted["late"] = sum(d.late for d in deliveries)

@@ -91,6 +91,10 @@ class TestAYearOfMessages:
         assert year.report.refused.total() == invalid
         assert year.report.recorded["imported"] == sum(d.kind == "ledger" for d in year.township.deliveries)
 
+    def test_writes_outside_jurisdiction_are_refused_as_such(self, year) -> None:
+        planted = sum(d.why_invalid == "outside-jurisdiction" for d in year.township.deliveries)
+        assert year.report.refused["outside-jurisdiction"] == planted >= 1
+
     def test_a_duplicate_message_is_recognised_and_a_second_report_of_a_miss_changes_nothing(self, year) -> None:
         duplicates = sum(d.kind == "duplicate" for d in year.township.deliveries)
         assert year.report.duplicates == duplicates >= 50

@@ -11,11 +11,28 @@ import pytest
 from core.contract import decode_event
 from core.door import check_at_the_door
 from core.registry import DEMO_DISTRICT, read_registry_file
+from domain.jurisdiction import covers, covers_then_or_now
 from domain.registry import RegistryState
 from domain.values import EARLIEST_OCCURRED
 from ops.township.generator import CST, PROFILES, by_day, generate
 
 SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+REGISTERED = "cn.smd.patient.registered.v1"
+
+
+def _demo_registry() -> RegistryState:
+    desired = read_registry_file(DEMO_DISTRICT)
+    return RegistryState.of(desired.region, [*desired.org_units, *desired.agencies])
+
+
+def _places(township) -> dict[str, str]:
+    """Each subject's place: a patient's residence, the place a suspected person was seen."""
+    places = {}
+    for d in township.deliveries:
+        if d.kind != "invalid" and d.event_type in (REGISTERED, "cn.smd.suspected-case.reported.v1"):
+            doc = json.loads(d.raw)
+            places[doc["subject"]] = doc["data"].get("residence") or doc["data"]["seen_in"]
+    return places
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +92,41 @@ class TestWhatAgenciesSend:
         for d in township.deliveries:
             if d.kind != "invalid":  # known org units and agencies, times in range, on the day it arrives
                 check_at_the_door(decode_event(d.raw), registry, d.at, d.at.astimezone(CST).date(), EARLIEST_OCCURRED)
+
+    def test_every_valid_message_comes_from_an_agency_whose_jurisdiction_covers_its_subject(self, township) -> None:
+        # strictly: the sender covers the residence (the place seen) on the fact's day or the day it
+        # arrives, none of docs/decisions/014's exceptions needed (the simulation's derived facts
+        # stayed the same when the check came in)
+        registry = _demo_registry()
+        places = _places(township)
+        checked = 0
+        for d in township.deliveries:
+            if d.kind != "invalid":
+                doc = json.loads(d.raw)
+                occurred = decode_event(d.raw).time.astimezone(CST).date()
+                unit = places[doc["subject"]]
+                assert covers_then_or_now(registry, d.agency, unit, occurred, d.at.astimezone(CST).date()), doc
+                checked += 1
+        assert checked > 1000
+
+    def test_writes_outside_jurisdiction_are_planted_each_from_an_agency_that_never_covered_the_place(
+        self, township
+    ) -> None:
+        registry = _demo_registry()
+        places = _places(township)
+        planted = [d for d in township.deliveries if d.why_invalid == "outside-jurisdiction"]
+        assert {d.event_type for d in planted} == {
+            "cn.smd.visit.recorded.v1",
+            "cn.smd.refusal.recorded.v1",
+            "cn.smd.patient.registered.v1",
+        }
+        assert township.planted["invalid outside-jurisdiction"] == len(planted) == 3
+        for d in planted:
+            event = decode_event(d.raw)  # valid in every other respect
+            assert event.source == d.agency
+            unit = event.data.residence if d.event_type == REGISTERED else places[str(event.subject)]
+            days = (event.time.astimezone(CST).date(), d.at.astimezone(CST).date())
+            assert not any(covers(registry, d.agency, unit, day) for day in days)
 
     def test_every_invalid_message_says_what_is_wrong_with_it(self, township) -> None:
         invalid = [d for d in township.deliveries if d.kind == "invalid"]
