@@ -70,13 +70,11 @@ HANDOVER_ANSWERS = _t("handover.accepted", "handover.rejected")
 
 
 class OutsideJurisdiction(DomainError):
-    """The agency's jurisdiction does not cover the patient (or the place given), then or now.
+    """Outside the agency's jurisdiction: facts are recorded only where the agency works."""
 
-    The detail names only what the caller sent (its agency, the type, the day, the place it gave
-    for a registration or a report): never the patient's residence, the agency responsible for
-    it, or anything else on file (docs/decisions/014).
-    """
-
+    # The docstring is the problem's title. The detail names only what the caller sent (its
+    # agency, the type, the day, the place it gave for a registration or a report): never the
+    # patient's residence, the agency responsible for it, or anything else on file.
     code = "outside-jurisdiction"
     status = 403
 
