@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from core.case_record import CaseRecord
-from core.contract import ContractError
+from core.contract import DEFAULT_LIMITS, ContractError, WireLimits, check_bytes
 from core.intake import accept
 from core.registry import RegistryView
 from domain.errors import DomainError
@@ -49,10 +49,13 @@ def import_ledger(
     agency_id: str,
     *,
     earliest: datetime = EARLIEST_OCCURRED,
+    limits: WireLimits = DEFAULT_LIMITS,
     metrics: Metrics | None = None,
 ) -> ImportReport:
     """Import a JSON Lines ledger file from one agency; refusals are reported, not fatal."""
-    return import_lines(case_record, registry, path.read_bytes(), agency_id, earliest=earliest, metrics=metrics)
+    return import_lines(
+        case_record, registry, path.read_bytes(), agency_id, earliest=earliest, limits=limits, metrics=metrics
+    )
 
 
 def import_lines(
@@ -62,24 +65,28 @@ def import_lines(
     agency_id: str,
     *,
     earliest: datetime = EARLIEST_OCCURRED,
+    limits: WireLimits = DEFAULT_LIMITS,
     metrics: Metrics | None = None,
 ) -> ImportReport:
     """Import a ledger's JSON Lines (one envelope per line) from one agency.
 
     ``earliest``: the deployment's SMD_EARLIEST_TIME (rows dated before it are refused).
+    ``limits``: SMD_MAX_MESSAGE_BYTES and SMD_MAX_JSON_DEPTH, per line (``core.contract.check_bytes``).
     ``metrics``: counts each row accepted or refused (door ``import``)."""
     report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
     lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 
     def registration_first(item: tuple[int, bytes]) -> int:
         try:
-            return 0 if json.loads(item[1]).get("type") in REGISTRATIONS else 1
-        except (ValueError, AttributeError):
+            return 0 if json.loads(check_bytes(item[1], limits)).get("type") in REGISTRATIONS else 1
+        except (ValueError, AttributeError):  # ContractError is a ValueError: accept() reports it
             return 1
 
     for number, line in sorted(lines, key=registration_first):  # stable: ledger order otherwise
         try:
-            recorded = accept(case_record, registry, line, agency_id, "ledger import", imported=True, earliest=earliest)
+            recorded = accept(
+                case_record, registry, line, agency_id, "ledger import", imported=True, earliest=earliest, limits=limits
+            )
         except (ContractError, DomainError) as e:
             report.refused.append((number, getattr(e, "code", "invalid"), str(e)))
             if metrics is not None:

@@ -11,8 +11,11 @@ The idempotency key of a message is ``<source>:<id>``: ``id`` is a UUID the send
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -703,17 +706,177 @@ class ContractError(ValueError):
     code = "invalid-envelope"
 
 
-def decode_event(raw: bytes | str) -> InboundEvent:
-    """Decode one envelope, or raise ContractError naming the offending path."""
+# -- the bytes before any decoder ---------------------------------------------------------------
+#
+# Every JSON body the service takes (an envelope over HTTP, NATS or `smd import`, and every other
+# JSON request body) passes ``check_bytes`` before a JSON decoder sees it: msgspec and the
+# standard library raise RecursionError on very deep nesting and UnicodeDecodeError on invalid
+# UTF-8 (not a decode error), and a message must never be able to crash the door that reads it.
+
+
+@dataclass(frozen=True, slots=True)
+class WireLimits:
+    """Byte-level limits of one JSON message (SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH)."""
+
+    max_bytes: int = 64 * 1024
+    max_depth: int = 32
+
+
+DEFAULT_LIMITS = WireLimits()
+
+
+class MessageTooLarge(ContractError):
+    """The message is larger than the service takes."""
+
+    code = "message-too-large"
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        size_text = f"{size} bytes" if size is not None else "more bytes than that"
+        super().__init__(
+            f"the message has {size_text}; this service takes at most {limit} bytes per message "
+            "(SMD_MAX_MESSAGE_BYTES); send one envelope per message"
+        )
+
+
+class InvalidUtf8(ContractError):
+    """The message is not UTF-8 text."""
+
+    code = "invalid-utf8"
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"the message is not valid UTF-8 (byte {position}); send JSON encoded as UTF-8")
+
+
+class TooDeeplyNested(ContractError):
+    """The message nests objects and arrays deeper than the service takes."""
+
+    code = "too-deeply-nested"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the message nests objects and arrays more than {limit} deep (SMD_MAX_JSON_DEPTH); "
+            "an envelope needs 3 or 4 levels"
+        )
+
+
+class DuplicateKey(ContractError):
+    """A JSON object names the same member twice."""
+
+    code = "duplicate-key"
+
+    def __init__(self, key: str) -> None:
+        # echoed to the sender only (a problem's detail, a rejection header): ASCII, one line, short
+        shown = key[:64] if key.isascii() and key.isprintable() else key[:64].encode("unicode_escape").decode("ascii")
+        super().__init__(
+            f"a JSON object has the member {shown!r} more than once; send each member once "
+            "(which value was meant cannot be known)"
+        )
+
+
+#: The bytes that open and close a nesting level, and the ones that delimit strings.
+_OPENERS = frozenset(b"[{")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _depth_exceeds(raw: bytes, max_depth: int) -> bool:
+    """Whether objects and arrays nest deeper than ``max_depth`` (strings do not count)."""
+    if raw.count(b"{") + raw.count(b"[") <= max_depth:
+        return False  # the usual case: fewer brackets in all than levels allowed (C speed)
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for b in brackets:
+        if b in _OPENERS:
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _Duplicate(k)
+            seen.add(k)
+
+
+def _skip(_: str) -> None:
+    return None
+
+
+# The standard library's scanner gives every object's members in order (msgspec keeps the last
+# of two silently); numbers are not converted (cheaper, and no int-digits limit to trip on).
+_pairs_scanner = json.JSONDecoder(
+    object_pairs_hook=_unique_members, parse_int=_skip, parse_float=_skip, parse_constant=_skip
+)
+
+
+def check_duplicate_keys(text: str) -> None:
+    """Raise DuplicateKey if an object names a member twice; malformed JSON is the decoder's to report."""
     try:
-        return _decoder.decode(raw)
+        _pairs_scanner.decode(text)
+    except _Duplicate as e:
+        raise DuplicateKey(e.key) from None
+    except ValueError:
+        return
+
+
+def _checked(raw: bytes | str, limits: WireLimits) -> tuple[bytes, str]:
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError as e:  # lone surrogates
+            raise InvalidUtf8(e.start) from None
+    if len(raw) > limits.max_bytes:
+        raise MessageTooLarge(len(raw), limits.max_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidUtf8(e.start) from None
+    if _depth_exceeds(raw, limits.max_depth):
+        raise TooDeeplyNested(limits.max_depth)
+    return raw, text
+
+
+def check_bytes(raw: bytes | str, limits: WireLimits = DEFAULT_LIMITS) -> str:
+    """The byte-level checks of one JSON message: size, UTF-8, nesting depth (in that order).
+
+    Returns the text. Raises MessageTooLarge, InvalidUtf8 or TooDeeplyNested (ContractErrors).
+    """
+    return _checked(raw, limits)[1]
+
+
+def check_json_body(raw: bytes | str, limits: WireLimits = DEFAULT_LIMITS) -> None:
+    """Every check of ``decode_event`` that is not about the envelope: for other JSON bodies."""
+    check_duplicate_keys(check_bytes(raw, limits))
+
+
+def decode_event(raw: bytes | str, limits: WireLimits = DEFAULT_LIMITS) -> InboundEvent:
+    """Check the bytes, decode one envelope, refuse duplicate members; or raise ContractError
+    (with a stable ``code``) naming what to fix, the JSON path of the field where there is one."""
+    data, text = _checked(raw, limits)
+    try:
+        event = _decoder.decode(data)
     except msgspec.ValidationError as e:
-        text = str(e)
-        if "Invalid value" in text and "$.type" in text:
-            text += f"; known types: {', '.join(EVENT_TYPES)}"
-        raise ContractError(text) from None
+        msg = str(e)
+        if "Invalid value" in msg and "$.type" in msg:
+            msg += f"; known types: {', '.join(EVENT_TYPES)}"
+        raise ContractError(msg) from None
     except msgspec.DecodeError as e:
         raise ContractError(f"not valid JSON: {e}") from None
+    except RecursionError:  # not reached: check_bytes bounds the depth (a second line of defence)
+        raise TooDeeplyNested(limits.max_depth) from None
+    check_duplicate_keys(text)  # only for an otherwise valid envelope
+    return event
 
 
 def canonical_bytes(event: InboundEvent) -> bytes:

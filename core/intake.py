@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.case_record import CaseRecord, Recorded
-from core.contract import decode_event
+from core.contract import DEFAULT_LIMITS, WireLimits, decode_event
 from core.door import check_at_the_door
 from core.jurisdiction import check_within_jurisdiction
 from core.registry import REGION_TZ, RegistryView
@@ -53,12 +53,14 @@ def accept(
     imported: bool = False,
     *,
     earliest: datetime = EARLIEST_OCCURRED,
+    limits: WireLimits = DEFAULT_LIMITS,
 ) -> Recorded:
     """Decode, authorise, check and record one message from ``agency_id`` (raises on refusal).
 
     ``earliest``: the deployment's SMD_EARLIEST_TIME (times and dates before it are refused).
+    ``limits``: SMD_MAX_MESSAGE_BYTES and SMD_MAX_JSON_DEPTH (``core.contract.check_bytes``).
     """
-    event = decode_event(raw)
+    event = decode_event(raw, limits)
     agency = registry.agency(agency_id)  # reads the registry as recorded now
     if agency is None:
         raise UnknownAgency(agency_id)

@@ -3,7 +3,8 @@
 Per message (``<root>.<region>.in.<agency-id>.<event-type...>``):
 
 - stored (or already stored: a redelivery) → ack, after the commit;
-- refused for good (bad envelope, wrong source, not allowed, an org unit or agency the
+- refused for good (bytes no decoder may read: too large, not UTF-8, nested too deep; a bad
+  envelope or a duplicate member; wrong source, not allowed, an org unit or agency the
   registry does not know, a time out of range, a domain rule) → the original
   bytes go to ``<root>.<region>.rejected.<agency-id>`` with the reason in headers, then ack;
 - the store failed for now (unreachable, locked, writers colliding) → ``nak(delay)``, never a
@@ -37,7 +38,7 @@ from nats.js import JetStreamContext
 from structlog.contextvars import bound_contextvars
 
 from core.case_record import CaseRecord, ConcurrentWriteConflict
-from core.contract import AgencyId, ContractError
+from core.contract import DEFAULT_LIMITS, AgencyId, ContractError, WireLimits, check_bytes
 from core.intake import accept
 from core.registry import RegistryView
 from domain.errors import DomainError
@@ -88,11 +89,14 @@ class _WellFormedIds(msgspec.Struct):
 _ids_decoder = msgspec.json.Decoder(_WellFormedIds)
 
 
-def correlation_id(raw: bytes, seq: int) -> str:
-    """``<source>:<id>`` when the bytes carry a well-formed pair, else ``seq:<stream seq>``."""
+def correlation_id(raw: bytes, seq: int, limits: WireLimits = DEFAULT_LIMITS) -> str:
+    """``<source>:<id>`` when the bytes carry a well-formed pair, else ``seq:<stream seq>``.
+
+    The bytes pass the byte-level checks first: a decoder must never see what could crash it."""
     try:
+        check_bytes(raw, limits)
         ids = _ids_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (ContractError, msgspec.DecodeError, msgspec.ValidationError):
         return f"seq:{seq}"
     return f"{ids.source}:{ids.id}"
 
@@ -130,6 +134,7 @@ class Intake:
         batch: int = 100,
         fetch_timeout: float = 1.0,
         earliest: datetime = EARLIEST_OCCURRED,
+        limits: WireLimits = DEFAULT_LIMITS,
         metrics: Metrics | None = None,
     ) -> None:
         self.case_record = case_record
@@ -140,6 +145,7 @@ class Intake:
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.earliest = earliest  # SMD_EARLIEST_TIME
+        self.limits = limits  # SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH
         self.metrics = metrics  # accepted and refused messages, counted (ops.metrics)
         self.fault = os.environ.get("SMD_FAULT", "")
         self._sub: Any = None
@@ -197,7 +203,7 @@ class Intake:
         seq = msg.metadata.sequence.stream
         delivered = msg.metadata.num_delivered or 1
         agency_id = msg.subject.split(".")[3]  # the stream holds <root>.<region>.in.> only
-        with bound_contextvars(correlation_id=correlation_id(msg.data, seq)):
+        with bound_contextvars(correlation_id=correlation_id(msg.data, seq, self.limits)):
             outcome = await self._decide(msg, agency_id, delivered)
             if outcome.action == "reject":
                 try:
@@ -222,7 +228,14 @@ class Intake:
     async def _decide(self, msg: Msg, agency_id: str, delivered: int) -> Outcome:
         try:
             recorded = await asyncio.to_thread(
-                accept, self.case_record, self.registry, msg.data, agency_id, VIA, earliest=self.earliest
+                accept,
+                self.case_record,
+                self.registry,
+                msg.data,
+                agency_id,
+                VIA,
+                earliest=self.earliest,
+                limits=self.limits,
             )
         except (ContractError, DomainError) as e:
             return Outcome("reject", "rejected", e.code, getattr(e, "detail", None) or str(e))

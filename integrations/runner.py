@@ -99,7 +99,9 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
         await ensure_streams(nc.jetstream(), names)
         earliest = services.settings.earliest_time
         metrics = getattr(services, "metrics", None)
-        await Intake(services.case_record, registry, nc, names, earliest=earliest, metrics=metrics).run(stop)
+        limits = services.settings.wire_limits
+        intake = Intake(services.case_record, registry, nc, names, earliest=earliest, limits=limits, metrics=metrics)
+        await intake.run(stop)
 
     await _supervised("intake", stop, once)
 

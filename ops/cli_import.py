@@ -19,6 +19,7 @@ def _import(args: argparse.Namespace) -> int:
             Path(args.ledger),
             args.agency,
             earliest=services.settings.earliest_time,
+            limits=services.settings.wire_limits,
         )
     finally:
         services.close()

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from core.contract import DEFAULT_LIMITS, WireLimits
 from domain.values import EARLIEST_OCCURRED
 from ops import dev_master_keys
 
@@ -82,6 +83,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_EARLIEST_TIME: facts dated before it are refused at the door (a date means 00:00 UTC)."""
     lag_degraded_seconds: float = 60.0
     """SMD_LAG_DEGRADED_SECONDS: a follower further behind the log than this makes /readyz "degraded"."""
+    max_message_bytes: int = DEFAULT_LIMITS.max_bytes
+    """SMD_MAX_MESSAGE_BYTES: the largest JSON message (envelope or request body) taken, in bytes."""
+    max_json_depth: int = DEFAULT_LIMITS.max_depth
+    """SMD_MAX_JSON_DEPTH: how deep objects and arrays of a JSON message may nest."""
+
+    @property
+    def wire_limits(self) -> WireLimits:
+        """The byte-level limits every JSON message is checked against (core.contract)."""
+        return WireLimits(max_bytes=self.max_message_bytes, max_depth=self.max_json_depth)
 
     @property
     def store_kind(self) -> Literal["sqlite", "postgres"]:
@@ -135,6 +145,20 @@ def parse_earliest_time(value: str, var: str = "SMD_EARLIEST_TIME") -> datetime:
     if not EARLIEST_TIME_FLOOR <= parsed <= datetime.now(UTC):
         raise _fail(var, f"must be between {EARLIEST_TIME_FLOOR.date().isoformat()} and now, got {value!r}")
     return parsed
+
+
+#: Bounds of SMD_MAX_MESSAGE_BYTES: below 4 KiB an envelope with long texts would not fit; above
+#: 1 MiB (NATS's default max_payload) a message could not arrive over NATS anyway.
+MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 4096, 1024 * 1024
+#: Bounds of SMD_MAX_JSON_DEPTH: an envelope nests 3 deep; the JSON decoders recurse per level.
+MIN_JSON_DEPTH, MAX_JSON_DEPTH = 4, 200
+
+
+def _int_setting(get: Callable[[str], str], var: str, default: int, low: int, high: int) -> int:
+    text = get(var) or str(default)
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise _fail(var, f"must be a whole number from {low} to {high}, got {text!r}")
+    return int(text)
 
 
 def _decode_key(var: str, value: str) -> bytes:
@@ -209,6 +233,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if not 0 < lag_degraded_seconds < float("inf"):
         raise _fail("SMD_LAG_DEGRADED_SECONDS", f"must be a number of seconds above 0, got {lag_text!r}")
 
+    max_message_bytes = _int_setting(
+        get, "SMD_MAX_MESSAGE_BYTES", DEFAULT_LIMITS.max_bytes, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+    )
+    max_json_depth = _int_setting(get, "SMD_MAX_JSON_DEPTH", DEFAULT_LIMITS.max_depth, MIN_JSON_DEPTH, MAX_JSON_DEPTH)
+
     keys: dict[str, bytes] = {}
     for var, filename in (("SMD_MASTER_KEY", "master.key"), ("SMD_BLIND_INDEX_KEY", "blind-index.key")):
         if get(var):
@@ -247,4 +276,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]
         earliest_time=earliest_time,
         lag_degraded_seconds=lag_degraded_seconds,
+        max_message_bytes=max_message_bytes,
+        max_json_depth=max_json_depth,
     )
