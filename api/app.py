@@ -12,6 +12,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
+from api.bodies import json_body_hook
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.me import MeController
@@ -34,6 +35,7 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
         return services
 
     exposition = Exposition(services)  # this app's own Prometheus registry (ops.metrics)
+    limits = services.settings.wire_limits  # SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -58,7 +60,15 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
             PatientSearchController,
             ObligationsController,
         ],
-        state=State({"services": services, "metrics": exposition}),  # api.auth.agency_guard reads services
+        state=State(
+            {
+                "services": services,  # api.auth.agency_guard reads services
+                "metrics": exposition,
+                "wire_limits": limits,  # api.bodies
+            }
+        ),
+        before_request=json_body_hook,  # media type and byte-level checks of every other JSON body
+        request_max_body_size=limits.max_bytes,  # Litestar stops reading a body past it
         dependencies={"services": Provide(provide_services)},
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[DefineMiddleware(RequestLogMiddleware, metrics=services.metrics)],

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
+from api.bodies import OPT_OWN_CHECKS, read_json_body, wire_limits
 from core.contract import ContractError, InboundEvent, decode_event
 from core.intake import accept
 from domain.errors import DomainError
@@ -57,9 +58,12 @@ class EventsController(Controller):
             "`GET /v1/contract/envelope.schema.json` (README lists the types). "
             "`source` must be the caller's agency id. The same `<source>:<id>` twice records once. "
             "With `?wait=true` the answer comes after the coordination rules and the work queues "
-            "have processed the fact (read-your-writes)."
+            "have processed the fact (read-your-writes). Content-Type `application/json` or "
+            "`application/cloudevents+json` (else 415); a body that is too large, not UTF-8, nested "
+            "too deep or that repeats a member is a 400 problem, checked before it is decoded."
         ),
         status_code=201,
+        opt={OPT_OWN_CHECKS: True},  # counted per door: the checks are in the try below
     )
     async def record(
         self,
@@ -69,12 +73,13 @@ class EventsController(Controller):
         wait: Annotated[bool, QueryParameter(name="wait")] = False,
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[EventRecorded]:
-        # The raw bytes go through the one contract decoder shared with NATS, so both
-        # transports give the same errors (with the JSON path of the field to fix).
-        raw = await request.body()
+        # The raw bytes go through the one contract decoder shared with NATS and the import, so
+        # every door gives the same errors (with the JSON path of the field to fix).
+        limits = wire_limits(request)
         try:
+            raw = await read_json_body(request)
             if idempotency_key is not None:
-                event = decode_event(raw)
+                event = decode_event(raw, limits)
                 if idempotency_key not in (event.idempotency_key, str(event.id)):
                     raise IdempotencyKeyMismatch(idempotency_key, event.idempotency_key)
             recorded = await asyncio.to_thread(
@@ -85,6 +90,7 @@ class EventsController(Controller):
                 caller.agency_id,
                 "API key",
                 earliest=services.settings.earliest_time,
+                limits=limits,
             )
         except (ContractError, DomainError) as e:  # refused for good (a store failure is not counted)
             services.metrics.message_rejected(DOOR, e.code)

@@ -79,7 +79,7 @@ class PatientSearchController(Controller):
     ) -> SearchResult:
         if not may_search_by_id_number(caller.kind):
             raise NotAllowedToSearch(caller.agency_id, caller.kind)
-        try:
+        try:  # the body passed api.bodies.json_body_hook: JSON, bounded, UTF-8, shallow, no repeated member
             query = _decoder.decode(await request.body())
         except (msgspec.ValidationError, msgspec.DecodeError):
             raise InvalidSearch() from None
