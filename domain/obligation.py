@@ -157,7 +157,7 @@ class Obligation(Aggregate):
     def check_owner(self, agency_id: str) -> None:
         """Only the agency that owns it acts on it."""
         if agency_id != self.assignee:
-            raise NotTheOwner(self.id, agency_id, self.assignee)
+            raise NotTheOwner(self.id, agency_id)
 
     def acknowledge(self, agency_id: str, staff_id: str | None, now: datetime) -> bool:
         """The owner takes it on; False if already acknowledged."""
@@ -259,9 +259,11 @@ class NotTheOwner(DomainError):
     code = "not-the-owner"
     status = 403
 
-    def __init__(self, obligation_id: UUID, agency_id: str, owner: str) -> None:
+    def __init__(self, obligation_id: UUID, agency_id: str) -> None:
+        # never the owner: which agency holds another's obligation is not the caller's to learn
         super().__init__(
-            f"obligation {obligation_id} belongs to {owner}, not {agency_id}; act only on items of your own work queue"
+            f"obligation {obligation_id} is not on the work queue of {agency_id}; act only on items of your own "
+            "work queue (GET /v1/work-queue)"
         )
 
 

@@ -230,8 +230,9 @@ class TestAgenciesActOnTheirQueue:
     def test_the_owner_acknowledges_and_another_agency_may_not(self, town) -> None:
         entered = town.visit(4, days_ago=1)
         oid = obligation_id(town.patient, "R1", entered, "police")
-        with pytest.raises(NotTheOwner, match="belongs to police-east"):
+        with pytest.raises(NotTheOwner, match="not on the work queue of police-west") as refused:
             act(town.services.case_record, oid, "police-west", None, "acknowledge")
+        assert POLICE not in str(refused.value)  # the owner is not named to another agency
         obligation, changed = act(town.services.case_record, oid, POLICE, "officer-3", "acknowledge")
         assert changed and obligation.status == "acknowledged"
         assert act(town.services.case_record, oid, POLICE, None, "acknowledge")[1] is False
