@@ -12,6 +12,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 
+from api.auth import FailedAuthentications
 from api.bodies import json_body_hook
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
@@ -65,6 +66,9 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
                 "services": services,  # api.auth.agency_guard reads services
                 "metrics": exposition,
                 "wire_limits": limits,  # api.bodies
+                "auth_failures": FailedAuthentications(  # api.auth
+                    services.settings.auth_failures_per_address, services.settings.auth_failures_per_key
+                ),
             }
         ),
         before_request=json_body_hook,  # media type and byte-level checks of every other JSON body

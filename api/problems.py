@@ -17,6 +17,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from api.auth import TooManyFailedAuthentications
 from core.case_record import ConcurrentWriteConflict
 from core.contract import ContractError
 from domain.errors import DomainError
@@ -73,6 +74,8 @@ def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
         code = "unauthenticated"
     elif isinstance(exc, PermissionDeniedException):
         code = "forbidden"
+    elif isinstance(exc, TooManyFailedAuthentications):
+        code = "too-many-failed-authentications"
     else:
         code = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(status, f"http-{status}")
     detail = exc.detail or "see title"
@@ -82,8 +85,13 @@ def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
         detail = (
             "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in extra if isinstance(e, dict)) or detail
         )
-    title = {401: "Not authenticated", 403: "Forbidden", 404: "Not found"}.get(status, "Request failed")
-    return problem_response(status, code, title, detail, request)
+    title = {401: "Not authenticated", 403: "Forbidden", 404: "Not found", 429: "Too many requests"}.get(
+        status, "Request failed"
+    )
+    response = problem_response(status, code, title, detail, request)
+    if status == 429 and exc.headers and "Retry-After" in exc.headers:
+        response.headers["Retry-After"] = exc.headers["Retry-After"]
+    return response
 
 
 #: Seconds a client should wait before trying again when the store does not answer.

@@ -43,6 +43,12 @@ API_KEYS_FILE = "api-keys.sqlite"
 _KEY = re.compile(r"^smd_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
 
+def key_id_of(key: str) -> str | None:
+    """The public key id of a well-formed key (whether or not it is valid), else None."""
+    match = _KEY.match(key)
+    return match.group(1) if match else None
+
+
 class UnknownApiKey(Exception):
     """No key has this id."""
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+import limits
 import msgspec
 
 from core.contract import DEFAULT_LIMITS, WireLimits
@@ -87,6 +88,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_MAX_MESSAGE_BYTES: the largest JSON message (envelope or request body) taken, in bytes."""
     max_json_depth: int = DEFAULT_LIMITS.max_depth
     """SMD_MAX_JSON_DEPTH: how deep objects and arrays of a JSON message may nest."""
+    auth_failures_per_address: str = "20/minute"
+    """SMD_AUTH_FAILURES_PER_ADDRESS: failed authentications from one client address before 429."""
+    auth_failures_per_key: str = "10/minute"
+    """SMD_AUTH_FAILURES_PER_KEY: failed authentications naming one key id before 429."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -159,6 +164,18 @@ def _int_setting(get: Callable[[str], str], var: str, default: int, low: int, hi
     if not text.isdigit() or not low <= int(text) <= high:
         raise _fail(var, f"must be a whole number from {low} to {high}, got {text!r}")
     return int(text)
+
+
+def _rate_setting(get: Callable[[str], str], var: str, default: str) -> str:
+    """A rate such as ``20/minute`` or ``100 per hour`` (the ``limits`` library's notation)."""
+    text = get(var) or default
+    try:
+        item = limits.parse(text)
+    except ValueError:
+        item = None
+    if item is None or item.amount < 1:
+        raise _fail(var, f"expected a rate such as 20/minute or 100 per hour, got {text!r}")
+    return text
 
 
 def _decode_key(var: str, value: str) -> bytes:
@@ -237,6 +254,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         get, "SMD_MAX_MESSAGE_BYTES", DEFAULT_LIMITS.max_bytes, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES
     )
     max_json_depth = _int_setting(get, "SMD_MAX_JSON_DEPTH", DEFAULT_LIMITS.max_depth, MIN_JSON_DEPTH, MAX_JSON_DEPTH)
+    auth_failures_per_address = _rate_setting(get, "SMD_AUTH_FAILURES_PER_ADDRESS", "20/minute")
+    auth_failures_per_key = _rate_setting(get, "SMD_AUTH_FAILURES_PER_KEY", "10/minute")
 
     keys: dict[str, bytes] = {}
     for var, filename in (("SMD_MASTER_KEY", "master.key"), ("SMD_BLIND_INDEX_KEY", "blind-index.key")):
@@ -278,4 +297,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         lag_degraded_seconds=lag_degraded_seconds,
         max_message_bytes=max_message_bytes,
         max_json_depth=max_json_depth,
+        auth_failures_per_address=auth_failures_per_address,
+        auth_failures_per_key=auth_failures_per_key,
     )

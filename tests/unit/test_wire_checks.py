@@ -201,15 +201,19 @@ class TestSettings:
     def test_the_defaults_are_64_kib_and_depth_32(self, tmp_path) -> None:
         settings = load_settings({"SMD_DATA_DIR": str(tmp_path)})
         assert settings.wire_limits == WireLimits(max_bytes=65536, max_depth=32)
+        assert (settings.auth_failures_per_address, settings.auth_failures_per_key) == ("20/minute", "10/minute")
 
     def test_the_limits_are_taken_from_the_environment(self, tmp_path) -> None:
         env = {
             "SMD_DATA_DIR": str(tmp_path),
             "SMD_MAX_MESSAGE_BYTES": "8192",
             "SMD_MAX_JSON_DEPTH": "8",
+            "SMD_AUTH_FAILURES_PER_ADDRESS": "100 per hour",
+            "SMD_AUTH_FAILURES_PER_KEY": "3/second",
         }
         settings = load_settings(env)
         assert settings.wire_limits == WireLimits(max_bytes=8192, max_depth=8)
+        assert (settings.auth_failures_per_address, settings.auth_failures_per_key) == ("100 per hour", "3/second")
 
     @pytest.mark.parametrize(
         ("var", "value"),
@@ -219,6 +223,9 @@ class TestSettings:
             ("SMD_MAX_MESSAGE_BYTES", str(2 * 1024 * 1024)),
             ("SMD_MAX_JSON_DEPTH", "1"),
             ("SMD_MAX_JSON_DEPTH", "1000"),
+            ("SMD_AUTH_FAILURES_PER_ADDRESS", "20"),
+            ("SMD_AUTH_FAILURES_PER_KEY", "0/minute"),
+            ("SMD_AUTH_FAILURES_PER_KEY", "often"),
         ],
     )
     def test_a_bad_value_stops_start_up_naming_the_variable(self, tmp_path, var: str, value: str) -> None:
