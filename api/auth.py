@@ -151,7 +151,7 @@ def resolve_caller(services: AuthServices, key: str) -> Caller:
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The peer's address as the server reports it (uvicorn honours X-Forwarded-For only from
-    the addresses in FORWARDED_ALLOW_IPS, 127.0.0.1 by default: a local reverse proxy)."""
+    the addresses in FORWARDED_ALLOW_IPS, 127.0.0.1 and ::1 by default: a local reverse proxy)."""
     client = connection.client
     return client.host if client is not None and client.host else "unknown"
 

@@ -186,7 +186,9 @@ async def test_500_invalid_utf8_messages_in_a_row_do_not_delay_a_valid_registrat
     ack = await hc.publish(hc.registration(patient, VILLAGE))
 
     await wait_for(lambda: registered(svc, patient), what="the registration after 500 bad messages", timeout=5)
-    assert time.monotonic() - sent < STORED_WITHIN
+    took = time.monotonic() - sent
+    print(f"stored {took:.2f} s after it was published, behind 500 invalid-UTF-8 messages")  # README's figure
+    assert took < STORED_WITHIN
 
     got = await hc.rejections(500, timeout=20)
     assert len(got) == 500 and {m.headers[H_REASON] for m in got} == {"invalid-utf8"}
