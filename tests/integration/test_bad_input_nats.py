@@ -171,7 +171,6 @@ async def test_each_bad_input_class_is_rejected_with_its_reason_and_valid_messag
     assert (info.num_ack_pending, info.num_redelivered) == (0, 0)  # acked at once, never retried
 
 
-@pytest.mark.slow
 async def test_500_invalid_utf8_messages_in_a_row_do_not_delay_a_valid_registration(
     svc: Services, names: Names, nc: Client, intake: None
 ) -> None:
