@@ -95,14 +95,38 @@ class PatientAlreadyRegistered(DomainError):
         super().__init__(f"patient {patient_id} is already registered; record facts about it instead")
 
 
-class PatientNotFound(DomainError):
+class ReferenceNotKnownYet(DomainError):
+    """A fact names a record (a patient, a suspected case, an incident, a move) that is not recorded
+    yet. It may simply arrive later (a batch, a sync, a redelivery), so with a waiting store the
+    intake holds the fact until it does (core.waiting) instead of refusing it.
+
+    ``reference`` says what is awaited: ``patient:<id>``, ``suspected-case:<id>``,
+    ``incident:<patient id>:<incident id>`` or ``move:<patient id>:<move id>`` (ids only).
+    """
+
+    reference: str = ""
+
+    def __init__(self, detail: str, reference: str) -> None:
+        super().__init__(detail)
+        self.reference = reference
+
+
+def patient_reference(patient_id: object) -> str:
+    """What a fact about ``patient_id`` waits for (core.waiting)."""
+    return f"patient:{patient_id}"
+
+
+class PatientNotFound(ReferenceNotKnownYet):
     """A fact about a patient needs the patient to be registered first."""
 
     code = "patient-not-found"
     status = 404
 
     def __init__(self, patient_id: object) -> None:
-        super().__init__(f"no registered patient {patient_id}; register the patient first (or check the subject)")
+        super().__init__(
+            f"no registered patient {patient_id}; register the patient first (or check the subject)",
+            patient_reference(patient_id),
+        )
 
 
 class MissedVisitNotYetDue(DomainError):
@@ -128,3 +152,40 @@ class DuplicateMessageConflict(DomainError):
             f"message {key} was already recorded with different content; "
             "use a new id for a new fact (a correction is a new event)"
         )
+
+
+class ReferenceNotFound(DomainError):
+    """A fact waited for the record it refers to, and the record did not come in time."""
+
+    code = "reference-not-found"
+    status = 422
+
+    def __init__(self, reference: str, window_seconds: float) -> None:
+        super().__init__(
+            f"{describe_reference(reference)} within {_duration(window_seconds)} of this message's arrival "
+            "(SMD_WAITING_WINDOW_SECONDS); the message waited and is now refused: record what it refers "
+            "to first (or check the ids), then send the message again"
+        )
+        self.reference = reference
+
+
+def describe_reference(reference: str) -> str:
+    """What a waiting fact's reference names, in words (ids only: no personal data)."""
+    kind, _, ids = reference.partition(":")
+    first, _, second = ids.partition(":")
+    match kind:
+        case "patient":
+            return f"no patient {first} was registered"
+        case "suspected-case":
+            return f"no suspected case {first} was reported"
+        case "incident":
+            return f"no incident {second} was reported for patient {first}"
+        case "move":
+            return f"no move {second} was reported for patient {first}"
+    return f"{reference} was not recorded"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds:g} s"

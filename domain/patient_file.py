@@ -19,7 +19,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
-from domain.errors import DomainError
+from domain.errors import DomainError, ReferenceNotKnownYet
 from domain.personal import GuardianContact
 from domain.values import Diagnosis, Provenance, check_known_diagnosis, check_not_in_future
 
@@ -140,14 +140,27 @@ class NothingToRecord(DomainError):
         super().__init__(f"{what} carries no value; send at least one field")
 
 
-class UnknownIncident(DomainError):
+def incident_reference(patient_id: UUID, incident_id: UUID) -> str:
+    """What a review or response of an incident waits for (core.waiting)."""
+    return f"incident:{patient_id}:{incident_id}"
+
+
+def move_reference(patient_id: UUID, move_id: UUID) -> str:
+    """What a handover answer waits for (core.waiting)."""
+    return f"move:{patient_id}:{move_id}"
+
+
+class UnknownIncident(ReferenceNotKnownYet):
     """A review or response must name a reported incident."""
 
     code = "unknown-incident"
     status = 404
 
-    def __init__(self, incident_id: UUID) -> None:
-        super().__init__(f"no incident {incident_id} was reported for this patient; report it first (or check the id)")
+    def __init__(self, incident_id: UUID, patient_id: UUID) -> None:
+        super().__init__(
+            f"no incident {incident_id} was reported for this patient; report it first (or check the id)",
+            incident_reference(patient_id, incident_id),
+        )
 
 
 class NoAcceptedMove(DomainError):
@@ -162,13 +175,15 @@ class NoAcceptedMove(DomainError):
         )
 
 
-class NoMoveReported(DomainError):
+class NoMoveReported(ReferenceNotKnownYet):
     """A handover answer needs a reported move."""
 
     code = "no-move-reported"
 
-    def __init__(self) -> None:
-        super().__init__("no move was reported for this patient; record the move report first")
+    def __init__(self, move_id: UUID, patient_id: UUID) -> None:
+        super().__init__(
+            "no move was reported for this patient; record the move report first", move_reference(patient_id, move_id)
+        )
 
 
 class AlreadyDeregistered(DomainError):
@@ -413,6 +428,7 @@ def _latest(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
 class PatientFile:
     """Commands and derived state of the file (mixed into ``Patient``)."""
 
+    id: UUID  # the patient's id (the aggregate's)
     facts: dict[str, list[dict[str, Any]]]
     registered_at: datetime
     diagnosis: str | None  # as registered
@@ -679,16 +695,20 @@ class PatientFile:
         """Record an incident; the same incident id again is the same fact (False)."""
         kind = _choice("incident_kind", incident_kind, IncidentKind)
         _in_range("severity", severity, 1, MAX_INCIDENT_SEVERITY)
-        if any(e["incident_id"] == incident_id for e in self._entries("incident")):
+        if self.has_incident(incident_id):
             return False
         self._record(
             IncidentReported, "the incident", by, now, incident_id=incident_id, incident_kind=kind, severity=severity
         )
         return True
 
+    def has_incident(self, incident_id: UUID) -> bool:
+        """Whether an incident with this id was reported for the patient."""
+        return any(e["incident_id"] == incident_id for e in self._entries("incident"))
+
     def _check_incident(self, incident_id: UUID) -> None:
-        if not any(e["incident_id"] == incident_id for e in self._entries("incident")):
-            raise UnknownIncident(incident_id)
+        if not self.has_incident(incident_id):
+            raise UnknownIncident(incident_id, self.id)
 
     def review_incident(self, by: Provenance, now: datetime, *, incident_id: UUID, outcome: str) -> None:
         """Record the governance center's review of an incident."""
@@ -743,6 +763,10 @@ class PatientFile:
         return bool(latest and not latest["known"])
 
     # moves and handovers
+    def has_move(self, move_id: UUID) -> bool:
+        """Whether a move with this id was reported for the patient."""
+        return any(e["move_id"] == move_id for e in self._entries("move"))
+
     def report_move(
         self,
         by: Provenance,
@@ -754,7 +778,7 @@ class PatientFile:
         moving_on: date,
     ) -> bool:
         """Record a move (the same move id again is the same fact: False)."""
-        if any(e["move_id"] == move_id for e in self._entries("move")):
+        if self.has_move(move_id):
             return False
         self._record(
             MoveReported,
@@ -772,8 +796,8 @@ class PatientFile:
         self, by: Provenance, now: datetime, *, move_id: UUID, accepted: bool, reason: str | None = None
     ) -> None:
         """Record the destination's acceptance or rejection of a reported move."""
-        if not any(e["move_id"] == move_id for e in self._entries("move")):
-            raise NoMoveReported()
+        if not self.has_move(move_id):
+            raise NoMoveReported(move_id, self.id)
         self._record(
             HandoverAnswered, "the handover answer", by, now, move_id=move_id, accepted=accepted, reason=reason
         )

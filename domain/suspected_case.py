@@ -24,7 +24,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import DomainError
+from domain.errors import DomainError, ReferenceNotKnownYet, patient_reference
 from domain.patient_file import _choice
 from domain.personal import CaseReporter, SuspectedPerson
 from domain.values import Provenance, check_not_in_future
@@ -59,7 +59,12 @@ class CaseStatus(StrEnum):
 # -- errors -----------------------------------------------------------------------------------------
 
 
-class SuspectedCaseNotFound(DomainError):
+def suspected_case_reference(case_id: UUID) -> str:
+    """What a fact about the suspected case ``case_id`` waits for (core.waiting)."""
+    return f"suspected-case:{case_id}"
+
+
+class SuspectedCaseNotFound(ReferenceNotKnownYet):
     """Facts about a suspected case need its report first."""
 
     code = "suspected-case-not-found"
@@ -68,7 +73,8 @@ class SuspectedCaseNotFound(DomainError):
     def __init__(self, case_id: UUID) -> None:
         super().__init__(
             f"no suspected case {case_id} was reported; report it first "
-            "(cn.smd.suspected-case.reported.v1), or check the subject"
+            "(cn.smd.suspected-case.reported.v1), or check the subject",
+            suspected_case_reference(case_id),
         )
 
 
@@ -134,7 +140,7 @@ class DatedBeforeReport(DomainError):
         )
 
 
-class PatientToLinkNotFound(DomainError):
+class PatientToLinkNotFound(ReferenceNotKnownYet):
     """A case is registered as a patient who is already on the register."""
 
     code = "patient-not-found"
@@ -143,7 +149,8 @@ class PatientToLinkNotFound(DomainError):
     def __init__(self, patient_id: UUID) -> None:
         super().__init__(
             f"no registered patient {patient_id}; register the patient first "
-            "(cn.smd.patient.registered.v1 with a new subject), then send this again with that id"
+            "(cn.smd.patient.registered.v1 with a new subject), then send this again with that id",
+            patient_reference(patient_id),
         )
 
 
