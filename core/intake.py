@@ -9,6 +9,8 @@ times out of range), then record it exactly once.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
 
 from core.case_record import CaseRecord, Recorded
 from core.contract import DEFAULT_LIMITS, WireLimits, decode_event
@@ -19,6 +21,9 @@ from domain.access import check_may_record, check_may_record_aid, check_source, 
 from domain.errors import DomainError
 from domain.identity_errors import IdNumberAlreadyRegistered
 from domain.values import EARLIEST_OCCURRED
+
+if TYPE_CHECKING:
+    from core.waiting import Arrival, Waiting
 
 
 class UnknownAgency(DomainError):
@@ -54,12 +59,21 @@ def accept(
     *,
     earliest: datetime = EARLIEST_OCCURRED,
     limits: WireLimits = DEFAULT_LIMITS,
+    waiting: Waiting | None = None,
+    arrival: Arrival | None = None,
 ) -> Recorded:
     """Decode, authorise, check and record one message from ``agency_id`` (raises on refusal).
 
     ``earliest``: the deployment's SMD_EARLIEST_TIME (times and dates before it are refused).
     ``limits``: SMD_MAX_MESSAGE_BYTES and SMD_MAX_JSON_DEPTH (``core.contract.check_bytes``).
+    ``waiting``: when given, a fact whose patient, suspected case, incident or move is not
+    recorded yet is held there (outcome ``waiting``) instead of refused, and recording a message
+    releases what waited for it, each through this same function (core.waiting). ``arrival``:
+    the door it came through (to answer its sender there).
     """
+    if waiting is not None:  # the same door, without waiting
+        resubmit = partial(accept, case_record, registry, earliest=earliest, limits=limits)
+        return waiting.accept(resubmit, raw, agency_id, via, imported, arrival)
     event = decode_event(raw, limits)
     agency = registry.agency(agency_id)  # reads the registry as recorded now
     if agency is None:

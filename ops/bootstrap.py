@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from core.policy_process import PolicyProcess
 from core.registry import RegistryView, open_registry, region_today
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
+from core.waiting import PostgresWaitingTable, SQLiteWaitingTable, Waiting, WaitingSweep, WaitingTable
 from ops.metrics import Metrics
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
@@ -34,6 +36,7 @@ CASE_RECORD_FILE = "case-record.sqlite"
 KEYS_FILE = "keys.sqlite"
 VIEWS_FILE = "views.sqlite"  # every read model (projections.stores)
 FOLLOWERS_FILE = "followers.sqlite"  # parked and held events (core.followers.parking)
+WAITING_FILE = "waiting.sqlite"  # facts waiting for what they refer to (core.waiting)
 
 
 #: Hot patients stay in memory; fast-forward reads only newer events, so other processes'
@@ -95,6 +98,8 @@ class Services:
     scheduler: Scheduler
     views: ViewStore
     parking: ParkingStore
+    waiting: Waiting  # facts that arrived before what they refer to (core.waiting)
+    waiting_sweep: WaitingSweep  # releases left-overs, refuses at the window's end
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
     rule_settings: RuleSettingsView | None = None  # the region's rule settings by date, from the log
     calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
@@ -103,7 +108,7 @@ class Services:
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
-        return [self.policies, self.work_queue, self.scheduler]
+        return [self.policies, self.work_queue, self.scheduler, self.waiting_sweep]
 
     def catch_up(self, position: int, timeout: float = 10.0) -> bool:
         """Run the followers until they have handled ``position`` and what it caused.
@@ -156,6 +161,7 @@ class Services:
         """Close stores in reverse order of opening."""
         self.probes.close()
         self.views.close()
+        self.waiting.table.close()
         self.parking.close()
         self.apikeys.close()
         self.case_record.close()
@@ -196,12 +202,15 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         )
         views: ViewStore
         parking: ParkingStore
+        waiting_table: WaitingTable
         if settings.postgres is None:
             views = SQLiteViewStore(settings.data_dir / VIEWS_FILE)
             parking = SQLiteParkingStore(settings.data_dir / FOLLOWERS_FILE)
+            waiting_table = SQLiteWaitingTable(settings.data_dir / WAITING_FILE)
         else:
             views = PostgresViewStore(settings.postgres.conninfo())
             parking = PostgresParkingStore(settings.postgres.conninfo())
+            waiting_table = PostgresWaitingTable(settings.postgres.conninfo())
         apikeys = open_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)
@@ -209,6 +218,8 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
     work_queue = WorkQueueProjection(case_record, views, parking, concerns)
     with schema_lock(settings):
         views.ensure(work_queue.projection)
+    metrics = Metrics()
+    waiting = Waiting(waiting_table, case_record, timedelta(seconds=settings.waiting_window_seconds), metrics)
     return Services(
         settings=settings,
         keystore=keystore,
@@ -220,6 +231,9 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         scheduler=Scheduler(case_record, registry, work_queue, clock),
         views=views,
         parking=parking,
+        waiting=waiting,
+        waiting_sweep=WaitingSweep(waiting, registry, settings.earliest_time),
         rule_settings=rule_settings,
         calendar=open_calendar(case_record),
+        metrics=metrics,
     )

@@ -92,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_AUTH_FAILURES_PER_ADDRESS: failed authentications from one client address before 429."""
     auth_failures_per_key: str = "10/minute"
     """SMD_AUTH_FAILURES_PER_KEY: failed authentications naming one key id before 429."""
+    waiting_window_seconds: float = 86400.0
+    """SMD_WAITING_WINDOW_SECONDS: how long a fact waits for the record it refers to (then refused)."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -257,6 +259,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     auth_failures_per_address = _rate_setting(get, "SMD_AUTH_FAILURES_PER_ADDRESS", "20/minute")
     auth_failures_per_key = _rate_setting(get, "SMD_AUTH_FAILURES_PER_KEY", "10/minute")
 
+    window_text = get("SMD_WAITING_WINDOW_SECONDS") or "86400"
+    try:
+        waiting_window_seconds = float(window_text)
+    except ValueError:
+        waiting_window_seconds = -1.0
+    if not 0 < waiting_window_seconds < float("inf"):
+        raise _fail("SMD_WAITING_WINDOW_SECONDS", f"must be a number of seconds above 0, got {window_text!r}")
+
     keys: dict[str, bytes] = {}
     for var, filename in (("SMD_MASTER_KEY", "master.key"), ("SMD_BLIND_INDEX_KEY", "blind-index.key")):
         if get(var):
@@ -299,4 +309,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_json_depth=max_json_depth,
         auth_failures_per_address=auth_failures_per_address,
         auth_failures_per_key=auth_failures_per_key,
+        waiting_window_seconds=waiting_window_seconds,
     )
