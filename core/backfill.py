@@ -21,10 +21,12 @@ from core.case_record import CaseRecord
 from core.contract import DEFAULT_LIMITS, ContractError, WireLimits, check_bytes
 from core.intake import accept
 from core.registry import RegistryView
+from core.waiting import WAITING, Arrival
 from domain.errors import DomainError
 from domain.values import EARLIEST_OCCURRED
 
 if TYPE_CHECKING:
+    from core.waiting import Waiting
     from ops.metrics import Metrics
 
 DOOR = "import"  # the door's label in the metrics (ops.metrics)
@@ -39,6 +41,7 @@ class ImportReport:
     recorded: int = 0
     duplicates: int = 0
     refused: list[tuple[int, str, str]] = field(default_factory=list)
+    waiting: list[tuple[int, str]] = field(default_factory=list)  # (line, message key): see GET /v1/events/{key}
     patients: set[UUID] = field(default_factory=set)
 
 
@@ -51,10 +54,12 @@ def import_ledger(
     earliest: datetime = EARLIEST_OCCURRED,
     limits: WireLimits = DEFAULT_LIMITS,
     metrics: Metrics | None = None,
+    waiting: Waiting | None = None,
 ) -> ImportReport:
     """Import a JSON Lines ledger file from one agency; refusals are reported, not fatal."""
+    raw = path.read_bytes()
     return import_lines(
-        case_record, registry, path.read_bytes(), agency_id, earliest=earliest, limits=limits, metrics=metrics
+        case_record, registry, raw, agency_id, earliest=earliest, limits=limits, metrics=metrics, waiting=waiting
     )
 
 
@@ -67,12 +72,15 @@ def import_lines(
     earliest: datetime = EARLIEST_OCCURRED,
     limits: WireLimits = DEFAULT_LIMITS,
     metrics: Metrics | None = None,
+    waiting: Waiting | None = None,
 ) -> ImportReport:
     """Import a ledger's JSON Lines (one envelope per line) from one agency.
 
     ``earliest``: the deployment's SMD_EARLIEST_TIME (rows dated before it are refused).
     ``limits``: SMD_MAX_MESSAGE_BYTES and SMD_MAX_JSON_DEPTH, per line (``core.contract.check_bytes``).
-    ``metrics``: counts each row accepted or refused (door ``import``)."""
+    ``metrics``: counts each row accepted or refused (door ``import``).
+    ``waiting``: a row whose patient (suspected case, incident, move) is not recorded yet waits
+    for it (core.waiting) and is listed in ``report.waiting``; without it, it is refused."""
     report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
     lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 
@@ -85,7 +93,16 @@ def import_lines(
     for number, line in sorted(lines, key=registration_first):  # stable: ledger order otherwise
         try:
             recorded = accept(
-                case_record, registry, line, agency_id, "ledger import", imported=True, earliest=earliest, limits=limits
+                case_record,
+                registry,
+                line,
+                agency_id,
+                "ledger import",
+                imported=True,
+                earliest=earliest,
+                limits=limits,
+                waiting=waiting,
+                arrival=Arrival(door=DOOR),
             )
         except (ContractError, DomainError) as e:
             report.refused.append((number, getattr(e, "code", "invalid"), str(e)))
@@ -94,6 +111,9 @@ def import_lines(
             continue
         if metrics is not None:
             metrics.message_accepted(DOOR, recorded.outcome)
+        if recorded.outcome == WAITING:
+            report.waiting.append((number, recorded.key))
+            continue
         if recorded.outcome == "duplicate":
             report.duplicates += 1
         else:

@@ -3,6 +3,9 @@
 Per message (``<root>.<region>.in.<agency-id>.<event-type...>``):
 
 - stored (or already stored: a redelivery) → ack, after the commit;
+- its patient, suspected case, incident or move not recorded yet → held in the waiting table
+  (core.waiting), then ack: it is recorded when that arrives, or rejected (below, by the sweep:
+  ``integrations.waiting``) when it has not come within the window;
 - refused for good (bytes no decoder may read: too large, not UTF-8, nested too deep; a bad
   envelope or a duplicate member; wrong source, not allowed, an org unit or agency the
   registry does not know, a time out of range, a domain rule) → the original
@@ -41,6 +44,7 @@ from core.case_record import CaseRecord, ConcurrentWriteConflict
 from core.contract import DEFAULT_LIMITS, AgencyId, ContractError, WireLimits, check_bytes
 from core.intake import accept
 from core.registry import RegistryView
+from core.waiting import Arrival, Waiting
 from domain.errors import DomainError
 from domain.values import EARLIEST_OCCURRED
 from integrations.streams import (
@@ -136,8 +140,10 @@ class Intake:
         earliest: datetime = EARLIEST_OCCURRED,
         limits: WireLimits = DEFAULT_LIMITS,
         metrics: Metrics | None = None,
+        waiting: Waiting | None = None,
     ) -> None:
         self.case_record = case_record
+        self.waiting = waiting  # facts whose reference is not recorded yet wait there (core.waiting)
         self.registry = registry
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
@@ -226,6 +232,12 @@ class Intake:
         return outcome
 
     async def _decide(self, msg: Msg, agency_id: str, delivered: int) -> Outcome:
+        arrival = Arrival(
+            door=DOOR,
+            nats_subject=msg.subject,
+            nats_seq=msg.metadata.sequence.stream,
+            nats_msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
+        )
         try:
             recorded = await asyncio.to_thread(
                 accept,
@@ -236,6 +248,8 @@ class Intake:
                 VIA,
                 earliest=self.earliest,
                 limits=self.limits,
+                waiting=self.waiting,
+                arrival=arrival,
             )
         except (ContractError, DomainError) as e:
             return Outcome("reject", "rejected", e.code, getattr(e, "detail", None) or str(e))

@@ -21,6 +21,7 @@ from core.registry import RegistryView, open_registry
 from integrations.intake import Intake, error_location
 from integrations.outbox import Outbox
 from integrations.streams import ensure_streams, names_of
+from integrations.waiting import run_waiting
 
 log = structlog.get_logger("smd.nats")
 
@@ -100,10 +101,24 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
         earliest = services.settings.earliest_time
         metrics = getattr(services, "metrics", None)
         limits = services.settings.wire_limits
-        intake = Intake(services.case_record, registry, nc, names, earliest=earliest, limits=limits, metrics=metrics)
+        waiting = getattr(services, "waiting", None)
+        intake = Intake(
+            services.case_record,
+            registry,
+            nc,
+            names,
+            earliest=earliest,
+            limits=limits,
+            metrics=metrics,
+            waiting=waiting,
+        )
         await intake.run(stop)
 
-    await _supervised("intake", stop, once)
+    if getattr(services, "waiting_sweep", None) is None:
+        await _supervised("intake", stop, once)
+        return
+    # beside it: refusals of facts that waited, told on the senders' rejection subjects
+    await asyncio.gather(_supervised("intake", stop, once), run_waiting(services, nc, names, stop))
 
 
 async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:

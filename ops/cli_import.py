@@ -20,15 +20,18 @@ def _import(args: argparse.Namespace) -> int:
             args.agency,
             earliest=services.settings.earliest_time,
             limits=services.settings.wire_limits,
+            waiting=services.waiting,
         )
     finally:
         services.close()
     print(
         f"ledger {report.ledger}: {report.recorded} rows recorded, {report.duplicates} already there, "
-        f"{len(report.refused)} refused, {len(report.patients)} patients"
+        f"{len(report.refused)} refused, {len(report.waiting)} waiting, {len(report.patients)} patients"
     )
     for number, code, detail in report.refused:
         print(f"  line {number}: {code}: {detail}")
+    for number, key in report.waiting:
+        print(f"  line {number}: waiting for what it refers to; status: GET /v1/events/{key}")
     return 1 if report.refused else 0
 
 
