@@ -1,7 +1,8 @@
 """`GET /v1/status`: the instance's state in full, for any agency's key (operators, monitoring).
 
 The same checks as ``/readyz`` (ops.readiness), with each follower's position, lag, parked,
-held and stop, the log head and the parked-event counts. Positions, counts, error types and
+held and stop, the log head, the parked-event counts and what waits for the record it refers
+to (count, oldest age, window: core.waiting). Positions, counts, error types and
 where they were raised: no personal data, no ids of patients.
 
 With the store unreachable on PostgreSQL the API key cannot be checked (the keys live in the
@@ -11,6 +12,7 @@ not this report. Use ``/readyz`` (no key) to tell that case apart.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -63,6 +65,15 @@ class ParkedCount(msgspec.Struct):
     count: int
 
 
+class WaitingState(msgspec.Struct):
+    """Facts that arrived before the record they refer to, waiting for it (core.waiting)."""
+
+    count: int
+    oldest_age_seconds: float  # on the service's clock; 0 when none waits
+    window_seconds: float  # SMD_WAITING_WINDOW_SECONDS: refused when it ends
+    refusals_untold: int  # refusals of waiting NATS messages not yet published to their senders
+
+
 class ServiceStatus(msgspec.Struct):
     """The instance's state: ok, degraded (it serves; ``checks`` says what is wrong) or
     unavailable (the store does not answer)."""
@@ -76,9 +87,21 @@ class ServiceStatus(msgspec.Struct):
     followers: list[FollowerState]
     parked: list[ParkedCount]
     lag_degraded_seconds: float  # SMD_LAG_DEGRADED_SECONDS
+    waiting: WaitingState | None = None  # None: the store did not answer
 
 
-def service_status(services: Services, ready: Readiness) -> ServiceStatus:
+def waiting_state(services: Services) -> WaitingState:
+    """What waits now (reads the waiting table: blocking)."""
+    stats = services.waiting.stats()
+    return WaitingState(
+        count=stats.waiting,
+        oldest_age_seconds=services.waiting.oldest_age_seconds(stats),
+        window_seconds=services.waiting.window.total_seconds(),
+        refusals_untold=stats.untold,
+    )
+
+
+def service_status(services: Services, ready: Readiness, waiting: WaitingState | None = None) -> ServiceStatus:
     """The report for a readiness result."""
     observed = ready.observed
     followers = [
@@ -116,6 +139,7 @@ def service_status(services: Services, ready: Readiness) -> ServiceStatus:
         followers=followers,
         parked=parked,
         lag_degraded_seconds=services.settings.lag_degraded_seconds,
+        waiting=waiting,
     )
 
 
@@ -137,4 +161,11 @@ class StatusController(Controller):
         ),
     )
     async def status(self, caller: NamedDependency[Caller], services: NamedDependency[Services]) -> ServiceStatus:
-        return service_status(services, await services.readiness(STORE_TIMEOUT))
+        ready = await services.readiness(STORE_TIMEOUT)
+        waiting = None
+        if ready.store_ok:
+            try:
+                waiting = await asyncio.wait_for(asyncio.to_thread(waiting_state, services), STORE_TIMEOUT)
+            except Exception:  # noqa: S110 - the report still answers, without this part
+                pass
+        return service_status(services, ready, waiting)

@@ -38,8 +38,9 @@ disable_created_metrics()  # no ``*_created`` series beside each counter: half t
 
 #: Where a message comes in: ``POST /v1/events``, the NATS intake, a ledger import.
 DOORS = ("http", "nats", "import")
-#: What an accepted message did (``core.case_record.Recorded.outcome``).
-ACCEPTED = ("recorded", "no-change", "duplicate")
+#: What an accepted message did (``core.case_record.Recorded.outcome``; ``waiting``: held until
+#: what it refers to is recorded, then counted again with its outcome when released).
+ACCEPTED = ("recorded", "no-change", "duplicate", "waiting")
 #: A refusal whose code is not one of the service's error codes.
 OTHER = "other"
 #: Refusal codes that are not an exception class's ``code``.
@@ -92,7 +93,8 @@ class Metrics:
     def __init__(self) -> None:
         self.accepted = Counter(
             "smd_messages_accepted",
-            "Messages a door accepted, by door (http, nats, import) and outcome (recorded, no-change, duplicate)",
+            "Messages a door accepted, by door (http, nats, import) and outcome (recorded, no-change, duplicate,"
+            " waiting; a waiting message is counted again when released)",
             ["door", "outcome"],
             registry=None,
         )
@@ -165,6 +167,23 @@ class StoreCollector(Collector):
             log.warning("metrics: obligation counts failed", error=type(e).__name__)
         else:
             yield from _obligation_families(counts)
+        try:
+            waiting = self.services.waiting
+            stats = waiting.stats()
+        except Exception as e:
+            log.warning("metrics: waiting facts failed", error=type(e).__name__)
+        else:
+            yield _gauge("smd_waiting_messages", "Facts waiting for the record they refer to", stats.waiting)
+            yield _gauge(
+                "smd_waiting_oldest_age_seconds",
+                "Age of the oldest waiting fact (0 when none waits)",
+                waiting.oldest_age_seconds(stats),
+            )
+            yield _gauge(
+                "smd_waiting_refusals_untold",
+                "Refusals of waiting facts not yet published to their NATS senders",
+                stats.untold,
+            )
 
     def _nats_connected(self) -> bool:
         nc = self.services.nats
