@@ -275,6 +275,47 @@ class _Year:
             self.deliveries.append(Delivery(at, agency, json.dumps(doc).encode(), "invalid", doc["type"], why))
             self.planted[f"invalid {why}"] += 1
 
+    def add_early_visit(self, seed: int) -> None:
+        """One visit that reaches the intake before its patient's registration (issue 17: it waits
+        and is recorded when the registration arrives). Its own random stream, added after
+        everything else: the rest of the year is the same, byte for byte, as without it.
+
+        The patient: the first joiner whose registration took 40 minutes or more to arrive and
+        whose first visit is stable and dated later than 10 minutes after the registration. The
+        visit: the same findings, dated 10 minutes after the registration, sent 10 minutes later
+        (so before the registration arrives) by the health center of the patient's village."""
+        rng = random.Random(f"early-visit-{seed}")  # noqa: S311 - a reproducible fiction
+        visits: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
+        for d in self.deliveries:
+            if d.kind == "fact" and d.event_type == "cn.smd.visit.recorded.v1":
+                doc = json.loads(d.raw)
+                visits.setdefault(doc["subject"], []).append((datetime.fromisoformat(doc["time"]), doc))
+        registrations = [
+            d for d in self.deliveries if d.kind == "fact" and d.event_type == "cn.smd.patient.registered.v1"
+        ]
+        for reg in sorted(registrations, key=lambda d: d.at):
+            doc = json.loads(reg.raw)
+            registered = datetime.fromisoformat(doc["time"])
+            occurred, sent = registered + timedelta(minutes=10), registered + timedelta(minutes=20)
+            first = min(visits.get(doc["subject"], []), key=lambda v: v[0], default=None)
+            if reg.at - registered < timedelta(minutes=40) or first is None:
+                continue
+            if first[0] <= occurred or first[1]["data"]["risk_class"] != "stable":
+                continue
+            unit = doc["data"]["residence"]
+            agency = self.places.agency(unit, AgencyKind.HEALTH_CENTER, occurred.astimezone(CST).date())
+            visit = {
+                **first[1],
+                "id": str(_uuid(rng)),
+                "source": agency,
+                "time": occurred.isoformat(),
+                "actor": f"staff-{rng.randint(1, 40):02d}",
+            }
+            raw = json.dumps(visit).encode()
+            self.deliveries.append(Delivery(sent.astimezone(UTC), agency, raw, "fact", visit["type"]))
+            self.planted["visit sent before its registration"] += 1
+            return
+
 
 class _Life:
     """One fictional patient's year, as the agencies record it."""
@@ -639,6 +680,7 @@ def generate(
     year.add_duplicates(duplicates)
     year.add_invalid(invalid)
     year.add_outside_jurisdiction(random.Random(f"{seed}/outside-jurisdiction"))  # noqa: S311 - fiction
+    year.add_early_visit(seed)
     deliveries = sorted(year.deliveries, key=lambda d: d.at)
     township = Township(seed, start, days, deliveries, Counter(life.profile for life in lives), year.planted)
     township.planted["late"] = sum(d.late for d in deliveries)

@@ -4,7 +4,10 @@ The simulated clock is the service's clock: each message is recorded at its deli
 (its ``recorded_at``), and the R15 scheduler runs at fixed instants (every hour by default),
 after the rules and the work queue have caught up, exactly as the background followers would.
 Every message goes through ``core.intake.accept``, the path HTTP and NATS share: duplicates are
-recognised by their envelope id, invalid messages are refused with their reason.
+recognised by their envelope id, invalid messages are refused with their reason. A fact whose
+patient is not registered yet waits (core.waiting) and is recorded when the registration arrives;
+the waiting sweep runs with the scheduler, on the simulated clock, and after the last run once
+more a window later, so what never finds its patient is refused with ``reference-not-found``.
 
 ``replay_year`` is the audit replay: the agencies' facts copied into a fresh store in their
 original order, the rules following them, and the scheduler run at its original instants;
@@ -28,6 +31,7 @@ from core.contract import ContractError
 from core.intake import accept
 from core.registry import DEMO_DISTRICT, load_file
 from core.rule_settings_view import load_file as load_rule_settings
+from core.waiting import WAITING, Arrival, message_status
 from domain.errors import DomainError
 from ops.township.generator import CST, Township
 
@@ -56,6 +60,9 @@ class YearReport:
     accepted_invalid: list[tuple[str, str]] = field(default_factory=list)  # (type, why): a defect
     scheduler_runs: list[datetime] = field(default_factory=list)
     marked_overdue: int = 0
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # key → (delivery kind, type) of what waited
+    released: int = 0  # waited, then recorded when what it refers to arrived
+    still_waiting: int = 0  # after the final sweep: a defect
     seconds: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -137,7 +144,33 @@ def run_year(
         _scheduled(services, clock, next_run, report)
         next_run = next(pending, None)
     drain(services)
+    _settle_waiting(services, clock, report)
     return report
+
+
+def _settle_waiting(services: Any, clock: SimClock, report: YearReport) -> None:
+    """After the year: one sweep a window after the last instant (what still waits is refused),
+    then each message that waited is counted as what became of it."""
+    if not report.waiting:
+        return
+    was = clock.now
+    clock.now = max([was, *report.scheduler_runs]) + services.waiting.window
+    services.waiting_sweep.run_once(force=True)
+    clock.now = was
+    for key, (kind, event_type) in report.waiting.items():
+        found = message_status(services.case_record, services.waiting, key)
+        if found is None or found.status == WAITING:
+            report.still_waiting += 1
+        elif found.status == "recorded":
+            report.released += 1
+            report.recorded["imported" if kind == "ledger" else found.outcome or "recorded"] += 1
+            if kind == "invalid":
+                report.accepted_invalid.append((event_type, "recorded after waiting"))
+        else:
+            code = found.reason or "refused"
+            report.refused[code] += 1
+            if kind != "invalid":
+                report.refused_valid.append((event_type, code, found.detail or ""))
 
 
 def _scheduled(services: Any, clock: SimClock, instant: datetime, report: YearReport) -> None:
@@ -147,6 +180,8 @@ def _scheduled(services: Any, clock: SimClock, instant: datetime, report: YearRe
     report.seconds["rules and views"] += caught_up - started
     clock.now = instant
     report.marked_overdue += services.scheduler.run_once(force=True)
+    if report.waiting:  # what waited longer than the window is refused (nothing recorded)
+        services.waiting_sweep.run_once(force=True)
     report.seconds["scheduler"] += wall.perf_counter() - caught_up
     report.scheduler_runs.append(instant)
 
@@ -169,8 +204,12 @@ def _import(services: Any, ledgers: list[Any], report: YearReport) -> None:
     for agency in sorted(by_agency, key=order):
         rows = b"\n".join(by_agency[agency])
         earliest = services.settings.earliest_time
-        imported = import_lines(services.case_record, services.registry, rows, agency, earliest=earliest)
+        imported = import_lines(
+            services.case_record, services.registry, rows, agency, earliest=earliest, waiting=services.waiting
+        )
         report.recorded["imported"] += imported.recorded
+        for _, key in imported.waiting:
+            report.waiting[key] = ("ledger", "ledger")
         for _, code, message in imported.refused:
             report.refused[code] += 1
             report.refused_valid.append(("ledger", code, message))
@@ -186,12 +225,20 @@ def _deliver(services: Any, delivery: Any, report: YearReport) -> None:
             delivery.agency,
             "simulation",
             earliest=services.settings.earliest_time,
+            waiting=services.waiting,
+            arrival=Arrival(door="simulation"),
         )
     except (DomainError, ContractError) as e:
         code = getattr(e, "code", type(e).__name__)
         report.refused[code] += 1
         if delivery.kind != "invalid":
             report.refused_valid.append((delivery.event_type, code, str(e)))
+        return
+    if recorded.outcome == WAITING:  # settled after the year (_settle_waiting)
+        if recorded.key in report.waiting:
+            report.duplicates += 1  # the same message again while it waits
+        else:
+            report.waiting[recorded.key] = (delivery.kind, delivery.event_type)
         return
     if delivery.kind == "invalid":
         report.accepted_invalid.append((delivery.event_type, delivery.why_invalid))
