@@ -13,7 +13,7 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.bodies import OPT_OWN_CHECKS, read_json_body, wire_limits
-from api.problems import TYPE_BASE, Problem
+from api.problems import TYPE_BASE, Problem, problem_response
 from core.contract import ContractError, InboundEvent, decode_event
 from core.intake import accept
 from core.waiting import WAITING, Arrival, message_status
@@ -176,10 +176,11 @@ class EventsController(Controller):
     )
     async def message_status(
         self, key: FromPath[str], caller: NamedDependency[Caller], services: NamedDependency[Services]
-    ) -> MessageState:
+    ) -> Response[MessageState]:
         source, colon, _ = key.partition(":")
         if not colon or source != caller.agency_id:
-            raise NotYourMessage(caller.agency_id)
+            refusal = NotYourMessage(caller.agency_id)  # no `instance`: it would echo another agency's id
+            return problem_response(refusal.status, refusal.code, NotYourMessage.__doc__ or "", refusal.detail)  # type: ignore[return-value]
         found = await asyncio.to_thread(message_status, services.case_record, services.waiting, key)
         if found is None or found.agency_id != caller.agency_id:
             raise MessageNotFound(key)
@@ -191,7 +192,7 @@ class EventsController(Controller):
                 status=found.problem_status or 422,
                 detail=found.detail or "",
             )
-        return MessageState(
+        state = MessageState(
             key=found.key,
             status=found.status,  # type: ignore[arg-type]
             type=found.event_type,
@@ -203,6 +204,7 @@ class EventsController(Controller):
             refused_at=found.refused_at,
             problem=problem,
         )
+        return Response(state)
 
 
 @get(

@@ -101,6 +101,11 @@ def _simulate(args: argparse.Namespace) -> int:
             ("imported at go-live (ledgers)", str(report.recorded["imported"])),
             ("recorded live / second reports", f"{report.recorded['recorded']} / {report.recorded['no-change']}"),
             ("duplicates recognised", str(report.duplicates)),
+            (
+                "waited for what they refer to",
+                f"{report.released} recorded when it came, {report.refused_after_waiting} refused"
+                f" after the window, {report.still_waiting} still waiting",
+            ),
             ("refused (by reason)", ", ".join(f"{k} {v}" for k, v in report.refused.most_common()) or "none"),
             ("valid messages refused (defects)", str(len(report.refused_valid))),
             ("invalid messages accepted (defects)", str(len(report.accepted_invalid))),
@@ -113,7 +118,7 @@ def _simulate(args: argparse.Namespace) -> int:
             ("  intake / rules and views / scheduler", " / ".join(f"{report.seconds[k]:.1f} s" for k in _PHASES)),
             ("messages per second (intake+rules+scheduler)", f"{report.messages_per_second:.0f}"),
         ]
-        ok = not report.refused_valid and not report.accepted_invalid
+        ok = not report.refused_valid and not report.accepted_invalid and not report.still_waiting
         if not args.no_check:
             from ops.township.invariants import check
 

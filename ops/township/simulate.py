@@ -60,8 +60,9 @@ class YearReport:
     accepted_invalid: list[tuple[str, str]] = field(default_factory=list)  # (type, why): a defect
     scheduler_runs: list[datetime] = field(default_factory=list)
     marked_overdue: int = 0
-    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # key → (delivery kind, type) of what waited
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # key → (delivery kind, type) still waiting
     released: int = 0  # waited, then recorded when what it refers to arrived
+    refused_after_waiting: int = 0  # waited, then refused (reference-not-found when the window ended)
     still_waiting: int = 0  # after the final sweep: a defect
     seconds: Counter[str] = field(default_factory=Counter)
 
@@ -150,18 +151,26 @@ def run_year(
 
 def _settle_waiting(services: Any, clock: SimClock, report: YearReport) -> None:
     """After the year: one sweep a window after the last instant (what still waits is refused),
-    then each message that waited is counted as what became of it."""
+    then what became of each message that waited is counted."""
     if not report.waiting:
         return
     was = clock.now
     clock.now = max([was, *report.scheduler_runs]) + services.waiting.window
     services.waiting_sweep.run_once(force=True)
+    _count_settled(services, report)
     clock.now = was
-    for key, (kind, event_type) in report.waiting.items():
+    report.still_waiting = len(report.waiting)
+
+
+def _count_settled(services: Any, report: YearReport) -> None:
+    """Count each message that waited and is now recorded or refused (refusal records are
+    purged after a while: counted at the sweep that made them)."""
+    for key, (kind, event_type) in list(report.waiting.items()):
         found = message_status(services.case_record, services.waiting, key)
         if found is None or found.status == WAITING:
-            report.still_waiting += 1
-        elif found.status == "recorded":
+            continue
+        del report.waiting[key]
+        if found.status == "recorded":
             report.released += 1
             report.recorded["imported" if kind == "ledger" else found.outcome or "recorded"] += 1
             if kind == "invalid":
@@ -169,6 +178,7 @@ def _settle_waiting(services: Any, clock: SimClock, report: YearReport) -> None:
         else:
             code = found.reason or "refused"
             report.refused[code] += 1
+            report.refused_after_waiting += 1
             if kind != "invalid":
                 report.refused_valid.append((event_type, code, found.detail or ""))
 
@@ -182,6 +192,7 @@ def _scheduled(services: Any, clock: SimClock, instant: datetime, report: YearRe
     report.marked_overdue += services.scheduler.run_once(force=True)
     if report.waiting:  # what waited longer than the window is refused (nothing recorded)
         services.waiting_sweep.run_once(force=True)
+        _count_settled(services, report)
     report.seconds["scheduler"] += wall.perf_counter() - caught_up
     report.scheduler_runs.append(instant)
 

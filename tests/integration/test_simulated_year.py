@@ -10,6 +10,7 @@ exactly the same obligations, notices and lost episodes.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -99,6 +100,39 @@ class TestAYearOfMessages:
         duplicates = sum(d.kind == "duplicate" for d in year.township.deliveries)
         assert year.report.duplicates == duplicates >= 50
         assert year.report.recorded["no-change"] >= 1
+
+    def test_a_visit_sent_before_its_registration_waited_and_was_recorded_when_the_registration_arrived(
+        self, year
+    ) -> None:
+        assert year.township.planted["visit sent before its registration"] == 1
+        assert (year.report.released, year.report.still_waiting) == (1, 0)
+        registrations = {
+            json.loads(d.raw)["subject"]: d for d in year.township.deliveries if d.event_type.endswith("registered.v1")
+        }
+        [early] = [
+            d
+            for d in year.township.deliveries
+            if d.event_type == "cn.smd.visit.recorded.v1"
+            and d.kind == "fact"
+            and (reg := registrations.get(json.loads(d.raw)["subject"])) is not None
+            and d.at < reg.at
+        ]
+        doc = json.loads(early.raw)
+        key = f"{doc['source']}:{doc['id']}"
+        facts = [r for r in year.records if r.get("message_id") in (key, _key(registrations[doc["subject"]]))]
+        assert [r.topic for r in facts] == ["smd.PatientRegistered", "smd.VisitRecorded"]  # released right after it
+        assert facts[1].recorded_at == registrations[doc["subject"]].at  # recorded when the registration arrived
+
+    def test_unknown_patients_were_refused_with_reference_not_found_after_the_window(self, year) -> None:
+        unknown = year.township.planted["invalid unknown-patient"]
+        assert unknown >= 1
+        assert year.report.refused["reference-not-found"] == year.report.refused_after_waiting == unknown
+        assert year.report.refused["patient-not-found"] == 0
+
+
+def _key(delivery) -> str:
+    doc = json.loads(delivery.raw)
+    return f"{doc['source']}:{doc['id']}"
 
 
 class TestTheInvariantsOfTheDesign:
