@@ -396,7 +396,7 @@ class PostgresWaitingTable(_SqlWaitingTable):
     def __init__(self, conninfo: str) -> None:
         from psycopg_pool import ConnectionPool
 
-        self.pool = ConnectionPool(conninfo, min_size=1, max_size=2, open=True)
+        self.pool = ConnectionPool(conninfo, min_size=0, max_size=2, open=True)
         with self.pool.connection() as c:
             c.execute("SELECT pg_advisory_xact_lock(7303)")  # concurrent starters: one creates
             c.execute(_DDL.format(t=self.table, serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
