@@ -269,21 +269,24 @@ class _SqlWaitingTable:
             fact.nats_seq,
             fact.nats_msg_id,
         )
+        select = self._sql(f"SELECT {_COLUMNS} FROM {{t}} WHERE key=?")
         with self._tx() as c:
-            found = c.execute(self._sql(f"SELECT {_COLUMNS} FROM {{t}} WHERE key=?"), (fact.key,)).fetchone()
+            found = c.execute(select, (fact.key,)).fetchone()
             if found is not None:
                 existing = _row(found)
                 if existing.status == WAITING:
                     return existing
-                c.execute(self._sql("DELETE FROM {t} WHERE seq=?"), (existing.seq,))
-            c.execute(
+                c.execute(self._sql("DELETE FROM {t} WHERE seq=?"), (existing.seq,))  # sent again after a refusal
+            inserted = c.execute(
                 self._sql(
                     "INSERT INTO {t} (key, reference, status, agency_id, subject, event_type, digest, alg, sealed,"
                     " arrived_at, door, via, imported, nats_subject, nats_seq, nats_msg_id, notified)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT (key) DO NOTHING"
                 ),
                 values,
             )
+            if not inserted.rowcount:  # the same message held by another writer meanwhile (PostgreSQL)
+                return _row(c.execute(select, (fact.key,)).fetchone())
         return None
 
     def set_reference(self, seq: int, reference: str) -> None:
