@@ -36,6 +36,7 @@ from tests.support.stores import open_services, store_settings
 
 HC, GOV, COMMITTEE, POLICE = "hc-north", "gov-willowbrook", "committee-north", "police-east"
 VILLAGE = "990101-001-v01"  # hc-north's, police-east's, committee-north's, gov-willowbrook's
+V05 = "990101-001-v05"  # hc-south's
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
@@ -226,6 +227,21 @@ class TestTheWindow:
         assert desk.recorded_message_ids() == [desk.recorded_message_ids()[0]]  # the registration only
 
 
+class TestReleaseThroughTheWholeDoor:
+    def test_a_visit_waiting_for_a_patient_then_registered_outside_the_senders_jurisdiction_is_refused_on_release(
+        self, desk
+    ) -> None:
+        visit = desk.visit()  # hc-north's
+        assert desk.send(visit).outcome == "waiting"
+        registration = desk.raw("hc-south", "patient.registered", {"name": "Test Person", "residence": V05}, hours=48)
+        assert desk.send(registration, "hc-south").outcome == "recorded"  # in hc-south's village
+
+        refused = desk.status(visit)
+        assert (refused.status, refused.reason, refused.problem_status) == ("refused", "outside-jurisdiction", 403)
+        assert V05 not in (refused.detail or "") and "hc-south" not in (refused.detail or "")  # nothing on file
+        assert desk.recorded_message_ids() == [key_of(registration)]
+
+
 class TestWhatElseWaits:
     def test_an_incident_review_waits_for_its_patient_then_for_its_incident(self, desk) -> None:
         incident = str(uuid4())
@@ -389,6 +405,24 @@ class TestOverHttp:
             assert f"no patient {patient} was registered within 2 s" in problem["detail"]
             metrics = (await client.get("/metrics")).text
             assert 'smd_messages_rejected_total{door="http",reason="reference-not-found"} 1.0' in metrics
+
+    async def test_a_visit_refused_on_release_outside_jurisdiction_is_answered_by_get_with_the_403_problem(
+        self, http_demo
+    ) -> None:
+        services, keys = http_demo()
+        patient = uuid4()
+        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+            location = (await client.post("/v1/events", json=http_visit(patient), headers=auth(keys[HC]))).headers[
+                "location"
+            ]
+            registration = http_registration(patient) | {"source": "hc-south"}
+            registration["data"]["residence"] = V05
+            r = await client.post("/v1/events", json=registration, headers=auth(keys["hc-south"]))
+            assert r.status_code == 201, r.text
+            body = (await client.get(location, headers=auth(keys[HC]))).json()
+        assert body["status"] == "refused"
+        assert body["problem"]["type"].endswith("/outside-jurisdiction") and body["problem"]["status"] == 403
+        assert V05 not in body["problem"]["detail"]
 
     async def test_only_the_sending_agency_reads_a_messages_status_and_an_unknown_one_is_404(self, http_demo) -> None:
         services, keys = http_demo()
