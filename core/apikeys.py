@@ -232,9 +232,9 @@ class PostgresApiKeyTable:
     """Key hashes in the PostgreSQL table ``smd_api_keys``, beside the event tables."""
 
     def __init__(self, conninfo: str, min_size: int = 1, max_size: int = 4):
-        from psycopg_pool import ConnectionPool
+        from core.postgres import open_pool
 
-        self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, open=True)
+        self.pool = open_pool(conninfo, min_size=min_size, max_size=max_size, name="smd-api-keys")
         with self.pool.connection() as c:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS smd_api_keys (key_id text PRIMARY KEY,"

@@ -252,10 +252,10 @@ class PostgresKeyTable:
     """Wrapped keys in their own PostgreSQL table, beside (never inside) the event tables."""
 
     def __init__(self, conninfo: str, schema: str = "public", min_size: int = 1, max_size: int = 4):
-        from psycopg_pool import ConnectionPool
+        from core.postgres import open_pool
 
         self.table = f'"{schema}".smd_data_keys'
-        self.pool = ConnectionPool(conninfo, min_size=min_size, max_size=max_size, open=True)
+        self.pool = open_pool(conninfo, min_size=min_size, max_size=max_size, name="smd-keys")
         with self.pool.connection() as c:
             c.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} (subject_id uuid PRIMARY KEY, alg text NOT NULL,"

@@ -21,6 +21,7 @@ from core.followers.engine import FollowerStatus
 from core.followers.parking import ParkingStore, PostgresParkingStore, SQLiteParkingStore
 from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from core.policy_process import PolicyProcess
+from core.postgres import EVENTSOURCING_POOL_TIMEOUT, RECORDER_TOPIC
 from core.registry import RegistryView, open_registry, region_today
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
@@ -65,6 +66,12 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_POOL_SIZE": "5",
         "POSTGRES_MAX_OVERFLOW": "5",
         "POSTGRES_LOCK_TIMEOUT": "10",
+        # Honest outages (core.postgres): a caller waits 1 s for a connection, not 30; a pooled
+        # connection is checked before use (a restarted server costs no request); each call is
+        # tried twice, not ten times (an outage is a 503 in seconds, not after two minutes).
+        "POSTGRES_CONNECT_TIMEOUT": str(EVENTSOURCING_POOL_TIMEOUT),
+        "POSTGRES_PRE_PING": "y",
+        "PROCESS_RECORDER_TOPIC": RECORDER_TOPIC,
         **_CACHE,
         # Never POSTGRES_ENABLE_DB_FUNCTIONS (STACK.md: it drops tracking records).
     }

@@ -453,9 +453,9 @@ class PostgresViewStore(_Base):
 
     def __init__(self, conninfo: str) -> None:
         super().__init__()
-        from psycopg_pool import ConnectionPool
+        from core.postgres import open_pool
 
-        self.pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True)
+        self.pool = open_pool(conninfo, min_size=1, max_size=4, name="smd-views")
         with self._tx(catalogue=True) as c:
             for stmt in self._schema():
                 c.execute(stmt, ())

@@ -182,9 +182,9 @@ class PostgresParkingStore:
     table = "smd_follower_parked"
 
     def __init__(self, conninfo: str) -> None:
-        from psycopg_pool import ConnectionPool
+        from core.postgres import open_pool
 
-        self.pool = ConnectionPool(conninfo, min_size=1, max_size=2, open=True)
+        self.pool = open_pool(conninfo, min_size=1, max_size=2, name="smd-parking")
         with self.pool.connection() as c:
             c.execute("SELECT pg_advisory_xact_lock(7302)")  # concurrent starters: one creates
             c.execute(_DDL.format(t=self.table))

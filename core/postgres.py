@@ -1,0 +1,121 @@
+"""PostgreSQL connections that fail fast and survive a server restart.
+
+Every pool of ours (key tables, view store, parking) and eventsourcing's own pool:
+
+- **checks a connection before handing it out** (``check``): a server restart leaves every
+  pooled connection broken; the first one found broken makes the pool check all the others at
+  once, so a restart costs no request (psycopg_pool would otherwise find them one by one, with
+  a back-off of a second between them);
+- **waits a short time for a connection** (``POOL_TIMEOUT``) and **connects with a short
+  timeout** (``CONNECT_TIMEOUT``): with the server down a caller gets ``PoolTimeout`` (a
+  ``psycopg.OperationalError``, answered 503 ``store-unavailable``) within seconds, not after
+  psycopg_pool's default 30 s.
+
+eventsourcing's recorder retries each call ten times, waiting up to its pool timeout each time
+(two minutes with the server down, measured). :class:`Recorder` keeps the same calls with
+``RECORDER_ATTEMPTS`` attempts: one retry rides over a connection broken mid-call, and an
+outage is reported within a few seconds instead of holding a request and a thread for minutes.
+``ops.bootstrap.eventsourcing_env`` selects it (``PROCESS_RECORDER_TOPIC``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.utils import retry
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger("smd.postgres")
+
+#: Seconds a caller waits for a pooled connection (psycopg_pool's default is 30).
+POOL_TIMEOUT = 1.0
+#: Seconds to establish a connection (libpq ``connect_timeout``: an unreachable host, not a
+#: refused port, would otherwise wait for the operating system's TCP timeout).
+CONNECT_TIMEOUT = 3
+#: eventsourcing's pool: seconds a caller waits for a connection (an integer there).
+EVENTSOURCING_POOL_TIMEOUT = 1
+#: Attempts of each eventsourcing recorder call (the library's own: 10, 0.2 s apart).
+RECORDER_ATTEMPTS = 2
+RECORDER_RETRY_WAIT = 0.2
+
+
+def checking(pool_of: Callable[[], ConnectionPool | None]) -> Callable[[Any], None]:
+    """A pool ``check``: a quick round trip; when it fails, every idle connection is checked
+    too (a restarted server broke them all), so the caller's next try gets a fresh one."""
+
+    def check(conn: Any) -> None:
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            pool = pool_of()
+            if pool is not None:
+                log.warning("a pooled connection was broken; checking the others")
+                pool.check()
+            raise
+
+    return check
+
+
+def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None) -> ConnectionPool:
+    """A psycopg pool with the options above (opened; connections are made in the background)."""
+    holder: list[ConnectionPool] = []
+    pool = ConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        timeout=POOL_TIMEOUT,
+        kwargs={"connect_timeout": CONNECT_TIMEOUT},
+        check=checking(lambda: holder[0] if holder else None),
+        open=False,
+    )
+    holder.append(pool)
+    pool.open()
+    return pool
+
+
+def purge_on_broken(pool: ConnectionPool) -> None:
+    """Give an existing pool (eventsourcing's) the check of :func:`checking`."""
+    pool._check = checking(lambda: pool)  # psycopg_pool keeps it here (3.3, pinned)
+
+
+def _fewer_attempts(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The library's method without its ten attempts, with ``RECORDER_ATTEMPTS`` instead."""
+    inner = method.__wrapped__  # eventsourcing.utils.retry keeps the undecorated function here
+    return retry((InterfaceError, OperationalError), max_attempts=RECORDER_ATTEMPTS, wait=RECORDER_RETRY_WAIT)(inner)
+
+
+#: The recorder methods eventsourcing 9.5 decorates with ``retry(max_attempts=10, wait=0.2)``.
+RETRIED_METHODS = (
+    "insert_events",
+    "select_events",
+    "select_notifications",
+    "max_notification_id",
+    "insert_tracking",
+    "max_tracking_id",
+    "has_tracking_id",
+)
+
+
+class Recorder(PostgresProcessRecorder):
+    """eventsourcing's PostgreSQL process recorder, giving up after ``RECORDER_ATTEMPTS`` tries;
+    its pool checks every idle connection once one is found broken."""
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        purge_on_broken(datastore.pool)
+
+    insert_events = _fewer_attempts(PostgresProcessRecorder.insert_events)
+    select_events = _fewer_attempts(PostgresProcessRecorder.select_events)
+    select_notifications = _fewer_attempts(PostgresProcessRecorder.select_notifications)
+    max_notification_id = _fewer_attempts(PostgresProcessRecorder.max_notification_id)
+    insert_tracking = _fewer_attempts(PostgresProcessRecorder.insert_tracking)
+    max_tracking_id = _fewer_attempts(PostgresProcessRecorder.max_tracking_id)
+    has_tracking_id = _fewer_attempts(PostgresProcessRecorder.has_tracking_id)
+
+
+RECORDER_TOPIC = f"{Recorder.__module__}:{Recorder.__qualname__}"
