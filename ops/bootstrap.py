@@ -158,11 +158,12 @@ class Services:
                 todo.extend(state.children(unit, today))
         return seen
 
-    async def readiness(self, timeout: float = STORE_TIMEOUT) -> Readiness:
+    async def readiness(self, timeout: float = STORE_TIMEOUT, budget: float | None = None) -> Readiness:
         """ok, degraded or unavailable, with each check: "ok" or what is wrong (no secrets, no
         personal data). Unavailable only when the store gives no answer within ``timeout``;
-        NATS, parked events, a stopped follower and lag are "degraded" (ops.readiness)."""
-        return await assess(self, timeout)
+        NATS, parked events, a stopped follower and lag are "degraded" (ops.readiness). With
+        ``budget``, the whole assessment takes at most about that many seconds."""
+        return await assess(self, timeout, budget)
 
     def close(self) -> None:
         """Close stores in reverse order of opening."""

@@ -6,11 +6,11 @@ configured), parked or held events, a stopped follower and a follower further be
 than ``SMD_LAG_DEGRADED_SECONDS`` make the instance *degraded*: it still records facts and
 answers queries, so it stays in rotation, and ``checks`` names what is wrong.
 
-Store calls are blocking and a hung PostgreSQL can hold one for minutes (eventsourcing retries
-for about two minutes before it gives up). Each check therefore runs in its own single thread
-and callers wait for it at most a few seconds; callers that come while a check is still running
-wait for that same check rather than start another, so a hung store holds one thread per check,
-not one per probe.
+Store calls are blocking and a hung PostgreSQL can hold one for longer than a probe may wait
+(a TCP connection to a host that went away). Each check therefore runs in its own single thread
+and callers wait for it at most ``STORE_TIMEOUT`` (``/readyz``: ``READY_BUDGET`` in all);
+callers that come while a check is still running wait for that same check rather than start
+another, so a hung store holds one thread per check, not one per probe.
 
 Check texts carry no personal data and no ids of patients: states, counts, log positions, and
 an error's type and where it was raised.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,9 +33,13 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: How long /readyz waits for the store's answer.
-STORE_TIMEOUT = 2.0
-#: How long it waits for the followers' positions, parked counts and lag.
+#: /readyz answers within this many seconds, whatever the store does (a load balancer's probe
+#: must not hang; issue 17 asks for one second).
+READY_BUDGET = 0.9
+#: How long a check waits for the store's answer (a cheap query: milliseconds when it is up).
+STORE_TIMEOUT = 0.7
+#: How long /v1/status and /metrics wait for the followers' positions, parked counts and lag;
+#: /readyz waits what is left of READY_BUDGET (no answer in time: "degraded", never 503).
 FOLLOWERS_TIMEOUT = 5.0
 
 OK, DEGRADED, UNAVAILABLE = "ok", "degraded", "unavailable"
@@ -60,10 +65,17 @@ class SingleFlight(Generic[T]):
             running = self._running
             if running is None or running.done():
                 running = self._running = self._executor.submit(self.call)
-        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(running)), timeout)
+        waited = asyncio.wrap_future(running)
+        waited.add_done_callback(_retrieved)  # a check that ends after its callers gave up is no error
+        return await asyncio.wait_for(asyncio.shield(waited), timeout)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _retrieved(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True)
@@ -141,8 +153,10 @@ def _failed(e: BaseException, timeout: float) -> str:
     return type(e).__name__  # the message may name hosts or data: the type only
 
 
-async def assess(services: Services, timeout: float = STORE_TIMEOUT) -> Readiness:
-    """Check the store (bounded by ``timeout``), NATS and the followers."""
+async def assess(services: Services, timeout: float = STORE_TIMEOUT, budget: float | None = None) -> Readiness:
+    """Check the store (bounded by ``timeout``), NATS and the followers (bounded by
+    ``FOLLOWERS_TIMEOUT``, or by what is left of ``budget`` seconds when one is given)."""
+    started = time.monotonic()
     store, followers = services.probes.get(services)
     checks: dict[str, str] = {}
     head: int | None = None
@@ -156,10 +170,11 @@ async def assess(services: Services, timeout: float = STORE_TIMEOUT) -> Readines
         checks[NATS] = OK if nc is not None and nc.is_connected else "not connected"
     observed: Observed | None = None
     if head is not None:
+        wait = FOLLOWERS_TIMEOUT if budget is None else max(0.05, budget - (time.monotonic() - started))
         try:
-            observed = await followers(max(timeout, FOLLOWERS_TIMEOUT))
+            observed = await followers(wait)
         except Exception as e:
-            checks["followers"] = f"unknown: {_failed(e, max(timeout, FOLLOWERS_TIMEOUT))}"
+            checks["followers"] = f"unknown: {_failed(e, wait)}"
         else:
             limit = services.settings.lag_degraded_seconds
             for s in observed.followers:  # the outbox is listed only with SMD_NATS_URL (nothing runs it else)
