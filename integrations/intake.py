@@ -171,8 +171,11 @@ class Intake:
             while not stop.is_set():
                 try:
                     msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
-                    continue  # nothing arrived within the timeout
+                except TimeoutError:
+                    # Nothing arrived: idle, not an error. nats.errors.TimeoutError is one; nats-py
+                    # also raises asyncio's (the same class as TimeoutError) when its second pull
+                    # request would have no time left, about once a minute on an idle intake.
+                    continue
                 except (
                     nats.errors.ConnectionClosedError,
                     nats.errors.ConnectionReconnectingError,

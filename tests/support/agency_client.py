@@ -14,7 +14,6 @@ from uuid import UUID, uuid4
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
 from integrations.streams import Names
@@ -102,7 +101,7 @@ class AgencyClient:
                     break
                 try:
                     msgs = await sub.fetch(count - len(got), timeout=min(left, 1.0))
-                except NatsTimeout:
+                except TimeoutError:  # nats-py's own, or now and then asyncio's: idle either way
                     continue
                 for m in msgs:
                     await m.ack_sync()  # the consumer state is settled on return
