@@ -10,8 +10,19 @@ Per message (``<root>.<region>.in.<agency-id>.<event-type...>``):
   envelope or a duplicate member; wrong source, not allowed, an org unit or agency the
   registry does not know, a time out of range, a domain rule) → the original
   bytes go to ``<root>.<region>.rejected.<agency-id>`` with the reason in headers, then ack;
-- the store failed for now (unreachable, locked, writers colliding) → ``nak(delay)``, never a
-  rejection: the same message is tried again later.
+- the store failed for now (unreachable, locked, writers colliding) → ``nak(delay)`` with a
+  growing delay, never a rejection: the same message is tried again later;
+- on the last delivery the consumer allows (``max_deliver``), a message that would be tried
+  again (the store down for over an hour, or a bug: ``internal-error``) is a *dead letter*: it
+  goes to the rejection stream with reason ``delivery-limit`` and is terminated (``term()``),
+  so nothing is retried forever and the sender is told. The server's MAX_DELIVERIES advisory is
+  only a cross-check (:class:`MaxDeliveriesWatch`): it comes only for a message the intake did
+  not terminate (it crashed, or NATS failed, on the last delivery), which is dead-lettered then.
+
+An idle fetch ends in a timeout: that is no error (nats-py raises its own ``TimeoutError`` or,
+now and then, asyncio's; both are caught). A batch that takes longer than half the AckWait tells
+the server its remaining messages are still in progress, so a short AckWait (a crashed intake's
+messages come back soon) never redelivers messages that are merely waiting their turn.
 
 The store is idempotent on ``<source>:<id>``, so at-least-once delivery gives exactly-once
 effects. Acks are ``ack()`` (fire and forget) plus one ``flush()`` per batch: a lost ack only
@@ -22,9 +33,11 @@ message would add a server round trip to every message for no stronger outcome.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -46,8 +59,10 @@ from core.intake import accept
 from core.registry import RegistryView
 from core.waiting import Arrival, Waiting
 from domain.errors import DomainError
+from domain.receipt import receipt_id
 from domain.values import EARLIEST_OCCURRED
 from integrations.streams import (
+    INTAKE_ACK_WAIT,
     INTAKE_CONSUMER,
     INTAKE_MAX_DELIVER,
     Names,
@@ -81,6 +96,10 @@ TRANSIENT = (
 )
 #: Test-only fault injection: SIGKILL this process after the first commit, before its ack.
 FAULT_KILL_AFTER_COMMIT = "intake-kill-after-commit"
+#: The reason of a dead letter: the last allowed delivery could not store the message.
+DELIVERY_LIMIT = "delivery-limit"
+#: Intake processes share the MAX_DELIVERIES advisories: one of them checks each.
+ADVISORY_QUEUE = "smd-intake-max-deliveries"
 
 
 class _WellFormedIds(msgspec.Struct):
@@ -141,6 +160,8 @@ class Intake:
         limits: WireLimits = DEFAULT_LIMITS,
         metrics: Metrics | None = None,
         waiting: Waiting | None = None,
+        ack_wait: float = INTAKE_ACK_WAIT,
+        max_deliver: int = INTAKE_MAX_DELIVER,
     ) -> None:
         self.case_record = case_record
         self.waiting = waiting  # facts whose reference is not recorded yet wait there (core.waiting)
@@ -153,14 +174,19 @@ class Intake:
         self.earliest = earliest  # SMD_EARLIEST_TIME
         self.limits = limits  # SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH
         self.metrics = metrics  # accepted and refused messages, counted (ops.metrics)
+        self.ack_wait = ack_wait  # SMD_INTAKE_ACK_WAIT_SECONDS
+        self.max_deliver = max_deliver
         self.fault = os.environ.get("SMD_FAULT", "")
         self._sub: Any = None
+        self.watch = MaxDeliveriesWatch(self)
 
     async def subscribe(self) -> None:
         """Declare (or update) the durable consumer and bind a pull subscription to it."""
         stream = self.names.intake_stream
-        action = await ensure_consumer(self.js, stream, intake_consumer_config())
+        config = intake_consumer_config(ack_wait=self.ack_wait, max_deliver=self.max_deliver)
+        action = await ensure_consumer(self.js, stream, config)
         self._sub = await self.js.pull_subscribe_bind(durable=INTAKE_CONSUMER, stream=stream)
+        await self.watch.start()
         log.info("intake consumer ready", stream=stream, consumer=INTAKE_CONSUMER, action=action)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -192,10 +218,17 @@ class Intake:
             sub, self._sub = self._sub, None
             if not self.nc.is_closed:
                 await sub.unsubscribe()
+                await self.watch.stop()
 
     async def process(self, msgs: list[Msg]) -> float:
         """Process one batch in order; returns how long to pause (the store failing) or 0."""
+        extended = time.monotonic()
         for i, msg in enumerate(msgs):
+            if time.monotonic() - extended > self.ack_wait / 2:
+                # a slow batch: the messages still waiting their turn are not abandoned
+                for waiting in msgs[i:]:
+                    await waiting.in_progress()
+                extended = time.monotonic()
             outcome = await self.handle(msg)
             if outcome.action == "retry":
                 # The store is likely down for all: give the rest of the batch back untried.
@@ -214,6 +247,8 @@ class Intake:
         agency_id = msg.subject.split(".")[3]  # the stream holds <root>.<region>.in.> only
         with bound_contextvars(correlation_id=correlation_id(msg.data, seq, self.limits)):
             outcome = await self._decide(msg, agency_id, delivered)
+            if outcome.action == "retry" and delivered >= self.max_deliver:
+                outcome = dead_letter(outcome.reason, delivered)  # never retried forever
             if outcome.action == "reject":
                 try:
                     await self._reject(msg, agency_id, seq, outcome)
@@ -221,7 +256,10 @@ class Intake:
                     log.warning("rejection not stored", seq=seq, error=type(e).__name__)
                     outcome = Outcome("retry", "retry", "rejection-not-stored")
             if outcome.action == "retry":
+                # on the last delivery the server gives up: the advisory watch dead-letters it
                 await msg.nak(delay=backoff(delivered))
+            elif outcome.outcome == DEAD_LETTER:
+                await msg.term()  # the dead-letter record is stored: no delivery after this one
             else:
                 await msg.ack()
             if self.metrics is not None:
@@ -263,10 +301,10 @@ class Intake:
             # last delivery tell the sender rather than leave the message unanswered.
             where = error_location(e)
             log.error("intake failed unexpectedly", error=type(e).__name__, at=where)
-            if delivered >= INTAKE_MAX_DELIVER:
+            if delivered >= self.max_deliver:
                 return Outcome(
                     "reject",
-                    "rejected",
+                    DEAD_LETTER,
                     "internal-error",
                     f"the service failed to store this message ({type(e).__name__}); "
                     "the operator has the details; send it again later with the same id",
@@ -278,22 +316,121 @@ class Intake:
 
     async def _reject(self, msg: Msg, agency_id: str, seq: int, outcome: Outcome) -> None:
         """Store the original bytes with the reason on the rejection stream (awaited)."""
+        await self.publish_rejection(msg.data, msg.subject, msg.headers, agency_id, seq, outcome)
+
+    async def publish_rejection(
+        self,
+        raw: bytes,
+        subject: str,
+        original_headers: dict[str, str] | None,
+        agency_id: str,
+        seq: int,
+        outcome: Outcome,
+    ) -> Any:
+        """The original bytes with the reason on the agency's rejection subject; the PubAck."""
         headers = {
             "Nats-Msg-Id": f"rejected:{seq}",  # a crash-and-redeliver stores one rejection
             H_REASON: outcome.reason or "rejected",
             H_DETAIL: _clean(outcome.detail or ""),
-            H_SUBJECT: msg.subject,
+            H_SUBJECT: subject,
             H_SEQ: str(seq),
         }
-        original_id = (msg.headers or {}).get("Nats-Msg-Id")
+        original_id = (original_headers or {}).get("Nats-Msg-Id")
         if original_id:
             headers[H_MSG_ID] = _clean(original_id, 200)
-        await self.js.publish(
+        return await self.js.publish(
             self.names.rejected(agency_id),
-            msg.data,
+            raw,
             headers=headers,
             stream=self.names.rejected_stream,
         )
+
+
+DEAD_LETTER = "dead-letter"  # an Outcome's outcome: rejected because deliveries ran out
+
+
+def dead_letter(cause: str | None, delivered: int) -> Outcome:
+    """The last allowed delivery of a message that would be tried again: a dead letter."""
+    return Outcome(
+        "reject",
+        DEAD_LETTER,
+        DELIVERY_LIMIT,
+        f"not stored after {delivered} deliveries over about an hour ({cause or 'the store did not answer'}); "
+        "nothing was recorded: send it again with the same id once the service answers (GET /readyz)",
+    )
+
+
+class MaxDeliveriesWatch:
+    """Cross-check of the dead letters: JetStream's MAX_DELIVERIES advisory for the intake.
+
+    The intake terminates every message on its last delivery, so an advisory means it did not
+    (killed on the last delivery, or the rejection could not be published): the message is
+    looked up, and unless it was stored meanwhile it gets its dead-letter record now (the same
+    ``Nats-Msg-Id`` as the intake's, so a record already written is not written twice). Logged
+    and counted (``smd_intake_max_deliveries_total``) by what was found.
+    """
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+        self._sub: Any = None
+        self.handled: list[tuple[int, str]] = []  # (stream seq, found): read by tests
+
+    async def start(self) -> None:
+        if self._sub is None:
+            subject = self.intake.names.intake_max_deliveries_advisory(INTAKE_CONSUMER)
+            self._sub = await self.intake.nc.subscribe(subject, queue=ADVISORY_QUEUE, cb=self._on_advisory)
+
+    async def stop(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            await sub.unsubscribe()
+
+    async def _on_advisory(self, advisory: Msg) -> None:
+        try:
+            seq = int(json.loads(advisory.data)["stream_seq"])
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("max-deliveries advisory not understood", error=type(e).__name__)
+            return
+        try:
+            found = await self.check(seq)
+        except Exception as e:  # the next advisory is another chance; the message stays in the stream
+            log.error("max-deliveries advisory not handled", seq=seq, error=type(e).__name__, at=error_location(e))
+            return
+        self.handled.append((seq, found))
+        if self.intake.metrics is not None:
+            self.intake.metrics.max_deliveries_advisory(found)
+
+    async def check(self, seq: int) -> str:
+        """What the message at ``seq`` is now; dead-letter it if it is neither stored nor one."""
+        intake = self.intake
+        try:
+            original = await intake.js.get_msg(intake.names.intake_stream, seq)
+        except nats.js.errors.NotFoundError:
+            log.warning("max deliveries reached; the message is no longer in the stream", seq=seq)
+            return "gone"
+        raw = original.data or b""
+        key = correlation_id(raw, seq, intake.limits)
+        with bound_contextvars(correlation_id=key):
+            if not key.startswith("seq:") and await asyncio.to_thread(self._stored, key):
+                log.info("max deliveries reached for a message already stored or waiting", seq=seq)
+                return "already-stored"
+            agency_id = (original.subject or "").split(".")[3]
+            outcome = dead_letter("its last delivery did not end", intake.max_deliver)
+            ack = await intake.publish_rejection(raw, original.subject or "", original.headers, agency_id, seq, outcome)
+            if ack.duplicate:
+                log.info("max deliveries reached; already dead-lettered", seq=seq)
+                return "already-dead-lettered"
+            log.warning("max deliveries reached without a dead-letter record; written now", seq=seq)
+            if intake.metrics is not None:
+                intake.metrics.message_rejected(DOOR, DELIVERY_LIMIT)
+            return "dead-lettered"
+
+    def _stored(self, key: str) -> bool:
+        """Recorded (its receipt), or taken by the waiting table (waiting, or refused and told)."""
+        if self.intake.case_record.recorder.select_events(receipt_id(key), limit=1):
+            return True
+        waiting = self.intake.waiting
+        return waiting is not None and waiting.status(key) is not None
 
 
 def error_location(e: BaseException) -> str:

@@ -98,19 +98,18 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
 
     async def once() -> None:
         await ensure_streams(nc.jetstream(), names)
-        earliest = services.settings.earliest_time
+        settings = services.settings
         metrics = getattr(services, "metrics", None)
-        limits = services.settings.wire_limits
-        waiting = getattr(services, "waiting", None)
         intake = Intake(
             services.case_record,
             registry,
             nc,
             names,
-            earliest=earliest,
-            limits=limits,
+            earliest=settings.earliest_time,
+            limits=settings.wire_limits,
             metrics=metrics,
-            waiting=waiting,
+            waiting=getattr(services, "waiting", None),
+            ack_wait=settings.intake_ack_wait_seconds,
         )
         await intake.run(stop)
 

@@ -46,14 +46,16 @@ REPLICAS = 1
 
 #: Durable name of the intake consumer (one per intake stream, shared by all intake processes).
 INTAKE_CONSUMER = "intake"
-#: Redelivered after this when neither acked nor nak'ed (a crashed or stuck worker). A batch
-#: of 100 takes well under a second to store, far inside it.
+#: Redelivered after this when neither acked nor nak'ed (a crashed or stuck worker): the default
+#: of ``SMD_INTAKE_ACK_WAIT_SECONDS``. A batch of 100 takes about a second to store; a slower one
+#: tells the server it is still in progress (integrations.intake), so a short AckWait is safe.
 INTAKE_ACK_WAIT = 30.0
 #: Explicit: the default (1000) stalls a consumer silently when full (STACK.md); a few batches.
 INTAKE_MAX_ACK_PENDING = 500
 #: Transient failures are nak'ed with a delay growing to 60 s: ~95 min of outage before the
-#: server stops redelivering (and emits a MAX_DELIVERIES advisory); the message stays in the
-#: stream until IN_MAX_AGE for an operator to replay.
+#: last delivery, on which the intake writes the dead-letter record (a rejection with reason
+#: ``delivery-limit``) and terminates the message; the message stays in the stream until
+#: IN_MAX_AGE for an operator to replay. The server's MAX_DELIVERIES advisory is a cross-check.
 INTAKE_MAX_DELIVER = 100
 
 
@@ -99,6 +101,10 @@ class Names:
     def intake(self, agency_id: str, event_type: str) -> str:
         """Where an agency publishes an envelope: ``<root>.<region>.in.<agency>.<type...>``."""
         return f"{self.prefix}.in.{agency_id}.{event_type.removeprefix('cn.smd.')}"
+
+    def intake_max_deliveries_advisory(self, consumer: str = "intake") -> str:
+        """Where the server tells that an intake message reached the consumer's MaxDeliver."""
+        return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.intake_stream}.{consumer}"
 
     def rejected(self, agency_id: str) -> str:
         """Where the agency reads what was refused."""
@@ -155,16 +161,19 @@ def stream_configs(names: Names) -> list[StreamConfig]:
     ]
 
 
-def intake_consumer_config() -> ConsumerConfig:
-    """The durable pull consumer of the intake stream (the stream holds only intake subjects)."""
+def intake_consumer_config(ack_wait: float = INTAKE_ACK_WAIT, max_deliver: int = INTAKE_MAX_DELIVER) -> ConsumerConfig:
+    """The durable pull consumer of the intake stream (the stream holds only intake subjects).
+
+    Every intake process of a region must run with the same ``ack_wait`` (each one updates the
+    shared consumer to its own at start)."""
     return ConsumerConfig(
         name=INTAKE_CONSUMER,
         durable_name=INTAKE_CONSUMER,
         description="stores inbound envelopes, then acks",
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=INTAKE_ACK_WAIT,
+        ack_wait=ack_wait,
         max_ack_pending=INTAKE_MAX_ACK_PENDING,
-        max_deliver=INTAKE_MAX_DELIVER,
+        max_deliver=max_deliver,
     )
 
 

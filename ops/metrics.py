@@ -43,8 +43,13 @@ DOORS = ("http", "nats", "import")
 ACCEPTED = ("recorded", "no-change", "duplicate", "waiting")
 #: A refusal whose code is not one of the service's error codes.
 OTHER = "other"
-#: Refusal codes that are not an exception class's ``code``.
-EXTRA_CODES = frozenset({"internal-error"})
+#: Refusal codes that are not an exception class's ``code`` (a dead letter: the last allowed
+#: delivery failed for a bug, or for a cause that was transient but lasted too long).
+EXTRA_CODES = frozenset({"internal-error", "delivery-limit"})
+#: What the intake's cross-check found when JetStream said a message ran out of deliveries
+#: (``integrations.intake.MaxDeliveriesWatch``): ``dead-lettered`` (it had not been: written
+#: now), ``already-dead-lettered``, ``already-stored``, ``gone`` (no longer in the stream).
+MAX_DELIVERIES_FOUND = ("dead-lettered", "already-dead-lettered", "already-stored", "gone")
 #: The methods a route label may carry (anything else: ``other``).
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -110,12 +115,21 @@ class Metrics:
             ["route", "method", "status_class"],
             registry=None,
         )
+        self.max_deliveries = Counter(
+            "smd_intake_max_deliveries",
+            "JetStream advisories of an intake message delivered the maximum number of times without the"
+            " intake terminating it (a crash or NATS trouble on its last delivery), by what the check found",
+            ["found"],
+            registry=None,
+        )
         for door in DOORS:
             for outcome in ACCEPTED:
                 self.accepted.labels(door, outcome)  # 0 from the start: rate() works from the first
+        for found in MAX_DELIVERIES_FOUND:
+            self.max_deliveries.labels(found)
 
     def collectors(self) -> list[Collector]:
-        return [self.accepted, self.rejected, self.request_seconds]
+        return [self.accepted, self.rejected, self.request_seconds, self.max_deliveries]
 
     def message_accepted(self, door: str, outcome: str) -> None:
         """A door accepted a message (``outcome``: recorded, no-change or duplicate)."""
@@ -124,6 +138,10 @@ class Metrics:
     def message_rejected(self, door: str, code: str | None) -> None:
         """A door refused a message for good, with this refusal code."""
         self.rejected.labels(door, reason_label(code)).inc()
+
+    def max_deliveries_advisory(self, found: str) -> None:
+        """The intake's cross-check handled a MAX_DELIVERIES advisory (``found``: see above)."""
+        self.max_deliveries.labels(found if found in MAX_DELIVERIES_FOUND else OTHER).inc()
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP request, by Litestar's route template (never the raw path)."""

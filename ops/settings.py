@@ -94,6 +94,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_AUTH_FAILURES_PER_KEY: failed authentications naming one key id before 429."""
     waiting_window_seconds: float = 86400.0
     """SMD_WAITING_WINDOW_SECONDS: how long a fact waits for the record it refers to (then refused)."""
+    intake_ack_wait_seconds: float = 30.0
+    """SMD_INTAKE_ACK_WAIT_SECONDS: the intake consumer's AckWait: a message a crashed intake held
+    comes back after this (the same for every intake process of a region)."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -258,6 +261,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     max_json_depth = _int_setting(get, "SMD_MAX_JSON_DEPTH", DEFAULT_LIMITS.max_depth, MIN_JSON_DEPTH, MAX_JSON_DEPTH)
     auth_failures_per_address = _rate_setting(get, "SMD_AUTH_FAILURES_PER_ADDRESS", "20/minute")
     auth_failures_per_key = _rate_setting(get, "SMD_AUTH_FAILURES_PER_KEY", "10/minute")
+    ack_wait_text = get("SMD_INTAKE_ACK_WAIT_SECONDS") or "30"
+    try:
+        intake_ack_wait_seconds = float(ack_wait_text)
+    except ValueError:
+        intake_ack_wait_seconds = -1.0
+    if not 1 <= intake_ack_wait_seconds <= 3600:
+        raise _fail("SMD_INTAKE_ACK_WAIT_SECONDS", f"must be a number of seconds from 1 to 3600, got {ack_wait_text!r}")
 
     window_text = get("SMD_WAITING_WINDOW_SECONDS") or "86400"
     try:
@@ -310,4 +320,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         auth_failures_per_address=auth_failures_per_address,
         auth_failures_per_key=auth_failures_per_key,
         waiting_window_seconds=waiting_window_seconds,
+        intake_ack_wait_seconds=intake_ack_wait_seconds,
     )

@@ -1,0 +1,82 @@
+"""The parts of "nothing retried forever" and "honest outages" that need no server: the intake's
+AckWait setting, the dead-letter outcome, the bounded retries of eventsourcing's recorder, and the
+pool options the composition root gives it."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from eventsourcing.persistence import OperationalError
+from eventsourcing.postgres import PostgresProcessRecorder
+
+from core.postgres import RECORDER_ATTEMPTS, RECORDER_TOPIC, RETRIED_METHODS, Recorder, _fewer_attempts
+from integrations.intake import DEAD_LETTER, DELIVERY_LIMIT, dead_letter
+from integrations.streams import INTAKE_ACK_WAIT, INTAKE_MAX_DELIVER, intake_consumer_config
+from ops.bootstrap import eventsourcing_env
+from ops.metrics import reason_label
+from ops.settings import SettingsError, load_settings
+
+
+class TestTheIntakeAckWaitSetting:
+    def test_the_default_is_the_consumers_30_seconds(self, tmp_path: Path) -> None:
+        settings = load_settings({"SMD_DATA_DIR": str(tmp_path)})
+        assert settings.intake_ack_wait_seconds == INTAKE_ACK_WAIT == 30.0
+
+    def test_a_number_of_seconds_is_taken_and_given_to_the_consumer(self, tmp_path: Path) -> None:
+        settings = load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_INTAKE_ACK_WAIT_SECONDS": "2"})
+        config = intake_consumer_config(ack_wait=settings.intake_ack_wait_seconds)
+        assert (config.ack_wait, config.max_deliver) == (2.0, INTAKE_MAX_DELIVER)
+
+    @pytest.mark.parametrize("value", ["0", "0.5", "-1", "soon", "nan", "inf", "3601"])
+    def test_a_bad_value_stops_start_up_naming_the_variable(self, tmp_path: Path, value: str) -> None:
+        with pytest.raises(SettingsError, match=r"^SMD_INTAKE_ACK_WAIT_SECONDS: "):
+            load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_INTAKE_ACK_WAIT_SECONDS": value})
+
+
+class TestDeadLetters:
+    def test_a_dead_letter_is_a_rejection_with_the_delivery_limit_and_the_cause_by_type(self) -> None:
+        outcome = dead_letter("OperationalError", 100)
+        assert (outcome.action, outcome.outcome, outcome.reason) == ("reject", DEAD_LETTER, DELIVERY_LIMIT)
+        assert outcome.detail and "not stored after 100 deliveries" in outcome.detail
+        assert "OperationalError" in outcome.detail and "same id" in outcome.detail
+
+    def test_the_reason_is_its_own_metrics_label(self) -> None:
+        assert reason_label(DELIVERY_LIMIT) == DELIVERY_LIMIT
+
+
+class TestTheRecorderGivesUpSooner:
+    def test_every_method_the_library_retries_is_retried_fewer_times(self) -> None:
+        retried = {
+            name
+            for name, member in inspect.getmembers(PostgresProcessRecorder)
+            if callable(member) and hasattr(member, "__wrapped__") and member.__module__ == "eventsourcing.postgres"
+        }
+        assert retried == set(RETRIED_METHODS), "eventsourcing retries another method: add it to Recorder"
+        for name in RETRIED_METHODS:
+            ours, theirs = getattr(Recorder, name), getattr(PostgresProcessRecorder, name)
+            assert ours is not theirs and ours.__wrapped__ is theirs.__wrapped__, name
+        assert RECORDER_ATTEMPTS == 2
+
+    def test_the_attempts_are_bounded(self) -> None:
+        calls: list[int] = []
+
+        def refuse() -> None:
+            calls.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+
+        refuse.__wrapped__ = refuse  # type: ignore[attr-defined] - as eventsourcing's retry leaves it
+        with pytest.raises(OperationalError):
+            _fewer_attempts(refuse)()
+        assert len(calls) == RECORDER_ATTEMPTS
+
+
+class TestTheCaseRecordsPool:
+    def test_postgres_settings_check_connections_wait_briefly_and_select_our_recorder(self, tmp_path: Path) -> None:
+        settings = load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_DATABASE_URL": "postgresql://u@h:5432/d"})
+        env = eventsourcing_env(settings)
+        assert env["POSTGRES_PRE_PING"] == "y"
+        assert env["POSTGRES_CONNECT_TIMEOUT"] == "1"  # seconds a caller waits for a connection (30 by default)
+        assert env["PROCESS_RECORDER_TOPIC"] == RECORDER_TOPIC == "core.postgres:Recorder"
+        assert "POSTGRES_ENABLE_DB_FUNCTIONS" not in env
