@@ -57,6 +57,57 @@ async def connect_nats(url: str, name: str) -> Client:
     return nc
 
 
+#: Pauses between connection attempts while NATS cannot be reached at start: 1, 2, 4 … 15 s.
+CONNECT_RETRY_MAX = 15.0
+
+
+async def connect_when_possible(url: str, name: str, stop: asyncio.Event) -> Client | None:
+    """Connect, trying again with a growing pause until it works; None if stopped first.
+
+    `smd serve` serves HTTP meanwhile (NATS is then "not connected" in /readyz: degraded)."""
+    pause = 1.0
+    attempts = 0
+    while not stop.is_set():
+        attempts += 1
+        try:
+            nc = await connect_nats(url, name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            # the URL may carry credentials: never logged; the error's type says enough
+            if attempts == 1:
+                log.warning("nats unreachable; serving without it and trying again", error=type(e).__name__)
+            else:
+                log.info("nats still unreachable", error=type(e).__name__, attempts=attempts)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=pause)
+            except TimeoutError:
+                pass
+            pause = min(CONNECT_RETRY_MAX, pause * 2)
+            continue
+        if stop.is_set():
+            await close_nats(nc)
+            return None
+        if attempts > 1:
+            log.info("nats connected", attempts=attempts)
+        return nc
+    return None
+
+
+async def run_nats_workers(services: Any, stop: asyncio.Event, name: str = "smd-serve") -> None:
+    """In `smd serve`: connect when NATS can be reached, then run the intake and the outbox until
+    ``stop``; ``services.nats`` is the connection while there is one."""
+    nc = await connect_when_possible(services.settings.nats_url, name, stop)
+    if nc is None:
+        return
+    services.nats = nc
+    try:
+        await asyncio.gather(run_intake(services, nc, stop), run_outbox(services, nc, stop))
+    finally:
+        await close_nats(nc)
+        services.nats = None
+
+
 async def close_nats(nc: Client) -> None:
     """Drain the connection (pending messages out, then closed); one still reconnecting to a
     server that is down cannot drain (nats-py raises): it is closed."""
@@ -132,27 +183,20 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
 
 
 def nats_lifespan(services: Any) -> Callable[[Any], Any]:
-    """A Litestar lifespan hook: with SMD_NATS_URL set, connect and run intake and outbox."""
+    """A Litestar lifespan hook: with SMD_NATS_URL set, run intake and outbox (connecting in the
+    background, so the app starts while NATS is down)."""
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        url = services.settings.nats_url
-        if not url:
+        if not services.settings.nats_url:
             yield  # HTTP only (the SQLite development default)
             return
-        nc = await connect_nats(url, "smd-serve")
-        services.nats = nc
         stop = asyncio.Event()
-        tasks = [
-            asyncio.create_task(run_intake(services, nc, stop), name="smd-intake"),
-            asyncio.create_task(run_outbox(services, nc, stop), name="smd-outbox"),
-        ]
+        task = asyncio.create_task(run_nats_workers(services, stop), name="smd-nats")
         try:
             yield
         finally:
             stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await close_nats(nc)
-            services.nats = None
+            await asyncio.gather(task, return_exceptions=True)
 
     return lifespan

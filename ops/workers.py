@@ -1,5 +1,5 @@
 """Background work inside a service process: the followers of the global log (and, when
-NATS is configured, the intake and the outbox)."""
+NATS is configured, the intake and the outbox, once NATS can be reached)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from integrations.runner import close_nats, connect_nats, run_intake, run_outbox
+from integrations.runner import run_nats_workers
 from ops.bootstrap import Services
 from ops.logging import get_logger
 
@@ -46,14 +46,9 @@ async def background(services: Services) -> AsyncIterator[None]:
     """Start the background tasks for the app's lifetime; stop them on shutdown."""
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(run_followers(services, stop), name="followers")]
-    nc = None
     if services.settings.nats_url:
-        nc = await connect_nats(services.settings.nats_url, "smd-serve")
-        services.nats = nc
-        tasks += [
-            asyncio.create_task(run_intake(services, nc, stop), name="intake"),
-            asyncio.create_task(run_outbox(services, nc, stop), name="outbox"),
-        ]
+        # connects in the background: HTTP serves while NATS is down ("degraded" in /readyz)
+        tasks.append(asyncio.create_task(run_nats_workers(services, stop), name="nats"))
     try:
         yield
     finally:
@@ -61,6 +56,3 @@ async def background(services: Services) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 10)
-        if nc is not None:
-            await close_nats(nc)
-            services.nats = None

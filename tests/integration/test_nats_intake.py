@@ -220,8 +220,8 @@ async def test_the_service_lifespan_runs_the_intake_in_process_and_stops_it_clea
     svc: Services, names: Names, nc: Client
 ) -> None:
     app = Litestar(route_handlers=[], lifespan=[nats_lifespan(svc)])
-    async with AsyncTestClient(app=app):
-        assert svc.nats is not None and svc.nats.is_connected
+    async with AsyncTestClient(app=app):  # connects in the background (serves while NATS is down)
+        await wait_for(lambda: svc.nats is not None and svc.nats.is_connected, what="NATS connected")
         await wait_for(lambda: consumer_exists(nc, names), what="the intake consumer")
         hc = AgencyClient(nc, names, HC)
         patient = uuid4()
