@@ -9,7 +9,8 @@ Every pool of ours (key tables, view store, parking) and eventsourcing's own poo
 - **waits a short time for a connection** (``POOL_TIMEOUT``) and **connects with a short
   timeout** (``CONNECT_TIMEOUT``): with the server down a caller gets ``PoolTimeout`` (a
   ``psycopg.OperationalError``, answered 503 ``store-unavailable``) within seconds, not after
-  psycopg_pool's default 30 s.
+  psycopg_pool's default 30 s;
+- **reconnects soon after the server is back** (``RECONNECT_TIMEOUT``).
 
 eventsourcing's recorder retries each call ten times, waiting up to its pool timeout each time
 (two minutes with the server down, measured). :class:`Recorder` keeps the same calls with
@@ -36,6 +37,10 @@ POOL_TIMEOUT = 1.0
 #: Seconds to establish a connection (libpq ``connect_timeout``: an unreachable host, not a
 #: refused port, would otherwise wait for the operating system's TCP timeout).
 CONNECT_TIMEOUT = 3
+#: Seconds a pool keeps trying to replace a lost connection on its own back-off (1 s, 2 s, 4 s …)
+#: before it leaves the next caller to ask for one (psycopg_pool's default is 5 minutes: after an
+#: outage of a minute, the pool's next try could come half a minute after the server is back).
+RECONNECT_TIMEOUT = 2.0
 #: eventsourcing's pool: seconds a caller waits for a connection (an integer there).
 EVENTSOURCING_POOL_TIMEOUT = 1
 #: Attempts of each eventsourcing recorder call (the library's own: 10, 0.2 s apart).
@@ -69,6 +74,7 @@ def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str 
         max_size=max_size,
         name=name,
         timeout=POOL_TIMEOUT,
+        reconnect_timeout=RECONNECT_TIMEOUT,
         kwargs={"connect_timeout": CONNECT_TIMEOUT},
         check=checking(lambda: holder[0] if holder else None),
         open=False,
@@ -78,9 +84,13 @@ def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str 
     return pool
 
 
-def purge_on_broken(pool: ConnectionPool) -> None:
-    """Give an existing pool (eventsourcing's) the check of :func:`checking`."""
+def fail_fast(pool: ConnectionPool) -> None:
+    """Give an existing pool (eventsourcing's) the check of :func:`checking`, the connect timeout
+    and the reconnect timeout of :func:`open_pool` (it takes no such options)."""
     pool._check = checking(lambda: pool)  # psycopg_pool keeps it here (3.3, pinned)
+    pool.reconnect_timeout = RECONNECT_TIMEOUT
+    if isinstance(pool.kwargs, dict):
+        pool.kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
 
 
 def _fewer_attempts(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,7 +117,7 @@ class Recorder(PostgresProcessRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
-        purge_on_broken(datastore.pool)
+        fail_fast(datastore.pool)
 
     insert_events = _fewer_attempts(PostgresProcessRecorder.insert_events)
     select_events = _fewer_attempts(PostgresProcessRecorder.select_events)
