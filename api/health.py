@@ -42,7 +42,7 @@ class HealthController(Controller):
         description=(
             "200 `ok`; 200 `degraded` when NATS (if configured) is not connected, a follower has "
             "parked or held events, is stopped, or lags more than SMD_LAG_DEGRADED_SECONDS; "
-            "503 `unavailable` when the store gives no answer within 0.7 s; it answers within 1 s. "
+            "503 `unavailable` when the store gives no answer within 0.6 s; it answers within 1 s. "
             "`checks` names each."
         ),
         responses={503: ResponseSpec(Health, generate_examples=False, description="The store is unreachable")},

@@ -35,9 +35,9 @@ T = TypeVar("T")
 
 #: /readyz answers within this many seconds, whatever the store does (a load balancer's probe
 #: must not hang; issue 17 asks for one second).
-READY_BUDGET = 0.9
+READY_BUDGET = 0.8
 #: How long a check waits for the store's answer (a cheap query: milliseconds when it is up).
-STORE_TIMEOUT = 0.7
+STORE_TIMEOUT = 0.6
 #: How long /v1/status and /metrics wait for the followers' positions, parked counts and lag;
 #: /readyz waits what is left of READY_BUDGET (no answer in time: "degraded", never 503).
 FOLLOWERS_TIMEOUT = 5.0
