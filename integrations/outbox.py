@@ -28,13 +28,14 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
+import nats.errors
 import structlog
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from core.case_record import CaseRecord
-from core.followers.engine import AlreadyApplied, Follower
+from core.followers.engine import TRANSIENT, AlreadyApplied, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
 from domain.obligation import Obligation
 from integrations.streams import Names
@@ -56,6 +57,8 @@ EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:event")
 #: Test-only fault injection: SIGKILL after publishing a batch, before saving the position.
 FAULT_KILL_AFTER_PUBLISH = "outbox-kill-after-publish"
 PUBLISH_TIMEOUT = 10.0
+#: The longest pause between tries while the store or NATS is down (1 s, 2 s, 4 s … this).
+OUTAGE_PAUSE_MAX = 10.0
 
 TYPES = {"obligation": "cn.smd.obligation.assigned.v1", "notice": "cn.smd.notice.assigned.v1"}
 
@@ -302,10 +305,21 @@ class Outbox:
             log.info("outbox published", event_id=o.msg_id, position=o.position, duplicate=bool(ack.duplicate))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Step until ``stop`` is set; idle steps wait ``poll_interval``."""
+        """Step until ``stop`` is set; idle steps wait ``poll_interval``. The store or NATS failing
+        is an outage, not a bug: logged as a warning and tried again after a growing pause (the
+        position did not move, so nothing is skipped)."""
+        pause = 0.0
         while not stop.is_set():
-            if not await self.step():
+            try:
+                published = await self.step()
+            except (*TRANSIENT, nats.errors.Error) as e:
+                pause = min(OUTAGE_PAUSE_MAX, max(1.0, pause * 2))
+                log.warning("outbox cannot go on for now; trying again", error=type(e).__name__, pause=pause)
+                published = 0
+            else:
+                pause = 0.0
+            if not published:
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+                    await asyncio.wait_for(stop.wait(), timeout=pause or self.poll_interval)
                 except TimeoutError:
                     pass

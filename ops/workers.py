@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from core.followers.engine import TRANSIENT
 from integrations.runner import run_nats_workers
 from ops.bootstrap import Services
 from ops.logging import get_logger
@@ -28,6 +29,10 @@ async def run_followers(services: Services, stop: asyncio.Event) -> None:
         for follower in services.followers():
             try:
                 busy += await asyncio.to_thread(follower.run_once)
+            except TRANSIENT as e:  # the store is down: an outage, not a bug; the position did not move
+                log.warning("follower waits for the store", follower=type(follower).__name__, error=type(e).__name__)
+                busy = 0
+                await _sleep(stop, ERROR_BACKOFF_SECONDS)
             except Exception as e:  # keep the process alive; the position did not move
                 log.error("follower failed", follower=type(follower).__name__, error=type(e).__name__, exc_info=e)
                 busy = 0
