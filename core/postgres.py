@@ -33,7 +33,10 @@ from psycopg_pool import ConnectionPool
 log = logging.getLogger("smd.postgres")
 
 #: Seconds a caller waits for a pooled connection (psycopg_pool's default is 30).
-POOL_TIMEOUT = 1.0
+POOL_TIMEOUT = 2.0
+#: Seconds a process waits for its pools' first connection at start (a busy server, a database
+#: being created beside it): start-up may be patient, a request may not.
+STARTUP_TIMEOUT = 30.0
 #: Seconds to establish a connection (libpq ``connect_timeout``: an unreachable host, not a
 #: refused port, would otherwise wait for the operating system's TCP timeout).
 CONNECT_TIMEOUT = 3
@@ -42,7 +45,7 @@ CONNECT_TIMEOUT = 3
 #: outage of a minute, the pool's next try could come half a minute after the server is back).
 RECONNECT_TIMEOUT = 2.0
 #: eventsourcing's pool: seconds a caller waits for a connection (an integer there).
-EVENTSOURCING_POOL_TIMEOUT = 1
+EVENTSOURCING_POOL_TIMEOUT = 2
 #: Attempts of each eventsourcing recorder call (the library's own: 10, 0.2 s apart).
 RECORDER_ATTEMPTS = 2
 RECORDER_RETRY_WAIT = 0.2
@@ -81,7 +84,14 @@ def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str 
     )
     holder.append(pool)
     pool.open()
+    warm_up(pool)
     return pool
+
+
+def warm_up(pool: ConnectionPool) -> None:
+    """Wait for a first connection, up to ``STARTUP_TIMEOUT`` (raises ``PoolTimeout``)."""
+    with pool.connection(timeout=STARTUP_TIMEOUT):
+        pass
 
 
 def fail_fast(pool: ConnectionPool) -> None:
@@ -118,6 +128,8 @@ class Recorder(PostgresProcessRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         fail_fast(datastore.pool)
+        datastore.pool.open()
+        warm_up(datastore.pool)
 
     insert_events = _fewer_attempts(PostgresProcessRecorder.insert_events)
     select_events = _fewer_attempts(PostgresProcessRecorder.select_events)

@@ -77,6 +77,6 @@ class TestTheCaseRecordsPool:
         settings = load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_DATABASE_URL": "postgresql://u@h:5432/d"})
         env = eventsourcing_env(settings)
         assert env["POSTGRES_PRE_PING"] == "y"
-        assert env["POSTGRES_CONNECT_TIMEOUT"] == "1"  # seconds a caller waits for a connection (30 by default)
+        assert env["POSTGRES_CONNECT_TIMEOUT"] == "2"  # seconds a caller waits for a connection (30 by default)
         assert env["PROCESS_RECORDER_TOPIC"] == RECORDER_TOPIC == "core.postgres:Recorder"
         assert "POSTGRES_ENABLE_DB_FUNCTIONS" not in env
