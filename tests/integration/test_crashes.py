@@ -37,7 +37,7 @@ from uuid import uuid4
 import pytest
 from nats.aio.client import Client
 
-from integrations.streams import Names, ensure_streams
+from integrations.streams import INTAKE_CONSUMER, Names, ensure_streams
 from ops.bootstrap import Services
 from tests.support.ledger import (
     Ledger,
@@ -153,6 +153,8 @@ async def verify(svc: Services, nc: Client, names: Names, counts: StoreCounts, l
     streams = counts.events_per(list(ledger.by_patient))
     wrong = [p for p, keys in ledger.by_patient.items() if streams.get(p, 0) != len(keys)]
     rejected = (await nc.jetstream().stream_info(names.rejected_stream)).state.messages
+    consumer = await nc.jetstream().consumer_info(names.intake_stream, INTAKE_CONSUMER)
+    assert consumer.config.ack_wait == 2.0, "SMD_INTAKE_ACK_WAIT_SECONDS reached the consumer"
     expected = await asyncio.to_thread(expected_outbound, svc.case_record, names)
     received = await read_outbound(nc, names)
     missing = set(expected) - set(received)
@@ -165,6 +167,7 @@ async def verify(svc: Services, nc: Client, names: Names, counts: StoreCounts, l
         "duplicated": len(doubled),
         "patients_with_wrong_fact_count": len(wrong),
         "rejected": rejected,
+        "intake_deliveries": consumer.delivered.consumer_seq,  # beyond the envelopes: redelivered
         "outbound_expected": len(expected),
         "outbound_received_distinct": len(received),
         "outbound_raw_duplicates": sum(received.values()) - len(received),
