@@ -12,12 +12,13 @@ from the events table: every envelope id has exactly one receipt (0 lost, 0 dupl
 patient's stream holds exactly its facts, nothing was refused; and a receiver reading the OUT
 stream, deduplicating on the CloudEvents id, got every message the log calls for exactly once.
 
-The envelopes are independent of their order: registrations, and level-4 risk assessments each
-published only once its registration is seen stored. (A fact that overtakes its registration
-after a crash is refused ``patient-not-found`` until the waiting table lands; then these tests
-also send visits published at once with their registrations.)
+Every envelope is published at once: 4,000 registrations, and a level-4 visit for every fourth
+patient published 120 registrations after its own (in the intake's next batch). A registration
+held by a killed intake comes back after AckWait, behind its visit: the visit waits (the waiting
+table, docs/decisions/015) and is recorded when the registration arrives, so nothing is refused
+``patient-not-found``; the report counts the visits that waited.
 
-Sizes: ``SMD_CRASH_REGISTRATIONS`` (default 4,000) + ``SMD_CRASH_ASSESSMENTS`` (default 1,000).
+Sizes: ``SMD_CRASH_REGISTRATIONS`` (default 4,000) + ``SMD_CRASH_VISITS`` (default 1,000).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from nats.aio.client import Client
@@ -44,7 +45,7 @@ from tests.support.ledger import (
     StoreCounts,
     error_lines,
     expected_outbound,
-    level_4,
+    level_4_visit,
     read_outbound,
     registration,
 )
@@ -52,8 +53,11 @@ from tests.support.ledger import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_REGISTRATIONS = int(os.environ.get("SMD_CRASH_REGISTRATIONS", "4000"))
-N_ASSESSMENTS = int(os.environ.get("SMD_CRASH_ASSESSMENTS", "1000"))
+N_VISITS = int(os.environ.get("SMD_CRASH_VISITS", "1000"))
 ACK_WAIT = {"SMD_INTAKE_ACK_WAIT_SECONDS": "2"}
+#: A visit is published this many registrations after its own: in the intake's next batch (100),
+#: so a registration held by a killed intake comes back behind its visit.
+VISIT_GAP = 120
 
 
 def free_port() -> int:
@@ -68,7 +72,6 @@ class Run:
 
     started: float = field(default_factory=time.monotonic)
     kills: list[tuple[float, str]] = field(default_factory=list)
-    published_assessments: int = 0
 
     def at(self) -> float:
         return round(time.monotonic() - self.started, 1)
@@ -114,38 +117,55 @@ async def drive(
     timeout: float,
     diagnose: Callable[[], str] = lambda: "",
 ) -> Ledger:
-    """Publish the registrations at once, each assessment once its registration is stored; call
-    ``chaos(stored, outbound)`` as it goes; return once everything is stored and followed."""
+    """Publish every envelope at once (a level-4 visit right behind every fourth registration);
+    call ``chaos(stored, outbound)`` as it goes; return once everything is stored, nothing waits
+    and every follower has caught up."""
     ledger = Ledger(names)
-    patients = [uuid4() for _ in range(N_REGISTRATIONS)]
-    regs = [(*registration(p), p, "patient.registered.v1") for p in patients]
-    await ledger.publish(nc, regs)
-    to_assess = set(patients[:N_ASSESSMENTS])
-    reg_key = {p: regs[i][0] for i, p in enumerate(patients)}
+    every = max(1, N_REGISTRATIONS // max(1, N_VISITS))
+    items: list[tuple[str, bytes, UUID, str]] = []
+    visits: dict[int, list[UUID]] = {}  # position in the stream → visits published there
+    for i in range(N_REGISTRATIONS):
+        patient = uuid4()
+        items.append((*registration(patient), patient, "patient.registered.v1"))
+        if i % every == 0 and i // every < N_VISITS:
+            visits.setdefault(i + VISIT_GAP, []).append(patient)
+        items += [(*level_4_visit(p), p, "visit.recorded.v1") for p in visits.pop(i, [])]
+    items += [(*level_4_visit(p), p, "visit.recorded.v1") for later in visits.values() for p in later]
+    await ledger.publish(nc, items)
     deadline = time.monotonic() + timeout
     while True:
         stored = counts.receipts(ledger.keys())
-        ready = [p for p in to_assess if stored.get(reg_key[p])]
-        if ready:
-            to_assess.difference_update(ready)
-            await ledger.publish(nc, [(*level_4(p), p, "risk.assessed.v1") for p in ready])
-            run.published_assessments += len(ready)
         outbound = (await nc.jetstream().stream_info(names.out_stream)).state.messages
         chaos(len(stored), outbound)
-        if not to_assess and len(stored) == len(ledger.sent):
+        if len(stored) == len(ledger.sent):
             lag = await asyncio.to_thread(svc.follower_status)
-            if all(s.lag_events == 0 and not s.parked and not s.held for s in lag):
+            waiting = await asyncio.to_thread(svc.waiting.stats)
+            if waiting.waiting == 0 and all(s.lag_events == 0 and not s.parked and not s.held for s in lag):
                 return ledger
         if time.monotonic() > deadline:
             pytest.fail(
                 f"not settled after {timeout:.0f} s: {len(stored)} of {len(ledger.sent)} stored, "
-                f"{len(to_assess)} assessments unsent, followers {await asyncio.to_thread(svc.follower_status)}\n"
+                f"waiting {await asyncio.to_thread(svc.waiting.stats)}, "
+                f"followers {await asyncio.to_thread(svc.follower_status)}\n"
                 f"sessions: {counts.activity()}\n{diagnose()}"
             )
         await asyncio.sleep(0.3)
 
 
-async def verify(svc: Services, nc: Client, names: Names, counts: StoreCounts, ledger: Ledger, run: Run) -> dict:
+def waited(logs: Path) -> int:
+    """Messages an intake held in the waiting table (their registration had not arrived yet)."""
+    count = 0
+    for log in logs.glob("*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"waiting"' in line:
+                entry = json.loads(line)
+                count += entry.get("event") == "intake" and entry.get("outcome") == "waiting"
+    return count
+
+
+async def verify(
+    svc: Services, nc: Client, names: Names, counts: StoreCounts, ledger: Ledger, run: Run, logs: Path
+) -> dict:
     """0 lost, 0 duplicated, nothing refused, every outbound message once after dedup."""
     receipts = counts.receipts(ledger.keys())
     lost = [k for k in ledger.sent if receipts.get(k, 0) == 0]
@@ -162,7 +182,8 @@ async def verify(svc: Services, nc: Client, names: Names, counts: StoreCounts, l
     report = {
         "envelopes": len(ledger.sent),
         "registrations": len(ledger.keys("patient.registered.v1")),
-        "assessments": len(ledger.keys("risk.assessed.v1")),
+        "visits": len(ledger.keys("visit.recorded.v1")),
+        "visits_that_waited_for_their_registration": waited(logs),
         "lost": len(lost),
         "duplicated": len(doubled),
         "patients_with_wrong_fact_count": len(wrong),
@@ -178,7 +199,7 @@ async def verify(svc: Services, nc: Client, names: Names, counts: StoreCounts, l
     }
     print("\ncrash test:", json.dumps(report))
     assert (lost, doubled, wrong, rejected) == ([], [], [], 0), report
-    assert len(expected) >= 2 * N_ASSESSMENTS, "every level-4 patient: an R1 obligation and a notice"
+    assert len(expected) >= 2 * N_VISITS, "every level-4 patient: an R1 obligation and a notice"
     assert (missing, extra) == (set(), set()), report
     return report
 
@@ -231,7 +252,7 @@ async def test_kill_9_of_smd_ingest_twice_and_smd_outbox_ten_times_loses_and_dou
 
     try:
         ledger = await drive(svc, nc, names, counts, chaos, run, timeout=240, diagnose=lambda: tails(tmp_path))
-        report = await verify(svc, nc, names, counts, ledger, run)
+        report = await verify(svc, nc, names, counts, ledger, run, tmp_path)
     finally:
         counts.close()
     assert (ingest.kills, outbox.kills) == (2, 10), report
@@ -265,7 +286,7 @@ async def test_kill_9_of_smd_serve_running_intake_rules_and_outbox_loses_and_dou
 
     try:
         ledger = await drive(svc, nc, names, counts, chaos, run, timeout=240, diagnose=lambda: tails(tmp_path))
-        report = await verify(svc, nc, names, counts, ledger, run)
+        report = await verify(svc, nc, names, counts, ledger, run, tmp_path)
     finally:
         counts.close()
     assert serve.kills >= 4, report

@@ -56,8 +56,9 @@ def registration(patient: UUID) -> tuple[str, bytes]:
     return envelope("patient.registered", patient, {"name": "Test Person", "residence": VILLAGE}, 2)
 
 
-def level_4(patient: UUID) -> tuple[str, bytes]:
-    return envelope("risk.assessed", patient, {"risk_level": 4, "risk_class": "unstable"}, 1)
+def level_4_visit(patient: UUID) -> tuple[str, bytes]:
+    data = {"face_to_face": True, "risk_level": 4, "risk_class": "unstable"}
+    return envelope("visit.recorded", patient, data, 1)
 
 
 @dataclass
