@@ -397,9 +397,9 @@ class PostgresWaitingTable(_SqlWaitingTable):
     table = "smd_waiting_facts"
 
     def __init__(self, conninfo: str) -> None:
-        from psycopg_pool import ConnectionPool
+        from core.postgres import open_pool
 
-        self.pool = ConnectionPool(conninfo, min_size=0, max_size=2, open=True)
+        self.pool = open_pool(conninfo, min_size=0, max_size=2, name="smd-waiting")
         with self.pool.connection() as c:
             c.execute("SELECT pg_advisory_xact_lock(7303)")  # concurrent starters: one creates
             c.execute(_DDL.format(t=self.table, serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
