@@ -28,7 +28,7 @@ from core.registry import DEMO_DISTRICT, load_file
 from integrations.streams import Names, names_of
 from ops.settings import load_settings
 from tests.support.agency_client import AgencyClient
-from tests.support.ledger import StoreCounts, error_lines, registration
+from tests.support.ledger import StoreCounts, error_lines, level_4_visit, registration
 from tests.support.nats_world import ROOT_DIR, WORKER, stream_exists, wait_for
 from tests.support.servers import PrivateNats, PrivatePostgres
 from tests.support.servers import _free_port as free_port
@@ -36,6 +36,7 @@ from tests.support.stores import open_services, store_settings
 
 HC = "hc-north"
 VILLAGE = "990101-001-v01"
+OK = (200, 201, 202)  # duplicate, recorded, waiting for its patient
 
 pytestmark = pytest.mark.integration
 
@@ -149,9 +150,12 @@ class Load:
         return probe
 
     async def posts(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """A level-4 visit, then its patient's registration: the visit waits (202) for it."""
         while not stop.is_set():
             if not self.paused:
-                await self.post_once(client, *registration(uuid4()))
+                patient = uuid4()
+                await self.post_once(client, *level_4_visit(patient))
+                await self.post_once(client, *registration(patient))
             await asyncio.sleep(0.1)
 
     async def publishes(self, stop: asyncio.Event) -> None:
@@ -298,7 +302,7 @@ async def test_postgresql_stopped_and_nats_killed_are_answered_honestly_and_noth
             # what was unsure (503 or no answer) is sent again, as a client told Retry-After would
             for k, raw in list(load.http_unsure.items()):
                 again = await load.post_once(client, k, raw)
-                assert again.status in (200, 201), again
+                assert again.status in OK, again
 
             sent = load.http_stored + load.nats_acked
             counts = StoreCounts(settings.postgres.conninfo())  # type: ignore[union-attr]
@@ -310,6 +314,7 @@ async def test_postgresql_stopped_and_nats_killed_are_answered_honestly_and_noth
             timeline["all stored after the load ended"] = await until(all_stored, "every envelope stored", 60)
             receipts = counts.receipts(sent)
             rejected = (await nc.jetstream().stream_info(names.rejected_stream)).state.messages
+            still_waiting = (await asyncio.to_thread(services.waiting.stats)).waiting
 
         # -- what the test saw
         readyz = [p for p in load.probes if p.what == "readyz"]
@@ -327,6 +332,7 @@ async def test_postgresql_stopped_and_nats_killed_are_answered_honestly_and_noth
             "lost": sum(1 for k in sent if receipts.get(k, 0) == 0),
             "duplicated": sum(1 for n in receipts.values() if n > 1),
             "rejected": rejected,
+            "still_waiting": still_waiting,
             "error_log_lines": dict(error_lines(tmp_path / "serve.log")),
             "timeline": timeline,
             "seconds": end,
@@ -339,24 +345,25 @@ async def test_postgresql_stopped_and_nats_killed_are_answered_honestly_and_noth
         # broken connections and replaced them); /readyz is ok again within a second or two
         after_restart = load.between("post", restarted, pg_down)
         assert after_restart, "traffic after the quiet restart"
-        assert all(p.status == 201 for p in after_restart), [p for p in after_restart if p.status != 201]
+        assert all(p.status in OK for p in after_restart), [p for p in after_restart if p.status not in OK]
         ok_again = [p.at for p in load.between("readyz", restarted, pg_down) if p.status == 200]
         assert ok_again and min(ok_again) - restarted < 2.5, load.between("readyz", restarted, pg_down)
         # the store down: /readyz 503 naming the store, requests 503 with Retry-After, nothing else
         down = load.between("readyz", pg_down + 0.5, pg_up)
         assert down and all(p.status == 503 and '"unreachable: ' in p.body for p in down), down
-        failed = [p for p in load.between("post", pg_down, ready_again) if p.status not in (200, 201)]
+        failed = [p for p in load.between("post", pg_down, ready_again) if p.status not in OK]
         assert failed and all(p.status == 503 and p.retry_after for p in failed), failed
         assert all('"store-unavailable"' in p.body or "store-unavailable" in p.body for p in failed), failed
         # back: from the first ready answer on, requests succeed again; NATS down is degraded only
         settled = load.between("post", ready_again + 1, end) + load.between("readyz", ready_again + 1, end)
-        assert all(p.status in (200, 201) for p in settled), [p for p in settled if p.status not in (200, 201)]
+        assert all(p.status in OK for p in settled), [p for p in settled if p.status not in OK]
         nats_gone = load.between("readyz", nats_down + 1, nats_up)
         assert nats_gone and all(
             p.status == 200 and json.loads(p.body)["checks"]["nats"] == "not connected" for p in nats_gone
         ), nats_gone
         assert load.nats_failed > 0, "publishes failed while NATS was down (so they are not in the ledger)"
-        assert (report["lost"], report["duplicated"], report["rejected"]) == (0, 0, 0), report
+        assert (report["lost"], report["duplicated"], report["rejected"], still_waiting) == (0, 0, 0, 0), report
+        assert report["posts_by_status"].get(202), "visits posted before their registration waited for it"
         assert not [e for e in report["error_log_lines"] if "restarting" in e], "an outage is no bug: no restarts"
         assert serve.poll() is None, "smd serve ran through all of it"
     finally:
