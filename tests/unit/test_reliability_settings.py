@@ -5,13 +5,23 @@ pool options the composition root gives it."""
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresProcessRecorder
 
-from core.postgres import RECORDER_ATTEMPTS, RECORDER_TOPIC, RETRIED_METHODS, Recorder, _fewer_attempts
+from core.postgres import (
+    CHECK_AFTER_IDLE,
+    RECORDER_ATTEMPTS,
+    RECORDER_TOPIC,
+    RETRIED_METHODS,
+    Recorder,
+    _fewer_attempts,
+    checking,
+)
 from integrations.intake import DEAD_LETTER, DELIVERY_LIMIT, dead_letter
 from integrations.streams import INTAKE_ACK_WAIT, INTAKE_MAX_DELIVER, intake_consumer_config
 from ops.bootstrap import eventsourcing_env
@@ -80,3 +90,44 @@ class TestTheCaseRecordsPool:
         assert env["POSTGRES_CONNECT_TIMEOUT"] == "2"  # seconds a caller waits for a connection (30 by default)
         assert env["PROCESS_RECORDER_TOPIC"] == RECORDER_TOPIC == "core.postgres:Recorder"
         assert "POSTGRES_ENABLE_DB_FUNCTIONS" not in env
+
+
+class FakeConnection:
+    """What ConnectionPool.check_connection touches: autocommit and execute."""
+
+    def __init__(self, broken: bool = False) -> None:
+        self.autocommit = True
+        self.broken = broken
+        self.round_trips = 0
+
+    def execute(self, query: str) -> None:
+        self.round_trips += 1
+        if self.broken:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.checked_all = 0
+
+    def check(self) -> None:
+        self.checked_all += 1
+
+
+class TestThePoolCheck:
+    def test_a_connection_idle_for_a_while_is_checked_one_just_used_is_not(self) -> None:
+        check = checking(lambda: None)
+        conn = FakeConnection()
+        check(conn)
+        check(conn)  # handed out again at once: a server cannot have restarted in between
+        assert conn.round_trips == 1
+        time.sleep(CHECK_AFTER_IDLE + 0.02)
+        check(conn)
+        assert conn.round_trips == 2
+
+    def test_a_broken_connection_makes_the_pool_check_every_idle_one(self) -> None:
+        pool = FakePool()
+        check = checking(lambda: pool)  # type: ignore[arg-type, return-value]
+        with pytest.raises(psycopg.OperationalError):
+            check(FakeConnection(broken=True))
+        assert pool.checked_all == 1
