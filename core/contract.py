@@ -124,7 +124,7 @@ class RiskAssessedV1(Envelope, tag="cn.smd.risk.assessed.v1", kw_only=True):
     data: RiskAssessedData
 
 
-# -- identity (issue 6) -----------------------------------------------------------------------------
+# -- identity -----------------------------------------------------------------------------------
 
 
 class PatientRegisteredUnidentifiedData(Contract, kw_only=True):
@@ -157,7 +157,7 @@ class IdentityConfirmedV1(Envelope, tag="cn.smd.patient.identity-confirmed.v1", 
     data: IdentityConfirmedData
 
 
-# -- the rest of the patient's file (issue 7) --------------------------------------------------------
+# -- the rest of the patient's file --------------------------------------------------------------
 
 Note = Annotated[str, msgspec.Meta(max_length=500)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -453,7 +453,7 @@ FILE_EVENTS = (
 )
 
 
-# -- the patient's file, part 2: care team, contacts, aid; suspected cases (issue 8) ---------------
+# -- the patient's file, part 2: care team, contacts, aid; suspected cases ---------------------
 
 CareRoleName = Literal["guardian", "community_worker", "mental_health_staff", "community_police", "grid_worker"]
 AidTypeName = Literal[

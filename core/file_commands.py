@@ -1,4 +1,4 @@
-"""Which Patient command each file fact calls (issue 7's envelope types → domain commands)."""
+"""Which Patient command each file fact calls (envelope types → domain commands)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ FILE_COMMANDS: dict[type, Command] = {
     c.PatientDeregisteredV1: lambda p, by, now, d: p.deregister(by, now, **asdict(d)),
 }
 
-# the patient's file, part 2 (issue 8): care team, contacts, aid
+# the patient's file, part 2: care team, contacts, aid
 FILE_COMMANDS |= {
     c.CareTeamMemberAssignedV1: lambda p, by, now, d: p.assign_care_team_member(
         by, now, role=d.role, member=CareTeamMember(**asdict(d.member)), member_agency=d.member_agency

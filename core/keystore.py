@@ -74,7 +74,7 @@ class KeyTable(Protocol):
         """The subject's wrapped key, or None (never created, or destroyed)."""
 
     def rows_wrapped_by(self, master_key_id: str, limit: int) -> list[WrappedKey]:
-        """Up to ``limit`` rows wrapped by the master key ``master_key_id`` (rotation, issue 6)."""
+        """Up to ``limit`` rows wrapped by the master key ``master_key_id`` (key rotation, decision 007)."""
 
     def update_wrapped(self, rows: Sequence[WrappedKey], from_master_key_id: str) -> int:
         """Replace each row's wrapping, in one transaction, only where it is still ``from_master_key_id``."""

@@ -59,7 +59,7 @@ def decide_suspected_case(process: Any, notification: Notification, work: Any) -
     calendar = _calendar(process)
 
     def working_days(start: Any, n: int) -> Any:
-        # TODO(issue 9): record the calendar's warning when a year has no calendar (weekdays were counted)
+        # Not yet: record the calendar's warning when a year has no calendar (weekdays were counted)
         return calendar.add_working_days(start, n, as_of_position=notification.id).day
 
     decisions = r18_suspected_case(trigger, case, responsible, settings, working_days)

@@ -1,4 +1,4 @@
-"""Suspected cases (issue 8): load, decide and hand back what to save, for ``CaseRecord._decide``.
+"""Suspected cases: load, decide and hand back what to save, for ``CaseRecord._decide``.
 
 The registration of a case saves the case and the patient together: the case records the
 patient id and the patient records ``PatientLinkedToSuspectedCase``, in one ``save()``, so the

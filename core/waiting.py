@@ -1,4 +1,4 @@
-"""Facts that arrive before what they refer to wait, durably (issue 17; docs/decisions/015).
+"""Facts that arrive before what they refer to wait, durably (docs/decisions/015).
 
 A visit can reach the intake before the registration of its patient: police batches arrive
 hours late, villages sync weekly, and a NATS message redelivered after AckWait comes back

@@ -19,7 +19,7 @@ def _t(*names: str) -> frozenset[str]:
     return frozenset(f"cn.smd.{n}.v1" for n in names)
 
 
-# The file's facts (issue 7), grouped by who DESIGN.md section 4 lets record them.
+# The file's facts, grouped by who DESIGN.md section 4 lets record them.
 CLINICAL = _t("diagnosis.recorded", "diagnosis.revoked", "patient.admitted", "patient.discharged")
 MEDICATION = _t("medication.dispensed", "adherence.recorded")
 WHEREABOUTS = _t("whereabouts.unknown-declared", "patient.located")
@@ -66,7 +66,7 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
     AgencyKind.AUDITOR: frozenset(),
 }
 
-# -- identity (issue 6): part of MAY_RECORD, kept together so the reasoning stays in one place ----
+# -- identity: part of MAY_RECORD, kept together so the reasoning stays in one place ----
 PATIENT_REGISTERED_UNIDENTIFIED = "cn.smd.patient.registered-unidentified.v1"
 IDENTITY_CONFIRMED = "cn.smd.patient.identity-confirmed.v1"
 
@@ -87,7 +87,7 @@ IDENTITY_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
 for _kind, _types in IDENTITY_MAY_RECORD.items():
     MAY_RECORD[_kind] = MAY_RECORD[_kind] | _types
 
-# -- the patient's file, part 2, and suspected cases (issue 8) ---------------------------------------
+# -- the patient's file, part 2, and suspected cases --------------------------------------------------
 CARE_TEAM_MEMBERSHIP = _t("care-team-member.assigned", "care-team-member.removed")
 CARE_TEAM_CONTACT = _t("care-team-contact.recorded")
 AID = _t("aid.applied", "aid.granted", "aid.found-ineligible", "aid.revoked")

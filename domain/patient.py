@@ -68,7 +68,7 @@ class Patient(Aggregate, PatientFile, PatientCare):
     TOPIC = "smd.Patient"
 
     # Class-level defaults (not annotated: the library reads aggregate annotations): snapshots
-    # taken before issue 6 lack these attributes, and snapshots are not upcast per attribute.
+    # taken before identity confirmation existed lack these attributes, and snapshots are not upcast per attribute.
     provisional = None  # ProvisionalIdentity of an unidentified person
     identity_confirmed_at = None  # when an IdentityConfirmed fact says the identity was confirmed
 

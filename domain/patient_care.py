@@ -1,4 +1,4 @@
-"""The patient's file, part 2: the care team and its contacts, aid, and the suspected-case link (issue 8).
+"""The patient's file, part 2: the care team and its contacts, aid, and the suspected-case link.
 
 Same conventions as ``domain.patient_file``: each fact is an event with a stable topic, recorded
 by a command of ``PatientCare`` (mixed into ``Patient``) that checks its rules first and kept as
@@ -21,7 +21,7 @@ Choices (see also README "The patient's file, part 2"):
   grant of the type dated at or before it; so does a guardian-subsidy collection (one per
   month: a second report of the same month is the same fact).
 - Hardship (R13): ``hardship_reasons`` is the sorted union of
-  ``economic_status:<status>`` when the latest stated economic status (issue 7's circumstances)
+  ``economic_status:<status>`` when the latest stated economic status (from the recorded circumstances)
   is minimum_living_allowance, extreme_poverty or unable_to_pay_treatment, and
   ``aid:<type>:<status>`` when minimum_living_allowance or extreme_poverty_support is pending or
   granted; ``hardship`` is true when there is any reason. A finding of ineligibility does not

@@ -1,4 +1,4 @@
-"""The patient's file, part 1: the facts beyond registration, visits and risk (issue 7).
+"""The patient's file, part 1: the facts beyond registration, visits and risk.
 
 Each fact is an event with a stable topic, recorded by a command of ``PatientFile`` (mixed into
 ``Patient``) that checks its rules first. Every fact is kept as an entry (occurred time,

@@ -60,7 +60,7 @@ class RuleSettings:
     r1_take_under_management: timedelta = timedelta(hours=24)
     r5_misses_that_mean_lost: int = 3
     r5_locate: timedelta = timedelta(days=3)
-    # Care and safety rules (issue 10; sources and choices in docs/decisions/010).
+    # Care and safety rules (sources and choices in docs/decisions/010).
     r2_joint_visit_every: timedelta = timedelta(days=14)  # Q-4, J 卫生院 1: 至少每两周共同面访一次
     r3_mobilise_guardian: timedelta = timedelta(days=7)  # Q-4 "及时送医": our default
     r4_first_visit: timedelta = timedelta(days=14)  # no class known yet: our default
@@ -320,6 +320,6 @@ def decide(trigger: Trigger, patient: Any, responsible: Responsible, settings: R
     return d
 
 
-# The care and safety rules (issue 10) live in their own modules, which import this one's helpers
+# The care and safety rules live in their own modules, which import this one's helpers
 # and append themselves to PATIENT_RULES (imported last: no import cycle in either order).
 import domain.rules_care  # noqa: E402,F401

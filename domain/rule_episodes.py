@@ -1,4 +1,4 @@
-"""Episode rules: open on entering a condition, complete or cancel when it ends (issue 10).
+"""Episode rules: open on entering a condition, complete or cancel when it ends (docs/decisions/010).
 
 A generalisation of ``domain.episodes`` for rules whose condition spans several kinds of fact
 and whose end must say *how* it ended. The facts are walked in recorded order (stream version

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: /readyz answers within this many seconds, whatever the store does (a load balancer's probe
-#: must not hang; issue 17 asks for one second).
+#: must not hang; a load balancer's probe waits about a second).
 READY_BUDGET = 0.8
 #: How long a check waits for the store's answer (a cheap query: milliseconds when it is up).
 STORE_TIMEOUT = 0.6

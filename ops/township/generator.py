@@ -234,7 +234,7 @@ class _Year:
                 self.planted[f"invalid {why}"] += 1
 
     def add_outside_jurisdiction(self, rng: random.Random) -> None:
-        """Writes from agencies that do not work where the patient lives (issue 17's stories): a
+        """Writes from agencies that do not work where the patient lives (they must be refused, not recorded): a
         health center of another area records a level-5 visit, a committee of another area a
         refusal, a health center registers a patient in another health center's village. Each is
         refused ``outside-jurisdiction``. ``rng`` is this method's own: the year's draws, and so
@@ -276,7 +276,7 @@ class _Year:
             self.planted[f"invalid {why}"] += 1
 
     def add_early_visit(self, seed: int) -> None:
-        """One visit that reaches the intake before its patient's registration (issue 17: it waits
+        """One visit that reaches the intake before its patient's registration (a late batch: it waits
         and is recorded when the registration arrives). Its own random stream, added after
         everything else: the rest of the year is the same, byte for byte, as without it.
 

@@ -1,4 +1,4 @@
-"""The invariant checker: an independent referee of a store's whole global log (issue 11).
+"""The invariant checker: an independent referee of a store's whole global log (no code shared with the rules).
 
 It reads the log as plain records (``ops.township.log.Record``) and recomputes, from the facts
 alone, what DESIGN.md says the coordination engine must have recorded. It imports no policy
