@@ -12,7 +12,10 @@ from core.case_record import CaseRecord
 from core.registry import REGION_TZ, RegistryView
 from domain.obligation import Obligation
 from domain.registry import AgencyKind
-from domain.rules_periodic import OPENS_WHEN_DUE, on_due
+from domain.rules.engine import Trigger, to_obligation
+from domain.rules.entries import FullHistory
+from domain.rules.r15_overdue import OPENS_WHEN_DUE
+from domain.rules.r15_overdue import falls_due as decide_falls_due
 
 
 def falls_due(case_record: CaseRecord, registry: RegistryView, overdue: Obligation, now: datetime) -> list[Obligation]:
@@ -25,21 +28,12 @@ def falls_due(case_record: CaseRecord, registry: RegistryView, overdue: Obligati
     def responsible(kind: AgencyKind) -> str | None:
         return registry.responsible(patient.residence, kind, on)
 
-    return [
-        Obligation.assign(
-            id=a.id,
-            kind=a.kind,
-            rule=a.rule,
-            action=a.action,
-            patient_id=patient.id,
-            episode_key=a.episode_key,
-            assignee=a.assignee,
-            residence=patient.residence,
-            due_at=a.due_at,
-            trigger_message_id=f"due:{overdue.id}",
-            trigger_position=overdue.trigger_position,
-            risk_level=a.risk_level,
-            now=now,
-        )
-        for a in on_due(overdue, patient, responsible)
-    ]
+    because = Trigger(
+        patient_id=patient.id,
+        message_id=f"due:{overdue.id}",
+        position=overdue.trigger_position,
+        recorded_at=now,
+        residence=patient.residence,
+    )
+    found = decide_falls_due(overdue, FullHistory(patient, patient.version), responsible)
+    return [to_obligation(a, subject=patient.id, residence=patient.residence, trigger=because, now=now) for a in found]

@@ -1,15 +1,17 @@
 """The policy process: follows the global log and records what the coordination rules decide.
 
-For each patient fact it loads the patient just before and just after the fact (its state by
-occurred time, as known at that log position), asks the pure policies of ``domain.policies``,
-and records the obligations and notices they open, with its tracked position, in one
-transaction in the case record. A restart resumes after the last recorded position; a replay
-of the same fact decides the same deterministic obligation ids, so nothing is opened twice.
+For each patient fact it folds the fact into the patient's rule state (``RuleStates``: kept
+between facts, rebuilt from the case record when evicted or out of turn), asks the rules of
+``domain.rules`` as known at that log position, and records the obligations and notices they
+open, with its tracked position, in one transaction in the case record. A restart resumes after
+the last recorded position; a replay of the same fact decides the same deterministic obligation
+ids, so nothing is opened twice.
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
@@ -17,18 +19,21 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification, Tracking
 
 from core.case_record import CaseRecord
+from core.decisions import apply_decisions
 from core.followers.concerns import Concerns
 from core.followers.engine import AlreadyApplied, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
 from core.registry import REGION_TZ, RegistryView
 from core.rule_settings_view import RuleSettingsView
-from core.suspected_case_policy import SUSPECTED_CASE_TOPICS, decide_suspected_case
-from domain.lost import LostEpisode
-from domain.obligation import Obligation
+from core.suspected_case_policy import decide_suspected_case
 from domain.patient import Fact, Patient
 from domain.patient_file import FileFact
-from domain.policies import RuleSettings, Trigger, decide
 from domain.registry import AgencyKind
+from domain.rules import PATIENT_RULES, decide
+from domain.rules.engine import Trigger
+from domain.rules.r18_suspected_case import SUSPECTED_CASE_TOPICS
+from domain.rules.settings import RuleSettings
+from domain.rules.state import RuleState, entries_at
 from ops.logging import get_logger
 
 log = get_logger(__name__)
@@ -90,6 +95,7 @@ class PolicyProcess:
         self.fault_patient = (
             UUID(fault.removeprefix(FAULT_RULE_FAILS_FOR)) if fault.startswith(FAULT_RULE_FAILS_FOR) else None
         )
+        self.states = RuleStates(case_record)
         self.follower = Follower(self.name, case_record, self, parking or MemoryParkingStore(), concerns, batch=200)
 
     @property
@@ -135,9 +141,14 @@ class PolicyProcess:
     def _decide(self, notification: Notification, work: _UnitOfWork) -> None:
         patient_id, version = notification.originator_id, notification.originator_version
         fact: Any = self.case_record.mapper.to_domain_event(notification)
-        patient: Patient = self.case_record.repository.get(patient_id)
-        if patient.version != version:  # behind the live stream (catch-up, replay): as of then
-            patient = self.case_record.repository.get(patient_id, version=version)
+        recorded_on = fact.timestamp.astimezone(REGION_TZ).date()
+        settings = (
+            self.settings
+            if self.rule_settings is None
+            else self.rule_settings.settings(recorded_on, as_of_position=notification.id)
+        )
+        state = self.states.fold(patient_id, version, fact, settings)
+        patient: Patient = state.patient
         trigger = Trigger(
             patient_id=patient_id,
             message_id=fact.message_id,
@@ -147,53 +158,63 @@ class PolicyProcess:
             topic=notification.topic,
             version=version,
         )
-        on = trigger.recorded_at.astimezone(REGION_TZ).date()
 
         def responsible(kind: AgencyKind) -> str | None:
-            return self.registry.responsible(patient.residence, kind, on, as_of_position=notification.id)
+            return self.registry.responsible(patient.residence, kind, recorded_on, as_of_position=notification.id)
 
-        settings = (
-            self.settings
-            if self.rule_settings is None
-            else self.rule_settings.settings(on, as_of_position=notification.id)
-        )
-        decisions = decide(trigger, patient, responsible, settings)
-        now = trigger.recorded_at  # "now" for a policy is the trigger's recorded time
-        for a in decisions.opened:
-            if work.get(a.id) is None:
-                work.add(
-                    Obligation.assign(
-                        id=a.id,
-                        kind=a.kind,
-                        rule=a.rule,
-                        action=a.action,
-                        patient_id=patient_id,
-                        episode_key=a.episode_key,
-                        assignee=a.assignee,
-                        residence=patient.residence,
-                        due_at=a.due_at,
-                        trigger_message_id=trigger.message_id,
-                        trigger_position=trigger.position,
-                        risk_level=a.risk_level,
-                        now=now,
-                    )
-                )
-        for obligation_id, fulfilled_by in decisions.completed:
-            obligation = work.get(obligation_id)
-            if obligation is not None:
-                obligation.complete(now, fulfilled_by=fulfilled_by)
-        for obligation_id, reason, because_of in decisions.cancelled:
-            obligation = work.get(obligation_id)
-            if obligation is not None:
-                obligation.cancel(now, reason=reason, because_of=because_of)
-        for what, episode_id, key in decisions.lost:
-            episode = work.get(episode_id)
-            if what == "derived" and episode is None:
-                work.add(LostEpisode.derive(episode_id, patient_id, key, now))
-            elif what == "withdrawn" and episode is not None:
-                episode.withdraw(key, now)
-            elif what == "ended" and episode is not None:
-                episode.end(key, now)
+        apply_decisions(work, decide(trigger, state, responsible, settings), trigger, patient.residence)
+
+
+class RuleStates:
+    """Each patient's rule state between facts, least recently used evicted.
+
+    A fact at version ``v`` is folded into the state kept at ``v - 1``; facts between that the
+    process did not see are read from the case record and folded first; a state that is missing,
+    ahead (a batch decided again, a retry) or built for another lost-visit threshold is rebuilt
+    from the patient's file as of ``v - 1``. The state's patient is its own copy, changed only
+    here: the aggregate cache's copies are never touched.
+    """
+
+    def __init__(self, case_record: CaseRecord, maxsize: int = 2000) -> None:
+        self.case_record = case_record
+        self.maxsize = maxsize
+        self._states: OrderedDict[UUID, RuleState] = OrderedDict()
+
+    def fold(self, patient_id: UUID, version: int, fact: Any, settings: RuleSettings) -> RuleState:
+        """The patient's rule state with the fact at ``version`` folded in."""
+        state = self._states.pop(patient_id, None)
+        if state is not None and (state.version >= version or state.lost_after != settings.r5_misses_that_mean_lost):
+            state = None
+        if state is not None and state.version < version - 1:
+            for event in self.case_record.events.get(patient_id, gt=state.version, lte=version - 1):
+                self._fold(state, event)
+        if state is None:
+            state = self._rebuild(patient_id, version, fact, settings)
+        else:
+            self._fold(state, fact)
+        self._states[patient_id] = state
+        while len(self._states) > self.maxsize:
+            self._states.popitem(last=False)
+        return state
+
+    def forget(self) -> None:
+        """Drop every state (they are rebuilt from the case record when needed)."""
+        self._states.clear()
+
+    def _rebuild(self, patient_id: UUID, version: int, fact: Any, settings: RuleSettings) -> RuleState:
+        if version == 1:  # the registration: the file begins with this fact
+            state = RuleState(fact.mutate(None), PATIENT_RULES, settings)
+            state.fold(1, entries_at(state.patient, 1))
+            return state
+        patient = self.case_record.repository.get(patient_id, version=version - 1)
+        state = RuleState.of(patient, PATIENT_RULES, settings)
+        self._fold(state, fact)
+        return state
+
+    @staticmethod
+    def _fold(state: RuleState, event: Any) -> None:
+        event.mutate(state.patient)
+        state.fold(event.originator_version, entries_at(state.patient, event.originator_version))
 
 
 class _UnitOfWork:

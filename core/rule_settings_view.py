@@ -19,7 +19,6 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from core.as_of import AsOfView
-from domain.policies import RuleSettings
 from domain.rule_settings import (
     RULE_SETTINGS_TOPICS,
     RegionRuleSettings,
@@ -30,6 +29,7 @@ from domain.rule_settings import (
     parse_rule_settings,
     rule_settings_id,
 )
+from domain.rules.settings import RuleSettings
 
 #: The shipped settings file: the seeds' values, each with its source.
 RULE_SETTINGS_FILE = Path(__file__).resolve().parents[1] / "ops" / "rule_settings.toml"

@@ -13,15 +13,14 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from core.calendar_view import CalendarView, open_calendar
+from core.decisions import apply_decisions
 from core.registry import REGION_TZ
-from domain.obligation import Obligation
-from domain.policies import Trigger, is_imported
 from domain.registry import AgencyKind
-from domain.rules_care import r18_suspected_case
+from domain.rules.engine import Trigger, is_imported
+from domain.rules.r18_suspected_case import SUSPECTED_CASE_TOPICS, r18_suspected_case
 from domain.suspected_case import SuspectedCase
 
-#: The suspected-case facts R18 reacts to.
-SUSPECTED_CASE_TOPICS = frozenset({SuspectedCase.Reported.TOPIC, SuspectedCase.Assessed.TOPIC})
+__all__ = ["SUSPECTED_CASE_TOPICS", "decide_suspected_case"]
 
 
 def _calendar(process: Any) -> CalendarView:
@@ -63,27 +62,4 @@ def decide_suspected_case(process: Any, notification: Notification, work: Any) -
         return calendar.add_working_days(start, n, as_of_position=notification.id).day
 
     decisions = r18_suspected_case(trigger, case, responsible, settings, working_days)
-    now = trigger.recorded_at
-    for a in decisions.opened:
-        if work.get(a.id) is None:
-            work.add(
-                Obligation.assign(
-                    id=a.id,
-                    kind=a.kind,
-                    rule=a.rule,
-                    action=a.action,
-                    patient_id=case.id,
-                    episode_key=a.episode_key,
-                    assignee=a.assignee,
-                    residence=case.seen_in,
-                    due_at=a.due_at,
-                    trigger_message_id=trigger.message_id,
-                    trigger_position=trigger.position,
-                    risk_level=None,
-                    now=now,
-                )
-            )
-    for obligation_id, fulfilled_by in decisions.completed:
-        obligation = work.get(obligation_id)
-        if obligation is not None:
-            obligation.complete(now, fulfilled_by=fulfilled_by)
+    apply_decisions(work, decisions, trigger, case.seen_in)

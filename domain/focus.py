@@ -1,8 +1,7 @@
 """The ten focus categories (十类重点患者) and the key grade (重点), DESIGN.md R16 (Q-2).
 
 Pure: a patient's facts in, categories out; no I/O, no clock ("on" is given). Every category
-is derived from facts by occurred time (the message id breaks ties), so arrival order never
-changes it:
+is derived from facts by occurred time (at the same occurred time, the fact recorded later wins):
 
 - ``irregular_medication``: the latest assessed adherence is intermittent or none, or the patient
   is on medication at home and the supply ran out (the first day without medication, 00:00 China
@@ -11,7 +10,7 @@ changes it:
 - ``no_or_weak_guardian``: the latest guardian status is none or weak (a designated social
   guardian is a guardian; nothing recorded is not a category);
 - ``lost``: an agency's latest declaration says whereabouts unknown, or the consecutive missed
-  visits reach R5's threshold (the same conditions as R5: ``domain.episodes``);
+  visits reach R5's threshold (the same conditions as R5: ``domain.rules.r05_lost_to_follow_up``);
 - ``refuses_visits``: the latest report of a refusal of visits, or of management (which refuses
   the visits too), says it holds;
 - ``forced_admission``: any involuntary admission on record;
@@ -21,8 +20,8 @@ changes it:
 
 Key (重点): two or more categories, or lost, or incident history, or risk level 3 or more.
 
-The conditions are written over *entries* (``domain.rule_episodes``) so that the R16 rule can ask
-them after each recorded fact (``domain.rules_focus``); ``categories(patient, on)`` asks them over
+The conditions are written over *entries* (``domain.rules.entries``) so that the R16 rule can ask
+them after each recorded fact (``domain.rules.r16_key_patient_contact``); ``categories(patient, on)`` asks them over
 the whole file. This module imports no rule module (the rules import it).
 """
 
@@ -36,7 +35,7 @@ from typing import Any
 from domain.identity import CHINA_TZ
 from domain.patient_care import AidType
 from domain.patient_file import Adherence, AdmissionKind, EconomicStatus, GuardianStatus, RefusalKind
-from domain.rule_episodes import Entry, Known, in_hospital, latest, of, risk_level
+from domain.rules.entries import Entry, Known, in_hospital, latest, of, order, risk_level
 from domain.values import HIGH_RISK_LEVEL
 
 IRREGULAR_MEDICATION = "irregular_medication"
@@ -163,7 +162,7 @@ class _Running:
 
 
 def _later(e: Entry, than: Entry | None) -> bool:
-    return than is None or (e["at"], e["key"]) > (than["at"], than["key"])
+    return than is None or order(e) > order(than)
 
 
 def _running(known: list[Entry]) -> _Running:

@@ -1,6 +1,6 @@
 """A region's rule settings with effective dates: changes recorded in the global log.
 
-The fields are those of ``domain.policies.RuleSettings``; its defaults are the seeds' values.
+The fields are those of ``domain.rules.settings.RuleSettings``; its defaults are the seeds' values.
 Each ``RuleSettingsChanged`` says "from ``effective_from`` on, these fields have these values";
 a field set to null withdraws that date's value (the earlier one holds again). The settings on
 a date fold every change dated on or before it, in date order (a later recording for the same
@@ -24,7 +24,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.errors import DomainError
-from domain.policies import RuleSettings
+from domain.rules.settings import RuleSettings
 
 #: Namespace of rule-settings ids; never change it (stored settings would stop matching).
 RULE_SETTINGS_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:rule-settings")

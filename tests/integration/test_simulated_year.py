@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-import domain.policies
+import domain.rules
+from domain.rules.r05_lost_to_follow_up import R5
 from ops.bootstrap import Services
 from ops.township.generator import Township, generate
 from ops.township.invariants import Findings, check
@@ -186,8 +187,8 @@ class TestThePlantedFault:
     def test_with_r5_switched_off_the_checker_finds_lost_patients_nobody_was_asked_to_locate(
         self, tmp_path, monkeypatch
     ) -> None:
-        without_r5 = tuple(r for r in domain.policies.PATIENT_RULES if r is not domain.policies.r5_lost_to_follow_up)
-        monkeypatch.setattr(domain.policies, "PATIENT_RULES", without_r5)
+        without_r5 = tuple(r for r in domain.rules.PATIENT_RULES if r is not R5)
+        monkeypatch.setattr(domain.rules, "PATIENT_RULES", without_r5)
         township = generate(SEED + 1, 60, days=240)
         clock = SimClock(township.deliveries[0].at)
         services = open_services(store_settings("sqlite", tmp_path), clock=clock)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import timedelta
 from uuid import uuid4
 
@@ -27,8 +25,11 @@ from domain.focus import (
 )
 from domain.identity import CHINA_TZ
 from domain.personal import GuardianContact
-from domain.policies import IMPORTED, RuleSettings, decide
-from domain.rules_focus import R16
+from domain.rules import decide_from_file
+from domain.rules.engine import IMPORTED
+from domain.rules.entries import FullHistory
+from domain.rules.r16_key_patient_contact import R16
+from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 from tests.unit.test_rules_care import NOW, SETTINGS, Story, responsible
 
@@ -196,7 +197,7 @@ class TestR16AsAPureRule:
         s = Story()
         s.record("report_incident", 10, incident_id=uuid4(), incident_kind="self_harm", severity=1)
         settings = RuleSettings(r16_contact_every=timedelta(days=14))
-        (a,) = R16(s.trigger(), s.patient, lambda k: "x", settings).opened
+        (a,) = R16(s.trigger(), FullHistory(s.patient, s.patient.version), lambda k: "x", settings).opened
         assert a.due_at == NOW - timedelta(days=10) + timedelta(days=14)
         assert SETTINGS.r16_contact_every == timedelta(days=30)
 
@@ -210,7 +211,7 @@ class TestR16AsAPureRule:
         contacted = s.record(
             "record_care_team_contact", 20, key="ledger:hc:4", role="community_worker", mode="visit", outcome="reached"
         )
-        assert not decide(s.trigger(), s.patient, responsible, SETTINGS).opened  # imported: decides nothing
+        assert not decide_from_file(s.trigger(), s.patient, responsible, SETTINGS).opened  # imported: decides nothing
         s.record("mark_history_imported", 0, key="import:x", ledger="x", rows=4)
         d = s.then(R16, IMPORTED)
         (a,) = d.opened
@@ -220,15 +221,3 @@ class TestR16AsAPureRule:
             NOW - timedelta(days=20) + timedelta(days=30),
         )
         assert s.oid("R16", key, "committee", version) not in {oid for oid, _ in d.completed}
-
-
-@pytest.mark.parametrize(
-    "first", ["domain.focus", "domain.rules_focus", "domain.rules_periodic", "domain.rules_care", "domain.policies"]
-)
-def test_whichever_module_is_imported_first_r16_comes_last(first: str) -> None:
-    code = (
-        f"import {first}; import domain.policies as p; "
-        "print(' '.join(getattr(r, 'rule', getattr(r, '__name__', '')) for r in p.PATIENT_RULES))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split()[-4:] == ["R2", "R4", "R6", "R16"] and out.split().count("R16") == 1

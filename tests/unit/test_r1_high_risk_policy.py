@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from domain.obligation import ObligationKind, obligation_id
-from domain.policies import RuleSettings, Trigger, r1_high_risk_management
 from domain.registry import AgencyKind
+from domain.rules.engine import Trigger
+from domain.rules.r01_high_risk import r1_high_risk_management
+from domain.rules.settings import RuleSettings
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 PATIENT = uuid4()

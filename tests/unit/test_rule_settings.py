@@ -7,7 +7,6 @@ from datetime import date, timedelta
 import pytest
 
 from core.rule_settings_view import RULE_SETTINGS_FILE, read_rule_settings_file
-from domain.policies import RuleSettings
 from domain.rule_settings import (
     RuleSettingsInvalid,
     RuleSettingsState,
@@ -17,6 +16,7 @@ from domain.rule_settings import (
     parse_duration,
     parse_rule_settings,
 )
+from domain.rules.settings import RuleSettings
 
 
 def state(*changes: tuple[date, dict]) -> RuleSettingsState:

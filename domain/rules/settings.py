@@ -1,0 +1,38 @@
+"""The rules' deadlines and thresholds, with the seeds' values as defaults.
+
+A region records changes with effective dates (``domain.rule_settings``, docs/decisions/009);
+each rule module names the fields it reads. The seeds say "promptly" (及时) for several rules:
+those defaults are ours (docs/decisions/008 and 010 give the sources and the choices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """Deadlines and thresholds of the rules (the seeds say "promptly" (及时) for R1 and R5:
+    these are our defaults, docs/decisions/008)."""
+
+    r1_take_under_management: timedelta = timedelta(hours=24)
+    r5_misses_that_mean_lost: int = 3
+    r5_locate: timedelta = timedelta(days=3)
+    # Care and safety rules (sources and choices in docs/decisions/010).
+    r2_joint_visit_every: timedelta = timedelta(days=14)  # Q-4, J 卫生院 1: 至少每两周共同面访一次
+    r3_mobilise_guardian: timedelta = timedelta(days=7)  # Q-4 "及时送医": our default
+    r4_first_visit: timedelta = timedelta(days=14)  # no class known yet: our default
+    r4_unstable: timedelta = timedelta(days=14)  # national norm
+    r4_basically_stable: timedelta = timedelta(days=30)  # norm: monthly (14 days after a treatment change: not tracked)
+    r4_stable: timedelta = timedelta(days=90)  # norm: every 3 months
+    r9_designate_social_guardian: timedelta = timedelta(days=30)  # Q-17: our default
+    r10_sign_agreement: timedelta = timedelta(days=7)  # J 村居 6: our default
+    r11_first_follow_up: timedelta = timedelta(days=7)  # Q-26 (出院即失管): our default
+    r13_aid_review: timedelta = timedelta(days=30)  # J 社会事务 1 "及时": our default
+    r14_police_response: timedelta = timedelta(hours=24)  # J 派出所 3 "迅速派警": our default
+    r14_review: timedelta = timedelta(days=7)  # Q-8: our default
+    r17_township_review: timedelta = timedelta(days=7)  # DESIGN.md R17
+    r17_city_review: timedelta = timedelta(days=15)  # DESIGN.md R17
+    r18_assess_working_days: int = 10  # J 村居 2, J 措施 (三): 10 working days
+    r16_contact_every: timedelta = timedelta(days=30)  # DESIGN.md R16: monthly care-team contact (key patients)
