@@ -24,6 +24,7 @@ from domain.personal import PersonalDetails, ProvisionalIdentity
 from domain.values import (
     Provenance,
     RiskClass,
+    by_occurred,
     check_class_consistent_with_level,
     check_known_diagnosis,
     check_not_in_future,
@@ -57,9 +58,9 @@ def _provenance(p: Provenance) -> dict[str, Any]:
     }
 
 
-def _order(entry: dict[str, Any]) -> tuple[datetime, str]:
-    """Occurred time first; the message id breaks ties the same way in every arrival order."""
-    return entry["at"], entry["key"]
+def _order(entry: dict[str, Any]) -> tuple[datetime, int]:
+    """Occurred time first; at the same occurred time, the fact recorded later."""
+    return by_occurred(entry)
 
 
 class Patient(Aggregate, PatientFile, PatientCare):

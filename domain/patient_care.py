@@ -38,7 +38,7 @@ from uuid import UUID
 from domain.errors import DomainError
 from domain.patient_file import EconomicStatus, FileFact, _choice, _fact, _in_range, _latest
 from domain.personal import CareTeamMember
-from domain.values import Provenance
+from domain.values import Provenance, by_occurred
 
 # -- values -----------------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ def _until(entries: list[dict[str, Any]], as_of: datetime | None) -> list[dict[s
 
 
 def _by_time(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(entries, key=lambda e: (e["at"], e["key"]))
+    return sorted(entries, key=by_occurred)
 
 
 # -- commands and derived state ----------------------------------------------------------------------

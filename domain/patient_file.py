@@ -21,7 +21,7 @@ from eventsourcing.utils import register_topic
 
 from domain.errors import DomainError, ReferenceNotKnownYet
 from domain.personal import GuardianContact
-from domain.values import Diagnosis, Provenance, check_known_diagnosis, check_not_in_future
+from domain.values import Diagnosis, Provenance, by_occurred, check_known_diagnosis, check_not_in_future
 
 # -- values -----------------------------------------------------------------------------------------
 
@@ -419,7 +419,7 @@ class HistoryImported(FileFact):
 
 
 def _latest(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return max(entries, key=lambda e: (e["at"], e["key"]), default=None)
+    return max(entries, key=by_occurred, default=None)
 
 
 # -- commands and derived state ----------------------------------------------------------------------

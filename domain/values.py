@@ -59,6 +59,12 @@ class Provenance:
     message_id: str
 
 
+def by_occurred(entry: dict) -> tuple[datetime, int]:
+    """The order of a patient's facts: occurred time, then log position (the stream version: at
+    the same occurred time, the fact recorded later is the later one)."""
+    return entry["at"], entry.get("v", 0)
+
+
 def check_risk_level_in_range(level: int) -> None:
     """Risk levels run from 0 (none) to 5 (armed violence, arson, explosion)."""
     if not MIN_RISK_LEVEL <= level <= MAX_RISK_LEVEL:

@@ -21,15 +21,16 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from domain.values import by_occurred
+
 if TYPE_CHECKING:
     from domain.rules.engine import Condition, CycleRule, Fulfil, Span, Trigger
 
 Entry = dict[str, Any]
 
 
-def order(e: Entry) -> tuple[datetime, int]:
-    """Occurred time, then log position: the order every rule uses for "latest" and "first"."""
-    return e["at"], e.get("v", 0)
+#: Occurred time, then log position: the order every rule uses for "latest" and "first".
+order = by_occurred
 
 
 class Known(list):

@@ -60,8 +60,10 @@ def reference_fold(facts: list) -> Expected:
     assessments = [f for f in facts if isinstance(f, VisitRecordedV1 | RiskAssessedV1)]
     misses = {f.data.scheduled_on for f in facts if isinstance(f, VisitMissedV1)}
 
-    def when(f):  # occurred time, then the idempotency key: a total order independent of arrival
-        return (f.time, f.idempotency_key)
+    recorded = {f.idempotency_key: i for i, f in enumerate(facts)}  # ``facts`` in the order first recorded
+
+    def when(f):  # occurred time, then the order recorded (the log position breaks ties)
+        return (f.time, recorded[f.idempotency_key])
 
     latest = max(assessments, key=when, default=None)
     last_visit = max(visits, key=when, default=None)

@@ -104,10 +104,20 @@ class TestArrivalOrder:
     @settings(max_examples=300, deadline=None)
     @given(facts(), st.randoms(use_true_random=False))
     def test_any_arrival_order_gives_the_same_care_team_contacts_aid_and_hardship(self, history, rnd) -> None:
+        # distinct occurred times (at the same occurred time the fact recorded later wins: below)
+        history = [(cmd, day + i / 1000, kw) for i, (cmd, day, kw) in enumerate(history)]
         numbered = list(enumerate(history))  # the index is the message id: fixed per fact
         shuffled = list(numbered)
         rnd.shuffle(shuffled)
         assert derived(build(numbered)) == derived(build(shuffled))
+
+    def test_at_the_same_occurred_time_the_fact_recorded_later_wins(self) -> None:
+        applied, granted = (
+            ("apply_for_aid", 3, {"aid_type": "temporary_aid"}),
+            ("grant_aid", 3, {"aid_type": "temporary_aid"}),
+        )
+        assert build([(0, applied), (1, granted)]).aid()[AidType.TEMPORARY_AID] == "granted"
+        assert build([(1, granted), (0, applied)]).aid()[AidType.TEMPORARY_AID] == "pending"
 
     def test_a_refused_fact_sent_again_after_its_prerequisite_is_accepted(self) -> None:
         grant_later = [
