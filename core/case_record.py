@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -24,6 +24,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from core import identity, suspected_cases
 from core.contract import (
@@ -265,6 +267,28 @@ class CaseRecord(Application[UUID]):
     def suspected_case(self, case_id: UUID) -> SuspectedCase:
         """The suspected case, or SuspectedCaseNotFound."""
         return suspected_cases.load(self, case_id)
+
+    def existing(self, ids: Collection[UUID]) -> set[UUID]:
+        """Which of these aggregates have recorded events: one query, however many ids (the rules
+        name a patient's candidate obligations, most of which were never opened)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return set()
+        recorder: Any = self.recorder
+        table = getattr(recorder, "events_table_name", None)
+        if isinstance(recorder, PostgresAggregateRecorder) and table:
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)", [wanted])
+                return {row["originator_id"] for row in cursor.fetchall()}
+        if isinstance(recorder, SQLiteAggregateRecorder) and table:
+            marks = ",".join("?" * len(wanted))
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(
+                    f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",
+                    [i.hex for i in wanted],  # the SQLite recorder stores ids as hex
+                )
+                return {UUID(row["originator_id"]) for row in cursor.fetchall()}
+        return {i for i in wanted if self._exists(i)}  # the in-memory store of unit tests
 
     def _exists(self, aggregate_id: UUID) -> bool:
         try:

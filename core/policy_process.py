@@ -162,7 +162,9 @@ class PolicyProcess:
         def responsible(kind: AgencyKind) -> str | None:
             return self.registry.responsible(patient.residence, kind, recorded_on, as_of_position=notification.id)
 
-        apply_decisions(work, decide(trigger, state, responsible, settings), trigger, patient.residence)
+        decisions = decide(trigger, state, responsible, settings)
+        work.prefetch(decisions.names())
+        apply_decisions(work, decisions, trigger, patient.residence)
 
 
 class RuleStates:
@@ -245,6 +247,12 @@ class _UnitOfWork:
         self.touched[aggregate_id] = aggregate
         self._touch(aggregate_id)
         return aggregate
+
+    def prefetch(self, ids: Any) -> None:
+        """Learn in one query which of these aggregates exist: the others are not looked up one by one."""
+        unknown = {i for i in ids if i not in self.touched and i not in self.missing}
+        if unknown:
+            self.missing |= unknown - self.case_record.existing(unknown)
 
     def add(self, aggregate: Any) -> None:
         self.missing.discard(aggregate.id)

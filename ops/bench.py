@@ -126,6 +126,56 @@ def bench_ours(services: Services, n: int) -> dict[str, float]:
     return figures
 
 
+def history(patient: UUID, start: datetime, n: int, offset: int = 0) -> list[bytes]:
+    """A patient's facts, one a day: visits (now and then high risk, every other one joint),
+    pickups, care-team contacts and assessments in turn: what ten years of care look like."""
+    out: list[bytes] = []
+    for i in range(offset, offset + n):
+        at = start + timedelta(days=i)
+        if i % 4 == 0:
+            level = 3 if i % 40 == 0 else 1
+            cls = "unstable" if level >= 3 else "basically_stable"
+            data = {"face_to_face": True, "risk_level": level, "risk_class": cls, "joint": i % 8 == 0}
+            out.append(envelope("cn.smd.visit.recorded.v1", patient, data, at))
+        elif i % 4 == 1:
+            data = {"dispensed_on": at.date().isoformat(), "days_supplied": 30}
+            out.append(envelope("cn.smd.medication.dispensed.v1", patient, data, at))
+        elif i % 4 == 2:
+            data = {"role": "mental_health_staff", "mode": "phone", "outcome": "reached"}
+            out.append(envelope("cn.smd.care-team-contact.recorded.v1", patient, data, at))
+        else:
+            data = {"risk_level": 1, "risk_class": "basically_stable"}
+            out.append(envelope("cn.smd.risk.assessed.v1", patient, data, at))
+    return out
+
+
+def drain(run_once: Callable[[int], int]) -> None:
+    """Run a follower until it is caught up."""
+    while run_once(500):
+        pass
+
+
+def bench_rule_cost(services: Services, sizes: tuple[int, ...] = (10, 100, 1000), k: int = 40) -> dict[int, float]:
+    """The rules' cost per fact (ms) for a patient with ``n`` prior facts, following live: each new
+    fact recorded, then the policy process catches up (its rule state kept between facts)."""
+    record, found = services.case_record, {}
+    for n in sizes:
+        patient = uuid4()
+        start = datetime.now(UTC) - timedelta(days=n + k + 10)
+        registered = {"name": "Bench Person", "residence": VILLAGE}
+        record.record(decode_event(envelope("cn.smd.patient.registered.v1", patient, registered, start)), "hc-north")
+        for m in history(patient, start, n):
+            record.record(decode_event(m), "hc-north")
+        drain(services.policies.run_once)
+        spent = 0.0
+        for m in history(patient, start, k, offset=n):
+            record.record(decode_event(m), "hc-north")
+            secs, _ = timed(lambda: drain(services.policies.run_once))
+            spent += secs
+        found[n] = spent / k * 1000
+    return found
+
+
 def bare(nats_url: str, pg: str, n: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, str(BARE), "--nats", nats_url, "--pg", pg, "--n", str(n)],
@@ -158,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             load_file(services.case_record, DEMO_DISTRICT)
             services.registry.refresh()
             ours = bench_ours(services, a.n)
+            cost = bench_rule_cost(services)
             services.close()
     finally:
         with psycopg.connect(a.pg, autocommit=True) as c:
@@ -177,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| figure | ours | baseline | ratio |\n|---|---:|---:|---:|")
     for name, mine, theirs, key in rows:
         print(f"| {name} | {mine:,.1f} | {theirs:,.1f} ({key}) | {mine / theirs:.3f} |")
+    first = min(cost)
+    for n, ms in cost.items():
+        name = f"rules per fact, a patient with {n:,} prior facts (ms)"
+        print(f"| {name} | {ms:.2f} | {cost[first]:.2f} ({first:,} prior) | {ms / cost[first]:.2f} |")
     return 0
 
 

@@ -82,6 +82,15 @@ class Decisions:
     cancelled: list[tuple[UUID, str, str]] = field(default_factory=list)  # (id, reason, because of message id)
     lost: list[tuple[str, UUID, str]] = field(default_factory=list)  # ("derived"|"withdrawn"|"ended", id, key)
 
+    def names(self) -> set[UUID]:
+        """Every obligation and lost-episode id the decisions name."""
+        return (
+            {a.id for a in self.opened}
+            | {i for i, _ in self.completed}
+            | {i for i, _, _ in self.cancelled}
+            | {i for _, i, _ in self.lost}
+        )
+
     def extend(self, other: Decisions) -> Decisions:
         self.opened += other.opened
         self.completed += other.completed
