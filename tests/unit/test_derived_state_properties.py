@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from core.case_record import CaseRecord
@@ -186,8 +186,11 @@ class TestDerivedStateByOccurredTime:
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(two_patient_histories(), st.randoms(use_true_random=False))
-    def test_another_arrival_order_gives_the_same_state(self, history, rnd) -> None:
+    def test_another_arrival_order_gives_the_same_state_when_assessments_differ_in_time(self, history, rnd) -> None:
         a, _, arrival = history
+        # at the same occurred time the assessment recorded later decides (the reference fold above)
+        assessed = [m.time for m in distinct(arrival, a) if isinstance(m, VisitRecordedV1 | RiskAssessedV1)]
+        assume(len(set(assessed)) == len(assessed))
         shuffled = list(arrival)
         rnd.shuffle(shuffled)
         states = []
