@@ -83,6 +83,8 @@ class TestArrivalOrder:
     @settings(max_examples=200, deadline=None)
     @given(facts(), st.randoms(use_true_random=False))
     def test_any_arrival_order_gives_the_same_file(self, history, rnd) -> None:
+        # distinct occurred times (at the same occurred time the fact recorded later wins)
+        history = [(cmd, day + i / 1000, kw) for i, (cmd, day, kw) in enumerate(history)]
         numbered = list(enumerate(history))  # the index is the message id: fixed per fact
         shuffled = list(numbered)
         rnd.shuffle(shuffled)
