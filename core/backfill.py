@@ -3,8 +3,11 @@
 The ledger is a JSON Lines file of the same CloudEvents envelopes the API takes (one per line;
 docs in README "Backfill"). Rows are recorded through the normal intake path — same checks,
 same idempotency (a re-run imports nothing twice) — but marked as imported, so the rules open
-no obligation for the past. Afterwards each imported patient gets one ``HistoryImported`` fact:
-the rules then assess the patient's *current* state once, as if they had just learned it.
+no obligation for the past. Before the region's go-live is declared complete, the ledger joins
+it: its patients wait (the rules open nothing for them, live facts included) until
+``smd golive complete`` assesses each patient's *current* state once. After it, the ledger is a
+late join: its patients get one ``HistoryImported`` and only the rules the importing agency's
+kind owns assess them (``core.go_live``, ``domain.go_live``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from core import go_live
 from core.case_record import CaseRecord
 from core.contract import DEFAULT_LIMITS, ContractError, WireLimits, check_bytes
 from core.intake import accept
@@ -43,6 +47,7 @@ class ImportReport:
     refused: list[tuple[int, str, str]] = field(default_factory=list)
     waiting: list[tuple[int, str]] = field(default_factory=list)  # (line, message key): see GET /v1/events/{key}
     patients: set[UUID] = field(default_factory=set)
+    go_live: str = ""  # "joined" (the go-live assesses them when complete) or "late join"
 
 
 def import_ledger(
@@ -119,9 +124,9 @@ def import_lines(
         else:
             report.recorded += 1
         report.patients.add(recorded.subject)
-    for patient_id in sorted(report.patients, key=str):
-        try:
-            case_record.mark_history_imported(patient_id, agency_id, report.ledger, len(lines))
-        except DomainError:
-            continue  # not a patient (e.g. a suspected case's subject)
+    agency = registry.agency(agency_id)
+    kind = None if agency is None else str(agency.kind)
+    report.go_live = go_live.joined(
+        case_record, registry.region, report.ledger, agency_id, kind, report.patients, len(lines)
+    )
     return report

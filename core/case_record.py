@@ -218,9 +218,33 @@ class CaseRecord(Application[UUID]):
                 return ([patient], "recorded") if changed is not False else ([], "no-change")
         raise TypeError(f"no handler for {type(event).__name__}")  # pragma: no cover
 
-    def mark_history_imported(self, patient_id: UUID, agency_id: str, ledger: str, rows: int) -> Recorded:
-        """After a backfill: one fact per patient that makes the rules assess its current state."""
-        key = f"import:{ledger}:{patient_id}"  # not "ledger:": this fact must reach the rules
+    def mark_history_imported(
+        self, patient_id: UUID, agency_id: str, ledger: str, rows: int, owner_kind: str | None = None
+    ) -> Recorded:
+        """After a backfill: one fact per patient that makes the rules assess its current state
+        (``owner_kind``: a late join's agency kind, whose rules alone assess)."""
+        return self._service_fact(
+            patient_id,
+            agency_id,
+            f"import:{ledger}:{patient_id}",  # not "ledger:": this fact must reach the rules
+            "smd.HistoryImported",
+            lambda p, by, now: p.mark_history_imported(by, now, ledger=ledger, rows=rows, owner_kind=owner_kind),
+        )
+
+    def mark_go_live_joined(self, patient_id: UUID, agency_id: str, ledger: str) -> Recorded:
+        """A ledger imported for the go-live holds the patient: the rules wait for its completion."""
+        return self._service_fact(
+            patient_id,
+            agency_id,
+            f"golive:{ledger}:{patient_id}",
+            "smd.GoLiveJoined",
+            lambda p, by, now: p.mark_go_live_joined(by, now, ledger=ledger),
+        )
+
+    def _service_fact(
+        self, patient_id: UUID, agency_id: str, key: str, event_type: str, command: Callable[..., None]
+    ) -> Recorded:
+        """A fact the service records about a patient (once per key, like a message)."""
         digest = hmac.new(self.digest_key, key.encode(), hashlib.sha256).hexdigest()
         duplicate = self._check_receipt(key, digest, patient_id)
         if duplicate:
@@ -228,11 +252,11 @@ class CaseRecord(Application[UUID]):
         for _ in range(self.max_attempts):
             now = self.clock()
             patient = self.patient(patient_id)
-            patient.mark_history_imported(Provenance(agency_id, None, now, key), now, ledger=ledger, rows=rows)
+            command(patient, Provenance(agency_id, None, now, key), now)
             receipt = Receipt.issue(
                 key=key,
                 digest=digest,
-                event_type="smd.HistoryImported",
+                event_type=event_type,
                 subject=str(patient_id),
                 agency_id=agency_id,
                 outcome="recorded",
@@ -268,6 +292,21 @@ class CaseRecord(Application[UUID]):
         """The suspected case, or SuspectedCaseNotFound."""
         return suspected_cases.load(self, case_id)
 
+    def originators_of(self, topic: str) -> set[UUID]:
+        """The aggregates with at least one recorded event of ``topic`` (one query)."""
+        recorder: Any = self.recorder
+        table = getattr(recorder, "events_table_name", None)
+        if isinstance(recorder, PostgresAggregateRecorder) and table:
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE topic = %s", [topic])  # noqa: S608 (the recorder's own table name)
+                return {row["originator_id"] for row in cursor.fetchall()}
+        if isinstance(recorder, SQLiteAggregateRecorder) and table:
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE topic = ?", [topic])  # noqa: S608 (the recorder's own table name)
+                return {UUID(row["originator_id"]) for row in cursor.fetchall()}
+        # the in-memory store of unit tests: walk the log
+        return {n.originator_id for n in self.notification_log.select(1, 10**9, topics=[topic])}
+
     def existing(self, ids: Collection[UUID]) -> set[UUID]:
         """Which of these aggregates have recorded events: one query, however many ids (the rules
         name a patient's candidate obligations, most of which were never opened)."""
@@ -278,13 +317,13 @@ class CaseRecord(Application[UUID]):
         table = getattr(recorder, "events_table_name", None)
         if isinstance(recorder, PostgresAggregateRecorder) and table:
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)", [wanted])
+                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)", [wanted])  # noqa: S608
                 return {row["originator_id"] for row in cursor.fetchall()}
         if isinstance(recorder, SQLiteAggregateRecorder) and table:
             marks = ",".join("?" * len(wanted))
             with recorder.datastore.transaction(commit=False) as cursor:
                 cursor.execute(
-                    f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",
+                    f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",  # noqa: S608
                     [i.hex for i in wanted],  # the SQLite recorder stores ids as hex
                 )
                 return {UUID(row["originator_id"]) for row in cursor.fetchall()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -57,6 +58,13 @@ class Obligation(Aggregate):
         trigger_message_id: str
         trigger_position: int
         risk_level: int | None
+        natural_due_at: datetime | None  # v2: the rule's own deadline when go-live moved ``due_at``
+
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["natural_due_at"] = None  # before go-live could move deadlines
 
     class Acknowledged(Aggregate.Event):
         """ObligationAcknowledged: the owning agency took the work on."""
@@ -129,6 +137,7 @@ class Obligation(Aggregate):
         trigger_message_id: str,
         trigger_position: int,
         risk_level: int | None,
+        natural_due_at: datetime | None = None,
     ) -> None:
         self.kind = kind
         self.rule = rule
@@ -141,6 +150,7 @@ class Obligation(Aggregate):
         self.trigger_message_id = trigger_message_id
         self.trigger_position = trigger_position
         self.risk_level = risk_level
+        self.natural_due_at = natural_due_at
         self.status = "assigned"
         self.overdue = False
         self.escalated_to: str | None = None
@@ -231,6 +241,7 @@ class Obligation(Aggregate):
         trigger_position: int,
         risk_level: int | None,
         now: datetime,
+        natural_due_at: datetime | None = None,
     ) -> Obligation:
         """Assign an obligation (with a deadline) or a notice (without one)."""
         if kind == ObligationKind.OBLIGATION and due_at is None:
@@ -250,6 +261,7 @@ class Obligation(Aggregate):
             trigger_message_id=trigger_message_id,
             trigger_position=trigger_position,
             risk_level=risk_level,
+            natural_due_at=natural_due_at,
         )
 
 

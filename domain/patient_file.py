@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -412,10 +412,25 @@ class PatientDeregistered(FileFact):
 
 @_fact("smd.HistoryImported", "import")
 class HistoryImported(FileFact):
-    """An agency's ledger was imported (a backfill): the rules now assess the current state."""
+    """An agency's ledger was imported (a backfill): the rules now assess the current state
+    (v2: ``owner_kind``, a late join's agency kind: only the rules it owns assess; None: all)."""
 
+    class_version: ClassVar[int] = 2
     ledger: str
     rows: int
+    owner_kind: str | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["owner_kind"] = None  # every v1 import re-assessed all the rules
+
+
+@_fact("smd.GoLiveJoined", "go_live_joined")
+class GoLiveJoined(FileFact):
+    """The patient is in a ledger imported for the region's go-live: the rules open nothing for
+    the patient until the go-live is declared complete (then ``HistoryImported`` assesses once)."""
+
+    ledger: str
 
 
 def _latest(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -451,9 +466,24 @@ class PatientFile:
     def _entries(self, kind: str) -> list[dict[str, Any]]:
         return self.__dict__.setdefault("facts", {}).get(kind, [])
 
-    def mark_history_imported(self, by: Provenance, now: datetime, *, ledger: str, rows: int) -> None:
+    def mark_history_imported(
+        self, by: Provenance, now: datetime, *, ledger: str, rows: int, owner_kind: str | None = None
+    ) -> None:
         """Record that the patient's past came from a ledger import (named by its digest)."""
-        self._record(HistoryImported, "the import", by, now, ledger=ledger, rows=rows)
+        self._record(HistoryImported, "the import", by, now, ledger=ledger, rows=rows, owner_kind=owner_kind)
+
+    def mark_go_live_joined(self, by: Provenance, now: datetime, *, ledger: str) -> None:
+        """Record that a ledger imported for the go-live holds the patient (nothing opens yet)."""
+        self._record(GoLiveJoined, "the go-live import", by, now, ledger=ledger)
+
+    @property
+    def awaiting_go_live(self) -> bool:
+        """Joined a go-live that has not assessed the patient yet."""
+        joined = self._entries("go_live_joined")
+        if not joined:
+            return False
+        imported = self._entries("import")
+        return max(e["v"] for e in joined) > max((e["v"] for e in imported), default=0)
 
     # circumstances and confinement
     def record_circumstances(

@@ -77,13 +77,40 @@ def decide(trigger: Trigger, history: History, responsible: Responsible, setting
     always answered by walking it.
     """
     d = Decisions()
-    if is_imported(trigger.message_id):
-        return d
-    if trigger.topic == IMPORTED and not isinstance(history, FullHistory):
-        history = FullHistory(history.patient, trigger.version)
-    for rule in PATIENT_RULES:
+    if is_imported(trigger.message_id) or history.awaiting_go_live:
+        return d  # the past opens nothing; nor does anything before the go-live assessed the patient
+    rules = PATIENT_RULES
+    if trigger.topic == IMPORTED:
+        if not isinstance(history, FullHistory):
+            history = FullHistory(history.patient, trigger.version)
+        late = late_join_kind(history.patient, trigger.message_id)
+        if late is not None:  # a ledger imported after go-live: only the rules its agency kind owns
+            rules = tuple(r for r in PATIENT_RULES if r.owner == late)
+    for rule in rules:
         d.extend(rule(trigger, history, responsible, settings))
+    if trigger.topic == IMPORTED:
+        d = _without_done_at_once(d)
     return d
+
+
+def _without_done_at_once(d: Decisions) -> Decisions:
+    """An assessment after a backfill opens only what is still to do: an obligation it would open
+    and close in the same instant (already under management, already reached) is not opened."""
+    closed = {i for i, _ in d.completed} | {i for i, _, _ in d.cancelled}
+    opened = {a.id for a in d.opened}
+    at_once = closed & opened
+    return Decisions(
+        opened=[a for a in d.opened if a.id not in at_once],
+        completed=[c for c in d.completed if c[0] not in at_once],
+        cancelled=[c for c in d.cancelled if c[0] not in at_once],
+        lost=d.lost,
+    )
+
+
+def late_join_kind(patient: Any, message_id: str) -> str | None:
+    """The agency kind of a late-joining ledger's import fact (None: re-assess every rule)."""
+    found = next((e for e in reversed(patient.facts.get("import", [])) if e["key"] == message_id), None)
+    return None if found is None else found.get("owner_kind")
 
 
 def decide_from_file(trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings) -> Decisions:

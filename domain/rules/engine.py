@@ -71,6 +71,7 @@ class Assignment:
     episode_key: str
     due_at: datetime | None
     risk_level: int | None
+    natural_due_at: datetime | None = None  # the deadline the rule gives, when go-live moved it (else None)
 
 
 @dataclass
@@ -244,6 +245,9 @@ class History(Protocol):
     @property
     def risk_level(self) -> int | None: ...
 
+    @property
+    def awaiting_go_live(self) -> bool: ...
+
     def assessment(self, key: str, upto: int) -> Entry | None: ...
 
     def latest_assessment(self, upto: int) -> Entry | None: ...
@@ -265,6 +269,7 @@ class Rule(Protocol):
     """One coordination rule over a patient's facts."""
 
     rule: str
+    owner: AgencyKind  # the agency kind whose late-joining ledger re-assesses this rule
 
     def conditions(self, settings: RuleSettings) -> tuple[Condition, ...]: ...
 
@@ -301,10 +306,10 @@ def obligation(
     """An obligation for the agency of ``kind`` covering the residence (else the governance
     center, to assign one); none when neither is on record."""
     owner = responsible(kind)
-    if owner is None:
+    if owner is None and kind in FALLBACK_ACTION:
         owner, action = responsible(AgencyKind.GOVERNANCE_CENTER), FALLBACK_ACTION[kind]
     if owner is None:
-        return []
+        return []  # nobody of that kind, and no governance center to assign one (or it is the one missing)
     pid = trigger.patient_id if subject is None else subject
     return [
         Assignment(
@@ -375,6 +380,7 @@ class EpisodeRule:
     and (``fulfil``) a fact that completes them while the condition still holds."""
 
     rule: str
+    owner: AgencyKind  # the agency kind whose late-joining ledger re-assesses this rule
     condition: Condition
     assign: Assign
     closes: tuple[str, ...] = ()
@@ -448,7 +454,8 @@ class CycleRule:
     def _open_cycle(
         self, t: Trigger, span: Span, anchor: Entry, h: History, responsible: Responsible, settings: RuleSettings
     ) -> list[Assignment]:
-        return obligation(
+        due = self.due(h, anchor, t.version, settings)
+        found = obligation(
             t,
             responsible,
             self.owner,
@@ -456,10 +463,16 @@ class CycleRule:
             key=span.key,
             role=self.role,
             action=self.action,
-            due_at=self.due(h, anchor, t.version, settings),
+            due_at=due,
             risk_level=h.risk_level,
             cycle=anchor["v"],
         )
+        if t.topic == IMPORTED and due < t.recorded_at:
+            # already overdue when the service took over: nobody could have been late yet, so it
+            # is due a period (at most the grace) after go-live; the rule's deadline is kept
+            moved = t.recorded_at + min(due - anchor["at"], settings.go_live_grace)
+            found = [replace(a, due_at=moved, natural_due_at=due) for a in found]
+        return found
 
     def __call__(self, t: Trigger, h: History, responsible: Responsible, settings: RuleSettings) -> Decisions:
         d = Decisions()
@@ -542,4 +555,5 @@ def to_obligation(a: Assignment, *, subject: UUID, residence: str, trigger: Trig
         trigger_position=trigger.position,
         risk_level=a.risk_level,
         now=now,
+        natural_due_at=a.natural_due_at,
     )

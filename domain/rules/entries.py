@@ -135,6 +135,18 @@ def refusal_since(known: list[Entry], refusal: str) -> datetime | None:
     return since
 
 
+def awaiting_go_live(known: Iterable[Entry]) -> bool:
+    """The patient joined a go-live that has not assessed it yet (an import recorded after the
+    latest join assesses it)."""
+    joined = imported = 0
+    for e in known:
+        if e["kind"] == "go_live_joined":
+            joined = max(joined, e["v"])
+        elif e["kind"] == "import":
+            imported = max(imported, e["v"])
+    return joined > imported
+
+
 def supply_ends_on(pickups: Iterable[Entry]) -> date | None:
     """The first day without medication: pickups by date, leftover supply carried over."""
     end: date | None = None
@@ -166,6 +178,10 @@ class FullHistory:
     @property
     def risk_level(self) -> int | None:
         return risk_level(tagged(self.patient, "assessment"))
+
+    @property
+    def awaiting_go_live(self) -> bool:
+        return awaiting_go_live(tagged(self.patient, "go_live_joined", "import"))
 
     def assessment(self, key: str, upto: int) -> Entry | None:
         """The assessment recorded with the fact ``key`` (a visit's), if known by ``upto``."""

@@ -96,6 +96,7 @@ class HighRiskManagement:
     """R1 over the episode (module docstring)."""
 
     rule = RULE
+    owner = AgencyKind.POLICE_STATION
 
     def conditions(self, settings: RuleSettings) -> tuple[Condition, ...]:
         return (HIGH_RISK,)

@@ -69,6 +69,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 
 R3 = EpisodeRule(
     "R3",
+    AgencyKind.COMMITTEE,
     Condition("R3", ("assessment", "hospital", "deregistration"), _needs_treatment_at_home, _ended),
     _assign,
     closes=("committee",),

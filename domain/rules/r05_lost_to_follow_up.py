@@ -101,6 +101,7 @@ class LostToFollowUp:
     """R5 over both episodes (module docstring)."""
 
     rule = RULE
+    owner = AgencyKind.POLICE_STATION
 
     def conditions(self, settings: RuleSettings) -> tuple[Condition, ...]:
         return (lost_by_misses(settings.r5_misses_that_mean_lost), DECLARED)

@@ -73,6 +73,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 
 R9 = EpisodeRule(
     "R9",
+    AgencyKind.CIVIL_AFFAIRS,
     Condition("R9", ("guardian", "deregistration"), _no_or_weak_guardian, _ended),
     _assign,
     closes=("civil-affairs",),

@@ -108,6 +108,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 
 R10 = EpisodeRule(
     "R10",
+    AgencyKind.COMMITTEE,
     Condition("R10", ("refusal", "assessment", "agreement", "deregistration"), _family_refuses_high_risk, _ended),
     _assign,
     closes=("committee",),

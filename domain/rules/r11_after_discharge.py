@@ -26,7 +26,7 @@ from domain.rules.engine import (
     left_register,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, earliest, in_hospital, latest, of
+from domain.rules.entries import Entry, deregistration, earliest, in_hospital, latest, of, order
 from domain.rules.settings import RuleSettings
 
 
@@ -35,7 +35,7 @@ def _discharged_unvisited(known: list[Entry]) -> bool:
     if deregistration(known) or stay is None or stay["admitted"]:
         return False
     visit = latest(known, "visit")
-    return visit is None or visit["at"] <= stay["at"]
+    return visit is None or order(visit) < order(stay)  # a visit at the discharge's time, recorded after it, counts
 
 
 def _ended(known: list[Entry], fact: Entry) -> Closing:
@@ -44,7 +44,7 @@ def _ended(known: list[Entry], fact: Entry) -> Closing:
     if in_hospital(known):
         return Closing(reason="the patient was admitted to hospital again")
     stay = latest(known, "hospital")
-    first = earliest(e for e in of(known, "visit") if e["at"] > stay["at"])  # type: ignore[index]
+    first = earliest(e for e in of(known, "visit") if order(e) > order(stay))  # type: ignore[arg-type]
     return Closing(completed_by=first["key"])  # type: ignore[index]
 
 
@@ -64,6 +64,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 
 R11 = EpisodeRule(
     "R11",
+    AgencyKind.HEALTH_CENTER,
     Condition("R11", ("hospital", "visit", "deregistration"), _discharged_unvisited, _ended),
     _assign,
     closes=("health-center",),

@@ -47,7 +47,7 @@ def _refusal_rule(refusal: RefusalKind) -> EpisodeRule:
         holds,
         lambda known, fact: Closing(reason="the refusal ended"),
     )
-    return EpisodeRule("R12", ended, assign)
+    return EpisodeRule("R12", AgencyKind.COMMITTEE, ended, assign)
 
 
 R12_VISITS = _refusal_rule(RefusalKind.VISITS)

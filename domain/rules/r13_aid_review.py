@@ -87,6 +87,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 
 R13 = EpisodeRule(
     "R13",
+    AgencyKind.CIVIL_AFFAIRS,
     Condition("R13", ("circumstances", *_AID_KINDS, "deregistration"), _needs_aid_review, _ended),
     _assign,
     closes=("civil-affairs",),

@@ -31,6 +31,7 @@ class Incident:
     """R14 (module docstring)."""
 
     rule = RULE
+    owner = AgencyKind.POLICE_STATION
 
     def conditions(self, settings: RuleSettings) -> tuple[Condition, ...]:
         return ()

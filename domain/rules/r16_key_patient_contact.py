@@ -59,6 +59,7 @@ class KeyPatientContact:
     """R16 as a patient rule: the cycle rule for the lost threshold in force."""
 
     rule = "R16"
+    owner = AgencyKind.COMMITTEE
 
     def conditions(self, settings: RuleSettings) -> tuple[Condition, ...]:
         return (_rule(settings.r5_misses_that_mean_lost).condition,)

@@ -93,12 +93,14 @@ def _assign(tier: ReviewTier, kind: AgencyKind, deadline: str) -> Assign:
 
 R17_TOWNSHIP = EpisodeRule(
     "R17",
+    AgencyKind.HEALTH_CENTER,
     Condition("R17-township", ("review", "deregistration"), _township_review_due, _ended(ReviewTier.TOWNSHIP)),
     _assign(ReviewTier.TOWNSHIP, AgencyKind.HEALTH_CENTER, "r17_township_review"),
     closes=(ReviewTier.TOWNSHIP.value,),
 )
 R17_CITY = EpisodeRule(
     "R17",
+    AgencyKind.PSYCHIATRIC_HOSPITAL,
     Condition("R17-city", ("review", "deregistration"), _city_review_due, _ended(ReviewTier.CITY)),
     _assign(ReviewTier.CITY, AgencyKind.PSYCHIATRIC_HOSPITAL, "r17_city_review"),
     closes=(ReviewTier.CITY.value,),

@@ -93,6 +93,7 @@ class RuleState:
         self._anchor: dict[str, tuple[Entry | None, Entry | None]] = {r.rule: (None, None) for r in self.cycles}
         self._fulfilled: dict[str, Entry | None] = {}
         self._last_miss: tuple[date | None, date | None] = (None, None)
+        self._joined = self._imported = 0  # the versions of the latest go-live join and import
 
     @classmethod
     def of(cls, patient: Any, rules: Sequence[Rule], settings: RuleSettings) -> RuleState:
@@ -122,6 +123,10 @@ class RuleState:
                 self._supply.add(e)
             elif kind == "missed" and (last_miss is None or e["scheduled_on"] > last_miss):
                 last_miss = e["scheduled_on"]
+            elif kind == "go_live_joined":
+                self._joined = v
+            elif kind == "import":
+                self._imported = v
         self._last_miss = (self._last_miss[1], last_miss)
         for rule in self.cycles:
             best = self._anchor[rule.rule][1]
@@ -147,6 +152,10 @@ class RuleState:
     @property
     def risk_level(self) -> int | None:
         return None if self._latest is None else self._latest["level"]
+
+    @property
+    def awaiting_go_live(self) -> bool:
+        return self._joined > self._imported
 
     def assessment(self, key: str, upto: int) -> Entry | None:
         self._check(upto)

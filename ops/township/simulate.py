@@ -25,6 +25,7 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
+from core import go_live
 from core.backfill import import_lines
 from core.calendar_view import load_year_file, shipped_years, year_file
 from core.contract import ContractError
@@ -197,6 +198,9 @@ def _scheduled(services: Any, clock: SimClock, instant: datetime, report: YearRe
     report.scheduler_runs.append(instant)
 
 
+#: Who declares the go-live complete in the simulated township.
+GO_LIVE_DECLARED_BY = "gov-willowbrook"
+
 #: Ledgers are imported hospital first, then health centers (they hold the registrations).
 _LEDGER_ORDER = ("hospital-", "hc-")
 
@@ -224,6 +228,8 @@ def _import(services: Any, ledgers: list[Any], report: YearReport) -> None:
         for _, code, message in imported.refused:
             report.refused[code] += 1
             report.refused_valid.append(("ledger", code, message))
+    # every ledger in: the go-live assesses each patient once (the governance center declares it)
+    go_live.complete(services.case_record, services.registry.region, GO_LIVE_DECLARED_BY)
     report.seconds["intake"] += wall.perf_counter() - started
 
 

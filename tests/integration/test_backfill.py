@@ -9,12 +9,17 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from core import go_live
 from core.backfill import import_ledger
 from core.intake import accept
 from core.registry import DEMO_DISTRICT, load_file
 from tests.support.stores import NOW
 
-HC, VILLAGE = "hc-north", "990101-001-v01"
+HC, VILLAGE, GOVERNANCE = "hc-north", "990101-001-v01", "gov-willowbrook"
+
+
+def complete_go_live(services) -> int:
+    return go_live.complete(services.case_record, services.registry.region, GOVERNANCE)
 
 
 def envelope(patient: UUID, event_type: str, data: dict, days_ago: float) -> dict:
@@ -78,8 +83,10 @@ class TestBackfill:
         ledger.write_text("\n".join(json.dumps(r) for r in reversed(rows)))  # registrations last: sorted first
 
         report = import_ledger(services.case_record, services.registry, ledger, HC)
+        assert (report.recorded, report.refused, report.go_live) == (len(rows), [], "joined")
+        assert obligations(services) == []  # nothing until the go-live is declared complete
+        assert complete_go_live(services) == 4
 
-        assert (report.recorded, report.refused) == (len(rows), [])
         assert obligations(services) == sorted(
             [
                 (p["is_high"], "R1", "obligation"),
@@ -131,6 +138,7 @@ class TestBackfill:
         ledger = tmp_path / "ledger.jsonl"
         ledger.write_text("\n".join(json.dumps(r) for r in rows))
         import_ledger(services.case_record, services.registry, ledger, HC)
+        complete_go_live(services)
         accept(services.case_record, services.registry, json.dumps(visit(p["is_high"], 1, 1)).encode(), HC, "test")
         services.catch_up(services.case_record.recorder.max_notification_id())
 

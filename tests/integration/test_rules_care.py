@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from core import go_live
 from core.backfill import import_ledger
 from core.calendar_view import load_year_file, year_file
 from core.intake import accept
@@ -689,6 +690,7 @@ class TestReplayAndBackfill:
         ledger = tmp_path / "ledger.jsonl"
         ledger.write_text("\n".join(json.dumps(r) for r in rows))
         import_ledger(services.case_record, services.registry, ledger, HC)
+        go_live.complete(services.case_record, services.registry.region, "gov-willowbrook")
         services.catch_up(services.case_record.recorder.max_notification_id())
         found = {
             (r.rule, r.kind, r.status)
