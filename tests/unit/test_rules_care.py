@@ -13,15 +13,12 @@ from domain.personal import PersonalDetails
 from domain.registry import AgencyKind
 from domain.rules import PATIENT_RULES, decide_from_file
 from domain.rules.engine import IMPORTED, Closing, Trigger, spans
-from domain.rules.entries import FullHistory, supply_ends_on
-from domain.rules.r04_visit_interval import R4
-from domain.rules.r06_medication_supply import R6, on_due
-from domain.rules.r11_after_discharge import R11
+from domain.rules.entries import FullHistory
 from domain.rules.r13_aid_review import R13
 from domain.rules.r17_three_tier_review import R17_CITY
 from domain.rules.r18_suspected_case import r18_suspected_case, weekdays
 from domain.rules.settings import RuleSettings
-from domain.values import Provenance, RiskClass
+from domain.values import Provenance
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 AGENCIES = {
@@ -102,19 +99,6 @@ class TestSpans:
 
 
 class TestEventRules:
-    def test_r11_opens_on_a_discharge_completes_on_a_later_visit_and_ignores_an_older_one(self) -> None:
-        s = Story()
-        s.record("admit", 20, hospital="H", admission_kind="voluntary")
-        discharged = s.record("discharge", 5)
-        d = s.then(R11)
-        assert [(a.rule, a.assignee, a.due_at) for a in d.opened] == [("R11", "hc", NOW + timedelta(days=7))]
-        s.record("record_visit", 8, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE)
-        assert not s.then(R11).completed
-        visit = s.record(
-            "record_visit", 1, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE
-        )
-        assert s.then(R11).completed == [(s.oid("R11", discharged, "health-center"), visit)]
-
     def test_r13_a_grant_completes_and_a_restated_hardship_after_a_decision_opens_nothing(self) -> None:
         s = Story()
         flagged = s.record("record_circumstances", 10, economic_status="extreme_poverty")
@@ -182,56 +166,3 @@ class TestSuspectedCase:
     def test_the_weekday_fallback_skips_weekends(self) -> None:
         assert weekdays(date(2026, 11, 20), 1) == date(2026, 11, 23)
         assert weekdays(date(2026, 11, 20), 10) == date(2026, 12, 4)
-
-
-class TestPeriodicRules:
-    def test_r4_cycles_are_numbered_by_their_anchors_version_so_a_late_visit_renumbers_nothing(self) -> None:
-        s = Story()
-        assert [a.id for a in s.then(R4).opened] == [s.oid("R4", "registration", "visit", 1)]
-        s.record("record_visit", 10, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE)
-        d = s.then(R4)
-        assert [(a.id, a.due_at) for a in d.opened] == [
-            (s.oid("R4", "registration", "visit", 2), NOW - timedelta(days=10) + timedelta(days=90))
-        ]
-        s.record("record_visit", 30, face_to_face=True, joint=False, risk_level=0, risk_class=RiskClass.STABLE)
-        d = s.then(R4)
-        assert (d.opened, d.completed) == ([], [])
-
-    def test_r4_after_a_backfill_the_live_cycle_overtaken_by_imported_visits_is_done(self) -> None:
-        s = Story()
-        s.then(R4)  # the live registration opened cycle 1
-        visit = s.record(
-            "record_visit",
-            10,
-            key="ledger:hc:9",
-            face_to_face=True,
-            joint=False,
-            risk_level=0,
-            risk_class=RiskClass.STABLE,
-        )
-        s.record("mark_history_imported", 0, key="import:x", ledger="x", rows=1)
-        d = s.then(R4, IMPORTED)
-        assert [a.id for a in d.opened] == [s.oid("R4", "registration", "visit", 2)]
-        assert d.completed == [(s.oid("R4", "registration", "visit", 1), visit)]
-
-    def test_r6_the_supply_carries_over_and_a_run_out_warns_the_care_team(self) -> None:
-        pickups = [
-            {"dispensed_on": date(2026, 10, 1), "days_supplied": 30, "key": "a"},
-            {"dispensed_on": date(2026, 10, 20), "days_supplied": 30, "key": "b"},
-        ]
-        assert supply_ends_on(pickups) == date(2026, 11, 30)
-        s = Story()
-        picked = s.record("dispense_medication", 40, dispensed_on=(NOW - timedelta(days=40)).date(), days_supplied=30)
-        (due,) = s.then(R6).opened
-
-        class Overdue:
-            rule, id = "R6", due.id
-
-        (warning,) = on_due(Overdue, s.history(), responsible)
-        assert (warning.assignee, warning.kind, warning.id) == (
-            "committee",
-            ObligationKind.NOTICE,
-            s.oid("R6", picked, "care-team-warning", s.patient.version),
-        )
-        s.record("dispense_medication", 1, dispensed_on=(NOW - timedelta(days=1)).date(), days_supplied=30)
-        assert on_due(Overdue, s.history(), responsible) == []  # stale: a new pickup started a new cycle
