@@ -161,3 +161,13 @@ class TestDeterministicIds:
         visit = joint_visit(s, 8)
         assert [a.id for a in s.then(R2).opened] == [s.oid("R2", key, "joint-visit", s.version_of(visit))]
         assert s.then(R2) == s.then(R2)
+
+
+class TestLegalDutyAlreadyGiven:
+    def test_a_notice_already_given_on_or_after_the_day_the_episode_began_completes_it_as_it_opens(self) -> None:
+        s = Story()
+        told = s.record("give_legal_duty_notice", 5, given_on=ago(5).date())
+        key = unstable(s, 8)  # recorded after the notice, dated before it
+        d = s.then(R2)
+        assert s.oid("R2", key, "legal-duty") in {a.id for a in d.opened}
+        assert d.completed == [(s.oid("R2", key, "legal-duty"), told)]

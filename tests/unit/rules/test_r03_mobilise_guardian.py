@@ -120,3 +120,13 @@ class TestDeterministicIds:
         s = Story()
         key = assess(s, 3, 2)
         assert [a.id for a in s.then(R3).opened] == [a.id for a in s.then(R3).opened] == [s.oid("R3", key, "committee")]
+
+
+class TestFulfilledAsItOpens:
+    def test_a_reached_contact_already_on_record_dated_after_the_episode_began_completes_it_as_it_opens(self) -> None:
+        s = Story()
+        reached = contact(s, 5)
+        key = assess(s, 8, 2)  # recorded after the contact, dated before it
+        d = s.then(R3)
+        assert [a.id for a in d.opened] == [s.oid("R3", key, "committee")]
+        assert d.completed == [(s.oid("R3", key, "committee"), reached)]

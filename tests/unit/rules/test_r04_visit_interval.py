@@ -13,7 +13,7 @@ from domain.rules.engine import IMPORTED, Decisions
 from domain.rules.r04_visit_interval import R4
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
-from tests.unit.rules.story import NOW, Story, ago, without
+from tests.unit.rules.story import NOW, Story, ago, replay, without
 
 
 def visit(s: Story, days_ago: float, level: int = 0, cls: RiskClass = RiskClass.STABLE, **kw) -> str:
@@ -130,3 +130,31 @@ class TestDeterministicIds:
         v = visit(s, 5)
         assert s.then(R4) == s.then(R4)
         assert [a.id for a in s.then(R4).opened] == [s.oid("R4", "registration", "visit", s.version_of(v))]
+
+
+class TestAdmissionAndDischargeAtTheSameTime:
+    """At the same occurred time, the fact recorded later is the later one."""
+
+    def test_a_discharge_recorded_after_the_admission_puts_the_patient_at_home(self) -> None:
+        s = Story()
+        s.record("admit", 5, hospital="H", admission_kind="voluntary")
+        discharged = s.record("discharge", 5)
+        *_, last = replay(s, R4)
+        assert [(a.episode_key, a.due_at) for a in last.opened] == [(discharged, ago(5) + timedelta(days=14))]
+        assert s.then(R4) == last
+
+    def test_an_admission_recorded_after_the_discharge_puts_the_patient_in_hospital(self) -> None:
+        s = Story()
+        s.record("admit", 20, hospital="H", admission_kind="voluntary")
+        discharged = s.record("discharge", 5)
+        admitted = s.record("admit", 5, hospital="H", admission_kind="involuntary")
+        *_, last = replay(s, R4)
+        assert last == Decisions(
+            cancelled=[
+                (
+                    s.oid("R4", discharged, "visit", s.version_of(discharged)),
+                    "the patient was admitted to hospital",
+                    admitted,
+                )
+            ]
+        )

@@ -11,7 +11,7 @@ from domain.rules.engine import Decisions
 from domain.rules.r05_lost_to_follow_up import R5
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
-from tests.unit.rules.story import NOW, Story, ago, without
+from tests.unit.rules.story import NOW, Story, ago, replay, without
 
 
 def miss(s: Story, days_ago: int) -> str:
@@ -146,3 +146,25 @@ class TestDeterministicIds:
         s = Story()
         lost(s, 60, 45, 30)
         assert s.then(R5) == s.then(R5)
+
+
+class TestDeclarationsAtTheSameTime:
+    """At the same occurred time, the declaration recorded later is the latest."""
+
+    def test_located_recorded_after_unknown_at_the_same_time_completes_the_search(self) -> None:
+        s = Story()
+        unknown = s.record("declare_whereabouts_unknown", 5)
+        located = s.record("declare_located", 5)
+        *_, opened, last = replay(s, R5)
+        assert {a.episode_key for a in opened.opened} == {unknown}
+        assert last == Decisions(completed=[(s.oid("R5", unknown, "police"), located)])
+
+    def test_unknown_recorded_after_located_at_the_same_time_opens_the_search(self) -> None:
+        s = Story()
+        s.record("declare_located", 5)
+        unknown = s.record("declare_whereabouts_unknown", 5)
+        *_, last = replay(s, R5)
+        assert [(a.action, a.episode_key) for a in last.opened] == [
+            ("locate_patient", unknown),
+            ("lost_to_follow_up_notice", unknown),
+        ]

@@ -7,7 +7,7 @@ from domain.obligation import ObligationKind
 from domain.registry import AgencyKind
 from domain.rules.engine import Decisions
 from domain.rules.r12_refusal import R12_MANAGEMENT, R12_VISITS
-from tests.unit.rules.story import Story, without
+from tests.unit.rules.story import Story, replay, without
 
 
 class TestOpens:
@@ -72,3 +72,15 @@ class TestDeterministicIds:
         s = Story()
         s.record("record_refusal", 5, refusal="management")
         assert s.then(R12_MANAGEMENT) == s.then(R12_MANAGEMENT)
+
+
+class TestARefusalAndItsEndAtTheSameTime:
+    def test_the_end_recorded_later_at_the_same_time_ends_it_and_a_refusal_recorded_later_opens_anew(self) -> None:
+        s = Story()
+        first = s.record("record_refusal", 10, refusal="visits")
+        s.record("record_refusal", 10, refusal="visits", ended=True)
+        again = s.record("record_refusal", 10, refusal="visits")
+        _, opened, ended, reopened = replay(s, R12_VISITS)
+        assert {a.episode_key for a in opened.opened} == {first}
+        assert ended == Decisions()
+        assert {a.episode_key for a in reopened.opened} == {again}

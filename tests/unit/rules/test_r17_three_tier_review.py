@@ -10,7 +10,7 @@ from domain.registry import AgencyKind
 from domain.rules.engine import Decisions
 from domain.rules.r17_three_tier_review import R17_CITY, R17_TOWNSHIP
 from domain.rules.settings import RuleSettings
-from tests.unit.rules.story import NOW, Story, without
+from tests.unit.rules.story import NOW, Story, replay, without
 
 
 def review(s: Story, days_ago: float, tier: str, level: int) -> str:
@@ -118,3 +118,19 @@ class TestDeterministicIds:
         assert [a.id for a in s.then(R17_TOWNSHIP).opened] == [s.oid("R17", second, "township")]
         assert s.oid("R17", second, "township") != s.oid("R17", first, "township")
         assert s.then(R17_TOWNSHIP) == s.then(R17_TOWNSHIP)
+
+
+class TestReviewsAtTheSameTime:
+    def test_a_township_review_at_the_community_reviews_time_recorded_later_completes_it(self) -> None:
+        s = Story()
+        key = review(s, 5, "community", 1)
+        township = review(s, 5, "township", 1)
+        *_, last = replay(s, R17_TOWNSHIP)
+        assert last == Decisions(completed=[(s.oid("R17", key, "township"), township)])
+
+    def test_a_second_community_review_at_the_same_time_recorded_later_keeps_the_episode(self) -> None:
+        s = Story()
+        review(s, 5, "community", 1)
+        review(s, 5, "community", 2)
+        *_, last = replay(s, R17_TOWNSHIP)
+        assert last == Decisions()
