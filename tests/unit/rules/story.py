@@ -92,10 +92,10 @@ class Story:
             version=self.patient.version,
         )
 
-    def then(self, rule: Any, topic: str | None = None, settings: RuleSettings | None = None) -> Decisions:
+    def then(self, rule: Any, topic: str | None = None) -> Decisions:
         """What ``rule`` decides for the last fact: the full walk's answer, checked against the
         incremental state's (a backfill is always answered by the full walk)."""
-        settings = settings or self.settings
+        settings = self.settings
         t = self.trigger(topic)
         decided = rule(t, self.history(), self.responsible, settings)
         if t.topic != IMPORTED:
