@@ -1,4 +1,5 @@
-"""The ten focus categories (R16) from their facts, the key grade, and R16 as a pure rule."""
+"""The ten focus categories (R16) from their facts, and the key grade. (R16 as a rule:
+tests/unit/rules/test_r16_key_patient_contact.py.)"""
 
 from __future__ import annotations
 
@@ -25,13 +26,8 @@ from domain.focus import (
 )
 from domain.identity import CHINA_TZ
 from domain.personal import GuardianContact
-from domain.rules import decide_from_file
-from domain.rules.engine import IMPORTED
-from domain.rules.entries import FullHistory
-from domain.rules.r16_key_patient_contact import R16
-from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
-from tests.unit.test_rules_care import NOW, SETTINGS, Story, responsible
+from tests.unit.rules.story import NOW, Story
 
 
 def cats(s: Story, days_later: float = 0) -> frozenset[str]:
@@ -177,47 +173,3 @@ class TestKeyGrade:
         s.record("record_circumstances", 30, can_drive=True, lives_alone=True)
         s.record("record_visit", 5, face_to_face=True, joint=False, risk_level=1, risk_class=RiskClass.BASICALLY_STABLE)
         assert grade(s.patient, NOW) == {"categories": [LIVES_ALONE, CAN_DRIVE], "risk_level": 1, "key": True}
-
-
-class TestR16AsAPureRule:
-    def test_becoming_key_opens_a_monthly_contact_for_the_committee(self) -> None:
-        s = Story()
-        s.record("record_circumstances", 30, lives_alone=True)
-        assert not s.then(R16).opened
-        key = s.record("record_no_guardian", 20)
-        (a,) = s.then(R16).opened
-        assert (a.id, a.assignee, a.action, a.due_at) == (
-            s.oid("R16", key, "committee", s.patient.version),
-            "committee",
-            "monthly_care_team_contact",
-            NOW - timedelta(days=20) + timedelta(days=30),
-        )
-
-    def test_the_interval_is_a_setting(self) -> None:
-        s = Story()
-        s.record("report_incident", 10, incident_id=uuid4(), incident_kind="self_harm", severity=1)
-        settings = RuleSettings(r16_contact_every=timedelta(days=14))
-        (a,) = R16(s.trigger(), FullHistory(s.patient, s.patient.version), lambda k: "x", settings).opened
-        assert a.due_at == NOW - timedelta(days=10) + timedelta(days=14)
-        assert SETTINGS.r16_contact_every == timedelta(days=30)
-
-    def test_after_a_backfill_a_key_patient_has_one_cycle_from_the_latest_imported_contact(self) -> None:
-        s = Story()
-        s.record("record_circumstances", 90, key="ledger:hc:1", lives_alone=True)
-        key = s.record("record_no_guardian", 80, key="ledger:hc:2")
-        s.record(
-            "record_care_team_contact", 40, key="ledger:hc:3", role="community_worker", mode="visit", outcome="reached"
-        )
-        contacted = s.record(
-            "record_care_team_contact", 20, key="ledger:hc:4", role="community_worker", mode="visit", outcome="reached"
-        )
-        assert not decide_from_file(s.trigger(), s.patient, responsible, SETTINGS).opened  # imported: decides nothing
-        s.record("mark_history_imported", 0, key="import:x", ledger="x", rows=4)
-        d = s.then(R16, IMPORTED)
-        (a,) = d.opened
-        version = next(e["v"] for e in s.patient.facts["care_team_contact"] if e["key"] == contacted)
-        assert (a.id, a.due_at) == (
-            s.oid("R16", key, "committee", version),
-            NOW - timedelta(days=20) + timedelta(days=30),
-        )
-        assert s.oid("R16", key, "committee", version) not in {oid for oid, _ in d.completed}
