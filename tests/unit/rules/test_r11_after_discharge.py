@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from domain.obligation import ObligationKind
 from domain.registry import AgencyKind
 from domain.rules.engine import Decisions
@@ -109,12 +107,6 @@ class TestAVisitAtTheSameTimeAsTheDischarge:
         *_, last = replay(s, R11)
         assert [a.episode_key for a in last.opened] == [discharged]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="R11 compares occurred times only (a visit must be dated strictly after the discharge), "
-        "so a visit at the discharge's occurred time recorded later never completes the first follow-up; "
-        "the other rules order equal occurred times by log position",
-    )
     def test_a_visit_recorded_after_the_discharge_at_the_same_time_completes_it(self) -> None:
         s = Story()
         s.record("admit", 20, hospital="H", admission_kind="voluntary")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID, uuid4
 
-import pytest
-
 from domain.obligation import ObligationKind
 from domain.registry import AgencyKind
 from domain.rules import decide_from_file
@@ -92,12 +90,6 @@ class TestFallback:
             (s.oid("R14", str(iid), "police"), "gov", "assign_police_station"),
         ]
 
-    @pytest.mark.xfail(
-        strict=True,
-        raises=KeyError,
-        reason="engine.obligation looks up FALLBACK_ACTION[GOVERNANCE_CENTER], which has no entry: "
-        "the governance center's own review with no governance center on record raises instead of opening nothing",
-    )
     def test_without_a_governance_center_only_the_police_respond(self) -> None:
         s = Story(agencies=without(AgencyKind.GOVERNANCE_CENTER))
         incident(s, 1, uuid4())
