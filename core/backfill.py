@@ -124,9 +124,10 @@ def import_lines(
         else:
             report.recorded += 1
         report.patients.add(recorded.subject)
-    agency = registry.agency(agency_id)
-    kind = None if agency is None else str(agency.kind)
-    report.go_live = go_live.joined(
-        case_record, registry.region, report.ledger, agency_id, kind, report.patients, len(lines)
-    )
+    if report.patients:  # a ledger refused or waiting whole stores nothing, not even a go-live
+        agency = registry.agency(agency_id)
+        kind = None if agency is None else str(agency.kind)
+        report.go_live = go_live.joined(
+            case_record, registry.region, report.ledger, agency_id, kind, report.patients, len(lines)
+        )
     return report

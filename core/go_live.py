@@ -20,6 +20,8 @@ from core.case_record import CaseRecord
 from domain.errors import DomainError
 from domain.go_live import GoLive, go_live_id
 from domain.patient_file import GoLiveJoined
+from domain.rules.engine import is_imported
+from domain.rules.entries import lists_of
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +63,10 @@ def joined(
         go_live = load(case_record, region) or GoLive.open(region, case_record.clock())
         if go_live.complete:
             for pid in found:
-                _each(case_record.mark_history_imported, pid, agency_id, ledger, rows, owner_kind=agency_kind)
+                # a patient this ledger brings in is assessed in full; one the rules already follow,
+                # only by the rules the agency's kind owns
+                kind = agency_kind if _followed(case_record, pid) else None
+                _each(case_record.mark_history_imported, pid, agency_id, ledger, rows, owner_kind=kind)
             return "late join"
         if any(entry["ledger"] == ledger for entry in go_live.ledgers):
             break  # imported before (a re-run): only the patients' facts may be missing
@@ -109,6 +114,17 @@ def status(case_record: CaseRecord, region: str) -> GoLiveStatus:
         ledgers=list(go_live.ledgers) if go_live else [],
         waiting_patients=waiting,
     )
+
+
+def _followed(case_record: CaseRecord, pid: UUID) -> bool:
+    """The rules already follow the patient: assessed by a backfill, or a fact recorded live."""
+    try:
+        patient = case_record.patient(pid)
+    except DomainError:
+        return False
+    if patient.facts.get("import"):
+        return True
+    return any(not is_imported(e["key"]) for _, found in lists_of(patient) for e in found)
 
 
 def _each(record: object, pid: UUID, *args: object, **kw: object) -> None:

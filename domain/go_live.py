@@ -5,9 +5,10 @@ imported ledger only joins it: its patients are marked as joining (``GoLiveJoine
 files) and the rules open nothing for them, live facts included, so no partial picture (a
 registration without its visits) opens work due years before the system existed. At
 completion every joined patient gets one ``HistoryImported`` fact and the rules assess the
-current state once. A ledger imported after that is a late join: its patients get a
-``HistoryImported`` naming the importing agency's kind, and only the rules that agency kind
-owns re-assess them (nothing for the past).
+current state once. A ledger imported after that is a late join: a patient the rules already follow
+gets a ``HistoryImported`` naming the importing agency's kind, and only the rules that agency
+kind owns re-assess it; a patient the ledger brings in is assessed by every rule (nothing
+opens for the past either way).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from litestar.testing import AsyncTestClient
 from nats.aio.client import Client
 
 from api.app import create_app
+from core import go_live
 from core.case_record import utc_now
 from core.registry import DEMO_DISTRICT, load_file
 from domain.errors import PatientNotFound
@@ -220,6 +221,7 @@ async def doors(
 
     services = open_services(settings, clock=utc_now)  # the real clock: envelopes carry real times
     load_file(services.case_record, DEMO_DISTRICT)
+    go_live.complete(services.case_record, services.registry.region, "gov-willowbrook")  # a live deployment
     keys = {a: services.apikeys.issue(a).key for a in (HC, POLICE)}
     names = names_of(settings)
     nc = await nats.connect(nats_url, connect_timeout=5)
