@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 
@@ -307,27 +307,39 @@ class CaseRecord(Application[UUID]):
         # the in-memory store of unit tests: walk the log
         return {n.originator_id for n in self.notification_log.select(1, 10**9, topics=[topic])}
 
-    def existing(self, ids: Collection[UUID]) -> set[UUID]:
-        """Which of these aggregates have recorded events: one query, however many ids (the rules
-        name a patient's candidate obligations, most of which were never opened)."""
+    def load_many(self, ids: Collection[UUID]) -> dict[UUID, Any]:
+        """The current state of those of these aggregates that are recorded, read in one query:
+        for aggregates never snapshotted (obligations, lost episodes), whose events are all there
+        is. The rules name a patient's candidate obligations, most of which were never opened."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
-            return set()
+            return {}
         recorder: Any = self.recorder
         table = getattr(recorder, "events_table_name", None)
+        columns = "originator_id, originator_version, topic, state"
+        order = "ORDER BY originator_id, originator_version"
         if isinstance(recorder, PostgresAggregateRecorder) and table:
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)", [wanted])  # noqa: S608
-                return {row["originator_id"] for row in cursor.fetchall()}
-        if isinstance(recorder, SQLiteAggregateRecorder) and table:
+                cursor.execute(f"SELECT {columns} FROM {table} WHERE originator_id = ANY(%s) {order}", [wanted])  # noqa: S608
+                rows = [(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in cursor]
+        elif isinstance(recorder, SQLiteAggregateRecorder) and table:
             marks = ",".join("?" * len(wanted))
             with recorder.datastore.transaction(commit=False) as cursor:
                 cursor.execute(
-                    f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",  # noqa: S608
+                    f"SELECT {columns} FROM {table} WHERE originator_id IN ({marks}) {order}",  # noqa: S608
                     [i.hex for i in wanted],  # the SQLite recorder stores ids as hex
                 )
-                return {UUID(row["originator_id"]) for row in cursor.fetchall()}
-        return {i for i in wanted if self._exists(i)}  # the in-memory store of unit tests
+                rows = [
+                    (UUID(r["originator_id"]), r["originator_version"], r["topic"], r["state"])
+                    for r in cursor.fetchall()
+                ]
+        else:  # the in-memory store of unit tests
+            return {i: self.repository.get(i) for i in wanted if self._exists(i)}
+        found: dict[UUID, Any] = {}
+        for originator, version, topic, state in rows:
+            event = self.mapper.to_domain_event(StoredEvent(originator, version, topic, state))
+            found[originator] = event.mutate(found.get(originator))
+        return found
 
     def _exists(self, aggregate_id: UUID) -> bool:
         try:

@@ -249,10 +249,12 @@ class _UnitOfWork:
         return aggregate
 
     def prefetch(self, ids: Any) -> None:
-        """Learn in one query which of these aggregates exist: the others are not looked up one by one."""
+        """Load in one query those of these aggregates that exist; the others are known missing."""
         unknown = {i for i in ids if i not in self.touched and i not in self.missing}
         if unknown:
-            self.missing |= unknown - self.case_record.existing(unknown)
+            loaded = self.case_record.load_many(unknown)
+            self.touched.update(loaded)
+            self.missing |= unknown - loaded.keys()
 
     def add(self, aggregate: Any) -> None:
         self.missing.discard(aggregate.id)
