@@ -12,10 +12,9 @@ import uuid
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from ops.logging import get_logger
 from ops.metrics import Metrics
 
-log = get_logger("api.request")
+log = structlog.get_logger("api.request")
 
 
 class RequestLogMiddleware:

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import structlog
 from eventsourcing.persistence import InterfaceError as StoreInterfaceError
 from eventsourcing.persistence import OperationalError as StoreOperationalError
 from litestar import MediaType, Request, Response
@@ -21,11 +22,10 @@ from api.auth import TooManyFailedAuthentications
 from core.case_record import ConcurrentWriteConflict
 from core.contract import ContractError
 from domain.errors import DomainError
-from ops.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://smd.example.invalid/problems/"
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class Problem(msgspec.Struct, omit_defaults=True):

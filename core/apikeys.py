@@ -28,13 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from core.sqlite_files import ThreadConnections
 from domain.registry import check_agency_id
-
-if TYPE_CHECKING:
-    from ops.settings import Settings
 
 HASH_ALG = "HMAC-SHA256"
 HASH_LABEL = b"smd/api-key-hash/v1"  # distinct from every other use of the blind-index key
@@ -277,11 +274,11 @@ class PostgresApiKeyTable:
         self.pool.close()
 
 
-def open_apikeys(settings: Settings) -> ApiKeys:
-    """API keys on the configured store."""
-    if settings.postgres is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        table: ApiKeyTable = SQLiteApiKeyTable(Path(settings.data_dir) / API_KEYS_FILE)
+def open_apikeys(data_dir: Path, conninfo: str | None, blind_index_key: bytes) -> ApiKeys:
+    """API keys on PostgreSQL (``conninfo``) or, without it, in a SQLite file in ``data_dir``."""
+    if conninfo is None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        table: ApiKeyTable = SQLiteApiKeyTable(Path(data_dir) / API_KEYS_FILE)
     else:
-        table = PostgresApiKeyTable(settings.postgres.conninfo())
-    return ApiKeys(table, derive_hash_key(settings.blind_index_key))
+        table = PostgresApiKeyTable(conninfo)
+    return ApiKeys(table, derive_hash_key(blind_index_key))

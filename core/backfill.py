@@ -30,8 +30,8 @@ from domain.errors import DomainError
 from domain.values import EARLIEST_OCCURRED
 
 if TYPE_CHECKING:
+    from core.ports import DoorCounts
     from core.waiting import Waiting
-    from ops.metrics import Metrics
 
 DOOR = "import"  # the door's label in the metrics (ops.metrics)
 REGISTRATIONS = ("cn.smd.patient.registered.v1", "cn.smd.patient.registered-unidentified.v1")
@@ -58,7 +58,7 @@ def import_ledger(
     *,
     earliest: datetime = EARLIEST_OCCURRED,
     limits: WireLimits = DEFAULT_LIMITS,
-    metrics: Metrics | None = None,
+    metrics: DoorCounts | None = None,
     waiting: Waiting | None = None,
 ) -> ImportReport:
     """Import a JSON Lines ledger file from one agency; refusals are reported, not fatal."""
@@ -76,7 +76,7 @@ def import_lines(
     *,
     earliest: datetime = EARLIEST_OCCURRED,
     limits: WireLimits = DEFAULT_LIMITS,
-    metrics: Metrics | None = None,
+    metrics: DoorCounts | None = None,
     waiting: Waiting | None = None,
 ) -> ImportReport:
     """Import a ledger's JSON Lines (one envelope per line) from one agency.

@@ -10,11 +10,11 @@ ids, so nothing is opened twice.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
+import structlog
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification, Tracking
 
@@ -34,9 +34,8 @@ from domain.rules.engine import Trigger
 from domain.rules.r18_suspected_case import SUSPECTED_CASE_TOPICS
 from domain.rules.settings import RuleSettings
 from domain.rules.state import RuleState, entries_at
-from ops.logging import get_logger
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def _topics(base: type) -> set[str]:
@@ -86,12 +85,12 @@ class PolicyProcess:
         rule_settings: RuleSettingsView | None = None,
         parking: ParkingStore | None = None,
         concerns: Concerns | None = None,
+        fault: str = "",
     ) -> None:
         self.case_record = case_record
         self.registry = registry
         self.settings = settings or RuleSettings()  # used when there is no rule_settings view
         self.rule_settings = rule_settings  # the region's settings in force on the trigger's date, as recorded then
-        fault = os.environ.get("SMD_FAULT", "")
         self.fault_patient = (
             UUID(fault.removeprefix(FAULT_RULE_FAILS_FOR)) if fault.startswith(FAULT_RULE_FAILS_FOR) else None
         )

@@ -35,9 +35,6 @@ from domain.registry_file import RegistryFile, diff, parse_registry
 #: Effective dates are calendar dates where the agencies are: China has one zone, no DST.
 REGION_TZ = timezone(timedelta(hours=8), "CST")
 
-#: The fictional demo district shipped with the service (the default registry file).
-DEMO_DISTRICT = Path(__file__).resolve().parents[1] / "ops" / "demo_district.toml"
-
 
 def region_today() -> date:
     """Today's date in the region's zone (what "in force today" means)."""

@@ -31,9 +31,6 @@ from domain.rule_settings import (
 )
 from domain.rules.settings import RuleSettings
 
-#: The shipped settings file: the seeds' values, each with its source.
-RULE_SETTINGS_FILE = Path(__file__).resolve().parents[1] / "ops" / "rule_settings.toml"
-
 
 class RuleSettingsWriteConflict(Exception):
     """Other writers kept changing the settings while a file was being loaded."""
@@ -108,7 +105,7 @@ def read_rule_settings_file(path: Path) -> RuleSettingsFile:
 
 
 def load_file(
-    case_record: Application[UUID], path: Path = RULE_SETTINGS_FILE, *, region: str | None = None, attempts: int = 5
+    case_record: Application[UUID], path: Path, *, region: str | None = None, attempts: int = 5
 ) -> int:
     """Record the changes that make the settings match the file; returns how many (0: none)."""
     desired = read_rule_settings_file(path)

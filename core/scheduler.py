@@ -12,17 +12,17 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+import structlog
 from eventsourcing.persistence import IntegrityError
 
 from core.case_record import CaseRecord, Clock
 from core.due_checks import falls_due
+from core.ports import DueObligations
 from core.registry import REGION_TZ, RegistryView
 from domain.obligation import Obligation
 from domain.registry import AgencyKind
-from ops.logging import get_logger
-from projections.work_queue import WorkQueueProjection
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class Scheduler:
@@ -32,7 +32,7 @@ class Scheduler:
         self,
         case_record: CaseRecord,
         registry: RegistryView,
-        work_queue: WorkQueueProjection,
+        work_queue: DueObligations,  # the work-queue view, wired by the composition root
         clock: Clock,
         every_seconds: float = 1.0,
     ) -> None:

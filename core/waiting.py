@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
+import structlog
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.application import AggregateNotFoundError
 
@@ -68,13 +69,12 @@ from domain.patient import Patient
 from domain.patient_file import incident_reference, move_reference
 from domain.receipt import Receipt, receipt_id
 from domain.suspected_case import SuspectedCase, suspected_case_reference
-from ops.logging import get_logger
 
 if TYPE_CHECKING:
+    from core.ports import DoorCounts
     from core.registry import RegistryView
-    from ops.metrics import Metrics
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 WAITING, REFUSED = "waiting", "refused"
 #: Doors whose senders are told of a refusal by a message (the others read GET /v1/events/…).
@@ -470,7 +470,7 @@ class Waiting:
         table: WaitingTable,
         case_record: CaseRecord,
         window: timedelta = DEFAULT_WINDOW,
-        metrics: Metrics | None = None,
+        metrics: DoorCounts | None = None,
     ) -> None:
         self.table = table
         self.case_record = case_record

@@ -40,7 +40,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -56,6 +56,7 @@ from structlog.contextvars import bound_contextvars
 from core.case_record import CaseRecord, ConcurrentWriteConflict
 from core.contract import DEFAULT_LIMITS, AgencyId, ContractError, WireLimits, check_bytes
 from core.intake import accept
+from core.ports import DoorCounts
 from core.registry import RegistryView
 from core.waiting import Arrival, Waiting
 from domain.errors import DomainError
@@ -70,8 +71,12 @@ from integrations.streams import (
     intake_consumer_config,
 )
 
-if TYPE_CHECKING:
-    from ops.metrics import Metrics
+
+class IntakeCounts(DoorCounts, Protocol):
+    """The door's counts, and what the intake found when a message ran out of deliveries."""
+
+    def max_deliveries_advisory(self, found: str) -> None:
+        """The cross-check handled a MAX_DELIVERIES advisory (``found``: ``ops.metrics``)."""
 
 log = structlog.get_logger("smd.intake")
 
@@ -158,10 +163,11 @@ class Intake:
         fetch_timeout: float = 1.0,
         earliest: datetime = EARLIEST_OCCURRED,
         limits: WireLimits = DEFAULT_LIMITS,
-        metrics: Metrics | None = None,
+        metrics: IntakeCounts | None = None,
         waiting: Waiting | None = None,
         ack_wait: float = INTAKE_ACK_WAIT,
         max_deliver: int = INTAKE_MAX_DELIVER,
+        fault: str = "",
     ) -> None:
         self.case_record = case_record
         self.waiting = waiting  # facts whose reference is not recorded yet wait there (core.waiting)
@@ -176,7 +182,7 @@ class Intake:
         self.metrics = metrics  # accepted and refused messages, counted (ops.metrics)
         self.ack_wait = ack_wait  # SMD_INTAKE_ACK_WAIT_SECONDS
         self.max_deliver = max_deliver
-        self.fault = os.environ.get("SMD_FAULT", "")
+        self.fault = fault  # SMD_FAULT (test only)
         self._sub: Any = None
         self.watch = MaxDeliveriesWatch(self)
 

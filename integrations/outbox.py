@@ -261,13 +261,14 @@ class Outbox:
         batch: int = 100,
         poll_interval: float = 0.25,
         parking: ParkingStore | None = None,
+        fault: str = "",
     ) -> None:
         self.case_record = case_record
         self.js: JetStreamContext = nc.jetstream()
         self.names = names
         self.batch = batch
         self.poll_interval = poll_interval
-        self.fault = os.environ.get("SMD_FAULT", "")
+        self.fault = fault  # SMD_FAULT (test only)
         self.follower = outbox_follower(case_record, names, parking or MemoryParkingStore(), batch)
 
     @property

@@ -161,6 +161,7 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
             metrics=metrics,
             waiting=getattr(services, "waiting", None),
             ack_wait=settings.intake_ack_wait_seconds,
+            fault=settings.fault,
         )
         await intake.run(stop)
 
@@ -177,7 +178,10 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
 
     async def once() -> None:
         await ensure_streams(nc.jetstream(), names)
-        await Outbox(services.case_record, nc, names, parking=getattr(services, "parking", None)).run(stop)
+        outbox = Outbox(
+            services.case_record, nc, names, parking=getattr(services, "parking", None), fault=services.settings.fault
+        )
+        await outbox.run(stop)
 
     await _supervised("outbox", stop, once)
 

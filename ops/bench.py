@@ -27,8 +27,9 @@ import psycopg
 from psycopg import sql
 
 from core.contract import decode_event
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from ops.bootstrap import Services, bootstrap
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
 
 BARE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "bare_pipeline.py"

@@ -91,6 +91,12 @@ def build_keystore(settings: Settings) -> KeyStore:
     return KeyStore(table, master, others)
 
 
+def build_apikeys(settings: Settings) -> ApiKeys:
+    """The API keys on the configured store."""
+    conninfo = settings.postgres.conninfo() if settings.postgres is not None else None
+    return open_apikeys(settings.data_dir, conninfo, settings.blind_index_key)
+
+
 @dataclass
 class Services:
     """Everything a process of the service uses, wired once."""
@@ -219,7 +225,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             views = PostgresViewStore(settings.postgres.conninfo())
             parking = PostgresParkingStore(settings.postgres.conninfo())
             waiting_table = PostgresWaitingTable(settings.postgres.conninfo())
-        apikeys = open_apikeys(settings)
+        apikeys = build_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)
     concerns = Concerns(case_record)
@@ -234,7 +240,14 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         case_record=case_record,
         registry=registry,
         apikeys=apikeys,
-        policies=PolicyProcess(case_record, registry, rule_settings=rule_settings, parking=parking, concerns=concerns),
+        policies=PolicyProcess(
+            case_record,
+            registry,
+            rule_settings=rule_settings,
+            parking=parking,
+            concerns=concerns,
+            fault=settings.fault,
+        ),
         work_queue=work_queue,
         scheduler=Scheduler(case_record, registry, work_queue, clock),
         views=views,

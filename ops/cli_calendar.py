@@ -14,24 +14,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core.calendar_view import (
-    CalendarView,
-    CalendarWriteConflict,
-    load_year_file,
-    open_calendar,
-    shipped_years,
-    year_file,
-)
+from core.calendar_view import CalendarView, CalendarWriteConflict, load_year_file, open_calendar
 from core.registry import region_today
-from core.rule_settings_view import (
-    RULE_SETTINGS_FILE,
-    RuleSettingsView,
-    RuleSettingsWriteConflict,
-    load_file,
-    open_rule_settings,
-)
+from core.rule_settings_view import RuleSettingsView, RuleSettingsWriteConflict, load_file, open_rule_settings
 from domain.errors import DomainError
 from domain.rule_settings import encode
+from ops.data_files import RULE_SETTINGS_FILE, shipped_years, year_file
 from ops.settings import load_settings
 
 

@@ -47,7 +47,7 @@ def _dev_managed(settings: Settings) -> bool:
 
 def fault_hook(settings: Settings) -> Callable[[int], None] | None:
     """The test-only crash of SMD_FAULT=rotation-kill-after=N (never in production)."""
-    spec = os.environ.get(FAULT_VAR, "").strip()
+    spec = settings.fault
     match = _KILL_AFTER.match(spec)
     if not match:
         return None

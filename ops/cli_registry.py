@@ -16,19 +16,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core.apikeys import ApiKeys, UnknownApiKey, open_apikeys
+from core.apikeys import ApiKeys, UnknownApiKey
 from core.demo_keys import DemoKey, ensure_demo_keys
-from core.registry import (
-    DEMO_DISTRICT,
-    RegistryView,
-    RegistryWriteConflict,
-    load_file,
-    open_registry,
-    read_registry_file,
-)
+from core.registry import RegistryView, RegistryWriteConflict, load_file, open_registry, read_registry_file
 from domain.errors import DomainError
 from domain.registry import RegistryState
 from domain.registry_errors import UnknownAgency
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import Settings, load_settings
 
 
@@ -45,13 +39,13 @@ class Wired:
 @contextmanager
 def wired() -> Iterator[Wired]:
     """Settings, services, registry view and key store; closed on exit."""
-    from ops.bootstrap import bootstrap
+    from ops.bootstrap import bootstrap, build_apikeys
 
     settings = load_settings()
     services = bootstrap(settings)
     # Until Services carries them (see the wiring notes), build them here.
     registry = getattr(services, "registry", None) or open_registry(services.case_record, settings.region)
-    apikeys = getattr(services, "apikeys", None) or open_apikeys(settings)
+    apikeys = getattr(services, "apikeys", None) or build_apikeys(settings)
     try:
         yield Wired(settings, services, registry, apikeys)
     finally:

@@ -97,6 +97,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intake_ack_wait_seconds: float = 30.0
     """SMD_INTAKE_ACK_WAIT_SECONDS: the intake consumer's AckWait: a message a crashed intake held
     comes back after this (the same for every intake process of a region)."""
+    fault: str = ""
+    """SMD_FAULT: test and demonstration only: a crash or a failing rule to inject
+    (``rule-fails-for=<patient id>``, ``intake-kill-after-commit``, ``outbox-kill-after-publish``,
+    ``rotation-kill-after=N``); empty in any real deployment."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -321,4 +325,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         auth_failures_per_key=auth_failures_per_key,
         waiting_window_seconds=waiting_window_seconds,
         intake_ack_wait_seconds=intake_ack_wait_seconds,
+        fault=get("SMD_FAULT"),
     )

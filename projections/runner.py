@@ -13,16 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from eventsourcing.persistence import Notification
 
 from core.followers.concerns import Concerns
 from core.followers.engine import Follower, FollowerStatus, RetryReport
 from core.followers.parking import ParkingStore
-from ops.logging import get_logger
 from projections.base import Batch, Projection
 from projections.stores import LIVE_TTL_SECONDS, Generation, ViewStore
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class _Handler:

@@ -31,13 +31,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
+import structlog
 from eventsourcing.persistence import IntegrityError, Notification, PersistenceError
 
 from core.followers.concerns import Concerns
 from core.followers.parking import HELD, PARKED, STOPPED, ParkedEvent, ParkingStore
-from ops.logging import get_logger
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 #: Failures of the infrastructure, not of the event: never parked, the batch is tried again.
 TRANSIENT: tuple[type[BaseException], ...] = (

@@ -27,13 +27,14 @@ from eventsourcing.persistence import StoredEvent
 
 from core import go_live
 from core.backfill import import_lines
-from core.calendar_view import load_year_file, shipped_years, year_file
+from core.calendar_view import load_year_file
 from core.contract import ContractError
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from core.rule_settings_view import load_file as load_rule_settings
 from core.waiting import WAITING, Arrival, message_status
 from domain.errors import DomainError
+from ops.data_files import DEMO_DISTRICT, RULE_SETTINGS_FILE, shipped_years, year_file
 from ops.township.generator import CST, Township
 
 #: Topics of what the rules and the scheduler record: re-derived on replay, never copied.
@@ -81,7 +82,7 @@ def prepare(services: Any, clock: SimClock, township: Township) -> None:
     years = range(township.start.year, (township.start + timedelta(days=township.days)).year + 1)
     for year in (y for y in years if y in shipped_years()):
         load_year_file(services.case_record, year_file(year))
-    load_rule_settings(services.case_record, region=services.settings.region)
+    load_rule_settings(services.case_record, RULE_SETTINGS_FILE, region=services.settings.region)
 
 
 def scheduler_instants(township: Township, every: timedelta) -> list[datetime]:

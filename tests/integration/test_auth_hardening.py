@@ -19,8 +19,9 @@ import pytest
 
 from api.app import create_app
 from core.case_record import utc_now
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 from tests.support.stores import open_services, store_settings
 
 HC = "hc-north"

@@ -12,7 +12,8 @@ import pytest
 from core import go_live
 from core.backfill import import_ledger
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
+from ops.data_files import DEMO_DISTRICT
 from tests.support.stores import NOW
 
 HC, VILLAGE, GOVERNANCE = "hc-north", "990101-001-v01", "gov-willowbrook"

@@ -18,8 +18,9 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from core.backfill import import_lines
 from core.case_record import utc_now
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.errors import PatientNotFound
+from ops.data_files import DEMO_DISTRICT
 
 HC = "hc-north"
 VILLAGE = "990101-001-v01"  # in hc-north's area

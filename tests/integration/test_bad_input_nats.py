@@ -19,12 +19,13 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.errors import PatientNotFound
 from integrations.intake import H_DETAIL, H_REASON, H_SEQ
 from integrations.runner import run_intake
 from integrations.streams import INTAKE_CONSUMER, Names, names_of
 from ops.bootstrap import Services, bootstrap
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
 from tests.support.agency_client import AgencyClient
 from tests.support.nats_world import wait_for

@@ -9,15 +9,14 @@ from uuid import uuid4
 
 import pytest
 
-from core.calendar_view import load_year, load_year_file, read_year_file, shipped_years, year_file
+from core.calendar_view import load_year, load_year_file, read_year_file
 from core.intake import accept
-from core.registry import DEMO_DISTRICT
 from core.registry import load_file as load_registry
-from core.rule_settings_view import RULE_SETTINGS_FILE
 from core.rule_settings_view import load_file as load_rules
 from domain.calendar import CalendarWarning, CalendarYear
 from domain.obligation import obligation_id
 from domain.rule_settings import RuleSettingsInvalid
+from ops.data_files import DEMO_DISTRICT, RULE_SETTINGS_FILE, shipped_years, year_file
 
 HC = "hc-north"
 VILLAGE = "990101-001-v01"

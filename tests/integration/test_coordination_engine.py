@@ -11,9 +11,10 @@ import pytest
 
 from core.intake import accept
 from core.obligations import act
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from core.scheduler import Scheduler
 from domain.obligation import NotTheOwner, Obligation, obligation_id
+from ops.data_files import DEMO_DISTRICT
 from tests.support.replay import comparable, replica_of, split
 from tests.support.stores import NOW
 

@@ -30,12 +30,13 @@ from nats.aio.client import Client
 from api.app import create_app
 from core import go_live
 from core.case_record import utc_now
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.errors import PatientNotFound
 from integrations.intake import H_DETAIL, H_REASON
 from integrations.streams import INTAKE_CONSUMER, Names, names_of
 from ops.bootstrap import Services
 from ops.cli import main as smd
+from ops.data_files import DEMO_DISTRICT
 from tests.support.agency_client import AgencyClient
 from tests.support.nats_world import wait_for
 from tests.support.stores import open_services, store_settings

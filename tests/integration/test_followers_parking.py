@@ -19,9 +19,10 @@ import core.policy_process as policy_process
 from core.followers.parking import HELD, PARKED
 from core.intake import accept
 from core.obligations import act
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.obligation import obligation_id
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 from tests.support.replay import DERIVED
 from tests.support.stores import NOW, open_services, store_settings
 

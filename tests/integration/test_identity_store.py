@@ -17,7 +17,7 @@ from core.case_record import utc_now
 from core.contract import encode
 from core.identity import find_by_id_number
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.access import NotAllowedToRecord
 from domain.errors import PatientNotFound
 from domain.identity_errors import (
@@ -27,6 +27,7 @@ from domain.identity_errors import (
     IdNumberChecksumInvalid,
 )
 from domain.personal import PersonalDetails, ProvisionalIdentity
+from ops.data_files import DEMO_DISTRICT
 from tests.support.id_numbers import fictional_id_number, with_x_check
 from tests.support.stores import NOW, Agency
 

@@ -24,8 +24,9 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from core.case_record import utc_now
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from integrations.streams import Names, names_of
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
 from tests.support.agency_client import AgencyClient
 from tests.support.ledger import StoreCounts, error_lines, level_4_visit, registration

@@ -13,13 +13,14 @@ import pytest
 
 from core.contract import ContractError
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.access import AidTypeNotAllowed, NotAllowedToRecord
 from domain.errors import DomainError
 from domain.patient import Patient
 from domain.patient_care import AidStatus, AidType, CareRole
 from domain.patient_file import FactAfterDeregistration
 from domain.personal import CareTeamMember
+from ops.data_files import DEMO_DISTRICT
 from tests.support.stores import NOW
 
 HC, HOSPITAL, POLICE, CIVIL, COMMITTEE, GOV, DPF = (

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.access import NotAllowedToRecord
 from domain.errors import DomainError
 from domain.patient import Patient
@@ -27,6 +27,7 @@ from domain.patient_file import (
 )
 from domain.personal import GuardianContact
 from domain.values import Diagnosis
+from ops.data_files import DEMO_DISTRICT
 from tests.support.stores import NOW
 
 HC, HOSPITAL, POLICE, CIVIL, COMMITTEE, GOV = (

@@ -15,7 +15,8 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from core.case_record import utc_now
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
+from ops.data_files import DEMO_DISTRICT
 from projections.runner import ProjectionFollower, rebuild
 from projections.work_queue import QueueRow
 

@@ -32,9 +32,10 @@ import core.policy_process as policy_process
 from api.app import create_app
 from core.backfill import import_lines
 from core.case_record import utc_now
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from integrations.streams import names_of
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 from projections.work_queue import RuleCounts
 from tests.support.agency_client import AgencyClient
 from tests.support.nats_world import stream_exists, wait_for

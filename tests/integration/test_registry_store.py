@@ -21,12 +21,13 @@ from psycopg import sql
 
 from api.me import MeController
 from api.problems import PROBLEM_JSON, exception_handlers
-from core.apikeys import ApiKeys, open_apikeys
+from core.apikeys import ApiKeys
 from core.demo_keys import DEMO_KEYS_FILE, ensure_demo_keys
-from core.registry import DEMO_DISTRICT, RegistryView, load_file, open_registry
+from core.registry import RegistryView, load_file, open_registry
 from domain.receipt import Receipt
 from domain.registry import AgencyKind
-from ops.bootstrap import Services, bootstrap
+from ops.bootstrap import Services, bootstrap, build_apikeys
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
@@ -158,7 +159,7 @@ def open_world(settings: Settings) -> Iterator[Callable[[], World]]:
 
     def make() -> World:
         services = bootstrap(settings)
-        world = World(services, open_registry(services.case_record, settings.region), open_apikeys(settings))
+        world = World(services, open_registry(services.case_record, settings.region), build_apikeys(settings))
         opened.append(world)
         return world
 

@@ -12,13 +12,14 @@ import pytest
 
 from core import go_live
 from core.backfill import import_ledger
-from core.calendar_view import load_year_file, year_file
+from core.calendar_view import load_year_file
 from core.intake import accept
 from core.obligations import act
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from core.scheduler import Scheduler
 from domain.identity import CHINA_TZ
 from domain.obligation import Obligation, obligation_id
+from ops.data_files import DEMO_DISTRICT, year_file
 from tests.integration.test_coordination_engine import COMMITTEE, GOV, HC, POLICE, VILLAGE, Township
 from tests.support.replay import comparable, replica_of, split
 from tests.support.stores import NOW

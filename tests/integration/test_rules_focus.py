@@ -10,8 +10,9 @@ from uuid import uuid4
 
 import pytest
 
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.obligation import obligation_id
+from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_coordination_engine import COMMITTEE, GOV, HC, POLICE
 from tests.integration.test_rules_care import Care, deadline
 from tests.support.replay import comparable, replica_of, split

@@ -10,8 +10,9 @@ from uuid import uuid4
 import pytest
 
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from core.scheduler import Scheduler
+from ops.data_files import DEMO_DISTRICT
 from tests.support.replay import comparable, follow, replica_of, split
 from tests.support.stores import NOW, open_services, store_settings
 

@@ -12,7 +12,7 @@ import pytest
 
 from core.contract import ContractError
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.access import NotAllowedToRecord
 from domain.errors import DomainError
 from domain.patient_file import FactAfterDeregistration
@@ -27,6 +27,7 @@ from domain.suspected_case import (
     SuspectedCaseNotAssessed,
     SuspectedCaseNotFound,
 )
+from ops.data_files import DEMO_DISTRICT
 from tests.support.stores import NOW
 
 HC, HOSPITAL, POLICE, CIVIL, COMMITTEE, GOV, DPF, AUDITOR = (

@@ -25,10 +25,11 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from core.case_record import Recorded, utc_now
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from core.waiting import Arrival, message_status
 from domain.errors import DuplicateMessageConflict
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 from ops.logging import configure_logging
 from ops.settings import Settings
 from tests.integration.test_no_plaintext import MARKERS, stored_bytes

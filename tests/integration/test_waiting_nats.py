@@ -14,12 +14,13 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from core.waiting import message_status
 from integrations.intake import H_DETAIL, H_MSG_ID, H_REASON, H_SEQ, H_SUBJECT
 from integrations.runner import run_intake
 from integrations.streams import Names, names_of
 from ops.bootstrap import Services, bootstrap
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
 from tests.integration.test_nats_intake import consumer_exists, intake_settled, key_of, registered
 from tests.support.agency_client import AgencyClient

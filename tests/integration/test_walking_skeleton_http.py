@@ -13,7 +13,8 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from core.case_record import utc_now
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
+from ops.data_files import DEMO_DISTRICT
 
 VILLAGE = "990101-001-v01"  # in cluster c1: hc-north, police-east, gov-willowbrook
 

@@ -29,12 +29,13 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from core.case_record import Recorded
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from domain.access import NotAllowedToRecord
 from domain.errors import DomainError, PatientNotFound
 from domain.jurisdiction import OutsideJurisdiction
 from domain.suspected_case import SuspectedCaseNotFound
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_door_refusals import Doors, doors  # noqa: F401 - the doors fixture
 from tests.integration.test_door_refusals import envelope as hc_north_envelope
 from tests.support.stores import NOW

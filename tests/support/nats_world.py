@@ -21,9 +21,10 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from integrations.streams import Names, names_of
 from ops.bootstrap import Services, bootstrap
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
 from tests.support.servers import PgDatabase
 

@@ -13,11 +13,12 @@ import pytest
 
 from core import contract as c
 from core.door import DATES, REFERENCES, check_at_the_door, check_references, check_times
-from core.registry import DEMO_DISTRICT, read_registry_file
+from core.registry import read_registry_file
 from domain.errors import DomainError, OccurredInFuture, TimeOutOfRange
 from domain.registry import RegistryState
 from domain.registry_errors import UnknownAgencyReference, UnknownOrgUnitReference
 from domain.values import EARLIEST_OCCURRED
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from core.registry import DEMO_DISTRICT, read_registry_file
+from core.registry import read_registry_file
 from domain.jurisdiction import (
     OutsideJurisdiction,
     Subject,
@@ -19,6 +19,7 @@ from domain.jurisdiction import (
     may_write,
 )
 from domain.registry import AgencyKind, AgencyVersion, RegistryState
+from ops.data_files import DEMO_DISTRICT
 
 JUNE, JULY, TODAY = date(2026, 6, 20), date(2026, 7, 5), date(2026, 11, 20)
 V01, V06, R01 = "990101-001-v01", "990101-001-v06", "990101-002-v01"

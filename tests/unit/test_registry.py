@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from core.registry import DEMO_DISTRICT
 from domain.errors import DomainError
 from domain.registry import (
     REGISTRY_CHANGE_TOPICS,
@@ -33,6 +32,7 @@ from domain.registry_errors import (
     WrongParentKind,
 )
 from domain.registry_file import diff, parse_registry
+from ops.data_files import DEMO_DISTRICT
 
 REGION = "990101"
 JAN = date(2025, 1, 1)

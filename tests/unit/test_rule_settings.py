@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from core.rule_settings_view import RULE_SETTINGS_FILE, read_rule_settings_file
+from core.rule_settings_view import read_rule_settings_file
 from domain.rule_settings import (
     RuleSettingsInvalid,
     RuleSettingsState,
@@ -17,6 +17,7 @@ from domain.rule_settings import (
     parse_rule_settings,
 )
 from domain.rules.settings import RuleSettings
+from ops.data_files import RULE_SETTINGS_FILE
 
 
 def state(*changes: tuple[date, dict]) -> RuleSettingsState:

@@ -10,10 +10,11 @@ import pytest
 
 from core.contract import decode_event
 from core.door import check_at_the_door
-from core.registry import DEMO_DISTRICT, read_registry_file
+from core.registry import read_registry_file
 from domain.jurisdiction import covers, covers_then_or_now
 from domain.registry import RegistryState
 from domain.values import EARLIEST_OCCURRED
+from ops.data_files import DEMO_DISTRICT
 from ops.township.generator import CST, PROFILES, by_day, generate
 
 SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"

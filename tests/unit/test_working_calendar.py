@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from core.calendar_view import read_year_file, shipped_years, year_file
+from core.calendar_view import read_year_file
 from domain.calendar import CalendarInvalid, CalendarWarning, CalendarYear, HolidayCalendar, WorkingCalendar
+from ops.data_files import shipped_years, year_file
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 SHIPPED = WorkingCalendar(read_year_file(year_file(y)) for y in shipped_years())
