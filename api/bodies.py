@@ -32,7 +32,6 @@ class UnsupportedMediaType(DomainError):
     """The request body is not declared as JSON."""
 
     code = "unsupported-media-type"
-    status = 415
 
     def __init__(self, given: str | None) -> None:
         if given is None:

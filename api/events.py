@@ -13,7 +13,7 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.bodies import OPT_OWN_CHECKS, read_json_body, wire_limits
-from api.problems import TYPE_BASE, Problem, problem_response
+from api.problems import TYPE_BASE, Problem, problem_response, status_for
 from core.contract import ContractError, InboundEvent, decode_event
 from core.intake import accept
 from core.waiting import WAITING, Arrival, message_status
@@ -57,7 +57,6 @@ class NotYourMessage(DomainError):
     """Only the sending agency may read a message's status."""
 
     code = "not-your-message"
-    status = 403
 
     def __init__(self, agency_id: str) -> None:
         super().__init__(
@@ -70,7 +69,6 @@ class MessageNotFound(DomainError):
     """No message with this key was recorded, waits, or was refused after waiting."""
 
     code = "message-not-found"
-    status = 404
 
     def __init__(self, key: str) -> None:
         super().__init__(
@@ -83,7 +81,6 @@ class IdempotencyKeyMismatch(DomainError):
     """The Idempotency-Key header must name the envelope it comes with."""
 
     code = "idempotency-key-mismatch"
-    status = 422
 
     def __init__(self, header: str, key: str) -> None:
         super().__init__(
@@ -180,7 +177,8 @@ class EventsController(Controller):
         source, colon, _ = key.partition(":")
         if not colon or source != caller.agency_id:
             refusal = NotYourMessage(caller.agency_id)  # no `instance`: it would echo another agency's id
-            return problem_response(refusal.status, refusal.code, NotYourMessage.__doc__ or "", refusal.detail)  # type: ignore[return-value]
+            status = status_for(refusal.code)
+            return problem_response(status, refusal.code, NotYourMessage.__doc__ or "", refusal.detail)  # type: ignore[return-value]
         found = await asyncio.to_thread(message_status, services.case_record, services.waiting, key)
         if found is None or found.agency_id != caller.agency_id:
             raise MessageNotFound(key)
@@ -189,7 +187,7 @@ class EventsController(Controller):
             problem = Problem(
                 type=TYPE_BASE + found.reason,
                 title=found.title or found.reason,
-                status=found.problem_status or 422,
+                status=found.problem_status or status_for(found.reason),  # rows refused before codes only
                 detail=found.detail or "",
             )
         state = MessageState(

@@ -45,7 +45,6 @@ class InvalidSearch(DomainError):
     """The search body is not ``{"id_number": "..."}``."""
 
     code = "invalid-search"
-    status = 400
 
     def __init__(self) -> None:
         # msgspec's message could quote the value: say what to send instead

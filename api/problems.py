@@ -3,6 +3,9 @@
 One place maps exceptions to problems. ``detail`` always says what to fix; ``type`` is a stable
 URI built from the error's ``code`` so agency systems can branch on it. Error bodies never echo
 request content (it may carry personal data).
+
+Errors below the API carry a code, never an HTTP status: ``STATUS_BY_CODE`` is the one table
+from code to status (docs/decisions/016).
 """
 
 from __future__ import annotations
@@ -26,6 +29,48 @@ from domain.errors import DomainError
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://smd.example.invalid/problems/"
 log = structlog.get_logger(__name__)
+
+
+#: The HTTP status of each refusal code that is not 422. A code not listed is a rule the message
+#: broke (422): sending the same message again will not help, sending a corrected one will.
+STATUS_BY_CODE: dict[str, int] = {
+    # 400: the request itself is malformed
+    "invalid-search": 400,
+    # 403: the caller may not do this
+    "not-allowed-to-record": 403,
+    "not-allowed-to-search": 403,
+    "not-the-owner": 403,
+    "not-your-message": 403,
+    "outside-jurisdiction": 403,
+    "source-mismatch": 403,
+    "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
+    # 404: what the message refers to does not exist
+    "message-not-found": 404,
+    "obligation-not-found": 404,
+    "patient-not-found": 404,
+    "suspected-case-not-found": 404,
+    "unknown-incident": 404,
+    # 409: it conflicts with what is recorded
+    "already-deregistered": 409,
+    "concurrent-write": 409,
+    "id-number-already-registered": 409,
+    "idempotency-key-reused": 409,
+    "identity-already-known": 409,
+    "obligation-closed": 409,
+    "patient-already-registered": 409,
+    "suspected-case-already-reported": 409,
+    "suspected-case-closed": 409,
+    "wrong-obligation-kind": 409,
+    # 415: the body is not declared as JSON
+    "unsupported-media-type": 415,
+    # a message that waited and then failed for a bug (core.waiting)
+    "internal-error": 500,
+}
+
+
+def status_for(code: str) -> int:
+    """The HTTP status of a refusal code (``STATUS_BY_CODE``; 422 when not listed)."""
+    return STATUS_BY_CODE.get(code, 422)
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -57,7 +102,7 @@ def problem_response(
 
 
 def _domain_error(request: Request, exc: DomainError) -> Response[Problem]:
-    return problem_response(exc.status, exc.code, type(exc).__doc__ or exc.code, exc.detail, request)
+    return problem_response(status_for(exc.code), exc.code, type(exc).__doc__ or exc.code, exc.detail, request)
 
 
 def _contract_error(request: Request, exc: ContractError) -> Response[Problem]:
@@ -65,7 +110,7 @@ def _contract_error(request: Request, exc: ContractError) -> Response[Problem]:
 
 
 def _conflict(request: Request, exc: ConcurrentWriteConflict) -> Response[Problem]:
-    return problem_response(409, exc.code, "Concurrent writes", exc.detail, request)
+    return problem_response(status_for(exc.code), exc.code, "Concurrent writes", exc.detail, request)
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
@@ -138,4 +183,12 @@ exception_handlers = {
     Exception: _internal_error,
 }
 
-__all__ = ["PROBLEM_JSON", "MediaType", "Problem", "exception_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "STATUS_BY_CODE",
+    "MediaType",
+    "Problem",
+    "exception_handlers",
+    "problem_response",
+    "status_for",
+]

@@ -62,7 +62,6 @@ class ConcurrentWriteConflict(Exception):
     """Writers kept colliding on the same aggregate; the caller may retry later."""
 
     code = "concurrent-write"
-    status = 409
 
     def __init__(self, key: str, attempts: int) -> None:
         super().__init__(f"message {key}: the patient changed under us {attempts} times; send it again")

@@ -30,7 +30,6 @@ class UnknownAgency(DomainError):
     """The authenticated agency is not (or no longer) in the registry."""
 
     code = "unknown-agency"
-    status = 403
 
     def __init__(self, agency_id: str) -> None:
         super().__init__(f"agency {agency_id!r} is not in this region's registry today; ask the operator to add it")
@@ -40,7 +39,6 @@ class WrongRegion(DomainError):
     """The envelope's ``region`` extension names another deployment."""
 
     code = "wrong-region"
-    status = 422
 
     def __init__(self, given: str, ours: str) -> None:
         super().__init__(

@@ -214,7 +214,7 @@ class WaitingTable(Protocol):
     def remove(self, seq: int) -> None:
         """Delete a released fact."""
 
-    def refuse(self, seq: int, reason: str, title: str, detail: str, status: int, at: datetime, keep: bool) -> bool:
+    def refuse(self, seq: int, reason: str, title: str, detail: str, at: datetime, keep: bool) -> bool:
         """Turn a waiting fact into a refusal record (``keep``: keep the sealed bytes until the
         sender is told); False when it no longer waits (another process got there first)."""
 
@@ -316,15 +316,15 @@ class _SqlWaitingTable:
         with self._tx() as c:
             c.execute(self._sql("DELETE FROM {t} WHERE seq=?"), (seq,))
 
-    def refuse(self, seq: int, reason: str, title: str, detail: str, status: int, at: datetime, keep: bool) -> bool:
+    def refuse(self, seq: int, reason: str, title: str, detail: str, at: datetime, keep: bool) -> bool:
         sealed = "sealed" if keep else "NULL"
         sql = (
-            f"UPDATE {{t}} SET status=?, reason=?, title=?, detail=?, problem_status=?, refused_at=?, sealed={sealed},"
-            " notified=? WHERE seq=? AND status=?"
+            "UPDATE {t} SET status=?, reason=?, title=?, detail=?, problem_status=NULL, refused_at=?,"
+            f" sealed={sealed}, notified=? WHERE seq=? AND status=?"
         )
         with self._tx() as c:
             done = c.execute(
-                self._sql(sql), (REFUSED, reason, title, detail, status, _time(at), int(not keep), seq, WAITING)
+                self._sql(sql), (REFUSED, reason, title, detail, _time(at), int(not keep), seq, WAITING)
             )
             return bool(done.rowcount)
 
@@ -579,7 +579,7 @@ class Waiting:
                     tried.discard(row.seq)
                 continue
             except (ContractError, DomainError) as e:  # refused on release, with its own reason
-                self.refuse(row, e.code, _title(e), getattr(e, "detail", None) or str(e), getattr(e, "status", 422))
+                self.refuse(row, e.code, _title(e), getattr(e, "detail", None) or str(e))
                 continue
             self.table.remove(row.seq)
             done[row.key] = recorded
@@ -590,10 +590,10 @@ class Waiting:
 
     # -- refusal, the window, the sweep --------------------------------------------------------
 
-    def refuse(self, row: WaitingFact, reason: str, title: str, detail: str, status: int) -> bool:
+    def refuse(self, row: WaitingFact, reason: str, title: str, detail: str) -> bool:
         """Turn a waiting fact into a refusal record (kept sealed until a NATS sender is told)."""
         keep = row.door in NOTIFIED_DOORS
-        if not self.table.refuse(row.seq, reason, title, detail, status, self.clock(), keep):
+        if not self.table.refuse(row.seq, reason, title, detail, self.clock(), keep):
             return False
         log.info("waiting fact refused", key=row.key, reason=reason, door=row.door)
         if self.metrics is not None and row.door in _METRIC_DOORS:
@@ -621,11 +621,10 @@ class Waiting:
                         "Internal error",
                         f"the service failed to record this message after what it refers to arrived "
                         f"({type(e).__name__}); the operator has the details; send it again with the same id",
-                        500,
                     )
                 continue
             error = ReferenceNotFound(row.reference, self.window.total_seconds())
-            refused += self.refuse(row, error.code, _title(error), error.detail, error.status)
+            refused += self.refuse(row, error.code, _title(error), error.detail)
         self.table.purge(now - REFUSALS_KEPT)
         return refused
 

@@ -165,7 +165,6 @@ class NotAllowedToSearch(DomainError):
     """The agency's kind may not search patients by ID number."""
 
     code = "not-allowed-to-search"
-    status = 403
 
     def __init__(self, agency_id: str, kind: str) -> None:
         allowed = ", ".join(sorted(str(k) for k in MAY_SEARCH_BY_ID_NUMBER))
@@ -179,7 +178,6 @@ class NotAllowedToRecord(DomainError):
     """The agency's kind may not record this event type."""
 
     code = "not-allowed-to-record"
-    status = 403
 
     def __init__(self, agency_id: str, kind: str, event_type: str) -> None:
         allowed = sorted(MAY_RECORD.get(AgencyKind(kind), ()))
@@ -205,7 +203,6 @@ class SourceMismatch(DomainError):
     """The envelope's ``source`` must be the authenticated agency."""
 
     code = "source-mismatch"
-    status = 403
 
     def __init__(self, source: str, agency_id: str, via: str) -> None:
         super().__init__(

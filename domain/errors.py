@@ -1,7 +1,8 @@
 """Domain exceptions. Each names the rule it enforces and says, in its message, what to fix.
 
-``code`` is a stable slug: the API turns it into the RFC 9457 problem ``type`` and the NATS
-intake into the rejection reason, so agency systems can branch on it.
+``code`` is a stable slug: the API turns it into the RFC 9457 problem ``type`` and, through one
+table (``api.problems.STATUS_BY_CODE``), an HTTP status; the NATS intake into the rejection
+reason, so agency systems can branch on it. No error here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ class DomainError(Exception):
     """A command broke a domain rule; nothing was stored."""
 
     code = "domain-rule"
-    status = 422
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -89,7 +89,6 @@ class PatientAlreadyRegistered(DomainError):
     """A patient id can be registered once."""
 
     code = "patient-already-registered"
-    status = 409
 
     def __init__(self, patient_id: object) -> None:
         super().__init__(f"patient {patient_id} is already registered; record facts about it instead")
@@ -120,7 +119,6 @@ class PatientNotFound(ReferenceNotKnownYet):
     """A fact about a patient needs the patient to be registered first."""
 
     code = "patient-not-found"
-    status = 404
 
     def __init__(self, patient_id: object) -> None:
         super().__init__(
@@ -145,7 +143,6 @@ class DuplicateMessageConflict(DomainError):
     """The same idempotency key was sent again with different content."""
 
     code = "idempotency-key-reused"
-    status = 409
 
     def __init__(self, key: str) -> None:
         super().__init__(
@@ -158,7 +155,6 @@ class ReferenceNotFound(DomainError):
     """A fact waited for the record it refers to, and the record did not come in time."""
 
     code = "reference-not-found"
-    status = 422
 
     def __init__(self, reference: str, window_seconds: float) -> None:
         super().__init__(

@@ -73,7 +73,6 @@ class IdNumberAlreadyRegistered(DomainError):
     # id to an agency kind that could have found it by searching the same number anyway. (The
     # docstring is the problem's title: keep it one line.)
     code = "id-number-already-registered"
-    status = 409
 
     def __init__(self, existing_patient_id: UUID, *, reveal: bool = False) -> None:
         self.existing_patient_id = existing_patient_id
@@ -95,7 +94,6 @@ class IdentityAlreadyKnown(DomainError):
     """Only a patient without an ID number can have an identity confirmed."""
 
     code = "identity-already-known"
-    status = 409
 
     def __init__(self, patient_id: object) -> None:
         super().__init__(

@@ -76,7 +76,6 @@ class OutsideJurisdiction(DomainError):
     # agency, the type, the day, the place it gave for a registration or a report): never the
     # patient's residence, the agency responsible for it, or anything else on file.
     code = "outside-jurisdiction"
-    status = 403
 
     def __init__(self, agency_id: str, event_type: str, occurred_on: date, place: tuple[str, str] | None) -> None:
         if place is not None:  # the caller's own data: the place it named

@@ -154,7 +154,6 @@ class UnknownIncident(ReferenceNotKnownYet):
     """A review or response must name a reported incident."""
 
     code = "unknown-incident"
-    status = 404
 
     def __init__(self, incident_id: UUID, patient_id: UUID) -> None:
         super().__init__(
@@ -190,7 +189,6 @@ class AlreadyDeregistered(DomainError):
     """A patient leaves the register once."""
 
     code = "already-deregistered"
-    status = 409
 
     def __init__(self) -> None:
         super().__init__("the patient has already left the register")

@@ -163,7 +163,6 @@ class UnknownAgency(DomainError):
     """An agency id must be in the registry."""
 
     code = "unknown-agency"
-    status = 404
 
     def __init__(self, agency_id: str) -> None:
         super().__init__(

@@ -68,7 +68,6 @@ class SuspectedCaseNotFound(ReferenceNotKnownYet):
     """Facts about a suspected case need its report first."""
 
     code = "suspected-case-not-found"
-    status = 404
 
     def __init__(self, case_id: UUID) -> None:
         super().__init__(
@@ -82,7 +81,6 @@ class SuspectedCaseAlreadyReported(DomainError):
     """A case id is reported once."""
 
     code = "suspected-case-already-reported"
-    status = 409
 
     def __init__(self, case_id: UUID) -> None:
         super().__init__(
@@ -109,7 +107,6 @@ class SuspectedCaseClosed(DomainError):
     """A registered or dismissed case takes no more facts."""
 
     code = "suspected-case-closed"
-    status = 409
 
     def __init__(self, case: SuspectedCase, what: str) -> None:
         if case.patient_id is not None:
@@ -144,7 +141,6 @@ class PatientToLinkNotFound(ReferenceNotKnownYet):
     """A case is registered as a patient who is already on the register."""
 
     code = "patient-not-found"
-    status = 404
 
     def __init__(self, patient_id: UUID) -> None:
         super().__init__(

@@ -11,6 +11,7 @@ from uuid import uuid4
 import msgspec
 import pytest
 
+from api.problems import status_for
 from core import contract as c
 from core.door import DATES, REFERENCES, check_at_the_door, check_references, check_times
 from core.registry import read_registry_file
@@ -109,7 +110,7 @@ class TestUnknownOrgUnitsAndAgencies:
     ) -> None:
         e = refusal(check_references, event(event_type, data), demo, TODAY)
         assert isinstance(e, UnknownOrgUnitReference)
-        assert (e.code, e.status) == ("unknown-org-unit", 422)
+        assert (e.code, status_for(e.code)) == ("unknown-org-unit", 422)
         assert e.detail.startswith(f"{path}: the org unit '{UNKNOWN_UNIT}' is not in region 990101's registry")
         assert "smd registry load" in e.detail
 
@@ -163,7 +164,7 @@ class TestUnknownOrgUnitsAndAgencies:
     ) -> None:
         e = refusal(check_references, event(event_type, data), demo, TODAY)
         assert isinstance(e, UnknownAgencyReference)
-        assert (e.code, e.status) == ("unknown-agency-reference", 422)
+        assert (e.code, status_for(e.code)) == ("unknown-agency-reference", 422)
         assert e.detail.startswith(f"{path}: the agency ")
         assert "not in region 990101's registry" in e.detail
 
@@ -185,7 +186,7 @@ class TestTimesOutOfRange:
         )
         e = refusal(check_times, visit, NOW, EARLIEST_OCCURRED)
         assert isinstance(e, TimeOutOfRange)
-        assert (e.code, e.status) == ("time-out-of-range", 422)
+        assert (e.code, status_for(e.code)) == ("time-out-of-range", 422)
         assert e.detail.startswith("$.time is 0001-01-01T00:00:00+14:00, before 1900-01-01T00:00:00+00:00")
         assert "SMD_EARLIEST_TIME" in e.detail
 

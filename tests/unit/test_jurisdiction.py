@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from api.problems import status_for
 from core.registry import read_registry_file
 from domain.jurisdiction import (
     OutsideJurisdiction,
@@ -65,7 +66,7 @@ class TestTheDecision:
         with pytest.raises(OutsideJurisdiction) as about_a_patient:
             check_may_write(demo, write("hc-south", AgencyKind.HEALTH_CENTER, "visit.recorded"), Subject(V01))
         assert V01 not in about_a_patient.value.detail and "hc-north" not in about_a_patient.value.detail
-        assert about_a_patient.value.status == 403
+        assert status_for(about_a_patient.value.code) == 403
         with pytest.raises(OutsideJurisdiction, match=r"\$\.data\.residence is '990101-001-v01'"):
             check_may_write(
                 demo, write("hc-south", AgencyKind.HEALTH_CENTER, "patient.registered", place_in_data=V01), None

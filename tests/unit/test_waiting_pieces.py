@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from api.problems import status_for
 from core.contract import decode_event
 from core.waiting import provided
 from domain.errors import PatientNotFound, ReferenceNotFound, ReferenceNotKnownYet
@@ -85,7 +86,7 @@ class TestTheRefusal:
     def test_reference_not_found_says_what_did_not_come_and_what_to_do(self) -> None:
         patient, incident = uuid4(), uuid4()
         error = ReferenceNotFound(f"patient:{patient}", 86400)
-        assert (error.code, error.status) == ("reference-not-found", 422)
+        assert (error.code, status_for(error.code)) == ("reference-not-found", 422)
         assert error.detail.startswith(f"no patient {patient} was registered within 24 h of this message's arrival")
         assert "send the message again" in error.detail
         later = ReferenceNotFound(f"incident:{patient}:{incident}", 3)
