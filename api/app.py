@@ -1,9 +1,15 @@
-"""The Litestar application, built from the wired services."""
+"""The Litestar application, built from the wired services.
+
+The app serves HTTP only: whatever else runs for its lifetime (the followers of the log, the
+NATS intake and outbox) is the service's to start, through ``lifespan`` (``ops.workers``).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -11,41 +17,55 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from prometheus_client import CollectorRegistry
 
-from api.auth import FailedAuthentications
+from api.auth import AuthServices, FailedAuthentications
 from api.bodies import json_body_hook
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.me import MeController
-from api.metrics import Exposition, metrics
-from api.middleware import RequestLogMiddleware
+from api.metrics import Exposition, StoreGauges, metrics
+from api.middleware import RequestLogMiddleware, RequestTimer
 from api.obligations import ObligationsController
 from api.patients import PatientSearchController
+from api.ports import CaseRecordPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
 from api.status import StatusController
 from api.work_queue import WorkQueueController
-from ops.bootstrap import Services
-from ops.workers import background
+from core.ports import DoorCounts
+
+Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 
 
-def create_app(services: Services, run_background: bool = True) -> Litestar:
-    """An app serving the given services (the composition root builds them); it runs the
-    followers of the global log in the background unless told not to."""
+class AppMetrics(DoorCounts, RequestTimer, Protocol):
+    """This process's counters: messages by door, request latency."""
 
-    async def provide_services() -> Services:
+
+class AppServices(RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuthServices, Protocol):
+    """Every port a controller uses, and the app's metrics (``ops.bootstrap.Services``)."""
+
+    @property
+    def metrics(self) -> AppMetrics: ...
+
+    def metrics_registry(self) -> tuple[CollectorRegistry, StoreGauges]:
+        """A fresh Prometheus registry for one app, and its collector of the store's numbers."""
+        ...
+
+
+def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Litestar:
+    """An app serving the given services (the composition root builds them); ``lifespan``: what
+    else runs while the app serves (the service passes its background work)."""
+
+    async def provide_services() -> AppServices:
         return services
 
-    exposition = Exposition(services)  # this app's own Prometheus registry (ops.metrics)
+    exposition = Exposition(*services.metrics_registry())  # this app's own Prometheus registry
     limits = services.settings.wire_limits  # SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    async def own_lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
-            if not run_background:
-                yield
-                return
-            async with background(services):
-                yield
+            yield
         finally:
             exposition.close()
 
@@ -82,7 +102,7 @@ def create_app(services: Services, run_background: bool = True) -> Litestar:
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
-        logging_config=None,  # ops.logging configured the root logger; keep it
-        lifespan=[lifespan],
+        logging_config=None,  # the service configured the root logger; keep it
+        lifespan=[own_lifespan, *lifespan],
         debug=False,
     )

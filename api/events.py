@@ -13,12 +13,12 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.bodies import OPT_OWN_CHECKS, read_json_body, wire_limits
+from api.ports import Port, RecordingPort
 from api.problems import TYPE_BASE, Problem, problem_response, status_for
 from core.contract import ContractError, InboundEvent, decode_event
 from core.intake import accept
 from core.waiting import WAITING, Arrival, message_status
 from domain.errors import DomainError
-from ops.bootstrap import Services
 
 DOOR = "http"  # the door's label in the metrics (ops.metrics)
 STATUS_PATH = "/v1/events/{key}"  # a message's status: recorded, waiting or refused
@@ -120,7 +120,7 @@ class EventsController(Controller):
         self,
         request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
-        services: NamedDependency[Services],
+        services: Port[RecordingPort],
         wait: Annotated[bool, QueryParameter(name="wait")] = False,
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[EventRecorded]:
@@ -172,7 +172,7 @@ class EventsController(Controller):
         ),
     )
     async def message_status(
-        self, key: FromPath[str], caller: NamedDependency[Caller], services: NamedDependency[Services]
+        self, key: FromPath[str], caller: NamedDependency[Caller], services: Port[RecordingPort]
     ) -> Response[MessageState]:
         source, colon, _ = key.partition(":")
         if not colon or source != caller.agency_id:

@@ -3,7 +3,7 @@
 ``/readyz`` is for a load balancer: 503 only when this instance cannot reach its store (the
 case record) within a short time; NATS not connected, parked or held events, a stopped follower
 or a follower lagging more than ``SMD_LAG_DEGRADED_SECONDS`` answer 200 with ``"degraded"`` and
-name the check in ``checks`` (ops.readiness). No personal data, no patient ids.
+name the check in ``checks`` (core.readiness). No personal data, no patient ids.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import Literal
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
-from ops.bootstrap import Services
-from ops.readiness import READY_BUDGET, UNAVAILABLE
+from api.ports import Port, ReadinessPort
+from core.readiness import READY_BUDGET, UNAVAILABLE
 
 
 class Health(msgspec.Struct):
@@ -47,7 +46,7 @@ class HealthController(Controller):
         ),
         responses={503: ResponseSpec(Health, generate_examples=False, description="The store is unreachable")},
     )
-    async def readyz(self, services: NamedDependency[Services]) -> Response[Health]:
+    async def readyz(self, services: Port[ReadinessPort]) -> Response[Health]:
         ready = await services.readiness(budget=READY_BUDGET)  # answers within a second
         return Response(
             Health(status=ready.status, checks=ready.checks),  # type: ignore[arg-type]

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Protocol
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from ops.metrics import Metrics
-
 log = structlog.get_logger("api.request")
+
+
+class RequestTimer(Protocol):
+    """Records one request's duration (``ops.metrics.Metrics``)."""
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One HTTP request, by Litestar's route template (never the raw path)."""
+        ...
 
 
 class RequestLogMiddleware:
     """Binds a correlation id for the request (X-Request-Id if sane), logs one line and, given
     ``metrics``, records the request's duration by route template, method and status class."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: RequestTimer | None = None) -> None:
         self.app = app
         self.metrics = metrics
 

@@ -12,8 +12,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from api.auth import Caller, agency_guard, provide_caller
+from api.ports import CaseRecordPort, Port
 from core.obligations import act
-from ops.bootstrap import Services
 
 StaffId = Annotated[
     str | None,
@@ -63,7 +63,7 @@ class ObligationsController(Controller):
         self,
         obligation_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: NamedDependency[Services],
+        services: Port[CaseRecordPort],
         staff_id: StaffId = None,
     ) -> Response[ObligationState]:
         return _answer(
@@ -82,7 +82,7 @@ class ObligationsController(Controller):
         self,
         obligation_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: NamedDependency[Services],
+        services: Port[CaseRecordPort],
         data: JSONBody[CompletionNote | None] = None,
         staff_id: StaffId = None,
     ) -> Response[ObligationState]:
@@ -103,7 +103,7 @@ class ObligationsController(Controller):
         self,
         obligation_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: NamedDependency[Services],
+        services: Port[CaseRecordPort],
         staff_id: StaffId = None,
     ) -> Response[ObligationState]:
         return _answer(

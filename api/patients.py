@@ -17,10 +17,10 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency, Provide
 
 from api.auth import Caller, agency_guard, provide_caller
+from api.ports import CaseRecordPort, Port
 from core.identity import find_by_id_number
 from domain.access import NotAllowedToSearch, may_search_by_id_number
 from domain.errors import DomainError
-from ops.bootstrap import Services
 
 
 class IdNumberSearch(msgspec.Struct, forbid_unknown_fields=True):
@@ -74,7 +74,10 @@ class PatientSearchController(Controller):
         status_code=200,
     )
     async def search(
-        self, request: Request[Any, Any, Any], caller: NamedDependency[Caller], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        caller: NamedDependency[Caller],
+        services: Port[CaseRecordPort],
     ) -> SearchResult:
         if not may_search_by_id_number(caller.kind):
             raise NotAllowedToSearch(caller.agency_id, caller.kind)

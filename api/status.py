@@ -1,6 +1,6 @@
 """`GET /v1/status`: the instance's state in full, for any agency's key (operators, monitoring).
 
-The same checks as ``/readyz`` (ops.readiness), with each follower's position, lag, parked,
+The same checks as ``/readyz`` (core.readiness), with each follower's position, lag, parked,
 held and stop, the log head, the parked-event counts and what waits for the record it refers
 to (count, oldest age, window: core.waiting). Positions, counts, error types and
 where they were raised: no personal data, no ids of patients.
@@ -21,8 +21,8 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 
 from api.auth import Caller, agency_guard, provide_caller
-from ops.bootstrap import Services
-from ops.readiness import NATS, OK, STORE, STORE_TIMEOUT, Readiness
+from api.ports import Port, ReadinessPort
+from core.readiness import NATS, OK, STORE, STORE_TIMEOUT, Readiness
 
 
 class StoreState(msgspec.Struct):
@@ -90,7 +90,7 @@ class ServiceStatus(msgspec.Struct):
     waiting: WaitingState | None = None  # None: the store did not answer
 
 
-def waiting_state(services: Services) -> WaitingState:
+def waiting_state(services: ReadinessPort) -> WaitingState:
     """What waits now (reads the waiting table: blocking)."""
     stats = services.waiting.stats()
     return WaitingState(
@@ -101,7 +101,7 @@ def waiting_state(services: Services) -> WaitingState:
     )
 
 
-def service_status(services: Services, ready: Readiness, waiting: WaitingState | None = None) -> ServiceStatus:
+def service_status(services: ReadinessPort, ready: Readiness, waiting: WaitingState | None = None) -> ServiceStatus:
     """The report for a readiness result."""
     observed = ready.observed
     followers = [
@@ -160,7 +160,7 @@ class StatusController(Controller):
             "the key itself cannot be checked: 503 problem `store-unavailable`."
         ),
     )
-    async def status(self, caller: NamedDependency[Caller], services: NamedDependency[Services]) -> ServiceStatus:
+    async def status(self, caller: NamedDependency[Caller], services: Port[ReadinessPort]) -> ServiceStatus:
         ready = await services.readiness(STORE_TIMEOUT)
         waiting = None
         if ready.store_ok:

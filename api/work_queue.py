@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
@@ -14,8 +15,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
-from ops.bootstrap import Services
-from projections.work_queue import QueueRow
+from api.ports import Port, QueueRowView, WorkQueuePort
 
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=500)]
 After = Annotated[int, QueryParameter(name="after", ge=0, description="Cursor: `next` of the previous page.")]
@@ -48,7 +48,7 @@ class QueuePage(msgspec.Struct):
     next: int | None
 
 
-def page(rows: list[QueueRow], limit: int) -> QueuePage:
+def page(rows: Sequence[QueueRowView], limit: int) -> QueuePage:
     items = [
         QueueItem(
             obligation_id=r.obligation_id,
@@ -81,7 +81,11 @@ class WorkQueueController(Controller):
 
     @get("/v1/work-queue", operation_id="workQueue", summary="The caller's own obligations and notices")
     async def work_queue(
-        self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0, limit: Limit = 100
+        self,
+        caller: NamedDependency[Caller],
+        services: Port[WorkQueuePort],
+        after: After = 0,
+        limit: Limit = 100,
     ) -> QueuePage:
         rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit)
         return page(rows, limit)
@@ -92,7 +96,11 @@ class WorkQueueController(Controller):
         summary="Governance center: every obligation for patients in its jurisdiction",
     )
     async def oversight(
-        self, caller: NamedDependency[Caller], services: NamedDependency[Services], after: After = 0, limit: Limit = 100
+        self,
+        caller: NamedDependency[Caller],
+        services: Port[WorkQueuePort],
+        after: After = 0,
+        limit: Limit = 100,
     ) -> QueuePage:
         if caller.kind not in ("governance_center", "auditor"):
             raise PermissionDeniedException(

@@ -1,4 +1,5 @@
-"""Running the NATS workers: in `smd serve` (background tasks) or as `smd ingest` / `smd outbox`.
+"""Running the NATS workers: in `smd serve` (the service's background work, ``ops.workers``) or
+as `smd ingest` / `smd outbox`.
 
 Both workers declare the streams first (idempotent), then loop until ``stop`` is set. A worker
 that fails unexpectedly is logged and restarted after a pause, so one bad moment never leaves
@@ -8,8 +9,7 @@ the service running without its intake or outbox.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
@@ -184,23 +184,3 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
         await outbox.run(stop)
 
     await _supervised("outbox", stop, once)
-
-
-def nats_lifespan(services: Any) -> Callable[[Any], Any]:
-    """A Litestar lifespan hook: with SMD_NATS_URL set, run intake and outbox (connecting in the
-    background, so the app starts while NATS is down)."""
-
-    @asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        if not services.settings.nats_url:
-            yield  # HTTP only (the SQLite development default)
-            return
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_nats_workers(services, stop), name="smd-nats")
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.gather(task, return_exceptions=True)
-
-    return lifespan

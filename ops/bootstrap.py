@@ -26,7 +26,7 @@ from core.registry import RegistryView, open_registry, region_today
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
 from core.waiting import PostgresWaitingTable, SQLiteWaitingTable, Waiting, WaitingSweep, WaitingTable
-from ops.metrics import Metrics
+from ops.metrics import Metrics, StoreCollector, registry_for
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
 from projections.stores import PostgresViewStore, SQLiteViewStore, ViewStore
@@ -164,10 +164,14 @@ class Services:
                 todo.extend(state.children(unit, today))
         return seen
 
+    def metrics_registry(self) -> tuple[Any, StoreCollector]:
+        """A fresh Prometheus registry for one app: this process's metrics and the store's."""
+        return registry_for(self)
+
     async def readiness(self, timeout: float = STORE_TIMEOUT, budget: float | None = None) -> Readiness:
         """ok, degraded or unavailable, with each check: "ok" or what is wrong (no secrets, no
         personal data). Unavailable only when the store gives no answer within ``timeout``;
-        NATS, parked events, a stopped follower and lag are "degraded" (ops.readiness). With
+        NATS, parked events, a stopped follower and lag are "degraded" (core.readiness). With
         ``budget``, the whole assessment takes at most about that many seconds."""
         return await assess(self, timeout, budget)
 

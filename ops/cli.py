@@ -19,9 +19,9 @@ from ops.settings import SettingsError, load_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
     from ops.bootstrap import bootstrap
     from ops.logging import configure_logging, get_logger
+    from ops.workers import serving_app
 
     settings = load_settings()
     configure_logging(settings.log_format)
@@ -38,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     log.info("starting", store=settings.store_kind, region=settings.region, nats=bool(settings.nats_url))
     try:
-        uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_config=None, access_log=False)
+        uvicorn.run(serving_app(services), host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:
         services.close()
     return 0

@@ -20,7 +20,7 @@ Worker = Callable[[Any, Any, asyncio.Event], Awaitable[None]]
 
 
 async def _run(services: Any, worker: Worker, name: str) -> int:
-    from integrations.runner import connect_nats
+    from integrations.runner import close_nats, connect_nats
 
     url = services.settings.nats_url
     try:
@@ -40,7 +40,8 @@ async def _run(services: Any, worker: Worker, name: str) -> int:
     try:
         await worker(services, nc, stop)
     finally:
-        await nc.drain()
+        await close_nats(nc)
+        services.nats = None
     return 0
 
 

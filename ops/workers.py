@@ -1,13 +1,22 @@
 """Background work inside a service process: the followers of the global log (and, when
-NATS is configured, the intake and the outbox, once NATS can be reached)."""
+NATS is configured, the intake and the outbox, once NATS can be reached).
+
+The service starts it, not the HTTP app: ``serving_app`` hands it to the app as a lifespan hook,
+and ``background`` is the one place a service process connects to NATS and closes it
+(``integrations.runner.run_nats_workers``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from litestar import Litestar
+
+from api.app import create_app
 from core.followers.engine import TRANSIENT
 from integrations.runner import run_nats_workers
 from ops.bootstrap import Services
@@ -61,3 +70,19 @@ async def background(services: Services) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 10)
+
+
+def background_lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A lifespan hook (Litestar's shape) running ``background(services)`` while the app serves."""
+
+    def lifespan(_app: Any) -> AbstractAsyncContextManager[None]:
+        return background(services)
+
+    return lifespan
+
+
+def serving_app(services: Services) -> Litestar:
+    """The app of `smd serve`: the HTTP API, and for its lifetime the followers of the log and,
+    with SMD_NATS_URL, the NATS intake and outbox (connecting in the background, so the app
+    starts while NATS is down)."""
+    return create_app(services, lifespan=[background_lifespan(services)])

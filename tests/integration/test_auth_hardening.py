@@ -62,7 +62,7 @@ def district(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
 @asynccontextmanager
 async def peers(services: Services) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     """One app; ``client(address)`` is a client whose requests come from that address."""
-    app = create_app(services, run_background=False)
+    app = create_app(services)
     clients: dict[str, httpx.AsyncClient] = {}
 
     def client(address: str) -> httpx.AsyncClient:

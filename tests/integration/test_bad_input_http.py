@@ -88,7 +88,7 @@ class TestPostEvents:
     async def test_each_bad_input_class_is_a_400_problem_with_its_code_and_nothing_is_stored(self, demo) -> None:
         services, keys = demo
         head = services.case_record.recorder.max_notification_id()
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             for label, (body, patient) in bad_bodies().items():
                 r = await client.post("/v1/events", content=body, headers=headers(keys[HC]))
                 code = label.split("/")[0]
@@ -114,7 +114,7 @@ class TestPostEvents:
     async def test_the_details_say_what_to_fix(self, demo) -> None:
         services, keys = demo
         bad = bad_bodies()
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
 
             async def detail(label: str) -> str:
                 r = await client.post("/v1/events", content=bad[label][0], headers=headers(keys[HC]))
@@ -137,7 +137,7 @@ class TestPostEvents:
                 sent.append(i)
                 yield body[i : i + 4096]
 
-        transport = httpx.ASGITransport(app=create_app(services, run_background=False))
+        transport = httpx.ASGITransport(app=create_app(services))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             r = await client.post("/v1/events", content=chunks(), headers=headers(keys[HC]))
         assert r.status_code == 400 and r.json()["type"].endswith("/message-too-large"), r.text
@@ -160,7 +160,7 @@ class TestPostEvents:
     async def test_a_body_not_declared_json_is_a_415_problem(self, demo, content_type: str | None) -> None:
         services, keys = demo
         patient = uuid4()
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post("/v1/events", content=registration(patient), headers=headers(keys[HC], content_type))
         assert r.status_code == 415, r.text
         assert r.json()["type"].endswith("/unsupported-media-type")
@@ -180,7 +180,7 @@ class TestPostEvents:
     async def test_json_and_cloudevents_json_are_taken(self, demo, content_type: str) -> None:
         services, keys = demo
         patient = uuid4()
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post("/v1/events", content=registration(patient), headers=headers(keys[HC], content_type))
         assert r.status_code == 201, r.text
         assert registered(services, patient)
@@ -190,7 +190,7 @@ class TestOtherJsonBodies:
     async def test_the_search_body_gets_the_same_checks_and_never_a_500(self, demo) -> None:
         services, keys = demo
         search = "/v1/patients/search"
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             cases = {
                 "too-deeply-nested": b'{"id_number": ' + THOUSAND_DEEP + b"}",
                 "invalid-utf8": b'{"id_number": "\xff"}',
@@ -210,7 +210,7 @@ class TestOtherJsonBodies:
     ) -> None:
         services, keys = demo
         some = uuid4()
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             deep_note = b'{"note": ' + THOUSAND_DEEP + b"}"
             r = await client.post(f"/v1/obligations/{some}/complete", content=deep_note, headers=headers(keys[HC]))
             assert (r.status_code, r.json()["type"].split("/")[-1]) == (400, "too-deeply-nested"), r.text

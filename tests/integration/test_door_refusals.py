@@ -27,7 +27,6 @@ import pytest_asyncio
 from litestar.testing import AsyncTestClient
 from nats.aio.client import Client
 
-from api.app import create_app
 from core import go_live
 from core.case_record import utc_now
 from core.registry import load_file
@@ -37,6 +36,7 @@ from integrations.streams import INTAKE_CONSUMER, Names, names_of
 from ops.bootstrap import Services
 from ops.cli import main as smd
 from ops.data_files import DEMO_DISTRICT
+from ops.workers import serving_app
 from tests.support.agency_client import AgencyClient
 from tests.support.nats_world import wait_for
 from tests.support.stores import open_services, store_settings
@@ -227,7 +227,7 @@ async def doors(
     names = names_of(settings)
     nc = await nats.connect(nats_url, connect_timeout=5)
     try:
-        async with AsyncTestClient(create_app(services)) as client:  # followers, NATS intake, outbox
+        async with AsyncTestClient(serving_app(services)) as client:  # followers, NATS intake, outbox
             await wait_for(lambda: _consumer_exists(nc, names), what="the NATS intake consumer")
             yield Doors(services, client, AgencyClient(nc, names, HC), keys, tmp_path)
     finally:

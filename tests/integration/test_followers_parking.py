@@ -246,7 +246,7 @@ async def _status_and_metrics(services: Services) -> tuple[dict, str]:
     from api.app import create_app
 
     key = services.apikeys.issue(GOV).key
-    async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+    async with AsyncTestClient(app=create_app(services)) as client:
         status = await client.get("/v1/status", headers={"Authorization": f"Bearer {key}"})
         metrics = await client.get("/metrics")
     assert status.status_code == 200 and metrics.status_code == 200

@@ -257,7 +257,7 @@ class TestSearchOverHttp:
     async def test_agencies_allowed_to_search_find_the_patient_id_and_nothing_else(self, http_demo) -> None:
         services, keys = http_demo
         patient, number = uuid4(), with_x_check(date(1979, 4, 4), "32")
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post(
                 "/v1/events",
                 headers=auth(keys["hc-north"]),
@@ -284,7 +284,7 @@ class TestSearchOverHttp:
 
     async def test_committees_and_the_disabled_persons_federation_get_a_403_problem(self, http_demo) -> None:
         services, keys = http_demo
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             for agency in NOT_SEARCHERS:
                 r = await client.post(
                     "/v1/patients/search", json={"id_number": fictional_id_number()}, headers=auth(keys[agency])
@@ -295,7 +295,7 @@ class TestSearchOverHttp:
     async def test_an_invalid_number_is_a_422_problem_naming_the_part_without_repeating_it(self, http_demo) -> None:
         services, keys = http_demo
         bad = fictional_id_number()[:10] + "13" + fictional_id_number()[12:]  # month 13
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post("/v1/patients/search", json={"id_number": bad}, headers=auth(keys["hc-north"]))
             assert r.status_code == 422 and r.json()["type"].endswith("/id-number-birth-date-invalid")
             assert "birth date (digits 7-14, YYYYMMDD)" in r.json()["detail"] and bad not in r.text
@@ -311,7 +311,7 @@ class TestSearchOverHttp:
     ) -> None:
         services, keys = http_demo
         first, number = uuid4(), fictional_id_number(date(1961, 12, 31), 5, "51")
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             body = {"name": "Test Person Zs", "residence": VILLAGE, "id_number": number}
             await client.post(
                 "/v1/events", json=envelope(REGISTERED, first, body, "hc-north"), headers=auth(keys["hc-north"])

@@ -25,7 +25,7 @@ from core.intake import accept
 from domain.errors import PatientNotFound
 from domain.receipt import receipt_id
 from integrations.intake import H_DETAIL, H_REASON, H_SEQ, H_SUBJECT
-from integrations.runner import nats_lifespan, run_intake
+from integrations.runner import run_intake
 from integrations.streams import (
     IN_DUPLICATE_WINDOW,
     IN_MAX_AGE,
@@ -39,6 +39,7 @@ from integrations.streams import (
     names_of,
 )
 from ops.bootstrap import Services
+from ops.workers import background_lifespan
 from tests.support.agency_client import AgencyClient
 from tests.support.nats_world import ROOT_DIR, WORKER, stream_exists, wait_for  # noqa: F401 - used by some
 
@@ -219,7 +220,7 @@ async def test_a_store_failure_gives_the_message_back_for_later_and_never_reject
 async def test_the_service_lifespan_runs_the_intake_in_process_and_stops_it_cleanly(
     svc: Services, names: Names, nc: Client
 ) -> None:
-    app = Litestar(route_handlers=[], lifespan=[nats_lifespan(svc)])
+    app = Litestar(route_handlers=[], lifespan=[background_lifespan(svc)])
     async with AsyncTestClient(app=app):  # connects in the background (serves while NATS is down)
         await wait_for(lambda: svc.nats is not None and svc.nats.is_connected, what="NATS connected")
         await wait_for(lambda: consumer_exists(nc, names), what="the intake consumer")

@@ -22,12 +22,12 @@ import nats
 import pytest
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
 from core.case_record import utc_now
 from core.registry import load_file
 from integrations.streams import Names, names_of
 from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
+from ops.workers import serving_app
 from tests.support.agency_client import AgencyClient
 from tests.support.ledger import StoreCounts, error_lines, level_4_visit, registration
 from tests.support.nats_world import ROOT_DIR, WORKER, stream_exists, wait_for
@@ -51,7 +51,7 @@ async def test_the_service_starts_while_nats_is_down_serves_http_and_connects_wh
     load_file(services.case_record, DEMO_DISTRICT)
     key = services.apikeys.issue(HC).key
     try:
-        async with AsyncTestClient(create_app(services)) as client:  # the lifespan does not wait for NATS
+        async with AsyncTestClient(serving_app(services)) as client:  # the lifespan does not wait for NATS
             r = await client.get("/readyz")
             assert r.status_code == 200, r.text
             assert (r.json()["status"], r.json()["checks"]["nats"]) == ("degraded", "not connected")

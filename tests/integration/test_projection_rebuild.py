@@ -79,7 +79,7 @@ async def test_a_read_model_rebuilt_while_writes_continue_equals_the_live_one_an
 
     writer = threading.Thread(target=keep_writing)
     answers: list[int] = []
-    app = create_app(services, run_background=False)
+    app = create_app(services)
     async with AsyncTestClient(app=app) as client:
         writer.start()
         during: list[int] = []

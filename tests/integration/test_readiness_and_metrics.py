@@ -36,6 +36,7 @@ from core.registry import load_file
 from integrations.streams import names_of
 from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
+from ops.workers import serving_app
 from projections.work_queue import RuleCounts
 from tests.support.agency_client import AgencyClient
 from tests.support.nats_world import stream_exists, wait_for
@@ -115,7 +116,7 @@ async def test_postgresql_down_readyz_503_names_the_store_status_is_a_503_proble
     url = private_postgres.create_database()
     services, keys = demo_services(store_settings("postgres", tmp_path / "data", url))
     try:
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.get("/readyz")
             assert r.status_code == 200, r.text
             assert r.json()["checks"]["store"] == "ok"
@@ -163,7 +164,7 @@ async def test_a_hung_store_makes_readyz_503_within_its_timeout_one_check_at_a_t
 
     monkeypatch.setattr(services.case_record.recorder, "max_notification_id", hang)
     try:
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             started = time.monotonic()
             first, second = await asyncio.gather(services.readiness(), services.readiness())
             assert time.monotonic() - started < 1, "both wait for the same check, 0.6 s at most"
@@ -200,7 +201,7 @@ async def test_nats_down_is_degraded_not_unready_and_metrics_still_answer(
     services, keys = demo_services(settings)
     names = names_of(settings)
     try:
-        async with AsyncTestClient(create_app(services)) as client:  # followers, intake, outbox
+        async with AsyncTestClient(serving_app(services)) as client:  # followers, intake, outbox
             await wait_for(lambda: services.nats is not None and services.nats.is_connected, what="NATS connected")
             nc = await nats.connect(private_nats.url, connect_timeout=5)
             try:
@@ -266,7 +267,7 @@ async def test_an_event_parked_for_one_patient_is_degraded_shown_and_counted_whi
         return real(trigger, *args, **kw)
 
     monkeypatch.setattr(policy_process, "decide", faulty)
-    async with AsyncTestClient(create_app(services)) as client:  # the followers run in the background
+    async with AsyncTestClient(serving_app(services)) as client:  # the followers run in the background
         for doc in (registration(bad), level_4(bad), registration(good), level_4(good)):
             r = await client.post("/v1/events", json=doc, headers=auth(keys[HC]))
             assert r.status_code == 201, r.text
@@ -320,8 +321,8 @@ async def test_counters_move_for_acceptances_and_refusals_and_latency_is_by_rout
     demo: tuple[Services, dict[str, str]],
 ) -> None:
     services, keys = demo
-    app = create_app(services, run_background=False)
-    other = create_app(services, run_background=False)  # a second app in one process: its own registry
+    app = create_app(services)
+    other = create_app(services)  # a second app in one process: its own registry
     async with AsyncTestClient(app) as client:
         patient, refused = uuid4(), uuid4()
         doc = registration(patient)

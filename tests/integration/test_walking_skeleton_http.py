@@ -15,6 +15,7 @@ from api.app import create_app
 from core.case_record import utc_now
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
+from ops.workers import serving_app
 
 VILLAGE = "990101-001-v01"  # in cluster c1: hc-north, police-east, gov-willowbrook
 
@@ -73,7 +74,7 @@ class TestHighRiskAssessmentOverHttp:
     ) -> None:
         services, keys = demo
         patient = uuid4()
-        async with AsyncTestClient(create_app(services)) as client:
+        async with AsyncTestClient(serving_app(services)) as client:
             r = await client.post("/v1/events", json=registration(patient), headers=auth(keys["hc-north"]))
             assert r.status_code == 201, r.text
             visit = high_risk_visit(patient)
@@ -104,7 +105,7 @@ class TestHighRiskAssessmentOverHttp:
     async def test_read_your_writes_with_wait_returns_after_the_work_queue_has_the_obligation(self, demo) -> None:
         services, keys = demo
         patient = uuid4()
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             await client.post("/v1/events", json=registration(patient), headers=auth(keys["hc-north"]))
             r = await client.post("/v1/events?wait=true", json=high_risk_visit(patient), headers=auth(keys["hc-north"]))
             assert r.json()["processed"] is True
@@ -115,7 +116,7 @@ class TestHighRiskAssessmentOverHttp:
 class TestRefusals:
     async def test_a_police_key_posting_a_health_center_event_gets_a_403_problem(self, demo) -> None:
         services, keys = demo
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post(
                 "/v1/events", json=registration(uuid4()) | {"source": "police-east"}, headers=auth(keys["police-east"])
             )
@@ -125,13 +126,13 @@ class TestRefusals:
 
     async def test_no_key_gets_a_401_problem(self, demo) -> None:
         services, _ = demo
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post("/v1/events", json=registration(uuid4()))
         assert r.status_code == 401 and r.json()["type"].endswith("/unauthenticated")
 
     async def test_a_source_other_than_the_keys_agency_is_refused_with_what_to_set(self, demo) -> None:
         services, keys = demo
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post(
                 "/v1/events", json=registration(uuid4()) | {"source": "hc-south"}, headers=auth(keys["hc-north"])
             )
@@ -141,7 +142,7 @@ class TestRefusals:
         services, keys = demo
         bad = high_risk_visit(uuid4())
         bad["data"]["risk_level"] = 9
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.post(
                 "/v1/events",
                 content=json.dumps(bad),
@@ -155,7 +156,7 @@ class TestRefusals:
         patient = uuid4()
         bad = high_risk_visit(patient)
         bad["data"]["risk_class"] = "stable"
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             await client.post("/v1/events", json=registration(patient), headers=auth(keys["hc-north"]))
             r = await client.post("/v1/events", json=bad, headers=auth(keys["hc-north"]))
         assert r.status_code == 422 and "at level 4 the class is unstable" in r.json()["detail"]

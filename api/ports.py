@@ -1,0 +1,159 @@
+"""What the HTTP API needs from the running service, as small protocols.
+
+The composition root (``ops.bootstrap.Services``) implements every one of them; each controller
+names only the port it uses, so the API never imports ``ops`` and a test can hand it anything
+with the same shape (docs/decisions/016).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Annotated, Literal, Protocol, TypeAlias, TypeVar
+from uuid import UUID
+
+from litestar.di import Dependency
+from litestar.params import SkipValidationMarker
+
+from core.case_record import CaseRecord
+from core.contract import WireLimits
+from core.ports import DoorCounts
+from core.readiness import Readiness
+from core.registry import RegistryView
+from core.waiting import Waiting
+
+P = TypeVar("P")
+
+#: A handler parameter receiving the wired services through a port: injected by name
+#: (``services``) and not validated, since a protocol is structural (nothing to check at run
+#: time, and Litestar's check would need ``runtime_checkable``).
+Port: TypeAlias = Annotated[P, SkipValidationMarker(), Dependency(kind="named")]
+
+
+class ApiSettings(Protocol):
+    """The settings the API reads (``ops.settings.Settings`` has them all)."""
+
+    @property
+    def earliest_time(self) -> datetime: ...  # SMD_EARLIEST_TIME
+
+    @property
+    def nats_url(self) -> str | None: ...  # SMD_NATS_URL
+
+    @property
+    def store_kind(self) -> Literal["sqlite", "postgres"]: ...
+
+    @property
+    def lag_degraded_seconds(self) -> float: ...  # SMD_LAG_DEGRADED_SECONDS
+
+    @property
+    def wire_limits(self) -> WireLimits: ...  # SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH
+
+    @property
+    def auth_failures_per_address(self) -> str: ...  # SMD_AUTH_FAILURES_PER_ADDRESS
+
+    @property
+    def auth_failures_per_key(self) -> str: ...  # SMD_AUTH_FAILURES_PER_KEY
+
+
+class CaseRecordPort(Protocol):
+    """The case record alone: obligations acted on, patients searched by ID number."""
+
+    @property
+    def case_record(self) -> CaseRecord: ...
+
+
+class RecordingPort(Protocol):
+    """What ``POST /v1/events`` and a message's status need."""
+
+    @property
+    def settings(self) -> ApiSettings: ...
+
+    @property
+    def case_record(self) -> CaseRecord: ...
+
+    @property
+    def registry(self) -> RegistryView: ...
+
+    @property
+    def waiting(self) -> Waiting: ...
+
+    @property
+    def metrics(self) -> DoorCounts: ...
+
+    def catch_up(self, position: int, timeout: float = 10.0) -> bool:
+        """Run the followers until they have handled ``position`` and what it caused."""
+        ...
+
+
+class QueueRowView(Protocol):
+    """One obligation or notice of a work queue, as the read model lists it."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def obligation_id(self) -> UUID: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def patient_id(self) -> UUID: ...
+    @property
+    def assignee(self) -> str: ...
+    @property
+    def residence(self) -> str: ...
+    @property
+    def due_at(self) -> datetime | None: ...
+    @property
+    def risk_level(self) -> int | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def assigned_at(self) -> datetime: ...
+    @property
+    def episode_key(self) -> str: ...
+    @property
+    def overdue(self) -> bool: ...
+    @property
+    def escalated_to(self) -> str | None: ...
+    @property
+    def closed_note(self) -> str | None: ...
+
+
+class WorkQueueReader(Protocol):
+    """Pages of the work-queue read model (``projections.work_queue`` implements it)."""
+
+    def for_assignee(self, agency_id: str, after: int = 0, limit: int = 100) -> Sequence[QueueRowView]:
+        """One agency's own obligations and notices, after a position."""
+        ...
+
+    def obligations_in(self, residences: Iterable[str], after: int = 0, limit: int = 100) -> Sequence[QueueRowView]:
+        """Every obligation for patients living in the given org units, after a position."""
+        ...
+
+
+class WorkQueuePort(Protocol):
+    """What the work queue and the oversight list need."""
+
+    @property
+    def work_queue(self) -> WorkQueueReader: ...
+
+    def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]:
+        """The given org units and every unit under them today."""
+        ...
+
+
+class ReadinessPort(Protocol):
+    """What ``/readyz``, ``/v1/status`` and ``/metrics`` need."""
+
+    @property
+    def settings(self) -> ApiSettings: ...
+
+    @property
+    def waiting(self) -> Waiting: ...
+
+    async def readiness(self, timeout: float = ..., budget: float | None = None) -> Readiness:
+        """ok, degraded or unavailable, with each check."""
+        ...
