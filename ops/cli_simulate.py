@@ -68,9 +68,9 @@ def _simulate(args: argparse.Namespace) -> int:
     import structlog
 
     from ops.settings import load_settings
-    from ops.township.generator import generate
-    from ops.township.log import read_log
-    from ops.township.simulate import SimClock, run_year
+    from ops.simulation.generator import generate
+    from ops.simulation.log import read_log
+    from ops.simulation.simulate import SimClock, run_year
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     settings = load_settings()
@@ -120,7 +120,7 @@ def _simulate(args: argparse.Namespace) -> int:
         ]
         ok = not report.refused_valid and not report.accepted_invalid and not report.still_waiting
         if not args.no_check:
-            from ops.township.invariants import check
+            from ops.simulation.invariants import check
 
             started = time.perf_counter()
             findings = check(records, scheduler_runs=report.scheduler_runs)
@@ -146,7 +146,7 @@ _PHASES = ("intake", "rules and views", "scheduler")
 
 
 def _replay(services: Any, settings: Any, target: str, report: Any, out: list[tuple[str, str]]) -> bool:
-    from ops.township.simulate import SimClock, derived_events, replay_year
+    from ops.simulation.simulate import SimClock, derived_events, replay_year
 
     clock = SimClock(report.scheduler_runs[0])
     replica = _open(_replica_settings(settings, target), clock)

@@ -2,7 +2,7 @@
 
 Two hundred fictional patients live a year: their agencies' systems send what they did, late,
 out of order, twice, and sometimes wrong; the real intake, rules, work queue and scheduler handle
-it on a simulated clock. Then the checker written from DESIGN.md (``ops.township.invariants``,
+it on a simulated clock. Then the checker written from DESIGN.md (``ops.simulation.invariants``,
 which imports no rule) reads the whole log, and an audit replay into a fresh store must derive
 exactly the same obligations, notices and lost episodes.
 """
@@ -20,10 +20,10 @@ import pytest
 import domain.rules
 from domain.rules.r05_lost_to_follow_up import R5
 from ops.bootstrap import Services
-from ops.township.generator import Township, generate
-from ops.township.invariants import Findings, check
-from ops.township.log import Record, read_log
-from ops.township.simulate import DERIVED_TOPICS, SimClock, YearReport, derived_events, replay_year, run_year
+from ops.simulation.generator import Township, generate
+from ops.simulation.invariants import Findings, check
+from ops.simulation.log import Record, read_log
+from ops.simulation.simulate import DERIVED_TOPICS, SimClock, YearReport, derived_events, replay_year, run_year
 from tests.support.servers import create_database, drop_database
 from tests.support.stores import open_services, store_settings
 

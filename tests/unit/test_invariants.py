@@ -12,8 +12,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from domain.obligation import obligation_id
-from ops.township.invariants import Findings, check
-from ops.township.log import Record
+from ops.simulation.invariants import Findings, check
+from ops.simulation.log import Record
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GOV = "gov-willowbrook"
@@ -804,7 +804,7 @@ class TestCountsAndIndependence:
         assert [counts[k] for k in ("obligations R1", "notices R1", "overdue R1", "cancelled R1")] == [1, 1, 1, 1]
 
     def test_the_checker_imports_nothing_but_the_standard_library_and_the_log_records(self) -> None:
-        source = Path(__file__).parents[2] / "ops" / "township" / "invariants.py"
+        source = Path(__file__).parents[2] / "ops" / "simulation" / "invariants.py"
         imported = set()
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.ImportFrom):
@@ -812,4 +812,4 @@ class TestCountsAndIndependence:
             elif isinstance(node, ast.Import):
                 imported |= {a.name for a in node.names}
         assert not {m for m in imported if m.split(".")[0] in ("domain", "core", "projections", "api")}
-        assert {m for m in imported if m.startswith("ops")} == {"ops.township.log"}
+        assert {m for m in imported if m.startswith("ops")} == {"ops.simulation.log"}

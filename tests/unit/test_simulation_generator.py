@@ -15,7 +15,7 @@ from domain.jurisdiction import covers, covers_then_or_now
 from domain.registry import RegistryState
 from domain.values import EARLIEST_OCCURRED
 from ops.data_files import DEMO_DISTRICT
-from ops.township.generator import CST, PROFILES, by_day, generate
+from ops.simulation.generator import CST, PROFILES, by_day, generate
 
 SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 REGISTERED = "cn.smd.patient.registered.v1"

@@ -1,6 +1,6 @@
 """The invariant checker: an independent referee of a store's whole global log (no code shared with the rules).
 
-It reads the log as plain records (``ops.township.log.Record``) and recomputes, from the facts
+It reads the log as plain records (``ops.simulation.log.Record``) and recomputes, from the facts
 alone, what DESIGN.md says the coordination engine must have recorded. It imports no policy
 code (nothing from ``domain`` or ``core``): the conditions below are written again here from
 DESIGN.md ("Time, order and episodes", "Coordination rules") and decisions 008 and 010, so a
@@ -112,7 +112,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from uuid import NAMESPACE_URL, uuid5
 
-from ops.township.log import Record
+from ops.simulation.log import Record
 
 # -- topics and words of DESIGN.md -------------------------------------------------------------
 

@@ -9,7 +9,7 @@ committees in a weekly sync. On top it sends what real systems also send: duplic
 message, second reports of the same missed visit, and a share of invalid messages (each with the
 reason it must be refused). The same seed gives the same township, byte for byte.
 
-Pure: no I/O, no clock. The simulation (``ops.township.simulate``), the demo and the benchmarks
+Pure: no I/O, no clock. The simulation (``ops.simulation.simulate``), the demo and the benchmarks
 feed the deliveries to the real intake. Places and agencies come from the demo district's registry.
 """
 
@@ -27,11 +27,11 @@ from uuid import UUID
 
 from domain.jurisdiction import covers
 from domain.registry import AgencyKind, RegistryState
-from ops.township.people import pseudonym, relation
+from ops.data_files import DEMO_DISTRICT
+from ops.simulation.people import pseudonym, relation
 
 #: China Standard Time: agencies date what they did in local time.
 CST = timezone(timedelta(hours=8))
-DEMO_DISTRICT = Path(__file__).resolve().parents[1] / "demo_district.toml"
 START = date(2026, 1, 1)
 
 #: Profiles of a year, with their share of the register (a township's usual mix).

@@ -35,7 +35,7 @@ from core.rule_settings_view import load_file as load_rule_settings
 from core.waiting import WAITING, Arrival, message_status
 from domain.errors import DomainError
 from ops.data_files import DEMO_DISTRICT, RULE_SETTINGS_FILE, shipped_years, year_file
-from ops.township.generator import CST, Township
+from ops.simulation.generator import CST, Township
 
 #: Topics of what the rules and the scheduler record: re-derived on replay, never copied.
 DERIVED_TOPICS = ("smd.Obligation", "smd.Notice", "smd.LostTo")
@@ -307,7 +307,7 @@ def replay_year(source: Any, replica: Any, clock: SimClock, scheduler_runs: Iter
 def derived_events(services: Any) -> list[tuple[Any, ...]]:
     """What the rules and the scheduler recorded, comparable across stores: each event's stream,
     version, topic, recorded time and fields, without the store's own log positions."""
-    from ops.township.log import read_log
+    from ops.simulation.log import read_log
 
     rows = [r for r in read_log(services.case_record) if r.topic.startswith(DERIVED_TOPICS)]
     return sorted(
