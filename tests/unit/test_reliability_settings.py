@@ -45,6 +45,23 @@ class TestTheIntakeAckWaitSetting:
             load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_INTAKE_ACK_WAIT_SECONDS": value})
 
 
+class TestEverySettingIsInTheSettingsObject:
+    def test_the_fault_injection_is_a_setting_empty_by_default(self, tmp_path: Path) -> None:
+        assert load_settings({"SMD_DATA_DIR": str(tmp_path)}).fault == ""
+        given = {"SMD_DATA_DIR": str(tmp_path), "SMD_FAULT": "intake-kill-after-commit"}
+        assert load_settings(given).fault == "intake-kill-after-commit"
+
+    def test_no_layer_below_ops_reads_the_environment(self) -> None:
+        root = Path(__file__).resolve().parents[2]
+        readers = [
+            str(path.relative_to(root))
+            for package in ("domain", "core", "projections", "api", "integrations")
+            for path in sorted((root / package).rglob("*.py"))
+            if "os.environ" in path.read_text() or "getenv(" in path.read_text()
+        ]
+        assert readers == []
+
+
 class TestDeadLetters:
     def test_a_dead_letter_is_a_rejection_with_the_delivery_limit_and_the_cause_by_type(self) -> None:
         outcome = dead_letter("OperationalError", 100)
