@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from core.apikeys import ApiKeys, open_apikeys
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
@@ -164,7 +166,7 @@ class Services:
                 todo.extend(state.children(unit, today))
         return seen
 
-    def metrics_registry(self) -> tuple[Any, StoreCollector]:
+    def metrics_registry(self) -> tuple[CollectorRegistry, StoreCollector]:
         """A fresh Prometheus registry for one app: this process's metrics and the store's."""
         return registry_for(self)
 

@@ -7,12 +7,14 @@ same contracts catch it, so a green run means the contracts were checked, not sk
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from typing_extensions import get_protocol_members
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("domain", "core", "projections", "api", "integrations", "ops")
@@ -68,3 +70,32 @@ class TestABrokenContractIsCaught:
         result = lint_imports(project)
         assert result.returncode != 0, result.stdout
         assert f"{importer} -> {imported}" in result.stdout, result.stdout
+
+
+class TestTheCompositionRootImplementsEveryPort:
+    """The ports are structural: these stories catch a member renamed on one side only."""
+
+    @staticmethod
+    def missing(port: type, implementation: type) -> set[str]:
+        has = set(dir(implementation))
+        if dataclasses.is_dataclass(implementation):
+            has |= {f.name for f in dataclasses.fields(implementation)}
+        return set(get_protocol_members(port)) - has
+
+    def test_the_wired_services_have_everything_the_api_asks_for(self) -> None:
+        from api.app import AppMetrics, AppServices
+        from ops.bootstrap import Services
+        from ops.metrics import Metrics
+
+        assert self.missing(AppServices, Services) == set()
+        assert self.missing(AppMetrics, Metrics) == set()
+
+    def test_the_work_queue_lists_what_the_scheduler_and_the_api_read(self) -> None:
+        from api.ports import QueueRowView, WorkQueueReader
+        from core.ports import DueObligations, DueRow
+        from projections.work_queue import QueueRow, WorkQueueProjection
+
+        assert self.missing(DueObligations, WorkQueueProjection) == set()
+        assert self.missing(WorkQueueReader, WorkQueueProjection) == set()
+        assert self.missing(DueRow, QueueRow) == set()
+        assert self.missing(QueueRowView, QueueRow) == set()
