@@ -269,7 +269,6 @@ class NotTheOwner(DomainError):
     """Only the owning agency acts on its obligations and notices."""
 
     code = "not-the-owner"
-    status = 403
 
     def __init__(self, obligation_id: UUID, agency_id: str) -> None:
         # never the owner: which agency holds another's obligation is not the caller's to learn
@@ -283,7 +282,6 @@ class ObligationClosed(DomainError):
     """A closed obligation cannot change."""
 
     code = "obligation-closed"
-    status = 409
 
     def __init__(self, obligation_id: UUID, status: str, wanted: str) -> None:
         super().__init__(f"obligation {obligation_id} is {status}; it cannot be {wanted} any more")
@@ -293,7 +291,6 @@ class WrongObligationKind(DomainError):
     """Obligations are acknowledged and completed; notices are read."""
 
     code = "wrong-obligation-kind"
-    status = 409
 
     def __init__(self, obligation_id: UUID, wanted: str, instead: str) -> None:
         super().__init__(f"{obligation_id} cannot be {wanted}; {instead} instead")
@@ -303,7 +300,6 @@ class ObligationNotFound(DomainError):
     """No obligation or notice with that id."""
 
     code = "obligation-not-found"
-    status = 404
 
     def __init__(self, obligation_id: UUID) -> None:
         super().__init__(f"no obligation or notice {obligation_id}; take ids from your work queue")

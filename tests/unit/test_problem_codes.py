@@ -15,9 +15,6 @@ from domain.errors import DomainError
 
 #: Refusal codes that no exception class carries (a waiting fact whose release failed for a bug).
 CODES_WITHOUT_A_CLASS = {"internal-error"}
-#: Modules still giving their errors an HTTP status while they are being rewritten; the table
-#: already answers their codes, and a test below holds the two equal meanwhile.
-STILL_CARRYING_A_STATUS = {"domain.obligation"}
 
 
 def _import_every_module() -> None:
@@ -54,10 +51,4 @@ class TestEachErrorHasAStableCode:
 class TestNoErrorBelowTheApiKnowsHttp:
     @pytest.mark.parametrize("cls", ERRORS, ids=lambda c: f"{c.__module__}.{c.__qualname__}")
     def test_the_error_carries_no_http_status(self, cls: type) -> None:
-        if cls.__module__ in STILL_CARRYING_A_STATUS:
-            return
         assert "status" not in vars(cls), f"{cls.__qualname__} carries an HTTP status: add its code to STATUS_BY_CODE"
-
-    def test_a_status_still_carried_agrees_with_the_table(self) -> None:
-        carried = {cls.code: vars(cls)["status"] for cls in ERRORS if "status" in vars(cls)}
-        assert {code: status_for(code) for code in carried} == carried
