@@ -10,7 +10,7 @@ ids, so nothing is opened twice.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 from uuid import UUID
 
@@ -129,12 +129,12 @@ class PolicyProcess:
         if exclusive and self.case_record.recorder.max_tracking_id(tracking_name):
             raise AlreadyApplied(tracking_name)
         self.case_record.events.put(work.events, tracking=Tracking(tracking_name, position))
-        for e in work.events:
+        if work.events:  # one line per batch: a line per derived event cost a tenth of the follower's time
             log.info(
-                "policy recorded",
-                topic=type(e).TOPIC,
-                aggregate_id=str(e.originator_id),
-                version=e.originator_version,
+                "policies recorded",
+                position=position,
+                events=len(work.events),
+                by_topic=dict(Counter(type(e).TOPIC for e in work.events)),
             )
 
     def _decide(self, notification: Notification, work: _UnitOfWork) -> None:

@@ -104,9 +104,7 @@ def read_rule_settings_file(path: Path) -> RuleSettingsFile:
     return parse_rule_settings(doc)
 
 
-def load_file(
-    case_record: Application[UUID], path: Path, *, region: str | None = None, attempts: int = 5
-) -> int:
+def load_file(case_record: Application[UUID], path: Path, *, region: str | None = None, attempts: int = 5) -> int:
     """Record the changes that make the settings match the file; returns how many (0: none)."""
     desired = read_rule_settings_file(path)
     if region is not None and desired.region != region:

@@ -323,9 +323,7 @@ class _SqlWaitingTable:
             f" sealed={sealed}, notified=? WHERE seq=? AND status=?"
         )
         with self._tx() as c:
-            done = c.execute(
-                self._sql(sql), (REFUSED, reason, title, detail, _time(at), int(not keep), seq, WAITING)
-            )
+            done = c.execute(self._sql(sql), (REFUSED, reason, title, detail, _time(at), int(not keep), seq, WAITING))
             return bool(done.rowcount)
 
     def expired(self, arrived_before: datetime, limit: int) -> list[WaitingFact]:
