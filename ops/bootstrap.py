@@ -16,6 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from core.apikeys import ApiKeys, open_apikeys
+from core.audit.chain import chain_follower
+from core.audit.store import ChainStore, PostgresChainStore, SQLiteChainStore
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
 from core.followers.concerns import Concerns
@@ -40,6 +42,7 @@ KEYS_FILE = "keys.sqlite"
 VIEWS_FILE = "views.sqlite"  # every read model (projections.stores)
 FOLLOWERS_FILE = "followers.sqlite"  # parked and held events (core.followers.parking)
 WAITING_FILE = "waiting.sqlite"  # facts waiting for what they refer to (core.waiting)
+VLOG_FILE = "vlog.sqlite"  # the verifiable log: tree, checkpoints (core.audit.store)
 
 
 #: Hot patients stay in memory; fast-forward reads only newer events, so other processes'
@@ -120,10 +123,12 @@ class Services:
     calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
     metrics: Metrics = field(default_factory=Metrics)  # this process's door counters, request latency
     probes: Probes = field(default_factory=Probes, repr=False)  # readiness checks, one thread each
+    chain_store: ChainStore | None = None  # the verifiable log's tree and checkpoints (core.audit)
+    chain: Any = None  # the chain follower: every stored row becomes a leaf (core.audit.chain)
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
-        return [self.policies, self.work_queue, self.scheduler, self.waiting_sweep]
+        return [self.policies, self.work_queue, self.scheduler, self.waiting_sweep, self.chain]
 
     def catch_up(self, position: int, timeout: float = 10.0) -> bool:
         """Run the followers until they have handled ``position`` and what it caused.
@@ -143,7 +148,7 @@ class Services:
         from integrations.outbox import outbox_follower
         from integrations.streams import names_of
 
-        followers: list[Any] = [self.policies.follower, self.work_queue]
+        followers: list[Any] = [self.policies.follower, self.work_queue, self.chain]
         if self.settings.nats_url:  # without NATS there is no outbox to follow the log
             followers.append(outbox_follower(self.case_record, names_of(self.settings), self.parking))
         return followers
@@ -180,6 +185,8 @@ class Services:
     def close(self) -> None:
         """Close stores in reverse order of opening."""
         self.probes.close()
+        if self.chain_store is not None:
+            self.chain_store.close()
         self.views.close()
         self.waiting.table.close()
         self.parking.close()
@@ -223,14 +230,17 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         views: ViewStore
         parking: ParkingStore
         waiting_table: WaitingTable
+        chain_store: ChainStore
         if settings.postgres is None:
             views = SQLiteViewStore(settings.data_dir / VIEWS_FILE)
             parking = SQLiteParkingStore(settings.data_dir / FOLLOWERS_FILE)
             waiting_table = SQLiteWaitingTable(settings.data_dir / WAITING_FILE)
+            chain_store = SQLiteChainStore(settings.data_dir / VLOG_FILE)
         else:
             views = PostgresViewStore(settings.postgres.conninfo())
             parking = PostgresParkingStore(settings.postgres.conninfo())
             waiting_table = PostgresWaitingTable(settings.postgres.conninfo())
+            chain_store = PostgresChainStore(settings.postgres.conninfo())
         apikeys = build_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)
@@ -263,4 +273,6 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         rule_settings=rule_settings,
         calendar=open_calendar(case_record),
         metrics=metrics,
+        chain_store=chain_store,
+        chain=chain_follower(case_record, chain_store, parking),
     )

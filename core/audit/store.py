@@ -1,0 +1,362 @@
+"""Where the verifiable log keeps its tree: leaves, perfect subtrees, stream heads, checkpoints.
+
+Tables (SQLite file ``vlog.sqlite`` in the data folder; PostgreSQL tables ``smd_vlog_*`` beside
+the events):
+
+- ``tree``: one row per tree: its hash algorithm, its size (leaves) and the last log position
+  the chain follower handled (the tracked position, written with the leaves in one transaction);
+- ``leaves``: one row per leaf, in a dense counter of its own (``leaf_index`` 0, 1, 2 …): the
+  notification id it commits to, the stream and version, the leaf hash and the stream's chain
+  hash after it;
+- ``nodes``: the hash of every perfect aligned subtree (level 0 = leaf hashes), so that a proof
+  costs O(log n) lookups in one query;
+- ``streams``: each stream's last version and chain head;
+- ``checkpoints`` (signed notes) and ``cosignatures`` (witnesses' lines).
+
+Rows hold ids, versions, topics and hashes: never personal data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import IntegrityError
+
+from core.sqlite_files import ThreadConnections
+
+TREE = "case-record"  # the one tree of a deployment: every row of the global log
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One leaf as the chain recorded it."""
+
+    leaf_index: int
+    notification_id: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    leaf_hash: bytes
+    stream_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TreeState:
+    """A tree's algorithm, size and the last log position handled."""
+
+    algorithm: str
+    size: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint the service issued."""
+
+    size: int
+    root: bytes
+    algorithm: str
+    note: str
+    signed_at: datetime
+
+
+class _Base:
+    prefix: ClassVar[str] = ""
+    mark: ClassVar[str] = "?"
+    blob: ClassVar[str] = "BLOB"
+    big: ClassVar[str] = "INTEGER"
+
+    def t(self, name: str) -> str:
+        return f"{self.prefix}vlog_{name}"
+
+    def _schema(self) -> list[str]:
+        b, i = self.blob, self.big
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.t('tree')} (name TEXT PRIMARY KEY, algorithm TEXT NOT NULL,"
+            f" size {i} NOT NULL, position {i} NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.t('leaves')} (leaf_index {i} PRIMARY KEY,"
+            f" notification_id {i} NOT NULL UNIQUE, originator_id TEXT NOT NULL, originator_version {i} NOT NULL,"
+            f" topic TEXT NOT NULL, leaf_hash {b} NOT NULL, stream_hash {b} NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {self.t('leaves_stream')} ON {self.t('leaves')} (originator_id, originator_version)",
+            f"CREATE TABLE IF NOT EXISTS {self.t('nodes')} (level INTEGER NOT NULL, idx {i} NOT NULL,"
+            f" hash {b} NOT NULL, PRIMARY KEY (level, idx))",
+            f"CREATE TABLE IF NOT EXISTS {self.t('streams')} (originator_id TEXT PRIMARY KEY,"
+            f" version {i} NOT NULL, head {b} NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.t('checkpoints')} (size {i} PRIMARY KEY, root {b} NOT NULL,"
+            " algorithm TEXT NOT NULL, note TEXT NOT NULL, signed_at TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {self.t('cosignatures')} (size {i} NOT NULL, witness TEXT NOT NULL,"
+            " line TEXT NOT NULL, PRIMARY KEY (size, witness))",
+        ]
+
+    # -- connections (per backend) --------------------------------------------------------------
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", self.mark)
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._read() as c:
+            return [tuple(r) for r in c.execute(self._q(sql), tuple(params)).fetchall()]
+
+    # -- the tree -----------------------------------------------------------------------------
+
+    def tree(self, algorithm: str, name: str = TREE) -> TreeState:
+        """The tree's state (created empty with ``algorithm`` on first use)."""
+        rows = self._all(f"SELECT algorithm, size, position FROM {self.t('tree')} WHERE name = ?", (name,))
+        if not rows:
+            with self._tx() as c:
+                c.execute(
+                    self._q(f"INSERT INTO {self.t('tree')} VALUES (?, ?, 0, 0) ON CONFLICT (name) DO NOTHING"),
+                    (name, algorithm),
+                )
+            rows = self._all(f"SELECT algorithm, size, position FROM {self.t('tree')} WHERE name = ?", (name,))
+        a, s, p = rows[0]
+        return TreeState(str(a), int(s), int(p))
+
+    def nodes(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored perfect subtrees asked for (one query per level)."""
+        by_level: dict[int, list[int]] = {}
+        for level, idx in wanted:
+            by_level.setdefault(level, []).append(idx)
+        out: dict[tuple[int, int], bytes] = {}
+        for level, idxs in by_level.items():
+            marks = ",".join("?" * len(idxs))
+            for lvl, idx, h in self._all(
+                f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx IN ({marks})", (level, *idxs)
+            ):
+                out[(int(lvl), int(idx))] = bytes(h)
+        return out
+
+    def stream_heads(self, originators: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        """Each stream's last version and chain head (streams not seen yet are absent)."""
+        ids = sorted(set(originators))
+        out: dict[str, tuple[int, bytes]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for oid, version, head in self._all(
+                f"SELECT originator_id, version, head FROM {self.t('streams')} WHERE originator_id IN ({marks})", chunk
+            ):
+                out[str(oid)] = (int(version), bytes(head))
+        return out
+
+    def append(
+        self,
+        expected_position: int,
+        position: int,
+        size: int,
+        leaves: Sequence[Leaf],
+        nodes: Sequence[tuple[int, int, bytes]],
+        streams: dict[str, tuple[int, bytes]],
+        name: str = TREE,
+    ) -> None:
+        """Write a batch's leaves, nodes and stream heads with the new size and position, in one
+        transaction; IntegrityError when another writer moved the tree first."""
+        with self._tx() as c:
+            cur = c.execute(
+                self._q(f"UPDATE {self.t('tree')} SET size = ?, position = ? WHERE name = ? AND position = ?"),
+                (size, position, name, expected_position),
+            )
+            if cur.rowcount != 1:
+                raise IntegrityError(f"the tree {name} moved past {expected_position} meanwhile")
+            if leaves:
+                c.executemany(
+                    self._q(f"INSERT INTO {self.t('leaves')} VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                    [
+                        (
+                            lf.leaf_index,
+                            lf.notification_id,
+                            lf.originator_id,
+                            lf.originator_version,
+                            lf.topic,
+                            lf.leaf_hash,
+                            lf.stream_hash,
+                        )
+                        for lf in leaves
+                    ],
+                )
+            if nodes:
+                c.executemany(self._q(f"INSERT INTO {self.t('nodes')} VALUES (?, ?, ?)"), list(nodes))
+            if streams:
+                c.executemany(
+                    self._q(
+                        f"INSERT INTO {self.t('streams')} VALUES (?, ?, ?) ON CONFLICT (originator_id)"
+                        " DO UPDATE SET version = excluded.version, head = excluded.head"
+                    ),
+                    [(oid, v, h) for oid, (v, h) in streams.items()],
+                )
+
+    def leaves(self, start: int = 0, limit: int = 10_000) -> list[Leaf]:
+        """Leaves from ``start`` (a leaf index), in order."""
+        rows = self._all(
+            f"SELECT leaf_index, notification_id, originator_id, originator_version, topic, leaf_hash, stream_hash"
+            f" FROM {self.t('leaves')} WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?",
+            (start, limit),
+        )
+        return [_leaf(r) for r in rows]
+
+    def leaves_of(self, originator_id: str) -> list[Leaf]:
+        """One stream's leaves, by version."""
+        rows = self._all(
+            f"SELECT leaf_index, notification_id, originator_id, originator_version, topic, leaf_hash, stream_hash"
+            f" FROM {self.t('leaves')} WHERE originator_id = ? ORDER BY originator_version",
+            (originator_id,),
+        )
+        return [_leaf(r) for r in rows]
+
+    def leaf_at(self, notification_id: int) -> Leaf | None:
+        """The leaf that commits to a log position, if any."""
+        rows = self._all(
+            f"SELECT leaf_index, notification_id, originator_id, originator_version, topic, leaf_hash, stream_hash"
+            f" FROM {self.t('leaves')} WHERE notification_id = ?",
+            (notification_id,),
+        )
+        return _leaf(rows[0]) if rows else None
+
+    def all_nodes(self, start_level: int = 1) -> Iterator[tuple[int, int, bytes]]:
+        """Every stored interior node (for verify), by level and index."""
+        last = (start_level, -1)
+        while True:
+            rows = self._all(
+                f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE (level > ?) OR (level = ? AND idx > ?)"
+                " ORDER BY level, idx LIMIT 10000",
+                (last[0], last[0], last[1]),
+            )
+            if not rows:
+                return
+            for lvl, idx, h in rows:
+                yield int(lvl), int(idx), bytes(h)
+            last = (int(rows[-1][0]), int(rows[-1][1]))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def add_checkpoint(self, cp: StoredCheckpoint) -> None:
+        """Keep a signed checkpoint (one per size)."""
+        with self._tx() as c:
+            c.execute(
+                self._q(f"INSERT INTO {self.t('checkpoints')} VALUES (?, ?, ?, ?, ?) ON CONFLICT (size) DO NOTHING"),
+                (cp.size, cp.root, cp.algorithm, cp.note, cp.signed_at.isoformat()),
+            )
+
+    def checkpoints(self, size: int | None = None) -> list[StoredCheckpoint]:
+        """Every checkpoint by size (or the one of ``size``)."""
+        where, params = ("WHERE size = ?", (size,)) if size is not None else ("", ())
+        rows = self._all(
+            f"SELECT size, root, algorithm, note, signed_at FROM {self.t('checkpoints')} {where} ORDER BY size", params
+        )
+        return [StoredCheckpoint(int(s), bytes(r), str(a), str(n), datetime.fromisoformat(str(t))) for s, r, a, n, t in rows]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The checkpoint of the largest tree signed so far."""
+        rows = self._all(
+            f"SELECT size, root, algorithm, note, signed_at FROM {self.t('checkpoints')} ORDER BY size DESC LIMIT 1"
+        )
+        return (
+            StoredCheckpoint(int(rows[0][0]), bytes(rows[0][1]), str(rows[0][2]), str(rows[0][3]), datetime.fromisoformat(str(rows[0][4])))
+            if rows
+            else None
+        )
+
+    def add_cosignature(self, size: int, witness: str, line: str) -> None:
+        """Keep a witness's cosignature line of the checkpoint of ``size``."""
+        with self._tx() as c:
+            c.execute(
+                self._q(
+                    f"INSERT INTO {self.t('cosignatures')} VALUES (?, ?, ?) ON CONFLICT (size, witness)"
+                    " DO UPDATE SET line = excluded.line"
+                ),
+                (size, witness, line),
+            )
+
+    def cosignatures(self, size: int) -> list[tuple[str, str]]:
+        """(witness name, signature line) of a checkpoint."""
+        return [
+            (str(w), str(line))
+            for w, line in self._all(
+                f"SELECT witness, line FROM {self.t('cosignatures')} WHERE size = ? ORDER BY witness", (size,)
+            )
+        ]
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+def _leaf(r: Sequence[Any]) -> Leaf:
+    return Leaf(int(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4]), bytes(r[5]), bytes(r[6]))
+
+
+class SQLiteChainStore(_Base):
+    """The tree in an SQLite file (the embedded default)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connections = ThreadConnections(path)
+        with self._tx() as c:
+            for stmt in self._schema():
+                c.execute(stmt)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        c = self._connections.get()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        yield self._connections.get()
+
+    def close(self) -> None:
+        self._connections.close()
+
+
+class PostgresChainStore(_Base):
+    """The tree in PostgreSQL tables beside the event store."""
+
+    prefix = "smd_"
+    mark = "%s"
+    blob = "bytea"
+    big = "bigint"
+
+    def __init__(self, conninfo: str) -> None:
+        from core.postgres import open_pool
+
+        self.pool = open_pool(conninfo, min_size=1, max_size=4, name="smd-vlog")
+        with self._tx() as c:
+            for stmt in self._schema():
+                c.execute(stmt)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur  # execute and executemany, as an SQLite connection offers
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self.pool.connection() as c:
+            yield c
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._read() as c:
+            return [tuple(r) for r in c.execute(self._q(sql), tuple(params)).fetchall()]
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+ChainStore = SQLiteChainStore | PostgresChainStore
