@@ -123,7 +123,7 @@ class Services:
     calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
     metrics: Metrics = field(default_factory=Metrics)  # this process's door counters, request latency
     probes: Probes = field(default_factory=Probes, repr=False)  # readiness checks, one thread each
-    chain_store: ChainStore | None = None  # the verifiable log's tree and checkpoints (core.audit)
+    chain_store: Any = None  # ChainStore: the verifiable log's tree and checkpoints (core.audit)
     chain: Any = None  # the chain follower: every stored row becomes a leaf (core.audit.chain)
 
     def followers(self) -> list[Any]:

@@ -1,11 +1,12 @@
 """The `smd` command line: `serve`, `registry`, `keys`, `master-key`, `ingest`, `outbox`,
-`calendar`, `rules`, `import`, `simulate`, `followers`, `projections`, `bench`."""
+`calendar`, `rules`, `import`, `simulate`, `followers`, `projections`, `verify`, `bench`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ops.cli_audit import add_commands as add_audit_commands
 from ops.cli_calendar import add_commands as add_calendar_commands
 from ops.cli_followers import add_commands as add_follower_commands
 from ops.cli_import import add_commands as add_import_commands
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     add_import_commands(sub)
     add_simulate_commands(sub)
     add_follower_commands(sub)
+    add_audit_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run", add_help=False)
     bench.set_defaults(func=None)
     argv = sys.argv[1:] if argv is None else argv

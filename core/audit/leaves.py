@@ -31,6 +31,8 @@ def leaf_data(notification_id: int, originator_id: UUID | str, version: int, top
     """The bytes a stored row contributes to the tree."""
     oid = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
     t = topic.encode()
+    if not isinstance(state, bytes | bytearray | memoryview):
+        state = str(state).encode()  # a value someone stored with another type: it cannot match
     return b"".join(
         (
             LEAF_VERSION,

@@ -199,7 +199,9 @@ class DictSource:
         return self.nodes[(level, index)]
 
 
-def completed_nodes(hasher: Hasher, frontier: list[bytes], index: int, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
+def completed_nodes(
+    hasher: Hasher, frontier: list[bytes], index: int, leaf_hash: bytes
+) -> list[tuple[int, int, bytes]]:
     """Append leaf ``index``: the perfect subtrees it completes, as (level, index, hash), level 0
     first. ``frontier`` holds the hashes of the perfect subtrees of the tree before it, largest
     first (the binary decomposition of its size: one per set bit) and is updated in place."""
@@ -302,3 +304,13 @@ def verify_consistency(
         raise InvalidProof(f"the proof does not lead to the tree of {first} given")
     if sr != second_root:
         raise InvalidProof(f"the proof does not lead to the tree of {second} given")
+
+
+def root_from_frontier(hasher: Hasher, frontier: Sequence[bytes]) -> bytes:
+    """The tree head from the perfect subtrees that make it up, largest first (``completed_nodes``)."""
+    if not frontier:
+        return hasher.empty()
+    r = frontier[-1]
+    for f in reversed(frontier[:-1]):
+        r = hasher.node(f, r)
+    return r

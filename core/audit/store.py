@@ -83,7 +83,8 @@ class _Base:
             f"CREATE TABLE IF NOT EXISTS {self.t('leaves')} (leaf_index {i} PRIMARY KEY,"
             f" notification_id {i} NOT NULL UNIQUE, originator_id TEXT NOT NULL, originator_version {i} NOT NULL,"
             f" topic TEXT NOT NULL, leaf_hash {b} NOT NULL, stream_hash {b} NOT NULL)",
-            f"CREATE INDEX IF NOT EXISTS {self.t('leaves_stream')} ON {self.t('leaves')} (originator_id, originator_version)",
+            f"CREATE INDEX IF NOT EXISTS {self.t('leaves_stream')}"
+            f" ON {self.t('leaves')} (originator_id, originator_version)",
             f"CREATE TABLE IF NOT EXISTS {self.t('nodes')} (level INTEGER NOT NULL, idx {i} NOT NULL,"
             f" hash {b} NOT NULL, PRIMARY KEY (level, idx))",
             f"CREATE TABLE IF NOT EXISTS {self.t('streams')} (originator_id TEXT PRIMARY KEY,"
@@ -131,11 +132,14 @@ class _Base:
             by_level.setdefault(level, []).append(idx)
         out: dict[tuple[int, int], bytes] = {}
         for level, idxs in by_level.items():
-            marks = ",".join("?" * len(idxs))
-            for lvl, idx, h in self._all(
-                f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx IN ({marks})", (level, *idxs)
-            ):
-                out[(int(lvl), int(idx))] = bytes(h)
+            for i in range(0, len(idxs), 500):
+                chunk = idxs[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for lvl, idx, h in self._all(
+                    f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx IN ({marks})",
+                    (level, *chunk),
+                ):
+                    out[(int(lvl), int(idx))] = bytes(h)
         return out
 
     def stream_heads(self, originators: Iterable[str]) -> dict[str, tuple[int, bytes]]:
@@ -224,20 +228,19 @@ class _Base:
         )
         return _leaf(rows[0]) if rows else None
 
-    def all_nodes(self, start_level: int = 1) -> Iterator[tuple[int, int, bytes]]:
-        """Every stored interior node (for verify), by level and index."""
-        last = (start_level, -1)
+    def level(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """Every stored subtree of one level (for verify), by index."""
+        last = -1
         while True:
             rows = self._all(
-                f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE (level > ?) OR (level = ? AND idx > ?)"
-                " ORDER BY level, idx LIMIT 10000",
-                (last[0], last[0], last[1]),
+                f"SELECT idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx > ? ORDER BY idx LIMIT 10000",
+                (level, last),
             )
             if not rows:
                 return
-            for lvl, idx, h in rows:
-                yield int(lvl), int(idx), bytes(h)
-            last = (int(rows[-1][0]), int(rows[-1][1]))
+            for idx, h in rows:
+                yield int(idx), bytes(h)
+            last = int(rows[-1][0])
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -255,7 +258,9 @@ class _Base:
         rows = self._all(
             f"SELECT size, root, algorithm, note, signed_at FROM {self.t('checkpoints')} {where} ORDER BY size", params
         )
-        return [StoredCheckpoint(int(s), bytes(r), str(a), str(n), datetime.fromisoformat(str(t))) for s, r, a, n, t in rows]
+        return [
+            StoredCheckpoint(int(s), bytes(r), str(a), str(n), datetime.fromisoformat(str(t))) for s, r, a, n, t in rows
+        ]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The checkpoint of the largest tree signed so far."""
@@ -263,7 +268,13 @@ class _Base:
             f"SELECT size, root, algorithm, note, signed_at FROM {self.t('checkpoints')} ORDER BY size DESC LIMIT 1"
         )
         return (
-            StoredCheckpoint(int(rows[0][0]), bytes(rows[0][1]), str(rows[0][2]), str(rows[0][3]), datetime.fromisoformat(str(rows[0][4])))
+            StoredCheckpoint(
+                int(rows[0][0]),
+                bytes(rows[0][1]),
+                str(rows[0][2]),
+                str(rows[0][3]),
+                datetime.fromisoformat(str(rows[0][4])),
+            )
             if rows
             else None
         )

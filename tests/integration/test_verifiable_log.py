@@ -4,6 +4,7 @@ administrator altered, deleted, inserted or reordered with SQL."""
 
 from __future__ import annotations
 
+import itertools
 from uuid import uuid4
 
 import pytest
@@ -26,7 +27,9 @@ def record_patients(services: Services, patients: int = 3, visits: int = 2) -> l
         ids.append(p)
         services.case_record.record(agency.register(p), "hc-east")
         for level in range(visits):
-            services.case_record.record(agency.visit(p, level, "stable" if level == 0 else "basically_stable"), "hc-east")
+            services.case_record.record(
+                agency.visit(p, level, "stable" if level == 0 else "basically_stable"), "hc-east"
+            )
     return ids
 
 
@@ -114,3 +117,134 @@ class TestTheChainFollower:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def verified(services: Services, **kw):
+    from core.audit.verify import verify
+
+    return verify(services.case_record.recorder, services.chain_store, **kw)
+
+
+@pytest.fixture
+def chained(services: Services):
+    """A store with three patients' facts, all chained, and a rogue administrator."""
+    from tests.support.rogue import RogueAdmin
+
+    record_patients(services, patients=3, visits=2)
+    follow(services)
+    return services, RogueAdmin(services), stored_rows(services)
+
+
+class TestVerifyAgainstARogueAdministrator:
+    def test_an_untouched_store_verifies_clean(self, chained) -> None:
+        services, _, rows = chained
+        report = verified(services)
+        assert report.ok, report.findings
+        assert (report.rows, report.leaves, report.pending) == (len(rows), len(rows), 0)
+
+    def test_an_updated_payload_is_named_altered_at_its_position(self, chained) -> None:
+        services, rogue, rows = chained
+        target = rows[5]
+        rogue.update_state(target.id, bytes(target.state).replace(b"1", b"2", 1) + b" ")
+        first = verified(services).first
+        assert first is not None and (first.kind, first.notification_id, first.leaf_index) == ("altered", target.id, 5)
+
+    def test_a_deleted_row_is_named_deleted_at_its_position(self, chained) -> None:
+        services, rogue, rows = chained
+        rogue.delete(rows[4].id)
+        first = verified(services).first
+        assert first is not None and (first.kind, first.notification_id) == ("deleted", rows[4].id)
+
+    def test_two_swapped_payloads_name_the_first_of_them(self, chained) -> None:
+        services, rogue, rows = chained
+        rogue.swap_states(rows[3].id, rows[7].id)
+        first = verified(services).first
+        assert first is not None and (first.kind, first.notification_id) == ("altered", rows[3].id)
+
+    def test_a_forged_row_inserted_into_the_past_is_named(self, chained) -> None:
+        services, rogue, rows = chained
+        forged = rows[2]
+        if services.settings.postgres is not None:
+            # the room left by an insert that was rolled back: a forged row there is "inserted"
+            rogue.rolled_back_insert(uuid4())
+            record_patients(services, patients=1, visits=0)
+            follow(services)
+            now = stored_rows(services)
+            gap = next(a.id + 1 for a, b in itertools.pairwise(now) if b.id != a.id + 1)
+            assert verified(services).ok
+            rogue.insert(gap, uuid4(), 1, forged.topic, bytes(forged.state))
+            first = verified(services).first
+            assert first is not None and (first.kind, first.notification_id) == ("inserted", gap)
+        # with no gap, the only way into the past is to move later rows up: named at the first of them
+        rogue.make_room_at(rows[6].id)
+        rogue.insert(rows[6].id, uuid4(), 1, forged.topic, bytes(forged.state))
+        first = verified(services).first
+        assert first is not None and first.notification_id == rows[6].id and first.kind in ("altered", "inserted")
+
+    def test_rows_moved_to_other_positions_are_named_reordered(self, chained) -> None:
+        services, rogue, rows = chained
+        a, b = rows[3], rows[8]
+        spare = 10_000_000
+        rogue._run(
+            [
+                (f"UPDATE {rogue.table} SET {rogue.nid} = {rogue.m} WHERE {rogue.nid} = {rogue.m}", (spare, a.id)),
+                (f"UPDATE {rogue.table} SET {rogue.nid} = {rogue.m} WHERE {rogue.nid} = {rogue.m}", (a.id, b.id)),
+                (f"UPDATE {rogue.table} SET {rogue.nid} = {rogue.m} WHERE {rogue.nid} = {rogue.m}", (b.id, spare)),
+            ]
+        )
+        first = verified(services).first
+        assert first is not None and (first.kind, first.notification_id) == ("reordered", a.id)
+
+    def test_a_gap_in_notification_ids_from_a_rolled_back_insert_verifies_clean(self, chained) -> None:
+        services, rogue, _rows = chained
+        rogue.rolled_back_insert(uuid4())
+        record_patients(services, patients=1, visits=1)
+        follow(services)
+        now = stored_rows(services)
+        ids = [r.id for r in now]
+        if services.settings.postgres is not None:
+            assert ids != list(range(ids[0], ids[0] + len(ids))), "PostgreSQL used up an id: a gap"
+        report = verified(services)
+        assert report.ok, report.findings
+        assert report.leaves == len(now)
+
+    def test_rows_not_yet_chained_are_pending_not_a_problem(self, chained) -> None:
+        services, _, _rows = chained
+        record_patients(services, patients=1, visits=0)
+        report = verified(services)
+        assert report.ok and report.pending == 2  # a receipt and a registration
+
+    def test_an_edited_tree_table_is_named(self, chained) -> None:
+        services, rogue, _rows = chained
+        prefix = "smd_" if rogue.pg else ""
+        rogue._run(
+            [(f"UPDATE {prefix}vlog_nodes SET hash = {rogue.m} WHERE level = 1 AND idx = 2", (b"\x00" * 32,))],
+            vlog=True,
+        )
+        first = verified(services).first
+        assert first is not None and first.kind == "node"
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, services: Services) -> None:
+    """The CLI reads the environment: point it at the test's store."""
+    s = services.settings
+    monkeypatch.setenv("SMD_DATA_DIR", str(s.data_dir))
+    if s.postgres is not None:
+        pg = s.postgres
+        monkeypatch.setenv("SMD_DATABASE_URL", f"postgresql://{pg.user}@{pg.host}:{pg.port}/{pg.dbname}")
+    else:
+        monkeypatch.delenv("SMD_DATABASE_URL", raising=False)
+
+
+class TestSmdVerify:
+    def test_smd_verify_says_ok_then_names_the_altered_row_and_exits_1(self, chained, monkeypatch, capsys) -> None:
+        from ops.cli import main
+
+        services, rogue, rows = chained
+        use_settings(monkeypatch, services)
+        assert main(["verify"]) == 0
+        assert "verify: OK" in capsys.readouterr().out
+        rogue.update_state(rows[2].id, b'{"forged": true}')
+        assert main(["verify"]) == 1
+        out = capsys.readouterr().out
+        assert f"verify: FAILED: altered: notification id {rows[2].id}, leaf 2:" in out

@@ -90,7 +90,7 @@ class TestAgreementWithPymerkle:
 
     @pytest.mark.parametrize("seed", range(4))
     def test_random_trees_of_1_to_300_leaves(self, seed: int) -> None:
-        rnd = random.Random(seed)  # noqa: S311 - test data
+        rnd = random.Random(seed)
         sizes = sorted({1, 2, 3, 300, *(rnd.randint(1, 300) for _ in range(12))})
         for size in sizes:
             data = [rnd.randbytes(rnd.randint(0, 40)) for _ in range(size)]
