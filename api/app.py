@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CollectorRegistry
 
+from api.audit import AuditController
 from api.auth import AuthServices, FailedAuthentications
 from api.bodies import json_body_hook
 from api.events import EventsController, envelope_schema
@@ -80,6 +81,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             WorkQueueController,
             PatientSearchController,
             ObligationsController,
+            AuditController,
         ],
         state=State(
             {

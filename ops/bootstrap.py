@@ -17,6 +17,10 @@ from prometheus_client import CollectorRegistry
 
 from core.apikeys import ApiKeys, open_apikeys
 from core.audit.chain import chain_follower
+from core.audit.checkpoints import Checkpointer
+from core.audit.notes import Signer, Verifier
+from core.audit.service import AuditLog
+from core.audit.signing_keys import CHECKPOINT, RegionKeys
 from core.audit.store import ChainStore, PostgresChainStore, SQLiteChainStore
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
@@ -125,10 +129,16 @@ class Services:
     probes: Probes = field(default_factory=Probes, repr=False)  # readiness checks, one thread each
     chain_store: Any = None  # ChainStore: the verifiable log's tree and checkpoints (core.audit)
     chain: Any = None  # the chain follower: every stored row becomes a leaf (core.audit.chain)
+    audit: AuditLog | None = None  # checkpoints and proofs (core.audit.service)
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """Signs a checkpoint every N leaves or M seconds (runs beside the followers)."""
+        return self.audit.checkpointer if self.audit is not None else None
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
-        return [self.policies, self.work_queue, self.scheduler, self.waiting_sweep, self.chain]
+        return [self.policies, self.work_queue, self.scheduler, self.waiting_sweep, self.chain, self.checkpointer]
 
     def catch_up(self, position: int, timeout: float = 10.0) -> bool:
         """Run the followers until they have handled ``position`` and what it caused.
@@ -275,4 +285,27 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         metrics=metrics,
         chain_store=chain_store,
         chain=chain_follower(case_record, chain_store, parking),
+        audit=open_audit(settings, chain_store, clock),
     )
+
+
+def region_keys(settings: Settings) -> RegionKeys:
+    """The region's signing keys, by purpose, from the settings."""
+    return RegionKeys(
+        signers={CHECKPOINT: Signer.from_seed(settings.log_origin, settings.checkpoint_key)},
+        retired={CHECKPOINT: [Verifier.decode(v) for v in settings.checkpoint_verifiers_retired]},
+    )
+
+
+def open_audit(settings: Settings, chain_store: ChainStore, clock: Clock = utc_now) -> AuditLog:
+    """The verifiable log's checkpointer and the auditor's port onto it."""
+    keys = region_keys(settings)
+    checkpointer = Checkpointer(
+        chain_store,
+        keys,
+        settings.log_origin,
+        every_events=settings.checkpoint_every_events,
+        every_seconds=settings.checkpoint_every_seconds,
+        clock=clock,
+    )
+    return AuditLog(chain_store, keys, checkpointer)

@@ -1,14 +1,23 @@
-"""`smd verify`: recompute the verifiable log from the stored rows (docs/decisions/017).
+"""The verifiable log's commands (docs/decisions/017):
 
-Exit code 0 when everything verifies, 1 with the first problem named (its kind, notification
-id, leaf and what the tree recorded there).
+- ``smd verify [--against FILE …]``: recompute from the stored rows; exit 0 when everything
+  verifies, 1 with the first problem named (its kind, notification id, leaf, what the tree had);
+- ``smd checkpoint [--follow]``: sign a checkpoint of the tree now and print it;
+- ``smd checkpoint-key [--rotate]``: print the checkpoint verifier key (what auditors and
+  witnesses need); in development, rotate it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import sys
+from pathlib import Path
 from typing import Any
+
+from core.audit.checkpoints import InconsistentCheckpoint
+from core.audit.notes import NoteError, open_note
+from core.audit.signing_keys import CHECKPOINT
 
 
 class AuditView:
@@ -19,7 +28,7 @@ class AuditView:
     def __init__(self) -> None:
         from core.audit.store import PostgresChainStore, SQLiteChainStore
         from core.case_record import CaseRecord
-        from ops.bootstrap import VLOG_FILE, build_keystore, eventsourcing_env
+        from ops.bootstrap import VLOG_FILE, build_keystore, eventsourcing_env, region_keys
         from ops.settings import load_settings
 
         self.settings = load_settings()
@@ -28,6 +37,7 @@ class AuditView:
             env=eventsourcing_env(self.settings), keystore=self.keystore, digest_key=self.settings.blind_index_key
         )
         pg = self.settings.postgres
+        self.keys = region_keys(self.settings)
         self.chain_store = (
             SQLiteChainStore(self.settings.data_dir / VLOG_FILE) if pg is None else PostgresChainStore(pg.conninfo())
         )
@@ -36,6 +46,71 @@ class AuditView:
         self.chain_store.close()
         self.case_record.close()
         self.keystore.close()
+
+
+def _external(path: str, verifiers: list[Any], keys: list[str]) -> Any:
+    """A checkpoint kept outside (a file holding a signed note), its signature checked with the
+    verifier keys given (``--key``) or the region's own."""
+    from core.audit.notes import Checkpoint, Verifier
+    from core.audit.verify import ExternalCheckpoint
+
+    text = Path(path).read_text()
+    note, _ = open_note(text, [Verifier.decode(k) for k in keys] or verifiers)
+    cp = Checkpoint.parse(note.body)
+    return ExternalCheckpoint(cp.size, cp.root, f"{path} (tree of {cp.size})")
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    services = _services()
+    try:
+        if args.follow:
+            while services.chain.run_once():
+                pass
+        try:
+            signed = services.checkpointer.sign_now()
+        except InconsistentCheckpoint as e:
+            print(f"checkpoint: REFUSED: {e}")
+            return 1
+        latest = services.chain_store.latest_checkpoint()
+    finally:
+        services.close()
+    if latest is None:
+        print("checkpoint: the tree is empty; nothing to sign", file=sys.stderr)
+        return 0
+    if signed is None:
+        print(f"checkpoint: nothing new since the checkpoint of {latest.size} leaves", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(latest.note)
+        print(f"checkpoint: tree of {latest.size} leaves written to {args.out}", file=sys.stderr)
+    else:
+        print(latest.note, end="")
+    return 0
+
+
+def _checkpoint_key(args: argparse.Namespace) -> int:
+    from ops.bootstrap import region_keys
+    from ops.settings import load_settings
+
+    settings = load_settings()
+    if args.rotate:
+        import os
+
+        if settings.mode != "development" or os.environ.get("SMD_CHECKPOINT_KEY"):
+            print("checkpoint-key: in production, set SMD_CHECKPOINT_KEY to the new key and add the old verifier")
+            print("key to SMD_CHECKPOINT_VERIFIERS_RETIRED (docs/decisions/017)")
+            return 2
+        old = region_keys(settings).signer(CHECKPOINT).verifier.encode()
+        keys_dir = settings.data_dir / "keys"
+        with open(keys_dir / "checkpoint-retired.txt", "a") as f:
+            f.write(old + "\n")
+        (keys_dir / "checkpoint.key").unlink()
+        settings = load_settings()  # generates the next key
+        print(f"retired: {old}")
+    keys = region_keys(settings)
+    print(f"checkpoint key id {keys.key_id(CHECKPOINT)}")
+    for v in keys.verifiers(CHECKPOINT):
+        print(v.encode())
+    return 0
 
 
 def _services() -> Any:
@@ -73,15 +148,51 @@ def _verify(args: argparse.Namespace) -> int:
             services.close()
     view = AuditView()
     try:
-        report = verify(view.case_record.recorder, view.chain_store, stop_after=args.max_findings)
+        verifiers = view.keys.verifiers(CHECKPOINT)
+
+        def check_signature(note: str) -> str | None:
+            try:
+                open_note(note, verifiers)
+            except NoteError as e:
+                return str(e)
+            return None
+
+        against = [_external(path, verifiers, args.key) for path in args.against]
+        report = verify(
+            view.case_record.recorder,
+            view.chain_store,
+            against=against,
+            check_signature=check_signature,
+            stop_after=args.max_findings,
+        )
+    except NoteError as e:
+        print(f"verify: {e}")
+        return 2
     finally:
         view.close()
     return print_report(report)
 
 
 def add_commands(sub: Any) -> None:
-    """Register `smd verify`."""
+    """Register `smd verify`, `smd checkpoint`, `smd checkpoint-key`."""
     v = sub.add_parser("verify", help="recompute the verifiable log from the stored rows; name the first problem")
     v.add_argument("--follow", action="store_true", help="first chain the rows not chained yet")
     v.add_argument("--max-findings", type=int, default=1, help="how many row problems to list (default 1)")
+    v.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a signed checkpoint kept outside (auditor's copy, witness's): the rows must give its root",
+    )
+    v.add_argument(
+        "--key", action="append", default=[], metavar="VERIFIER", help="verifier key for --against (default: ours)"
+    )
     v.set_defaults(func=_verify)
+    c = sub.add_parser("checkpoint", help="sign a checkpoint of the verifiable log now and print it")
+    c.add_argument("--follow", action="store_true", help="first chain the rows not chained yet")
+    c.add_argument("--out", metavar="FILE", help="write the signed note to FILE (keep it outside the deployment)")
+    c.set_defaults(func=_checkpoint)
+    k = sub.add_parser("checkpoint-key", help="print the checkpoint verifier keys (current, then retired)")
+    k.add_argument("--rotate", action="store_true", help="development: retire the key and generate the next")
+    k.set_defaults(func=_checkpoint_key)

@@ -101,6 +101,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_FAULT: test and demonstration only: a crash or a failing rule to inject
     (``rule-fails-for=<patient id>``, ``intake-kill-after-commit``, ``outbox-kill-after-publish``,
     ``rotation-kill-after=N``); empty in any real deployment."""
+    log_origin: str = ""
+    """SMD_LOG_ORIGIN: the verifiable log's origin line and checkpoint key name (default smd.example/<region>)."""
+    checkpoint_key: bytes = b""
+    """SMD_CHECKPOINT_KEY: base64 of the 32-byte Ed25519 seed that signs checkpoints."""
+    checkpoint_verifiers_retired: tuple[str, ...] = ()
+    """SMD_CHECKPOINT_VERIFIERS_RETIRED: verifier keys of checkpoint keys rotated out (comma-separated)."""
+    checkpoint_every_events: int = 1000
+    """SMD_CHECKPOINT_EVERY_EVENTS: sign a checkpoint after this many new leaves."""
+    checkpoint_every_seconds: float = 300.0
+    """SMD_CHECKPOINT_EVERY_SECONDS: or after this many seconds, when there is anything new."""
+    witnesses: tuple[str, ...] = ()
+    """SMD_WITNESSES: verifier keys of the witnesses asked to cosign each checkpoint (comma-separated)."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -209,6 +221,19 @@ def _development_key(data_dir: Path, name: str) -> bytes:
     return _decode_key(str(path), path.read_text().strip())
 
 
+def _verifier_list(get: Callable[[str], str], var: str) -> tuple[str, ...]:
+    """Comma-separated signed-note verifier keys (``name+keyid+base64``), each checked."""
+    from core.audit.notes import NoteError, Verifier
+
+    out = tuple(v.strip() for v in get(var).split(",") if v.strip())
+    for v in out:
+        try:
+            Verifier.decode(v)
+        except NoteError as e:
+            raise _fail(var, f"{e} (expected name+keyid+base64, as `smd audit keys` prints)") from None
+    return out
+
+
 def _previous_master_key(get: Callable[[str], str]) -> tuple[str, bytes] | None:
     """SMD_MASTER_KEY_PREVIOUS(_ID): both or neither."""
     key, key_id = get("SMD_MASTER_KEY_PREVIOUS"), get("SMD_MASTER_KEY_PREVIOUS_ID")
@@ -281,8 +306,33 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if not 0 < waiting_window_seconds < float("inf"):
         raise _fail("SMD_WAITING_WINDOW_SECONDS", f"must be a number of seconds above 0, got {window_text!r}")
 
+    region = get("SMD_REGION") or "990101"
+    log_origin = get("SMD_LOG_ORIGIN") or f"smd.example/{region}"
+    if not re.fullmatch(r"[!-*,-~]+", log_origin):  # a signed-note key name: no spaces, no '+'
+        raise _fail("SMD_LOG_ORIGIN", "use printable characters without spaces or '+' (e.g. smd.example/990101)")
+    checkpoint_every_events = _int_setting(get, "SMD_CHECKPOINT_EVERY_EVENTS", 1000, 1, 10_000_000)
+    every_text = get("SMD_CHECKPOINT_EVERY_SECONDS") or "300"
+    try:
+        checkpoint_every_seconds = float(every_text)
+    except ValueError:
+        checkpoint_every_seconds = -1.0
+    if not 1 <= checkpoint_every_seconds <= 86400:
+        raise _fail("SMD_CHECKPOINT_EVERY_SECONDS", f"must be a number of seconds from 1 to 86400, got {every_text!r}")
+    retired = _verifier_list(get, "SMD_CHECKPOINT_VERIFIERS_RETIRED")
+    if not retired and mode == "development" and (data_dir / "keys" / "checkpoint-retired.txt").exists():
+        retired = tuple(
+            line.strip()
+            for line in (data_dir / "keys" / "checkpoint-retired.txt").read_text().splitlines()
+            if line.strip()
+        )
+    witnesses = _verifier_list(get, "SMD_WITNESSES")
+
     keys: dict[str, bytes] = {}
-    for var, filename in (("SMD_MASTER_KEY", "master.key"), ("SMD_BLIND_INDEX_KEY", "blind-index.key")):
+    for var, filename in (
+        ("SMD_MASTER_KEY", "master.key"),
+        ("SMD_BLIND_INDEX_KEY", "blind-index.key"),
+        ("SMD_CHECKPOINT_KEY", "checkpoint.key"),
+    ):
         if get(var):
             keys[var] = _decode_key(var, get(var))
         elif mode == "production":
@@ -326,4 +376,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         waiting_window_seconds=waiting_window_seconds,
         intake_ack_wait_seconds=intake_ack_wait_seconds,
         fault=get("SMD_FAULT"),
+        log_origin=log_origin,
+        checkpoint_key=keys["SMD_CHECKPOINT_KEY"],
+        checkpoint_verifiers_retired=retired,
+        checkpoint_every_events=checkpoint_every_events,
+        checkpoint_every_seconds=checkpoint_every_seconds,
+        witnesses=witnesses,
     )

@@ -248,3 +248,25 @@ class TestSmdVerify:
         assert main(["verify"]) == 1
         out = capsys.readouterr().out
         assert f"verify: FAILED: altered: notification id {rows[2].id}, leaf 2:" in out
+
+
+class TestVerifyAgainstAnOutsideCheckpoint:
+    def test_a_rewritten_tail_with_every_hash_recomputed_is_caught_only_against_the_outside_copy(
+        self, chained, monkeypatch, capsys, tmp_path
+    ) -> None:
+        from ops.cli import main
+
+        services, rogue, rows = chained
+        use_settings(monkeypatch, services)
+        outside = tmp_path / "auditor-copy.note"
+        assert main(["checkpoint", "--out", str(outside)]) == 0
+        # the administrator rewrites a row near the tail and rebuilds the tree and checkpoints
+        rogue.update_state(rows[-2].id, b'{"forged": true}')
+        rogue.rebuild_tree()
+        follow(services)
+        services.checkpointer.sign_now()
+        capsys.readouterr()
+        assert main(["verify"]) == 0, "everything stored agrees with itself"
+        assert main(["verify", "--against", str(outside)]) == 1
+        out = capsys.readouterr().out
+        assert f"verify: FAILED: against: {outside} (tree of {len(rows)}): the stored rows do not give its root" in out

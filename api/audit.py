@@ -1,0 +1,141 @@
+"""`/v1/audit/…`: the verifiable log for auditors: checkpoints, inclusion and consistency proofs.
+
+Auditors only (DESIGN.md section 4: the auditor reads everything, read-only). The controller
+depends on the ``AuditLog`` port (core.audit.service), not on the whole service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromPath, QueryParameter
+
+from api.auth import Caller, agency_guard, provide_caller
+from core.audit.service import AuditLog
+
+
+class CheckpointOut(msgspec.Struct):
+    """A signed checkpoint (C2SP tlog-checkpoint in a signed note, with witnesses' cosignatures)."""
+
+    origin: str
+    size: int
+    root: str
+    algorithm: str
+    signed_at: str
+    note: str
+    key_id: str
+    verifier_key: str
+    witnesses: list[str]
+
+
+class InclusionOut(msgspec.Struct):
+    """RFC 9162 audit path of one stored row (base64 hashes, bottom-up)."""
+
+    notification_id: int
+    leaf_index: int
+    tree_size: int
+    algorithm: str
+    leaf_hash: str
+    proof: list[str]
+
+
+class ConsistencyOut(msgspec.Struct):
+    """RFC 9162 consistency proof between two tree sizes (base64 hashes)."""
+
+    first: int
+    second: int
+    algorithm: str
+    proof: list[str]
+
+
+Size = Annotated[
+    int | None, QueryParameter(name="size", ge=1, description="tree size (default: the latest checkpoint's)")
+]
+
+
+async def provide_audit(request: Request[Any, Any, Any]) -> AuditLog:
+    """Dependency: the auditor's port onto the verifiable log."""
+    return request.app.state.services.audit
+
+
+def _auditor_only(caller: Caller) -> None:
+    if caller.kind != "auditor":
+        raise PermissionDeniedException(
+            detail=f"the verifiable log is served to auditors; {caller.agency_id} is a {caller.kind}"
+        )
+
+
+class AuditController(Controller):
+    """Checkpoints and proofs of the verifiable log."""
+
+    path = "/v1/audit"
+    tags = ["audit"]  # noqa: RUF012
+    guards = [agency_guard]  # noqa: RUF012
+    dependencies = {"caller": Provide(provide_caller), "audit": Provide(provide_audit)}  # noqa: RUF012
+
+    @get(
+        "/checkpoints/latest",
+        operation_id="latestCheckpoint",
+        summary="The latest signed checkpoint",
+        description=(
+            "The C2SP tlog-checkpoint of the verifiable log (origin, tree size, base64 root) in a signed "
+            "note (Ed25519), with each witness's cosignature line; `verifier_key` checks it offline. "
+            "404 `no-checkpoint-yet` before the first one. Auditors only."
+        ),
+    )
+    async def latest(self, caller: NamedDependency[Caller], audit: NamedDependency[AuditLog]) -> CheckpointOut:
+        _auditor_only(caller)
+        view = await asyncio.to_thread(audit.latest)
+        return CheckpointOut(**{f: getattr(view, f) for f in CheckpointOut.__struct_fields__})
+
+    @get(
+        "/checkpoints/{size:int}",
+        operation_id="checkpointOfSize",
+        summary="The checkpoint signed at one tree size",
+    )
+    async def of_size(
+        self, size: FromPath[int], caller: NamedDependency[Caller], audit: NamedDependency[AuditLog]
+    ) -> CheckpointOut:
+        _auditor_only(caller)
+        view = await asyncio.to_thread(audit.checkpoint, size)
+        return CheckpointOut(**{f: getattr(view, f) for f in CheckpointOut.__struct_fields__})
+
+    @get(
+        "/proofs/inclusion",
+        operation_id="inclusionProof",
+        summary="Inclusion proof of one stored row",
+        description=(
+            "`notification_id`: the row's log position; `size`: the tree (default: the latest checkpoint's). "
+            "404 `not-in-tree` when the row is not in that tree yet. Auditors only."
+        ),
+    )
+    async def inclusion(
+        self,
+        caller: NamedDependency[Caller],
+        audit: NamedDependency[AuditLog],
+        notification_id: Annotated[int, QueryParameter(name="notification_id", ge=1)],
+        size: Size = None,
+    ) -> InclusionOut:
+        _auditor_only(caller)
+        return InclusionOut(**await asyncio.to_thread(audit.inclusion, notification_id, size))
+
+    @get(
+        "/proofs/consistency",
+        operation_id="consistencyProof",
+        summary="Consistency proof between two tree sizes",
+        description="`first` and `second` (default: the latest checkpoint's size). Auditors only.",
+    )
+    async def consistency(
+        self,
+        caller: NamedDependency[Caller],
+        audit: NamedDependency[AuditLog],
+        first: Annotated[int, QueryParameter(name="first", ge=0)],
+        second: Size = None,
+    ) -> ConsistencyOut:
+        _auditor_only(caller)
+        return ConsistencyOut(**await asyncio.to_thread(audit.consistency, first, second))
