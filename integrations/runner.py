@@ -22,6 +22,7 @@ from integrations.intake import Intake, error_location
 from integrations.outbox import Outbox
 from integrations.streams import ensure_streams, names_of
 from integrations.waiting import run_waiting
+from integrations.witnessing import run_witnessing
 
 log = structlog.get_logger("smd.nats")
 
@@ -102,7 +103,9 @@ async def run_nats_workers(services: Any, stop: asyncio.Event, name: str = "smd-
         return
     services.nats = nc
     try:
-        await asyncio.gather(run_intake(services, nc, stop), run_outbox(services, nc, stop))
+        await asyncio.gather(
+            run_intake(services, nc, stop), run_outbox(services, nc, stop), run_witnessing(services, nc, stop)
+        )
     finally:
         await close_nats(nc)
         services.nats = None

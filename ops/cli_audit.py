@@ -4,7 +4,9 @@
   verifies, 1 with the first problem named (its kind, notification id, leaf, what the tree had);
 - ``smd checkpoint [--follow]``: sign a checkpoint of the tree now and print it;
 - ``smd checkpoint-key [--rotate]``: print the checkpoint verifier key (what auditors and
-  witnesses need); in development, rotate it.
+  witnesses need); in development, rotate it;
+- ``smd witness --log-key VERIFIER [--data-dir D]``: a witness with its own store, cosigning the
+  log's checkpoints it receives over NATS; ``--show`` prints the latest one it holds.
 """
 
 from __future__ import annotations
@@ -113,6 +115,71 @@ def _checkpoint_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_witness(data_dir: Path, name: str, log_keys: list[str]) -> Any:
+    """A witness on its own folder: its store and its cosigning key (generated there once)."""
+    import os
+    import secrets
+
+    from core.audit.notes import COSIGNATURE_V1, Signer, Verifier
+    from core.audit.witness import Witness, WitnessStore
+
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key_file = data_dir / "witness.key"
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    seed = base64.b64decode(key_file.read_text().strip())
+    signer = Signer.from_seed(name, seed, COSIGNATURE_V1)
+    return Witness(WitnessStore(data_dir / "witness.sqlite"), signer, [Verifier.decode(k) for k in log_keys])
+
+
+def _witness(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from core.audit.notes import Verifier
+    from integrations.runner import connect_nats
+    from integrations.witnessing import serve_witness, witness_subject
+    from ops.settings import load_settings
+
+    if not args.log_key:
+        print("witness: give the log's verifier key with --log-key (smd checkpoint-key prints it)", file=sys.stderr)
+        return 2
+    witness = open_witness(Path(args.data_dir), args.name, args.log_key)
+    print(f"witness verifier key (put it in the log's SMD_WITNESSES): {witness.signer.verifier.encode()}", flush=True)
+    if args.show:
+        held = witness.store.latest(Verifier.decode(args.log_key[0]).name)
+        if held is None:
+            print("witness: holds no checkpoint of that log yet", file=sys.stderr)
+            return 1
+        if args.out:
+            Path(args.out).write_text(held[2])
+        else:
+            print(held[2], end="")
+        return 0
+    settings = load_settings()
+    if not settings.nats_url:
+        print("witness: set SMD_NATS_URL (the witness receives checkpoints over NATS)", file=sys.stderr)
+        return 2
+    subject = witness_subject(settings.subject_root, settings.region, witness.signer.verifier)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        nc = await connect_nats(settings.nats_url, "smd-witness")
+        print(f"witness: listening on {subject}", flush=True)
+        try:
+            await serve_witness(nc, witness, subject, stop)
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+    return 0
+
+
 def _services() -> Any:
     from ops.bootstrap import bootstrap
     from ops.settings import load_settings
@@ -174,7 +241,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Register `smd verify`, `smd checkpoint`, `smd checkpoint-key`."""
+    """Register `smd verify`, `smd checkpoint`, `smd checkpoint-key`, `smd witness`."""
     v = sub.add_parser("verify", help="recompute the verifiable log from the stored rows; name the first problem")
     v.add_argument("--follow", action="store_true", help="first chain the rows not chained yet")
     v.add_argument("--max-findings", type=int, default=1, help="how many row problems to list (default 1)")
@@ -196,3 +263,10 @@ def add_commands(sub: Any) -> None:
     k = sub.add_parser("checkpoint-key", help="print the checkpoint verifier keys (current, then retired)")
     k.add_argument("--rotate", action="store_true", help="development: retire the key and generate the next")
     k.set_defaults(func=_checkpoint_key)
+    w = sub.add_parser("witness", help="run a witness: keep, check and cosign a log's checkpoints (over NATS)")
+    w.add_argument("--data-dir", default="witness-data", help="the witness's own folder (store and key)")
+    w.add_argument("--name", default="witness.example/w1", help="the witness's key name (no spaces, no '+')")
+    w.add_argument("--log-key", action="append", default=[], metavar="VERIFIER", help="the log's verifier key")
+    w.add_argument("--show", action="store_true", help="print the latest cosigned checkpoint held, and exit")
+    w.add_argument("--out", metavar="FILE", help="with --show: write it to FILE")
+    w.set_defaults(func=_witness)
