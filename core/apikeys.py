@@ -14,6 +14,13 @@ the registry at each request.
 
 Every lookup reads the table (no cache): a revocation by the CLI in another process holds on
 the very next request.
+
+Every issue and every revocation also appends a record to a hash chain (``api_key_records``),
+in the same transaction as the key row: ``smd-apikey/v1 issue <key id> <agency> <alg> <digest>
+<issued at>`` or ``smd-apikey/v1 revoke <key id> <revoked at>``, each link
+H(0x02 || previous || H(record)). The chain's head goes into every signed checkpoint, so a key
+row written with SQL (a key issued outside the service, then used to record "authenticated"
+facts) or a revocation undone is named by ``smd verify`` (``key_records_findings``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any, Protocol
 from core.sqlite_files import ThreadConnections
 from domain.registry import check_agency_id
 
+RECORD_PREFIX = "smd-apikey/v1"
 HASH_ALG = "HMAC-SHA256"
 HASH_LABEL = b"smd/api-key-hash/v1"  # distinct from every other use of the blind-index key
 KEY_PREFIX = "smd"
@@ -105,10 +113,35 @@ class ApiKeyTable(Protocol):
         """All rows, or one agency's, by issue time."""
 
     def revoke(self, key_id: str, at: datetime) -> None:
-        """Set the revocation time unless already revoked."""
+        """Set the revocation time unless already revoked (and chain the revocation)."""
+
+    def records(self) -> list[tuple[int, str, bytes]]:
+        """The chained issue and revoke records: (sequence, record, head after it)."""
 
     def close(self) -> None:
         """Release connections."""
+
+
+def issue_record(row: ApiKeyRow) -> str:
+    """The chained record of an issue (never changes meaning: chains are kept for decades)."""
+    return f"{RECORD_PREFIX} issue {row.key_id} {row.agency_id} {row.alg} {row.digest} {_iso(row.issued_at)}"
+
+
+def revoke_record(key_id: str, at: datetime) -> str:
+    """The chained record of a revocation."""
+    return f"{RECORD_PREFIX} revoke {key_id} {_iso(at)}"
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+def next_link(previous: bytes, record: str) -> bytes:
+    """The chain's next head: H(0x02 || previous || H(record))."""
+    return hashlib.sha256(b"\x02" + previous + hashlib.sha256(record.encode()).digest()).digest()
+
+
+CHAIN_START = bytes(32)
 
 
 def derive_hash_key(blind_index_key: bytes) -> bytes:
@@ -160,9 +193,57 @@ class ApiKeys:
             raise UnknownApiKey(key_id)
         return row.info()
 
+    def records(self) -> list[tuple[int, str, bytes]]:
+        """The chain of issue and revoke records: (sequence, record, head after it)."""
+        return self.table.records()
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """How many records, and the chain's head (for every checkpoint)."""
+        records = self.table.records()
+        return (len(records), records[-1][2]) if records else (0, CHAIN_START)
+
     def close(self) -> None:
         """Release the table's connections."""
         self.table.close()
+
+
+def key_records_findings(keys: ApiKeys) -> list[str]:
+    """What does not match between the key rows and the chained records (empty: all matches)."""
+    out: list[str] = []
+    head = CHAIN_START
+    issued: dict[str, str] = {}
+    revoked: dict[str, str] = {}
+    for seq, record, stored_head in keys.records():
+        head = next_link(head, record)
+        if head != stored_head:
+            out.append(f"api-key record {seq}: the chain breaks here (a record altered, inserted or deleted)")
+            return out
+        parts = record.split(" ")
+        if parts[1] == "issue":
+            issued[parts[2]] = record
+        elif parts[1] == "revoke":
+            revoked[parts[2]] = parts[3]
+    for row in keys.table.rows(None):
+        if issued.get(row.key_id) != issue_record(row):
+            what = (
+                "has no chained issue record" if row.key_id not in issued else "differs from its chained issue record"
+            )
+            out.append(f"api key {row.key_id} of {row.agency_id} {what}: written outside the service")
+        at = None if row.revoked_at is None else _iso(row.revoked_at)
+        if revoked.get(row.key_id) != at:
+            out.append(f"api key {row.key_id} of {row.agency_id}: its revocation differs from the chained record")
+    keys_known = {r.key_id for r in keys.table.rows(None)}
+    for key_id in issued.keys() - keys_known:
+        out.append(f"api key {key_id}: chained as issued, but its row is gone")
+    return out
+
+
+def _adopt(c: Any, append: Callable[[Any, str], None], row: ApiKeyRow) -> None:
+    """Chain a key issued before keys were chained (once: the first start with an empty chain;
+    an emptied chain afterwards no longer matches the heads in the signed checkpoints)."""
+    append(c, issue_record(row))
+    if row.revoked_at is not None:
+        append(c, revoke_record(row.key_id, row.revoked_at))
 
 
 def _row(r: Any, parse: Callable[[Any], datetime]) -> ApiKeyRow:
@@ -181,17 +262,51 @@ class SQLiteApiKeyTable:
                 " agency_id TEXT NOT NULL, alg TEXT NOT NULL, digest TEXT NOT NULL,"
                 " issued_at TEXT NOT NULL, revoked_at TEXT)"
             )
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS api_key_records (seq INTEGER PRIMARY KEY, record TEXT NOT NULL,"
+                " head BLOB NOT NULL)"
+            )
+        with self._tx() as c:
+            if c.execute("SELECT count(*) FROM api_key_records").fetchone()[0] == 0:
+                for r in c.execute(
+                    "SELECT key_id, agency_id, alg, digest, issued_at, revoked_at FROM api_keys"
+                    " ORDER BY issued_at, key_id"
+                ).fetchall():
+                    _adopt(c, self._append, _row(r, datetime.fromisoformat))
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
         yield self._connections.get()
 
-    def insert(self, row: ApiKeyRow) -> None:
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        c = self._connections.get()
+        c.execute("BEGIN IMMEDIATE")  # one writer: the chain's head is read and extended atomically
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _append(c: sqlite3.Connection, record: str) -> None:
+        last = c.execute("SELECT seq, head FROM api_key_records ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, head = (int(last[0]) + 1, bytes(last[1])) if last else (1, CHAIN_START)
+        c.execute("INSERT INTO api_key_records VALUES (?, ?, ?)", (seq, record, next_link(head, record)))
+
+    def records(self) -> list[tuple[int, str, bytes]]:
         with self._conn() as c:
+            rs = c.execute("SELECT seq, record, head FROM api_key_records ORDER BY seq").fetchall()
+        return [(int(a), str(b), bytes(h)) for a, b, h in rs]
+
+    def insert(self, row: ApiKeyRow) -> None:
+        with self._tx() as c:
             c.execute(
                 "INSERT INTO api_keys (key_id, agency_id, alg, digest, issued_at) VALUES (?,?,?,?,?)",
                 (row.key_id, row.agency_id, row.alg, row.digest, row.issued_at.isoformat()),
             )
+            self._append(c, issue_record(row))
 
     def get(self, key_id: str) -> ApiKeyRow | None:
         with self._conn() as c:
@@ -211,11 +326,13 @@ class SQLiteApiKeyTable:
         return [_row(r, datetime.fromisoformat) for r in rs]
 
     def revoke(self, key_id: str, at: datetime) -> None:
-        with self._conn() as c:
-            c.execute(
+        with self._tx() as c:
+            cur = c.execute(
                 "UPDATE api_keys SET revoked_at=? WHERE key_id=? AND revoked_at IS NULL",
                 (at.isoformat(), key_id),
             )
+            if cur.rowcount == 1:
+                self._append(c, revoke_record(key_id, at))
 
     def close(self) -> None:
         self._connections.close()
@@ -238,13 +355,39 @@ class PostgresApiKeyTable:
                 " agency_id text NOT NULL, alg text NOT NULL, digest text NOT NULL,"
                 " issued_at timestamptz NOT NULL, revoked_at timestamptz)"
             )
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS smd_api_key_records (seq bigint PRIMARY KEY, record text NOT NULL,"
+                " head bytea NOT NULL)"
+            )
+        with self.pool.connection() as c, c.transaction():
+            c.execute("LOCK TABLE smd_api_key_records IN EXCLUSIVE MODE")
+            if c.execute("SELECT count(*) FROM smd_api_key_records").fetchone()[0] == 0:
+                for r in c.execute(
+                    "SELECT key_id, agency_id, alg, digest, issued_at, revoked_at FROM smd_api_keys"
+                    " ORDER BY issued_at, key_id"
+                ).fetchall():
+                    _adopt(c, self._append, _row(r, _same))
+
+    @staticmethod
+    def _append(c: Any, record: str) -> None:
+        # the lock serialises writers of the chain (a second issue waits for the first's commit)
+        c.execute("LOCK TABLE smd_api_key_records IN EXCLUSIVE MODE")
+        last = c.execute("SELECT seq, head FROM smd_api_key_records ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, head = (int(last[0]) + 1, bytes(last[1])) if last else (1, CHAIN_START)
+        c.execute("INSERT INTO smd_api_key_records VALUES (%s, %s, %s)", (seq, record, next_link(head, record)))
+
+    def records(self) -> list[tuple[int, str, bytes]]:
+        with self.pool.connection() as c:
+            rs = c.execute("SELECT seq, record, head FROM smd_api_key_records ORDER BY seq").fetchall()
+        return [(int(a), str(b), bytes(h)) for a, b, h in rs]
 
     def insert(self, row: ApiKeyRow) -> None:
-        with self.pool.connection() as c:
+        with self.pool.connection() as c, c.transaction():
             c.execute(
                 "INSERT INTO smd_api_keys (key_id, agency_id, alg, digest, issued_at) VALUES (%s,%s,%s,%s,%s)",
                 (row.key_id, row.agency_id, row.alg, row.digest, row.issued_at),
             )
+            self._append(c, issue_record(row))
 
     def get(self, key_id: str) -> ApiKeyRow | None:
         with self.pool.connection() as c:
@@ -264,11 +407,13 @@ class PostgresApiKeyTable:
         return [_row(r, _same) for r in rs]
 
     def revoke(self, key_id: str, at: datetime) -> None:
-        with self.pool.connection() as c:
-            c.execute(
+        with self.pool.connection() as c, c.transaction():
+            cur = c.execute(
                 "UPDATE smd_api_keys SET revoked_at=%s WHERE key_id=%s AND revoked_at IS NULL",
                 (at, key_id),
             )
+            if cur.rowcount == 1:
+                self._append(c, revoke_record(key_id, at))
 
     def close(self) -> None:
         self.pool.close()

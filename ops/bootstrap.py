@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from core.apikeys import ApiKeys, open_apikeys
 from core.audit.chain import chain_follower
-from core.audit.checkpoints import Checkpointer
+from core.audit.checkpoints import Checkpointer, apikeys_extension
 from core.audit.notes import Signer, Verifier
 from core.audit.service import AuditLog
 from core.audit.signing_keys import CHECKPOINT, RegionKeys
@@ -285,7 +285,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         metrics=metrics,
         chain_store=chain_store,
         chain=chain_follower(case_record, chain_store, parking),
-        audit=open_audit(settings, chain_store, clock),
+        audit=open_audit(settings, chain_store, clock, apikeys),
     )
 
 
@@ -297,15 +297,23 @@ def region_keys(settings: Settings) -> RegionKeys:
     )
 
 
-def open_audit(settings: Settings, chain_store: ChainStore, clock: Clock = utc_now) -> AuditLog:
-    """The verifiable log's checkpointer and the auditor's port onto it."""
+def open_audit(
+    settings: Settings, chain_store: ChainStore, clock: Clock = utc_now, apikeys: ApiKeys | None = None
+) -> AuditLog:
+    """The verifiable log's checkpointer and the auditor's port onto it; every checkpoint carries
+    the head of the API-key chain."""
     keys = region_keys(settings)
+
+    def extensions() -> list[str]:
+        return [apikeys_extension(*apikeys.chain_head())] if apikeys is not None else []
+
     checkpointer = Checkpointer(
         chain_store,
         keys,
         settings.log_origin,
         every_events=settings.checkpoint_every_events,
         every_seconds=settings.checkpoint_every_seconds,
+        extensions=extensions,
         clock=clock,
     )
     return AuditLog(chain_store, keys, checkpointer)

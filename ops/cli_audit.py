@@ -28,6 +28,7 @@ class AuditView:
     follower."""
 
     def __init__(self) -> None:
+        from core.apikeys import open_apikeys
         from core.audit.store import PostgresChainStore, SQLiteChainStore
         from core.case_record import CaseRecord
         from ops.bootstrap import VLOG_FILE, build_keystore, eventsourcing_env, region_keys
@@ -40,11 +41,13 @@ class AuditView:
         )
         pg = self.settings.postgres
         self.keys = region_keys(self.settings)
+        self.apikeys = open_apikeys(self.settings)
         self.chain_store = (
             SQLiteChainStore(self.settings.data_dir / VLOG_FILE) if pg is None else PostgresChainStore(pg.conninfo())
         )
 
     def close(self) -> None:
+        self.apikeys.close()
         self.chain_store.close()
         self.case_record.close()
         self.keystore.close()
@@ -230,6 +233,7 @@ def _verify(args: argparse.Namespace) -> int:
             view.chain_store,
             against=against,
             check_signature=check_signature,
+            apikeys=view.apikeys,
             stop_after=args.max_findings,
         )
     except NoteError as e:

@@ -9,6 +9,7 @@ keep a copy outside and cosign.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -21,6 +22,23 @@ from core.audit.signing_keys import CHECKPOINT, RegionKeys
 from core.audit.store import ChainStore, StoredCheckpoint
 
 log = structlog.get_logger(__name__)
+
+
+APIKEYS_EXTENSION = "smd-apikeys"
+
+
+def apikeys_extension(count: int, head: bytes) -> str:
+    """The checkpoint line that pins the API-key chain: ``smd-apikeys <records> <base64 head>``."""
+    return f"{APIKEYS_EXTENSION} {count} {base64.b64encode(head).decode()}"
+
+
+def parse_apikeys_extension(extensions: tuple[str, ...]) -> tuple[int, bytes] | None:
+    """(records, head) from a checkpoint's extension lines, if it carries them."""
+    for line in extensions:
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[0] == APIKEYS_EXTENSION and parts[1].isdigit():
+            return int(parts[1]), base64.b64decode(parts[2])
+    return None
 
 
 class InconsistentCheckpoint(Exception):

@@ -347,7 +347,7 @@ class PostgresChainStore(_Base):
     def __init__(self, conninfo: str) -> None:
         from core.postgres import open_pool
 
-        self.pool = open_pool(conninfo, min_size=1, max_size=4, name="smd-vlog")
+        self.pool = open_pool(conninfo, min_size=1, max_size=2, name="smd-vlog")  # PostgreSQL connections are shared
         with self._tx() as c:
             for stmt in self._schema():
                 c.execute(stmt)

@@ -112,6 +112,7 @@ def verify(
     *,
     against: Sequence[ExternalCheckpoint] = (),
     check_signature: Callable[[str], str | None] | None = None,
+    apikeys: Any = None,
     stop_after: int = 1,
 ) -> Report:
     """Recompute and compare; stops collecting after ``stop_after`` row problems (the first one
@@ -223,7 +224,34 @@ def verify(
     for ext in against:
         report.against += 1
         _check_against(hasher, row_hashes, ext, report)
+    if apikeys is not None:
+        _check_apikeys(apikeys, cps, report)
     return report
+
+
+def _check_apikeys(apikeys: Any, cps: Sequence[Any], report: Report) -> None:
+    """The API-key rows against their chained records, and the chain against every checkpoint."""
+    from core.apikeys import CHAIN_START, key_records_findings
+    from core.audit.checkpoints import parse_apikeys_extension
+    from core.audit.notes import Checkpoint, SignedNote
+
+    for text in key_records_findings(apikeys):
+        report.findings.append(Finding("api-key", None, None, text))
+    heads = [CHAIN_START] + [h for _, _, h in apikeys.records()]
+    for cp in cps:
+        pinned = parse_apikeys_extension(Checkpoint.parse(SignedNote.parse(cp.note).body).extensions)
+        if pinned is None:
+            continue
+        count, head = pinned
+        if count >= len(heads) or heads[count] != head:
+            report.findings.append(
+                Finding(
+                    "api-key",
+                    None,
+                    None,
+                    f"the checkpoint of {cp.size} leaves pins {count} API-key records; the stored chain differs",
+                )
+            )
 
 
 def _roots(hasher: Hasher, hashes: Sequence[bytes], sizes: set[int]) -> dict[int, bytes]:

@@ -270,3 +270,74 @@ class TestVerifyAgainstAnOutsideCheckpoint:
         assert main(["verify", "--against", str(outside)]) == 1
         out = capsys.readouterr().out
         assert f"verify: FAILED: against: {outside} (tree of {len(rows)}): the stored rows do not give its root" in out
+
+
+class TestTheApiKeyChain:
+    def test_keys_issued_and_revoked_by_the_service_verify_and_their_head_is_in_every_checkpoint(
+        self, services: Services
+    ) -> None:
+        from core.audit.checkpoints import parse_apikeys_extension
+        from core.audit.notes import Checkpoint, SignedNote
+
+        a = services.apikeys.issue("hc-east")
+        services.apikeys.issue("hc-west")
+        services.apikeys.revoke(a.key_id)
+        services.apikeys.revoke(a.key_id)  # again: nothing new to chain
+        record_patients(services, patients=1, visits=0)
+        follow(services)
+        cp = services.checkpointer.sign_now()
+        body = Checkpoint.parse(SignedNote.parse(cp.note).body)
+        assert parse_apikeys_extension(body.extensions) == services.apikeys.chain_head()
+        assert services.apikeys.chain_head()[0] == 3
+        report = verified(services, apikeys=services.apikeys)
+        assert report.ok, report.findings
+
+    def test_a_key_issued_with_sql_is_named_and_so_is_a_revocation_undone(self, services: Services) -> None:
+        import psycopg
+
+        key = services.apikeys.issue("hc-east")
+        services.apikeys.revoke(key.key_id)
+        record_patients(services, patients=1, visits=0)
+        follow(services)
+        services.checkpointer.sign_now()
+        # a rogue administrator copies a row under a new key id and un-revokes the old key
+        pg = services.settings.postgres
+        statements = [
+            "INSERT INTO {t} (key_id, agency_id, alg, digest, issued_at) SELECT 'feedfeedfeed', agency_id, alg,"
+            " digest, issued_at FROM {t} WHERE key_id = '" + key.key_id + "'",
+            "UPDATE {t} SET revoked_at = NULL WHERE key_id = '" + key.key_id + "'",
+        ]
+        if pg is None:
+            import sqlite3
+
+            with sqlite3.connect(services.settings.data_dir / "api-keys.sqlite") as c:
+                for sql in statements:
+                    c.execute(sql.format(t="api_keys"))
+        else:
+            with psycopg.connect(pg.conninfo()) as c:
+                for sql in statements:
+                    c.execute(sql.format(t="smd_api_keys"))
+        findings = [str(f) for f in verified(services, apikeys=services.apikeys).findings]
+        assert any("api key feedfeedfeed of hc-east has no chained issue record" in f for f in findings), findings
+        assert any(f"api key {key.key_id} of hc-east: its revocation differs" in f for f in findings), findings
+
+    def test_deleted_key_records_no_longer_match_the_signed_checkpoint(self, services: Services) -> None:
+        import psycopg
+
+        services.apikeys.issue("hc-east")
+        services.apikeys.issue("hc-west")
+        record_patients(services, patients=1, visits=0)
+        follow(services)
+        services.checkpointer.sign_now()
+        pg = services.settings.postgres
+        if pg is None:
+            import sqlite3
+
+            with sqlite3.connect(services.settings.data_dir / "api-keys.sqlite") as c:
+                c.execute("DELETE FROM api_key_records WHERE seq = 2")
+                c.execute("DELETE FROM api_keys WHERE key_id = (SELECT max(key_id) FROM api_keys)")
+        else:
+            with psycopg.connect(pg.conninfo()) as c:
+                c.execute("DELETE FROM smd_api_key_records WHERE seq = 2")
+        findings = [str(f) for f in verified(services, apikeys=services.apikeys).findings]
+        assert any("pins 2 API-key records; the stored chain differs" in f for f in findings), findings
