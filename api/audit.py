@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
@@ -139,3 +140,31 @@ class AuditController(Controller):
     ) -> ConsistencyOut:
         _auditor_only(caller)
         return ConsistencyOut(**await asyncio.to_thread(audit.consistency, first, second))
+
+    @get(
+        "/patients/{patient_id:uuid}/bundle",
+        operation_id="patientProofBundle",
+        summary="A patient's proof bundle, to check offline",
+        description=(
+            "One file (canonical JSON, `smd-proof-bundle/v1`): the patient's stored rows as stored (sealed "
+            "fields as ciphertext; never a key), each with its inclusion proof, the latest cosigned "
+            "checkpoint (`size`: another signed one) and the public keys. `smd verify-bundle FILE` checks it "
+            "with no database; one byte changed anywhere fails. 404 `not-in-tree` when no row of the patient "
+            "is in that tree. Auditors only."
+        ),
+        media_type="application/json",
+    )
+    async def bundle(
+        self,
+        patient_id: FromPath[UUID],
+        caller: NamedDependency[Caller],
+        audit: NamedDependency[AuditLog],
+        size: Size = None,
+    ) -> Response[bytes]:
+        _auditor_only(caller)
+        body = await asyncio.to_thread(audit.bundle, patient_id, size)
+        return Response(
+            body,
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="bundle-{patient_id}.json"'},
+        )

@@ -285,7 +285,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         metrics=metrics,
         chain_store=chain_store,
         chain=chain_follower(case_record, chain_store, parking),
-        audit=open_audit(settings, chain_store, clock, apikeys),
+        audit=open_audit(settings, chain_store, clock, apikeys, case_record.recorder),
     )
 
 
@@ -298,7 +298,11 @@ def region_keys(settings: Settings) -> RegionKeys:
 
 
 def open_audit(
-    settings: Settings, chain_store: ChainStore, clock: Clock = utc_now, apikeys: ApiKeys | None = None
+    settings: Settings,
+    chain_store: ChainStore,
+    clock: Clock = utc_now,
+    apikeys: ApiKeys | None = None,
+    recorder: Any = None,
 ) -> AuditLog:
     """The verifiable log's checkpointer and the auditor's port onto it; every checkpoint carries
     the head of the API-key chain."""
@@ -316,4 +320,4 @@ def open_audit(
         extensions=extensions,
         clock=clock,
     )
-    return AuditLog(chain_store, keys, checkpointer)
+    return AuditLog(chain_store, keys, checkpointer, recorder, settings.witnesses)

@@ -5,6 +5,7 @@
 - ``smd checkpoint [--follow]``: sign a checkpoint of the tree now and print it;
 - ``smd checkpoint-key [--rotate]``: print the checkpoint verifier key (what auditors and
   witnesses need); in development, rotate it;
+- ``smd verify-bundle FILE [--key VERIFIER]``: check a patient's proof bundle with no database;
 - ``smd witness --log-key VERIFIER [--data-dir D]``: a witness with its own store, cosigning the
   log's checkpoints it receives over NATS; ``--show`` prints the latest one it holds.
 """
@@ -183,6 +184,26 @@ def _witness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_bundle(args: argparse.Namespace) -> int:
+    from core.audit.bundle import BundleError, verify_bundle
+
+    raw = Path(args.file).read_bytes()
+    try:
+        report = verify_bundle(raw, args.key or None)
+    except BundleError as e:
+        print(f"verify-bundle: FAILED: {e}")
+        return 1
+    print(
+        f"verify-bundle: OK: patient {report.patient_id}: {report.rows} stored rows in the tree of"
+        f" {report.tree_size} leaves, root {report.root}"
+    )
+    print(f"  signed by {', '.join(report.signed_by)}")
+    print(f"  cosigned by {', '.join(report.cosigned_by) or 'no witness'}")
+    if report.keys_from_bundle:
+        print("  NOTE: checked with the keys the bundle lists; pass --key with the log's verifier key you trust")
+    return 0
+
+
 def _services() -> Any:
     from ops.bootstrap import bootstrap
     from ops.settings import load_settings
@@ -245,7 +266,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Register `smd verify`, `smd checkpoint`, `smd checkpoint-key`, `smd witness`."""
+    """Register `smd verify`, `smd checkpoint`, `smd checkpoint-key`, `smd verify-bundle`, `smd witness`."""
     v = sub.add_parser("verify", help="recompute the verifiable log from the stored rows; name the first problem")
     v.add_argument("--follow", action="store_true", help="first chain the rows not chained yet")
     v.add_argument("--max-findings", type=int, default=1, help="how many row problems to list (default 1)")
@@ -267,6 +288,10 @@ def add_commands(sub: Any) -> None:
     k = sub.add_parser("checkpoint-key", help="print the checkpoint verifier keys (current, then retired)")
     k.add_argument("--rotate", action="store_true", help="development: retire the key and generate the next")
     k.set_defaults(func=_checkpoint_key)
+    b = sub.add_parser("verify-bundle", help="check a patient's proof bundle offline (public keys only)")
+    b.add_argument("file", help="the bundle (GET /v1/audit/patients/{id}/bundle)")
+    b.add_argument("--key", action="append", default=[], metavar="VERIFIER", help="the log's verifier key you trust")
+    b.set_defaults(func=_verify_bundle)
     w = sub.add_parser("witness", help="run a witness: keep, check and cosign a log's checkpoints (over NATS)")
     w.add_argument("--data-dir", default="witness-data", help="the witness's own folder (store and key)")
     w.add_argument("--name", default="witness.example/w1", help="the witness's key name (no spaces, no '+')")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+from core.audit.bundle import PatientNotInTree, build_bundle
 from core.audit.checkpoints import Checkpointer
 from core.audit.notes import SignedNote
 from core.audit.proofs import TreeReader
@@ -64,10 +66,19 @@ class CheckpointView:
 class AuditLog:
     """Checkpoints and proofs off the stored tree."""
 
-    def __init__(self, store: ChainStore, keys: RegionKeys, checkpointer: Checkpointer) -> None:
+    def __init__(
+        self,
+        store: ChainStore,
+        keys: RegionKeys,
+        checkpointer: Checkpointer,
+        recorder: Any = None,
+        witnesses: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
         self.keys = keys
         self.checkpointer = checkpointer
+        self.recorder = recorder  # the events table, for bundles (stored rows as they are)
+        self.witnesses = witnesses  # witness verifier keys, listed in bundles
 
     def _view(self, cp: StoredCheckpoint) -> CheckpointView:
         cosigs = self.store.cosignatures(cp.size)
@@ -143,3 +154,25 @@ class AuditLog:
             "algorithm": reader.hasher.algorithm,
             "proof": [b64(h) for h in reader.consistency(first, second)],
         }
+
+    def bundle(self, patient_id: UUID, size: int | None = None) -> bytes:
+        """The patient's proof bundle against the latest checkpoint (or the one of ``size``)."""
+        view = self.latest() if size is None else self.checkpoint(size)
+        try:
+            return build_bundle(
+                self.store,
+                self.recorder,
+                patient_id,
+                view.note,
+                view.size,
+                [v.encode() for v in self.keys.verifiers(CHECKPOINT)],
+                [w for w in self.witnesses if _name(w) in view.witnesses],
+            )
+        except PatientNotInTree:
+            raise NotInTree(
+                f"no row of patient {patient_id} is in the tree of {view.size} leaves (unknown, or recorded since)"
+            ) from None
+
+
+def _name(verifier_key: str) -> str:
+    return verifier_key.split("+", 1)[0]
