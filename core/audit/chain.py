@@ -85,6 +85,6 @@ class ChainHandler:
         self.store.append(work.start_position, position, work.size + len(leaves), leaves, work.nodes, touched)
 
 
-def chain_follower(case_record: Any, store: ChainStore, parking: ParkingStore, batch: int = 1000) -> Follower:
+def chain_follower(case_record: Any, store: ChainStore, parking: ParkingStore, batch: int = 2000) -> Follower:
     """The chain follower on the engine: stops (never parks) at a row it cannot append."""
     return Follower(FOLLOWER_NAME, case_record, ChainHandler(store), parking, NeverPark(), batch=batch)  # type: ignore[arg-type]

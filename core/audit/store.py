@@ -126,20 +126,17 @@ class _Base:
         return TreeState(str(a), int(s), int(p))
 
     def nodes(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """The stored perfect subtrees asked for (one query per level)."""
-        by_level: dict[int, list[int]] = {}
-        for level, idx in wanted:
-            by_level.setdefault(level, []).append(idx)
+        """The stored perfect subtrees asked for (one query per 400 of them: a proof is one query)."""
+        keys = sorted(set(wanted))
         out: dict[tuple[int, int], bytes] = {}
-        for level, idxs in by_level.items():
-            for i in range(0, len(idxs), 500):
-                chunk = idxs[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for lvl, idx, h in self._all(
-                    f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx IN ({marks})",
-                    (level, *chunk),
-                ):
-                    out[(int(lvl), int(idx))] = bytes(h)
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            pairs = ",".join(["(?, ?)"] * len(chunk))
+            params = [x for pair in chunk for x in pair]
+            for lvl, idx, h in self._all(
+                f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE (level, idx) IN (VALUES {pairs})", params
+            ):
+                out[(int(lvl), int(idx))] = bytes(h)
         return out
 
     def stream_heads(self, originators: Iterable[str]) -> dict[str, tuple[int, bytes]]:
@@ -175,8 +172,10 @@ class _Base:
             if cur.rowcount != 1:
                 raise IntegrityError(f"the tree {name} moved past {expected_position} meanwhile")
             if leaves:
-                c.executemany(
-                    self._q(f"INSERT INTO {self.t('leaves')} VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                self._insert_many(
+                    c,
+                    "leaves",
+                    7,
                     [
                         (
                             lf.leaf_index,
@@ -191,15 +190,21 @@ class _Base:
                     ],
                 )
             if nodes:
-                c.executemany(self._q(f"INSERT INTO {self.t('nodes')} VALUES (?, ?, ?)"), list(nodes))
+                self._insert_many(c, "nodes", 3, list(nodes))
             if streams:
-                c.executemany(
-                    self._q(
-                        f"INSERT INTO {self.t('streams')} VALUES (?, ?, ?) ON CONFLICT (originator_id)"
-                        " DO UPDATE SET version = excluded.version, head = excluded.head"
-                    ),
-                    [(oid, v, h) for oid, (v, h) in streams.items()],
-                )
+                self._upsert_streams(c, [(oid, v, h) for oid, (v, h) in streams.items()])
+
+    def _insert_many(self, c: Any, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+        c.executemany(self._q(f"INSERT INTO {self.t(table)} VALUES ({', '.join('?' * width)})"), rows)
+
+    def _upsert_streams(self, c: Any, rows: list[tuple[str, int, bytes]]) -> None:
+        c.executemany(
+            self._q(
+                f"INSERT INTO {self.t('streams')} VALUES (?, ?, ?) ON CONFLICT (originator_id)"
+                " DO UPDATE SET version = excluded.version, head = excluded.head"
+            ),
+            rows,
+        )
 
     def leaves(self, start: int = 0, limit: int = 10_000) -> list[Leaf]:
         """Leaves from ``start`` (a leaf index), in order."""
@@ -365,6 +370,27 @@ class PostgresChainStore(_Base):
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read() as c:
             return [tuple(r) for r in c.execute(self._q(sql), tuple(params)).fetchall()]
+
+    def _insert_many(self, c: Any, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+        with c.copy(f"COPY {self.t(table)} FROM STDIN") as copy:  # several times faster than INSERTs
+            for row in rows:
+                copy.write_row(row)
+
+    def _upsert_streams(self, c: Any, rows: list[tuple[str, int, bytes]]) -> None:
+        # one statement for the whole batch (one row per stream: no two rows update the same one)
+        ids, versions, heads = (list(x) for x in zip(*rows, strict=True))
+        c.execute(
+            f"INSERT INTO {self.t('streams')} SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[])"
+            " ON CONFLICT (originator_id) DO UPDATE SET version = excluded.version, head = excluded.head",
+            (ids, versions, heads),
+        )
+
+    def stream_heads(self, originators: Iterable[str]) -> dict[str, tuple[int, bytes]]:
+        ids = sorted(set(originators))
+        rows = self._all(
+            f"SELECT originator_id, version, head FROM {self.t('streams')} WHERE originator_id = ANY(%s)", (ids,)
+        )
+        return {str(oid): (int(v), bytes(h)) for oid, v, h in rows}
 
     def close(self) -> None:
         self.pool.close()
