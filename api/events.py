@@ -144,6 +144,7 @@ class EventsController(Controller):
                 limits=limits,
                 waiting=services.waiting,
                 arrival=Arrival(door=DOOR),
+                key_id=caller.key_id,  # kept on the message's receipt
             )
         except (ContractError, DomainError) as e:  # refused for good (a store failure is not counted)
             services.metrics.message_rejected(DOOR, e.code)

@@ -123,11 +123,15 @@ class CaseRecord(Application[UUID]):
 
     # -- commands ------------------------------------------------------------------------------
 
-    def record(self, event: InboundEvent, agency_id: str, imported: bool = False) -> Recorded:
+    def record(
+        self, event: InboundEvent, agency_id: str, imported: bool = False, key_id: str | None = None
+    ) -> Recorded:
         """Record one inbound message exactly once (idempotent on ``<source>:<id>``).
 
         ``imported``: the message is a row of an agency's existing ledger (a backfill): its facts
         carry the message id ``ledger:<source>:<id>`` so the rules open nothing for the past.
+        ``key_id``: the API key that authenticated it, kept on the message's receipt (saved in the
+        same transaction as its facts).
         """
         key = event.idempotency_key
         digest = hmac.new(self.digest_key, canonical_bytes(event), hashlib.sha256).hexdigest()
@@ -145,6 +149,7 @@ class CaseRecord(Application[UUID]):
                 agency_id=agency_id,
                 outcome=outcome,
                 now=now,
+                key_id=key_id,
             )
             try:
                 recordings = self.save(receipt, *changed)

@@ -59,6 +59,7 @@ def accept(
     limits: WireLimits = DEFAULT_LIMITS,
     waiting: Waiting | None = None,
     arrival: Arrival | None = None,
+    key_id: str | None = None,
 ) -> Recorded:
     """Decode, authorise, check and record one message from ``agency_id`` (raises on refusal).
 
@@ -67,11 +68,12 @@ def accept(
     ``waiting``: when given, a fact whose patient, suspected case, incident or move is not
     recorded yet is held there (outcome ``waiting``) instead of refused, and recording a message
     releases what waited for it, each through this same function (core.waiting). ``arrival``:
-    the door it came through (to answer its sender there).
+    the door it came through (to answer its sender there). ``key_id``: the API key that
+    authenticated the message (kept on its receipt; a fact that waits keeps it while it waits).
     """
     if waiting is not None:  # the same door, without waiting
         resubmit = partial(accept, case_record, registry, earliest=earliest, limits=limits)
-        return waiting.accept(resubmit, raw, agency_id, via, imported, arrival)
+        return waiting.accept(resubmit, raw, agency_id, via, imported, arrival, key_id=key_id)
     event = decode_event(raw, limits)
     agency = registry.agency(agency_id)  # reads the registry as recorded now
     if agency is None:
@@ -93,7 +95,7 @@ def accept(
     check_within_jurisdiction(case_record, state, agency, event, now)
 
     try:
-        return case_record.record(event, agency_id, imported=imported)
+        return case_record.record(event, agency_id, imported=imported, key_id=key_id)
     except IdNumberAlreadyRegistered as e:
         # name the holder only to a kind that could find it by searching the same number
         raise e.for_caller(may_search_by_id_number(agency.kind)) from None

@@ -83,8 +83,8 @@ NOTIFIED_DOORS = frozenset({"nats"})
 REFUSALS_KEPT = timedelta(days=30)
 DEFAULT_WINDOW = timedelta(hours=24)
 
-#: ``accept`` without waiting: (raw, agency id, via, imported) → Recorded, or raises.
-Resubmit = Callable[[bytes, str, str, bool], Recorded]
+#: ``accept`` without waiting: (raw, agency id, via, imported, key_id=…) → Recorded, or raises.
+Resubmit = Callable[..., Recorded]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +124,7 @@ class WaitingFact:
     problem_status: int | None = None
     refused_at: datetime | None = None
     notified: bool = False  # the sender was told over NATS
+    key_id: str | None = None  # the API key that authenticated it: its receipt keeps it on release
 
     @property
     def waiting_for(self) -> str:
@@ -144,15 +145,19 @@ class WaitingStats:
 
 _COLUMNS = (
     "seq, key, reference, status, agency_id, subject, event_type, digest, alg, sealed, arrived_at, door, via,"
-    " imported, nats_subject, nats_seq, nats_msg_id, reason, title, detail, problem_status, refused_at, notified"
+    " imported, nats_subject, nats_seq, nats_msg_id, reason, title, detail, problem_status, refused_at, notified,"
+    " key_id"
 )
 _DDL = (
     "CREATE TABLE IF NOT EXISTS {t} (seq {serial}, key TEXT NOT NULL UNIQUE, reference TEXT NOT NULL,"
     " status TEXT NOT NULL, agency_id TEXT NOT NULL, subject TEXT NOT NULL, event_type TEXT NOT NULL,"
     " digest TEXT NOT NULL, alg TEXT NOT NULL, sealed {blob}, arrived_at TEXT NOT NULL, door TEXT NOT NULL,"
     " via TEXT NOT NULL, imported INTEGER NOT NULL, nats_subject TEXT, nats_seq BIGINT, nats_msg_id TEXT,"
-    " reason TEXT, title TEXT, detail TEXT, problem_status INTEGER, refused_at TEXT, notified INTEGER NOT NULL)"
+    " reason TEXT, title TEXT, detail TEXT, problem_status INTEGER, refused_at TEXT, notified INTEGER NOT NULL,"
+    " key_id TEXT)"
 )
+#: Tables made before the key id was kept get the column (empty for the facts waiting then).
+_ADD_KEY_ID = "ALTER TABLE {t} ADD COLUMN key_id TEXT"
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS {t}_reference ON {t} (reference, status, seq)",
     "CREATE INDEX IF NOT EXISTS {t}_status ON {t} (status, arrived_at)",
@@ -189,6 +194,7 @@ def _row(r: Sequence[Any]) -> WaitingFact:
         problem_status=r[20],
         refused_at=None if r[21] is None else datetime.fromisoformat(r[21]),
         notified=bool(r[22]),
+        key_id=r[23],
     )
 
 
@@ -268,6 +274,7 @@ class _SqlWaitingTable:
             fact.nats_subject,
             fact.nats_seq,
             fact.nats_msg_id,
+            fact.key_id,
         )
         select = self._sql(f"SELECT {_COLUMNS} FROM {{t}} WHERE key=?")
         with self._tx() as c:
@@ -280,8 +287,8 @@ class _SqlWaitingTable:
             inserted = c.execute(
                 self._sql(
                     "INSERT INTO {t} (key, reference, status, agency_id, subject, event_type, digest, alg, sealed,"
-                    " arrived_at, door, via, imported, nats_subject, nats_seq, nats_msg_id, notified)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT (key) DO NOTHING"
+                    " arrived_at, door, via, imported, nats_subject, nats_seq, nats_msg_id, key_id, notified)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT (key) DO NOTHING"
                 ),
                 values,
             )
@@ -371,6 +378,8 @@ class SQLiteWaitingTable(_SqlWaitingTable):
         self._connections = ThreadConnections(path, "PRAGMA secure_delete=ON")
         c = self._connections.get()
         c.execute(_DDL.format(t=self.table, serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
+        if "key_id" not in {r[1] for r in c.execute(f"PRAGMA table_info({self.table})")}:
+            c.execute(_ADD_KEY_ID.format(t=self.table))
         for index in _INDEXES:
             c.execute(index.format(t=self.table))
 
@@ -401,6 +410,7 @@ class PostgresWaitingTable(_SqlWaitingTable):
         with self.pool.connection() as c:
             c.execute("SELECT pg_advisory_xact_lock(7303)")  # concurrent starters: one creates
             c.execute(_DDL.format(t=self.table, serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
+            c.execute(_ADD_KEY_ID.format(t=self.table).replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
             for index in _INDEXES:
                 c.execute(index.format(t=self.table))
 
@@ -482,15 +492,22 @@ class Waiting:
     # -- the door ------------------------------------------------------------------------------
 
     def accept(
-        self, resubmit: Resubmit, raw: bytes, agency_id: str, via: str, imported: bool, arrival: Arrival | None
+        self,
+        resubmit: Resubmit,
+        raw: bytes,
+        agency_id: str,
+        via: str,
+        imported: bool,
+        arrival: Arrival | None,
+        key_id: str | None = None,
     ) -> Recorded:
         """Record the message through ``resubmit`` (``accept`` without waiting); hold it when what
         it refers to is not recorded yet; after a record, release what waited for it."""
         try:
-            recorded = resubmit(raw, agency_id, via, imported)
+            recorded = resubmit(raw, agency_id, via, imported, key_id=key_id)
         except ReferenceNotKnownYet as e:
             door = arrival or Arrival(door="other")
-            return self._hold(resubmit, raw, agency_id, via, imported, door, e.reference)
+            return self._hold(resubmit, raw, agency_id, via, imported, door, e.reference, key_id)
         references = provided(decode_event(raw))
         if references:
             self.release_safely(resubmit, references)
@@ -505,6 +522,7 @@ class Waiting:
         imported: bool,
         arrival: Arrival,
         reference: str,
+        key_id: str | None = None,
     ) -> Recorded:
         event = decode_event(raw)
         key = event.idempotency_key
@@ -527,6 +545,7 @@ class Waiting:
             nats_subject=arrival.nats_subject,
             nats_seq=arrival.nats_seq,
             nats_msg_id=arrival.nats_msg_id,
+            key_id=key_id,
         )
         existing = self.table.hold(fact)
         if existing is not None:  # the same message again while it waits
@@ -566,7 +585,7 @@ class Waiting:
             tried.add(row.seq)
             raw = self._open(row)
             try:
-                recorded = resubmit(raw, row.agency_id, row.via, row.imported)
+                recorded = resubmit(raw, row.agency_id, row.via, row.imported, key_id=row.key_id)
             except ReferenceNotKnownYet as e:  # released, but it also needs something else
                 if e.reference != row.reference:
                     self.table.set_reference(row.seq, e.reference)

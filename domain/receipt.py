@@ -38,14 +38,27 @@ class Receipt(Aggregate):
         subject: str
         agency_id: str
         outcome: str
+        #: the id of the API key that authenticated the message (None: another door, or a receipt
+        #: recorded before keys were noted); a new field, so older receipts read as None
+        key_id: str | None = None
 
     class Created(Aggregate.Created):
         """Never recorded: the library requires a topic on its default first event."""
 
         TOPIC = "smd.Receipt.Created"
 
-    def __init__(self, key: str, digest: str, event_type: str, subject: str, agency_id: str, outcome: str) -> None:
+    def __init__(
+        self,
+        key: str,
+        digest: str,
+        event_type: str,
+        subject: str,
+        agency_id: str,
+        outcome: str,
+        key_id: str | None = None,
+    ) -> None:
         self.key = key
+        self.key_id = key_id
         self.digest = digest
         self.event_type = event_type
         self.subject = subject
@@ -63,6 +76,7 @@ class Receipt(Aggregate):
         agency_id: str,
         outcome: str,
         now: datetime,
+        key_id: str | None = None,
     ) -> Receipt:
         """A receipt for the message ``key`` whose content hashes to ``digest``."""
         return cls._create(
@@ -75,4 +89,5 @@ class Receipt(Aggregate):
             subject=subject,
             agency_id=agency_id,
             outcome=outcome,
+            key_id=key_id,
         )

@@ -19,6 +19,7 @@ Rows past the chain's position are "not yet chained", not a problem. Nothing her
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +135,7 @@ def verify(
     def row_problem_count() -> int:
         return sum(f.kind in ("altered", "reordered", "deleted", "inserted") for f in report.findings)
 
+    receipts: dict[int, str] = {}  # notification id → the API key its message was authenticated by
     leaves_list = list(_leaves(store))
     for lf in leaves_list:
         where_leaf[(lf.originator_id, lf.originator_version)] = lf.notification_id
@@ -170,6 +172,8 @@ def verify(
         report.rows += 1
         h = leaf_of(hasher, row)
         row_hashes.append(h)
+        if row.topic == RECEIPT_TOPIC:
+            _note_key(row, receipts)
         if h != lf.leaf_hash and row_problem_count() < stop_after:
             same = (str(row.originator_id), row.originator_version) == (lf.originator_id, lf.originator_version)
             elsewhere = where_leaf.get((str(row.originator_id), row.originator_version))
@@ -225,18 +229,35 @@ def verify(
         report.against += 1
         _check_against(hasher, row_hashes, ext, report)
     if apikeys is not None:
-        _check_apikeys(apikeys, cps, report)
+        _check_apikeys(apikeys, cps, report, receipts)
     return report
 
 
-def _check_apikeys(apikeys: Any, cps: Sequence[Any], report: Report) -> None:
-    """The API-key rows against their chained records, and the chain against every checkpoint."""
+RECEIPT_TOPIC = "smd.MessageReceived"
+
+
+def _check_apikeys(apikeys: Any, cps: Sequence[Any], report: Report, receipts: dict[int, str]) -> None:
+    """The API-key rows against their chained records, the chain against every checkpoint, and
+    every receipt's key against the keys the chain says were issued."""
     from core.apikeys import CHAIN_START, key_records_findings
     from core.audit.checkpoints import parse_apikeys_extension
     from core.audit.notes import Checkpoint, SignedNote
 
     for text in key_records_findings(apikeys):
         report.findings.append(Finding("api-key", None, None, text))
+    chained = {r.split(" ")[2] for _, r, _ in apikeys.records() if r.split(" ")[1] == "issue"}
+    for nid, key_id in sorted(receipts.items()):
+        if key_id not in chained:
+            report.findings.append(
+                Finding(
+                    "api-key",
+                    nid,
+                    None,
+                    f"the message recorded here was authenticated by API key {key_id}, which was never issued"
+                    " by the service (no chained issue record)",
+                )
+            )
+            break
     heads = [CHAIN_START] + [h for _, _, h in apikeys.records()]
     for cp in cps:
         pinned = parse_apikeys_extension(Checkpoint.parse(SignedNote.parse(cp.note).body).extensions)
@@ -252,6 +273,16 @@ def _check_apikeys(apikeys: Any, cps: Sequence[Any], report: Report) -> None:
                     f"the checkpoint of {cp.size} leaves pins {count} API-key records; the stored chain differs",
                 )
             )
+
+
+def _note_key(row: Any, receipts: dict[int, str]) -> None:
+    """A receipt's key id, read off its stored JSON (receipts hold nothing sealed)."""
+    try:
+        key_id = json.loads(bytes(row.state)).get("key_id")
+    except (ValueError, AttributeError, TypeError):
+        return  # not JSON: the row is reported as altered anyway
+    if isinstance(key_id, str):
+        receipts[row.id] = key_id
 
 
 def _roots(hasher: Hasher, hashes: Sequence[bytes], sizes: set[int]) -> dict[int, bytes]:

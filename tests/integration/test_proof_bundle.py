@@ -76,7 +76,7 @@ class TestProofBundle:
         stream = services.chain_store.leaves_of(str(patient))
         RogueAdmin(services).update_state(stream[1].notification_id, b'{"forged": true}')
         raw = await fetch(services, key, patient)
-        with pytest.raises(BundleError, match="row 2 .*not in the signed tree"):
+        with pytest.raises(BundleError, match=r"row 2 .*not in the signed tree"):
             verify_bundle(raw)
 
     async def test_an_unknown_patient_is_a_404_problem_and_only_auditors_get_bundles(self, bundled) -> None:

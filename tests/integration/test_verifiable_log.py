@@ -341,3 +341,40 @@ class TestTheApiKeyChain:
                 c.execute("DELETE FROM smd_api_key_records WHERE seq = 2")
         findings = [str(f) for f in verified(services, apikeys=services.apikeys).findings]
         assert any("pins 2 API-key records; the stored chain differs" in f for f in findings), findings
+
+
+class TestEachFactRecordsTheKeyThatAuthenticatedIt:
+    async def test_a_fact_recorded_over_http_keeps_its_key_id_even_after_waiting(self, open_store) -> None:
+        from litestar.testing import AsyncTestClient
+
+        from api.app import create_app
+        from core.case_record import utc_now
+        from core.registry import DEMO_DISTRICT, load_file
+        from domain.receipt import receipt_id
+        from tests.integration.test_walking_skeleton_http import high_risk_visit, registration
+
+        services = open_store(clock=utc_now)
+        load_file(services.case_record, DEMO_DISTRICT)
+        first, second = services.apikeys.issue("hc-north"), services.apikeys.issue("hc-north")
+        patient = uuid4()
+        visit, reg = high_risk_visit(patient), registration(patient)
+        async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+            r = await client.post("/v1/events", json=visit, headers={"Authorization": f"Bearer {first.key}"})
+            assert r.status_code == 202  # waits for its patient
+            r = await client.post("/v1/events", json=reg, headers={"Authorization": f"Bearer {second.key}"})
+            assert r.status_code == 201, r.text
+        for envelope, key in ((visit, first), (reg, second)):
+            receipt = services.case_record.repository.get(receipt_id(f"hc-north:{envelope['id']}"))
+            assert receipt.key_id == key.key_id  # the waiting visit keeps the key it came with
+        follow(services)
+        report = verified(services, apikeys=services.apikeys)
+        assert report.ok, report.findings
+
+    def test_a_fact_authenticated_by_a_key_issued_with_sql_is_named(self, services: Services) -> None:
+        agency = Agency("hc-east")
+        p = uuid4()
+        services.case_record.record(agency.register(p), "hc-east", key_id="feedfeedfeed")  # as if by that key
+        follow(services)
+        first = verified(services, apikeys=services.apikeys).first
+        assert first is not None and first.kind == "api-key"
+        assert "authenticated by API key feedfeedfeed, which was never issued" in str(first)
