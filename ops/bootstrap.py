@@ -250,7 +250,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             views = PostgresViewStore(settings.postgres.conninfo())
             parking = PostgresParkingStore(settings.postgres.conninfo())
             waiting_table = PostgresWaitingTable(settings.postgres.conninfo())
-            chain_store = PostgresChainStore(settings.postgres.conninfo())
+            chain_store = PostgresChainStore(settings.postgres.conninfo(), pool=views.pool)  # no new connections
         apikeys = build_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)

@@ -349,10 +349,12 @@ class PostgresChainStore(_Base):
     blob = "bytea"
     big = "bigint"
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, pool: Any = None) -> None:
         from core.postgres import open_pool
 
-        self.pool = open_pool(conninfo, min_size=1, max_size=2, name="smd-vlog")  # PostgreSQL connections are shared
+        # ``pool``: another store's pool to share (the server's connections are few); not closed here
+        self._own_pool = pool is None
+        self.pool = pool if pool is not None else open_pool(conninfo, min_size=1, max_size=2, name="smd-vlog")
         with self._tx() as c:
             for stmt in self._schema():
                 c.execute(stmt)
@@ -393,7 +395,8 @@ class PostgresChainStore(_Base):
         return {str(oid): (int(v), bytes(h)) for oid, v, h in rows}
 
     def close(self) -> None:
-        self.pool.close()
+        if self._own_pool:
+            self.pool.close()
 
 
 ChainStore = SQLiteChainStore | PostgresChainStore
