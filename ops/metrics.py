@@ -202,6 +202,12 @@ class StoreCollector(Collector):
                 "Refusals of waiting facts not yet published to their NATS senders",
                 stats.untold,
             )
+        audit = getattr(self.services, "audit", None)
+        if audit is not None:
+            try:
+                yield from _checkpoint_families(audit, self.services.case_record.clock())
+            except Exception as e:
+                log.warning("metrics: checkpoints failed", error=type(e).__name__)
 
     def _nats_connected(self) -> bool:
         nc = self.services.nats
@@ -230,6 +236,20 @@ def _follower_families(statuses: list[Any]) -> Iterator[Any]:
         held.add_metric([s.name], s.held)
         stopped.add_metric([s.name], 0 if s.stopped_at is None else 1)
     yield from (head, position, lag_events, lag_seconds, parked, held, stopped)
+
+
+def _checkpoint_families(audit: Any, now: Any) -> Iterator[Any]:
+    """The verifiable log: the latest checkpoint's size and age, and its cosignatures."""
+    latest = audit.store.latest_checkpoint()
+    size = latest.size if latest is not None else 0
+    age = (now - latest.signed_at).total_seconds() if latest is not None else 0.0
+    cosigned = len(audit.store.cosignatures(latest.size)) if latest is not None else 0
+    yield _gauge("smd_checkpoint_size", "Leaves in the latest signed checkpoint (0: none yet)", size)
+    yield _gauge("smd_checkpoint_age_seconds", "Age of the latest signed checkpoint (0: none yet)", max(0.0, age))
+    yield _gauge("smd_checkpoint_cosignatures", "Witnesses that cosigned the latest checkpoint", cosigned)
+    yield _gauge(
+        "smd_checkpoint_witnesses_expected", "Witnesses configured to cosign (SMD_WITNESSES)", len(audit.witnesses)
+    )
 
 
 def _obligation_families(counts: dict[str, Any]) -> Iterator[Any]:

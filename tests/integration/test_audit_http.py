@@ -116,3 +116,15 @@ class TestCheckpointer:
         with pytest.raises(InconsistentCheckpoint):
             services.checkpointer.sign_now()
         assert services.chain_store.latest_checkpoint().size == size + 6
+
+
+class TestCheckpointMetrics:
+    async def test_metrics_show_the_latest_checkpoint_and_its_cosignatures(self, audited) -> None:
+        services, _ = audited
+        follow(services)
+        cp = services.checkpointer.sign_now()
+        async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+            text = (await client.get("/metrics")).text
+        assert f"smd_checkpoint_size {float(cp.size)}" in text
+        assert "smd_checkpoint_cosignatures 0.0" in text
+        assert 'smd_follower_position{follower="chain"}' in text
