@@ -48,6 +48,8 @@ async def request_cosignature(
         if kind == "conflict":
             held = int(value)
             if held > latest.size:
+                # our log is shorter than what the witness cosigned: restored from an old backup?
+                log.error("a witness holds a larger tree than our latest checkpoint", witness=witness.name, size=held)
                 return f"the witness holds a larger tree ({held}) than our latest checkpoint ({latest.size})"
             continue
         if kind == "refused":
