@@ -67,7 +67,8 @@ class ChainHandler:
     def apply(self, work: ChainWork, notification: Notification) -> None:
         leaf_hash = leaf_of(self.hasher, notification)
         index = work.size + len(work.rows)
-        work.nodes.extend(completed_nodes(self.hasher, work.frontier, index, leaf_hash))
+        # level 0 is the leaves table's own leaf_hash: only interior subtrees go to the nodes table
+        work.nodes.extend(n for n in completed_nodes(self.hasher, work.frontier, index, leaf_hash) if n[0])
         work.rows.append((notification, leaf_hash))
 
     def commit(self, work: ChainWork, tracking_name: str, position: int, *, exclusive: bool = False) -> None:

@@ -8,8 +8,8 @@ the events):
 - ``leaves``: one row per leaf, in a dense counter of its own (``leaf_index`` 0, 1, 2 …): the
   notification id it commits to, the stream and version, the leaf hash and the stream's chain
   hash after it;
-- ``nodes``: the hash of every perfect aligned subtree (level 0 = leaf hashes), so that a proof
-  costs O(log n) lookups in one query;
+- ``nodes``: the hash of every perfect aligned subtree of two leaves or more (level 0, the leaf
+  hashes, is read from ``leaves``), so that a proof costs O(log n) lookups in two queries;
 - ``streams``: each stream's last version and chain head;
 - ``checkpoints`` (signed notes) and ``cosignatures`` (witnesses' lines).
 
@@ -126,9 +126,19 @@ class _Base:
         return TreeState(str(a), int(s), int(p))
 
     def nodes(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """The stored perfect subtrees asked for (one query per 400 of them: a proof is one query)."""
+        """The stored perfect subtrees asked for (level 0 from the leaves; the others one query per
+        400 of them: a proof is two queries)."""
         keys = sorted(set(wanted))
         out: dict[tuple[int, int], bytes] = {}
+        level0 = [idx for level, idx in keys if level == 0]
+        keys = [k for k in keys if k[0]]
+        for i in range(0, len(level0), 400):
+            chunk = level0[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            for idx, h in self._all(
+                f"SELECT leaf_index, leaf_hash FROM {self.t('leaves')} WHERE leaf_index IN ({marks})", chunk
+            ):
+                out[(0, int(idx))] = bytes(h)
         for i in range(0, len(keys), 400):
             chunk = keys[i : i + 400]
             pairs = ",".join(["(?, ?)"] * len(chunk))
@@ -234,13 +244,20 @@ class _Base:
         return _leaf(rows[0]) if rows else None
 
     def level(self, level: int) -> Iterator[tuple[int, bytes]]:
-        """Every stored subtree of one level (for verify), by index."""
+        """Every stored subtree of one level (for verify), by index (level 0: the leaf hashes)."""
         last = -1
         while True:
-            rows = self._all(
-                f"SELECT idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx > ? ORDER BY idx LIMIT 10000",
-                (level, last),
-            )
+            if level == 0:
+                rows = self._all(
+                    f"SELECT leaf_index, leaf_hash FROM {self.t('leaves')} WHERE leaf_index > ?"
+                    " ORDER BY leaf_index LIMIT 10000",
+                    (last,),
+                )
+            else:
+                rows = self._all(
+                    f"SELECT idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx > ? ORDER BY idx LIMIT 10000",
+                    (level, last),
+                )
             if not rows:
                 return
             for idx, h in rows:
