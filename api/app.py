@@ -29,7 +29,7 @@ from api.metrics import Exposition, StoreGauges, metrics
 from api.middleware import RequestLogMiddleware, RequestTimer
 from api.obligations import ObligationsController
 from api.patients import PatientSearchController
-from api.ports import CaseRecordPort, ReadinessPort, RecordingPort, WorkQueuePort
+from api.ports import AuditPort, CaseRecordPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
 from api.status import StatusController
 from api.work_queue import WorkQueueController
@@ -42,7 +42,7 @@ class AppMetrics(DoorCounts, RequestTimer, Protocol):
     """This process's counters: messages by door, request latency."""
 
 
-class AppServices(RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuthServices, Protocol):
+class AppServices(RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuditPort, AuthServices, Protocol):
     """Every port a controller uses, and the app's metrics (``ops.bootstrap.Services``)."""
 
     @property

@@ -1,23 +1,23 @@
 """`/v1/audit/…`: the verifiable log for auditors: checkpoints, inclusion and consistency proofs.
 
 Auditors only (DESIGN.md section 4: the auditor reads everything, read-only). The controller
-depends on the ``AuditLog`` port (core.audit.service), not on the whole service.
+depends on the ``AuditPort`` (api.ports), not on the whole service.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
-from core.audit.service import AuditLog
+from api.ports import AuditPort, Port
 
 
 class CheckpointOut(msgspec.Struct):
@@ -59,11 +59,6 @@ Size = Annotated[
 ]
 
 
-async def provide_audit(request: Request[Any, Any, Any]) -> AuditLog:
-    """Dependency: the auditor's port onto the verifiable log."""
-    return request.app.state.services.audit
-
-
 def _auditor_only(caller: Caller) -> None:
     if caller.kind != "auditor":
         raise PermissionDeniedException(
@@ -77,7 +72,7 @@ class AuditController(Controller):
     path = "/v1/audit"
     tags = ["audit"]  # noqa: RUF012
     guards = [agency_guard]  # noqa: RUF012
-    dependencies = {"caller": Provide(provide_caller), "audit": Provide(provide_audit)}  # noqa: RUF012
+    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012
 
     @get(
         "/checkpoints/latest",
@@ -89,9 +84,9 @@ class AuditController(Controller):
             "404 `no-checkpoint-yet` before the first one. Auditors only."
         ),
     )
-    async def latest(self, caller: NamedDependency[Caller], audit: NamedDependency[AuditLog]) -> CheckpointOut:
+    async def latest(self, caller: NamedDependency[Caller], services: Port[AuditPort]) -> CheckpointOut:
         _auditor_only(caller)
-        view = await asyncio.to_thread(audit.latest)
+        view = await asyncio.to_thread(services.audit.latest)
         return CheckpointOut(**{f: getattr(view, f) for f in CheckpointOut.__struct_fields__})
 
     @get(
@@ -100,10 +95,10 @@ class AuditController(Controller):
         summary="The checkpoint signed at one tree size",
     )
     async def of_size(
-        self, size: FromPath[int], caller: NamedDependency[Caller], audit: NamedDependency[AuditLog]
+        self, size: FromPath[int], caller: NamedDependency[Caller], services: Port[AuditPort]
     ) -> CheckpointOut:
         _auditor_only(caller)
-        view = await asyncio.to_thread(audit.checkpoint, size)
+        view = await asyncio.to_thread(services.audit.checkpoint, size)
         return CheckpointOut(**{f: getattr(view, f) for f in CheckpointOut.__struct_fields__})
 
     @get(
@@ -118,12 +113,12 @@ class AuditController(Controller):
     async def inclusion(
         self,
         caller: NamedDependency[Caller],
-        audit: NamedDependency[AuditLog],
+        services: Port[AuditPort],
         notification_id: Annotated[int, QueryParameter(name="notification_id", ge=1)],
         size: Size = None,
     ) -> InclusionOut:
         _auditor_only(caller)
-        return InclusionOut(**await asyncio.to_thread(audit.inclusion, notification_id, size))
+        return InclusionOut(**await asyncio.to_thread(services.audit.inclusion, notification_id, size))
 
     @get(
         "/proofs/consistency",
@@ -134,12 +129,12 @@ class AuditController(Controller):
     async def consistency(
         self,
         caller: NamedDependency[Caller],
-        audit: NamedDependency[AuditLog],
+        services: Port[AuditPort],
         first: Annotated[int, QueryParameter(name="first", ge=0)],
         second: Size = None,
     ) -> ConsistencyOut:
         _auditor_only(caller)
-        return ConsistencyOut(**await asyncio.to_thread(audit.consistency, first, second))
+        return ConsistencyOut(**await asyncio.to_thread(services.audit.consistency, first, second))
 
     @get(
         "/patients/{patient_id:uuid}/bundle",
@@ -158,11 +153,11 @@ class AuditController(Controller):
         self,
         patient_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        audit: NamedDependency[AuditLog],
+        services: Port[AuditPort],
         size: Size = None,
     ) -> Response[bytes]:
         _auditor_only(caller)
-        body = await asyncio.to_thread(audit.bundle, patient_id, size)
+        body = await asyncio.to_thread(services.audit.bundle, patient_id, size)
         return Response(
             body,
             media_type="application/json",

@@ -15,6 +15,7 @@ from uuid import UUID
 from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
+from core.audit.service import AuditLog
 from core.case_record import CaseRecord
 from core.contract import WireLimits
 from core.ports import DoorCounts
@@ -157,3 +158,10 @@ class ReadinessPort(Protocol):
     async def readiness(self, timeout: float = ..., budget: float | None = None) -> Readiness:
         """ok, degraded or unavailable, with each check."""
         ...
+
+
+class AuditPort(Protocol):
+    """The verifiable log, for auditors: checkpoints, proofs, bundles (core.audit.service)."""
+
+    @property
+    def audit(self) -> AuditLog: ...

@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 STATUS_BY_CODE: dict[str, int] = {
     # 400: the request itself is malformed
     "invalid-search": 400,
+    "invalid-proof-request": 400,  # the verifiable log (core.audit.service)
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
@@ -46,6 +47,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
     # 404: what the message refers to does not exist
     "message-not-found": 404,
+    "no-checkpoint-yet": 404,
+    "not-in-tree": 404,
     "obligation-not-found": 404,
     "patient-not-found": 404,
     "suspected-case-not-found": 404,

@@ -29,10 +29,9 @@ class AuditView:
     follower."""
 
     def __init__(self) -> None:
-        from core.apikeys import open_apikeys
         from core.audit.store import PostgresChainStore, SQLiteChainStore
         from core.case_record import CaseRecord
-        from ops.bootstrap import VLOG_FILE, build_keystore, eventsourcing_env, region_keys
+        from ops.bootstrap import VLOG_FILE, build_apikeys, build_keystore, eventsourcing_env, region_keys
         from ops.settings import load_settings
 
         self.settings = load_settings()
@@ -42,7 +41,7 @@ class AuditView:
         )
         pg = self.settings.postgres
         self.keys = region_keys(self.settings)
-        self.apikeys = open_apikeys(self.settings)
+        self.apikeys = build_apikeys(self.settings)
         self.chain_store = (
             SQLiteChainStore(self.settings.data_dir / VLOG_FILE) if pg is None else PostgresChainStore(pg.conninfo())
         )

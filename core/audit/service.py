@@ -24,7 +24,6 @@ class NoCheckpointYet(DomainError):
     """Nothing has been signed yet (an empty log, or the first checkpoint is not due)."""
 
     code = "no-checkpoint-yet"
-    status = 404
 
     def __init__(self) -> None:
         super().__init__("no checkpoint has been signed yet; try again after the next one (SMD_CHECKPOINT_EVERY_*)")
@@ -34,14 +33,12 @@ class NotInTree(DomainError):
     """The position or size asked for is not in the (signed) tree."""
 
     code = "not-in-tree"
-    status = 404
 
 
 class InvalidProofRequest(DomainError):
     """A proof was asked for sizes that cannot have one."""
 
     code = "invalid-proof-request"
-    status = 400
 
 
 def b64(data: bytes) -> str:

@@ -13,7 +13,8 @@ from api.app import create_app
 from core.audit import merkle
 from core.audit.leaves import leaf_of
 from core.audit.notes import Checkpoint, Verifier, open_note
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
+from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_verifiable_log import follow, record_patients, stored_rows
 
 H = merkle.Hasher("sha256")
@@ -41,7 +42,7 @@ class TestAuditEndpoints:
         follow(services)
         second = services.checkpointer.sign_now()
         assert first is not None and second is not None
-        async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(app=create_app(services)) as client:
             r = await client.get("/v1/audit/checkpoints/latest", headers=auth(keys["auditor-lantern-bay"]))
             assert r.status_code == 200, r.text
             cp = r.json()
@@ -66,7 +67,7 @@ class TestAuditEndpoints:
 
     async def test_other_kinds_are_refused_and_errors_are_problems(self, audited) -> None:
         services, keys = audited
-        async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(app=create_app(services)) as client:
             r = await client.get("/v1/audit/checkpoints/latest", headers=auth(keys["auditor-lantern-bay"]))
             assert r.status_code == 404 and r.json()["type"].endswith("no-checkpoint-yet")
             assert r.headers["content-type"].startswith("application/problem+json")
@@ -123,7 +124,7 @@ class TestCheckpointMetrics:
         services, _ = audited
         follow(services)
         cp = services.checkpointer.sign_now()
-        async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(app=create_app(services)) as client:
             text = (await client.get("/metrics")).text
         assert f"smd_checkpoint_size {float(cp.size)}" in text
         assert "smd_checkpoint_cosignatures 0.0" in text

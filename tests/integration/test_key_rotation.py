@@ -249,7 +249,13 @@ class TestRotationSettings:
     def test_the_fault_injection_is_ignored_in_production(self, tmp_path) -> None:
         fault = {"SMD_FAULT": "rotation-kill-after=1", "SMD_BLIND_INDEX_KEY": random_key()}
         production = load_settings(
-            {"SMD_MODE": "production", "SMD_DATA_DIR": str(tmp_path), **NEW, **fault, "SMD_CHECKPOINT_KEY": random_key()}
+            {
+                "SMD_MODE": "production",
+                "SMD_DATA_DIR": str(tmp_path),
+                **NEW,
+                **fault,
+                "SMD_CHECKPOINT_KEY": random_key(),
+            }
         )
         assert fault_hook(production) is None
         assert fault_hook(load_settings({"SMD_DATA_DIR": str(tmp_path), **NEW, **fault})) is not None

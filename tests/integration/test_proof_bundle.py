@@ -11,7 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from core.audit.bundle import BundleError, verify_bundle
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
+from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_verifiable_log import follow, record_patients
 from tests.support.stores import Agency
 
@@ -35,7 +36,7 @@ def bundled(open_store):
 
 
 async def fetch(services, key: str, patient) -> bytes:
-    async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+    async with AsyncTestClient(app=create_app(services)) as client:
         r = await client.get(f"/v1/audit/patients/{patient}/bundle", headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 200, r.text
         return r.content
@@ -82,7 +83,7 @@ class TestProofBundle:
     async def test_an_unknown_patient_is_a_404_problem_and_only_auditors_get_bundles(self, bundled) -> None:
         services, key, _ = bundled
         other = services.apikeys.issue("hc-north").key
-        async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(app=create_app(services)) as client:
             r = await client.get(f"/v1/audit/patients/{uuid4()}/bundle", headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 404 and r.json()["type"].endswith("not-in-tree")
             r = await client.get(f"/v1/audit/patients/{uuid4()}/bundle", headers={"Authorization": f"Bearer {other}"})

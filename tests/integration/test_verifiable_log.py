@@ -349,8 +349,9 @@ class TestEachFactRecordsTheKeyThatAuthenticatedIt:
 
         from api.app import create_app
         from core.case_record import utc_now
-        from core.registry import DEMO_DISTRICT, load_file
+        from core.registry import load_file
         from domain.receipt import receipt_id
+        from ops.data_files import DEMO_DISTRICT
         from tests.integration.test_walking_skeleton_http import high_risk_visit, registration
 
         services = open_store(clock=utc_now)
@@ -358,7 +359,7 @@ class TestEachFactRecordsTheKeyThatAuthenticatedIt:
         first, second = services.apikeys.issue("hc-north"), services.apikeys.issue("hc-north")
         patient = uuid4()
         visit, reg = high_risk_visit(patient), registration(patient)
-        async with AsyncTestClient(app=create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(app=create_app(services)) as client:
             r = await client.post("/v1/events", json=visit, headers={"Authorization": f"Bearer {first.key}"})
             assert r.status_code == 202  # waits for its patient
             r = await client.post("/v1/events", json=reg, headers={"Authorization": f"Bearer {second.key}"})
