@@ -126,12 +126,17 @@ class QueueRowView(Protocol):
 class WorkQueueReader(Protocol):
     """Pages of the work-queue read model (``projections.work_queue`` implements it)."""
 
-    def for_assignee(self, agency_id: str, after: int = 0, limit: int = 100) -> Sequence[QueueRowView]:
-        """One agency's own obligations and notices, after a position."""
+    def for_assignee(
+        self, agency_id: str, after: int = 0, limit: int = 100, status: str = "all"
+    ) -> Sequence[QueueRowView]:
+        """One agency's own obligations and notices (``status``: open, done or all), after a position."""
         ...
 
-    def obligations_in(self, residences: Iterable[str], after: int = 0, limit: int = 100) -> Sequence[QueueRowView]:
-        """Every obligation for patients living in the given org units, after a position."""
+    def obligations_in(
+        self, residences: Iterable[str], after: int = 0, limit: int = 100, status: str = "all"
+    ) -> Sequence[QueueRowView]:
+        """Every obligation for patients living in the given org units (``status``: open, done or
+        all), after a position."""
         ...
 
 

@@ -1,11 +1,17 @@
-"""`GET /v1/work-queue` and `GET /v1/oversight/obligations`."""
+"""`GET /v1/work-queue` and `GET /v1/oversight/obligations`: keyset pages.
+
+A page is ordered by log position (when the obligation or notice was assigned); ``next`` is the
+last position on the page and the next page starts after it. Items assigned while a client pages
+land after every cursor it holds, so paging on shows each item once and loses none; an item that
+changes status between two pages is shown where its position falls, with its status then.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
@@ -18,7 +24,31 @@ from api.auth import Caller, agency_guard, provide_caller
 from api.ports import Port, QueueRowView, WorkQueuePort
 
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=500)]
-After = Annotated[int, QueryParameter(name="after", ge=0, description="Cursor: `next` of the previous page.")]
+After = Annotated[
+    int,
+    QueryParameter(
+        name="after",
+        ge=0,
+        description="Cursor: `next` of the previous page (0 or absent: the first page). Pass the same "
+        "`status` on every page.",
+    ),
+]
+StatusFilter = Literal["open", "done", "all"]
+QueueStatus = Annotated[
+    StatusFilter,
+    QueryParameter(
+        name="status",
+        description="`open`: assigned or acknowledged obligations and unread notices (the default); "
+        "`done`: completed, cancelled or read; `all`: both.",
+    ),
+]
+OversightStatus = Annotated[
+    StatusFilter,
+    QueryParameter(
+        name="status",
+        description="`open`: assigned or acknowledged; `done`: completed or cancelled; `all`: both (the default).",
+    ),
+]
 
 
 class QueueItem(msgspec.Struct):
@@ -42,7 +72,7 @@ class QueueItem(msgspec.Struct):
 
 
 class QueuePage(msgspec.Struct):
-    """One page; pass `next` as `after` for the following page (null: no more)."""
+    """One page, by position; pass `next` as `after` for the following page (null: no more)."""
 
     items: list[QueueItem]
     next: int | None
@@ -79,15 +109,20 @@ class WorkQueueController(Controller):
     guards = [agency_guard]  # noqa: RUF012
     dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012
 
-    @get("/v1/work-queue", operation_id="workQueue", summary="The caller's own obligations and notices")
+    @get(
+        "/v1/work-queue",
+        operation_id="workQueue",
+        summary="The caller's own obligations and notices (open ones unless `status` says otherwise)",
+    )
     async def work_queue(
         self,
         caller: NamedDependency[Caller],
         services: Port[WorkQueuePort],
         after: After = 0,
         limit: Limit = 100,
+        status: QueueStatus = "open",
     ) -> QueuePage:
-        rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit)
+        rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit, status)
         return page(rows, limit)
 
     @get(
@@ -101,6 +136,7 @@ class WorkQueueController(Controller):
         services: Port[WorkQueuePort],
         after: After = 0,
         limit: Limit = 100,
+        status: OversightStatus = "all",
     ) -> QueuePage:
         if caller.kind not in ("governance_center", "auditor"):
             raise PermissionDeniedException(
@@ -108,5 +144,5 @@ class WorkQueueController(Controller):
                 f"{caller.kind}: use GET /v1/work-queue for your own obligations"
             )
         units = await asyncio.to_thread(services.units_within, caller.jurisdiction)
-        rows = await asyncio.to_thread(services.work_queue.obligations_in, units, after, limit)
+        rows = await asyncio.to_thread(services.work_queue.obligations_in, units, after, limit, status)
         return page(rows, limit)

@@ -207,7 +207,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     followers = sub.add_parser("followers", help="parked and held events of the log's followers")
     fsub = followers.add_subparsers(dest="followers_command", required=True)
     parked = fsub.add_parser("parked", help="list parked, held and stopping events")
-    parked.add_argument("--follower", help="only this follower (e.g. policies, outbox, work_queue_v3_g1)")
+    parked.add_argument("--follower", help="only this follower (e.g. policies, outbox, work_queue_v4_g1)")
     parked.add_argument("--json", action="store_true", help="JSON instead of a table")
     parked.set_defaults(func=_parked)
     retry = fsub.add_parser("retry", help="handle parked events and those held behind them, in log order")

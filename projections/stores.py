@@ -93,6 +93,21 @@ class ViewStore(Protocol):
         """Rows of the live (or given) generation matching ``where`` (``?`` placeholders),
         ordered by ``order_by``, after a cursor value of that column."""
 
+    def select_merged(
+        self,
+        projection: Projection,
+        table: str,
+        branches: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        order_by: str,
+        after: Any = None,
+        limit: int = 100,
+        generation: Generation | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows matching any of several ``(where, params)`` branches (disjoint), ordered by
+        ``order_by``, after a cursor value: each branch one keyset range of an index, merged
+        (a page reads about ``limit`` rows plus one probe per branch, never the whole set)."""
+
     def count(
         self,
         projection: Projection,
@@ -344,7 +359,59 @@ class _Base:
         types = t.types()
         with self._read() as c:
             rows = c.execute(sql, (*values, limit)).fetchall()
-        return [{k: self._from_db(types[k], v) for k, v in zip(t.column_names, r, strict=True)} for r in rows]
+        names = t.column_names
+        return [{k: self._from_db(types[k], v) for k, v in zip(names, r, strict=True)} for r in rows]
+
+    #: Branches per merged query: below SQLite's compound-select limit (500) and its oldest
+    #: bound-parameter limit (999), and short enough for PostgreSQL to plan quickly.
+    MAX_BRANCHES = 200
+
+    def _arm(self, select: str, order_by: str) -> tuple[str, bool]:
+        """One arm of the UNION ALL; True when it takes its own LIMIT parameter. The default
+        (PostgreSQL) orders and limits each arm: the planner merges the arms (Merge Append)."""
+        return f"({select} ORDER BY {order_by} LIMIT {self.mark})", True
+
+    def select_merged(
+        self,
+        projection: Projection,
+        table: str,
+        branches: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        order_by: str,
+        after: Any = None,
+        limit: int = 100,
+        generation: Generation | None = None,
+    ) -> list[dict[str, Any]]:
+        gen = generation or self.live(projection)
+        t = self._table(projection, table)
+        if order_by not in t.column_names:
+            raise ValueError(f"order by a column of {projection.name}.{table}, got {order_by!r}")
+        m, name, cols = self.mark, self.physical(gen, table), ", ".join(t.column_names)
+        key = t.column_names.index(order_by)
+        found: list[tuple[Any, ...]] = []
+        for start in range(0, len(branches), self.MAX_BRANCHES):
+            parts, values = [], []
+            for where, params in branches[start : start + self.MAX_BRANCHES]:
+                sql = f"SELECT {cols} FROM {name} WHERE ({where.replace('?', m)})"
+                values += [self._param(p) for p in params]
+                if after is not None:
+                    sql += f" AND {order_by} > {m}"
+                    values.append(self._param(after))
+                arm, limited = self._arm(sql, order_by)
+                parts.append(arm)
+                if limited:
+                    values.append(limit)
+            if len(parts) == 1 and limited:  # one arm already ordered and limited
+                sql = parts[0]
+            else:
+                sql = " UNION ALL ".join(parts) + f" ORDER BY {order_by} LIMIT {m}"
+                values.append(limit)
+            with self._read() as c:
+                found += c.execute(sql, values).fetchall()
+        if len(branches) > self.MAX_BRANCHES:  # several chunks: merge their pages
+            found = sorted(found, key=lambda r: r[key])[:limit]
+        types, names = t.types(), t.column_names
+        return [{k: self._from_db(types[k], v) for k, v in zip(names, r, strict=True)} for r in found]
 
     def count(
         self,
@@ -404,6 +471,12 @@ class SQLiteViewStore(_Base):
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         yield self._connections.get()
+
+    def _arm(self, select: str, order_by: str) -> tuple[str, bool]:
+        # A bare arm: SQLite pushes the compound's ORDER BY into each arm (an index range, no
+        # sort) and merges them, stopping at the LIMIT; an arm wrapped with its own LIMIT
+        # would be sorted again in a temporary b-tree.
+        return select, False
 
     def _param(self, value: Any) -> Any:
         if isinstance(value, UUID):

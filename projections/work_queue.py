@@ -4,6 +4,13 @@ A projection on the framework of ``projections.base``: it reads the obligation t
 one table, written with its tracked position in one transaction by the view store; rebuildable
 (``smd projections rebuild work_queue``). Rows hold no personal data: ids, org units, rule,
 action, deadline, status and risk level only.
+
+Pages are keyset pages on an index: every query is ``<equalities> AND position > cursor ORDER BY
+position LIMIT n`` on an index that starts with those equalities and ends with ``position``, so a
+page reads about ``n`` index entries whatever the size of the table. ``is_open`` is kept as a
+column (not derived from ``status`` in the query) so that "open only" is an equality the index
+can serve. The oversight list spans many residences: one such index range per residence, merged
+by position (``ViewStore.select_merged``), reads about ``n`` rows plus one probe per residence.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class QueueRow:
     overdue: bool = False
     escalated_to: str | None = None
     closed_note: str | None = None
+    is_open: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,10 @@ class RuleCounts:
 
 
 OPEN_STATUSES = frozenset({"assigned", "acknowledged"})
+
+#: The status filter of a page: open (assigned or acknowledged), done (completed, cancelled,
+#: read) or all.
+STATUS_FILTERS = ("open", "done", "all")
 
 
 ROWS = Table(
@@ -91,10 +103,19 @@ ROWS = Table(
         Column("overdue", "bool", not_null=True),
         Column("escalated_to", "text"),
         Column("closed_note", "text"),
+        Column("is_open", "bool", not_null=True),
     ),
-    primary_key=("position",),
-    unique=(("obligation_id",),),
-    indexes=(("assignee", "position"), ("residence", "position"), ("status", "due_at")),
+    # Keyed by obligation, with no index on position alone: a planner given one would walk it
+    # and filter (open items are recent, so "open only" would read every closed row first);
+    # every page is served by an index that starts with its equalities and ends with position.
+    primary_key=("obligation_id",),
+    indexes=(
+        ("assignee", "position"),  # a work queue, every status
+        ("assignee", "is_open", "position"),  # a work queue, open or done
+        ("residence", "kind", "position"),  # the oversight list, one range per residence
+        ("residence", "kind", "is_open", "position"),
+        ("is_open", "overdue", "due_at"),  # the scheduler's open obligations past their deadline
+    ),
 )
 
 
@@ -102,7 +123,7 @@ class WorkQueueView:
     """The projection: obligation events → one row per obligation or notice."""
 
     name = "work_queue"
-    version = 3  # 2 was the hand-written tables of round 1; bump when the rows change
+    version = 4  # 2 was round 1's hand-written tables, 3 had no is_open; bump when the rows change
     topics = (ASSIGNED, *LIFECYCLE, OVERDUE)
     tables = (ROWS,)
 
@@ -130,11 +151,13 @@ class WorkQueueView:
                         "overdue": False,
                         "escalated_to": None,
                         "closed_note": None,
+                        "is_open": True,
                     },
                 )
             )
         elif topic in LIFECYCLE:
-            values: dict[str, Any] = {"status": LIFECYCLE[topic]}
+            status = LIFECYCLE[topic]
+            values: dict[str, Any] = {"status": status, "is_open": status in OPEN_STATUSES}
             note = getattr(event, "reason", None) or getattr(event, "fulfilled_by", None)
             if note is not None:
                 values["closed_note"] = note
@@ -191,24 +214,41 @@ class WorkQueueProjection(ProjectionFollower):
             time.sleep(0.02)
         return True
 
-    def for_assignee(self, agency_id: str, after: int = 0, limit: int = 100) -> list[QueueRow]:
-        """The agency's own obligations and notices."""
-        return self.select("assignee = ?", [agency_id], after, limit)
+    def for_assignee(self, agency_id: str, after: int = 0, limit: int = 100, status: str = "all") -> list[QueueRow]:
+        """The agency's own obligations and notices (``status``: open, done or all), by position."""
+        where, params = _with_status("assignee = ?", [agency_id], status)
+        return self.select(where, params, after, limit)
 
-    def obligations_in(self, residences: Iterable[str], after: int = 0, limit: int = 100) -> list[QueueRow]:
-        """Every obligation (not notice) for patients living in the given org units."""
-        units = sorted(set(residences))
-        if not units:
+    def obligations_in(
+        self, residences: Iterable[str], after: int = 0, limit: int = 100, status: str = "all"
+    ) -> list[QueueRow]:
+        """Every obligation (not notice) for patients living in the given org units (``status``:
+        open, done or all), by position: one index range per unit, merged."""
+        branches = [
+            _with_status("residence = ? AND kind = ?", [unit, "obligation"], status) for unit in sorted(set(residences))
+        ]
+        if not branches:
             return []
-        marks = ", ".join("?" * len(units))
-        return self.select(f"kind = 'obligation' AND residence IN ({marks})", units, after, limit)
+        rows = self.store.select_merged(
+            self.projection, "rows", branches, order_by="position", after=after, limit=limit
+        )
+        return [QueueRow(**r) for r in rows]
 
     def open_due(self, now: datetime, limit: int = 500) -> list[QueueRow]:
         """Open obligations (not notices) whose deadline has passed and that are not yet
         marked overdue: the scheduler's to-do list (it re-checks each against the store)."""
         return self.select(
-            "kind = 'obligation' AND status IN ('assigned', 'acknowledged') AND overdue = ? AND due_at <= ?",
-            [False, now],
+            "is_open = ? AND overdue = ? AND due_at <= ? AND kind = 'obligation'",
+            [True, False, now],
             0,
             limit,
         )
+
+
+def _with_status(where: str, params: list[Any], status: str) -> tuple[str, list[Any]]:
+    """Add the status filter as an equality on ``is_open`` (what the indexes serve)."""
+    if status == "all":
+        return where, params
+    if status not in STATUS_FILTERS:
+        raise ValueError(f"status filter must be one of {STATUS_FILTERS}, got {status!r}")
+    return f"{where} AND is_open = ?", [*params, status == "open"]
