@@ -23,7 +23,13 @@ from litestar.params import QueryParameter
 from api.auth import Caller, agency_guard, provide_caller
 from api.ports import Port, QueueRowView, WorkQueuePort
 
-Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=500)]
+Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=500, description="Items per page (1-500, default 100).")]
+PAGING = (
+    "Ordered by log position (when each item was assigned). Keyset pages: pass the page's `next` as "
+    "`after` for the following page; `next` is null on the last one. Items assigned while you page "
+    "come after every cursor you hold, so following `next` shows each item once and misses none; an "
+    "item whose status changes between two pages is shown, or filtered out, with its status then."
+)
 After = Annotated[
     int,
     QueryParameter(
@@ -113,6 +119,7 @@ class WorkQueueController(Controller):
         "/v1/work-queue",
         operation_id="workQueue",
         summary="The caller's own obligations and notices (open ones unless `status` says otherwise)",
+        description=PAGING,
     )
     async def work_queue(
         self,
@@ -129,6 +136,7 @@ class WorkQueueController(Controller):
         "/v1/oversight/obligations",
         operation_id="oversightObligations",
         summary="Governance center: every obligation for patients in its jurisdiction",
+        description=PAGING,
     )
     async def oversight(
         self,

@@ -138,6 +138,16 @@ class TestOpenItemsByDefault:
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["detail"] == "status: Invalid enum value 'closed'"
 
+    async def test_the_openapi_document_gives_the_status_filter_and_the_cursor(self, town) -> None:
+        services, _ = town
+        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+            doc = (await client.get("/schema/openapi.json")).json()
+        for path, default in (("/v1/work-queue", "open"), ("/v1/oversight/obligations", "all")):
+            params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}
+            assert params["status"]["schema"]["enum"] == ["open", "done", "all"]
+            assert params["status"]["schema"]["default"] == default
+            assert "`next`" in params["after"]["description"]
+
 
 class TestCursorPages:
     async def test_paging_the_work_queue_while_obligations_arrive_shows_each_once_and_loses_none(self, town) -> None:
