@@ -1,6 +1,7 @@
 """Benchmarks: our pipeline's figures as ratios to the bare pipeline measured in the same run.
 
     smd bench [--n 2000] [--nats URL] [--pg "host=127.0.0.1 dbname=test user=postgres"]
+    smd bench --pages [--sizes 100,10000] [--year URL]   # only the page figures (ops/bench_pages.py)
 
 Runs ../shared/bench/bare_pipeline.py (JetStream + PostgreSQL with no domain logic) first, then
 the same kinds of work through our code on a throwaway PostgreSQL database, and prints a
@@ -281,12 +282,19 @@ def bare(nats_url: str, pg: str, n: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from ops import bench_pages
+
+    argv = sys.argv[1:] if argv is None else argv
+    if "--pages" in argv:
+        return bench_pages.main([a for a in argv if a != "--pages"])
     ap = argparse.ArgumentParser(prog="smd bench")
     ap.add_argument("--n", type=int, default=2000, help="messages recorded through our pipeline")
     ap.add_argument("--nats", default=os.environ.get("SMD_NATS_URL", "nats://127.0.0.1:4222"))
     ap.add_argument("--pg", default="host=127.0.0.1 dbname=test user=postgres")
     ap.add_argument("--tree", type=int, default=1_000_000, help="leaves of the tree the inclusion proofs run on")
+    ap.add_argument("--year", metavar="URL", help="also measure the pages on this store (a simulated year)")
     a = ap.parse_args(argv)
+    bench_pages.quiet()
 
     baseline = bare(a.nats, a.pg, max(a.n * 5, 10_000))
     dbname = f"smd_bench_{secrets.token_hex(4)}"
@@ -352,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         f" | {ours['replay_verified_ms']:.1f} ({ours['replay_verified_ms'] / baseline['stream_read_ms']:.1f}×"
         f" the bare keyed read, {baseline['stream_read_ms']:.1f} ms) |"
     )
+    print("\nPages: first page over HTTP at 32 concurrent clients (PostgreSQL)\n")
+    print(bench_pages.table(bench_pages.run(a.pg, [100, 10_000], 32, 40, a.year)))
     return 0
 
 
