@@ -46,7 +46,11 @@ from projections.base import Batch
 
 #: The clients' agencies: a police station's own queue, the governance center's oversight.
 POLICE, GOVERNANCE = "police-east", "gov-willowbrook"
-PATHS = {"work queue": "/v1/work-queue", "oversight": "/v1/oversight/obligations"}
+PATHS = {
+    "work queue (open)": "/v1/work-queue",
+    "work queue, status=all": "/v1/work-queue?status=all",  # a full page at every size
+    "oversight": "/v1/oversight/obligations",
+}
 #: Residences of generated patients, with the agencies each one's facts reach (demo district).
 WILLOWBROOK = {
     **{f"990101-001-v0{i}": ("police-east", "hc-north") for i in (1, 2, 3, 4)},
@@ -67,6 +71,7 @@ class PageFigure:
     store: str
     page: str
     rows: int
+    items: int  # on the first page
     p50_ms: float
     p99_ms: float
     requests: int
@@ -176,8 +181,9 @@ def serving(services: Any) -> Iterator[str]:
         thread.join(10)
 
 
-def load(url: str, key: str, clients: int, per_client: int) -> list[float]:
-    """Latencies (s) of ``clients`` concurrent clients each asking ``per_client`` times (child process)."""
+def load(url: str, key: str, clients: int, per_client: int) -> dict[str, Any]:
+    """``times``: latencies (s) of ``clients`` concurrent clients each asking ``per_client`` times
+    (in a child process); ``items``: how many items the page had."""
     job = json.dumps({"url": url, "key": key, "clients": clients, "per_client": per_client})
     out = subprocess.run(  # noqa: S603 (our own interpreter and module)
         [sys.executable, "-c", "import ops.bench_pages as b; b._client_main()", job],
@@ -197,23 +203,27 @@ def _client_main() -> None:
 
     job = json.loads(sys.argv[1])
 
-    async def clients() -> list[float]:
+    async def clients() -> dict[str, Any]:
         limits = httpx.Limits(max_connections=job["clients"], max_keepalive_connections=job["clients"])
         headers = {"Authorization": f"Bearer {job['key']}"}
         async with httpx.AsyncClient(limits=limits, headers=headers, timeout=60) as client:
+            items = []
 
             async def one() -> float:
                 t = time.perf_counter()
                 r = await client.get(job["url"])
                 r.raise_for_status()
-                return time.perf_counter() - t
+                spent = time.perf_counter() - t
+                if not items:
+                    items.append(len(r.json()["items"]))
+                return spent
 
             async def client_loop() -> list[float]:
                 await one()
                 return [await one() for _ in range(job["per_client"])]
 
             found = await asyncio.gather(*(client_loop() for _ in range(job["clients"])))
-            return [t for each in found for t in each]
+            return {"times": [t for each in found for t in each], "items": items[0]}
 
     print(json.dumps(asyncio.run(clients())))
 
@@ -232,27 +242,29 @@ def opened(url: str, data_dir: str) -> Iterator[Any]:
         services.close()
 
 
-def measure_once(url: str, data_dir: str, clients: int, per_client: int) -> dict[str, list[float]]:
+def measure_once(url: str, data_dir: str, clients: int, per_client: int) -> dict[str, dict[str, Any]]:
     """Every page's latencies (s) on a store, one serving of the API."""
     out = {}
     with opened(url, data_dir) as services, serving(services) as base:
         keys = {POLICE: services.apikeys.issue(POLICE).key, GOVERNANCE: services.apikeys.issue(GOVERNANCE).key}
         for page, path in PATHS.items():
-            out[page] = load(base + path, keys[POLICE if page == "work queue" else GOVERNANCE], clients, per_client)
+            key = keys[POLICE if page.startswith("work queue") else GOVERNANCE]
+            out[page] = load(base + path, key, clients, per_client)
     return out
 
 
-def figures_of(label: str, rows: int, rounds: list[dict[str, list[float]]]) -> list[PageFigure]:
+def figures_of(label: str, rows: int, rounds: list[dict[str, dict[str, Any]]]) -> list[PageFigure]:
     """p50 and p99 of each round, then the median over the rounds (the machine is shared)."""
     out = []
     for page in PATHS:
         p50s, p99s = [], []
         for r in rounds:
-            times = sorted(r[page])
+            times = sorted(r[page]["times"])
             p50s.append(statistics.median(times) * 1000)
             p99s.append(times[min(len(times) - 1, int(len(times) * 0.99))] * 1000)
-        n = sum(len(r[page]) for r in rounds)
-        out.append(PageFigure(label, page, rows, statistics.median(p50s), statistics.median(p99s), n))
+        n = sum(len(r[page]["times"]) for r in rounds)
+        items = rounds[0][page]["items"]
+        out.append(PageFigure(label, page, rows, items, statistics.median(p50s), statistics.median(p99s), n))
     return out
 
 
@@ -298,9 +310,14 @@ def existing_store(url: str, data_dir: str | None = None) -> Iterator[tuple[str,
 def table(figures: list[PageFigure]) -> str:
     """Markdown: one line per store and page (medians of the rounds' p50 and p99), then the ratio
     of the largest generated store's p99 to the smallest's for each page."""
-    lines = ["| store | page | rows in the view | p50 (ms) | p99 (ms) | requests |", "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| store | page | rows in the view | items on the page | p50 (ms) | p99 (ms) | requests |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for f in figures:
-        lines.append(f"| {f.store} | {f.page} | {f.rows:,} | {f.p50_ms:.1f} | {f.p99_ms:.1f} | {f.requests:,} |")
+        lines.append(
+            f"| {f.store} | {f.page} | {f.rows:,} | {f.items} | {f.p50_ms:.1f} | {f.p99_ms:.1f} | {f.requests:,} |"
+        )
     gen = [f for f in figures if f.store.startswith("generated")]
     for page in PATHS:
         mine = sorted((f for f in gen if f.page == page), key=lambda f: f.rows)
@@ -308,7 +325,7 @@ def table(figures: list[PageFigure]) -> str:
             small, large = mine[0], mine[-1]
             lines.append(
                 f"| p99 ratio, {large.store.removeprefix('generated, ')} / {small.store.removeprefix('generated, ')}"
-                f" | {page} | | | {large.p99_ms / small.p99_ms:.2f}× | |"
+                f" | {page} | | | | {large.p99_ms / small.p99_ms:.2f}× | |"
             )
     return "\n".join(lines)
 
@@ -354,7 +371,7 @@ def run(
         stores = [(f"generated, {n:,} patients", *stack.enter_context(generated_store(pg, n))) for n in sizes]
         if year:
             stores.append(("simulated year", *stack.enter_context(existing_store(year, year_data_dir))))
-        measured: list[list[dict[str, list[float]]]] = [[] for _ in stores]
+        measured: list[list[dict[str, dict[str, Any]]]] = [[] for _ in stores]
         for _ in range(rounds):
             for i, (_, url, data_dir, _) in enumerate(stores):
                 measured[i].append(measure_once(url, data_dir, clients, per_client))
