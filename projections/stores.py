@@ -371,7 +371,7 @@ class _Base:
         (PostgreSQL) orders and limits each arm: the planner merges the arms (Merge Append)."""
         return f"({select} ORDER BY {order_by} LIMIT {self.mark})", True
 
-    def select_merged(
+    def merged_statements(
         self,
         projection: Projection,
         table: str,
@@ -381,16 +381,17 @@ class _Base:
         after: Any = None,
         limit: int = 100,
         generation: Generation | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[str, list[Any]]]:
+        """The statements ``select_merged`` runs (one per ``MAX_BRANCHES`` branches), with their
+        parameters: what a test asks the planner about."""
         gen = generation or self.live(projection)
         t = self._table(projection, table)
         if order_by not in t.column_names:
             raise ValueError(f"order by a column of {projection.name}.{table}, got {order_by!r}")
         m, name, cols = self.mark, self.physical(gen, table), ", ".join(t.column_names)
-        key = t.column_names.index(order_by)
-        found: list[tuple[Any, ...]] = []
+        statements = []
         for start in range(0, len(branches), self.MAX_BRANCHES):
-            parts, values = [], []
+            parts, values, limited = [], [], False
             for where, params in branches[start : start + self.MAX_BRANCHES]:
                 sql = f"SELECT {cols} FROM {name} WHERE ({where.replace('?', m)})"
                 values += [self._param(p) for p in params]
@@ -406,9 +407,30 @@ class _Base:
             else:
                 sql = " UNION ALL ".join(parts) + f" ORDER BY {order_by} LIMIT {m}"
                 values.append(limit)
-            with self._read() as c:
+            statements.append((sql, values))
+        return statements
+
+    def select_merged(
+        self,
+        projection: Projection,
+        table: str,
+        branches: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        order_by: str,
+        after: Any = None,
+        limit: int = 100,
+        generation: Generation | None = None,
+    ) -> list[dict[str, Any]]:
+        t = self._table(projection, table)
+        statements = self.merged_statements(
+            projection, table, branches, order_by=order_by, after=after, limit=limit, generation=generation
+        )
+        found: list[tuple[Any, ...]] = []
+        with self._read() as c:
+            for sql, values in statements:
                 found += c.execute(sql, values).fetchall()
-        if len(branches) > self.MAX_BRANCHES:  # several chunks: merge their pages
+        if len(statements) > 1:  # several chunks: merge their pages
+            key = t.column_names.index(order_by)
             found = sorted(found, key=lambda r: r[key])[:limit]
         types, names = t.types(), t.column_names
         return [{k: self._from_db(types[k], v) for k, v in zip(names, r, strict=True)} for r in found]

@@ -216,17 +216,16 @@ class WorkQueueProjection(ProjectionFollower):
 
     def for_assignee(self, agency_id: str, after: int = 0, limit: int = 100, status: str = "all") -> list[QueueRow]:
         """The agency's own obligations and notices (``status``: open, done or all), by position."""
-        where, params = _with_status("assignee = ?", [agency_id], status)
-        return self.select(where, params, after, limit)
+        return self._page(assignee_branches(agency_id, status), after, limit)
 
     def obligations_in(
         self, residences: Iterable[str], after: int = 0, limit: int = 100, status: str = "all"
     ) -> list[QueueRow]:
         """Every obligation (not notice) for patients living in the given org units (``status``:
         open, done or all), by position: one index range per unit, merged."""
-        branches = [
-            _with_status("residence = ? AND kind = ?", [unit, "obligation"], status) for unit in sorted(set(residences))
-        ]
+        return self._page(oversight_branches(residences, status), after, limit)
+
+    def _page(self, branches: list[tuple[str, list[Any]]], after: int, limit: int) -> list[QueueRow]:
         if not branches:
             return []
         rows = self.store.select_merged(
@@ -243,6 +242,18 @@ class WorkQueueProjection(ProjectionFollower):
             0,
             limit,
         )
+
+
+def assignee_branches(agency_id: str, status: str) -> list[tuple[str, list[Any]]]:
+    """The work queue's page query: one range of ``(assignee[, is_open], position)``."""
+    return [_with_status("assignee = ?", [agency_id], status)]
+
+
+def oversight_branches(residences: Iterable[str], status: str) -> list[tuple[str, list[Any]]]:
+    """The oversight page query: one range of ``(residence, kind[, is_open], position)`` per unit."""
+    return [
+        _with_status("residence = ? AND kind = ?", [unit, "obligation"], status) for unit in sorted(set(residences))
+    ]
 
 
 def _with_status(where: str, params: list[Any], status: str) -> tuple[str, list[Any]]:

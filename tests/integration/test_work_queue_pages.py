@@ -16,7 +16,9 @@ from api.app import create_app
 from core.case_record import utc_now
 from core.intake import accept
 from core.registry import DEMO_DISTRICT, load_file
+from ops.bench_pages import generate
 from ops.bootstrap import Services
+from projections.work_queue import assignee_branches, oversight_branches
 
 HC, POLICE, GOVERNANCE = "hc-north", "police-east", "gov-willowbrook"
 #: villages and a community of cluster c1 and m1: hc-north records, police-east and
@@ -203,3 +205,65 @@ def test_the_oversight_merge_gives_the_same_pages_when_the_residences_need_sever
         pages += [r.obligation_id for r in rows]
         after = rows[-1].position
     assert pages == one_query
+
+
+class TestAPageReadsAnIndexRangeNotTheView:
+    """Guards the cost of a page: the planner must read about ``limit`` rows from an index in
+    position order (plus one probe per residence), never the whole agency's or jurisdiction's
+    rows, on a view the size of 1,000 patients' year (rows written directly, as `smd bench` does)."""
+
+    LIMIT = 50
+
+    def pages(self, services: Services) -> list[tuple[str, list[tuple[str, list[Any]]], int]]:
+        units = services.units_within(["990101-001"])
+        middle = services.work_queue.select("1 = 1", [], 0, 100_000)[3_000].position
+        return [
+            (f"{name}, after {after}", branches, after)
+            for after in (0, middle)
+            for name, branches in (
+                ("work queue open", assignee_branches(POLICE, "open")),
+                ("work queue done", assignee_branches(POLICE, "done")),
+                ("work queue all", assignee_branches(POLICE, "all")),
+                ("oversight all", oversight_branches(units, "all")),
+                ("oversight open", oversight_branches(units, "open")),
+            )
+        ]
+
+    def statements(self, services: Services, branches, after: int) -> list[tuple[str, list[Any]]]:
+        projection = services.work_queue.projection
+        return services.views.merged_statements(
+            projection, "rows", branches, order_by="position", after=after, limit=self.LIMIT
+        )
+
+    def test_every_page_is_an_index_search_merged_without_a_sort(self, open_store, store_kind: str) -> None:
+        services = open_store(clock=utc_now)
+        load_file(services.case_record, DEMO_DISTRICT)
+        generate(services, 1_000)
+        if store_kind == "postgres":
+            with services.views.pool.connection() as c:  # type: ignore[attr-defined]
+                c.execute("ANALYZE")  # as autovacuum would have by then
+        for name, branches, after in self.pages(services):
+            for sql, values in self.statements(services, branches, after):
+                if store_kind == "sqlite":
+                    self.check_sqlite(services, name, sql, values)
+                else:
+                    self.check_postgres(services, name, sql, values, arms=len(branches))
+
+    def check_sqlite(self, services: Services, name: str, sql: str, values: list[Any]) -> None:
+        with services.views._read() as c:  # type: ignore[attr-defined]
+            plan = [row[3] for row in c.execute("EXPLAIN QUERY PLAN " + sql, values).fetchall()]
+        reads = [step for step in plan if "work_queue" in step]
+        assert reads and all(step.startswith("SEARCH") and "USING INDEX" in step for step in reads), (name, plan)
+        assert not [step for step in plan if "TEMP B-TREE" in step], (name, plan)
+
+    def check_postgres(self, services: Services, name: str, sql: str, values: list[Any], arms: int) -> None:
+        with services.views._read() as c:  # type: ignore[attr-defined]
+            [[doc]] = c.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, values).fetchall()
+        read = 0
+        stack = [doc[0]["Plan"]]
+        while stack:
+            node = stack.pop()
+            stack += node.get("Plans", [])
+            if "Relation Name" in node:  # a scan of the view: rows it returned and rows it threw away
+                read += node["Actual Rows"] * node["Actual Loops"] + node.get("Rows Removed by Filter", 0)
+        assert read <= 2 * self.LIMIT + arms, (name, read, json.dumps(doc, indent=1)[:3000])
