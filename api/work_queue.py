@@ -151,6 +151,10 @@ class WorkQueueController(Controller):
                 detail=f"the oversight view is for governance centers and auditors; {caller.agency_id} is a "
                 f"{caller.kind}: use GET /v1/work-queue for your own obligations"
             )
-        units = await asyncio.to_thread(services.units_within, caller.jurisdiction)
-        rows = await asyncio.to_thread(services.work_queue.obligations_in, units, after, limit, status)
+
+        def read() -> list[QueueRow]:  # one trip to a worker thread, not two
+            units = services.units_within(caller.jurisdiction)
+            return services.work_queue.obligations_in(units, after, limit, status)
+
+        rows = await asyncio.to_thread(read)
         return page(rows, limit)
