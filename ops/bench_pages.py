@@ -215,7 +215,11 @@ def _client_main() -> None:
 
             async def one() -> float | None:
                 t = time.perf_counter()
-                r = await client.get(job["url"])
+                try:
+                    r = await client.get(job["url"])
+                except httpx.TransportError as e:  # a connection dropped under load: counted apart
+                    failed.append(type(e).__name__)
+                    return None
                 spent = time.perf_counter() - t
                 if r.status_code != 200:  # counted apart: a refused page is no page
                     failed.append(r.status_code)
