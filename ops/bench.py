@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg", default="host=127.0.0.1 dbname=test user=postgres")
     ap.add_argument("--tree", type=int, default=1_000_000, help="leaves of the tree the inclusion proofs run on")
     ap.add_argument("--year", metavar="URL", help="also measure the pages on this store (a simulated year)")
+    ap.add_argument("--year-data-dir", metavar="DIR", help="that store's SMD_DATA_DIR (its key files)")
     a = ap.parse_args(argv)
     bench_pages.quiet()
 
@@ -361,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         f" the bare keyed read, {baseline['stream_read_ms']:.1f} ms) |"
     )
     print("\nPages: first page over HTTP at 32 concurrent clients (PostgreSQL)\n")
-    print(bench_pages.table(bench_pages.run(a.pg, [100, 10_000], 32, 40, a.year)))
+    pages = bench_pages.run(a.pg, [100, 10_000], 32, 40, a.year, year_data_dir=a.year_data_dir)
+    print(bench_pages.table(pages))
     return 0
 
 
