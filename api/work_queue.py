@@ -152,7 +152,7 @@ class WorkQueueController(Controller):
                 f"{caller.kind}: use GET /v1/work-queue for your own obligations"
             )
 
-        def read() -> list[QueueRow]:  # one trip to a worker thread, not two
+        def read() -> Sequence[QueueRowView]:  # one trip to a worker thread, not two
             units = services.units_within(caller.jurisdiction)
             return services.work_queue.obligations_in(units, after, limit, status)
 

@@ -166,9 +166,7 @@ def serving(services: Any) -> Iterator[str]:
     from api.app import create_app
 
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(services, run_background=False), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
+    config = uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -319,7 +317,8 @@ def scratch_database(pg: str) -> Iterator[str]:
 @contextmanager
 def generated_store(pg: str, patients: int) -> Iterator[tuple[str, str, int]]:
     """A generated PostgreSQL store of ``patients`` patients: its URL, data folder and view rows."""
-    from core.registry import DEMO_DISTRICT, load_file
+    from core.registry import load_file
+    from ops.data_files import DEMO_DISTRICT
 
     with scratch_database(pg) as url, tempfile.TemporaryDirectory() as tmp:
         with opened(url, tmp) as services:

@@ -15,9 +15,10 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from core.case_record import utc_now
 from core.intake import accept
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from ops.bench_pages import generate
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 from projections.work_queue import assignee_branches, oversight_branches
 
 HC, POLICE, GOVERNANCE = "hc-north", "police-east", "gov-willowbrook"
@@ -92,7 +93,7 @@ class TestOpenItemsByDefault:
         services, keys = town
         for residence in RESIDENCES[:3]:
             high_risk_patient(services, residence)
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r1 = await ids(client, "/v1/work-queue", keys[POLICE])
             assert len(r1) >= 3  # an R1 per patient, and whatever else the rules give the police
             # the police take one patient in and declare it done
@@ -108,7 +109,7 @@ class TestOpenItemsByDefault:
     async def test_a_notice_read_leaves_the_default_queue_and_stays_under_done(self, town) -> None:
         services, keys = town
         high_risk_patient(services, RESIDENCES[0])
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             [notice] = await ids(client, "/v1/work-queue", keys[GOVERNANCE])
             r = await client.post(f"/v1/obligations/{notice}/read", headers=auth(keys[GOVERNANCE]))
             assert r.status_code == 200, r.text
@@ -120,7 +121,7 @@ class TestOpenItemsByDefault:
         services, keys = town
         for residence in RESIDENCES[:2]:
             high_risk_patient(services, residence)
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             items = (await client.get("/v1/work-queue", headers=auth(keys[POLICE]))).json()["items"]
             r1 = [i["obligation_id"] for i in items if i["kind"] == "obligation"]
             await client.post(f"/v1/obligations/{r1[1]}/complete", headers=auth(keys[POLICE]))
@@ -134,7 +135,7 @@ class TestOpenItemsByDefault:
 
     async def test_an_unknown_status_filter_is_a_400_problem_naming_the_parameter(self, town) -> None:
         services, keys = town
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             r = await client.get("/v1/work-queue?status=closed", headers=auth(keys[POLICE]))
             assert r.status_code == 400, r.text
             assert r.headers["content-type"].startswith("application/problem+json")
@@ -142,7 +143,7 @@ class TestOpenItemsByDefault:
 
     async def test_the_openapi_document_gives_the_status_filter_and_the_cursor(self, town) -> None:
         services, _ = town
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             doc = (await client.get("/schema/openapi.json")).json()
         for path, default in (("/v1/work-queue", "open"), ("/v1/oversight/obligations", "all")):
             params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}
@@ -162,7 +163,7 @@ class TestCursorPages:
             if next(arriving, None) is not None:
                 high_risk_patient(services, RESIDENCES[0])
 
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             seen = await every_page(client, "/v1/work-queue", keys[POLICE], another)
             assert len(seen) == len(set(seen)), "no item twice"
             assert seen == await ids(client, "/v1/work-queue?limit=500", keys[POLICE]), "none lost, in order"
@@ -179,7 +180,7 @@ class TestCursorPages:
             if residence is not None:
                 high_risk_patient(services, residence)
 
-        async with AsyncTestClient(create_app(services, run_background=False)) as client:
+        async with AsyncTestClient(create_app(services)) as client:
             path = "/v1/oversight/obligations?status=open"
             seen = await every_page(client, path, keys[GOVERNANCE], another)
             assert len(seen) == len(set(seen)), "no item twice"
