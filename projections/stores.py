@@ -108,6 +108,19 @@ class ViewStore(Protocol):
         ``order_by``, after a cursor value: each branch one keyset range of an index, merged
         (a page reads about ``limit`` rows plus one probe per branch, never the whole set)."""
 
+    def merged_statements(
+        self,
+        projection: Projection,
+        table: str,
+        branches: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        order_by: str,
+        after: Any = None,
+        limit: int = 100,
+        generation: Generation | None = None,
+    ) -> list[tuple[str, list[Any]]]:
+        """The statements (and parameters) ``select_merged`` runs: what a test asks the planner about."""
+
     def count(
         self,
         projection: Projection,
