@@ -21,7 +21,7 @@ from eventsourcing.persistence import Notification, Tracking
 from core.case_record import CaseRecord
 from core.decisions import apply_decisions
 from core.followers.concerns import Concerns
-from core.followers.engine import AlreadyApplied, Follower
+from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
 from core.registry import REGION_TZ, RegistryView
 from core.rule_settings_view import RuleSettingsView
@@ -30,7 +30,7 @@ from domain.patient import Fact, Patient
 from domain.patient_file import FileFact
 from domain.registry import AgencyKind
 from domain.rules import PATIENT_RULES, decide
-from domain.rules.engine import Trigger
+from domain.rules.engine import Decisions, Trigger
 from domain.rules.r18_suspected_case import SUSPECTED_CASE_TOPICS
 from domain.rules.settings import RuleSettings
 from domain.rules.state import RuleState, entries_at
@@ -118,12 +118,24 @@ class PolicyProcess:
         if self.fault_patient is not None and n.originator_id == self.fault_patient and n.topic in PATIENT_TOPICS:
             raise InjectedRuleFault(n.originator_id)  # test and demonstration only (SMD_FAULT)
         if n.topic in PATIENT_TOPICS:
-            self._decide(n, work)
+            decided = self._decide(n)
         elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case
-            decide_suspected_case(self, n, work)
+            decided = decide_suspected_case(self, n)
         else:
             return
-        work.events += work.collect()  # in trigger order: a batch records what one-by-one would
+        if decided is not None:
+            work.deferred.append((n, *decided))
+
+    def finish(self, work: _UnitOfWork) -> None:
+        """Apply the batch's decisions in trigger order, the obligations they name loaded in one query."""
+        work.prefetch({i for _, decisions, _, _ in work.deferred for i in decisions.names()})
+        for n, decisions, trigger, residence in work.deferred:
+            try:
+                apply_decisions(work, decisions, trigger, residence)
+            except Exception as e:
+                raise FailedAt(n, e) from e
+            work.events += work.collect()  # in trigger order: a batch records what one-by-one would
+        work.deferred.clear()
 
     def commit(self, work: _UnitOfWork, tracking_name: str, position: int, *, exclusive: bool = False) -> None:
         if exclusive and self.case_record.recorder.max_tracking_id(tracking_name):
@@ -137,7 +149,7 @@ class PolicyProcess:
                 by_topic=dict(Counter(type(e).TOPIC for e in work.events)),
             )
 
-    def _decide(self, notification: Notification, work: _UnitOfWork) -> None:
+    def _decide(self, notification: Notification) -> tuple[Decisions, Trigger, str]:
         patient_id, version = notification.originator_id, notification.originator_version
         fact: Any = self.case_record.mapper.to_domain_event(notification)
         recorded_on = fact.timestamp.astimezone(REGION_TZ).date()
@@ -161,9 +173,7 @@ class PolicyProcess:
         def responsible(kind: AgencyKind) -> str | None:
             return self.registry.responsible(patient.residence, kind, recorded_on, as_of_position=notification.id)
 
-        decisions = decide(trigger, state, responsible, settings)
-        work.prefetch(decisions.names())
-        apply_decisions(work, decisions, trigger, patient.residence)
+        return decide(trigger, state, responsible, settings), trigger, patient.residence
 
 
 class RuleStates:
@@ -225,6 +235,8 @@ class _UnitOfWork:
         self.case_record = case_record
         self.touched: dict[UUID, Any] = {}
         self.events: list[Any] = []  # decided so far, in trigger order
+        #: (event, decisions, trigger, residence) decided by ``apply``, applied by ``finish``
+        self.deferred: list[tuple[Notification, Decisions, Trigger, str]] = []
         self.missing: set[UUID] = set()
         self._recent: list[UUID] = []  # touched since the last collect, in order
 

@@ -13,10 +13,9 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from core.calendar_view import CalendarView, open_calendar
-from core.decisions import apply_decisions
 from core.registry import REGION_TZ
 from domain.registry import AgencyKind
-from domain.rules.engine import Trigger, is_imported
+from domain.rules.engine import Decisions, Trigger, is_imported
 from domain.rules.r18_suspected_case import SUSPECTED_CASE_TOPICS, r18_suspected_case
 from domain.suspected_case import SuspectedCase
 
@@ -31,11 +30,11 @@ def _calendar(process: Any) -> CalendarView:
     return view
 
 
-def decide_suspected_case(process: Any, notification: Notification, work: Any) -> None:
-    """Decide R18 for one suspected-case fact and apply it to the batch's unit of work."""
+def decide_suspected_case(process: Any, notification: Notification) -> tuple[Decisions, Trigger, str] | None:
+    """R18's decisions for one suspected-case fact (with the trigger and the place), or None."""
     fact: Any = process.case_record.mapper.to_domain_event(notification)
     if is_imported(fact.message_id):
-        return  # a ledger's cases are history: they open nothing
+        return None  # a ledger's cases are history: they open nothing
     case: SuspectedCase = process.case_record.repository.get(
         notification.originator_id, version=notification.originator_version
     )
@@ -61,5 +60,4 @@ def decide_suspected_case(process: Any, notification: Notification, work: Any) -
         # Not yet: record the calendar's warning when a year has no calendar (weekdays were counted)
         return calendar.add_working_days(start, n, as_of_position=notification.id).day
 
-    decisions = r18_suspected_case(trigger, case, responsible, settings, working_days)
-    apply_decisions(work, decisions, trigger, case.seen_in)
+    return r18_suspected_case(trigger, case, responsible, settings, working_days), trigger, case.seen_in

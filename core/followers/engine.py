@@ -53,8 +53,22 @@ class AlreadyApplied(Exception):
     """A retry's output was committed before (its tracking row exists): nothing to do again."""
 
 
+class FailedAt(Exception):
+    """Raised by a handler's ``finish`` to name the event whose deferred work failed: it is
+    parked (or stops the follower) exactly as if ``apply`` had raised for it."""
+
+    def __init__(self, notification: Notification, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.notification = notification
+        self.error = error
+
+
 class Handler(Protocol):
-    """What a follower does with the log: a unit of work per batch, written with its position."""
+    """What a follower does with the log: a unit of work per batch, written with its position.
+
+    A handler may also define ``finish(work)``, called after the batch's last ``apply``: work
+    deferred to it (one query for the whole batch instead of one per event) must raise
+    ``FailedAt`` naming the event that failed."""
 
     #: the topics it reads (None: every topic)
     topics: Sequence[str] | None
@@ -267,6 +281,14 @@ class Follower:
             except Exception as e:
                 return work, handled, held, (n, e)
             handled.append(n.id)
+        finish = getattr(self.handler, "finish", None)
+        if finish is not None:
+            try:
+                finish(work)
+            except FailedAt as e:
+                if isinstance(e.error, TRANSIENT):
+                    raise e.error from e
+                return work, handled, held, (e.notification, e.error)
         return work, handled, held, None
 
     def _report(
