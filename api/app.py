@@ -28,8 +28,9 @@ from api.me import MeController
 from api.metrics import Exposition, StoreGauges, metrics
 from api.middleware import RequestLogMiddleware, RequestTimer
 from api.obligations import ObligationsController
+from api.patient_files import PatientFilesController
 from api.patients import PatientSearchController
-from api.ports import AuditPort, CaseRecordPort, ReadinessPort, RecordingPort, WorkQueuePort
+from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
 from api.status import StatusController
 from api.work_queue import WorkQueueController
@@ -42,7 +43,9 @@ class AppMetrics(DoorCounts, RequestTimer, Protocol):
     """This process's counters: messages by door, request latency."""
 
 
-class AppServices(RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuditPort, AuthServices, Protocol):
+class AppServices(
+    RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuditPort, PatientReadPort, AuthServices, Protocol
+):
     """Every port a controller uses, and the app's metrics (``ops.bootstrap.Services``)."""
 
     @property
@@ -80,6 +83,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             envelope_schema,
             WorkQueueController,
             PatientSearchController,
+            PatientFilesController,
             ObligationsController,
             AuditController,
         ],

@@ -37,12 +37,15 @@ STATUS_BY_CODE: dict[str, int] = {
     # 400: the request itself is malformed
     "invalid-search": 400,
     "invalid-proof-request": 400,  # the verifiable log (core.audit.service)
+    "purpose-required": 400,
+    "unknown-purpose": 400,
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
     "not-the-owner": 403,
     "not-your-message": 403,
     "outside-jurisdiction": 403,
+    "purpose-not-allowed": 403,
     "source-mismatch": 403,
     "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
     # 404: what the message refers to does not exist

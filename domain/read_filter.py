@@ -189,7 +189,7 @@ def mask_id_number(value: str | None) -> str | None:
     """The first 3 and last 2 characters of an ID number, the rest hidden."""
     if not value:
         return value
-    if len(value) <= 5:  # noqa: PLR2004 (too short to show any part)
+    if len(value) <= 5:
         return "*" * len(value)
     return value[:3] + "*" * (len(value) - 5) + value[-2:]
 
@@ -337,3 +337,58 @@ class PatientNotVisible(DomainError):
             "no patient with this id is within your agency's reach; check the id, or ask the agency "
             "responsible for the patient"
         )
+
+
+# -- purpose ----------------------------------------------------------------------------------------
+
+#: Why a caller reads (``X-Purpose``), the documented list. The auditor reads for ``audit`` only,
+#: and only the auditor does.
+PURPOSES: dict[str, str] = {
+    "assigned-duty": "work the caller's agency was given: an obligation, a notice, a handover",
+    "care": "follow-up, treatment, aid or guardianship of the patient",
+    "emergency-response": "a patient reported dangerous now, or missing",
+    "incident-review": "reviewing an incident or an obligation's lateness",
+    "audit": "an auditor's review (auditors only)",
+}
+
+
+class PurposeRequired(DomainError):
+    """A read that reveals a patient states its purpose."""
+
+    code = "purpose-required"
+
+    def __init__(self) -> None:
+        super().__init__(f"send X-Purpose with one of: {', '.join(PURPOSES)}")
+
+
+class UnknownPurpose(DomainError):
+    """The purpose is not one of the documented ones."""
+
+    code = "unknown-purpose"
+
+    def __init__(self) -> None:
+        super().__init__(f"X-Purpose is not one of the documented purposes; use one of: {', '.join(PURPOSES)}")
+
+
+class PurposeNotAllowed(DomainError):
+    """The agency's kind may not read for this purpose."""
+
+    code = "purpose-not-allowed"
+
+    def __init__(self, kind: str) -> None:
+        if AgencyKind(kind) == AgencyKind.AUDITOR:
+            what = "an auditor reads for 'audit' only"
+        else:
+            what = "'audit' is the auditor's purpose; use another"
+        super().__init__(f"a {kind} may not read for this purpose: {what}")
+
+
+def check_purpose(kind: str, purpose: str | None) -> str:
+    """The stated purpose, if the kind may read for it; else the error that says what to send."""
+    if not purpose:
+        raise PurposeRequired()
+    if purpose not in PURPOSES:
+        raise UnknownPurpose()
+    if (purpose == "audit") != (AgencyKind(kind) == AgencyKind.AUDITOR):
+        raise PurposeNotAllowed(kind)
+    return purpose

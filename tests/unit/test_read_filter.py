@@ -54,10 +54,7 @@ suspected_case                 Y   -   -   -   -   -   -   Y
 obligations                    Y   O   O   O   O   Y   O   Y
 """
 
-TABLE = {
-    line.split()[0]: dict(zip(KINDS, line.split()[1:], strict=True))
-    for line in EXPECTED.strip().splitlines()
-}
+TABLE = {line.split()[0]: dict(zip(KINDS, line.split()[1:], strict=True)) for line in EXPECTED.strip().splitlines()}
 
 ID_NUMBER = "110101199003071234"
 ME, OTHER = "me-agency", "other-agency"
