@@ -16,7 +16,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CollectorRegistry
 
 from api.audit import AuditController
@@ -28,6 +27,7 @@ from api.me import MeController
 from api.metrics import Exposition, StoreGauges, metrics
 from api.middleware import RequestLogMiddleware, RequestTimer
 from api.obligations import ObligationsController
+from api.openapi import assets_router, complete_on_startup, docs_page
 from api.patient_files import PatientFilesController
 from api.patients import PatientSearchController
 from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort, RecordingPort, WorkQueuePort
@@ -86,6 +86,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             PatientFilesController,
             ObligationsController,
             AuditController,
+            assets_router(),  # the docs page's own files: no CDN
         ],
         state=State(
             {
@@ -106,8 +107,9 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             title="Severe mental disorder coordination API",
             version="1",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[docs_page()],  # Swagger UI from /docs-assets (api.openapi)
         ),
+        on_startup=[complete_on_startup],  # problems, the envelope body, the security scheme
         logging_config=None,  # the service configured the root logger; keep it
         lifespan=[own_lifespan, *lifespan],
         debug=False,

@@ -26,7 +26,7 @@ from domain.patient import Patient
 from domain.patient_care import AidStatus
 from domain.patient_file import ReviewTier
 from domain.personal import Personal
-from domain.read_filter import PatientNotVisible, filter_fact_data, filter_file, may_open, sees_fact
+from domain.read_filter import CLINICAL_AID, PatientNotVisible, filter_fact_data, filter_file, may_open, sees_fact
 
 #: R5's default threshold (``RuleSettings.r5_misses_that_mean_lost``): the derived lost status
 #: shown in a file is the same fold R5 makes with the default setting.
@@ -131,6 +131,7 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
             ],
             "supply_ends_on": p.supply_ends_on,
             "adherence": str(p.adherence) if p.adherence else None,
+            "coverage": {str(t): str(s) for t, s in aid.items() if str(t) in CLINICAL_AID},
         },
         "hospital": {
             "in_hospital": p.in_hospital,
@@ -156,8 +157,8 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
             for role, m in p.care_team().items()
         },
         "care_team_contacts": p.care_team_contacts,
-        "aid": {str(t): str(s) for t, s in aid.items()},
-        "aid_exists": any(s == AidStatus.GRANTED for s in aid.values()),
+        "aid": {str(t): str(s) for t, s in aid.items() if str(t) not in CLINICAL_AID},
+        "aid_exists": any(s == AidStatus.GRANTED for t, s in aid.items() if str(t) not in CLINICAL_AID),
         "disability": {
             "certificate": str(aid.get("disability_certificate")) if aid.get("disability_certificate") else None,  # type: ignore[call-overload]
             "grade": p.disability_grade,

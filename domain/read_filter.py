@@ -277,6 +277,9 @@ FACT_FIELD_GROUP: dict[str, dict[str, str]] = {
 
 #: Aid types that are the disabled persons' federation's, seen with ``disability``.
 DISABILITY_AID = "disability_certificate"
+#: Aid types that say how the patient is treated: seen with ``medication``, not with ``aid``
+#: (civil affairs reads aid but no clinical detail).
+CLINICAL_AID = frozenset({"long_acting_injection_coverage", "special_disease_status"})
 
 
 def sees_fact(kind: str, topic: str, data: Mapping[str, Any] | None = None) -> bool:
@@ -287,6 +290,8 @@ def sees_fact(kind: str, topic: str, data: Mapping[str, Any] | None = None) -> b
     table = READ.get(AgencyKind(kind), {})
     if group == "aid" and data is not None and data.get("aid_type") == DISABILITY_AID:
         return "aid" in table or "disability" in table
+    if group == "aid" and data is not None and data.get("aid_type") in CLINICAL_AID:
+        return "medication" in table
     return group in table
 
 

@@ -155,3 +155,8 @@ def test_who_may_open_a_file(kind: str) -> None:
     else:
         assert may_open(kind, covered_today=True, own_patient=False)
         assert not may_open(kind, covered_today=False, own_patient=True)
+
+
+@pytest.mark.parametrize(("kind", "seen"), [("civil_affairs", False), ("psychiatric_hospital", True)])
+def test_clinical_aid_is_seen_with_medication_not_with_aid(kind: str, seen: bool) -> None:
+    assert sees_fact(kind, "smd.AidGranted", {"aid_type": "long_acting_injection_coverage"}) is seen
