@@ -95,6 +95,7 @@ class TimelineItem(msgspec.Struct):
     recorded_by: str | None
     asserted_staff_id: str | None
     data: dict[str, Any]
+    obligations: list[dict[str, Any]] = []  # opened by this fact (yours only, unless you oversee)
 
 
 class TimelinePage(msgspec.Struct):
@@ -214,7 +215,8 @@ class PatientFilesController(Controller):
         def read() -> tuple[TimelinePage, tuple[str, ...]]:
             now = services.case_record.clock()
             load_visible(services.case_record, services.registry, caller.kind, caller.agency_id, patient_id, now)
-            items, nxt = timeline(services.case_record, patient_id, caller.kind, after, limit)
+            rows = services.patient_obligations(patient_id)
+            items, nxt = timeline(services.case_record, patient_id, caller.kind, caller.agency_id, rows, after, limit)
             page = TimelinePage(
                 patient_id=patient_id,
                 items=[msgspec.convert(_builtins(i), TimelineItem, strict=False) for i in items],

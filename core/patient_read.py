@@ -50,6 +50,7 @@ class ObligationRow(Protocol):
     assigned_at: datetime
     overdue: bool
     escalated_to: str | None
+    trigger_message_id: str
 
 
 def _plain(value: Any) -> Any:
@@ -236,11 +237,37 @@ def _data(event: Any) -> dict[str, Any]:
     return out
 
 
+def _opened_by(kind: str, agency_id: str, rows: Iterable[ObligationRow]) -> list[dict[str, Any]]:
+    """Obligations and notices a fact opened, as the kind may see them (its own, or all)."""
+    listed = [
+        {
+            "obligation_id": o.obligation_id,
+            "kind": o.kind,
+            "rule": o.rule,
+            "action": o.action,
+            "assignee": o.assignee,
+            "status": o.status,
+        }
+        for o in rows
+    ]
+    return filter_file(kind, agency_id, {"obligations": listed}).get("obligations", [])
+
+
 def timeline(
-    case_record: CaseRecord, patient_id: UUID, kind: str, after: int = 0, limit: int = 100
+    case_record: CaseRecord,
+    patient_id: UUID,
+    kind: str,
+    agency_id: str,
+    obligations: Iterable[ObligationRow] = (),
+    after: int = 0,
+    limit: int = 100,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """The patient's facts in the order they were recorded (stream version), after a cursor, as
-    the kind may see them; and the cursor of the next page (None: the end)."""
+    the kind may see them, each with the obligations and notices it opened (and their status now);
+    and the cursor of the next page (None: the end)."""
+    by_trigger: dict[str, list[ObligationRow]] = {}
+    for o in obligations:
+        by_trigger.setdefault(o.trigger_message_id, []).append(o)
     items: list[dict[str, Any]] = []
     cursor = after
     while len(items) < limit:
@@ -262,6 +289,7 @@ def timeline(
                     "recorded_by": getattr(event, "agency_id", None),
                     "asserted_staff_id": getattr(event, "staff_id", None),
                     "data": filter_fact_data(kind, topic, data),
+                    "obligations": _opened_by(kind, agency_id, by_trigger.get(getattr(event, "message_id", ""), ())),
                 }
             )
             if len(items) == limit:

@@ -214,11 +214,12 @@ def filter_file(kind: str, caller_agency: str, file: Mapping[str, Any]) -> dict[
 
 # -- the timeline -----------------------------------------------------------------------------------
 
-#: The group each fact type (stored topic) belongs to: a kind sees the fact when it sees the group.
+#: The group each fact type (stored topic) belongs to: a kind sees the fact when it sees the group
+#: (``a|b``: either).
 FACT_GROUP: dict[str, str] = {
     "smd.PatientRegistered": "registration",
     "smd.PatientIdentityConfirmed": "name",
-    "smd.VisitRecorded": "visit_schedule",
+    "smd.VisitRecorded": "visit_schedule|risk",  # a visit is also a risk assessment
     "smd.VisitMissed": "visit_schedule",
     "smd.RiskAssessed": "risk",
     "smd.CircumstancesRecorded": "circumstances",
@@ -270,7 +271,12 @@ FACT_FIELD_GROUP: dict[str, dict[str, str]] = {
         "provisional": "provisional_identity",
     },
     "smd.PatientIdentityConfirmed": {"id_number": "id_number", "phone": "phone", "address": "address"},
-    "smd.VisitRecorded": {"risk_level": "risk", "risk_class": "risk"},
+    "smd.VisitRecorded": {
+        "risk_level": "risk",
+        "risk_class": "risk",
+        "face_to_face": "visit_schedule",
+        "joint": "visit_schedule",
+    },
     "smd.AidGranted": {"disability_grade": "disability"},
     "smd.PatientDeregistered": {"note": "diagnosis"},  # free text written by health staff
 }
@@ -292,7 +298,7 @@ def sees_fact(kind: str, topic: str, data: Mapping[str, Any] | None = None) -> b
         return "aid" in table or "disability" in table
     if group == "aid" and data is not None and data.get("aid_type") in CLINICAL_AID:
         return "medication" in table
-    return group in table
+    return any(g in table for g in group.split("|"))
 
 
 def filter_fact_data(kind: str, topic: str, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -121,8 +121,15 @@ class TestTheFileAsEachKindSeesIt:
                 )
             ).json()
             assert [i["type"] for i in rest["items"]] == ["VisitRecorded"] and rest["next"] is None
+            # the visit opened R1 for the police: they see its risk level and their own obligations on it
+            police = (await client.get(f"/v1/patients/{patient}/timeline", headers=auth(keys["police-east"]))).json()
+            assert [i["type"] for i in police["items"]] == ["PatientRegistered", "VisitRecorded"]
+            assert police["items"][1]["data"] == {"risk_level": 4, "risk_class": "unstable"}
+            assert "R1" in [o["rule"] for o in police["items"][1]["obligations"]]
+            assert all(o["assignee"] == "police-east" for o in police["items"][1]["obligations"])
+            assert "R1" in [o["rule"] for o in hc["items"][1]["obligations"]]
             gov = (await client.get(f"/v1/patients/{patient}/timeline", headers=auth(keys["gov-willowbrook"]))).json()
-            assert [i["type"] for i in gov["items"]] == ["PatientRegistered"]
+            assert [i["type"] for i in gov["items"]] == ["PatientRegistered", "VisitRecorded"]
             assert "diagnosis" not in gov["items"][0]["data"] and "id_number" not in gov["items"][0]["data"]
 
 

@@ -92,7 +92,7 @@ def test_each_kind_sees_each_field_exactly_as_the_table_says(kind: str, field: s
 #                                  hc  pol civ com hos gov dpf aud
 EXPECTED_FACTS = """
 smd.PatientRegistered              Y   Y   Y   Y   Y   Y   Y   Y
-smd.VisitRecorded                  Y   -   -   Y   -   -   -   Y
+smd.VisitRecorded                  Y   Y   -   Y   Y   Y   -   Y
 smd.VisitMissed                    Y   -   -   Y   -   -   -   Y
 smd.RiskAssessed                   Y   Y   -   -   Y   Y   -   Y
 smd.DiagnosisRecorded              Y   -   -   -   Y   -   -   Y
@@ -140,9 +140,10 @@ def test_a_registration_seen_by_the_police_has_no_diagnosis_and_by_a_committee_a
     }
 
 
-def test_a_visit_seen_by_a_committee_keeps_its_date_but_not_its_risk_level() -> None:
+def test_a_visit_seen_by_a_committee_keeps_its_kind_but_not_its_risk_level_and_by_the_police_the_reverse() -> None:
     data = {"face_to_face": True, "joint": False, "risk_level": 4, "risk_class": "unstable"}
     assert filter_fact_data("committee", "smd.VisitRecorded", data) == {"face_to_face": True, "joint": False}
+    assert filter_fact_data("police_station", "smd.VisitRecorded", data) == {"risk_level": 4, "risk_class": "unstable"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
