@@ -18,6 +18,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from prometheus_client import CollectorRegistry
 
+from api.access_log import AccessLogController
 from api.audit import AuditController
 from api.auth import AuthServices, FailedAuthentications
 from api.bodies import json_body_hook
@@ -84,6 +85,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             WorkQueueController,
             PatientSearchController,
             PatientFilesController,
+            AccessLogController,
             ObligationsController,
             AuditController,
             assets_router(),  # the docs page's own files: no CDN

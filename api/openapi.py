@@ -75,6 +75,7 @@ ERRORS: dict[str, dict[int, str]] = {
         403: "`purpose-not-allowed`",
         404: "`patient-not-found`: no such patient, or not within your reach (the same answer)",
     },
+    "accessLog": {400: "a query parameter is malformed or out of range", 403: "`not-an-auditor`"},
     "me": {},
     "status": {},
     "readyz": {503: "the store does not answer (the body is the readiness, not a problem)"},

@@ -42,6 +42,7 @@ STATUS_BY_CODE: dict[str, int] = {
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
+    "not-an-auditor": 403,
     "not-the-owner": 403,
     "not-your-message": 403,
     "outside-jurisdiction": 403,

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
@@ -53,9 +53,16 @@ class AccessLog(Protocol):
         ...
 
     def entries(
-        self, *, patient: UUID | None = None, agency: str | None = None, after: int = 0, limit: int = 100
+        self,
+        *,
+        patient: UUID | None = None,
+        agency: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = 0,
+        limit: int = 100,
     ) -> list[AccessEntry]:
-        """Recorded reads in order, optionally for one patient or agency."""
+        """Recorded reads in order, optionally for one patient or agency, in [since, until)."""
         ...
 
     def close(self) -> None:
@@ -81,7 +88,7 @@ class _SqlAccessLog:
             c.execute(
                 f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks})",  # noqa: S608 (our own table name)
                 (
-                    entry.at.isoformat(),
+                    self._at(entry.at),
                     entry.agency_id,
                     entry.key_id,
                     entry.staff_id,
@@ -94,10 +101,27 @@ class _SqlAccessLog:
                 ),
             )
 
+    def _at(self, at: datetime) -> Any:
+        # one offset for every stored time, so that the text compares as the time does
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
     def entries(
-        self, *, patient: UUID | None = None, agency: str | None = None, after: int = 0, limit: int = 100
+        self,
+        *,
+        patient: UUID | None = None,
+        agency: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = 0,
+        limit: int = 100,
     ) -> list[AccessEntry]:
         where, params = [f"position > {self.mark}"], [after]
+        if since is not None:
+            where.append(f"at >= {self.mark}")
+            params.append(self._at(since))
+        if until is not None:
+            where.append(f"at < {self.mark}")
+            params.append(self._at(until))
         if agency is not None:
             where.append(f"agency_id = {self.mark}")
             params.append(agency)
@@ -186,6 +210,9 @@ class PostgresAccessLog(_SqlAccessLog):
     """The access log in its own PostgreSQL table beside the event store (never its lock)."""
 
     mark = "%s"
+
+    def _at(self, at: datetime) -> Any:
+        return at
 
     def __init__(self, conninfo: str) -> None:
         from core.postgres import open_pool

@@ -181,3 +181,33 @@ class TestEveryReadIsRecorded:
             with log._tx() as c:
                 c.execute(f"UPDATE {log.table} SET purpose = 'x'")
         assert len(log.entries(patient=patient)) == 1
+
+
+class TestTheAuditorReadsTheAccessLog:
+    async def test_an_auditor_lists_the_reads_of_a_patient_and_the_listing_is_itself_recorded(self, open_store) -> None:
+        services = open_store(clock=utc_now)
+        load_file(services.case_record, DEMO_DISTRICT)
+        keys = {a: services.apikeys.issue(a).key for a in ("hc-north", "police-east", "auditor-lantern-bay")}
+        patient = uuid4()
+        async with AsyncTestClient(create_app(services)) as client:
+            await registered(client, keys, patient)
+            await client.get(f"/v1/patients/{patient}", headers=auth(keys["police-east"]))
+            refused = await client.get(f"/v1/audit/access?patient={patient}", headers=auth(keys["hc-north"]))
+            assert refused.status_code == 403
+            page = await client.get(
+                f"/v1/audit/access?patient={patient}&from=2000-01-01T00:00:00Z",
+                headers=auth(keys["auditor-lantern-bay"]),
+            )
+            assert page.status_code == 200, page.text
+            assert [(i["agency_id"], i["endpoint"], i["status"]) for i in page.json()["items"]] == [
+                ("police-east", "GET /v1/patients/{patient_id}", 200)
+            ]
+            later = await client.get(
+                "/v1/audit/access?from=2999-01-01T00:00:00Z", headers=auth(keys["auditor-lantern-bay"])
+            )
+            assert later.json()["items"] == []
+        own = services.access_log.entries(agency="auditor-lantern-bay")
+        assert (own[0].endpoint, own[0].patient_ids) == ("GET /v1/audit/access", (patient,))
+        assert [
+            e.status for e in services.access_log.entries(agency="hc-north") if e.endpoint == "GET /v1/audit/access"
+        ] == [403]
