@@ -34,7 +34,16 @@ LOST_AFTER_MISSES = 3
 OPEN_STATUSES = ("assigned", "acknowledged")
 
 #: Fields every event has; the timeline shows them beside the data, not inside it.
-_BASE = {"originator_id", "originator_version", "timestamp", "agency_id", "staff_id", "occurred_at", "message_id"}
+_BASE = {
+    "originator_id",
+    "originator_topic",
+    "originator_version",
+    "timestamp",
+    "agency_id",
+    "staff_id",
+    "occurred_at",
+    "message_id",
+}
 
 
 class ObligationRow(Protocol):
