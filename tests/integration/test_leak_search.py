@@ -1,6 +1,8 @@
 """The leak search: a patient whose every personal, clinical and free-text field holds a marker,
 read with a key of each kind, in and out of reach; each marker appears exactly where the tables
-below allow, and never in an error body, a log line or the access log.
+below allow, and never in an error body, a log line, the access log or a message the outbox
+publishes (built by the outbox's own handler from the log; publishing itself is tested in
+test_outbox.py).
 
 The tables are written here by hand from DESIGN.md section 4 and docs/decisions/021; this test
 never reads the project's own read matrix (``domain.read_filter``).
@@ -19,6 +21,8 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from core.case_record import utc_now
 from core.registry import load_file
+from integrations.outbox import TOPICS, OutboxHandler
+from integrations.streams import names_of
 from ops.data_files import DEMO_DISTRICT
 from tests.support.id_numbers import fictional_id_number
 
@@ -189,6 +193,16 @@ async def test_each_marker_appears_exactly_where_the_tables_allow(demo) -> None:
                 wrong.append(f"{marker} {'seen by' if marker in text else 'hidden from'} {agency}")
         assert marker not in errors, marker
     assert wrong == []
+
+    # what the outbox publishes to the agencies, built by its own handler from the whole log
+    handler = OutboxHandler(services.case_record, names_of(services.settings))
+    work = handler.begin()
+    for n in services.case_record.recorder.select_notifications(1, 10_000, topics=TOPICS):
+        handler.apply(work, n)
+    outbound = b"".join(m.payload for m in work.messages).decode()
+    assert str(patient) in outbound, "the outbox tells agencies about the patient"
+    for marker in MAY_SEE:
+        assert marker not in outbound, f"{marker} in an outbound message"
 
     log_text = json.dumps(logs, default=str)
     access = repr(services.access_log.entries(patient=patient, limit=500))
