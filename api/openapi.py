@@ -60,8 +60,8 @@ ERRORS: dict[str, dict[int, str]] = {
     },
     "readNotice": {403: "`not-the-owner`", 404: "`obligation-not-found`", 409: "`wrong-obligation-kind`"},
     "searchPatientsByIdNumber": {
-        400: "`invalid-search`",
-        403: "`not-allowed-to-search`",
+        400: "`invalid-search`, `unknown-purpose`",
+        403: "`not-allowed-to-search`, `purpose-not-allowed`",
         415: "the body is not JSON",
         422: "the ID number is invalid (the part that is wrong is named)",
     },

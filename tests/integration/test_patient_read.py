@@ -183,6 +183,30 @@ class TestEveryReadIsRecorded:
         assert len(log.entries(patient=patient)) == 1
 
 
+class TestASearchIsRecorded:
+    async def test_a_search_by_id_number_records_the_patient_it_revealed_and_never_the_number(self, demo) -> None:
+        services, keys = demo
+        patient = uuid4()
+        async with AsyncTestClient(create_app(services)) as client:
+            await registered(client, keys, patient)
+            found = await client.post(
+                "/v1/patients/search",
+                json={"id_number": "11010519491231002X"},
+                headers={"Authorization": f"Bearer {keys['police-east']}"},  # no purpose: assigned-duty
+            )
+            assert found.status_code == 200 and found.json()["patients"] == [{"patient_id": str(patient)}]
+            refused = await client.post(
+                "/v1/patients/search", json={"id_number": "11010519491231002X"}, headers=auth(keys["committee-north"])
+            )
+            assert refused.status_code == 403
+        rows = [e for e in services.access_log.entries(limit=500) if e.endpoint == "POST /v1/patients/search"]
+        assert [(e.agency_id, e.purpose, e.status, e.patient_ids) for e in rows] == [
+            ("police-east", "assigned-duty", 200, (patient,)),
+            ("committee-north", "care", 403, ()),
+        ]
+        assert "11010519491231002X" not in repr(rows)
+
+
 class TestTheAuditorReadsTheAccessLog:
     async def test_an_auditor_lists_the_reads_of_a_patient_and_the_listing_is_itself_recorded(self, open_store) -> None:
         services = open_store(clock=utc_now)
