@@ -14,6 +14,7 @@ from litestar.params import QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.obligations import StaffId
+from api.patient_files import MAX_CURSOR
 from api.ports import PatientReadPort, Port
 from core.access_log import AccessEntry
 from domain.errors import DomainError
@@ -79,7 +80,7 @@ class AccessLogController(Controller):
         agency: Annotated[str | None, QueryParameter(description="only reads by this agency")] = None,
         since: Annotated[datetime | None, QueryParameter(name="from")] = None,
         until: Annotated[datetime | None, QueryParameter(name="to")] = None,
-        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        after: Annotated[int, QueryParameter(ge=0, le=MAX_CURSOR)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> AccessPage:
         log = services.access_log

@@ -25,6 +25,7 @@ from litestar.static_files import create_static_files_router
 
 from api.problems import PROBLEM_JSON, TYPE_BASE
 from core.contract import InboundEvent
+from domain.read_filter import PURPOSES
 
 ASSETS = "/docs-assets"  # not under /schema: its catch-all path answers 404 there
 
@@ -115,6 +116,20 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
     (envelope,), defs = msgspec.json.schema_components([InboundEvent], ref_template="#/components/schemas/{name}")
     schemas.update(defs)
     schemas["Envelope"] = envelope
+    schemas["IdNumberSearch"] = {
+        "type": "object",
+        "required": ["id_number"],
+        "additionalProperties": False,
+        "properties": {
+            "id_number": {
+                "type": "string",
+                "pattern": "^[0-9]{17}[0-9Xx]$",
+                "description": "18 characters; the check digit and the date are verified too (422)",
+            }
+        },
+    }
+    if "CompletionNote" in schemas:  # decoded with unknown fields refused
+        schemas["CompletionNote"]["additionalProperties"] = False
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the key alone"},
@@ -137,6 +152,18 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                     responses[str(status)] = {"description": text}
                 else:
                     responses[str(status)] = _problem(text)
+            for param in op.get("parameters", []):
+                if param.get("name") == "X-Purpose":
+                    param["schema"] = {"type": "string", "enum": list(PURPOSES)}
+                    # checked by the handler, not by Litestar, so that a refusal is recorded too
+                    param["required"] = op_id in ("getPatientFile", "getPatientTimeline")
+                if param.get("name") == "Idempotency-Key":
+                    param["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
+            if op_id == "searchPatientsByIdNumber":
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IdNumberSearch"}}},
+                }
             if op_id == "recordEvent":
                 body = {"schema": {"$ref": "#/components/schemas/Envelope"}}
                 op["requestBody"] = {

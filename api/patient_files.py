@@ -43,7 +43,11 @@ Purpose = Annotated[
     ),
 ]
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=200)]
-After = Annotated[int, QueryParameter(name="after", ge=0, description="Cursor: `next` of the previous page.")]
+#: Cursors are 64-bit in both stores: a larger one is a 400, not an overflow in the driver.
+MAX_CURSOR = 2**63 - 1
+After = Annotated[
+    int, QueryParameter(name="after", ge=0, le=MAX_CURSOR, description="Cursor: `next` of the previous page.")
+]
 
 
 class PatientFileView(msgspec.Struct, omit_defaults=True):

@@ -143,6 +143,10 @@ def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
     response = problem_response(status, code, title, detail, request)
     if status == 429 and exc.headers and "Retry-After" in exc.headers:
         response.headers["Retry-After"] = exc.headers["Retry-After"]
+    if status == 405 and exc.headers:  # RFC 9110: a 405 lists the methods the resource has
+        allow = {k.lower(): v for k, v in exc.headers.items()}.get("allow")
+        if allow:
+            response.headers["Allow"] = allow
     return response
 
 

@@ -85,3 +85,11 @@ async def test_the_docs_page_loads_every_asset_from_this_service(services) -> No
         for asset in assets:
             r = await client.get(asset)
             assert r.status_code == 200 and len(r.content) > 100, asset
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
+async def test_a_method_a_resource_does_not_have_is_a_405_problem_with_allow(services) -> None:
+    async with AsyncTestClient(create_app(services)) as client:
+        r = await client.request("TRACE", "/healthz")
+        assert r.status_code == 405 and "GET" in r.headers["allow"].split(", ")
+        assert r.headers["content-type"].startswith("application/problem+json")

@@ -235,3 +235,12 @@ class TestTheAuditorReadsTheAccessLog:
         assert [
             e.status for e in services.access_log.entries(agency="hc-north") if e.endpoint == "GET /v1/audit/access"
         ] == [403]
+
+
+class TestCursors:
+    async def test_a_cursor_beyond_64_bits_is_a_400_problem_not_a_server_error(self, demo) -> None:
+        services, keys = demo
+        async with AsyncTestClient(create_app(services)) as client:
+            for path in (f"/v1/patients/{uuid4()}/timeline?after={2**70}", f"/v1/audit/access?after={2**70}"):
+                r = await client.get(path, headers=auth(keys["hc-north"]))
+                assert r.status_code == 400, (path, r.text)
