@@ -43,8 +43,8 @@ Purpose = Annotated[
     ),
 ]
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=200)]
-#: Cursors are 64-bit in both stores: a larger one is a 400, not an overflow in the driver.
-MAX_CURSOR = 2**63 - 1
+#: Cursors fit both stores' 64-bit integers: a larger one is a 400, not an overflow in the driver.
+MAX_CURSOR = 2**53  # exact as a JSON number (OpenAPI writes bounds as floats)
 After = Annotated[
     int, QueryParameter(name="after", ge=0, le=MAX_CURSOR, description="Cursor: `next` of the previous page.")
 ]
