@@ -77,6 +77,12 @@ ERRORS: dict[str, dict[int, str]] = {
         404: "`patient-not-found`: no such patient, or not within your reach (the same answer)",
     },
     "accessLog": {400: "a query parameter is malformed or out of range", 403: "`not-an-auditor`"},
+    # the verifiable log (api/audit.py): auditors only
+    "latestCheckpoint": {403: "not an auditor", 404: "`no-checkpoint-yet`"},
+    "checkpointOfSize": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`no-checkpoint-yet`"},
+    "inclusionProof": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`not-in-tree`"},
+    "consistencyProof": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`no-checkpoint-yet`"},
+    "patientProofBundle": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`not-in-tree`"},
     "me": {},
     "status": {},
     "readyz": {503: "the store does not answer (the body is the readiness, not a problem)"},
