@@ -16,9 +16,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from prometheus_client import CollectorRegistry
 
+from api.access_log import AccessLogController
 from api.audit import AuditController
 from api.auth import AuthServices, FailedAuthentications
 from api.bodies import json_body_hook
@@ -28,8 +28,10 @@ from api.me import MeController
 from api.metrics import Exposition, StoreGauges, metrics
 from api.middleware import RequestLogMiddleware, RequestTimer
 from api.obligations import ObligationsController
+from api.openapi import assets_router, complete_on_startup, docs_page
+from api.patient_files import PatientFilesController
 from api.patients import PatientSearchController
-from api.ports import AuditPort, CaseRecordPort, ReadinessPort, RecordingPort, WorkQueuePort
+from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
 from api.status import StatusController
 from api.work_queue import WorkQueueController
@@ -42,7 +44,9 @@ class AppMetrics(DoorCounts, RequestTimer, Protocol):
     """This process's counters: messages by door, request latency."""
 
 
-class AppServices(RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuditPort, AuthServices, Protocol):
+class AppServices(
+    RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuditPort, PatientReadPort, AuthServices, Protocol
+):
     """Every port a controller uses, and the app's metrics (``ops.bootstrap.Services``)."""
 
     @property
@@ -80,8 +84,11 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             envelope_schema,
             WorkQueueController,
             PatientSearchController,
+            PatientFilesController,
+            AccessLogController,
             ObligationsController,
             AuditController,
+            assets_router(),  # the docs page's own files: no CDN
         ],
         state=State(
             {
@@ -102,8 +109,9 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             title="Severe mental disorder coordination API",
             version="1",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[docs_page()],  # Swagger UI from /docs-assets (api.openapi)
         ),
+        on_startup=[complete_on_startup],  # problems, the envelope body, the security scheme
         logging_config=None,  # the service configured the root logger; keep it
         lifespan=[own_lifespan, *lifespan],
         debug=False,

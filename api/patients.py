@@ -17,10 +17,16 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency, Provide
 
 from api.auth import Caller, agency_guard, provide_caller
-from api.ports import CaseRecordPort, Port
+from api.obligations import StaffId
+from api.patient_files import Purpose
+from api.ports import PatientReadPort, Port
+from api.problems import status_for
+from core.access_log import AccessEntry
 from core.identity import find_by_id_number
 from domain.access import NotAllowedToSearch, may_search_by_id_number
 from domain.errors import DomainError
+from domain.read_filter import check_purpose
+from domain.registry import AgencyKind
 
 
 class IdNumberSearch(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,7 +75,8 @@ class PatientSearchController(Controller):
             'Body: `{"id_number": "..."}`. Answers the ids of patients holding the number (at most '
             "one per region), matched through a keyed blind index. For health centers, police "
             "stations, civil affairs, psychiatric hospitals, governance centers and auditors; others "
-            "get 403. An invalid number is a 422 naming the part that is wrong."
+            "get 403. An invalid number is a 422 naming the part that is wrong. `X-Purpose` defaults to "
+            "`assigned-duty`; every answer (the patient ids, never the number) is recorded in the access log."
         ),
         status_code=200,
     )
@@ -77,14 +84,40 @@ class PatientSearchController(Controller):
         self,
         request: Request[Any, Any, Any],
         caller: NamedDependency[Caller],
-        services: Port[CaseRecordPort],
+        services: Port[PatientReadPort],
+        purpose: Purpose = None,
+        staff_id: StaffId = None,
     ) -> SearchResult:
-        if not may_search_by_id_number(caller.kind):
-            raise NotAllowedToSearch(caller.agency_id, caller.kind)
-        try:  # the body passed api.bodies.json_body_hook: JSON, bounded, UTF-8, shallow, no repeated member
-            query = _decoder.decode(await request.body())
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            raise InvalidSearch() from None
         record = services.case_record
-        found = await asyncio.to_thread(find_by_id_number, record, query.id_number, record.clock())
-        return SearchResult(patients=[PatientMatch(patient_id=p) for p in found])
+        # today's clients send no purpose: their searches are their duty (an auditor's, an audit)
+        stated = purpose or ("audit" if caller.kind == AgencyKind.AUDITOR else "assigned-duty")
+        found: list[UUID] = []
+        status = 500
+        try:
+            check_purpose(caller.kind, stated)
+            if not may_search_by_id_number(caller.kind):
+                raise NotAllowedToSearch(caller.agency_id, caller.kind)
+            try:  # the body passed api.bodies.json_body_hook: JSON, bounded, UTF-8, shallow, no repeated member
+                query = _decoder.decode(await request.body())
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                raise InvalidSearch() from None
+            found = await asyncio.to_thread(find_by_id_number, record, query.id_number, record.clock())
+            status = 200
+            return SearchResult(patients=[PatientMatch(patient_id=p) for p in found])
+        except DomainError as e:
+            status = status_for(e.code)
+            raise
+        finally:
+            entry = AccessEntry(
+                at=record.clock(),
+                agency_id=caller.agency_id,
+                key_id=caller.key_id,
+                staff_id=staff_id,
+                purpose=stated[:32],
+                endpoint="POST /v1/patients/search",
+                status=status,
+                patient_ids=tuple(found),
+                fields=("patient_id",) if found else (),
+            )
+            if status < 500:
+                await asyncio.to_thread(services.access_log.append, entry)

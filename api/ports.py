@@ -15,6 +15,7 @@ from uuid import UUID
 from litestar.di import Dependency
 from litestar.params import SkipValidationMarker
 
+from core.access_log import AccessLog
 from core.audit.service import AuditLog
 from core.case_record import CaseRecord
 from core.contract import WireLimits
@@ -170,3 +171,20 @@ class AuditPort(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+
+class PatientReadPort(Protocol):
+    """What reading a patient's file and timeline needs."""
+
+    @property
+    def case_record(self) -> CaseRecord: ...
+
+    @property
+    def registry(self) -> RegistryView: ...
+
+    @property
+    def access_log(self) -> AccessLog: ...
+
+    def patient_obligations(self, patient_id: UUID) -> Sequence[QueueRowView]:
+        """The obligations and notices about one patient (the work-queue read model)."""
+        ...

@@ -37,12 +37,16 @@ STATUS_BY_CODE: dict[str, int] = {
     # 400: the request itself is malformed
     "invalid-search": 400,
     "invalid-proof-request": 400,  # the verifiable log (core.audit.service)
+    "purpose-required": 400,
+    "unknown-purpose": 400,
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
+    "not-an-auditor": 403,
     "not-the-owner": 403,
     "not-your-message": 403,
     "outside-jurisdiction": 403,
+    "purpose-not-allowed": 403,
     "source-mismatch": 403,
     "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
     # 404: what the message refers to does not exist
@@ -139,6 +143,10 @@ def _http_error(request: Request, exc: HTTPException) -> Response[Problem]:
     response = problem_response(status, code, title, detail, request)
     if status == 429 and exc.headers and "Retry-After" in exc.headers:
         response.headers["Retry-After"] = exc.headers["Retry-After"]
+    if status == 405 and exc.headers:  # RFC 9110: a 405 lists the methods the resource has
+        allow = {k.lower(): v for k, v in exc.headers.items()}.get("allow")
+        if allow:
+            response.headers["Allow"] = allow
     return response
 
 

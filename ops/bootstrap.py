@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from core.access_log import ACCESS_LOG_FILE, AccessLog, PostgresAccessLog, SQLiteAccessLog
 from core.apikeys import ApiKeys, open_apikeys
 from core.audit.chain import chain_follower
 from core.audit.checkpoints import Checkpointer, apikeys_extension
@@ -122,6 +123,7 @@ class Services:
     parking: ParkingStore
     waiting: Waiting  # facts that arrived before what they refer to (core.waiting)
     waiting_sweep: WaitingSweep  # releases left-overs, refuses at the window's end
+    access_log: AccessLog  # every read that reveals a patient (core.access_log)
     nats: Any = None  # a connected nats.aio.client.Client when SMD_NATS_URL is set
     rule_settings: RuleSettingsView | None = None  # the region's rule settings by date, from the log
     calendar: CalendarView | None = None  # working days (holidays, make-up days), from the log
@@ -181,6 +183,15 @@ class Services:
                 todo.extend(state.children(unit, today))
         return seen
 
+    def patient_obligations(self, patient_id: Any) -> list[Any]:
+        """The obligations and notices about one patient, from the work-queue read model."""
+        rows: list[Any] = []
+        while True:
+            page = self.work_queue.select("patient_id = ?", [patient_id], rows[-1].position if rows else 0, 500)
+            rows += page
+            if len(page) < 500:
+                return rows
+
     def metrics_registry(self) -> tuple[CollectorRegistry, StoreCollector]:
         """A fresh Prometheus registry for one app: this process's metrics and the store's."""
         return registry_for(self)
@@ -199,6 +210,7 @@ class Services:
             self.chain_store.close()
         self.views.close()
         self.waiting.table.close()
+        self.access_log.close()
         self.parking.close()
         self.apikeys.close()
         self.case_record.close()
@@ -246,11 +258,13 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             parking = SQLiteParkingStore(settings.data_dir / FOLLOWERS_FILE)
             waiting_table = SQLiteWaitingTable(settings.data_dir / WAITING_FILE)
             chain_store = SQLiteChainStore(settings.data_dir / VLOG_FILE)
+            access_log: AccessLog = SQLiteAccessLog(settings.data_dir / ACCESS_LOG_FILE)
         else:
             views = PostgresViewStore(settings.postgres.conninfo())
             parking = PostgresParkingStore(settings.postgres.conninfo())
             waiting_table = PostgresWaitingTable(settings.postgres.conninfo())
             chain_store = PostgresChainStore(settings.postgres.conninfo(), pool=views.pool)  # no new connections
+            access_log = PostgresAccessLog(settings.postgres.conninfo())
         apikeys = build_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)
@@ -280,6 +294,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         parking=parking,
         waiting=waiting,
         waiting_sweep=WaitingSweep(waiting, registry, settings.earliest_time),
+        access_log=access_log,
         rule_settings=rule_settings,
         calendar=open_calendar(case_record),
         metrics=metrics,

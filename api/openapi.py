@@ -1,0 +1,211 @@
+"""The OpenAPI document as integrators need it, and the docs page without a CDN.
+
+Litestar generates the paths from the handlers; this module completes what it cannot know:
+- every error status an operation can answer, each an RFC 9457 problem (``Problem``) instead of
+  Litestar's default error schema (``ERRORS``: one table, checked by a test against the app);
+- the request body of ``POST /v1/events``: the envelope union, the same JSON Schema as
+  ``GET /v1/contract/envelope.schema.json``;
+- the API-key security scheme (``Authorization: Bearer`` or ``X-API-Key``) on every operation that
+  needs a key.
+The docs page (``/schema``) is Swagger UI served from this service's own files
+(``/docs-assets``, from the ``swagger-ui-py`` wheel): an isolated network sees a working page.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+
+from api.problems import PROBLEM_JSON, TYPE_BASE
+from core.contract import InboundEvent
+from domain.read_filter import PURPOSES
+
+ASSETS = "/docs-assets"  # not under /schema: its catch-all path answers 404 there
+
+#: Errors every operation that needs a key can answer.
+KEYED = {
+    401: "no key, an unknown or a revoked key (`unauthenticated`)",
+    403: "the key's agency is not in the registry today (`unknown-agency`), or the caller's kind may not do this",
+    429: "too many failed authentications from this address or for this key id (`Retry-After`)",
+    503: "the store did not answer (`store-unavailable`, `Retry-After`); send the same request again",
+}
+
+#: Further errors by operation (the codes in the description are the `type`'s last segment).
+ERRORS: dict[str, dict[int, str]] = {
+    "recordEvent": {
+        400: "the body is not a valid envelope, too large, not UTF-8, nested too deep or repeats a member",
+        403: "`not-allowed-to-record`, `outside-jurisdiction`, `source-mismatch`",
+        404: "what the fact refers to does not exist (`unknown-incident`, …)",
+        409: "`duplicate-key`-like conflicts: `already-deregistered`, `id-number-already-registered`, "
+        "`idempotency-key-reused`, `concurrent-write`, …",
+        415: "the body is not `application/json` or `application/cloudevents+json`",
+        422: "the fact breaks a rule of the file (the code names the rule)",
+    },
+    "messageStatus": {403: "`not-your-message`", 404: "`message-not-found`"},
+    "workQueue": {400: "a query parameter is out of range"},
+    "oversightObligations": {400: "a query parameter is out of range", 403: "not a governance center or auditor"},
+    "acknowledgeObligation": {403: "`not-the-owner`", 404: "`obligation-not-found`", 409: "`obligation-closed`"},
+    "completeObligation": {
+        400: 'the body is not `{"note": …}`',
+        403: "`not-the-owner`",
+        404: "`obligation-not-found`",
+        409: "`obligation-closed`, `wrong-obligation-kind`",
+        415: "the body is not JSON",
+    },
+    "readNotice": {403: "`not-the-owner`", 404: "`obligation-not-found`", 409: "`wrong-obligation-kind`"},
+    "searchPatientsByIdNumber": {
+        400: "`invalid-search`, `unknown-purpose`",
+        403: "`not-allowed-to-search`, `purpose-not-allowed`",
+        415: "the body is not JSON",
+        422: "the ID number is invalid (the part that is wrong is named)",
+    },
+    "getPatientFile": {
+        400: "`purpose-required`, `unknown-purpose`",
+        403: "`purpose-not-allowed`",
+        404: "`patient-not-found`: no such patient, or not within your reach (the same answer)",
+    },
+    "getPatientTimeline": {
+        400: "`purpose-required`, `unknown-purpose`, or a query parameter out of range",
+        403: "`purpose-not-allowed`",
+        404: "`patient-not-found`: no such patient, or not within your reach (the same answer)",
+    },
+    "accessLog": {400: "a query parameter is malformed or out of range", 403: "`not-an-auditor`"},
+    # the verifiable log (api/audit.py): auditors only
+    "latestCheckpoint": {403: "not an auditor", 404: "`no-checkpoint-yet`"},
+    "checkpointOfSize": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`no-checkpoint-yet`"},
+    "inclusionProof": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`not-in-tree`"},
+    "consistencyProof": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`no-checkpoint-yet`"},
+    "patientProofBundle": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`not-in-tree`"},
+    "me": {},
+    "status": {},
+    "readyz": {503: "the store does not answer (the body is the readiness, not a problem)"},
+}
+
+#: Operations without a key.
+OPEN = frozenset({"healthz", "readyz", "metrics", "envelopeSchema"})
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details (`application/problem+json`). `type` ends in a stable code "
+    "to branch on; `detail` says what to fix; nothing of the request is echoed.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "examples": [TYPE_BASE + "patient-not-found"]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "the request path"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def complete(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add problems, the envelope body and the security scheme to Litestar's document (in place)."""
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    (envelope,), defs = msgspec.json.schema_components([InboundEvent], ref_template="#/components/schemas/{name}")
+    schemas.update(defs)
+    schemas["Envelope"] = envelope
+    schemas["IdNumberSearch"] = {
+        "type": "object",
+        "required": ["id_number"],
+        "additionalProperties": False,
+        "properties": {
+            "id_number": {
+                "type": "string",
+                "pattern": "^[0-9]{17}[0-9Xx]$",
+                "description": "18 characters; the check digit and the date are verified too (422)",
+            }
+        },
+    }
+    if "CompletionNote" in schemas:  # decoded with unknown fields refused
+        schemas["CompletionNote"]["additionalProperties"] = False
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the key alone"},
+    }
+    for item in schema.get("paths", {}).values():
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            op_id = op.get("operationId", "")
+            responses = op.setdefault("responses", {})
+            # Litestar's own error schema is not what the API answers: replace every error
+            for status in [s for s in responses if s[:1] in ("4", "5") and op_id != "readyz"]:
+                responses[status] = _problem(responses[status].get("description", "an error"))
+            errors = dict(ERRORS.get(op_id, {}))
+            if op_id not in OPEN:
+                op["security"] = [{"bearer": []}, {"apiKey": []}]
+                errors = {**KEYED, **{k: f"{KEYED[k]}; {v}" if k in KEYED else v for k, v in errors.items()}}
+            for status, text in sorted(errors.items()):
+                if op_id == "readyz":
+                    responses[str(status)] = {"description": text}
+                else:
+                    responses[str(status)] = _problem(text)
+            for param in op.get("parameters", []):
+                if param.get("name") == "X-Purpose":
+                    param["schema"] = {"type": "string", "enum": list(PURPOSES)}
+                    # checked by the handler, not by Litestar, so that a refusal is recorded too
+                    param["required"] = op_id in ("getPatientFile", "getPatientTimeline")
+                if param.get("name") == "Idempotency-Key":
+                    param["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
+            if op_id == "searchPatientsByIdNumber":
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IdNumberSearch"}}},
+                }
+            if op_id == "recordEvent":
+                body = {"schema": {"$ref": "#/components/schemas/Envelope"}}
+                op["requestBody"] = {
+                    "required": True,
+                    "description": "One CloudEvents 1.0 envelope (structured JSON mode); `type` selects `data`.",
+                    "content": {"application/json": body, "application/cloudevents+json": body},
+                }
+    return schema
+
+
+def complete_on_startup(app: Litestar) -> None:
+    """Complete the cached document once, before the first request reads it."""
+    complete(app.plugins.get(OpenAPIPlugin).provide_openapi_schema())
+
+
+def swagger_assets() -> Path:
+    """Swagger UI's files as shipped in the ``swagger-ui-py`` wheel (no import: only its files)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: bash ops/run.sh installs requirements.lock")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def docs_page() -> SwaggerRenderPlugin:
+    """Swagger UI at /schema, every asset from /docs-assets."""
+    return SwaggerRenderPlugin(
+        js_url=f"{ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{ASSETS}/favicon-32x32.png'>",
+        path="/swagger",
+    )
+
+
+def assets_router():
+    """The route serving Swagger UI's files."""
+    return create_static_files_router(
+        path=ASSETS, directories=[swagger_assets()], include_in_schema=False, name="docs-assets"
+    )

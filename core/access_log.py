@@ -1,0 +1,232 @@
+"""The access log: one append-only row per answer that revealed (or was asked to reveal) a patient.
+
+Kept apart from the case events (its own SQLite file, its own PostgreSQL table) so that a read
+never takes the events table's lock. A row says who read (agency, key id, the asserted staff id),
+why (the stated purpose), what (the endpoint, the patient ids, the *names* of the fields
+revealed), when, how it ended (the HTTP status) and the request's correlation id. Never a value:
+no name, number, address or free text reaches this table.
+
+Append-only by construction: the class has no update or delete; on PostgreSQL a trigger refuses
+``UPDATE`` and ``DELETE`` on the table, on SQLite two triggers do the same.
+The row is committed before the answer is returned (the handler awaits ``append``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+from core.sqlite_files import ThreadConnections
+
+ACCESS_LOG_FILE = "access-log.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One read, as recorded."""
+
+    at: datetime
+    agency_id: str
+    key_id: str
+    staff_id: str | None
+    purpose: str
+    endpoint: str  # the route template, e.g. GET /v1/patients/{patient_id}
+    status: int
+    patient_ids: tuple[UUID, ...]
+    fields: tuple[str, ...]  # names of the fields revealed, never values
+    correlation_id: str | None = None
+    position: int | None = None  # assigned by the table
+
+
+class AccessLog(Protocol):
+    """Append and read back (for the auditor and the tests)."""
+
+    def append(self, entry: AccessEntry) -> None:
+        """Record one read; returns once committed."""
+        ...
+
+    def entries(
+        self,
+        *,
+        patient: UUID | None = None,
+        agency: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AccessEntry]:
+        """Recorded reads in order, optionally for one patient or agency, in [since, until)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+_COLUMNS = "at, agency_id, key_id, staff_id, purpose, endpoint, status, patient_ids, fields, correlation_id"
+
+
+class _SqlAccessLog:
+    table = "smd_access_log"
+    mark = "?"
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        raise NotImplementedError
+        yield
+
+    def append(self, entry: AccessEntry) -> None:
+        marks = ", ".join([self.mark] * 10)
+        with self._tx() as c:
+            c.execute(
+                f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks})",  # noqa: S608 (our own table name)
+                (
+                    self._at(entry.at),
+                    entry.agency_id,
+                    entry.key_id,
+                    entry.staff_id,
+                    entry.purpose,
+                    entry.endpoint,
+                    entry.status,
+                    json.dumps([str(p) for p in entry.patient_ids]),
+                    json.dumps(list(entry.fields)),
+                    entry.correlation_id,
+                ),
+            )
+
+    def _at(self, at: datetime) -> Any:
+        # one offset for every stored time, so that the text compares as the time does
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+    def entries(
+        self,
+        *,
+        patient: UUID | None = None,
+        agency: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AccessEntry]:
+        where, params = [f"position > {self.mark}"], [after]
+        if since is not None:
+            where.append(f"at >= {self.mark}")
+            params.append(self._at(since))
+        if until is not None:
+            where.append(f"at < {self.mark}")
+            params.append(self._at(until))
+        if agency is not None:
+            where.append(f"agency_id = {self.mark}")
+            params.append(agency)
+        if patient is not None:  # the ids are a JSON list of strings: match the quoted id
+            where.append(f"patient_ids LIKE {self.mark}")
+            params.append(f'%"{patient}"%')
+        sql = (
+            f"SELECT position, {_COLUMNS} FROM {self.table} WHERE {' AND '.join(where)} "  # noqa: S608
+            f"ORDER BY position LIMIT {self.mark}"
+        )
+        with self._tx() as c:
+            rows = c.execute(sql, (*params, limit)).fetchall()
+        return [_entry(tuple(r)) for r in rows]
+
+
+def _entry(r: Sequence[Any]) -> AccessEntry:
+    at = r[1] if isinstance(r[1], datetime) else datetime.fromisoformat(r[1])
+    return AccessEntry(
+        position=r[0],
+        at=at,
+        agency_id=r[2],
+        key_id=r[3],
+        staff_id=r[4],
+        purpose=r[5],
+        endpoint=r[6],
+        status=r[7],
+        patient_ids=tuple(UUID(p) for p in json.loads(r[8])),
+        fields=tuple(json.loads(r[9])),
+        correlation_id=r[10],
+    )
+
+
+_SQLITE_DDL = (
+    """CREATE TABLE IF NOT EXISTS smd_access_log (
+        position INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, agency_id TEXT NOT NULL,
+        key_id TEXT NOT NULL, staff_id TEXT, purpose TEXT NOT NULL, endpoint TEXT NOT NULL,
+        status INTEGER NOT NULL, patient_ids TEXT NOT NULL, fields TEXT NOT NULL, correlation_id TEXT)""",
+    """CREATE TRIGGER IF NOT EXISTS smd_access_log_no_update BEFORE UPDATE ON smd_access_log
+        BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS smd_access_log_no_delete BEFORE DELETE ON smd_access_log
+        BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
+)
+
+
+class SQLiteAccessLog(_SqlAccessLog):
+    """The access log in its own SQLite file (the embedded default)."""
+
+    def __init__(self, path: Path) -> None:
+        # synchronous=FULL: a row of an answered read survives a power cut, not only a crash
+        self._connections = ThreadConnections(path, "PRAGMA synchronous=FULL")
+        c = self._connections.get()
+        for ddl in _SQLITE_DDL:
+            c.execute(ddl)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        c = self._connections.get()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        self._connections.close()
+
+
+_POSTGRES_DDL = (
+    """CREATE TABLE IF NOT EXISTS smd_access_log (
+        position BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL, agency_id TEXT NOT NULL,
+        key_id TEXT NOT NULL, staff_id TEXT, purpose TEXT NOT NULL, endpoint TEXT NOT NULL,
+        status INTEGER NOT NULL, patient_ids TEXT NOT NULL, fields TEXT NOT NULL, correlation_id TEXT)""",
+    """CREATE OR REPLACE FUNCTION smd_access_log_append_only() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'the access log is append-only'; END $$""",
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'smd_access_log_append_only') THEN
+            CREATE TRIGGER smd_access_log_append_only BEFORE UPDATE OR DELETE ON smd_access_log
+            FOR EACH ROW EXECUTE FUNCTION smd_access_log_append_only();
+        END IF; END $$""",
+)
+
+
+class PostgresAccessLog(_SqlAccessLog):
+    """The access log in its own PostgreSQL table beside the event store (never its lock)."""
+
+    mark = "%s"
+
+    def _at(self, at: datetime) -> Any:
+        return at
+
+    def __init__(self, conninfo: str) -> None:
+        from core.postgres import open_pool
+
+        self.pool = open_pool(conninfo, min_size=0, max_size=4, name="smd-access-log")
+        with self.pool.connection() as c:
+            c.execute("SELECT pg_advisory_xact_lock(7304)")  # concurrent starters: one creates
+            for ddl in _POSTGRES_DDL:
+                c.execute(ddl)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with self.pool.connection() as c:  # one transaction: committed on leaving the block
+            yield c
+
+    def close(self) -> None:
+        self.pool.close()
