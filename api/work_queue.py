@@ -35,6 +35,7 @@ After = Annotated[
     QueryParameter(
         name="after",
         ge=0,
+        le=2**53,  # a log position; larger overflows the stores' integers (a clear 400, not a 500)
         description="Cursor: `next` of the previous page (0 or absent: the first page). Pass the same "
         "`status` on every page.",
     ),

@@ -141,6 +141,14 @@ class TestOpenItemsByDefault:
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["detail"] == "status: Invalid enum value 'closed'"
 
+    async def test_a_cursor_beyond_any_log_position_is_a_400_problem_not_a_crash(self, town) -> None:
+        services, keys = town
+        async with AsyncTestClient(create_app(services)) as client:
+            r = await client.get(f"/v1/work-queue?after={10**30}", headers=auth(keys[POLICE]))
+            assert r.status_code == 400, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert "after" in r.json()["detail"]
+
     async def test_the_openapi_document_gives_the_status_filter_and_the_cursor(self, town) -> None:
         services, _ = town
         async with AsyncTestClient(create_app(services)) as client:
