@@ -205,6 +205,19 @@ class DischargeData(Contract, kw_only=True):
     discharge_plan: Note | None = None
 
 
+class InstitutionalCareStartedData(Contract, kw_only=True):
+    """Civil affairs placed the patient in institutional care (集中照料救治); the place is sealed."""
+
+    place: Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="The institution (free text).")]
+    care_kind: Literal["homeless", "minimum_living_allowance", "extreme_poverty"]
+
+
+class InstitutionalCareEndedData(Contract, kw_only=True):
+    """The patient's institutional care ended; the reason is sealed."""
+
+    reason: Note | None = None
+
+
 class GuardianContactData(Contract, kw_only=True):
     """How to reach the guardian (stored encrypted)."""
 
@@ -343,6 +356,14 @@ class DischargedV1(Envelope, tag="cn.smd.patient.discharged.v1", kw_only=True):
     data: DischargeData
 
 
+class InstitutionalCareStartedV1(Envelope, tag="cn.smd.institutional-care.started.v1", kw_only=True):
+    data: InstitutionalCareStartedData
+
+
+class InstitutionalCareEndedV1(Envelope, tag="cn.smd.institutional-care.ended.v1", kw_only=True):
+    data: InstitutionalCareEndedData
+
+
 class GuardianAssignedV1(Envelope, tag="cn.smd.guardian.assigned.v1", kw_only=True):
     data: GuardianAssignedData
 
@@ -430,6 +451,8 @@ FILE_EVENTS = (
     DiagnosisRevokedV1,
     AdmittedV1,
     DischargedV1,
+    InstitutionalCareStartedV1,
+    InstitutionalCareEndedV1,
     GuardianAssignedV1,
     NoGuardianRecordedV1,
     SocialGuardianDesignatedV1,
@@ -661,6 +684,8 @@ InboundEvent = (
     | DiagnosisRevokedV1
     | AdmittedV1
     | DischargedV1
+    | InstitutionalCareStartedV1
+    | InstitutionalCareEndedV1
     | GuardianAssignedV1
     | NoGuardianRecordedV1
     | SocialGuardianDesignatedV1

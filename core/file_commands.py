@@ -28,6 +28,8 @@ FILE_COMMANDS: dict[type, Command] = {
     c.DiagnosisRevokedV1: lambda p, by, now, d: p.revoke_diagnosis(by, now, reason=d.reason),
     c.AdmittedV1: lambda p, by, now, d: p.admit(by, now, **asdict(d)),
     c.DischargedV1: lambda p, by, now, d: p.discharge(by, now, discharge_plan=d.discharge_plan),
+    c.InstitutionalCareStartedV1: lambda p, by, now, d: p.start_institutional_care(by, now, **asdict(d)),
+    c.InstitutionalCareEndedV1: lambda p, by, now, d: p.end_institutional_care(by, now, reason=d.reason),
     c.GuardianAssignedV1: lambda p, by, now, d: p.assign_guardian(by, now, contact=_contact(d.contact), weak=d.weak),
     c.NoGuardianRecordedV1: lambda p, by, now, d: p.record_no_guardian(by, now),
     c.SocialGuardianDesignatedV1: lambda p, by, now, d: p.designate_social_guardian(

@@ -35,7 +35,7 @@ from typing import Any
 from domain.identity import CHINA_TZ
 from domain.patient_care import AidType
 from domain.patient_file import Adherence, AdmissionKind, EconomicStatus, GuardianStatus, RefusalKind
-from domain.rules.entries import Entry, Known, in_hospital, latest, of, order, risk_level
+from domain.rules.entries import Entry, Known, cared_for, latest, of, order, risk_level
 from domain.values import HIGH_RISK_LEVEL
 
 IRREGULAR_MEDICATION = "irregular_medication"
@@ -96,7 +96,7 @@ def supply_runs_out_on(pickups: Iterable[Entry]) -> date | None:
 def supply_ran_out(known: list[Entry], on: datetime) -> bool:
     """On medication at home and the supply ran out by ``on`` (R6's deadline passed)."""
     end = supply_runs_out_on(of(known, "medication"))
-    return end is not None and not in_hospital(known) and on >= datetime.combine(end, time(0), CHINA_TZ)
+    return end is not None and not cared_for(known) and on >= datetime.combine(end, time(0), CHINA_TZ)
 
 
 class _Running:
@@ -177,7 +177,7 @@ def categories_of(known: list[Entry], on: datetime, lost_after: int = _DEFAULT_L
     found = set()
     adherence = latest(known, "adherence")
     ran_out = (
-        r.supply_end is not None and not in_hospital(known) and on >= datetime.combine(r.supply_end, time(0), CHINA_TZ)
+        r.supply_end is not None and not cared_for(known) and on >= datetime.combine(r.supply_end, time(0), CHINA_TZ)
     )
     if (adherence is not None and adherence["adherence"] in _IRREGULAR) or ran_out:
         found.add(IRREGULAR_MEDICATION)

@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
 from domain.errors import DomainError, ReferenceNotKnownYet
-from domain.personal import GuardianContact
+from domain.personal import GuardianContact, SealedText, sealed_text
 from domain.values import Diagnosis, Provenance, by_occurred, check_known_diagnosis, check_not_in_future
 
 # -- values -----------------------------------------------------------------------------------------
@@ -40,6 +40,14 @@ class AdmissionKind(StrEnum):
 
     VOLUNTARY = "voluntary"
     INVOLUNTARY = "involuntary"  # 强制住院 / 非自愿住院
+
+
+class InstitutionalCareKind(StrEnum):
+    """Why civil affairs places a patient in institutional care (集中照料救治)."""
+
+    HOMELESS = "homeless"  # 流浪乞讨
+    MINIMUM_LIVING_ALLOWANCE = "minimum_living_allowance"  # 低保
+    EXTREME_POVERTY = "extreme_poverty"  # 特困
 
 
 class GuardianStatus(StrEnum):
@@ -185,6 +193,18 @@ class NoMoveReported(ReferenceNotKnownYet):
         )
 
 
+class NoInstitutionalCare(DomainError):
+    """An end of institutional care needs a start dated at or before it."""
+
+    code = "no-institutional-care"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no institutional care was recorded as started on or before this end; record the start "
+            "first (cn.smd.institutional-care.started.v1) or check the date"
+        )
+
+
 class AlreadyDeregistered(DomainError):
     """A patient leaves the register once."""
 
@@ -283,6 +303,18 @@ class HospitalStayRecorded(FileFact):
     hospital: str | None
     admission_kind: str | None
     discharge_plan: str | None
+
+
+@_fact("smd.InstitutionalCareRecorded", "institution")
+class InstitutionalCareRecorded(FileFact):
+    """InstitutionalCareStarted (started=True: the place and the kind) or InstitutionalCareEnded
+    (started=False, with an optional reason). The place's name and the reason are free text:
+    sealed."""
+
+    started: bool
+    care_kind: str | None
+    place: SealedText | None
+    reason: SealedText | None
 
 
 @_fact("smd.GuardianRecorded", "guardian")
@@ -614,6 +646,42 @@ class PatientFile:
         """When the latest discharge took place."""
         latest = _latest([e for e in self._entries("hospital") if not e["admitted"]])
         return None if latest is None else latest["at"]
+
+    # institutional care: cared for like a hospital stay while it lasts
+    def start_institutional_care(self, by: Provenance, now: datetime, *, place: str, care_kind: str) -> None:
+        """Record that civil affairs placed the patient in institutional care (集中照料救治)."""
+        kind = _choice("care_kind", care_kind, InstitutionalCareKind)
+        self._record(
+            InstitutionalCareRecorded,
+            "the start of institutional care",
+            by,
+            now,
+            started=True,
+            care_kind=kind,
+            place=sealed_text(place),
+            reason=None,
+        )
+
+    def end_institutional_care(self, by: Provenance, now: datetime, *, reason: str | None = None) -> None:
+        """Record that the patient's institutional care ended (a start must be dated at or before it)."""
+        if not any(e["started"] and e["at"] <= by.occurred_at for e in self._entries("institution")):
+            raise NoInstitutionalCare()
+        self._record(
+            InstitutionalCareRecorded,
+            "the end of institutional care",
+            by,
+            now,
+            started=False,
+            care_kind=None,
+            place=None,
+            reason=sealed_text(reason),
+        )
+
+    @property
+    def in_institutional_care(self) -> bool:
+        """In institutional care now (by occurred time)."""
+        latest = _latest(self._entries("institution"))
+        return bool(latest and latest["started"])
 
     # guardianship
     def assign_guardian(self, by: Provenance, now: datetime, *, contact: GuardianContact, weak: bool = False) -> None:

@@ -71,6 +71,19 @@ class CaseReporter(Personal, frozen=True, kw_only=True):
     relation: str | None = None
 
 
+class SealedText(Personal, frozen=True, kw_only=True):
+    """A free-text field (a place's name, a reason, a task's text): staff type names and
+    diagnoses into free text, so every free-text field of a new fact type is sealed from its
+    first version."""
+
+    text: str | None = None
+
+
+def sealed_text(text: str | None) -> SealedText | None:
+    """The free text as a sealed value (None stays None)."""
+    return None if text is None else SealedText(text=text)
+
+
 #: Stable names stored inside sealed values; never rename an entry, add new ones.
 PERSONAL_TYPES: dict[str, type[Personal]] = {
     "PersonalDetails": PersonalDetails,
@@ -79,6 +92,7 @@ PERSONAL_TYPES: dict[str, type[Personal]] = {
     "CareTeamMember": CareTeamMember,
     "SuspectedPerson": SuspectedPerson,
     "CaseReporter": CaseReporter,
+    "SealedText": SealedText,
 }
 PERSONAL_TYPE_NAMES: dict[type[Personal], str] = {v: k for k, v in PERSONAL_TYPES.items()}
 

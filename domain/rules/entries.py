@@ -115,6 +115,30 @@ def in_hospital(known: list[Entry]) -> bool:
     return bool(stay and stay["admitted"])
 
 
+def in_institutional_care(known: list[Entry]) -> bool:
+    """The latest institutional-care fact is a start (集中照料救治 by civil affairs)."""
+    care = latest(known, "institution")
+    return bool(care and care["started"])
+
+
+#: The kinds of fact that say whether the patient is cared for away from home: a condition that
+#: asks ``cared_for`` reads them all.
+CARED_FOR_KINDS = ("hospital", "institution")
+
+
+def cared_for(known: list[Entry]) -> bool:
+    """In hospital or in institutional care: cared for away from home while it lasts, so the
+    rules for patients living at home hold back."""
+    return in_hospital(known) or in_institutional_care(known)
+
+
+def cared_for_reason(known: list[Entry]) -> str:
+    """Why a rule for patients at home stopped: the stay that began."""
+    if in_hospital(known):
+        return "the patient was admitted to hospital"
+    return "the patient was placed in institutional care"
+
+
 def risk_class(known: list[Entry]) -> str | None:
     """The class of the latest assessment."""
     a = latest(known, "assessment")

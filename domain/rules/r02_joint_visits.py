@@ -4,7 +4,7 @@ Seed: Qingyang Q-4 and Jiaobei 卫生院 1 (至少每两周共同面访一次: h
 community police together); owner: the health center covering the residence (none on record:
 the governance center, ``assign_health_center``); interval: ``RuleSettings.r2_joint_visit_every``.
 
-- *Episode*: on the register, not in hospital, and the latest assessment's class is unstable.
+- *Episode*: on the register, not in hospital or institutional care, and the latest assessment's class is unstable.
 - *Cycles*: each a ``joint_visit`` obligation due 14 days after its anchor: the latest joint
   visit dated at or after the episode opened (else the fact that opened it). The next joint
   visit completes the cycle and opens the next; a missed fortnight is marked overdue by R15.
@@ -12,8 +12,9 @@ the governance center, ``assign_health_center``); interval: ``RuleSettings.r2_jo
   (``joint_visits_every_14_days_notice``), and the committee tells the guardian of the legal
   duty (``tell_guardian_of_legal_duty``, due in 14 days), completed by a legal-duty notice
   given on or after the day the episode began.
-- *Cancelled by*: the patient is admitted, is no longer unstable, or leaves the register (a
-  joint visit that ends the episode completes its cycle instead).
+- *Cancelled by*: the patient is admitted (or placed in institutional care), is no longer
+  unstable, or leaves the register (a joint visit that ends the episode completes its cycle
+  instead).
 """
 
 from __future__ import annotations
@@ -35,20 +36,20 @@ from domain.rules.engine import (
     notice,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, in_hospital, risk_class
+from domain.rules.entries import CARED_FOR_KINDS, Entry, cared_for, cared_for_reason, deregistration, risk_class
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 
 
 def _unstable_at_home(known: list[Entry]) -> bool:
-    return deregistration(known) is None and not in_hospital(known) and risk_class(known) == RiskClass.UNSTABLE
+    return deregistration(known) is None and not cared_for(known) and risk_class(known) == RiskClass.UNSTABLE
 
 
 def _ended(known: list[Entry], fact: Entry) -> Closing:
     if (gone := left_register(known)) is not None:
         return gone
-    if in_hospital(known):
-        return Closing(reason="the patient was admitted to hospital")
+    if cared_for(known):
+        return Closing(reason=cared_for_reason(known))
     return Closing(reason="the patient is no longer unstable")
 
 
@@ -81,7 +82,7 @@ R2 = CycleRule(
     "joint-visit",
     AgencyKind.HEALTH_CENTER,
     "joint_visit",
-    Condition("R2", ("assessment", "hospital", "deregistration"), _unstable_at_home, _ended),
+    Condition("R2", ("assessment", *CARED_FOR_KINDS, "deregistration"), _unstable_at_home, _ended),
     anchor_kind="visit",
     anchors=lambda e: e["joint"],
     due=lambda h, anchor, upto, s: anchor["at"] + s.r2_joint_visit_every,

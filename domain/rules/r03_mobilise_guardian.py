@@ -5,11 +5,12 @@ Seed: Qingyang Q-4 (及时送医); owner: the committee covering the residence (
 team; none on record: the governance center, ``assign_committee``); deadline:
 ``RuleSettings.r3_mobilise_guardian`` (7 days, our default).
 
-- *Episode*: on the register, not in hospital, and the latest assessment's class is unstable
+- *Episode*: on the register, not in hospital or institutional care, and the latest assessment's class is unstable
   or basically stable.
 - *Opens*: the committee → ``mobilise_guardian_for_treatment``.
 - *Completed by*: the care team reaching the patient or the family (a care-team contact with
-  outcome ``reached``, dated at or after the episode opened), or an admission to hospital.
+  outcome ``reached``, dated at or after the episode opened), or an admission to hospital or a
+  placement in institutional care.
 - *Cancelled by*: the patient is stable again, or leaves the register.
 """
 
@@ -30,7 +31,7 @@ from domain.rules.engine import (
     left_register,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, in_hospital, latest, risk_class
+from domain.rules.entries import CARED_FOR_KINDS, Entry, cared_for, deregistration, in_hospital, latest, risk_class
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 
@@ -38,14 +39,15 @@ _MOBILISE = (RiskClass.BASICALLY_STABLE, RiskClass.UNSTABLE)
 
 
 def _needs_treatment_at_home(known: list[Entry]) -> bool:
-    return deregistration(known) is None and not in_hospital(known) and risk_class(known) in _MOBILISE
+    return deregistration(known) is None and not cared_for(known) and risk_class(known) in _MOBILISE
 
 
 def _ended(known: list[Entry], fact: Entry) -> Closing:
     if (gone := left_register(known)) is not None:
         return gone
-    if in_hospital(known):
-        return Closing(completed_by=latest(known, "hospital")["key"])  # type: ignore[index]
+    if cared_for(known):
+        stay = latest(known, "hospital" if in_hospital(known) else "institution")
+        return Closing(completed_by=stay["key"])  # type: ignore[index]
     return Closing(reason="the patient is stable")
 
 
@@ -70,7 +72,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 R3 = EpisodeRule(
     "R3",
     AgencyKind.COMMITTEE,
-    Condition("R3", ("assessment", "hospital", "deregistration"), _needs_treatment_at_home, _ended),
+    Condition("R3", ("assessment", *CARED_FOR_KINDS, "deregistration"), _needs_treatment_at_home, _ended),
     _assign,
     closes=("committee",),
     fulfil=Fulfil("care_team_contact", _reached_since_opening, frozenset({CareTeamContactRecorded.TOPIC})),

@@ -5,12 +5,12 @@ Seed: the national service norm (unstable every 2 weeks, basically stable monthl
 center, ``assign_health_center``); intervals: ``RuleSettings.r4_unstable``,
 ``r4_basically_stable``, ``r4_stable``, and ``r4_first_visit`` when no class is known yet.
 
-- *Episode*: on the register and not in hospital; the first opens with the registration.
+- *Episode*: on the register and not in hospital or institutional care; the first opens with the registration.
 - *Cycles*: each a ``follow_up_visit`` obligation due one interval after its anchor: the latest
   visit dated at or after the episode opened (else the fact that opened it); the interval is
   the class the anchoring visit recorded (at the opening, the latest class known). The next
   visit completes the cycle and opens the next; a late one is marked overdue by R15.
-- *Cancelled by*: an admission to hospital, or the patient leaves the register.
+- *Cancelled by*: an admission to hospital or a placement in institutional care, or the patient leaves the register.
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from datetime import datetime, timedelta
 
 from domain.registry import AgencyKind
 from domain.rules.engine import Closing, Condition, CycleRule, History, left_register
-from domain.rules.entries import Entry, deregistration, in_hospital
+from domain.rules.entries import CARED_FOR_KINDS, Entry, cared_for, cared_for_reason, deregistration
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 
 
 def _registered_at_home(known: list[Entry]) -> bool:
-    return deregistration(known) is None and not in_hospital(known)
+    return deregistration(known) is None and not cared_for(known)
 
 
 def _ended(known: list[Entry], fact: Entry) -> Closing:
     if (gone := left_register(known)) is not None:
         return gone
-    return Closing(reason="the patient was admitted to hospital")
+    return Closing(reason=cared_for_reason(known))
 
 
 def interval(h: History, anchor: Entry, upto: int, settings: RuleSettings) -> timedelta:
@@ -54,7 +54,7 @@ R4 = CycleRule(
     "visit",
     AgencyKind.HEALTH_CENTER,
     "follow_up_visit",
-    Condition("R4", ("registration", "hospital", "deregistration"), _registered_at_home, _ended),
+    Condition("R4", ("registration", *CARED_FOR_KINDS, "deregistration"), _registered_at_home, _ended),
     anchor_kind="visit",
     due=_due,
 )

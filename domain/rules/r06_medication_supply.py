@@ -6,14 +6,15 @@ the health center covering the residence (none on record: the governance center,
 ``assign_health_center``); the deadline is the supply itself: the first day without
 medication, 00:00 China time (pickups by date, leftover supply carried over).
 
-- *Episode*: on the register, not in hospital, and on medication (a pickup is recorded).
+- *Episode*: on the register, not in hospital or institutional care, and on medication (a pickup is recorded).
 - *Cycles*: each a ``medication_pickup_due`` obligation due on the first day without
   medication; anchored on the latest *recorded* pickup since the episode opened (every pickup
   moves the supply's end, a late one too). The next pickup completes the cycle and opens the next.
 - *When due* (R15 marks the cycle overdue): the committee covering the residence, which runs the
   care team, gets ``medication_run_out_warning`` (``on_due``), recorded with the overdue mark in
   one transaction.
-- *Cancelled by*: an admission (the hospital supplies the medication), or the patient leaves
+- *Cancelled by*: an admission or a placement in institutional care (the hospital or the
+  institution supplies the medication), or the patient leaves
   the register.
 """
 
@@ -25,17 +26,27 @@ from domain.identity import CHINA_TZ
 from domain.obligation import ObligationKind, obligation_id
 from domain.registry import AgencyKind
 from domain.rules.engine import Assignment, Closing, Condition, CycleRule, History, Responsible, left_register
-from domain.rules.entries import Entry, deregistration, in_hospital, latest
+from domain.rules.entries import (
+    CARED_FOR_KINDS,
+    Entry,
+    cared_for,
+    deregistration,
+    in_hospital,
+    in_institutional_care,
+    latest,
+)
 from domain.rules.settings import RuleSettings
 
 
 def _on_medication_at_home(known: list[Entry]) -> bool:
-    return deregistration(known) is None and not in_hospital(known) and latest(known, "medication") is not None
+    return deregistration(known) is None and not cared_for(known) and latest(known, "medication") is not None
 
 
 def _ended(known: list[Entry], fact: Entry) -> Closing:
     if (gone := left_register(known)) is not None:
         return gone
+    if in_institutional_care(known) and not in_hospital(known):
+        return Closing(reason="the patient was placed in institutional care (the institution supplies the medication)")
     return Closing(reason="the patient was admitted to hospital (the hospital supplies the medication)")
 
 
@@ -48,7 +59,7 @@ R6 = CycleRule(
     "health-center",
     AgencyKind.HEALTH_CENTER,
     "medication_pickup_due",
-    Condition("R6", ("medication", "hospital", "deregistration"), _on_medication_at_home, _ended),
+    Condition("R6", ("medication", *CARED_FOR_KINDS, "deregistration"), _on_medication_at_home, _ended),
     anchor_kind="medication",
     anchor_by_recorded=True,
     due=_due,

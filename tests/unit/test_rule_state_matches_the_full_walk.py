@@ -44,6 +44,10 @@ COMMANDS: dict[str, Any] = {
     "record_missed_visit": st.fixed_dictionaries({"day": st.integers(0, 110)}),
     "admit": st.fixed_dictionaries({"admission_kind": st.sampled_from(["voluntary", "involuntary"])}),
     "discharge": st.just({}),
+    "start_institutional_care": st.fixed_dictionaries(
+        {"care_kind": st.sampled_from(["homeless", "minimum_living_allowance", "extreme_poverty"])}
+    ),
+    "end_institutional_care": st.just({}),
     "assign_guardian": st.fixed_dictionaries({"weak": st.booleans()}),
     "record_no_guardian": st.just({}),
     "designate_social_guardian": st.just({}),
@@ -99,6 +103,7 @@ def _apply(patient: Patient, command: str, day: int, kw: dict[str, Any], n: int)
         "assess_risk": lambda: {"risk_level": kw["level"], "risk_class": _cls(kw["level"])},
         "record_missed_visit": lambda: {"scheduled_on": (BASE + timedelta(days=kw["day"])).date()},
         "admit": lambda: {"hospital": "hospital-1", "admission_kind": kw["admission_kind"]},
+        "start_institutional_care": lambda: {"place": "a care home", "care_kind": kw["care_kind"]},
         "assign_guardian": lambda: {"contact": GuardianContact(name="A Guardian"), "weak": kw["weak"]},
         "designate_social_guardian": lambda: {"designated_by": "civil"},
         "sign_guardianship_agreement": lambda: {"signed_on": on},
