@@ -34,7 +34,11 @@ if TYPE_CHECKING:
     from core.waiting import Waiting
 
 DOOR = "import"  # the door's label in the metrics (ops.metrics)
-REGISTRATIONS = ("cn.smd.patient.registered.v1", "cn.smd.patient.registered-unidentified.v1")
+REGISTRATIONS = (
+    "cn.smd.patient.registered.v1",
+    "cn.smd.patient.registered.v2",
+    "cn.smd.patient.registered-unidentified.v1",
+)
 
 
 @dataclass

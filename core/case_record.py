@@ -30,9 +30,11 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder
 from core import identity, suspected_cases
 from core.contract import (
     IdentityConfirmedV1,
+    IdentityConfirmedV2,
     InboundEvent,
     PatientRegisteredUnidentifiedV1,
     PatientRegisteredV1,
+    PatientRegisteredV2,
     RiskAssessedV1,
     VisitMissedV1,
     VisitRecordedV1,
@@ -185,7 +187,7 @@ class CaseRecord(Application[UUID]):
             message_id=(IMPORTED_PREFIX if imported else "") + event.idempotency_key,
         )
         match event:
-            case PatientRegisteredV1(subject=patient_id):
+            case PatientRegisteredV1(subject=patient_id) | PatientRegisteredV2(subject=patient_id):
                 if self._exists(patient_id):
                     raise PatientAlreadyRegistered(patient_id)
                 return identity.register(self, event, by, now), "recorded"  # with its ID-number marker
@@ -193,7 +195,7 @@ class CaseRecord(Application[UUID]):
                 if self._exists(patient_id):
                     raise PatientAlreadyRegistered(patient_id)
                 return identity.register_unidentified(self, event, by, now), "recorded"
-            case IdentityConfirmedV1():
+            case IdentityConfirmedV1() | IdentityConfirmedV2():
                 return identity.confirm(self, event, by, now), "recorded"  # with its ID-number marker
             case VisitRecordedV1(data=d):
                 patient = self.patient(event.subject)

@@ -59,6 +59,27 @@ class PatientRegisteredData(Contract, kw_only=True):
     diagnosis: str | None = None
 
 
+RegionCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="A county-level region code (6 digits, GB/T 2260).")
+]
+BirthDate = Annotated[date, msgspec.Meta(description="The birth date (YYYY-MM-DD); sealed like the ID number.")]
+
+
+class PatientRegisteredV2Data(Contract, kw_only=True):
+    """A patient enters the register, with the birth date and the household-registration region
+    (户籍所在地) that dual management (人户分离) and identity matching need. When an ID number is
+    given, the birth date must be the one its digits state."""
+
+    name: ShortText
+    residence: OrgUnitId
+    birth_date: BirthDate
+    household_region: RegionCode
+    id_number: Annotated[str, msgspec.Meta(max_length=18)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    diagnosis: str | None = None
+
+
 class VisitRecordedData(Contract, kw_only=True):
     """A follow-up visit took place, with its risk assessment."""
 
@@ -112,6 +133,10 @@ class PatientRegisteredV1(Envelope, tag="cn.smd.patient.registered.v1", kw_only=
     data: PatientRegisteredData
 
 
+class PatientRegisteredV2(Envelope, tag="cn.smd.patient.registered.v2", kw_only=True):
+    data: PatientRegisteredV2Data
+
+
 class VisitRecordedV1(Envelope, tag="cn.smd.visit.recorded.v1", kw_only=True):
     data: VisitRecordedData
 
@@ -149,12 +174,28 @@ class IdentityConfirmedData(Contract, kw_only=True):
     address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
+class IdentityConfirmedV2Data(Contract, kw_only=True):
+    """The real identity of a patient registered without an ID number, with the household-
+    registration region; the birth date, if sent, must be the one the ID number's digits state."""
+
+    id_number: Annotated[str, msgspec.Meta(min_length=1, max_length=18)]
+    name: ShortText
+    household_region: RegionCode
+    birth_date: date | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    address: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
 class PatientRegisteredUnidentifiedV1(Envelope, tag="cn.smd.patient.registered-unidentified.v1", kw_only=True):
     data: PatientRegisteredUnidentifiedData
 
 
 class IdentityConfirmedV1(Envelope, tag="cn.smd.patient.identity-confirmed.v1", kw_only=True):
     data: IdentityConfirmedData
+
+
+class IdentityConfirmedV2(Envelope, tag="cn.smd.patient.identity-confirmed.v2", kw_only=True):
+    data: IdentityConfirmedV2Data
 
 
 # -- the rest of the patient's file --------------------------------------------------------------
@@ -673,11 +714,13 @@ SUSPECTED_CASE_EVENTS = (
 
 InboundEvent = (
     PatientRegisteredV1
+    | PatientRegisteredV2
     | VisitRecordedV1
     | VisitMissedV1
     | RiskAssessedV1
     | PatientRegisteredUnidentifiedV1
     | IdentityConfirmedV1
+    | IdentityConfirmedV2
     | CircumstancesRecordedV1
     | ConfinementRecordedV1
     | DiagnosisRecordedV1

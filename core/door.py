@@ -36,12 +36,14 @@ class Reference:
 #:   ``source``                  the sender, authenticated and checked by core.intake (403 unknown-agency)
 #:   ``region``                  the envelope's region extension (core.intake: wrong-region)
 #:   ``destination_region``      another region's code: its registry is not ours
+#:   ``household_region``        a county code (GB/T 2260) of the household registration, anywhere in China
 #:   ``destination_unit``        when ``destination_region`` is another region (its unit, not ours)
 #:   ``hospital`` (admitted)     the hospital's name, free text, not an id
 #:   ``actor``                   a staff id the agency asserts
 #:   ``patient_id`` (suspected-case.registered)  a patient, checked by the domain
 REFERENCES: dict[type[c.Envelope], tuple[Reference, ...]] = {
     c.PatientRegisteredV1: (Reference("residence", "org unit"),),
+    c.PatientRegisteredV2: (Reference("residence", "org unit"),),
     c.PatientRegisteredUnidentifiedV1: (Reference("residence", "org unit"),),
     c.SuspectedCaseReportedV1: (Reference("seen_in", "org unit"),),
     c.MoveReportedV1: (Reference("destination_unit", "org unit", in_region_of="destination_region"),),
@@ -54,6 +56,8 @@ REFERENCES: dict[type[c.Envelope], tuple[Reference, ...]] = {
 #: Every date field of ``data``: not before the earliest accepted day (upper bounds are the
 #: domain's: a pickup or a missed visit cannot be in the future, a move may be).
 DATES: dict[type[c.Envelope], tuple[str, ...]] = {
+    c.PatientRegisteredV2: ("birth_date",),
+    c.IdentityConfirmedV2: ("birth_date",),
     c.VisitMissedV1: ("scheduled_on",),
     c.GuardianshipAgreementSignedV1: ("signed_on",),
     c.LegalDutyNoticeGivenV1: ("given_on",),

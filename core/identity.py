@@ -16,7 +16,15 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from core.blind_index import BlindIndex
-from core.contract import IdentityConfirmedV1, PatientRegisteredUnidentifiedV1, PatientRegisteredV1
+from core.contract import (
+    IdentityConfirmedV1,
+    IdentityConfirmedV2,
+    IdentityConfirmedV2Data,
+    PatientRegisteredUnidentifiedV1,
+    PatientRegisteredV1,
+    PatientRegisteredV2,
+    PatientRegisteredV2Data,
+)
 from domain.identity import IdNumberMarker, china_today, id_number_marker_id, validate_id_number
 from domain.identity_errors import IdNumberAlreadyRegistered
 from domain.patient import Patient
@@ -58,11 +66,15 @@ def _claim(record: CaseRecord, number: str, patient_id: UUID, by: Provenance, no
     )
 
 
-def register(record: CaseRecord, event: PatientRegisteredV1, by: Provenance, now: datetime) -> list[Any]:
-    """A patient, with the marker of its ID number when one is given."""
+def register(
+    record: CaseRecord, event: PatientRegisteredV1 | PatientRegisteredV2, by: Provenance, now: datetime
+) -> list[Any]:
+    """A patient, with the marker of its ID number when one is given (v1 states no birth date
+    and no household region: the birth date is the ID number's, the region unknown)."""
     d = event.data
-    personal = PersonalDetails(name=d.name, id_number=d.id_number, phone=d.phone, address=d.address)
-    patient = Patient.register(event.subject, by, now, personal, d.residence, d.diagnosis)
+    born, region = (d.birth_date, d.household_region) if isinstance(d, PatientRegisteredV2Data) else (None, None)
+    personal = PersonalDetails(name=d.name, id_number=d.id_number, phone=d.phone, address=d.address, birth_date=born)
+    patient = Patient.register(event.subject, by, now, personal, d.residence, d.diagnosis, household_region=region)
     number = patient.personal.id_number  # validated and normalised by the domain
     if number is None:
         return [patient]
@@ -81,12 +93,18 @@ def register_unidentified(
     return [patient]
 
 
-def confirm(record: CaseRecord, event: IdentityConfirmedV1, by: Provenance, now: datetime) -> list[Any]:
+def confirm(
+    record: CaseRecord, event: IdentityConfirmedV1 | IdentityConfirmedV2, by: Provenance, now: datetime
+) -> list[Any]:
     """The patient's confirmed identity and the marker of its ID number, saved together."""
     d = event.data
+    born, region = (d.birth_date, d.household_region) if isinstance(d, IdentityConfirmedV2Data) else (None, None)
     patient = record.patient(event.subject)
     patient.confirm_identity(
-        by, now, PersonalDetails(name=d.name, id_number=d.id_number, phone=d.phone, address=d.address)
+        by,
+        now,
+        PersonalDetails(name=d.name, id_number=d.id_number, phone=d.phone, address=d.address, birth_date=born),
+        household_region=region,
     )
     number = patient.personal.id_number
     assert number is not None  # confirm_identity refuses a confirmation without a valid number

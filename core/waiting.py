@@ -52,6 +52,7 @@ from core.contract import (
     MoveReportedV1,
     PatientRegisteredUnidentifiedV1,
     PatientRegisteredV1,
+    PatientRegisteredV2,
     SuspectedCaseReportedV1,
     canonical_bytes,
     decode_event,
@@ -432,7 +433,7 @@ class PostgresWaitingTable(_SqlWaitingTable):
 def provided(event: InboundEvent) -> list[str]:
     """The references a recorded message satisfies (what facts waiting for it may now need)."""
     match event:
-        case PatientRegisteredV1() | PatientRegisteredUnidentifiedV1():
+        case PatientRegisteredV1() | PatientRegisteredV2() | PatientRegisteredUnidentifiedV1():
             return [patient_reference(event.subject)]
         case SuspectedCaseReportedV1():
             return [suspected_case_reference(event.subject)]

@@ -10,6 +10,8 @@ from domain.errors import DomainError
 from domain.registry import AgencyKind
 
 PATIENT_REGISTERED = "cn.smd.patient.registered.v1"
+#: v2 adds the birth date and the household region; both versions are taken, from the same kinds.
+PATIENT_REGISTERED_V2 = "cn.smd.patient.registered.v2"
 VISIT_RECORDED = "cn.smd.visit.recorded.v1"
 VISIT_MISSED = "cn.smd.visit.missed.v1"
 RISK_ASSESSED = "cn.smd.risk.assessed.v1"
@@ -41,13 +43,17 @@ CARE_TEAM = _t(
 #: whoever holds the tier (community: health center or committee; township: health center or
 #: governance center; city: psychiatric hospital) — the tier itself is not checked per kind yet.
 MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
-    AgencyKind.HEALTH_CENTER: frozenset({PATIENT_REGISTERED, VISIT_RECORDED, VISIT_MISSED, RISK_ASSESSED})
+    AgencyKind.HEALTH_CENTER: frozenset(
+        {PATIENT_REGISTERED, PATIENT_REGISTERED_V2, VISIT_RECORDED, VISIT_MISSED, RISK_ASSESSED}
+    )
     | CLINICAL
     | MEDICATION
     | WHEREABOUTS
     | CARE_TEAM
     | _t("incident.reported", "handover.accepted", "handover.rejected", "review.recorded", "patient.deregistered"),
-    AgencyKind.PSYCHIATRIC_HOSPITAL: frozenset({PATIENT_REGISTERED}) | CLINICAL | _t("review.recorded"),
+    AgencyKind.PSYCHIATRIC_HOSPITAL: frozenset({PATIENT_REGISTERED, PATIENT_REGISTERED_V2})
+    | CLINICAL
+    | _t("review.recorded"),
     AgencyKind.COMMITTEE: frozenset({VISIT_MISSED})
     | CARE_TEAM
     | WHEREABOUTS
@@ -75,6 +81,7 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
 # -- identity: part of MAY_RECORD, kept together so the reasoning stays in one place ----
 PATIENT_REGISTERED_UNIDENTIFIED = "cn.smd.patient.registered-unidentified.v1"
 IDENTITY_CONFIRMED = "cn.smd.patient.identity-confirmed.v1"
+IDENTITY_CONFIRMED_V2 = "cn.smd.patient.identity-confirmed.v2"
 
 #: An unidentified person (Q-15: a homeless patient brought in by civil affairs) is registered
 #: with a provisional identity by civil affairs, which brings them in, and by the health center
@@ -85,10 +92,10 @@ IDENTITY_CONFIRMED = "cn.smd.patient.identity-confirmed.v1"
 #: and household registration in its aid work) and by the police (who hold the household
 #: register, 户籍, and identify people): each of them may come to know who the person is first.
 IDENTITY_MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
-    AgencyKind.HEALTH_CENTER: frozenset({PATIENT_REGISTERED_UNIDENTIFIED, IDENTITY_CONFIRMED}),
+    AgencyKind.HEALTH_CENTER: frozenset({PATIENT_REGISTERED_UNIDENTIFIED, IDENTITY_CONFIRMED, IDENTITY_CONFIRMED_V2}),
     AgencyKind.PSYCHIATRIC_HOSPITAL: frozenset({PATIENT_REGISTERED_UNIDENTIFIED}),
-    AgencyKind.CIVIL_AFFAIRS: frozenset({PATIENT_REGISTERED_UNIDENTIFIED, IDENTITY_CONFIRMED}),
-    AgencyKind.POLICE_STATION: frozenset({IDENTITY_CONFIRMED}),
+    AgencyKind.CIVIL_AFFAIRS: frozenset({PATIENT_REGISTERED_UNIDENTIFIED, IDENTITY_CONFIRMED, IDENTITY_CONFIRMED_V2}),
+    AgencyKind.POLICE_STATION: frozenset({IDENTITY_CONFIRMED, IDENTITY_CONFIRMED_V2}),
 }
 for _kind, _types in IDENTITY_MAY_RECORD.items():
     MAY_RECORD[_kind] = MAY_RECORD[_kind] | _types

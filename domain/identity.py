@@ -88,6 +88,17 @@ def validate_id_number(raw: str, today: date) -> str:
     return number
 
 
+def birth_date_of(id_number: str | None) -> date | None:
+    """The birth date an ID number's digits state (None: no number, or not a date: a number
+    stored before validation existed is read, never refused)."""
+    if id_number is None or len(id_number) != 18:
+        return None
+    try:
+        return date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+    except ValueError:
+        return None
+
+
 def china_today(now: datetime) -> date:
     """The date in China at ``now`` (what "not in the future" means for a birth date)."""
     return now.astimezone(CHINA_TZ).date()

@@ -100,3 +100,24 @@ class IdentityAlreadyKnown(DomainError):
             f"patient {patient_id} already has an ID number; a confirmation is only for a patient "
             "registered without one (correcting an ID number is not supported yet)"
         )
+
+
+class BirthDateDoesNotMatchIdNumber(DomainError):
+    """A birth date sent beside an ID number must be the one its digits state."""
+
+    code = "birth-date-mismatch"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the birth date does not match the birth date in the ID number (characters 7 to 14, "
+            "YYYYMMDD); send the date printed on the ID card, or check the number"
+        )
+
+
+class BirthDateInvalid(DomainError):
+    """A birth date lies between 1900-01-01 and today (China time)."""
+
+    code = "birth-date-invalid"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the birth date {why}; send the date printed on the ID card or the household register")

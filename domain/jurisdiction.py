@@ -40,6 +40,7 @@ def _t(*names: str) -> frozenset[str]:
 #: suspected person was seen. The subject does not exist yet; the place given must be covered.
 PLACE_IN_DATA: dict[str, str] = {
     "cn.smd.patient.registered.v1": "residence",
+    "cn.smd.patient.registered.v2": "residence",
     "cn.smd.patient.registered-unidentified.v1": "residence",
     "cn.smd.suspected-case.reported.v1": "seen_in",
 }
@@ -48,7 +49,7 @@ PLACE_IN_DATA: dict[str, str] = {
 SUSPECTED_CASE_TYPES = _t("suspected-case.assessed", "suspected-case.registered", "suspected-case.dismissed")
 
 #: The hospital's own acts, recorded wherever the person lives: the person is in front of it.
-HOSPITAL_ANYWHERE = _t(
+HOSPITAL_ANYWHERE = frozenset({"cn.smd.patient.registered.v2"}) | _t(
     "patient.registered",
     "patient.registered-unidentified",
     "diagnosis.recorded",

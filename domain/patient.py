@@ -16,8 +16,8 @@ import msgspec
 from eventsourcing.domain import Aggregate
 
 from domain.errors import MissedVisitNotYetDue
-from domain.identity import china_today, validate_id_number
-from domain.identity_errors import IdentityAlreadyKnown
+from domain.identity import EARLIEST_BIRTH_DATE, birth_date_of, china_today, validate_id_number
+from domain.identity_errors import BirthDateDoesNotMatchIdNumber, BirthDateInvalid, IdentityAlreadyKnown
 from domain.patient_care import PatientCare
 from domain.patient_file import FactAfterDeregistration, PatientFile
 from domain.personal import PersonalDetails, ProvisionalIdentity
@@ -58,6 +58,34 @@ def _provenance(p: Provenance) -> dict[str, Any]:
     }
 
 
+def with_birth_date_of_id_number(personal: Any) -> Any:
+    """Upcasting: details stored before the birth date was a field get the ID number's (erased
+    details, and details without a number, stay as they are)."""
+    if isinstance(personal, PersonalDetails) and personal.birth_date is None:
+        born = birth_date_of(personal.id_number)
+        if born is not None:
+            return msgspec.structs.replace(personal, birth_date=born)
+    return personal
+
+
+def _identity_checked(personal: PersonalDetails, now: datetime) -> PersonalDetails:
+    """The details with the ID number validated and normalised, and the birth date it states (a
+    birth date sent beside the number must agree; one sent alone must be a plausible day)."""
+    today = china_today(now)
+    born = personal.birth_date
+    if personal.id_number is not None:
+        number = validate_id_number(personal.id_number, today)
+        stated = birth_date_of(number)
+        if born is not None and born != stated:
+            raise BirthDateDoesNotMatchIdNumber()
+        return msgspec.structs.replace(personal, id_number=number, birth_date=stated)
+    if born is not None and born > today:
+        raise BirthDateInvalid("is in the future")
+    if born is not None and born < EARLIEST_BIRTH_DATE:
+        raise BirthDateInvalid(f"is before {EARLIEST_BIRTH_DATE.isoformat()}")
+    return personal
+
+
 def _order(entry: dict[str, Any]) -> tuple[datetime, int]:
     """Occurred time first; at the same occurred time, the fact recorded later."""
     return by_occurred(entry)
@@ -72,31 +100,50 @@ class Patient(Aggregate, PatientFile, PatientCare):
     # taken before identity confirmation existed lack these attributes, and snapshots are not upcast per attribute.
     provisional = None  # ProvisionalIdentity of an unidentified person (Q-15)
     identity_confirmed_at = None  # when an IdentityConfirmed fact says the identity was confirmed
+    household_region = None  # county code of the household registration (户籍), when stated
 
     class Registered(Aggregate.Created, Fact):
-        """PatientRegistered: the patient enters the register (v2: with an optional provisional identity)."""
+        """PatientRegistered: the patient enters the register (v2: with an optional provisional
+        identity; v3: the birth date inside the sealed details and the household region)."""
 
         TOPIC = "smd.PatientRegistered"
-        class_version: ClassVar[int] = 2
+        class_version: ClassVar[int] = 3
         personal: PersonalDetails
         residence: str
         diagnosis: str | None
         provisional: ProvisionalIdentity | None
+        household_region: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["provisional"] = None  # every v1 registration was of an identified person
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["household_region"] = None  # not asked for before v3: unknown, not guessed
+            state["personal"] = with_birth_date_of_id_number(state["personal"])
+
         def apply(self, aggregate: Patient) -> None:
             aggregate.provisional = self.provisional
+            aggregate.household_region = self.household_region
 
     class IdentityConfirmed(Fact):
-        """PatientIdentityConfirmed: a patient registered without an ID number is identified."""
+        """PatientIdentityConfirmed: a patient registered without an ID number is identified
+        (v2: the birth date inside the sealed details and the household region)."""
 
         TOPIC = "smd.PatientIdentityConfirmed"
+        class_version: ClassVar[int] = 2
         personal: PersonalDetails
+        household_region: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["household_region"] = None
+            state["personal"] = with_birth_date_of_id_number(state["personal"])
 
         def apply(self, aggregate: Patient) -> None:
+            if self.household_region is not None:
+                aggregate.household_region = self.household_region
             # the confirmed name and number replace the provisional ones; known contacts stay
             given = {k: v for k, v in msgspec.structs.asdict(self.personal).items() if v is not None and k != "erased"}
             aggregate.personal = msgspec.structs.replace(aggregate.personal, **given)
@@ -188,17 +235,17 @@ class Patient(Aggregate, PatientFile, PatientCare):
         residence: str,
         diagnosis: str | None = None,
         provisional: ProvisionalIdentity | None = None,
+        household_region: str | None = None,
     ) -> Patient:
         """Register a patient living in the org unit ``residence``.
 
-        ``provisional`` is how an unidentified person is known (no ID number yet, Q-15).
+        ``provisional`` is how an unidentified person is known (no ID number yet, Q-15). The
+        birth date is the ID number's when one is given (a birth date sent beside it must agree).
         """
         check_not_in_future("the registration", by.occurred_at, now)
         if diagnosis is not None:
             check_known_diagnosis(diagnosis)
-        if personal.id_number is not None:
-            number = validate_id_number(personal.id_number, china_today(now))
-            personal = msgspec.structs.replace(personal, id_number=number)
+        personal = _identity_checked(personal, now)
         return cls._create(
             cls.Registered,
             id=patient_id,
@@ -207,21 +254,30 @@ class Patient(Aggregate, PatientFile, PatientCare):
             residence=residence,
             diagnosis=diagnosis,
             provisional=provisional,
+            household_region=household_region,
             **_provenance(by),
         )
 
-    def confirm_identity(self, by: Provenance, now: datetime, personal: PersonalDetails) -> None:
+    def confirm_identity(
+        self, by: Provenance, now: datetime, personal: PersonalDetails, household_region: str | None = None
+    ) -> None:
         """Record the real identity (with its ID number) of a patient registered without one."""
         check_not_in_future("the identity confirmation", by.occurred_at, now)
         if self.id_number_known:
             raise IdentityAlreadyKnown(self.id)
-        number = validate_id_number(personal.id_number or "", china_today(now))
+        personal = _identity_checked(msgspec.structs.replace(personal, id_number=personal.id_number or ""), now)
         self.trigger_event(
             self.IdentityConfirmed,
             timestamp=now,
-            personal=msgspec.structs.replace(personal, id_number=number),
+            personal=personal,
+            household_region=household_region,
             **_provenance(by),
         )
+
+    @property
+    def birth_date(self) -> date | None:
+        """The birth date: as stated, else the ID number's (a snapshot taken before v3 has none)."""
+        return self.personal.birth_date or birth_date_of(self.personal.id_number)
 
     @property
     def id_number_known(self) -> bool:

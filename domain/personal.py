@@ -7,6 +7,8 @@ as-of replay and incident reviews survive erasure of a patient's key.
 
 from __future__ import annotations
 
+from datetime import date
+
 import msgspec
 
 
@@ -17,12 +19,14 @@ class Personal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, fo
 
 
 class PersonalDetails(Personal, frozen=True, kw_only=True):
-    """Who the patient is and where to find them (name, ID number, phone, address)."""
+    """Who the patient is and where to find them (name, ID number, phone, address, birth date:
+    the birth date is the ID number's own digits, so it is as personal as the number)."""
 
     name: str | None = None
     id_number: str | None = None
     phone: str | None = None
     address: str | None = None
+    birth_date: date | None = None
 
 
 class GuardianContact(Personal, frozen=True, kw_only=True):

@@ -118,7 +118,9 @@ class TestUnidentifiedPatient:
         reopened = open_store(snapshot_every=1).case_record  # a restart, with snapshots
         for record in (demo.case_record, reopened):
             file = record.patient(patient)
-            assert file.personal == PersonalDetails(name="Test Person Zs", id_number=number)
+            assert file.personal == PersonalDetails(
+                name="Test Person Zs", id_number=number, birth_date=date(1983, 9, 9)
+            )  # the birth date the number states
             assert file.provisional is not None and file.provisional.label == "man, about 40"
             assert file.identity_confirmed_at == NOW - timedelta(days=1)
             assert find_by_id_number(record, number, NOW) == [patient]

@@ -164,7 +164,8 @@ class TestUnidentifiedPatient:
         patient.confirm_identity(
             by("police-east", 2), NOW, PersonalDetails(name="Test Person Zs", id_number=VALID.lower())
         )
-        assert patient.personal == PersonalDetails(name="Test Person Zs", id_number=VALID.upper())
+        born = date(int(VALID[6:10]), int(VALID[10:12]), int(VALID[12:14]))  # the number's own digits
+        assert patient.personal == PersonalDetails(name="Test Person Zs", id_number=VALID.upper(), birth_date=born)
         assert patient.id_number_known and patient.identity_confirmed_at == NOW - timedelta(hours=1)
         assert patient.provisional is not None and patient.provisional.found_at == "bus station"
         replayed = None
