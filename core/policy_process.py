@@ -23,6 +23,7 @@ from core.decisions import apply_decisions
 from core.followers.concerns import Concerns
 from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
+from core.hospital_patient_policy import decide_hospital_new_patient
 from core.registry import REGION_TZ, RegistryView
 from core.rule_settings_view import RuleSettingsView
 from core.suspected_case_policy import decide_suspected_case
@@ -30,7 +31,7 @@ from domain.patient import Fact, Patient
 from domain.patient_file import FileFact
 from domain.registry import AgencyKind
 from domain.rules import PATIENT_RULES, decide
-from domain.rules.engine import Decisions, Trigger
+from domain.rules.engine import Decisions, Trigger, is_imported
 from domain.rules.r18_suspected_case import SUSPECTED_CASE_TOPICS
 from domain.rules.settings import RuleSettings
 from domain.rules.state import RuleState, entries_at
@@ -173,7 +174,10 @@ class PolicyProcess:
         def responsible(kind: AgencyKind) -> str | None:
             return self.registry.responsible(patient.residence, kind, recorded_on, as_of_position=notification.id)
 
-        return decide(trigger, state, responsible, settings), trigger, patient.residence
+        decisions = decide(trigger, state, responsible, settings)
+        if not is_imported(trigger.message_id) and not state.awaiting_go_live:  # as decide() holds back
+            decisions.extend(decide_hospital_new_patient(self, trigger, patient, responsible, settings, recorded_on))
+        return decisions, trigger, patient.residence
 
 
 class RuleStates:

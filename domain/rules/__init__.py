@@ -20,6 +20,10 @@
 | R16 | ``r16_key_patient_contact`` | key-graded: a monthly care-team contact |
 | R17 | ``r17_three_tier_review`` | the three-tier review |
 | R18 | ``r18_suspected_case`` | a suspected case: assessed within 10 working days |
+| R19 | ``r19_hospital_new_patient`` | the hospital's new patient: taken over within 10 working days (*) |
+
+(*) Asked beside ``decide`` by ``core.hospital_patient_policy``: it needs the recorder's agency
+kind and the working-day calendar, which a ``History`` does not carry.
 
 The engine (triggers, decisions, episodes, cycles) is ``engine``; the entries and the shared
 conditions are ``entries``; the per-patient incremental state is ``state``. ``PATIENT_RULES``

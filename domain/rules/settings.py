@@ -35,6 +35,7 @@ class RuleSettings:
     r17_township_review: timedelta = timedelta(days=7)  # DESIGN.md R17
     r17_city_review: timedelta = timedelta(days=15)  # DESIGN.md R17
     r18_assess_working_days: int = 10  # J 村居 2, J 措施 (三): 10 working days
+    r19_take_over_working_days: int = 10  # J 卫生院 3(1): the hospital's new patients, 10 working days
     r16_contact_every: timedelta = timedelta(days=30)  # DESIGN.md R16: monthly care-team contact (key patients)
     go_live_grace: timedelta = timedelta(
         days=14

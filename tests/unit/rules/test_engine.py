@@ -35,6 +35,12 @@ class TestSpans:
         assert [(s.key, s.closed_by, s.closing) for s in found] == [("b", "c", Closing(completed_by="c"))]
 
 
+#: Rule modules not in PATIENT_RULES: R15 is the scheduler's; R18's subject is a suspected case,
+#: not a patient; R19 is asked beside the list by core.hospital_patient_policy (it needs the
+#: recorder's agency kind and the working-day calendar, which a History does not carry).
+BESIDE_THE_LIST = ("r15_overdue", "r18_suspected_case", "r19_hospital_new_patient")
+
+
 class TestTheRules:
     def test_the_rules_are_one_explicit_list_in_a_fixed_order(self) -> None:
         assert [r.rule for r in PATIENT_RULES] == [
@@ -49,8 +55,8 @@ class TestTheRules:
 
         listed = {id(r) for r in PATIENT_RULES}
         for info in pkgutil.iter_modules(rules.__path__):
-            if not info.name.startswith("r") or info.name in ("r15_overdue", "r18_suspected_case"):
-                continue  # R15 is the scheduler's; R18's subject is a suspected case, not a patient
+            if not info.name.startswith("r") or info.name in BESIDE_THE_LIST:
+                continue
             module = importlib.import_module(f"domain.rules.{info.name}")
             number = f"R{int(info.name[1:3])}"
             found = [v for v in vars(module).values() if getattr(v, "rule", None) == number and id(v) in listed]

@@ -1,0 +1,44 @@
+"""R19 in the policy process: the psychiatric hospital's new patients → the health center.
+
+R19 needs what a patient rule's ``History`` does not carry: the agency kind of a fact's
+recorder (the registry as recorded at the fact's log position) and the region's working-day
+calendar (as R18). So the policy process asks it beside ``domain.rules.decide``, for the same
+fact, in the same batch and transaction, from the same patient state as of the fact.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from core.calendar_view import CalendarView, open_calendar
+from domain.rules.engine import Decisions, Responsible, Trigger
+from domain.rules.r19_hospital_new_patient import R19_TOPICS, r19_hospital_new_patient
+from domain.rules.settings import RuleSettings
+
+__all__ = ["R19_TOPICS", "decide_hospital_new_patient"]
+
+
+def _calendar(process: Any) -> CalendarView:
+    # the process's own view when it was given one; else one opened once, following the same log
+    view = getattr(process, "calendar", None)
+    if view is None:
+        view = process.calendar = open_calendar(process.case_record)
+    return view
+
+
+def decide_hospital_new_patient(
+    process: Any, trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings, on: date
+) -> Decisions:
+    """R19's decisions for one patient fact, with the registry and calendar as recorded then."""
+    if trigger.topic not in R19_TOPICS:
+        return Decisions()
+
+    def kind_of(agency_id: str) -> str | None:
+        info = process.registry.agency(agency_id, as_of_position=trigger.position, on=on)
+        return None if info is None else str(info.kind)
+
+    def working_days(start: date, n: int) -> date:
+        return _calendar(process).add_working_days(start, n, as_of_position=trigger.position).day
+
+    return r19_hospital_new_patient(trigger, patient, kind_of, responsible, settings, working_days)
