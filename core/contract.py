@@ -259,6 +259,26 @@ class InstitutionalCareEndedData(Contract, kw_only=True):
     reason: Note | None = None
 
 
+class RiskEscalatedData(Contract, kw_only=True):
+    """The patient is dangerous to self or others now (the emergency flow); what was seen is sealed."""
+
+    danger: Literal["to_self", "to_others", "both"]
+    observed: Annotated[str, msgspec.Meta(min_length=1, max_length=500, description="What was seen (free text).")]
+
+
+class EmergencyRespondedData(Contract, kw_only=True):
+    """The police's response to the emergency: the outcome, and what was done (sealed)."""
+
+    outcome: Literal["sent_for_treatment", "calmed_on_site", "not_found", "other"]
+    action: Note | None = None
+
+
+class EmergencyCoordinatedData(Contract, kw_only=True):
+    """The governance center coordinated the emergency (会商确定具体措施): the measures (sealed)."""
+
+    measures: Note | None = None
+
+
 class GuardianContactData(Contract, kw_only=True):
     """How to reach the guardian (stored encrypted)."""
 
@@ -405,6 +425,18 @@ class InstitutionalCareEndedV1(Envelope, tag="cn.smd.institutional-care.ended.v1
     data: InstitutionalCareEndedData
 
 
+class RiskEscalatedV1(Envelope, tag="cn.smd.risk.escalated.v1", kw_only=True):
+    data: RiskEscalatedData
+
+
+class EmergencyRespondedV1(Envelope, tag="cn.smd.emergency.responded.v1", kw_only=True):
+    data: EmergencyRespondedData
+
+
+class EmergencyCoordinatedV1(Envelope, tag="cn.smd.emergency.coordinated.v1", kw_only=True):
+    data: EmergencyCoordinatedData
+
+
 class GuardianAssignedV1(Envelope, tag="cn.smd.guardian.assigned.v1", kw_only=True):
     data: GuardianAssignedData
 
@@ -494,6 +526,9 @@ FILE_EVENTS = (
     DischargedV1,
     InstitutionalCareStartedV1,
     InstitutionalCareEndedV1,
+    RiskEscalatedV1,
+    EmergencyRespondedV1,
+    EmergencyCoordinatedV1,
     GuardianAssignedV1,
     NoGuardianRecordedV1,
     SocialGuardianDesignatedV1,
@@ -729,6 +764,9 @@ InboundEvent = (
     | DischargedV1
     | InstitutionalCareStartedV1
     | InstitutionalCareEndedV1
+    | RiskEscalatedV1
+    | EmergencyRespondedV1
+    | EmergencyCoordinatedV1
     | GuardianAssignedV1
     | NoGuardianRecordedV1
     | SocialGuardianDesignatedV1

@@ -30,6 +30,9 @@ FILE_COMMANDS: dict[type, Command] = {
     c.DischargedV1: lambda p, by, now, d: p.discharge(by, now, discharge_plan=d.discharge_plan),
     c.InstitutionalCareStartedV1: lambda p, by, now, d: p.start_institutional_care(by, now, **asdict(d)),
     c.InstitutionalCareEndedV1: lambda p, by, now, d: p.end_institutional_care(by, now, reason=d.reason),
+    c.RiskEscalatedV1: lambda p, by, now, d: p.report_danger(by, now, **asdict(d)),
+    c.EmergencyRespondedV1: lambda p, by, now, d: p.respond_to_emergency(by, now, **asdict(d)),
+    c.EmergencyCoordinatedV1: lambda p, by, now, d: p.coordinate_emergency(by, now, measures=d.measures),
     c.GuardianAssignedV1: lambda p, by, now, d: p.assign_guardian(by, now, contact=_contact(d.contact), weak=d.weak),
     c.NoGuardianRecordedV1: lambda p, by, now, d: p.record_no_guardian(by, now),
     c.SocialGuardianDesignatedV1: lambda p, by, now, d: p.designate_social_guardian(

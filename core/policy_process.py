@@ -18,12 +18,12 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification, Tracking
 
+from core.beside_policies import decide_beside
 from core.case_record import CaseRecord
 from core.decisions import apply_decisions
 from core.followers.concerns import Concerns
 from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
-from core.hospital_patient_policy import decide_hospital_new_patient
 from core.registry import REGION_TZ, RegistryView
 from core.rule_settings_view import RuleSettingsView
 from core.suspected_case_policy import decide_suspected_case
@@ -176,7 +176,7 @@ class PolicyProcess:
 
         decisions = decide(trigger, state, responsible, settings)
         if not is_imported(trigger.message_id) and not state.awaiting_go_live:  # as decide() holds back
-            decisions.extend(decide_hospital_new_patient(self, trigger, patient, responsible, settings, recorded_on))
+            decisions.extend(decide_beside(self, trigger, patient, responsible, settings, recorded_on))
         return decisions, trigger, patient.residence
 
 

@@ -36,6 +36,11 @@ CARE_TEAM = _t(
     "move.reported",
 )
 
+#: The emergency flow (J 措施 (三)): whoever finds the patient dangerous reports it (the
+#: committee, the health center, the police); the police respond; the governance center
+#: coordinates.
+EMERGENCY_REPORT = _t("risk.escalated")
+
 #: Inbound event types each kind may record. A type missing here is recordable by nobody.
 #: Choices where DESIGN.md is silent: the health center also records circumstances, guardians,
 #: whereabouts, moves, refusals, incidents and deregistration (it keeps the one file per patient,
@@ -50,6 +55,7 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
     | MEDICATION
     | WHEREABOUTS
     | CARE_TEAM
+    | EMERGENCY_REPORT
     | _t("incident.reported", "handover.accepted", "handover.rejected", "review.recorded", "patient.deregistered"),
     AgencyKind.PSYCHIATRIC_HOSPITAL: frozenset({PATIENT_REGISTERED, PATIENT_REGISTERED_V2})
     | CLINICAL
@@ -57,6 +63,7 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
     AgencyKind.COMMITTEE: frozenset({VISIT_MISSED})
     | CARE_TEAM
     | WHEREABOUTS
+    | EMERGENCY_REPORT
     | _t("guardian.social-designated", "incident.reported", "review.recorded"),
     AgencyKind.POLICE_STATION: WHEREABOUTS
     | _t(
@@ -65,6 +72,8 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
         "patient.taken-under-management",
         "patient.released-from-management",
         "move.reported",
+        "risk.escalated",
+        "emergency.responded",
     ),
     AgencyKind.CIVIL_AFFAIRS: _t(
         "guardian.social-designated",
@@ -73,7 +82,7 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
         "institutional-care.started",
         "institutional-care.ended",
     ),
-    AgencyKind.GOVERNANCE_CENTER: _t("incident.reviewed", "review.recorded"),
+    AgencyKind.GOVERNANCE_CENTER: _t("incident.reviewed", "review.recorded", "emergency.coordinated"),
     AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset(),
     AgencyKind.AUDITOR: frozenset(),
 }

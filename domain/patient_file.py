@@ -50,6 +50,23 @@ class InstitutionalCareKind(StrEnum):
     EXTREME_POVERTY = "extreme_poverty"  # 特困
 
 
+class Danger(StrEnum):
+    """Whom a patient is dangerous to now (the emergency flow, J 措施 (三))."""
+
+    TO_SELF = "to_self"
+    TO_OTHERS = "to_others"
+    BOTH = "both"
+
+
+class EmergencyOutcome(StrEnum):
+    """How the police's response to an emergency ended."""
+
+    SENT_FOR_TREATMENT = "sent_for_treatment"  # 送医
+    CALMED_ON_SITE = "calmed_on_site"
+    NOT_FOUND = "not_found"
+    OTHER = "other"
+
+
 class GuardianStatus(StrEnum):
     """Who stands behind the patient."""
 
@@ -205,6 +222,19 @@ class NoInstitutionalCare(DomainError):
         )
 
 
+class NoEmergency(DomainError):
+    """A response or a coordination answers an emergency: a danger report, or an assessment at
+    level 4 or 5, dated at or before it."""
+
+    code = "no-emergency"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} answers an emergency, but none is on file at or before its time (a "
+            "cn.smd.risk.escalated.v1 report or an assessment at level 4 or 5); record that first, or check the time"
+        )
+
+
 class AlreadyDeregistered(DomainError):
     """A patient leaves the register once."""
 
@@ -315,6 +345,30 @@ class InstitutionalCareRecorded(FileFact):
     care_kind: str | None
     place: SealedText | None
     reason: SealedText | None
+
+
+@_fact("smd.RiskEscalationReported", "danger")
+class RiskEscalationReported(FileFact):
+    """A committee, health center or police station reports the patient dangerous to self or
+    others now, with what was seen (sealed): the emergency flow begins."""
+
+    danger: str
+    observed: SealedText | None
+
+
+@_fact("smd.EmergencyResponded", "emergency_response")
+class EmergencyResponded(FileFact):
+    """The police responded to the patient's emergency: the outcome, and what was done (sealed)."""
+
+    outcome: str
+    action: SealedText | None
+
+
+@_fact("smd.EmergencyCoordinated", "emergency_coordination")
+class EmergencyCoordinated(FileFact):
+    """The governance center coordinated the emergency (会商确定具体措施): the measures (sealed)."""
+
+    measures: SealedText | None
 
 
 @_fact("smd.GuardianRecorded", "guardian")
@@ -682,6 +736,29 @@ class PatientFile:
         """In institutional care now (by occurred time)."""
         latest = _latest(self._entries("institution"))
         return bool(latest and latest["started"])
+
+    # the emergency flow: dangerous to self or others now
+    def report_danger(self, by: Provenance, now: datetime, *, danger: str, observed: str) -> None:
+        """Record that the patient is dangerous to self or others now (what was seen is sealed)."""
+        kind = _choice("danger", danger, Danger)
+        self._record(RiskEscalationReported, "the danger report", by, now, danger=kind, observed=sealed_text(observed))
+
+    def respond_to_emergency(self, by: Provenance, now: datetime, *, outcome: str, action: str | None = None) -> None:
+        """Record the police's response to the emergency and its outcome."""
+        result = _choice("outcome", outcome, EmergencyOutcome)
+        self._check_emergency_before("the emergency response", by.occurred_at)
+        self._record(EmergencyResponded, "the emergency response", by, now, outcome=result, action=sealed_text(action))
+
+    def coordinate_emergency(self, by: Provenance, now: datetime, *, measures: str | None = None) -> None:
+        """Record that the governance center coordinated the emergency (the measures agreed)."""
+        self._check_emergency_before("the coordination", by.occurred_at)
+        self._record(EmergencyCoordinated, "the coordination", by, now, measures=sealed_text(measures))
+
+    def _check_emergency_before(self, what: str, at: datetime) -> None:
+        reported = any(e["at"] <= at for e in self._entries("danger"))
+        assessed = any(a["at"] <= at and a["level"] >= 4 for a in self.__dict__.get("assessments", []))
+        if not (reported or assessed):
+            raise NoEmergency(what)
 
     # guardianship
     def assign_guardian(self, by: Provenance, now: datetime, *, contact: GuardianContact, weak: bool = False) -> None:

@@ -21,9 +21,10 @@
 | R17 | ``r17_three_tier_review`` | the three-tier review |
 | R18 | ``r18_suspected_case`` | a suspected case: assessed within 10 working days |
 | R19 | ``r19_hospital_new_patient`` | the hospital's new patient: taken over within 10 working days (*) |
+| R20 | ``r20_emergency`` | dangerous now: the police respond in minutes, governance coordinates (*) |
 
-(*) Asked beside ``decide`` by ``core.hospital_patient_policy``: it needs the recorder's agency
-kind and the working-day calendar, which a ``History`` does not carry.
+(*) Asked beside ``decide`` by ``core.beside_policies``: R19 needs the recorder's agency kind
+and the working-day calendar, which a ``History`` does not carry; R20's deadlines are minutes.
 
 The engine (triggers, decisions, episodes, cycles) is ``engine``; the entries and the shared
 conditions are ``entries``; the per-patient incremental state is ``state``. ``PATIENT_RULES``

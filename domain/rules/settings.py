@@ -36,6 +36,10 @@ class RuleSettings:
     r17_city_review: timedelta = timedelta(days=15)  # DESIGN.md R17
     r18_assess_working_days: int = 10  # J 村居 2, J 措施 (三): 10 working days
     r19_take_over_working_days: int = 10  # J 卫生院 3(1): the hospital's new patients, 10 working days
+    r20_police_response: timedelta = timedelta(minutes=30)  # J 措施 (三) ③ "at once": minutes, our default
+    r20_coordinate: timedelta = timedelta(hours=2)  # J 措施 (三) ② 会商确定具体措施: our default
+    r20_same_emergency_within: timedelta = timedelta(hours=2)  # a second report of one emergency: our default
+    r20_too_late: timedelta = timedelta(hours=6)  # told this late, an emergency is past: our default
     r16_contact_every: timedelta = timedelta(days=30)  # DESIGN.md R16: monthly care-team contact (key patients)
     go_live_grace: timedelta = timedelta(
         days=14

@@ -48,6 +48,9 @@ COMMANDS: dict[str, Any] = {
         {"care_kind": st.sampled_from(["homeless", "minimum_living_allowance", "extreme_poverty"])}
     ),
     "end_institutional_care": st.just({}),
+    "report_danger": st.fixed_dictionaries({"danger": st.sampled_from(["to_self", "to_others", "both"])}),
+    "respond_to_emergency": st.fixed_dictionaries({"outcome": st.sampled_from(["sent_for_treatment", "not_found"])}),
+    "coordinate_emergency": st.just({}),
     "assign_guardian": st.fixed_dictionaries({"weak": st.booleans()}),
     "record_no_guardian": st.just({}),
     "designate_social_guardian": st.just({}),
@@ -104,6 +107,7 @@ def _apply(patient: Patient, command: str, day: int, kw: dict[str, Any], n: int)
         "record_missed_visit": lambda: {"scheduled_on": (BASE + timedelta(days=kw["day"])).date()},
         "admit": lambda: {"hospital": "hospital-1", "admission_kind": kw["admission_kind"]},
         "start_institutional_care": lambda: {"place": "a care home", "care_kind": kw["care_kind"]},
+        "report_danger": lambda: {"danger": kw["danger"], "observed": "shouting"},
         "assign_guardian": lambda: {"contact": GuardianContact(name="A Guardian"), "weak": kw["weak"]},
         "designate_social_guardian": lambda: {"designated_by": "civil"},
         "sign_guardianship_agreement": lambda: {"signed_on": on},

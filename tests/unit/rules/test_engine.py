@@ -36,9 +36,10 @@ class TestSpans:
 
 
 #: Rule modules not in PATIENT_RULES: R15 is the scheduler's; R18's subject is a suspected case,
-#: not a patient; R19 is asked beside the list by core.hospital_patient_policy (it needs the
-#: recorder's agency kind and the working-day calendar, which a History does not carry).
-BESIDE_THE_LIST = ("r15_overdue", "r18_suspected_case", "r19_hospital_new_patient")
+#: not a patient; R19 is asked beside the list by core.beside_policies (it needs the
+#: recorder's agency kind and the working-day calendar, which a History does not carry); R20 too
+#: (its deadlines are minutes; it reads the file as of the fact).
+BESIDE_THE_LIST = ("r15_overdue", "r18_suspected_case", "r19_hospital_new_patient", "r20_emergency")
 
 
 class TestTheRules:

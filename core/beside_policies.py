@@ -1,5 +1,6 @@
-"""R19 in the policy process: the psychiatric hospital's new patients → the health center.
+"""R19 and R20 in the policy process, asked beside ``domain.rules.decide`` for the same fact.
 
+R20 (the emergency flow) reads the patient's file as of the fact: its deadlines are minutes.
 R19 needs what a patient rule's ``History`` does not carry: the agency kind of a fact's
 recorder (the registry as recorded at the fact's log position) and the region's working-day
 calendar (as R18). So the policy process asks it beside ``domain.rules.decide``, for the same
@@ -14,9 +15,10 @@ from typing import Any
 from core.calendar_view import CalendarView, open_calendar
 from domain.rules.engine import Decisions, Responsible, Trigger
 from domain.rules.r19_hospital_new_patient import R19_TOPICS, r19_hospital_new_patient
+from domain.rules.r20_emergency import R20_TOPICS, r20_emergency
 from domain.rules.settings import RuleSettings
 
-__all__ = ["R19_TOPICS", "decide_hospital_new_patient"]
+__all__ = ["R19_TOPICS", "R20_TOPICS", "decide_beside"]
 
 
 def _calendar(process: Any) -> CalendarView:
@@ -27,12 +29,15 @@ def _calendar(process: Any) -> CalendarView:
     return view
 
 
-def decide_hospital_new_patient(
+def decide_beside(
     process: Any, trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings, on: date
 ) -> Decisions:
-    """R19's decisions for one patient fact, with the registry and calendar as recorded then."""
+    """R20's and R19's decisions for one patient fact (the registry and calendar as recorded then)."""
+    d = Decisions()
+    if trigger.topic in R20_TOPICS:
+        d.extend(r20_emergency(trigger, patient, responsible, settings))
     if trigger.topic not in R19_TOPICS:
-        return Decisions()
+        return d
 
     def kind_of(agency_id: str) -> str | None:
         info = process.registry.agency(agency_id, as_of_position=trigger.position, on=on)
@@ -41,4 +46,4 @@ def decide_hospital_new_patient(
     def working_days(start: date, n: int) -> date:
         return _calendar(process).add_working_days(start, n, as_of_position=trigger.position).day
 
-    return r19_hospital_new_patient(trigger, patient, kind_of, responsible, settings, working_days)
+    return d.extend(r19_hospital_new_patient(trigger, patient, kind_of, responsible, settings, working_days))
