@@ -13,12 +13,32 @@ from datetime import date
 from typing import Any
 
 from core.calendar_view import CalendarView, open_calendar
+from domain.patient import Patient
+from domain.registry import AgencyKind
+from domain.risk_escalation import RiskEscalation, escalation_id, worsened
 from domain.rules.engine import Decisions, Responsible, Trigger
 from domain.rules.r19_hospital_new_patient import R19_TOPICS, r19_hospital_new_patient
 from domain.rules.r20_emergency import R20_TOPICS, r20_emergency
 from domain.rules.settings import RuleSettings
 
-__all__ = ["R19_TOPICS", "R20_TOPICS", "decide_beside"]
+__all__ = ["R19_TOPICS", "R20_TOPICS", "decide_beside", "record_risk_escalation"]
+
+#: The facts that carry an assessment (a visit's, or one outside a visit).
+ASSESSMENT_TOPICS = frozenset({Patient.VisitRecorded.TOPIC, Patient.RiskAssessed.TOPIC})
+#: The kinds that may see risk levels (DESIGN.md section 4) and so are told of an escalation.
+SEE_RISK_LEVELS = (AgencyKind.HEALTH_CENTER, AgencyKind.POLICE_STATION, AgencyKind.GOVERNANCE_CENTER)
+
+
+def record_risk_escalation(work: Any, trigger: Trigger, patient: Any, responsible: Responsible) -> None:
+    """Derive ``RiskEscalated`` when the trigger's assessment is worse than the one before it by
+    occurred time (once per assessment: the id is the patient's and the assessment's)."""
+    if trigger.topic not in ASSESSMENT_TOPICS:
+        return
+    found = worsened(patient.assessments, trigger.message_id)
+    if found is None or work.get(escalation_id(patient.id, trigger.message_id)) is not None:
+        return
+    recipients = sorted({a for kind in SEE_RISK_LEVELS if (a := responsible(kind)) is not None})
+    work.add(RiskEscalation.derive(patient.id, *found, patient.residence, recipients, trigger.recorded_at))
 
 
 def _calendar(process: Any) -> CalendarView:

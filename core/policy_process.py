@@ -18,7 +18,7 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification, Tracking
 
-from core.beside_policies import decide_beside
+from core.beside_policies import decide_beside, record_risk_escalation
 from core.case_record import CaseRecord
 from core.decisions import apply_decisions
 from core.followers.concerns import Concerns
@@ -119,7 +119,7 @@ class PolicyProcess:
         if self.fault_patient is not None and n.originator_id == self.fault_patient and n.topic in PATIENT_TOPICS:
             raise InjectedRuleFault(n.originator_id)  # test and demonstration only (SMD_FAULT)
         if n.topic in PATIENT_TOPICS:
-            decided = self._decide(n)
+            decided = self._decide(n, work)
         elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case
             decided = decide_suspected_case(self, n)
         else:
@@ -150,7 +150,7 @@ class PolicyProcess:
                 by_topic=dict(Counter(type(e).TOPIC for e in work.events)),
             )
 
-    def _decide(self, notification: Notification) -> tuple[Decisions, Trigger, str]:
+    def _decide(self, notification: Notification, work: _UnitOfWork) -> tuple[Decisions, Trigger, str]:
         patient_id, version = notification.originator_id, notification.originator_version
         fact: Any = self.case_record.mapper.to_domain_event(notification)
         recorded_on = fact.timestamp.astimezone(REGION_TZ).date()
@@ -177,6 +177,7 @@ class PolicyProcess:
         decisions = decide(trigger, state, responsible, settings)
         if not is_imported(trigger.message_id) and not state.awaiting_go_live:  # as decide() holds back
             decisions.extend(decide_beside(self, trigger, patient, responsible, settings, recorded_on))
+            record_risk_escalation(work, trigger, patient, responsible)
         return decisions, trigger, patient.residence
 
 

@@ -38,6 +38,7 @@ from core.case_record import CaseRecord
 from core.followers.engine import TRANSIENT, AlreadyApplied, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
 from domain.obligation import Obligation
+from domain.risk_escalation import RiskEscalation
 from integrations.streams import Names
 
 log = structlog.get_logger("smd.outbox")
@@ -50,8 +51,10 @@ CHANGES = {
     Obligation.Cancelled.TOPIC: "cancelled",
     Obligation.Overdue.TOPIC: "overdue",
 }
-#: Topics the outbox publishes (later: alerts, handovers).
-TOPICS = (Obligation.Assigned.TOPIC, *CHANGES)
+#: A patient's risk worsened (derived): told to the agencies that may see risk levels.
+RISK_ESCALATED = RiskEscalation.Escalated.TOPIC
+#: Topics the outbox publishes (later: handovers).
+TOPICS = (Obligation.Assigned.TOPIC, *CHANGES, RISK_ESCALATED)
 #: Namespace of outbound event ids; never change it (receivers dedup on these ids).
 EVENT_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:event")
 #: Test-only fault injection: SIGKILL after publishing a batch, before saving the position.
@@ -196,6 +199,68 @@ def changes_to_outgoing(event: Any, obligation: Any, position: int, names: Names
     return out
 
 
+class RiskEscalatedData(msgspec.Struct, kw_only=True):
+    """What an agency that may see risk levels is told of an escalation (no personal data)."""
+
+    patient_id: UUID
+    residence: str
+    occurred_at: datetime
+    level_before: int
+    level_after: int
+    class_before: str
+    class_after: str
+    assessment_message_id: str
+
+
+class OutboundRiskEvent(msgspec.Struct, kw_only=True):
+    """A CloudEvents 1.0 message telling of a risk escalation."""
+
+    specversion: str = "1.0"
+    id: UUID
+    type: str = "cn.smd.patient.risk-escalated.v1"
+    source: str
+    subject: str
+    time: datetime
+    datacontenttype: str = "application/json"
+    region: str
+    data: RiskEscalatedData
+
+
+def escalation_to_outgoing(event: Any, position: int, names: Names) -> list[Outgoing]:
+    """One message per agency that may see risk levels (as decided with the escalation)."""
+    eid = event_id(event.originator_id, event.originator_version)
+    data = RiskEscalatedData(
+        patient_id=event.patient_id,
+        residence=event.residence,
+        occurred_at=event.occurred_at,
+        level_before=event.level_before,
+        level_after=event.level_after,
+        class_before=event.class_before,
+        class_after=event.class_after,
+        assessment_message_id=event.assessment_key,
+    )
+    out = []
+    for recipient in event.recipients:
+        mid = uuid5(EVENT_NAMESPACE, f"{eid}:{recipient}")  # receivers dedup per message
+        message = OutboundRiskEvent(
+            id=mid,
+            source=f"smd/{names.region}",
+            subject=str(event.patient_id),
+            time=event.timestamp,
+            region=names.region,
+            data=data,
+        )
+        out.append(
+            Outgoing(
+                subject=names.out(recipient, "risk", "escalated"),
+                payload=_encoder.encode(message),
+                msg_id=str(mid),
+                position=position,
+            )
+        )
+    return out
+
+
 @dataclass
 class _Messages:
     """The outbox's unit of work: messages of one batch, and whether they went out."""
@@ -226,6 +291,8 @@ class OutboxHandler:
         event = self.case_record.mapper.to_domain_event(n)
         if n.topic == Obligation.Assigned.TOPIC:
             work.messages.append(to_outgoing(event, n.id, self.names))
+        elif n.topic == RISK_ESCALATED:
+            work.messages += escalation_to_outgoing(event, n.id, self.names)
         else:  # the obligation as it stood after this change
             obligation = self.case_record.repository.get(n.originator_id, version=n.originator_version)
             work.messages += changes_to_outgoing(event, obligation, n.id, self.names)
