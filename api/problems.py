@@ -65,6 +65,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "identity-already-known": 409,
     "obligation-closed": 409,
     "patient-already-registered": 409,
+    "task-already-assigned": 409,
     "suspected-case-already-reported": 409,
     "suspected-case-closed": 409,
     "wrong-obligation-kind": 409,

@@ -36,6 +36,7 @@ from core.contract import (
     PatientRegisteredV1,
     PatientRegisteredV2,
     RiskAssessedV1,
+    TaskAssignedV1,
     VisitMissedV1,
     VisitRecordedV1,
     canonical_bytes,
@@ -47,6 +48,7 @@ from domain.errors import DuplicateMessageConflict, PatientAlreadyRegistered, Pa
 from domain.patient import Patient
 from domain.receipt import Receipt, receipt_id
 from domain.suspected_case import SuspectedCase
+from domain.task import AssignedTask, TaskAlreadyAssigned, TaskNeedsAPlace
 from domain.values import Provenance, RiskClass
 
 Clock = Callable[[], datetime]
@@ -216,6 +218,8 @@ class CaseRecord(Application[UUID]):
                 patient = self.patient(event.subject)
                 patient.assess_risk(by, now, risk_level=d.risk_level, risk_class=RiskClass(d.risk_class))
                 return [patient], "recorded"
+            case TaskAssignedV1(data=d):
+                return [self._assign_task(event, d, by, now)], "recorded"
             case _ if type(event) in suspected_cases.EVENTS:
                 return suspected_cases.decide(self, event, by, now), "recorded"  # case (+ patient when registered)
             case _ if type(event) in FILE_COMMANDS:
@@ -346,6 +350,24 @@ class CaseRecord(Application[UUID]):
             event = self.mapper.to_domain_event(StoredEvent(originator, version, topic, state))
             found[originator] = event.mutate(found.get(originator))
         return found
+
+    def _assign_task(self, event: TaskAssignedV1, d: Any, by: Provenance, now: datetime) -> AssignedTask:
+        """A task: about a patient (its residence is the place) or at a place it names."""
+        if self._exists(event.subject):
+            raise TaskAlreadyAssigned(event.subject)
+        place = self.patient(d.patient_id).residence if d.patient_id is not None else d.place
+        if place is None:
+            raise TaskNeedsAPlace()
+        return AssignedTask.assign(
+            event.subject,
+            by,
+            now,
+            assignee=d.assignee,
+            due_at=d.due_at,
+            text=d.text,
+            place=place,
+            patient_id=d.patient_id,
+        )
 
     def _exists(self, aggregate_id: UUID) -> bool:
         try:

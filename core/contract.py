@@ -727,6 +727,21 @@ class SuspectedCaseDismissedV1(Envelope, tag="cn.smd.suspected-case.dismissed.v1
     data: SuspectedCaseDismissedData
 
 
+class TaskAssignedData(Contract, kw_only=True):
+    """A task the governance center assigns (after a joint consultation): the subject is the
+    task id (a UUID the sender chooses); the text is sealed under the task's own key."""
+
+    assignee: AgencyId
+    due_at: AwareDatetime
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, description="What to do (free text).")]
+    patient_id: UUID | None = None
+    place: OrgUnitId | None = None
+
+
+class TaskAssignedV1(Envelope, tag="cn.smd.task.assigned.v1", kw_only=True):
+    data: TaskAssignedData
+
+
 #: Facts of the patient's file, part 2 (their subject is the patient; commands in core/file_commands.py).
 CARE_EVENTS = (
     CareTeamMemberAssignedV1,
@@ -799,6 +814,7 @@ InboundEvent = (
     | SuspectedCaseAssessedV1
     | SuspectedCaseRegisteredV1
     | SuspectedCaseDismissedV1
+    | TaskAssignedV1
 )
 EVENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in InboundEvent.__args__)  # type: ignore[attr-defined,misc]
 

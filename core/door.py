@@ -51,6 +51,7 @@ REFERENCES: dict[type[c.Envelope], tuple[Reference, ...]] = {
     c.CareTeamContactRecordedV1: (Reference("member_agency", "agency"),),
     # the committee or civil affairs that designated the social guardian (contract: "... id")
     c.SocialGuardianDesignatedV1: (Reference("designated_by", "agency"),),
+    c.TaskAssignedV1: (Reference("assignee", "agency"), Reference("place", "org unit")),
 }
 
 #: Every date field of ``data``: not before the earliest accepted day (upper bounds are the

@@ -27,6 +27,7 @@ from core.followers.parking import MemoryParkingStore, ParkingStore
 from core.registry import REGION_TZ, RegistryView
 from core.rule_settings_view import RuleSettingsView
 from core.suspected_case_policy import decide_suspected_case
+from core.task_policy import TASK_ASSIGNED, decide_task
 from domain.patient import Fact, Patient
 from domain.patient_file import FileFact
 from domain.registry import AgencyKind
@@ -122,6 +123,8 @@ class PolicyProcess:
             decided = self._decide(n, work)
         elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case
             decided = decide_suspected_case(self, n)
+        elif n.topic == TASK_ASSIGNED:  # a task the governance center assigned
+            decided = decide_task(self, n)
         else:
             return
         if decided is not None:

@@ -82,7 +82,7 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
         "institutional-care.started",
         "institutional-care.ended",
     ),
-    AgencyKind.GOVERNANCE_CENTER: _t("incident.reviewed", "review.recorded", "emergency.coordinated"),
+    AgencyKind.GOVERNANCE_CENTER: _t("incident.reviewed", "review.recorded", "emergency.coordinated", "task.assigned"),
     AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset(),
     AgencyKind.AUDITOR: frozenset(),
 }
