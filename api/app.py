@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Protocol
 
 from litestar import Litestar
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from api.access_log import AccessLogController
 from api.audit import AuditController
 from api.auth import AuthServices, FailedAuthentications
+from api.batch import BatchController
 from api.bodies import json_body_hook
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
@@ -35,6 +37,7 @@ from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort,
 from api.problems import exception_handlers
 from api.status import StatusController
 from api.work_queue import WorkQueueController
+from core.intake import GroupCommit, accept_batch
 from core.ports import DoorCounts
 
 Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
@@ -66,12 +69,25 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
 
     exposition = Exposition(*services.metrics_registry())  # this app's own Prometheus registry
     limits = services.settings.wire_limits  # SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH
+    # POST /v1/events: the requests in flight are recorded together, each answered after its commit
+    group_commit = GroupCommit(
+        partial(
+            accept_batch,
+            services.case_record,
+            services.registry,
+            earliest=services.settings.earliest_time,
+            limits=limits,
+            waiting=services.waiting,
+        ),
+        max_batch=services.settings.intake_batch,
+    )
 
     @contextlib.asynccontextmanager
     async def own_lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            group_commit.close()
             exposition.close()
 
     return Litestar(
@@ -81,6 +97,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             metrics,
             MeController,
             EventsController,
+            BatchController,
             envelope_schema,
             WorkQueueController,
             PatientSearchController,
@@ -95,6 +112,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
                 "services": services,  # api.auth.agency_guard reads services
                 "metrics": exposition,
                 "wire_limits": limits,  # api.bodies
+                "group_commit": group_commit,  # api.events
                 "auth_failures": FailedAuthentications(  # api.auth
                     services.settings.auth_failures_per_address, services.settings.auth_failures_per_key
                 ),

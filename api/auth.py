@@ -133,7 +133,9 @@ def resolve_caller(services: AuthServices, key: str) -> Caller:
         raise NotAuthorizedException(
             detail="the API key is unknown or revoked; ask the operator for a valid key (smd keys issue AGENCY)"
         )
-    agency = services.registry.agency(info.agency_id)
+    # the registry as read at most a second ago: a write is checked again on the registry as
+    # recorded now (core.intake); an agency removed from the registry is refused within a second
+    agency = services.registry.recent_agency(info.agency_id)
     if agency is None:
         raise PermissionDeniedException(
             detail=f"the key's agency {info.agency_id!r} is not in the registry today; "

@@ -16,7 +16,7 @@ from api.bodies import OPT_OWN_CHECKS, read_json_body, wire_limits
 from api.ports import Port, RecordingPort
 from api.problems import TYPE_BASE, Problem, problem_response, status_for
 from core.contract import ContractError, InboundEvent, decode_event
-from core.intake import accept
+from core.intake import GroupCommit, Incoming
 from core.waiting import WAITING, Arrival, message_status
 from domain.errors import DomainError
 
@@ -133,19 +133,10 @@ class EventsController(Controller):
                 event = decode_event(raw, limits)
                 if idempotency_key not in (event.idempotency_key, str(event.id)):
                     raise IdempotencyKeyMismatch(idempotency_key, event.idempotency_key)
-            recorded = await asyncio.to_thread(
-                accept,
-                services.case_record,
-                services.registry,
-                raw,
-                caller.agency_id,
-                "API key",
-                earliest=services.settings.earliest_time,
-                limits=limits,
-                waiting=services.waiting,
-                arrival=Arrival(door=DOOR),
-                key_id=caller.key_id,  # kept on the message's receipt
-            )
+            # recorded together with the other requests in flight, answered after its commit
+            group_commit: GroupCommit = request.app.state.group_commit
+            incoming = Incoming(raw, caller.agency_id, "API key", Arrival(door=DOOR), key_id=caller.key_id)
+            recorded = await asyncio.wrap_future(group_commit.submit(incoming))
         except (ContractError, DomainError) as e:  # refused for good (a store failure is not counted)
             services.metrics.message_rejected(DOOR, e.code)
             raise

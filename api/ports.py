@@ -56,6 +56,12 @@ class ApiSettings(Protocol):
     @property
     def auth_failures_per_key(self) -> str: ...  # SMD_AUTH_FAILURES_PER_KEY
 
+    @property
+    def intake_batch(self) -> int: ...  # SMD_INTAKE_BATCH (the group commit of POST /v1/events)
+
+    @property
+    def batch_limit(self) -> int: ...  # SMD_BATCH_LIMIT
+
 
 class CaseRecordPort(Protocol):
     """The case record alone: obligations acted on, patients searched by ID number."""

@@ -39,6 +39,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid-proof-request": 400,  # the verifiable log (core.audit.service)
     "purpose-required": 400,
     "unknown-purpose": 400,
+    "invalid-batch": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
@@ -69,6 +70,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "suspected-case-already-reported": 409,
     "suspected-case-closed": 409,
     "wrong-obligation-kind": 409,
+    # 413: more than the service takes in one request
+    "batch-too-large": 413,
     # 415: the body is not declared as JSON
     "unsupported-media-type": 415,
     # a message that waited and then failed for a bug (core.waiting)

@@ -12,8 +12,10 @@ enough (a slow hash protects guessable passwords); the HMAC key means a stolen t
 confirm a guess. A key is bound to the agency id only: kind, region and jurisdiction come from
 the registry at each request.
 
-Every lookup reads the table (no cache): a revocation by the CLI in another process holds on
-the very next request.
+Valid keys are cached in each process (a lookup then costs no row read and no hash comparison
+against the table), but every lookup first reads one number: the chain's last sequence (below),
+which every revocation advances in its own transaction. A changed number empties the cache, so a
+revocation by the CLI in another process holds on the very next request of every process.
 
 Every issue and every revocation also appends a record to a hash chain (``api_key_records``),
 in the same transaction as the key row: ``smd-apikey/v1 issue <key id> <agency> <alg> <digest>
@@ -30,6 +32,7 @@ import hmac
 import re
 import secrets
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,8 +121,15 @@ class ApiKeyTable(Protocol):
     def records(self) -> list[tuple[int, str, bytes]]:
         """The chained issue and revoke records: (sequence, record, head after it)."""
 
+    def last_seq(self) -> int:
+        """The chain's last sequence (0 when empty): it grows with every issue and revocation."""
+
     def close(self) -> None:
         """Release connections."""
+
+
+#: Valid keys one process remembers at most (then it starts again from the table).
+CACHE_SIZE = 10_000
 
 
 def issue_record(row: ApiKeyRow) -> str:
@@ -156,6 +166,9 @@ class ApiKeys:
         self.table = table
         self._hash_key = hash_key
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._valid: dict[str, ApiKeyInfo] = {}  # digest of a valid key → its key
+        self._cached_at_seq: int | None = None  # the chain's last sequence the cache was filled under
+        self._lock = threading.Lock()
 
     def _digest(self, key: str) -> str:
         return hmac.new(self._hash_key, key.encode(), hashlib.sha256).hexdigest()
@@ -170,16 +183,35 @@ class ApiKeys:
         return IssuedKey(key_id=key_id, agency_id=agency_id, key=key, issued_at=now)
 
     def lookup(self, key: str) -> ApiKeyInfo | None:
-        """The key's agency if the key is known and not revoked, else None (reads the table)."""
+        """The key's agency if the key is known and not revoked, else None.
+
+        Reads the chain's last sequence on every call; the key's row only when the key is not
+        cached under that sequence."""
         match = _KEY.match(key)
         if match is None:
             return None
+        seq = self.table.last_seq()
+        digest = self._digest(key)
+        with self._lock:
+            if seq != self._cached_at_seq:
+                self._valid.clear()  # a key was issued or revoked since: check every key again
+                self._cached_at_seq = seq
+            cached = self._valid.get(digest)
+        if cached is not None:
+            return cached
         row = self.table.get(match.group(1))
         if row is None or row.revoked_at is not None or row.alg != HASH_ALG:
             return None
-        if not hmac.compare_digest(row.digest, self._digest(key)):
+        if not hmac.compare_digest(row.digest, digest):
             return None
-        return row.info()
+        info = row.info()
+        with self._lock:
+            # a revocation after the sequence was read empties the cache at the next call
+            if seq == self._cached_at_seq:
+                if len(self._valid) >= CACHE_SIZE:
+                    self._valid.clear()
+                self._valid[digest] = info
+        return info
 
     def list(self, agency_id: str | None = None) -> list[ApiKeyInfo]:
         """Every key (or one agency's), revoked ones included."""
@@ -295,6 +327,10 @@ class SQLiteApiKeyTable:
         seq, head = (int(last[0]) + 1, bytes(last[1])) if last else (1, CHAIN_START)
         c.execute("INSERT INTO api_key_records VALUES (?, ?, ?)", (seq, record, next_link(head, record)))
 
+    def last_seq(self) -> int:
+        with self._conn() as c:
+            return int(c.execute("SELECT coalesce(max(seq), 0) FROM api_key_records").fetchone()[0])
+
     def records(self) -> list[tuple[int, str, bytes]]:
         with self._conn() as c:
             rs = c.execute("SELECT seq, record, head FROM api_key_records ORDER BY seq").fetchall()
@@ -375,6 +411,11 @@ class PostgresApiKeyTable:
         last = c.execute("SELECT seq, head FROM smd_api_key_records ORDER BY seq DESC LIMIT 1").fetchone()
         seq, head = (int(last[0]) + 1, bytes(last[1])) if last else (1, CHAIN_START)
         c.execute("INSERT INTO smd_api_key_records VALUES (%s, %s, %s)", (seq, record, next_link(head, record)))
+
+    def last_seq(self) -> int:
+        with self.pool.connection() as c:
+            row = c.execute("SELECT coalesce(max(seq), 0) FROM smd_api_key_records").fetchone()
+        return int(row[0])
 
     def records(self) -> list[tuple[int, str, bytes]]:
         with self.pool.connection() as c:

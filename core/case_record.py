@@ -17,13 +17,14 @@ import hmac
 import random
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from copy import deepcopy
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder, StoredEvent
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, project_aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, ProcessRecorder, Recording, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.sqlite import SQLiteAggregateRecorder
 
@@ -137,37 +138,47 @@ class CaseRecord(Application[UUID]):
         ``key_id``: the API key that authenticated it, kept on the message's receipt (saved in the
         same transaction as its facts).
         """
-        key = event.idempotency_key
-        digest = hmac.new(self.digest_key, canonical_bytes(event), hashlib.sha256).hexdigest()
-        duplicate = self._check_receipt(key, digest, event.subject)
-        if duplicate:
-            return duplicate
         for attempt in range(self.max_attempts):
-            now = self.clock()
-            changed, outcome = self._decide(event, agency_id, now, imported)
-            receipt = Receipt.issue(
-                key=key,
-                digest=digest,
-                event_type=event.event_type,
-                subject=str(event.subject),
-                agency_id=agency_id,
-                outcome=outcome,
-                now=now,
-                key_id=key_id,
-            )
+            unit = self.unit_of_work()
+            recorded = unit.record(event, agency_id, imported, key_id)
+            if recorded.outcome == "duplicate":
+                return recorded
             try:
-                recordings = self.save(receipt, *changed)
+                [recorded] = unit.commit()
             except IntegrityError:
-                duplicate = self._check_receipt(key, digest, event.subject)
-                if duplicate:
-                    return duplicate
                 self.retries += 1
                 # another writer changed the patient first: back off (jittered), reload, decide again
-                time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))  # noqa: S311 - jitter, not crypto
+                time.sleep(backoff_seconds(attempt))
                 continue
-            position = max(r.notification.id for r in recordings) if recordings else None
-            return Recorded(key=key, outcome=outcome, notification_id=position, subject=event.subject)
-        raise ConcurrentWriteConflict(key, self.max_attempts)
+            return recorded
+        raise ConcurrentWriteConflict(event.idempotency_key, self.max_attempts)
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A view of the record in which several messages are decided, then saved in one transaction."""
+        return UnitOfWork(self)
+
+    def save_in_order(self, events: list[Any], aggregates: dict[UUID, Any]) -> list[Recording[UUID]]:
+        """Store ``events`` (already collected from ``aggregates``) in this order, in one transaction.
+
+        ``Application.save`` orders events aggregate by aggregate; a batch keeps the order in which
+        its messages were decided, so the log reads as the messages arrived."""
+        processing = ProcessingEvent[UUID]()
+        processing.events = events
+        processing.aggregates = aggregates
+        with self.keystore.deferred() as new_keys:
+            if new_keys is not None:  # a new patient's key in the same transaction as its registration
+                processing.saved_kwargs["data_keys"] = new_keys
+            recordings = self._record(processing)
+        cache = self.repository.cache
+        if cache is not None and self.repository.fastforward:
+            # the library caches on save only without fast-forward; a batch's next message about
+            # the same patient (and the next batch) starts from here instead of replaying
+            for aggregate_id, aggregate in aggregates.items():
+                if isinstance(aggregate, Patient | SuspectedCase):  # not receipts: they are read once
+                    cache.put(aggregate_id, aggregate)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
 
     def _check_receipt(self, key: str, digest: str, subject: UUID) -> Recorded | None:
         try:
@@ -177,56 +188,6 @@ class CaseRecord(Application[UUID]):
         if not hmac.compare_digest(receipt.digest, digest):
             raise DuplicateMessageConflict(key)
         return Recorded(key=key, outcome="duplicate", notification_id=None, subject=subject)
-
-    def _decide(
-        self, event: InboundEvent, agency_id: str, now: datetime, imported: bool = False
-    ) -> tuple[list[Any], str]:
-        """Load what the event is about and call the domain; return aggregates to save."""
-        by = Provenance(
-            agency_id=agency_id,
-            staff_id=event.actor,
-            occurred_at=event.time,
-            message_id=(IMPORTED_PREFIX if imported else "") + event.idempotency_key,
-        )
-        match event:
-            case PatientRegisteredV1(subject=patient_id) | PatientRegisteredV2(subject=patient_id):
-                if self._exists(patient_id):
-                    raise PatientAlreadyRegistered(patient_id)
-                return identity.register(self, event, by, now), "recorded"  # with its ID-number marker
-            case PatientRegisteredUnidentifiedV1(subject=patient_id):
-                if self._exists(patient_id):
-                    raise PatientAlreadyRegistered(patient_id)
-                return identity.register_unidentified(self, event, by, now), "recorded"
-            case IdentityConfirmedV1() | IdentityConfirmedV2():
-                return identity.confirm(self, event, by, now), "recorded"  # with its ID-number marker
-            case VisitRecordedV1(data=d):
-                patient = self.patient(event.subject)
-                patient.record_visit(
-                    by,
-                    now,
-                    face_to_face=d.face_to_face,
-                    joint=d.joint,
-                    risk_level=d.risk_level,
-                    risk_class=RiskClass(d.risk_class),
-                )
-                return [patient], "recorded"
-            case VisitMissedV1(data=d):
-                patient = self.patient(event.subject)
-                new = patient.record_missed_visit(by, now, scheduled_on=d.scheduled_on, reason=d.reason)
-                return ([patient], "recorded") if new else ([], "no-change")
-            case RiskAssessedV1(data=d):
-                patient = self.patient(event.subject)
-                patient.assess_risk(by, now, risk_level=d.risk_level, risk_class=RiskClass(d.risk_class))
-                return [patient], "recorded"
-            case TaskAssignedV1(data=d):
-                return [self._assign_task(event, d, by, now)], "recorded"
-            case _ if type(event) in suspected_cases.EVENTS:
-                return suspected_cases.decide(self, event, by, now), "recorded"  # case (+ patient when registered)
-            case _ if type(event) in FILE_COMMANDS:
-                patient = self.patient(event.subject)
-                changed = FILE_COMMANDS[type(event)](patient, by, now, event.data)
-                return ([patient], "recorded") if changed is not False else ([], "no-change")
-        raise TypeError(f"no handler for {type(event).__name__}")  # pragma: no cover
 
     def mark_history_imported(
         self, patient_id: UUID, agency_id: str, ledger: str, rows: int, owner_kind: str | None = None
@@ -351,23 +312,27 @@ class CaseRecord(Application[UUID]):
             found[originator] = event.mutate(found.get(originator))
         return found
 
-    def _assign_task(self, event: TaskAssignedV1, d: Any, by: Provenance, now: datetime) -> AssignedTask:
-        """A task: about a patient (its residence is the place) or at a place it names."""
-        if self._exists(event.subject):
-            raise TaskAlreadyAssigned(event.subject)
-        place = self.patient(d.patient_id).residence if d.patient_id is not None else d.place
-        if place is None:
-            raise TaskNeedsAPlace()
-        return AssignedTask.assign(
-            event.subject,
-            by,
-            now,
-            assignee=d.assignee,
-            due_at=d.due_at,
-            text=d.text,
-            place=place,
-            patient_id=d.patient_id,
-        )
+    def existing(self, ids: Collection[UUID]) -> set[UUID]:
+        """Which of these aggregates have recorded events: one query, however many ids (a batch
+        asks for its messages' receipts and patients, most of them new)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return set()
+        recorder: Any = self.recorder
+        table = getattr(recorder, "events_table_name", None)
+        if isinstance(recorder, PostgresAggregateRecorder) and table:
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)", [wanted])  # noqa: S608 (the recorder's own table name)
+                return {row["originator_id"] for row in cursor.fetchall()}
+        if isinstance(recorder, SQLiteAggregateRecorder) and table:
+            marks = ",".join("?" * len(wanted))
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(
+                    f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",  # noqa: S608
+                    [i.hex for i in wanted],  # the SQLite recorder stores ids as hex
+                )
+                return {UUID(row["originator_id"]) for row in cursor.fetchall()}
+        return {i for i in wanted if self._exists(i)}  # the in-memory store of unit tests
 
     def _exists(self, aggregate_id: UUID) -> bool:
         try:
@@ -375,3 +340,287 @@ class CaseRecord(Application[UUID]):
         except AggregateNotFoundError:
             return False
         return True
+
+    def events_after(self, versions: dict[UUID, int]) -> dict[UUID, list[StoredEvent]] | None:
+        """Each aggregate's stored events after the given version, in one query (a batch brings
+        its cached patients up to date at once); None on the in-memory store of unit tests."""
+        if not versions:
+            return {}
+        recorder: Any = self.recorder
+        table = getattr(recorder, "events_table_name", None)
+        found: dict[UUID, list[StoredEvent]] = {}
+        if isinstance(recorder, PostgresAggregateRecorder) and table:
+            # the recorder's own table name
+            query = (
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state"  # noqa: S608
+                " FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v)"
+                f" JOIN {table} e ON e.originator_id = w.id AND e.originator_version > w.v"
+                " ORDER BY e.originator_id, e.originator_version"
+            )
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(query, [list(versions), list(versions.values())])
+                for row in cursor.fetchall():
+                    found.setdefault(row["originator_id"], []).append(
+                        StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
+                    )
+            return found
+        if isinstance(recorder, SQLiteAggregateRecorder) and table:
+            items = list(versions.items())
+            with recorder.datastore.transaction(commit=False) as cursor:
+                for start in range(0, len(items), 400):  # SQLite's limit on bound parameters
+                    chunk = items[start : start + 400]
+                    where = " OR ".join(["(originator_id = ? AND originator_version > ?)"] * len(chunk))
+                    cursor.execute(
+                        f"SELECT originator_id, originator_version, topic, state FROM {table} WHERE {where}"  # noqa: S608
+                        " ORDER BY originator_id, originator_version",
+                        [v for i, version in chunk for v in (i.hex, version)],
+                    )
+                    for row in cursor.fetchall():
+                        originator = UUID(row["originator_id"])
+                        found.setdefault(originator, []).append(
+                            StoredEvent(originator, row["originator_version"], row["topic"], bytes(row["state"]))
+                        )
+            return found
+        return None
+
+
+def backoff_seconds(attempt: int) -> float:
+    """A jittered pause before trying a conflicting write again (attempt 0, 1, 2 …)."""
+    return random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6)))  # noqa: S311 - jitter, not crypto
+
+
+class SpoiledUnitOfWork(Exception):
+    """A refused message left changes on an aggregate that later messages would build on: the
+    batch's decisions are made again without it (nothing of it was stored)."""
+
+
+class UnitOfWork:
+    """Several messages decided in order against one in-memory view of the record, then stored
+    in one transaction (``commit``).
+
+    Each aggregate and receipt is read from the store at most once; the next message about the
+    same patient sees the changes of the previous ones. The domain helpers read through
+    ``repository.get``, ``patient`` and ``_exists`` exactly as they read the record itself.
+    Nothing is stored before ``commit``; a refused message that had already changed an
+    aggregate spoils the unit (``spoiled``): the caller decides the batch again without it.
+    """
+
+    def __init__(self, record: CaseRecord) -> None:
+        self.case_record = record
+        self.repository = self  # the domain helpers call record.repository.get(...)
+        self.digest_key = record.digest_key
+        self.keystore = record.keystore
+        self.clock = record.clock
+        self.spoiled = False
+        self._loaded: dict[UUID, Any] = {}
+        self._absent: set[UUID] = set()
+        self._events: list[Any] = []  # in the order the messages were decided
+        self._aggregates: dict[UUID, Any] = {}
+        self._decided: list[tuple[Recorded, list[Any]]] = []  # each message's outcome and new events
+
+    # -- reading, as the record does -----------------------------------------------------------
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
+        """The aggregate as this unit sees it (the store's, with this unit's changes)."""
+        if version is not None:
+            return self.case_record.repository.get(aggregate_id, version=version)
+        if aggregate_id in self._loaded:
+            return self._loaded[aggregate_id]
+        if aggregate_id in self._absent:
+            raise AggregateNotFoundError(aggregate_id)
+        try:
+            found = self.case_record.repository.get(aggregate_id)  # a copy: this unit changes it
+        except AggregateNotFoundError:
+            self._absent.add(aggregate_id)
+            raise
+        self._loaded[aggregate_id] = found
+        return found
+
+    def prefetch_absent(self, ids: Collection[UUID]) -> None:
+        """Learn in one query which of ``ids`` have no events yet (new patients, new receipts),
+        so that asking for them costs nothing."""
+        wanted = [i for i in dict.fromkeys(ids) if i not in self._loaded and i not in self._absent]
+        if wanted:
+            self._absent.update(set(wanted) - self.case_record.existing(wanted))
+
+    def preload(self, ids: Collection[UUID]) -> None:
+        """Bring the cached aggregates among ``ids`` up to date in one query (each a copy: this
+        unit changes it); the others are read one by one when asked for."""
+        repository = self.case_record.repository
+        if not repository.cache:
+            return
+        cached: dict[UUID, Any] = {}
+        for aggregate_id in dict.fromkeys(ids):
+            if aggregate_id in self._loaded or aggregate_id in self._absent:
+                continue
+            try:
+                cached[aggregate_id] = repository.cache.get(aggregate_id)
+            except KeyError:
+                continue
+        if not cached:
+            return
+        newer = self.case_record.events_after({i: a.version for i, a in cached.items()})
+        if newer is None:
+            return
+        mapper = self.case_record.mapper
+        for aggregate_id, aggregate in cached.items():
+            copy = deepcopy(aggregate)
+            events = [mapper.to_domain_event(stored) for stored in newer.get(aggregate_id, ())]
+            if events:
+                copy = project_aggregate(copy, events)
+            if copy is not None:
+                self._loaded[aggregate_id] = copy
+
+    def patient(self, patient_id: UUID) -> Patient:
+        """The patient's file as this unit sees it, or PatientNotFound."""
+        try:
+            patient = self.get(patient_id)
+        except AggregateNotFoundError:
+            raise PatientNotFound(patient_id) from None
+        if not isinstance(patient, Patient):
+            raise PatientNotFound(patient_id)
+        return patient
+
+    def suspected_case(self, case_id: UUID) -> SuspectedCase:
+        """The suspected case as this unit sees it, or SuspectedCaseNotFound."""
+        return suspected_cases.load(self, case_id)  # type: ignore[arg-type]
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        try:
+            self.get(aggregate_id)
+        except AggregateNotFoundError:
+            return False
+        return True
+
+    # -- deciding --------------------------------------------------------------------------------
+
+    def record(
+        self, event: InboundEvent, agency_id: str, imported: bool = False, key_id: str | None = None
+    ) -> Recorded:
+        """Decide one message in this unit (stored only by ``commit``); raises on refusal.
+        ``key_id``: the API key that authenticated it, kept on its receipt."""
+        key = event.idempotency_key
+        digest = hmac.new(self.digest_key, canonical_bytes(event), hashlib.sha256).hexdigest()
+        try:
+            receipt = self.get(receipt_id(key))
+        except AggregateNotFoundError:
+            receipt = None
+        if receipt is not None:  # stored before, or earlier in this unit
+            if not hmac.compare_digest(receipt.digest, digest):
+                raise DuplicateMessageConflict(key)
+            duplicate = Recorded(key=key, outcome="duplicate", notification_id=None, subject=event.subject)
+            self._decided.append((duplicate, []))
+            return duplicate
+        now = self.clock()
+        try:
+            changed, outcome = decide(self, event, agency_id, now, imported)
+        except BaseException:
+            # the domain decides before it records, but a command of several steps may have
+            # recorded one before refusing: then this unit's aggregates are no longer the truth
+            if any(getattr(a, "pending_events", None) for a in self._loaded.values()):
+                self.spoiled = True
+            raise
+        receipt = Receipt.issue(
+            key=key,
+            digest=digest,
+            event_type=event.event_type,
+            subject=str(event.subject),
+            agency_id=agency_id,
+            outcome=outcome,
+            now=now,
+            key_id=key_id,
+        )
+        new: list[Any] = []
+        for aggregate in (*changed, receipt):
+            new.extend(aggregate.collect_events())
+            self._aggregates[aggregate.id] = aggregate
+            self._loaded[aggregate.id] = aggregate
+            self._absent.discard(aggregate.id)
+        self._events.extend(new)
+        recorded = Recorded(key=key, outcome=outcome, notification_id=None, subject=event.subject)
+        self._decided.append((recorded, new))
+        return recorded
+
+    def commit(self) -> list[Recorded]:
+        """Store every decided message in one transaction; their outcomes with log positions.
+
+        Raises ``IntegrityError`` when another writer got there first (nothing is stored)."""
+        if not self._events:
+            return [r for r, _ in self._decided]
+        recordings = self.case_record.save_in_order(self._events, self._aggregates)
+        positions = {id(r.domain_event): r.notification.id for r in recordings}
+        return [
+            replace(r, notification_id=max((positions[id(e)] for e in events), default=None))
+            for r, events in self._decided
+        ]
+
+
+def decide(
+    reader: Any, event: InboundEvent, agency_id: str, now: datetime, imported: bool = False
+) -> tuple[list[Any], str]:
+    """Load what the event is about (through ``reader``: the record or a unit of work) and call
+    the domain; return the aggregates to save and the outcome."""
+    by = Provenance(
+        agency_id=agency_id,
+        staff_id=event.actor,
+        occurred_at=event.time,
+        message_id=(IMPORTED_PREFIX if imported else "") + event.idempotency_key,
+    )
+    match event:
+        case PatientRegisteredV1(subject=patient_id) | PatientRegisteredV2(subject=patient_id):
+            if reader._exists(patient_id):
+                raise PatientAlreadyRegistered(patient_id)
+            return identity.register(reader, event, by, now), "recorded"  # with its ID-number marker
+        case PatientRegisteredUnidentifiedV1(subject=patient_id):
+            if reader._exists(patient_id):
+                raise PatientAlreadyRegistered(patient_id)
+            return identity.register_unidentified(reader, event, by, now), "recorded"
+        case IdentityConfirmedV1() | IdentityConfirmedV2():
+            return identity.confirm(reader, event, by, now), "recorded"  # with its ID-number marker
+        case VisitRecordedV1(data=d):
+            patient = reader.patient(event.subject)
+            patient.record_visit(
+                by,
+                now,
+                face_to_face=d.face_to_face,
+                joint=d.joint,
+                risk_level=d.risk_level,
+                risk_class=RiskClass(d.risk_class),
+            )
+            return [patient], "recorded"
+        case VisitMissedV1(data=d):
+            patient = reader.patient(event.subject)
+            new = patient.record_missed_visit(by, now, scheduled_on=d.scheduled_on, reason=d.reason)
+            return ([patient], "recorded") if new else ([], "no-change")
+        case RiskAssessedV1(data=d):
+            patient = reader.patient(event.subject)
+            patient.assess_risk(by, now, risk_level=d.risk_level, risk_class=RiskClass(d.risk_class))
+            return [patient], "recorded"
+        case TaskAssignedV1(data=d):
+            return [_assign_task(reader, event, d, by, now)], "recorded"
+        case _ if type(event) in suspected_cases.EVENTS:
+            return suspected_cases.decide(reader, event, by, now), "recorded"  # case (+ patient when registered)
+        case _ if type(event) in FILE_COMMANDS:
+            patient = reader.patient(event.subject)
+            changed = FILE_COMMANDS[type(event)](patient, by, now, event.data)
+            return ([patient], "recorded") if changed is not False else ([], "no-change")
+    raise TypeError(f"no handler for {type(event).__name__}")  # pragma: no cover
+
+
+def _assign_task(reader: Any, event: TaskAssignedV1, d: Any, by: Provenance, now: datetime) -> AssignedTask:
+    """A task: about a patient (its residence is the place) or at a place it names."""
+    if reader._exists(event.subject):
+        raise TaskAlreadyAssigned(event.subject)
+    place = reader.patient(d.patient_id).residence if d.patient_id is not None else d.place
+    if place is None:
+        raise TaskNeedsAPlace()
+    return AssignedTask.assign(
+        event.subject,
+        by,
+        now,
+        assignee=d.assignee,
+        due_at=d.due_at,
+        text=d.text,
+        place=place,
+        patient_id=d.patient_id,
+    )

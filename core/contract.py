@@ -982,6 +982,27 @@ def check_json_body(raw: bytes | str, limits: WireLimits = DEFAULT_LIMITS) -> No
     check_duplicate_keys(check_bytes(raw, limits))
 
 
+class _WellFormedIds(msgspec.Struct):
+    """An envelope's ``id`` and ``source``, only when well formed (never free text)."""
+
+    id: UUID
+    source: AgencyId
+
+
+_ids_decoder = msgspec.json.Decoder(_WellFormedIds)
+
+
+def envelope_key(raw: bytes, limits: WireLimits = DEFAULT_LIMITS) -> str | None:
+    """``<source>:<id>`` when the bytes carry a well-formed pair (even in an envelope refused for
+    another reason), else None. The bytes pass the byte-level checks first."""
+    try:
+        check_bytes(raw, limits)
+        ids = _ids_decoder.decode(raw)
+    except (ContractError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return f"{ids.source}:{ids.id}"
+
+
 def decode_event(raw: bytes | str, limits: WireLimits = DEFAULT_LIMITS) -> InboundEvent:
     """Check the bytes, decode one envelope, refuse duplicate members; or raise ContractError
     (with a stable ``code``) naming what to fix, the JSON path of the field where there is one."""

@@ -8,18 +8,29 @@ times out of range), then record it exactly once.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
-from core.case_record import CaseRecord, Recorded
-from core.contract import DEFAULT_LIMITS, WireLimits, decode_event
+from eventsourcing.persistence import IntegrityError
+
+from core.case_record import CaseRecord, ConcurrentWriteConflict, Recorded, backoff_seconds
+from core.contract import DEFAULT_LIMITS, ContractError, InboundEvent, WireLimits, decode_event
 from core.door import check_at_the_door
 from core.jurisdiction import check_within_jurisdiction
-from core.registry import REGION_TZ, RegistryView
+from core.registry import REGION_TZ, AgencyInfo, RegistryView
+from core.waiting import provided
 from domain.access import check_may_record, check_may_record_aid, check_source, may_search_by_id_number
-from domain.errors import DomainError
+from domain.errors import DomainError, ReferenceNotKnownYet
 from domain.identity_errors import IdNumberAlreadyRegistered
+from domain.receipt import receipt_id
+from domain.registry import RegistryState
 from domain.values import EARLIEST_OCCURRED
 
 if TYPE_CHECKING:
@@ -74,21 +85,10 @@ def accept(
     if waiting is not None:  # the same door, without waiting
         resubmit = partial(accept, case_record, registry, earliest=earliest, limits=limits)
         return waiting.accept(resubmit, raw, agency_id, via, imported, arrival, key_id=key_id)
-    event = decode_event(raw, limits)
-    agency = registry.agency(agency_id)  # reads the registry as recorded now
-    if agency is None:
-        raise UnknownAgency(agency_id)
-    check_source(event.source, agency_id, via)
-    if event.region is not None and event.region != registry.region:
-        raise WrongRegion(event.region, registry.region)
-    check_may_record(agency_id, agency.kind, event.event_type)
-    aid_type = getattr(event.data, "aid_type", None)
-    if aid_type is not None:  # aid is recordable per aid type, not only per event type
-        check_may_record_aid(agency_id, agency.kind, aid_type)
-    now = case_record.clock()
-    # the registry just read, on the day the rules will ask it (the recorded day, in the region)
+    registry.refresh()  # the registry as recorded now
     state = registry.state(as_of_position=registry.position)
-    check_at_the_door(event, state, now, now.astimezone(REGION_TZ).date(), earliest)
+    now = case_record.clock()
+    event, agency = authorise(registry, state, raw, agency_id, via, now, earliest, limits)
 
     # -- writes within jurisdiction (docs/decisions/014): before anything about the subject is
     # answered, so a refused agency learns nothing of a patient outside its area
@@ -99,3 +99,253 @@ def accept(
     except IdNumberAlreadyRegistered as e:
         # name the holder only to a kind that could find it by searching the same number
         raise e.for_caller(may_search_by_id_number(agency.kind)) from None
+
+
+def authorise(
+    registry: RegistryView,
+    state: RegistryState,
+    raw: bytes,
+    agency_id: str,
+    via: str,
+    now: datetime,
+    earliest: datetime,
+    limits: WireLimits,
+) -> tuple[InboundEvent, AgencyInfo]:
+    """Decode the message and refuse what its agency may not send or what can never become
+    valid; everything that needs no record (``state``: the registry read at ``registry.position``)."""
+    event = decode_event(raw, limits)
+    agency = registry.agency(agency_id, as_of_position=registry.position)
+    if agency is None:
+        raise UnknownAgency(agency_id)
+    check_source(event.source, agency_id, via)
+    if event.region is not None and event.region != registry.region:
+        raise WrongRegion(event.region, registry.region)
+    check_may_record(agency_id, agency.kind, event.event_type)
+    aid_type = getattr(event.data, "aid_type", None)
+    if aid_type is not None:  # aid is recordable per aid type, not only per event type
+        check_may_record_aid(agency_id, agency.kind, aid_type)
+    # the registry just read, on the day the rules will ask it (the recorded day, in the region)
+    check_at_the_door(event, state, now, now.astimezone(REGION_TZ).date(), earliest)
+    return event, agency
+
+
+# -- many messages in one unit of work -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One message of a batch: its bytes, the agency that sent it and the door it came through."""
+
+    raw: bytes
+    agency_id: str
+    via: str
+    arrival: Arrival | None = None
+    imported: bool = False
+    key_id: str | None = None  # the API key that authenticated it (kept on its receipt)
+
+
+#: What became of one message of a batch: what recording it did, or why not: a refusal
+#: (``ContractError`` / ``DomainError``) or a failure worth trying again (anything else).
+Result = Recorded | Exception
+
+#: Tries of a whole group whose save keeps colliding with other writers before it is split.
+GROUP_ATTEMPTS = 3
+
+
+def accept_batch(
+    case_record: CaseRecord,
+    registry: RegistryView,
+    messages: Sequence[Incoming],
+    *,
+    earliest: datetime = EARLIEST_OCCURRED,
+    limits: WireLimits = DEFAULT_LIMITS,
+    waiting: Waiting | None = None,
+) -> list[Result]:
+    """``accept`` for many messages at once, with one result per message, in order.
+
+    The registry is read once; every message is decoded and authorised; the valid ones are
+    decided in order in one unit of work (each aggregate and receipt read once, a patient
+    registered early in the batch known to the later messages) and stored in one transaction.
+    A refused message is refused alone; a save that collides with another writer is tried
+    again on fresh reads, then split in halves, down to one message. Facts that wait for their
+    patient (``waiting``) are held after the commit, and what waited for the batch's records is
+    released then. A failure of the store for the whole batch raises: nothing was stored.
+    """
+    results: list[Result | None] = [None] * len(messages)
+    registry.refresh()  # the registry as recorded now, once for the batch
+    state = registry.state(as_of_position=registry.position)
+    todo: list[_Checked] = []
+    for i, message in enumerate(messages):
+        try:
+            now = case_record.clock()
+            event, agency = authorise(
+                registry, state, message.raw, message.agency_id, message.via, now, earliest, limits
+            )
+        except (ContractError, DomainError) as e:
+            results[i] = e
+            continue
+        todo.append(_Checked(i, message, event, agency))
+    waits: dict[int, str] = {}
+    _record_group(case_record, state, todo, results, waits if waiting is not None else None)
+    if waiting is not None:
+        resubmit = partial(accept, case_record, registry, earliest=earliest, limits=limits)
+        for item in todo:
+            if item.index in waits:
+                m = item.message
+                try:
+                    results[item.index] = waiting.hold(
+                        resubmit, m.raw, m.agency_id, m.via, m.imported, m.arrival, waits[item.index], m.key_id
+                    )
+                except Exception as e:  # a refusal (a changed resend) or a failure: this message only
+                    results[item.index] = e
+        references = [
+            r
+            for item in todo
+            if isinstance(results[item.index], Recorded) and item.index not in waits
+            for r in provided(item.event)
+        ]
+        if references:
+            waiting.release_safely(resubmit, references)
+    return [r if r is not None else RuntimeError("no result") for r in results]
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A message that passed every check needing no record."""
+
+    index: int
+    message: Incoming
+    event: InboundEvent
+    agency: AgencyInfo
+
+
+def _record_group(
+    case_record: CaseRecord,
+    state: RegistryState,
+    group: list[_Checked],
+    results: list[Result | None],
+    waits: dict[int, str] | None,
+) -> None:
+    """Decide ``group`` in one unit of work and commit it; fills ``results`` (and ``waits``)."""
+    if not group:
+        return
+    refused: dict[int, Exception] = {}
+    attempt = 0
+    while True:
+        unit = case_record.unit_of_work()
+        unit.prefetch_absent([receipt_id(c.event.idempotency_key) for c in group] + [c.event.subject for c in group])
+        unit.preload([c.event.subject for c in group])  # the cached patients, brought up to date at once
+        decided: list[int] = []
+        failed: dict[int, Exception] = {}
+        waiting_for: dict[int, str] = {}
+        for c in group:
+            if c.index in refused:
+                continue
+            try:
+                # writes within jurisdiction (docs/decisions/014): on the subject as this unit sees it
+                check_within_jurisdiction(unit, state, c.agency, c.event, case_record.clock())  # type: ignore[arg-type]
+                unit.record(c.event, c.message.agency_id, c.message.imported, c.message.key_id)
+                decided.append(c.index)
+            except ReferenceNotKnownYet as e:
+                if waits is None:
+                    refused[c.index] = e
+                else:
+                    waiting_for[c.index] = e.reference
+            except IdNumberAlreadyRegistered as e:
+                # name the holder only to a kind that could find it by searching the same number
+                refused[c.index] = e.for_caller(may_search_by_id_number(c.agency.kind))
+            except (ContractError, DomainError) as e:
+                refused[c.index] = e
+            except Exception as e:  # this message's failure (a bug, a read that failed): it alone is retried
+                failed[c.index] = e
+            if unit.spoiled:
+                break
+        if unit.spoiled:
+            continue  # decide again without the message that spoiled it (now in ``refused``)
+        try:
+            committed = unit.commit()
+        except IntegrityError:
+            attempt += 1
+            case_record.retries += 1
+            if len(group) == 1 and attempt >= case_record.max_attempts:
+                results[group[0].index] = ConcurrentWriteConflict(group[0].event.idempotency_key, attempt)
+                return
+            if len(group) > 1 and attempt >= GROUP_ATTEMPTS:
+                half = len(group) // 2
+                _record_group(case_record, state, group[:half], results, waits)
+                _record_group(case_record, state, group[half:], results, waits)
+                return
+            time.sleep(backoff_seconds(attempt))
+            refused.clear()  # fresh reads: every message is decided again
+            continue
+        for index, recorded in zip(decided, committed, strict=True):
+            results[index] = recorded
+        for index, error in (refused | failed).items():
+            results[index] = error
+        if waits is not None:
+            waits.update(waiting_for)
+        return
+
+
+class GroupCommit:
+    """The messages of the requests in flight, recorded together (group commit).
+
+    Each HTTP request hands its message to ``submit`` and waits for its own result; one writer
+    thread takes whatever has gathered (up to ``max_batch``) and records it as one batch
+    (``accept_batch``: one unit of work, one transaction). Under light load a batch is one
+    message and nothing waits; under load the requests that arrived during one commit share the
+    next, so the events table's lock is taken once per batch instead of once per request. Every
+    request is answered after the commit of its own message, with its own outcome or refusal.
+    """
+
+    def __init__(self, record_batch: Callable[[list[Incoming]], list[Result]], max_batch: int = 100) -> None:
+        self.record_batch = record_batch
+        self.max_batch = max_batch
+        self._queue: deque[tuple[Incoming, Future[Recorded]]] = deque()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, message: Incoming) -> Future[Recorded]:
+        """The future result of recording ``message`` (raises its refusal or failure)."""
+        future: Future[Recorded] = Future()
+        with self._ready:
+            self._queue.append((message, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="smd-group-commit", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return future
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop the writer thread (a later ``submit`` starts
+        another: an app's lifespan may run again)."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=30)
+        with self._ready:
+            self._closed = False
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    self._thread = None  # a later submit starts another
+                    return
+                taken = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            try:
+                results = self.record_batch([message for message, _ in taken])
+            except BaseException as e:  # nothing of the batch was stored: each request is told
+                for _, future in taken:
+                    future.set_exception(e)
+                continue
+            for (_, future), result in zip(taken, results, strict=True):
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

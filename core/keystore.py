@@ -10,7 +10,9 @@ master key's id beside it, so that:
 - algorithms can change (SM4 for 密评 deployments) because every row names its own.
 
 Keys live outside the event tables (SQLite: their own file; PostgreSQL: their own table), so the
-hash chain over events never covers them and deleting a key never rewrites an event.
+hash chain over events never covers them and deleting a key never rewrites an event. On
+PostgreSQL a new subject's key is written in the same transaction as the subject's first events
+(``KeyStore.deferred``): no transaction of its own, and no key without the events it seals.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -125,6 +127,26 @@ def unwrap(masters: dict[str, MasterKey], row: WrappedKey) -> bytes:
         ) from None
 
 
+class DeferredKeys:
+    """New data keys created while events are being stored, written by the store's own
+    transaction (``insert``, called by the PostgreSQL recorder with its cursor)."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+        self.keys: dict[UUID, tuple[bytes, WrappedKey]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    def insert(self, cursor: Any) -> None:
+        """Insert the new keys with the events' cursor. No ``ON CONFLICT``: a key written by
+        another writer meanwhile fails the whole transaction, which is then decided again."""
+        rows = [
+            (r.subject_id, r.alg, r.wrap_alg, r.master_key_id, r.wrapped, r.created_at) for _, r in self.keys.values()
+        ]
+        cursor.executemany(f"INSERT INTO {self.table_name} ({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s)", rows)
+
+
 class KeyStore:
     """Creates, wraps, unwraps and caches per-subject data keys."""
 
@@ -137,11 +159,36 @@ class KeyStore:
         self._cache: OrderedDict[UUID, bytes] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._local = threading.local()  # this thread's DeferredKeys while it stores events
+
+    @contextmanager
+    def deferred(self) -> Iterator[DeferredKeys | None]:
+        """While storing events in this thread: new keys are kept for the store's transaction
+        (None when this table cannot join it: SQLite keeps keys in a file of their own). The
+        keys are cached only if the block ends without an error (the transaction committed)."""
+        table_name = getattr(self.table, "table", None)
+        if not isinstance(self.table, PostgresKeyTable) or table_name is None:
+            yield None
+            return
+        pending = DeferredKeys(table_name)
+        self._local.pending = pending
+        try:
+            yield pending
+        finally:
+            self._local.pending = None
+        with self._lock:
+            for subject_id, (key, _) in pending.keys.items():
+                self._remember(subject_id, key)
 
     def data_key(self, subject_id: UUID) -> bytes:
         """The subject's data key, created (and stored wrapped) on first use."""
         key = self.existing_data_key(subject_id)
         if key is not None:
+            return key
+        pending: DeferredKeys | None = getattr(self._local, "pending", None)
+        if pending is not None:  # written by the transaction that stores the events it seals
+            key = secrets.token_bytes(32)
+            pending.keys[subject_id] = (key, wrap(self.current, subject_id, key))
             return key
         self.table.insert_if_absent(wrap(self.current, subject_id, secrets.token_bytes(32)))
         key = self.existing_data_key(subject_id)  # re-read: a concurrent creator may have won
@@ -151,6 +198,9 @@ class KeyStore:
 
     def existing_data_key(self, subject_id: UUID) -> bytes | None:
         """The subject's data key, or None when it never existed or was destroyed."""
+        pending: DeferredKeys | None = getattr(self._local, "pending", None)
+        if pending is not None and subject_id in pending.keys:
+            return pending.keys[subject_id][0]
         with self._lock:
             key = self._cache.get(subject_id)
             if key is not None:
@@ -161,10 +211,13 @@ class KeyStore:
             return None
         key = unwrap(self.masters, row)
         with self._lock:
-            self._cache[subject_id] = key
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._remember(subject_id, key)
         return key
+
+    def _remember(self, subject_id: UUID, key: bytes) -> None:
+        self._cache[subject_id] = key
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def close(self) -> None:
         """Release the table's connections."""

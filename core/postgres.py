@@ -147,6 +147,12 @@ class Recorder(PostgresProcessRecorder):
         datastore.pool.open()
         warm_up(datastore.pool)
 
+    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        data_keys = kwargs.get("data_keys")
+        if data_keys:  # new subjects' data keys (core.keystore.DeferredKeys), in this transaction
+            data_keys.insert(curs)
+
     insert_events = _fewer_attempts(PostgresProcessRecorder.insert_events)
     select_events = _fewer_attempts(PostgresProcessRecorder.select_events)
     select_notifications = _fewer_attempts(PostgresProcessRecorder.select_notifications)

@@ -9,6 +9,7 @@ registry file and the recorded registry, and nothing when there is none.
 
 from __future__ import annotations
 
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class RegistryView:
         self.case_record = case_record
         self.region = region
         self.today = today
+        self._refreshed_at = float("-inf")  # monotonic time of the last refresh
         # Registry changes are rare: the few distinct prefixes a replay needs fit in a small cache.
         self.log: AsOfView[RegistryState] = AsOfView(
             case_record,
@@ -90,7 +92,21 @@ class RegistryView:
 
     def refresh(self) -> int:
         """Read registry changes recorded since the last call; returns how many were new."""
-        return self.log.refresh()
+        new = self.log.refresh()
+        self._refreshed_at = time.monotonic()
+        return new
+
+    def recent_agency(self, agency_id: str, max_age: float = 1.0) -> AgencyInfo | None:
+        """The agency as recorded at most ``max_age`` seconds ago (no read of the log when the
+        view was refreshed since; one refresh when it was not, or when the agency is unknown):
+        for authentication, where every request would otherwise read the log twice. Recording
+        reads the registry as recorded now, whatever this says."""
+        if time.monotonic() - self._refreshed_at > max_age:
+            self.refresh()
+        found = self.agency(agency_id, as_of_position=self.position)
+        if found is None and self.refresh():
+            found = self.agency(agency_id, as_of_position=self.position)
+        return found
 
     def state(self, as_of_position: int | None = None) -> RegistryState:
         """The registry as recorded up to ``as_of_position`` (default: everything). Read only."""

@@ -514,6 +514,22 @@ class Waiting:
             self.release_safely(resubmit, references)
         return recorded
 
+    def hold(
+        self,
+        resubmit: Resubmit,
+        raw: bytes,
+        agency_id: str,
+        via: str,
+        imported: bool,
+        arrival: Arrival | None,
+        reference: str,
+        key_id: str | None = None,
+    ) -> Recorded:
+        """Hold a message that waits for ``reference`` (the same message again is held once);
+        recorded at once if the reference was written meanwhile. A batch holds its waiting
+        messages after its commit (core.intake.accept_batch)."""
+        return self._hold(resubmit, raw, agency_id, via, imported, arrival or Arrival(door="other"), reference, key_id)
+
     def _hold(
         self,
         resubmit: Resubmit,

@@ -1,4 +1,9 @@
-"""NATS intake: a durable pull consumer that stores each envelope, then acks it.
+"""NATS intake: a durable pull consumer that stores each batch of envelopes, then acks them.
+
+Each fetch (up to ``SMD_INTAKE_BATCH`` messages) is one unit of work
+(``core.intake.accept_batch``): every message decoded and authorised, the valid ones decided in
+order in memory and stored in one transaction; only then is any message acked. A message refused
+is rejected alone; a save that collides with another writer is decided again, then split.
 
 Per message (``<root>.<region>.in.<agency-id>.<event-type...>``):
 
@@ -20,9 +25,9 @@ Per message (``<root>.<region>.in.<agency-id>.<event-type...>``):
   not terminate (it crashed, or NATS failed, on the last delivery), which is dead-lettered then.
 
 An idle fetch ends in a timeout: that is no error (nats-py raises its own ``TimeoutError`` or,
-now and then, asyncio's; both are caught). A batch that takes longer than half the AckWait tells
-the server its remaining messages are still in progress, so a short AckWait (a crashed intake's
-messages come back soon) never redelivers messages that are merely waiting their turn.
+now and then, asyncio's; both are caught). While a batch is worked on, every half AckWait the
+server is told its messages are still in progress, so a short AckWait (a crashed intake's
+messages come back soon) never redelivers messages that are merely waiting for their commit.
 
 The store is idempotent on ``<source>:<id>``, so at-least-once delivery gives exactly-once
 effects. Acks are ``ack()`` (fire and forget) plus one ``flush()`` per batch: a lost ack only
@@ -37,13 +42,10 @@ import json
 import os
 import signal
 import sqlite3
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
-from uuid import UUID
 
-import msgspec
 import nats.errors
 import psycopg
 import structlog
@@ -53,9 +55,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from structlog.contextvars import bound_contextvars
 
-from core.case_record import CaseRecord, ConcurrentWriteConflict
-from core.contract import DEFAULT_LIMITS, AgencyId, ContractError, WireLimits, check_bytes
-from core.intake import accept
+from core.case_record import CaseRecord, ConcurrentWriteConflict, Recorded
+from core.contract import DEFAULT_LIMITS, ContractError, WireLimits, envelope_key
+from core.intake import Incoming, Result, accept_batch
 from core.ports import DoorCounts
 from core.registry import RegistryView
 from core.waiting import Arrival, Waiting
@@ -77,6 +79,7 @@ class IntakeCounts(DoorCounts, Protocol):
 
     def max_deliveries_advisory(self, found: str) -> None:
         """The cross-check handled a MAX_DELIVERIES advisory (``found``: ``ops.metrics``)."""
+
 
 log = structlog.get_logger("smd.intake")
 
@@ -107,26 +110,11 @@ DELIVERY_LIMIT = "delivery-limit"
 ADVISORY_QUEUE = "smd-intake-max-deliveries"
 
 
-class _WellFormedIds(msgspec.Struct):
-    """An envelope's ``id`` and ``source``, only when well formed (never free text)."""
-
-    id: UUID
-    source: AgencyId
-
-
-_ids_decoder = msgspec.json.Decoder(_WellFormedIds)
-
-
 def correlation_id(raw: bytes, seq: int, limits: WireLimits = DEFAULT_LIMITS) -> str:
     """``<source>:<id>`` when the bytes carry a well-formed pair, else ``seq:<stream seq>``.
 
     The bytes pass the byte-level checks first: a decoder must never see what could crash it."""
-    try:
-        check_bytes(raw, limits)
-        ids = _ids_decoder.decode(raw)
-    except (ContractError, msgspec.DecodeError, msgspec.ValidationError):
-        return f"seq:{seq}"
-    return f"{ids.source}:{ids.id}"
+    return envelope_key(raw, limits) or f"seq:{seq}"
 
 
 def _clean(text: str, limit: int = 1000) -> str:
@@ -150,7 +138,7 @@ class Outcome:
 
 
 class Intake:
-    """Fetches intake messages in batches and stores each through ``core.intake.accept``."""
+    """Fetches intake messages in batches and stores each batch through ``core.intake.accept_batch``."""
 
     def __init__(
         self,
@@ -227,32 +215,58 @@ class Intake:
                 await self.watch.stop()
 
     async def process(self, msgs: list[Msg]) -> float:
-        """Process one batch in order; returns how long to pause (the store failing) or 0."""
-        extended = time.monotonic()
-        for i, msg in enumerate(msgs):
-            if time.monotonic() - extended > self.ack_wait / 2:
-                # a slow batch: the messages still waiting their turn are not abandoned
-                for waiting in msgs[i:]:
-                    await waiting.in_progress()
-                extended = time.monotonic()
-            outcome = await self.handle(msg)
-            if outcome.action == "retry":
-                # The store is likely down for all: give the rest of the batch back untried.
-                delay = backoff(msg.metadata.num_delivered or 1)
-                for rest in msgs[i + 1 :]:
-                    await rest.nak(delay=delay)
-                await self.nc.flush()
-                return min(delay, 5.0)
-        await self.nc.flush()  # the batch's acks reached the server before the next fetch
-        return 0.0
+        """Process one batch as one unit of work; returns how long to pause (the store failing) or 0.
 
-    async def handle(self, msg: Msg) -> Outcome:
-        """Store, reject or give back one message, then ack or nak it."""
+        Every message is decided in order and the batch is stored in one transaction
+        (``core.intake.accept_batch``); only then is any message acked. A refused message is
+        rejected alone; a message that failed alone is given back alone; a failure of the store
+        for the batch gives every message back."""
+        if not msgs:
+            return 0.0
+        incoming = [Incoming(msg.data, msg.subject.split(".")[3], VIA, _arrival(msg)) for msg in msgs]
+        # a slow batch: the messages still waiting for the commit are not abandoned
+        heartbeat = asyncio.create_task(self._in_progress(msgs))
+        try:
+            results: list[Result] = await asyncio.to_thread(
+                accept_batch,
+                self.case_record,
+                self.registry,
+                incoming,
+                earliest=self.earliest,
+                limits=self.limits,
+                waiting=self.waiting,
+            )
+        except Exception as e:  # nothing of the batch was stored
+            results = [e] * len(msgs)
+        finally:
+            heartbeat.cancel()
+        if self.fault == FAULT_KILL_AFTER_COMMIT and any(isinstance(r, Recorded) and r.is_new for r in results):
+            os.kill(os.getpid(), signal.SIGKILL)  # test only: committed, not acked
+        pause = 0.0
+        for msg, result in zip(msgs, results, strict=True):
+            outcome = await self.handle(msg, result)
+            if outcome.action == "retry":
+                pause = max(pause, min(backoff(msg.metadata.num_delivered or 1), 5.0))
+        await self.nc.flush()  # the batch's acks reached the server before the next fetch
+        return pause
+
+    async def _in_progress(self, msgs: list[Msg]) -> None:
+        """Every half AckWait, tell the server the batch's messages are still being worked on."""
+        while True:
+            await asyncio.sleep(self.ack_wait / 2)
+            try:
+                for msg in msgs:
+                    await msg.in_progress()
+            except Exception as e:  # NATS trouble: the messages may come back after AckWait (duplicates)
+                log.warning("in-progress signal not sent", error=type(e).__name__)
+
+    async def handle(self, msg: Msg, result: Result) -> Outcome:
+        """Ack, reject or give back one message of a processed batch."""
         seq = msg.metadata.sequence.stream
         delivered = msg.metadata.num_delivered or 1
         agency_id = msg.subject.split(".")[3]  # the stream holds <root>.<region>.in.> only
         with bound_contextvars(correlation_id=correlation_id(msg.data, seq, self.limits)):
-            outcome = await self._decide(msg, agency_id, delivered)
+            outcome = self._outcome(result, delivered)
             if outcome.action == "retry" and delivered >= self.max_deliver:
                 outcome = dead_letter(outcome.reason, delivered)  # never retried forever
             if outcome.action == "reject":
@@ -278,47 +292,28 @@ class Intake:
             )
         return outcome
 
-    async def _decide(self, msg: Msg, agency_id: str, delivered: int) -> Outcome:
-        arrival = Arrival(
-            door=DOOR,
-            nats_subject=msg.subject,
-            nats_seq=msg.metadata.sequence.stream,
-            nats_msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
-        )
-        try:
-            recorded = await asyncio.to_thread(
-                accept,
-                self.case_record,
-                self.registry,
-                msg.data,
-                agency_id,
-                VIA,
-                earliest=self.earliest,
-                limits=self.limits,
-                waiting=self.waiting,
-                arrival=arrival,
+    def _outcome(self, result: Result, delivered: int) -> Outcome:
+        """What to do with a message, given what recording it did or why it did not."""
+        match result:
+            case Recorded():
+                return Outcome("ack", result.outcome)
+            case ContractError() | DomainError():
+                return Outcome("reject", "rejected", result.code, getattr(result, "detail", None) or str(result))
+            case _ if isinstance(result, TRANSIENT):
+                return Outcome("retry", "retry", type(result).__name__)
+        # A bug, not the sender's fault: try again (a fix may be deployed meanwhile); on the
+        # last delivery tell the sender rather than leave the message unanswered.
+        where = error_location(result)
+        log.error("intake failed unexpectedly", error=type(result).__name__, at=where)
+        if delivered >= self.max_deliver:
+            return Outcome(
+                "reject",
+                DEAD_LETTER,
+                "internal-error",
+                f"the service failed to store this message ({type(result).__name__}); "
+                "the operator has the details; send it again later with the same id",
             )
-        except (ContractError, DomainError) as e:
-            return Outcome("reject", "rejected", e.code, getattr(e, "detail", None) or str(e))
-        except TRANSIENT as e:
-            return Outcome("retry", "retry", type(e).__name__)
-        except Exception as e:
-            # A bug, not the sender's fault: try again (a fix may be deployed meanwhile); on the
-            # last delivery tell the sender rather than leave the message unanswered.
-            where = error_location(e)
-            log.error("intake failed unexpectedly", error=type(e).__name__, at=where)
-            if delivered >= self.max_deliver:
-                return Outcome(
-                    "reject",
-                    DEAD_LETTER,
-                    "internal-error",
-                    f"the service failed to store this message ({type(e).__name__}); "
-                    "the operator has the details; send it again later with the same id",
-                )
-            return Outcome("retry", "retry", type(e).__name__)
-        if recorded.is_new and self.fault == FAULT_KILL_AFTER_COMMIT:
-            os.kill(os.getpid(), signal.SIGKILL)  # test only: committed, not acked
-        return Outcome("ack", recorded.outcome)
+        return Outcome("retry", "retry", type(result).__name__)
 
     async def _reject(self, msg: Msg, agency_id: str, seq: int, outcome: Outcome) -> None:
         """Store the original bytes with the reason on the rejection stream (awaited)."""
@@ -437,6 +432,15 @@ class MaxDeliveriesWatch:
             return True
         waiting = self.intake.waiting
         return waiting is not None and waiting.status(key) is not None
+
+
+def _arrival(msg: Msg) -> Arrival:
+    return Arrival(
+        door=DOOR,
+        nats_subject=msg.subject,
+        nats_seq=msg.metadata.sequence.stream,
+        nats_msg_id=(msg.headers or {}).get("Nats-Msg-Id"),
+    )
 
 
 def error_location(e: BaseException) -> str:

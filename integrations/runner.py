@@ -164,6 +164,7 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
             metrics=metrics,
             waiting=getattr(services, "waiting", None),
             ack_wait=settings.intake_ack_wait_seconds,
+            batch=settings.intake_batch,
             fault=settings.fault,
         )
         await intake.run(stop)

@@ -11,7 +11,9 @@ same run mean anything. Nothing here is a test; no threshold fails a build.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import secrets
 import statistics
@@ -35,6 +37,8 @@ from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
 
 BARE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "bare_pipeline.py"
+#: The last run's figures, beside README's table.
+JSON_OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.json"
 VILLAGE = "990101-001-v01"
 
 
@@ -274,6 +278,250 @@ def bench_proofs(pg: str, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict
     return out
 
 
+# -- the doors: NATS intake, HTTP at 32 clients, the batch endpoint --------------------------------
+
+
+async def _nats_intake(services: Services, nats_url: str, messages: list[bytes]) -> float:
+    """Publish ``messages``, then time the intake (one process, batches of SMD_INTAKE_BATCH)
+    until every one is acked; messages/s."""
+    import nats
+
+    from integrations.intake import Intake
+    from integrations.streams import INTAKE_CONSUMER, ensure_streams, names_of
+
+    names = names_of(services.settings)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        await ensure_streams(js, names)
+        acks = []
+        for raw in messages:
+            doc = json.loads(raw)
+            subject = names.intake(doc["source"], doc["type"])
+            acks.append(await js.publish_async(subject, raw, headers={"Nats-Msg-Id": f"{doc['source']}:{doc['id']}"}))
+        await js.publish_async_completed()
+        intake = Intake(
+            services.case_record,
+            services.registry,
+            nc,
+            names,
+            batch=services.settings.intake_batch,
+            waiting=services.waiting,
+            earliest=services.settings.earliest_time,
+        )
+        await intake.subscribe()
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        task = asyncio.create_task(intake.run(stop))
+        while True:
+            info = await js.consumer_info(names.intake_stream, INTAKE_CONSUMER)
+            if info.delivered.stream_seq >= len(messages) and info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+        return len(messages) / elapsed
+    finally:
+        for stream in (names.intake_stream, names.rejected_stream, names.out_stream):
+            try:
+                await js.delete_stream(stream)
+            except Exception:  # noqa: S110 - a stream never declared
+                pass
+        await nc.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_http_only() -> None:
+    """The HTTP door alone: `smd serve` without the followers of the log in its process (as
+    when the rules and the views run as processes of their own)."""
+    import uvicorn
+
+    from api.app import create_app
+    from ops.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format, level=logging.WARNING)
+    services = bootstrap(settings)
+    try:
+        uvicorn.run(
+            create_app(services),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        services.close()
+
+
+def _serve(env: dict[str, str], followers: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+    """`smd serve` (HTTP, and the rules and the work queue following the log unless not
+    ``followers``) on the bench's store."""
+    import httpx
+
+    port = _free_port()
+    full = {**os.environ, **env, "SMD_PORT": str(port), "SMD_NATS_URL": "", "SMD_LOG_FORMAT": "json"}
+    full.pop("SMD_FAULT", None)
+    command = ["-m", "ops.cli", "serve"] if followers else ["-c", "from ops.bench import serve_http_only as s; s()"]
+    proc = subprocess.Popen(
+        [sys.executable, *command],
+        env=full,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("smd serve did not start within 60 s")
+
+
+class _Connection:
+    """A minimal HTTP/1.1 keep-alive client connection: the bench's client must cost far less
+    than the service it measures (httpx's async client took ~5 ms of CPU a request here)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _http_doors(url: str, key: str, clients: int, per_client: int, batches: int) -> dict[str, float]:
+    """HTTP figures against a running service: GET /healthz and POST /v1/events at ``clients``
+    concurrent clients (each its own patients: a registration, then visits), and POST
+    /v1/events/batch (NDJSON, 100 envelopes a request, 4 clients)."""
+    host, port = url.removeprefix("http://").split(":")
+    connections = [_Connection(host, int(port)) for _ in range(clients)]
+    start = datetime.now(UTC) - timedelta(days=400)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    out: dict[str, float] = {}
+
+    async def health(conn: _Connection, n: int) -> None:
+        for _ in range(n):
+            status, _ = await conn.request("GET", "/healthz", {})
+            if status != 200:
+                raise RuntimeError(f"GET /healthz answered {status}")
+
+    t = time.perf_counter()
+    await asyncio.gather(*(health(c, per_client) for c in connections))
+    out["healthz_per_s"] = clients * per_client / (time.perf_counter() - t)
+
+    def one_patient(visits: int) -> list[bytes]:
+        p = uuid4()
+        first = envelope("cn.smd.patient.registered.v1", p, {"name": "Bench Person", "residence": VILLAGE}, start)
+        rest = [
+            envelope(
+                "cn.smd.visit.recorded.v1",
+                p,
+                {"face_to_face": True, "risk_level": i % 3, "risk_class": ("stable", "basically_stable")[i % 3 > 0]},
+                start + timedelta(days=i + 1),
+            )
+            for i in range(visits)
+        ]
+        return [first, *rest]
+
+    async def post_all(conn: _Connection, bodies: list[bytes]) -> None:
+        for body in bodies:
+            status, answer = await conn.request("POST", "/v1/events", headers, body)
+            if status not in (200, 201):
+                raise RuntimeError(f"POST /v1/events answered {status}: {answer[:200]!r}")
+
+    work = [one_patient(per_client - 1) for _ in range(clients)]
+    t = time.perf_counter()
+    await asyncio.gather(*(post_all(c, w) for c, w in zip(connections, work, strict=True)))
+    out["http_events_per_s"] = clients * per_client / (time.perf_counter() - t)
+
+    nd = {**headers, "Content-Type": "application/x-ndjson"}
+
+    async def post_batches(conn: _Connection, n: int) -> int:
+        done = 0
+        for _ in range(n):
+            lines = [m for _ in range(10) for m in one_patient(9)]  # 100 envelopes
+            status, answer = await conn.request("POST", "/v1/events/batch", nd, b"\n".join(lines))
+            if status != 200:
+                raise RuntimeError(f"POST /v1/events/batch answered {status}: {answer[:200]!r}")
+            results = [json.loads(x) for x in answer.splitlines()]
+            if any(r["outcome"] != "recorded" for r in results):
+                raise RuntimeError(f"batch: {[r for r in results if r['outcome'] != 'recorded'][:2]}")
+            done += len(results)
+        return done
+
+    t = time.perf_counter()
+    counts = await asyncio.gather(*(post_batches(c, batches) for c in connections[:4]))
+    out["batch_events_per_s"] = sum(counts) / (time.perf_counter() - t)
+    for c in connections:
+        c.close()
+    return out
+
+
+def bench_doors(services: Services, env: dict[str, str], nats_url: str, n: int) -> dict[str, float]:
+    """The intake figures: NATS (in this process), then HTTP against `smd serve` (a subprocess)."""
+    figures = {"nats_intake_per_s": asyncio.run(_nats_intake(services, nats_url, workload(max(1, n // 10), 9)))}
+    key = services.apikeys.issue("hc-north").key
+    for followers, suffix in ((False, "_http_only"), (True, "")):
+        proc, url = _serve(env, followers)
+        try:
+            if followers:
+                _wait_until_followers_idle(url, key)
+            found = asyncio.run(_http_doors(url, key, clients=32, per_client=max(2, n // 32), batches=5))
+            figures.update({name + suffix: value for name, value in found.items()})
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return figures
+
+
+def _wait_until_followers_idle(url: str, key: str, timeout: float = 300) -> None:
+    """The service's followers have caught up with what earlier figures stored."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{url}/v1/status", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+        if all(f.get("lag_events", 1) == 0 for f in status.get("followers", [])):
+            return
+        time.sleep(1)
+
+
 def bare(nats_url: str, pg: str, n: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, str(BARE), "--nats", nats_url, "--pg", pg, "--n", str(n)],
@@ -292,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--pages" in argv:
         return bench_pages.main([a for a in argv if a != "--pages"])
+    from ops.logging import configure_logging
+
     ap = argparse.ArgumentParser(prog="smd bench")
     ap.add_argument("--n", type=int, default=2000, help="messages recorded through our pipeline")
     ap.add_argument("--nats", default=os.environ.get("SMD_NATS_URL", "nats://127.0.0.1:4222"))
@@ -299,55 +549,129 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tree", type=int, default=1_000_000, help="leaves of the tree the inclusion proofs run on")
     ap.add_argument("--year", metavar="URL", help="also measure the pages on this store (a simulated year)")
     ap.add_argument("--year-data-dir", metavar="DIR", help="that store's SMD_DATA_DIR (its key files)")
+    ap.add_argument("--only", choices=("all", "doors"), default="all", help="doors: the intake figures only")
+    ap.add_argument("--json", type=Path, default=JSON_OUT, help="where the figures are written as JSON")
     a = ap.parse_args(argv)
     bench_pages.quiet()
+    configure_logging("json", level=logging.WARNING)  # stdout is the table's alone
 
     baseline = bare(a.nats, a.pg, max(a.n * 5, 10_000))
     dbname = f"smd_bench_{secrets.token_hex(4)}"
     with psycopg.connect(a.pg, autocommit=True) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    ours: dict[str, float] = {}
+    cost: dict[int, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = load_settings(
-                {"SMD_DATA_DIR": tmp, "SMD_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}"}
-            )
-            services = bootstrap(settings)
+            env = {
+                "SMD_DATA_DIR": tmp,
+                "SMD_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{dbname}",
+                "SMD_SUBJECT_ROOT": f"bench{secrets.token_hex(3)}",
+            }
+            services = bootstrap(load_settings(env))
             load_file(services.case_record, DEMO_DISTRICT)
             services.registry.refresh()
-            ours = bench_ours(services, a.n)
-            cost = bench_rule_cost(services)
+            if a.only == "all":
+                ours.update(bench_ours(services, a.n))
+            ours.update(bench_doors(services, env, a.nats, a.n))
+            if a.only == "all":
+                cost = bench_rule_cost(services)
             services.close()
     finally:
         with psycopg.connect(a.pg, autocommit=True) as c:
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
-    proofs = bench_proofs(a.pg, tuple(sorted({min(100_000, a.tree), a.tree})))
-    rows = [
-        ("record one message per transaction (msgs/s)", ours["record_per_s"], baseline["intake_per_s"], "intake_per_s"),
-        ("rules + work queue following the log (events/s)", ours["follow_per_s"], baseline["scan_per_s"], "scan_per_s"),
+    proofs = bench_proofs(a.pg, tuple(sorted({min(100_000, a.tree), a.tree}))) if a.only == "all" else {}
+    intake = baseline["intake_per_s"]
+    rows: list[tuple[str, float | None, float, str]] = [
+        ("record one message per transaction (msgs/s)", ours.get("record_per_s"), intake, "intake_per_s"),
+        (
+            "NATS intake, one process, batches of SMD_INTAKE_BATCH (msgs/s)",
+            ours["nats_intake_per_s"],
+            intake,
+            "intake_per_s",
+        ),
+    ]
+    for suffix, label in (("_http_only", "HTTP only"), ("", "smd serve with its followers")):
+        rows += [
+            (
+                f"HTTP POST /v1/events, 32 clients, {label} (events/s)",
+                ours[f"http_events_per_s{suffix}"],
+                intake,
+                "intake_per_s",
+            ),
+            (
+                f"HTTP POST /v1/events, 32 clients, {label} (events/s)",
+                ours[f"http_events_per_s{suffix}"],
+                ours[f"healthz_per_s{suffix}"],
+                "GET /healthz, 32 clients",
+            ),
+            (
+                f"POST /v1/events/batch, 100 a request, 4 clients, {label} (events/s)",
+                ours[f"batch_events_per_s{suffix}"],
+                intake,
+                "intake_per_s",
+            ),
+        ]
+    rows += [
+        (
+            "rules + work queue following the log (events/s)",
+            ours.get("follow_per_s"),
+            baseline["scan_per_s"],
+            "scan_per_s",
+        ),
         (
             "replay a 1,000-event patient (ms, lower is better)",
-            ours["replay_1000_ms"],
+            ours.get("replay_1000_ms"),
             baseline["stream_read_ms"],
             "stream_read_ms",
         ),
     ]
-    rows.append(
-        (
-            f"chain follower from cold, {ours['chain_rows']:,.0f} rows (events/s)",
-            ours["chain_per_s"],
-            baseline["scan_per_s"],
-            "scan_per_s",
+    if "chain_rows" in ours:
+        rows.append(
+            (
+                f"chain follower from cold, {ours['chain_rows']:,.0f} rows (events/s)",
+                ours["chain_per_s"],
+                baseline["scan_per_s"],
+                "scan_per_s",
+            )
         )
+    load = os.getloadavg()
+    print(
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, PostgreSQL, {a.n} messages, load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores; baseline: bare_pipeline.py\n"
     )
-    print(f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, PostgreSQL, {a.n} messages; baseline: bare_pipeline.py\n")
     print("| figure | ours | baseline | ratio |\n|---|---:|---:|---:|")
     for name, mine, theirs, key in rows:
-        print(f"| {name} | {mine:,.1f} | {theirs:,.1f} ({key}) | {mine / theirs:.3f} |")
-    first = min(cost)
+        if mine is not None:
+            print(f"| {name} | {mine:,.1f} | {theirs:,.1f} ({key}) | {mine / theirs:.3f} |")
+    first = min(cost, default=0)
     for n, ms in cost.items():
         name = f"rules per fact, a patient with {n:,} prior facts (ms, median)"
         print(f"| {name} | {ms:.2f} | {cost[first]:.2f} ({first:,} prior) | {ms / cost[first]:.2f} |")
+    if proofs:
+        print_verifiable_log(proofs, ours, baseline)
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "messages": a.n,
+        "load_average": load,
+        "cores": os.cpu_count(),
+        "baseline": baseline,
+        "ours": ours,
+        "rules_ms_per_fact": {str(k): v for k, v in cost.items()},
+        "proofs": proofs,
+    }
+    a.json.write_text(json.dumps(figures, indent=1) + "\n")
+    if a.only == "all":
+        print("\nPages: first page over HTTP at 32 concurrent clients (PostgreSQL)\n")
+        pages = bench_pages.run(a.pg, [100, 10_000], 32, 40, a.year, year_data_dir=a.year_data_dir)
+        print(bench_pages.table(pages))
+    return 0
+
+
+def print_verifiable_log(proofs: dict[str, float], ours: dict[str, float], baseline: dict[str, float]) -> None:
+    """The verifiable log's figures (a table of their own)."""
     sizes = sorted(int(k.rsplit("_", 1)[1]) for k in proofs if k.startswith("inclusion_ms_"))
     print("\n| verifiable log | figure |\n|---|---:|")
     for size in sizes:
@@ -366,10 +690,6 @@ def main(argv: list[str] | None = None) -> int:
         f" | {ours['replay_verified_ms']:.1f} ({ours['replay_verified_ms'] / baseline['stream_read_ms']:.1f}×"
         f" the bare keyed read, {baseline['stream_read_ms']:.1f} ms) |"
     )
-    print("\nPages: first page over HTTP at 32 concurrent clients (PostgreSQL)\n")
-    pages = bench_pages.run(a.pg, [100, 10_000], 32, 40, a.year, year_data_dir=a.year_data_dir)
-    print(bench_pages.table(pages))
-    return 0
 
 
 if __name__ == "__main__":

@@ -97,6 +97,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intake_ack_wait_seconds: float = 30.0
     """SMD_INTAKE_ACK_WAIT_SECONDS: the intake consumer's AckWait: a message a crashed intake held
     comes back after this (the same for every intake process of a region)."""
+    intake_batch: int = 100
+    """SMD_INTAKE_BATCH: how many NATS messages the intake fetches and stores as one unit of work."""
+    batch_limit: int = 1000
+    """SMD_BATCH_LIMIT: the most envelopes one ``POST /v1/events/batch`` may carry."""
     fault: str = ""
     """SMD_FAULT: test and demonstration only: a crash or a failing rule to inject
     (``rule-fails-for=<patient id>``, ``intake-kill-after-commit``, ``outbox-kill-after-publish``,
@@ -298,6 +302,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if not 1 <= intake_ack_wait_seconds <= 3600:
         raise _fail("SMD_INTAKE_ACK_WAIT_SECONDS", f"must be a number of seconds from 1 to 3600, got {ack_wait_text!r}")
 
+    intake_batch = _int_setting(get, "SMD_INTAKE_BATCH", 100, 1, 500)  # at most the consumer's max_ack_pending
+    batch_limit = _int_setting(get, "SMD_BATCH_LIMIT", 1000, 1, 10000)
+
     window_text = get("SMD_WAITING_WINDOW_SECONDS") or "86400"
     try:
         waiting_window_seconds = float(window_text)
@@ -375,6 +382,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         auth_failures_per_key=auth_failures_per_key,
         waiting_window_seconds=waiting_window_seconds,
         intake_ack_wait_seconds=intake_ack_wait_seconds,
+        intake_batch=intake_batch,
+        batch_limit=batch_limit,
         fault=get("SMD_FAULT"),
         log_origin=log_origin,
         checkpoint_key=keys["SMD_CHECKPOINT_KEY"],

@@ -193,15 +193,15 @@ class TestConcurrentRegistrations:
         slow, fast = open_store().case_record, open_store().case_record
         number, late, early = fictional_id_number(date(1988, 8, 8), 8), uuid4(), uuid4()
         decided, other_saved = threading.Event(), threading.Event()
-        real_save, outcome = slow.save, []
+        real_save, outcome = slow.save_in_order, []
 
-        def save_after_the_other(*aggregates, **kw):
+        def save_after_the_other(*args, **kw):
             if not decided.is_set():  # first attempt: both checks passed, now let the other win
                 decided.set()
                 other_saved.wait(timeout=30)
-            return real_save(*aggregates, **kw)
+            return real_save(*args, **kw)
 
-        slow.save = save_after_the_other
+        slow.save_in_order = save_after_the_other
 
         def register_late() -> None:
             try:

@@ -23,7 +23,7 @@ from eventsourcing.persistence import OperationalError
 from nats.aio.client import Client
 
 import integrations.intake
-from core.intake import accept
+from core.intake import Incoming, accept_batch
 from core.registry import open_registry
 from integrations.intake import DELIVERY_LIMIT, H_DETAIL, H_REASON, H_SEQ, Intake
 from integrations.streams import INTAKE_CONSUMER, Names, ensure_streams
@@ -57,16 +57,19 @@ async def settle(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 
 def store_down_for(svc: Services, monkeypatch: pytest.MonkeyPatch, patient: Any) -> list[int]:
-    """``accept`` fails as an unreachable store does, for one patient's envelopes only."""
+    """Recording fails as with an unreachable store, for one patient's envelopes only (the rest
+    of each batch is recorded)."""
     tries: list[int] = []
 
-    def accept_unless(case_record: Any, registry: Any, raw: bytes, *args: Any, **kwargs: Any) -> Any:
-        if str(patient).encode() in raw:
-            tries.append(1)
-            raise OperationalError("couldn't get a connection after 1.00 sec")
-        return accept(case_record, registry, raw, *args, **kwargs)
+    def accept_unless(case_record: Any, registry: Any, messages: list[Incoming], **kwargs: Any) -> Any:
+        stuck = [str(patient).encode() in m.raw for m in messages]
+        tries.extend(1 for s in stuck if s)
+        rest = iter(
+            accept_batch(case_record, registry, [m for m, s in zip(messages, stuck, strict=True) if not s], **kwargs)
+        )
+        return [OperationalError("couldn't get a connection after 1.00 sec") if s else next(rest) for s in stuck]
 
-    monkeypatch.setattr(integrations.intake, "accept", accept_unless)
+    monkeypatch.setattr(integrations.intake, "accept_batch", accept_unless)
     monkeypatch.setattr(integrations.intake, "backoff", lambda delivered: 0.2)  # not 1, 2, 4 … 60 s
     return tries
 
@@ -180,15 +183,15 @@ async def test_an_idle_intake_treats_every_fetch_timeout_as_idle_and_never_fails
 async def test_a_slow_batch_tells_the_server_its_waiting_messages_are_in_progress(
     svc: Services, names: Names, nc: Client, worker_nc: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # AckWait 1 s, and each message takes 0.4 s: without in-progress signals the last ones of a
-    # batch of 8 would be redelivered while they wait their turn.
-    def slow_accept(*args: Any, **kwargs: Any) -> Any:
+    # AckWait 1 s, and each message takes 0.4 s: without in-progress signals the messages of a
+    # batch of 8 would be redelivered while the batch is worked on.
+    def slow_accept(case_record: Any, registry: Any, messages: list[Incoming], **kwargs: Any) -> Any:
         import time
 
-        time.sleep(0.4)
-        return accept(*args, **kwargs)
+        time.sleep(0.4 * len(messages))
+        return accept_batch(case_record, registry, messages, **kwargs)
 
-    monkeypatch.setattr(integrations.intake, "accept", slow_accept)
+    monkeypatch.setattr(integrations.intake, "accept_batch", slow_accept)
     intake = Intake(svc.case_record, open_registry(svc.case_record, "990101"), worker_nc, names, ack_wait=1.0)
     hc = AgencyClient(nc, names, HC)
     await ensure_streams(nc.jetstream(), names)

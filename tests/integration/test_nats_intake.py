@@ -21,7 +21,7 @@ from nats.js.api import StreamConfig
 
 import integrations.intake
 from core.case_record import CaseRecord
-from core.intake import accept
+from core.intake import accept_batch
 from domain.errors import PatientNotFound
 from domain.receipt import receipt_id
 from integrations.intake import H_DETAIL, H_REASON, H_SEQ, H_SUBJECT
@@ -203,9 +203,9 @@ async def test_a_store_failure_gives_the_message_back_for_later_and_never_reject
         if not failures:
             failures.append(1)
             raise OperationalError("connection refused")  # what the recorder raises
-        return accept(*args, **kwargs)
+        return accept_batch(*args, **kwargs)
 
-    monkeypatch.setattr(integrations.intake, "accept", store_down_once)
+    monkeypatch.setattr(integrations.intake, "accept_batch", store_down_once)
     hc = AgencyClient(nc, names, HC)
     patient = uuid4()
     ack = await hc.publish(hc.registration(patient, VILLAGE))
@@ -264,3 +264,30 @@ async def test_an_intake_killed_between_commit_and_ack_stores_the_message_once_a
     assert (line["seq"], line["outcome"], line["correlation_id"]) == (ack.seq, "duplicate", key_of(raw))
     logged = (tmp_path / "ingest-0.log").read_text() + (tmp_path / "ingest-1.log").read_text()
     assert "Test Person" not in logged  # ids and outcomes, never bodies
+
+
+@pytest.mark.slow
+async def test_two_intake_processes_on_one_durable_consumer_store_every_message_once(
+    svc: Services, names: Names, nc: Client, workers: Callable[..., subprocess.Popen]
+) -> None:
+    # Two `smd ingest` processes take batches from the same consumer: the same patients' facts
+    # land in both, so their batches collide (optimistic concurrency) and visits may overtake
+    # their registration into the other process (they wait for it).
+    first, second = workers("ingest"), workers("ingest")
+    await wait_for(lambda: consumer_exists(nc, names), what="the intake consumer")
+    hc = AgencyClient(nc, names, HC)
+    patients = [uuid4() for _ in range(80)]
+    ledger: dict[str, int] = {}  # what the stream acknowledged to the sender: key → sequence
+    for p in patients:
+        for raw in (hc.registration(p, VILLAGE), *(hc.visit(p, 1 + i % 2, "basically_stable") for i in range(5))):
+            ledger[key_of(raw)] = (await hc.publish(raw)).seq
+
+    last = max(ledger.values())
+    await wait_for(lambda: intake_settled(nc, names, last), what="every message acked", timeout=180)
+    assert first.poll() is None and second.poll() is None, "both intakes still running"
+    lost = [k for k in ledger if stored_count(svc.case_record, receipt_id(k)) == 0]
+    doubled = [k for k in ledger if stored_count(svc.case_record, receipt_id(k)) > 1]
+    assert (lost, doubled) == ([], [])
+    assert [stored_count(svc.case_record, p) for p in patients] == [6] * len(patients)
+    assert (await nc.jetstream().stream_info(names.rejected_stream)).state.messages == 0
+    assert svc.waiting.stats().waiting == 0

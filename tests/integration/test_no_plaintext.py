@@ -40,10 +40,7 @@ def stored_bytes(settings) -> bytes:
 class TestNoPlaintext:
     def test_personal_markers_are_found_nowhere_and_the_control_marker_is_found(self, open_store, settings) -> None:
         log_buffer = io.StringIO()
-        configure_logging("json")
-        capture = logging.StreamHandler(log_buffer)
-        capture.setFormatter(logging.getLogger().handlers[0].formatter)
-        logging.getLogger().addHandler(capture)
+        configure_logging("json", stream=log_buffer)  # our lines and the stdlib's
         try:
             services, patient = open_store(snapshot_every=1), uuid4()  # a snapshot after every event
             record = services.case_record
@@ -65,7 +62,7 @@ class TestNoPlaintext:
 
             haystacks = {"store": stored_bytes(settings), "logs": log_buffer.getvalue().encode()}
         finally:
-            logging.getLogger().removeHandler(capture)
+            configure_logging("json")  # back to stderr
 
         for where, data in haystacks.items():
             for field, marker in MARKERS.items():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,10 +279,7 @@ class TestWhatElseWaits:
 class TestSealed:
     def test_no_personal_field_of_a_waiting_fact_is_stored_or_logged_in_plaintext(self, desk, settings) -> None:
         log_buffer = io.StringIO()
-        configure_logging("json")
-        capture = logging.StreamHandler(log_buffer)
-        capture.setFormatter(logging.getLogger().handlers[0].formatter)
-        logging.getLogger().addHandler(capture)
+        configure_logging("json", stream=log_buffer)  # our lines and the stdlib's
         try:
             confirmation = desk.raw(HC, "patient.identity-confirmed", dict(MARKERS))
             guardian = desk.raw(COMMITTEE, "guardian.assigned", {"contact": {"name": MARKERS["name"] + "g"}})
@@ -291,7 +287,7 @@ class TestSealed:
             assert desk.send(guardian, COMMITTEE).outcome == "waiting"
             haystacks = {"store": stored_bytes(settings), "logs": log_buffer.getvalue().encode()}
         finally:
-            logging.getLogger().removeHandler(capture)
+            configure_logging("json")  # back to stderr
         for where, data in haystacks.items():
             for field, marker in MARKERS.items():
                 assert marker.encode() not in data, f"{field} of a waiting fact found in plaintext in {where}"
