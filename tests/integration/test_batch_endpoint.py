@@ -19,8 +19,9 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from core.case_record import utc_now
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import Settings
 
 HC, POLICE = "hc-north", "police-east"

@@ -19,11 +19,12 @@ import pytest
 from core.case_record import CaseRecord, Recorded
 from core.contract import ContractError
 from core.intake import Incoming, accept_batch
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from core.waiting import Arrival
 from domain.errors import DomainError
 from domain.receipt import receipt_id
 from ops.bootstrap import Services
+from ops.data_files import DEMO_DISTRICT
 
 HC, POLICE = "hc-north", "police-east"
 VILLAGE = "990101-001-v01"  # hc-north's and police-east's

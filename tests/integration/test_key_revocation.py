@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.registry import DEMO_DISTRICT, load_file
+from core.registry import load_file
 from ops.bootstrap import bootstrap
+from ops.data_files import DEMO_DISTRICT
 from ops.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
