@@ -48,6 +48,12 @@ ERRORS: dict[str, dict[int, str]] = {
         415: "the body is not `application/json` or `application/cloudevents+json`",
         422: "the fact breaks a rule of the file (the code names the rule)",
     },
+    "recordEventBatch": {
+        400: "the body is not a JSON array of envelopes (`invalid-batch`), not UTF-8 or nested too deep; "
+        "each envelope's own refusal is in the 200 answer, on its line",
+        413: "`batch-too-large`: more envelopes than `SMD_BATCH_LIMIT`, or more bytes than they may take",
+        415: "the body is not `application/json` (an array) or `application/x-ndjson`",
+    },
     "messageStatus": {403: "`not-your-message`", 404: "`message-not-found`"},
     "workQueue": {400: "a query parameter is out of range"},
     "oversightObligations": {400: "a query parameter is out of range", 403: "not a governance center or auditor"},
@@ -169,6 +175,16 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                 op["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IdNumberSearch"}}},
+                }
+            if op_id == "recordEventBatch":
+                envelopes = {"type": "array", "items": {"$ref": "#/components/schemas/Envelope"}}
+                op["requestBody"] = {
+                    "required": True,
+                    "description": "The envelopes, in order: a JSON array, or NDJSON (one envelope per line).",
+                    "content": {
+                        "application/json": {"schema": envelopes},
+                        "application/x-ndjson": {"schema": {"type": "string", "description": "one envelope per line"}},
+                    },
                 }
             if op_id == "recordEvent":
                 body = {"schema": {"$ref": "#/components/schemas/Envelope"}}
