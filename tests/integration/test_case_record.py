@@ -29,7 +29,12 @@ class TestRecordingFacts:
         record.record(health_center.visit(patient, 4, "unstable", joint=True), "hc-east")
 
         file = record.patient(patient)
-        assert file.personal == PersonalDetails(name="Test Person", id_number="119901199003070013", phone="13800000000")
+        assert file.personal == PersonalDetails(
+            name="Test Person",
+            id_number="119901199003070013",
+            phone="13800000000",
+            birth_date=date(1990, 3, 7),  # read off the ID number's digits
+        )
         assert (file.risk_level, file.risk_class) == (4, RiskClass.UNSTABLE)
         assert file.last_joint_visit_at == NOW - timedelta(hours=1)
 

@@ -109,7 +109,8 @@ class TestOpens:
 
     def test_without_a_health_center_on_record_the_governance_center_must_assign_one(self) -> None:
         h = Hospital(agencies=without(AgencyKind.HEALTH_CENTER))
-        assert [(a.assignee, a.action) for a in h.then().opened][0] == ("gov", "assign_health_center")
+        first = h.then().opened[0]
+        assert (first.assignee, first.action) == ("gov", "assign_health_center")
 
     def test_the_working_days_come_from_the_calendar_given(self) -> None:
         h = Hospital()
