@@ -269,8 +269,16 @@ FACT_FIELD_GROUP: dict[str, dict[str, str]] = {
         "residence": "residence",
         "diagnosis": "diagnosis",
         "provisional": "provisional_identity",
+        "birth_date": "id_number",  # the ID number's own digits: seen with it
+        "household_region": "residence",
     },
-    "smd.PatientIdentityConfirmed": {"id_number": "id_number", "phone": "phone", "address": "address"},
+    "smd.PatientIdentityConfirmed": {
+        "id_number": "id_number",
+        "phone": "phone",
+        "address": "address",
+        "birth_date": "id_number",
+        "household_region": "residence",
+    },
     "smd.VisitRecorded": {
         "risk_level": "risk",
         "risk_class": "risk",

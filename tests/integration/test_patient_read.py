@@ -130,7 +130,7 @@ class TestTheFileAsEachKindSeesIt:
             assert "R1" in [o["rule"] for o in hc["items"][1]["obligations"]]
             gov = (await client.get(f"/v1/patients/{patient}/timeline", headers=auth(keys["gov-willowbrook"]))).json()
             assert [i["type"] for i in gov["items"]] == ["PatientRegistered", "VisitRecorded"]
-            assert gov["items"][0]["data"] == {"name": "Test Person", "residence": VILLAGE}
+            assert gov["items"][0]["data"] == {"name": "Test Person", "residence": VILLAGE, "household_region": None}
 
 
 class TestEveryReadIsRecorded:
