@@ -41,10 +41,10 @@ def envelope(event_type: str, subject: UUID, data: dict[str, Any]) -> bytes:
 
 
 def high_risk_patient(services: Services, residence: str) -> UUID:
-    """A patient assessed at level 4: the police get an R1 obligation (and others), the governance
-    center a notice."""
+    """A patient assessed at level 3: the police get an R1 obligation (and others), the governance
+    center a notice (level 3, not 4: a level-4 visit at home also starts the emergency flow)."""
     patient = uuid4()
-    visit = {"face_to_face": True, "joint": False, "risk_level": 4, "risk_class": "unstable"}
+    visit = {"face_to_face": True, "joint": False, "risk_level": 3, "risk_class": "unstable"}
     for event_type, data in (
         ("patient.registered", {"name": "Test Person", "residence": residence}),
         ("visit.recorded", visit),
