@@ -265,18 +265,10 @@ class CaseRecord(Application[UUID]):
 
     def originators_of(self, topic: str) -> set[UUID]:
         """The aggregates with at least one recorded event of ``topic`` (one query)."""
-        recorder: Any = self.recorder
-        table = getattr(recorder, "events_table_name", None)
-        if isinstance(recorder, PostgresAggregateRecorder) and table:
-            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE topic = %s", [topic])  # noqa: S608 (the recorder's own table name)
-                return {row["originator_id"] for row in cursor.fetchall()}
-        if isinstance(recorder, SQLiteAggregateRecorder) and table:
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE topic = ?", [topic])  # noqa: S608 (the recorder's own table name)
-                return {UUID(row["originator_id"]) for row in cursor.fetchall()}
-        # the in-memory store of unit tests: walk the log
-        return {n.originator_id for n in self.notification_log.select(1, 10**9, topics=[topic])}
+        rows = self._select("DISTINCT originator_id", "topic = {one}", [topic])
+        if rows is None:  # the in-memory store of unit tests: walk the log
+            return {n.originator_id for n in self.notification_log.select(1, 10**9, topics=[topic])}
+        return {r["originator_id"] for r in rows}
 
     def load_many(self, ids: Collection[UUID]) -> dict[UUID, Any]:
         """The current state of those of these aggregates that are recorded, read in one query:
@@ -285,31 +277,14 @@ class CaseRecord(Application[UUID]):
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        recorder: Any = self.recorder
-        table = getattr(recorder, "events_table_name", None)
         columns = "originator_id, originator_version, topic, state"
-        order = "ORDER BY originator_id, originator_version"
-        if isinstance(recorder, PostgresAggregateRecorder) and table:
-            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-                cursor.execute(f"SELECT {columns} FROM {table} WHERE originator_id = ANY(%s) {order}", [wanted])  # noqa: S608
-                rows = [(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in cursor]
-        elif isinstance(recorder, SQLiteAggregateRecorder) and table:
-            marks = ",".join("?" * len(wanted))
-            with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(
-                    f"SELECT {columns} FROM {table} WHERE originator_id IN ({marks}) {order}",  # noqa: S608
-                    [i.hex for i in wanted],  # the SQLite recorder stores ids as hex
-                )
-                rows = [
-                    (UUID(r["originator_id"]), r["originator_version"], r["topic"], r["state"])
-                    for r in cursor.fetchall()
-                ]
-        else:  # the in-memory store of unit tests
+        rows = self._select(columns, "originator_id {ids} ORDER BY originator_id, originator_version", wanted)
+        if rows is None:  # the in-memory store of unit tests
             return {i: self.repository.get(i) for i in wanted if self._exists(i)}
         found: dict[UUID, Any] = {}
-        for originator, version, topic, state in rows:
-            event = self.mapper.to_domain_event(StoredEvent(originator, version, topic, state))
-            found[originator] = event.mutate(found.get(originator))
+        for r in rows:
+            stored = StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+            found[stored.originator_id] = self.mapper.to_domain_event(stored).mutate(found.get(r["originator_id"]))
         return found
 
     def existing(self, ids: Collection[UUID]) -> set[UUID]:
@@ -318,21 +293,31 @@ class CaseRecord(Application[UUID]):
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return set()
+        rows = self._select("DISTINCT originator_id", "originator_id {ids}", wanted)
+        if rows is None:  # the in-memory store of unit tests
+            return {i for i in wanted if self._exists(i)}
+        return {r["originator_id"] for r in rows}
+
+    def _select(self, columns: str, where: str, params: list[Any]) -> list[dict[str, Any]] | None:
+        """One SELECT on the recorder's own events table, on either store; ``where`` says
+        ``{one}`` for one parameter or ``{ids}`` for membership in ``params`` (aggregate ids).
+        Originator ids come back as UUIDs. None: a store with no table (the in-memory one)."""
         recorder: Any = self.recorder
         table = getattr(recorder, "events_table_name", None)
         if isinstance(recorder, PostgresAggregateRecorder) and table:
+            clause = where.format(one="%s", ids="= ANY(%s)")
+            args = [params] if "{ids}" in where else params
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-                cursor.execute(f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id = ANY(%s)", [wanted])  # noqa: S608 (the recorder's own table name)
-                return {row["originator_id"] for row in cursor.fetchall()}
+                cursor.execute(f"SELECT {columns} FROM {table} WHERE {clause}", args)  # noqa: S608 (our own table and clauses)
+                return list(cursor.fetchall())
         if isinstance(recorder, SQLiteAggregateRecorder) and table:
-            marks = ",".join("?" * len(wanted))
+            ids = "{ids}" in where
+            clause = where.format(one="?", ids=f"IN ({','.join('?' * len(params))})")
+            args = [p.hex for p in params] if ids else params  # the SQLite recorder stores ids as hex
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.execute(
-                    f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",  # noqa: S608
-                    [i.hex for i in wanted],  # the SQLite recorder stores ids as hex
-                )
-                return {UUID(row["originator_id"]) for row in cursor.fetchall()}
-        return {i for i in wanted if self._exists(i)}  # the in-memory store of unit tests
+                cursor.execute(f"SELECT {columns} FROM {table} WHERE {clause}", args)  # noqa: S608 (our own table and clauses)
+                return [{**dict(r), "originator_id": UUID(r["originator_id"])} for r in cursor.fetchall()]
+        return None
 
     def _exists(self, aggregate_id: UUID) -> bool:
         try:
