@@ -35,6 +35,7 @@ from api.patient_files import PatientFilesController
 from api.patients import PatientSearchController
 from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
+from api.reports import ReportsController
 from api.status import StatusController
 from api.work_queue import WorkQueueController
 from core.intake import GroupCommit, accept_batch
@@ -100,6 +101,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             BatchController,
             envelope_schema,
             WorkQueueController,
+            ReportsController,
             PatientSearchController,
             PatientFilesController,
             AccessLogController,

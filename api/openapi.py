@@ -56,6 +56,7 @@ ERRORS: dict[str, dict[int, str]] = {
     },
     "messageStatus": {403: "`not-your-message`", 404: "`message-not-found`"},
     "workQueue": {400: "a query parameter is out of range"},
+    "reports": {400: "a query parameter is out of range or malformed (`period`, `what`)"},
     "oversightObligations": {400: "a query parameter is out of range", 403: "not a governance center or auditor"},
     "acknowledgeObligation": {403: "`not-the-owner`", 404: "`obligation-not-found`", 409: "`obligation-closed`"},
     "completeObligation": {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Annotated, Literal, Protocol, TypeAlias, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeAlias, TypeVar
 from uuid import UUID
 
 from litestar.di import Dependency
@@ -193,4 +193,36 @@ class PatientReadPort(Protocol):
 
     def patient_obligations(self, patient_id: UUID) -> Sequence[QueueRowView]:
         """The obligations and notices about one patient (the work-queue read model)."""
+        ...
+
+
+class ReportsReader(Protocol):
+    """Pages of the reports read model (``projections.reports`` implements it)."""
+
+    def of_agencies(
+        self,
+        agencies: Iterable[str],
+        *,
+        after: int = 0,
+        limit: int = 100,
+        what: str | None = None,
+        period: str | None = None,
+    ) -> Sequence[Any]: ...
+
+
+class ReportsPort(Protocol):
+    """What ``GET /v1/reports`` needs: the read model, the registry (whose reports a caller may
+    see) and the case record (the sealed texts)."""
+
+    @property
+    def reports(self) -> ReportsReader: ...
+
+    @property
+    def registry(self) -> RegistryView: ...
+
+    @property
+    def case_record(self) -> CaseRecord: ...
+
+    def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]:
+        """The given org units and every unit under them today."""
         ...

@@ -67,6 +67,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "obligation-closed": 409,
     "patient-already-registered": 409,
     "task-already-assigned": 409,
+    "already-recorded": 409,  # a report or task-progress id recorded before
     "suspected-case-already-reported": 409,
     "suspected-case-closed": 409,
     "wrong-obligation-kind": 409,

@@ -36,8 +36,10 @@ from core.contract import (
     PatientRegisteredUnidentifiedV1,
     PatientRegisteredV1,
     PatientRegisteredV2,
+    ReportSubmittedV1,
     RiskAssessedV1,
     TaskAssignedV1,
+    TaskProgressRecordedV1,
     VisitMissedV1,
     VisitRecordedV1,
     canonical_bytes,
@@ -48,6 +50,7 @@ from core.mapper import PersonalDataMapper, register_transcodings
 from domain.errors import DuplicateMessageConflict, PatientAlreadyRegistered, PatientNotFound
 from domain.patient import Patient
 from domain.receipt import Receipt, receipt_id
+from domain.reporting import AlreadyRecorded, SubmittedReport, TaskProgress
 from domain.suspected_case import SuspectedCase
 from domain.task import AssignedTask, TaskAlreadyAssigned, TaskNeedsAPlace
 from domain.values import Provenance, RiskClass
@@ -583,6 +586,15 @@ def decide(
             return [patient], "recorded"
         case TaskAssignedV1(data=d):
             return [_assign_task(reader, event, d, by, now)], "recorded"
+        case ReportSubmittedV1(data=d):
+            if reader._exists(event.subject):
+                raise AlreadyRecorded("report", event.subject)
+            report = SubmittedReport.submit(event.subject, by, now, duty=d.duty, period=d.period, reference=d.reference)
+            return [report], "recorded"
+        case TaskProgressRecordedV1(data=d):
+            if reader._exists(event.subject):
+                raise AlreadyRecorded("task progress", event.subject)
+            return [TaskProgress.record(event.subject, by, now, task_number=d.task_number, text=d.text)], "recorded"
         case _ if type(event) in suspected_cases.EVENTS:
             return suspected_cases.decide(reader, event, by, now), "recorded"  # case (+ patient when registered)
         case _ if type(event) in FILE_COMMANDS:

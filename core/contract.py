@@ -742,6 +742,38 @@ class TaskAssignedV1(Envelope, tag="cn.smd.task.assigned.v1", kw_only=True):
     data: TaskAssignedData
 
 
+class ReportSubmittedData(Contract, kw_only=True):
+    """A report an agency submitted (R21): the subject is the report's id (a UUID the sender
+    chooses); the duty and the period complete the agency's duty for it; the reference is sealed
+    under the report's own key."""
+
+    duty: Literal["monthly_progress", "quarterly_report", "suspected_cases"]
+    period: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^\d{4}-(0[1-9]|1[0-2]|Q[1-4])$",
+            description="The period reported on: a month (2026-12) or, for the quarterly report, a quarter (2026-Q4).",
+        ),
+    ]
+    reference: Note | None = None
+
+
+class ReportSubmittedV1(Envelope, tag="cn.smd.report.submitted.v1", kw_only=True):
+    data: ReportSubmittedData
+
+
+class TaskProgressRecordedData(Contract, kw_only=True):
+    """Progress on a task of the region's work plan (反馈督办): the subject is the record's id (a
+    UUID the sender chooses); the text is sealed under the record's own key."""
+
+    task_number: Annotated[int, msgspec.Meta(ge=1, le=999, description="The task's number in the work plan.")]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, description="What was done (free text).")]
+
+
+class TaskProgressRecordedV1(Envelope, tag="cn.smd.task-progress.recorded.v1", kw_only=True):
+    data: TaskProgressRecordedData
+
+
 #: Facts of the patient's file, part 2 (their subject is the patient; commands in core/file_commands.py).
 CARE_EVENTS = (
     CareTeamMemberAssignedV1,
@@ -815,6 +847,8 @@ InboundEvent = (
     | SuspectedCaseRegisteredV1
     | SuspectedCaseDismissedV1
     | TaskAssignedV1
+    | ReportSubmittedV1
+    | TaskProgressRecordedV1
 )
 EVENT_TYPES: tuple[str, ...] = tuple(t.__struct_config__.tag for t in InboundEvent.__args__)  # type: ignore[attr-defined,misc]
 

@@ -25,6 +25,7 @@ from core.followers.concerns import Concerns
 from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
 from core.registry import REGION_TZ, RegistryView
+from core.reporting_duties import REPORT_SUBMITTED, decide_report
 from core.rule_settings_view import RuleSettingsView
 from core.suspected_case_policy import decide_suspected_case
 from core.task_policy import TASK_ASSIGNED, decide_task
@@ -125,6 +126,8 @@ class PolicyProcess:
             decided = decide_suspected_case(self, n)
         elif n.topic == TASK_ASSIGNED:  # a task the governance center assigned
             decided = decide_task(self, n)
+        elif n.topic == REPORT_SUBMITTED:  # R21: the report completes its period's duty
+            decided = decide_report(self, n)
         else:
             return
         if decided is not None:

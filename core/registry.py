@@ -104,7 +104,8 @@ class RegistryView:
         if time.monotonic() - self._refreshed_at > max_age:
             self.refresh()
         found = self.agency(agency_id, as_of_position=self.position)
-        if found is None and self.refresh():
+        if found is None:  # look again after a refresh, even one that read nothing new: another
+            self.refresh()  # thread (the scheduler) may have just read the change itself
             found = self.agency(agency_id, as_of_position=self.position)
         return found
 

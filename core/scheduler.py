@@ -19,6 +19,7 @@ from core.case_record import CaseRecord, Clock
 from core.due_checks import falls_due
 from core.ports import DueObligations
 from core.registry import REGION_TZ, RegistryView
+from core.reporting_duties import ReportingDuties
 from domain.obligation import Obligation
 from domain.registry import AgencyKind
 
@@ -35,21 +36,26 @@ class Scheduler:
         work_queue: DueObligations,  # the work-queue view, wired by the composition root
         clock: Clock,
         every_seconds: float = 1.0,
+        duties: ReportingDuties | None = None,
     ) -> None:
         self.case_record = case_record
         self.registry = registry
         self.work_queue = work_queue
         self.clock = clock
         self.every_seconds = every_seconds
+        self.duties = duties  # R21: reporting duties opened as their periods begin
         self._last_run = 0.0
 
     def run_once(self, force: bool = False) -> int:
-        """Record what fell due since the last run; returns how many facts were recorded."""
+        """Record what fell due since the last run (and open the reporting duties whose periods
+        began, R21); returns how many facts were recorded."""
         if not force and time.monotonic() - self._last_run < self.every_seconds:
             return 0
         self._last_run = time.monotonic()
+        opened = self.duties.run_once(force) if self.duties is not None else []
         now = self.clock()
-        return sum(self._mark(row.obligation_id, now) for row in self.work_queue.open_due(now))
+        late = sum(self._mark(o.id, now) for o in opened if o.due_at <= now)  # not in the view yet
+        return len(opened) + late + sum(self._mark(row.obligation_id, now) for row in self.work_queue.open_due(now))
 
     def _mark(self, obligation_id, now: datetime) -> int:
         for _ in range(5):

@@ -85,6 +85,7 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
     AgencyKind.GOVERNANCE_CENTER: _t("incident.reviewed", "review.recorded", "emergency.coordinated", "task.assigned"),
     AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset(),
     AgencyKind.AUDITOR: frozenset(),
+    AgencyKind.DEPARTMENT: frozenset(),
 }
 
 # -- identity: part of MAY_RECORD, kept together so the reasoning stays in one place ----
@@ -249,3 +250,14 @@ def check_source(source: str, agency_id: str, via: str) -> None:
     """Refuse an envelope whose source is not the authenticated agency."""
     if source != agency_id:
         raise SourceMismatch(source, agency_id, via)
+
+
+# -- reporting duties (R21) ------------------------------------------------------------------
+#: A report submitted (completes the agency's R21 duty for its period) and progress on a task of
+#: the work plan: every kind that may owe a report by the region's settings records them — all
+#: but the auditor, which records nothing. The settings decide who *owes* a report; anyone may
+#: report progress (Qingyang's task table names every kind as 牵头单位 or 责任单位).
+REPORTING = _t("report.submitted", "task-progress.recorded")
+for _kind in AgencyKind:
+    if _kind != AgencyKind.AUDITOR:
+        MAY_RECORD[_kind] = MAY_RECORD[_kind] | REPORTING

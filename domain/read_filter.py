@@ -339,6 +339,8 @@ def may_open(kind: str, *, covered_today: bool, own_patient: bool) -> bool:
     k = AgencyKind(kind)
     if k == AgencyKind.AUDITOR:
         return True
+    if k == AgencyKind.DEPARTMENT:  # reports and task progress only: never a patient's file
+        return False
     if k == AgencyKind.PSYCHIATRIC_HOSPITAL:
         return own_patient
     return covered_today

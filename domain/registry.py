@@ -77,10 +77,15 @@ class AgencyKind(StrEnum):
     DISABLED_PERSONS_FEDERATION = "disabled_persons_federation"
     PSYCHIATRIC_HOSPITAL = "psychiatric_hospital"
     AUDITOR = "auditor"
+    #: A department of the township government that is none of the kinds above (司法所, 城建办,
+    #: 财政所, 卫健办, 社区治理办): it owes reports (R21) and records progress on the work plan's
+    #: tasks; it reads only its own obligations, never a patient's file.
+    DEPARTMENT = "department"
 
 
-#: Kinds where one org unit may have several agencies: auditors are never "responsible".
-SHARED_KINDS = frozenset({AgencyKind.AUDITOR})
+#: Kinds where one org unit may have several agencies: auditors and departments are never
+#: "responsible" for a patient (no rule asks for them).
+SHARED_KINDS = frozenset({AgencyKind.AUDITOR, AgencyKind.DEPARTMENT})
 
 
 @dataclass(frozen=True, slots=True)

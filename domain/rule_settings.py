@@ -24,6 +24,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.errors import DomainError
+from domain.rules.r21_reporting_duties import check_kinds
 from domain.rules.settings import RuleSettings
 
 #: Namespace of rule-settings ids; never change it (stored settings would stop matching).
@@ -91,6 +92,10 @@ def decode(name: str, raw: Any) -> Any:
         raise ValueError(f"{name} takes {kind.__name__}, not {raw!r}")
     if kind in (timedelta, int, float) and value <= kind():
         raise ValueError(f"{name} must be more than zero, not {raw!r}")
+    if name.endswith("_kinds"):
+        check_kinds(value)
+    if name.endswith("_report_day") and value > 31:
+        raise ValueError(f"{name} is a day of the month (1-31), not {raw!r}")
     return value
 
 

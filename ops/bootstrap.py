@@ -32,12 +32,14 @@ from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from core.policy_process import PolicyProcess
 from core.postgres import EVENTSOURCING_POOL_TIMEOUT, RECORDER_TOPIC
 from core.registry import RegistryView, open_registry, region_today
+from core.reporting_duties import ReportingDuties
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
 from core.waiting import PostgresWaitingTable, SQLiteWaitingTable, Waiting, WaitingSweep, WaitingTable
 from ops.metrics import Metrics, StoreCollector, registry_for
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
+from projections.reports import ReportsProjection
 from projections.stores import PostgresViewStore, SQLiteViewStore, ViewStore
 from projections.work_queue import WorkQueueProjection
 
@@ -118,6 +120,7 @@ class Services:
     apikeys: ApiKeys
     policies: PolicyProcess
     work_queue: WorkQueueProjection
+    reports: ReportsProjection  # reports submitted and task progress (R21), without their texts
     scheduler: Scheduler
     views: ViewStore
     parking: ParkingStore
@@ -140,7 +143,15 @@ class Services:
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
-        return [self.policies, self.work_queue, self.scheduler, self.waiting_sweep, self.chain, self.checkpointer]
+        return [
+            self.policies,
+            self.work_queue,
+            self.reports,
+            self.scheduler,
+            self.waiting_sweep,
+            self.chain,
+            self.checkpointer,
+        ]
 
     def catch_up(self, position: int, timeout: float = 10.0) -> bool:
         """Run the followers until they have handled ``position`` and what it caused.
@@ -160,7 +171,7 @@ class Services:
         from integrations.outbox import outbox_follower
         from integrations.streams import names_of
 
-        followers: list[Any] = [self.policies.follower, self.work_queue, self.chain]
+        followers: list[Any] = [self.policies.follower, self.work_queue, self.reports, self.chain]
         if self.settings.nats_url:  # without NATS there is no outbox to follow the log
             followers.append(outbox_follower(self.case_record, names_of(self.settings), self.parking))
         return followers
@@ -270,8 +281,10 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
     rule_settings = open_rule_settings(case_record, settings.region)
     concerns = Concerns(case_record)
     work_queue = WorkQueueProjection(case_record, views, parking, concerns)
+    reports = ReportsProjection(case_record, views, parking, concerns)
     with schema_lock(settings):
         views.ensure(work_queue.projection)
+        views.ensure(reports.projection)
     metrics = Metrics()
     waiting = Waiting(waiting_table, case_record, timedelta(seconds=settings.waiting_window_seconds), metrics)
     return Services(
@@ -289,7 +302,14 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             fault=settings.fault,
         ),
         work_queue=work_queue,
-        scheduler=Scheduler(case_record, registry, work_queue, clock),
+        reports=reports,
+        scheduler=Scheduler(
+            case_record,
+            registry,
+            work_queue,
+            clock,
+            duties=ReportingDuties(case_record, registry, rule_settings, clock),
+        ),
         views=views,
         parking=parking,
         waiting=waiting,

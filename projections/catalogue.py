@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from projections.base import Projection
+from projections.reports import ReportsView
 from projections.work_queue import WorkQueueView
 
 
 def catalogue() -> dict[str, Projection]:
     """Read models by name (one instance each)."""
-    return {p.name: p for p in (WorkQueueView(),)}
+    return {p.name: p for p in (WorkQueueView(), ReportsView())}

@@ -22,9 +22,12 @@
 | R18 | ``r18_suspected_case`` | a suspected case: assessed within 10 working days |
 | R19 | ``r19_hospital_new_patient`` | the hospital's new patient: taken over within 10 working days (*) |
 | R20 | ``r20_emergency`` | dangerous now: the police respond in minutes, governance coordinates (*) |
+| R21 | ``r21_reporting_duties`` | reports owed by a date each period: monthly, quarterly, suspected cases (**) |
 
 (*) Asked beside ``decide`` by ``core.beside_policies``: R19 needs the recorder's agency kind
 and the working-day calendar, which a ``History`` does not carry; R20's deadlines are minutes.
+(**) Not about a patient: the scheduler opens each period's duty (``core.reporting_duties``),
+a submitted report completes it.
 
 The engine (triggers, decisions, episodes, cycles) is ``engine``; the entries and the shared
 conditions are ``entries``; the per-patient incremental state is ``state``. ``PATIENT_RULES``

@@ -41,6 +41,13 @@ class RuleSettings:
     r20_same_emergency_within: timedelta = timedelta(hours=2)  # a second report of one emergency: our default
     r20_too_late: timedelta = timedelta(hours=6)  # told this late, an emergency is past: our default
     r16_contact_every: timedelta = timedelta(days=30)  # DESIGN.md R16: monthly care-team contact (key patients)
+    # R21 reporting duties (region data; kinds are comma-separated agency kinds, empty: nobody).
+    r21_monthly_report_day: int = 25  # Q 三、保障措施: 每月 25 日前 (the month's last day when shorter)
+    # the 科室 and agencies Qingyang's task table names
+    r21_monthly_report_kinds: str = "department,health_center,police_station,civil_affairs,disabled_persons_federation"
+    r21_quarterly_report_day: int = 28  # J 卫生院 5: 3/28, 6/28, 9/28, 12/28 (of the quarter's last month)
+    r21_quarterly_report_kinds: str = "health_center"  # J 卫生院 5
+    r21_suspected_case_report_kinds: str = "committee"  # J 村居 2(2): monthly, by the month's end (our default)
     go_live_grace: timedelta = timedelta(
         days=14
     )  # a cycle already overdue at go-live: due then + min(its period, this)

@@ -52,13 +52,19 @@ The invariants (``Violation.invariant``)
        names, in ``trigger_message_id`` and ``trigger_position``, an agency fact recorded before
        it (earlier position, recorded at or before it) on its subject's stream (the patient, or
        for R18 the suspected case); an R6 run-out warning names ``due:<obligation id>``, an
-       obligation already marked overdue; ``completion-names-recorded-fact`` — every
+       obligation already marked overdue; an R21 reporting duty (decision 023, about an agency,
+       not a patient) instead: ``r21-duty-names-a-period``, ``r21-due-at-the-end-of-the-named-day``
+       (progress by the 25th, the quarterly report by the 28th of the quarter's last month,
+       suspected cases by the month's end), ``r21-opened-once-its-period-began``,
+       ``r21-opened-by-its-period-or-its-report`` (``R21:<duty>|<period>``, or the owner's report
+       of that duty and period) and ``r21-completed-by-its-report``; ``completion-names-recorded-fact`` — every
        ``smd.ObligationCompleted`` with ``fulfilled_by`` names a fact recorded before it on the
        same subject's stream.
     5. "Compensations, never rewrites" and decision 010's completed/cancelled columns:
        ``open-obligation-still-holds`` — every obligation (not notice) still open at the end of
-       the log still has its condition on the final state by occurred time: on the register
-       (every rule but R14 and R18); R1 level >= 3, in the current R1 episode, not under police
+       the log still has its condition on the final state by occurred time: R21 (a reporting
+       duty, decision 023) no report of its duty and period from its owner; on the register
+       (every rule but R14, R18 and R21); R1 level >= 3, in the current R1 episode, not under police
        management; R5 its lost episode still open (misses not located) or whereabouts still
        declared unknown; R2 the current R2 episode and, for a joint visit, its current cycle
        (legal duty: not told since it opened); R3 class basically stable or unstable, not in
@@ -146,6 +152,8 @@ LOST_ENDED = "smd.LostToFollowUpEnded"
 HIGH_RISK = 3  # DESIGN.md: R1 "risk assessed at level >= 3"
 UNSTABLE, BASICALLY_STABLE = "unstable", "basically_stable"
 IMPORTED_PREFIX = "ledger:"  # facts from a ledger decide nothing (a backfill records history)
+R21 = "R21"  # reporting duties: opened by time, about an agency (decision 023)
+REPORT_SUBMITTED = "smd.ReportSubmitted"
 DUE_PREFIX = "due:"  # a notice opened when an obligation fell due names that obligation
 LATE = timedelta(days=1)
 CHINA = timezone(timedelta(hours=8))  # dates agencies state (legal duty told on ...) are China dates
@@ -780,6 +788,9 @@ def _check_triggers(log: _Log, findings: Findings) -> None:
         if o.assigned is None:
             continue
         trigger = o.assigned["trigger_message_id"]
+        if o.rule == R21:  # a reporting duty: opened by its period, not about a patient
+            _check_r21(log, o, findings)
+            continue
         if trigger.startswith(DUE_PREFIX):
             _check_due_trigger(log, o, trigger.removeprefix(DUE_PREFIX), findings)
         else:
@@ -794,6 +805,66 @@ def _check_triggers(log: _Log, findings: Findings) -> None:
                     f"{o.rule} {o.assigned['action']} completed at {done.recorded_at.isoformat()} by {by}, "
                     "which is no fact recorded before it on its subject's stream",
                 )
+
+
+def _r21_period(key: str) -> tuple[datetime, datetime] | None:
+    """(opens, due) of an R21 episode key ``duty|period`` with the seeds' days (decision 023):
+    progress by the end of the 25th, the quarterly report by the end of the 28th of the
+    quarter's last month, suspected cases by the end of the month; None when malformed."""
+    duty, _, period = key.partition("|")
+    try:
+        year, rest = int(period[:4]), period[5:]
+        if duty == "quarterly_report" and rest.startswith("Q"):
+            quarter = int(rest[1:])
+            first, due = date(year, 3 * quarter - 2, 1), date(year, 3 * quarter, 28)
+        elif duty in ("monthly_progress", "suspected_cases"):
+            first = date(year, int(rest), 1)
+            nxt = date(year + first.month // 12, first.month % 12 + 1, 1)
+            due = date(year, first.month, 25) if duty == "monthly_progress" else nxt - timedelta(days=1)
+        else:
+            return None
+    except ValueError:
+        return None
+    at = lambda d: datetime.combine(d, datetime.min.time(), CHINA)  # noqa: E731
+    return at(first), at(due) + timedelta(days=1)
+
+
+def _check_r21(log: _Log, o: _Obligation, findings: Findings) -> None:
+    """R21 (decision 023): a duty opens when its period begins (the scheduler names
+    ``R21:<duty>|<period>``) or with the report that came first; it is due at the end of the
+    named day; it is completed only by a report from its owner naming that duty and period."""
+    a = o.assigned
+    assert a is not None
+    key, trigger = o.key, a["trigger_message_id"]
+    span = _r21_period(key)
+    if span is None:
+        findings.add("r21-duty-names-a-period", o.id, f"R21 episode key {key!r} is no duty and period")
+        return
+    opens, due = span
+    if a["due_at"] != due:
+        findings.add("r21-due-at-the-end-of-the-named-day", o.id, f"R21 {key} due {a['due_at']}, not {due.isoformat()}")
+    if a.recorded_at < opens:
+        findings.add("r21-opened-once-its-period-began", o.id, f"R21 {key} opened {a.recorded_at.isoformat()}")
+    if trigger != f"{R21}:{key}" and not _r21_report(log.by_message.get(trigger), a["assignee"], key):
+        findings.add("r21-opened-by-its-period-or-its-report", o.id, f"R21 {key} names trigger {trigger}")
+    for done in o.completions:
+        fact = log.by_message.get(done.get("fulfilled_by") or "")
+        if not _r21_report(fact, a["assignee"], key) or fact is None or fact.position > done.position:
+            findings.add(
+                "r21-completed-by-its-report",
+                o.id,
+                f"R21 {key} completed by {done.get('fulfilled_by')}: "
+                f"no report of that duty and period by {a['assignee']}",
+            )
+
+
+def _r21_report(fact: Record | None, agency: str, key: str) -> bool:
+    return (
+        fact is not None
+        and fact.topic == REPORT_SUBMITTED
+        and fact.get("agency_id") == agency
+        and f"{fact.get('duty')}|{fact.get('period')}" == key
+    )
 
 
 def _check_fact_trigger(log: _Log, o: _Obligation, trigger: str, findings: Findings) -> None:
@@ -849,6 +920,9 @@ def _check_open_at_end(log: _Log, histories: dict[str, _History], findings: Find
 
 def _why_not(o: _Obligation, log: _Log, h: _History | None) -> str | None:
     """Why the open obligation's condition no longer holds on the final state (None: it holds)."""
+    if o.rule == R21:  # a reporting duty is owed until its report comes, whatever else happens
+        done = [f for f in log.by_message.values() if _r21_report(f, o.assigned["assignee"], o.key)]
+        return f"its report came ({_when(done[0])})" if done else None
     if o.rule == "R18":
         facts = log.cases.get(o.subject, [])
         assessed = next((f for f in facts if f.topic == CASE_ASSESSED), None)

@@ -207,7 +207,7 @@ class TestWhoMayDoWhat:
 
     @pytest.mark.parametrize("kind", list(AgencyKind))
     def test_committees_and_the_disabled_persons_federation_may_not_search_by_id_number(self, kind: AgencyKind) -> None:
-        hidden = {AgencyKind.COMMITTEE, AgencyKind.DISABLED_PERSONS_FEDERATION}
+        hidden = {AgencyKind.COMMITTEE, AgencyKind.DISABLED_PERSONS_FEDERATION, AgencyKind.DEPARTMENT}
         assert may_search_by_id_number(kind) is (kind not in hidden)
 
     def test_the_conflict_names_the_holder_only_to_a_caller_that_may_see_it(self) -> None:

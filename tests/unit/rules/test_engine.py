@@ -39,7 +39,13 @@ class TestSpans:
 #: not a patient; R19 is asked beside the list by core.beside_policies (it needs the
 #: recorder's agency kind and the working-day calendar, which a History does not carry); R20 too
 #: (its deadlines are minutes; it reads the file as of the fact).
-BESIDE_THE_LIST = ("r15_overdue", "r18_suspected_case", "r19_hospital_new_patient", "r20_emergency")
+BESIDE_THE_LIST = (
+    "r15_overdue",
+    "r18_suspected_case",
+    "r19_hospital_new_patient",
+    "r20_emergency",
+    "r21_reporting_duties",  # not about a patient: opened by the scheduler, completed by reports
+)
 
 
 class TestTheRules:
