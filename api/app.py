@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from api.access_log import AccessLogController
 from api.audit import AuditController
+from api.audit_patients import AuditPatientsController
 from api.auth import AuthServices, FailedAuthentications
 from api.batch import BatchController
 from api.bodies import json_body_hook
@@ -107,6 +108,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             AccessLogController,
             ObligationsController,
             AuditController,
+            AuditPatientsController,
             assets_router(),  # the docs page's own files: no CDN
         ],
         state=State(

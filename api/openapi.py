@@ -57,6 +57,11 @@ ERRORS: dict[str, dict[int, str]] = {
     "messageStatus": {403: "`not-your-message`", 404: "`message-not-found`"},
     "workQueue": {400: "a query parameter is out of range"},
     "reports": {400: "a query parameter is out of range or malformed (`period`, `what`)"},
+    "patientAsOf": {
+        400: "`as_of` missing or without an offset, `axis` unknown, `unknown-purpose`",
+        403: "not an auditor; `purpose-not-allowed`",
+        404: "`patient-not-found`: not registered by then on that axis",
+    },
     "oversightObligations": {400: "a query parameter is out of range", 403: "not a governance center or auditor"},
     "acknowledgeObligation": {403: "`not-the-owner`", 404: "`obligation-not-found`", 409: "`obligation-closed`"},
     "completeObligation": {
