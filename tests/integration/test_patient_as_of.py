@@ -122,7 +122,7 @@ class TestTwoAxes:
 
 class TestOverHttp:
     async def test_as_of_is_for_auditors_and_every_answer_is_in_the_access_log(self, story) -> None:
-        s, clock, patient = story
+        s, _, patient = story
         keys = {k.agency_id: k.key for k in ensure_demo_keys(s.apikeys, s.registry, s.settings.data_dir)}
         async with AsyncTestClient(serving_app(s)) as client:
             url = f"/v1/audit/patients/{patient}"
