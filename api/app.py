@@ -27,6 +27,7 @@ from api.batch import BatchController
 from api.bodies import json_body_hook
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
+from api.incident_review import IncidentReviewController
 from api.me import MeController
 from api.metrics import Exposition, StoreGauges, metrics
 from api.middleware import RequestLogMiddleware, RequestTimer
@@ -109,6 +110,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             ObligationsController,
             AuditController,
             AuditPatientsController,
+            IncidentReviewController,
             assets_router(),  # the docs page's own files: no CDN
         ],
         state=State(
