@@ -39,6 +39,7 @@ from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort,
 from api.problems import exception_handlers
 from api.reports import ReportsController
 from api.status import StatusController
+from api.tasks import TasksController
 from api.work_queue import WorkQueueController
 from core.intake import GroupCommit, accept_batch
 from core.ports import DoorCounts
@@ -104,6 +105,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             envelope_schema,
             WorkQueueController,
             ReportsController,
+            TasksController,
             PatientSearchController,
             PatientFilesController,
             AccessLogController,

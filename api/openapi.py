@@ -57,6 +57,7 @@ ERRORS: dict[str, dict[int, str]] = {
     "messageStatus": {403: "`not-your-message`", 404: "`message-not-found`"},
     "workQueue": {400: "a query parameter is out of range"},
     "reports": {400: "a query parameter is out of range or malformed (`period`, `what`)"},
+    "getTask": {404: "no such task, or not assigned by or to you (the same answer)"},
     "incidentReview": {
         400: "`days` out of range (1-366), `format` unknown, `unknown-purpose`",
         403: "not an auditor; `purpose-not-allowed`",

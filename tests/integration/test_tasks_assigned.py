@@ -79,3 +79,26 @@ class TestTasks:
         from tests.integration.test_no_plaintext import stored_bytes
 
         assert b"MKTASKzz" not in stored_bytes(settings)
+
+
+class TestReadingATask:
+    async def test_a_task_and_its_text_are_read_by_its_assignee_and_assigner_and_no_one_else(self, care) -> None:
+        from litestar.testing import AsyncTestClient
+
+        from core.demo_keys import ensure_demo_keys
+        from ops.workers import serving_app
+
+        s = care.services
+        task = uuid4()
+        assign(s, task, task_data(place=VILLAGE))
+        keys = {k.agency_id: k.key for k in ensure_demo_keys(s.apikeys, s.registry, s.settings.data_dir)}
+        async with AsyncTestClient(serving_app(s)) as client:
+            for agency in (HC, GOV, "auditor-lantern-bay"):
+                r = await client.get(f"/v1/tasks/{task}", headers={"Authorization": f"Bearer {keys[agency]}"})
+                assert r.status_code == 200, (agency, r.text)
+                assert r.json()["text"] == "MKTASKzz visit with police" and r.json()["assignee"] == HC
+            other = next(a for a in keys if a.startswith("police"))
+            r = await client.get(f"/v1/tasks/{task}", headers={"Authorization": f"Bearer {keys[other]}"})
+            assert r.status_code == 404
+            r = await client.get(f"/v1/tasks/{uuid4()}", headers={"Authorization": f"Bearer {keys[HC]}"})
+            assert r.status_code == 404
