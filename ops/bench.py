@@ -540,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--pages" in argv:
         return bench_pages.main([a for a in argv if a != "--pages"])
+    if "--emergency" in argv:
+        from ops import bench_emergency
+
+        return bench_emergency.main([a for a in argv if a != "--emergency"])
     from ops.logging import configure_logging
 
     ap = argparse.ArgumentParser(prog="smd bench")

@@ -1,7 +1,8 @@
 """The emergency flow end to end over NATS, as the agencies' systems see it: a committee's
 ``cn.smd.risk.escalated.v1`` goes into the intake; the police's ``respond_to_emergency`` comes out
-on their outbound subject. The time from the report's publication to the police's message is
-measured (a benchmark line is printed) and must stay under 5 s at the 99th percentile."""
+on their outbound subject, for every report. How long it takes is a benchmark, not a test:
+`smd bench --emergency` (ops/bench_emergency.py) gives p50 and p99 against the bare JetStream
+round trip measured in the same run."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _exists(svc: Services, patient: UUID) -> bool:
     return True
 
 
-async def test_a_committee_report_reaches_the_police_as_an_obligation_within_seconds(
+async def test_each_committee_report_reaches_the_police_as_one_respond_to_emergency_obligation(
     svc: Services, names: Names, nc: Client, nats_url: str
 ) -> None:
     worker_nc = await nats.connect(nats_url, connect_timeout=5)
@@ -89,9 +90,5 @@ async def test_a_committee_report_reaches_the_police_as_an_obligation_within_sec
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
         await worker_nc.close()
-    latencies = sorted(arrived[p] - sent[p] for p in sent)
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    print(
-        f"\nbenchmark r20-report-to-police: n={len(latencies)} p50={latencies[len(latencies) // 2]:.3f}s p99={p99:.3f}s"
-    )
-    assert p99 < 5.0
+    assert set(arrived) == set(sent)  # every report: the police's obligation, on their subject
+    assert all(arrived[p] >= sent[p] for p in sent)
