@@ -19,6 +19,7 @@ from nats.aio.client import Client
 
 from core.registry import RegistryView, open_registry
 from integrations.intake import Intake, error_location
+from integrations.nats_identities import ensure_agency_consumers
 from integrations.outbox import Outbox
 from integrations.streams import ensure_streams, names_of
 from integrations.waiting import run_waiting
@@ -182,9 +183,19 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
 
     async def once() -> None:
         await ensure_streams(nc.jetstream(), names)
+        agencies = await asyncio.to_thread(_agencies_today, services)
+        await ensure_agency_consumers(nc.jetstream(), names, agencies)  # where each agency reads
         outbox = Outbox(
             services.case_record, nc, names, parking=getattr(services, "parking", None), fault=services.settings.fault
         )
         await outbox.run(stop)
 
     await _supervised("outbox", stop, once)
+
+
+def _agencies_today(services: Any) -> list[str]:
+    """The agencies in the registry today (each gets its durables on the outbound and rejection streams)."""
+    registry = services.registry
+    registry.refresh()
+    state, today = registry.state(), registry.today()
+    return sorted(a for a in state.agencies if state.agency(a, today) is not None)

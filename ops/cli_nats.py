@@ -76,8 +76,71 @@ def _command(worker_name: str, process_name: str) -> Callable[[argparse.Namespac
     return run
 
 
+def _config(args: argparse.Namespace) -> int:
+    """`smd nats config`: the server's accounts block from the registry, and the agencies' durables."""
+    import os
+    from pathlib import Path
+
+    from core.registry import region_today
+    from integrations.nats_identities import credentials, server_config
+    from integrations.streams import names_of
+    from ops.bootstrap import bootstrap
+
+    settings = load_settings()
+    services = bootstrap(settings)
+    try:
+        services.registry.refresh()
+        state, today = services.registry.state(), region_today()
+        agencies = sorted(a for a in state.agencies if state.agency(a, today) is not None)
+        folder = Path(args.credentials) if args.credentials else settings.data_dir / "nats-credentials"
+        passwords, service_password = credentials(folder, agencies)
+        text = server_config(names_of(settings), passwords, service_password)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch(mode=0o600)
+        os.chmod(out, 0o600)
+        out.write_text(text)
+        print(f"smd nats config: {len(agencies)} agency users and the service user written to {out}")
+        print(f"  passwords: {folder}/<agency>.password (hand each agency its own; mode 0600)")
+        print(
+            f"  include it in nats-server.conf (include {out.name}) and reload the server (nats-server --signal reload)"
+        )
+        print("  the service connects as smd-service: SMD_NATS_URL=nats://smd-service:<its password>@host:4222")
+        if settings.nats_url:
+            done = asyncio.run(_agency_consumers(settings, agencies))
+            print(f"  durables: {sum(v == 'created' for v in done.values())} created, {len(done)} in all")
+        return 0
+    finally:
+        services.close()
+
+
+async def _agency_consumers(settings: Any, agencies: list[str]) -> dict[str, str]:
+    import nats
+
+    from integrations.nats_identities import ensure_agency_consumers
+    from integrations.streams import ensure_streams, names_of
+
+    nc = await nats.connect(settings.nats_url, connect_timeout=5, allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, names_of(settings))
+        return await ensure_agency_consumers(js, names_of(settings), agencies)
+    finally:
+        await nc.close()
+
+
 def add_commands(subparsers: Any) -> None:
-    """Add `ingest` and `outbox` to the `smd` command line."""
+    """Add `ingest`, `outbox` and `nats config` to the `smd` command line."""
+    natsp = subparsers.add_parser("nats", help="NATS identities of the region's agencies")
+    natsub = natsp.add_subparsers(dest="nats_command", required=True)
+    config = natsub.add_parser(
+        "config",
+        help="write the server's accounts block (one user per agency of the registry) and, with "
+        "SMD_NATS_URL, create each agency's durables",
+    )
+    config.add_argument("--out", default="nats-accounts.conf", help="the file to write (nats-accounts.conf)")
+    config.add_argument("--credentials", help="where the passwords are kept (SMD_DATA_DIR/nats-credentials)")
+    config.set_defaults(func=_config)
     ingest = subparsers.add_parser("ingest", help="store envelopes from the NATS intake stream (needs SMD_NATS_URL)")
     ingest.set_defaults(func=_command("ingest", "smd-ingest"))
     outbox = subparsers.add_parser(
