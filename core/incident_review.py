@@ -21,15 +21,10 @@ from eventsourcing.application import AggregateNotFoundError
 
 from core.case_record import CaseRecord
 from domain.errors import DomainError
+from domain.obligation import STATUS_AFTER
 from domain.patient_file import IncidentReported
 
 INCIDENT_REPORTED = IncidentReported.TOPIC
-_LIFECYCLE = {
-    "smd.ObligationAcknowledged": "acknowledged",
-    "smd.ObligationRead": "read",
-    "smd.ObligationCompleted": "completed",
-    "smd.ObligationCancelled": "cancelled",
-}
 
 
 class IncidentNotFound(DomainError):
@@ -143,17 +138,17 @@ def _obligation(case_record: CaseRecord, oid: UUID, start: datetime, at: datetim
         return None
     a = events[0]
     closed_at = next(
-        (e.timestamp for e in events[1:] if _LIFECYCLE.get(_topic(e)) in ("completed", "cancelled", "read")), None
+        (e.timestamp for e in events[1:] if STATUS_AFTER.get(_topic(e)) in ("completed", "cancelled", "read")), None
     )
     if a.timestamp > at or (closed_at is not None and closed_at < start):
         return None
     acknowledged = next((e.timestamp for e in events[1:] if _topic(e) == "smd.ObligationAcknowledged"), None)
-    done = next((e for e in events[1:] if _LIFECYCLE.get(_topic(e)) in ("completed", "cancelled", "read")), None)
+    done = next((e for e in events[1:] if STATUS_AFTER.get(_topic(e)) in ("completed", "cancelled", "read")), None)
     overdue = next((e for e in events[1:] if _topic(e) == "smd.ObligationOverdue"), None)
     status_then = "assigned"
     for e in events[1:]:
-        if e.timestamp <= at and _topic(e) in _LIFECYCLE:
-            status_then = _LIFECYCLE[_topic(e)]
+        if e.timestamp <= at and _topic(e) in STATUS_AFTER:
+            status_then = STATUS_AFTER[_topic(e)]
     due = a.due_at
     finished = done.timestamp if done is not None else None
     # late by: done after its deadline → done minus deadline; still open → the incident minus it
@@ -167,7 +162,7 @@ def _obligation(case_record: CaseRecord, oid: UUID, start: datetime, at: datetim
         "assigned_at": a.timestamp,
         "due_at": due,
         "acknowledged_at": acknowledged,
-        "closed": _LIFECYCLE.get(_topic(done)) if done is not None else None,
+        "closed": STATUS_AFTER.get(_topic(done)) if done is not None else None,
         "closed_at": finished,
         "status_at_incident": status_then,
         "late_seconds": late,

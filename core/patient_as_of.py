@@ -25,6 +25,7 @@ from eventsourcing.application import AggregateNotFoundError
 from core.case_record import CaseRecord
 from core.patient_read import whole_file
 from domain.errors import DomainError
+from domain.obligation import STATUS_AFTER
 from domain.patient import Patient
 
 Axis = Literal["occurred", "recorded"]
@@ -72,14 +73,6 @@ class PatientAsOf:
     position: int | None  # the log position of the last event the answer stands on (None: not chained yet)
     checkpoint_size: int | None  # the first signed checkpoint whose tree holds that position
     late_facts: list[dict[str, Any]]  # occurred at or before T, recorded after it: where the axes differ
-
-
-_LIFECYCLE = {
-    "smd.ObligationAcknowledged": "acknowledged",
-    "smd.ObligationRead": "read",
-    "smd.ObligationCompleted": "completed",
-    "smd.ObligationCancelled": "cancelled",
-}
 
 
 def patient_as_of(
@@ -147,8 +140,8 @@ def _obligation_at(case_record: CaseRecord, obligation_id: UUID, as_of: datetime
     status, overdue, escalated_to = "assigned", False, None
     for e in events[1:]:
         topic = getattr(type(e), "TOPIC", "")
-        if topic in _LIFECYCLE:
-            status = _LIFECYCLE[topic]
+        if topic in STATUS_AFTER:
+            status = STATUS_AFTER[topic]
         elif topic == "smd.ObligationOverdue":
             overdue, escalated_to = True, e.escalated_to
     return ObligationAsOf(

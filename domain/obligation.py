@@ -265,6 +265,15 @@ class Obligation(Aggregate):
         )
 
 
+#: The status each lifecycle event leaves an obligation or notice in (read models and reviews).
+STATUS_AFTER: dict[str, str] = {
+    Obligation.Acknowledged.TOPIC: "acknowledged",
+    Obligation.Read.TOPIC: "read",
+    Obligation.Completed.TOPIC: "completed",
+    Obligation.Cancelled.TOPIC: "cancelled",
+}
+
+
 class NotTheOwner(DomainError):
     """Only the owning agency acts on its obligations and notices."""
 

@@ -25,18 +25,13 @@ from eventsourcing.persistence import Notification
 
 from core.followers.concerns import Concerns
 from core.followers.parking import ParkingStore
-from domain.obligation import Obligation
+from domain.obligation import STATUS_AFTER, Obligation
 from projections.base import Batch, Column, Insert, Table, Update
 from projections.runner import ProjectionFollower
 from projections.stores import ViewStore
 
 ASSIGNED = Obligation.Assigned.TOPIC
-LIFECYCLE = {
-    Obligation.Acknowledged.TOPIC: "acknowledged",
-    Obligation.Read.TOPIC: "read",
-    Obligation.Completed.TOPIC: "completed",
-    Obligation.Cancelled.TOPIC: "cancelled",
-}
+LIFECYCLE = STATUS_AFTER
 OVERDUE = Obligation.Overdue.TOPIC
 
 

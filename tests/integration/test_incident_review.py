@@ -17,6 +17,7 @@ from core.intake import accept
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
 from ops.workers import serving_app
+from tests.support.stores import MovableClock
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 HIGH = T0 + timedelta(days=1)  # a level-3 visit: the police have 24 h to take the patient under management
@@ -24,15 +25,7 @@ INCIDENT = T0 + timedelta(days=5)  # the police never did: 3 days past their dea
 HC, POLICE, GOV, VILLAGE = "hc-north", "police-east", "gov-willowbrook", "990101-001-v01"
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def send(s, clock: Clock, type_: str, subject, data: dict, occurred: datetime, source: str = HC) -> None:
+def send(s, clock: MovableClock, type_: str, subject, data: dict, occurred: datetime, source: str = HC) -> None:
     clock.now = occurred + timedelta(minutes=10)
     body = {
         "specversion": "1.0",
@@ -49,7 +42,7 @@ def send(s, clock: Clock, type_: str, subject, data: dict, occurred: datetime, s
 
 @pytest.fixture
 def story(open_store):
-    clock = Clock(T0 - timedelta(days=1))
+    clock = MovableClock(T0 - timedelta(days=1))
     s = open_store(clock=clock)
     load_file(s.case_record, DEMO_DISTRICT)
     s.registry.refresh()

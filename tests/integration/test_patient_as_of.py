@@ -16,6 +16,7 @@ from core.patient_as_of import NotRegisteredAsOf, patient_as_of
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
 from ops.workers import serving_app
+from tests.support.stores import MovableClock
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # registration recorded
 T1 = T0 + timedelta(days=1)  # a level-1 visit, recorded at once
@@ -24,15 +25,7 @@ T3 = T0 + timedelta(days=6)  # ... and was recorded only now (a late fact)
 HC, VILLAGE = "hc-north", "990101-001-v01"
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def send(s, clock: Clock, type_: str, subject, data: dict, occurred: datetime, recorded: datetime) -> None:
+def send(s, clock: MovableClock, type_: str, subject, data: dict, occurred: datetime, recorded: datetime) -> None:
     clock.now = recorded
     body = {
         "specversion": "1.0",
@@ -49,7 +42,7 @@ def send(s, clock: Clock, type_: str, subject, data: dict, occurred: datetime, r
 
 @pytest.fixture
 def story(open_store):
-    clock = Clock(T0 - timedelta(days=1))
+    clock = MovableClock(T0 - timedelta(days=1))
     s = open_store(clock=clock)
     load_file(s.case_record, DEMO_DISTRICT)
     s.registry.refresh()

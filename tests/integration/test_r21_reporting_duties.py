@@ -21,23 +21,16 @@ from domain.reporting import AlreadyRecorded, ReportPeriodNotStarted
 from domain.rules.r21_reporting_duties import Duty, duty_obligation_id
 from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_no_plaintext import stored_bytes
+from tests.support.stores import MovableClock
 
 DEPT = "dept-willowbrook-justice"  # a department of the demo district (Willowbrook, 990101-001)
 GOV = "gov-willowbrook"
 JOINED = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)  # 12:00 China time on 11-28
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(JOINED)
+def clock() -> MovableClock:
+    return MovableClock(JOINED)
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def envelope(type_: str, subject, data: dict, source: str, time: datetime) -> by
     ).encode()
 
 
-def submit(s, clock: Clock, duty: str, period: str, source: str = DEPT, subject=None):
+def submit(s, clock: MovableClock, duty: str, period: str, source: str = DEPT, subject=None):
     body = envelope(
         "cn.smd.report.submitted.v1",
         subject or uuid4(),
@@ -75,7 +68,7 @@ def submit(s, clock: Clock, duty: str, period: str, source: str = DEPT, subject=
     return recorded
 
 
-def run_scheduler(s, clock: Clock, at: datetime) -> int:
+def run_scheduler(s, clock: MovableClock, at: datetime) -> int:
     clock.now = at
     opened = s.scheduler.run_once(force=True)
     s.catch_up(s.case_record.recorder.max_notification_id())

@@ -18,6 +18,16 @@ from ops.settings import Settings, load_settings
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
+class MovableClock:
+    """A clock a test sets (``clock.now = ...``): the services' "now" for stories over days."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def store_settings(kind: str, data_dir: Path, pg_url: str | None = None, **extra: str) -> Settings:
     """Settings for a store kind; keys fixed per data dir so reopening reads the same data."""
     env = {"SMD_DATA_DIR": str(data_dir), **extra}
