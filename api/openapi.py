@@ -55,7 +55,10 @@ ERRORS: dict[str, dict[int, str]] = {
         415: "the body is not `application/json` (an array) or `application/x-ndjson`",
     },
     "messageStatus": {403: "`not-your-message`", 404: "`message-not-found`"},
-    "workQueue": {400: "a query parameter is out of range"},
+    "workQueue": {
+        400: "a query parameter is out of range, `unknown-purpose`",
+        403: "`purpose-not-allowed`",
+    },
     "reports": {400: "a query parameter is out of range or malformed (`period`, `what`)"},
     "getTask": {404: "no such task, or not assigned by or to you (the same answer)"},
     "incidentReview": {
@@ -68,16 +71,29 @@ ERRORS: dict[str, dict[int, str]] = {
         403: "not an auditor; `purpose-not-allowed`",
         404: "`patient-not-found`: not registered by then on that axis",
     },
-    "oversightObligations": {400: "a query parameter is out of range", 403: "not a governance center or auditor"},
-    "acknowledgeObligation": {403: "`not-the-owner`", 404: "`obligation-not-found`", 409: "`obligation-closed`"},
+    "oversightObligations": {
+        400: "a query parameter is out of range, `unknown-purpose`",
+        403: "not a governance center or auditor, `purpose-not-allowed`",
+    },
+    "acknowledgeObligation": {
+        400: "`unknown-purpose`",
+        403: "`not-the-owner`, `purpose-not-allowed`",
+        404: "`obligation-not-found`",
+        409: "`obligation-closed`",
+    },
     "completeObligation": {
-        400: 'the body is not `{"note": …}`',
-        403: "`not-the-owner`",
+        400: 'the body is not `{"note": …}`, `unknown-purpose`',
+        403: "`not-the-owner`, `purpose-not-allowed`",
         404: "`obligation-not-found`",
         409: "`obligation-closed`, `wrong-obligation-kind`",
         415: "the body is not JSON",
     },
-    "readNotice": {403: "`not-the-owner`", 404: "`obligation-not-found`", 409: "`wrong-obligation-kind`"},
+    "readNotice": {
+        400: "`unknown-purpose`",
+        403: "`not-the-owner`, `purpose-not-allowed`",
+        404: "`obligation-not-found`",
+        409: "`wrong-obligation-kind`",
+    },
     "searchPatientsByIdNumber": {
         400: "`invalid-search`, `unknown-purpose`",
         403: "`not-allowed-to-search`, `purpose-not-allowed`",

@@ -59,6 +59,14 @@ class TestTheWorkQueue:
         [row] = rows_of(services, "GET /v1/work-queue")
         assert (row.agency_id, row.purpose, row.patient_ids, row.fields) == (COMMITTEE, "care", (), ())
 
+    async def test_an_unknown_purpose_is_a_400_and_is_recorded(self, demo) -> None:
+        services, keys = demo
+        async with AsyncTestClient(create_app(services)) as client:
+            r = await client.get("/v1/work-queue", headers=auth(keys[POLICE], "curiosity"))
+            assert r.status_code == 400 and r.json()["type"].endswith("unknown-purpose")
+        [row] = rows_of(services, "GET /v1/work-queue")
+        assert (row.status, row.purpose, row.patient_ids) == (400, "curiosity", ())
+
     async def test_a_kind_that_may_not_see_risk_levels_gets_none_in_its_work_queue(self, demo) -> None:
         services, keys = demo
         patient = uuid4()
