@@ -356,8 +356,7 @@ class OutboxHandler:
         """Commit the batch's access-log rows (before it is published: nothing leaves unrecorded)."""
         if self.access_log is None:
             raise RuntimeError("the outbox records every message in the access log; no access log was given")
-        for entry in access_entries(messages, self.case_record.clock()):
-            self.access_log.append(entry)
+        self.access_log.append_many(access_entries(messages, self.case_record.clock()))  # one commit
 
     def commit(self, work: _Messages, tracking_name: str, position: int, *, exclusive: bool = False) -> None:
         if work.messages and not work.published:
