@@ -116,7 +116,11 @@ ERRORS: dict[str, dict[int, str]] = {
     "checkpointOfSize": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`no-checkpoint-yet`"},
     "inclusionProof": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`not-in-tree`"},
     "consistencyProof": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`no-checkpoint-yet`"},
-    "patientProofBundle": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`not-in-tree`"},
+    "patientProofBundle": {
+        400: "`invalid-proof-request`, `unknown-purpose`",
+        403: "not an auditor, `purpose-not-allowed`",
+        404: "`not-in-tree`",
+    },
     "me": {},
     "status": {},
     "readyz": {503: "the store does not answer (the body is the readiness, not a problem)"},

@@ -189,6 +189,10 @@ class AuditPort(Protocol):
     def audit(self) -> AuditLog: ...
 
 
+class AuditBundlePort(AuditPort, AccessLogPort, Protocol):
+    """A patient's proof bundle: the verifiable log, and the access log that records the read."""
+
+
 class PatientReadPort(Protocol):
     """What reading a patient's file and timeline needs."""
 
