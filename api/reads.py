@@ -1,4 +1,4 @@
-"""Recording a read in the access log before its answer leaves (docs/decisions/021, 023).
+"""Recording a read in the access log before its answer leaves (docs/decisions/021, 024).
 
 Every endpoint that reveals a patient runs its read through ``recorded``: the purpose is checked,
 the read runs, and one access-log row (answered or refused) is committed before the handler

@@ -92,7 +92,7 @@ class Obligation(Aggregate):
     class Completed(Aggregate.Event):
         """ObligationCompleted: done, with the fact that did it (or the agency's own word). v2: the
         owner's note sealed under the *patient's* key (``SEALED_UNDER``), so that erasing the
-        patient erases it too (docs/decisions/004, 023)."""
+        patient erases it too (docs/decisions/004, 024)."""
 
         TOPIC = "smd.ObligationCompleted"
         class_version: ClassVar[int] = 2

@@ -99,7 +99,7 @@ def text_of(value: SealedText | str | None) -> str | None:
 def sealing_upcast(*names: str) -> Callable[[dict[str, Any]], None]:
     """The upcaster of an event whose free-text fields became sealed: a value stored in the
     clear by the older version is read as the same text, as a ``SealedText``. The stored row
-    is never rewritten; the field's meaning does not change (docs/decisions/023)."""
+    is never rewritten; the field's meaning does not change (docs/decisions/024)."""
 
     def upcast(state: dict[str, Any]) -> None:
         for name in names:

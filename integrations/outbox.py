@@ -19,7 +19,7 @@ Every message is a read of a patient by its recipient: before a batch is publish
 access-log row per recipient and message type is committed (agency, the patient ids, the names
 of the fields, purpose ``assigned-duty``, key id ``outbox``, endpoint ``NATS <type>``). A batch
 published again after a crash is recorded again: the log says at least what was sent
-(docs/decisions/023).
+(docs/decisions/024).
 """
 
 from __future__ import annotations

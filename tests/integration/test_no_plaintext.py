@@ -72,7 +72,7 @@ class TestNoPlaintext:
         assert b"story done" in haystacks["logs"], "the log capture worked"
 
 
-# One marker per free-text field of the older fact types, sealed from their v2 on (decision 023).
+# One marker per free-text field of the older fact types, sealed from their v2 on (decision 024).
 FREE_TEXT = {
     "visit.missed reason": "MKMISSEDzq1",
     "diagnosis.revoked reason": "MKREVOKEzq2",
