@@ -17,7 +17,9 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
-from api.ports import AuditPort, Port
+from api.obligations import StaffId
+from api.ports import AuditBundlePort, AuditPort, Port
+from api.reads import Purpose, Revealed, default_purpose, recorded
 
 
 class CheckpointOut(msgspec.Struct):
@@ -145,7 +147,8 @@ class AuditController(Controller):
             "fields as ciphertext; never a key), each with its inclusion proof, the latest cosigned "
             "checkpoint (`size`: another signed one) and the public keys. `smd verify-bundle FILE` checks it "
             "with no database; one byte changed anywhere fails. 404 `not-in-tree` when no row of the patient "
-            "is in that tree. Auditors only."
+            "is in that tree. Auditors only; recorded in the access log (the patient, the field "
+            "`proof_bundle`), refusals too."
         ),
         media_type="application/json",
     )
@@ -153,13 +156,20 @@ class AuditController(Controller):
         self,
         patient_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: Port[AuditPort],
+        services: Port[AuditBundlePort],
         size: Size = None,
+        purpose: Purpose = None,
+        staff_id: StaffId = None,
     ) -> Response[bytes]:
-        _auditor_only(caller)
-        body = await asyncio.to_thread(services.audit.bundle, patient_id, size)
-        return Response(
-            body,
-            media_type="application/json",
-            headers={"Content-Disposition": f'attachment; filename="bundle-{patient_id}.json"'},
-        )
+        async def read() -> tuple[Response[bytes], Revealed]:
+            body = await asyncio.to_thread(services.audit.bundle, patient_id, size)
+            answer = Response(
+                body,
+                media_type="application/json",
+                headers={"Content-Disposition": f'attachment; filename="bundle-{patient_id}.json"'},
+            )
+            return answer, Revealed.of([patient_id], ["proof_bundle"])
+
+        endpoint = "GET /v1/audit/patients/{patient_id}/bundle"
+        stated = default_purpose(caller, purpose)
+        return await recorded(services, caller, endpoint, stated, staff_id, read, check=lambda: _auditor_only(caller))

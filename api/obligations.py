@@ -1,4 +1,8 @@
-"""Acting on an obligation or notice of one's own work queue."""
+"""Acting on an obligation or notice of one's own work queue.
+
+The answer names the obligation (about one patient) and its status: each action is recorded in
+the access log before it is answered, like every read that reveals a patient (``api.reads``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from api.auth import Caller, agency_guard, provide_caller
-from api.ports import CaseRecordPort, Port
+from api.ports import AccessLogPort, Port
+from api.reads import Purpose, Revealed, default_purpose, recorded
 from core.obligations import act
+from domain.obligation import Obligation
 
 StaffId = Annotated[
     str | None,
@@ -38,11 +44,32 @@ class ObligationState(msgspec.Struct):
     changed: bool
 
 
-def _answer(obligation, changed: bool) -> Response[ObligationState]:
+def _answer(obligation: Obligation, changed: bool) -> Response[ObligationState]:
     body = ObligationState(
         obligation_id=obligation.id, status=obligation.status, overdue=obligation.overdue, changed=changed
     )
     return Response(body, status_code=200)
+
+
+async def _acted(
+    services: AccessLogPort,
+    caller: Caller,
+    action: str,
+    obligation_id: UUID,
+    purpose: str | None,
+    staff_id: str | None,
+    note: str | None = None,
+) -> Response[ObligationState]:
+    """Act, record the answer in the access log (the obligation's patient; refusals reveal none)."""
+
+    async def run() -> tuple[Response[ObligationState], Revealed]:
+        obligation, changed = await asyncio.to_thread(
+            act, services.case_record, obligation_id, caller.agency_id, staff_id, action, note
+        )
+        return _answer(obligation, changed), Revealed.of([obligation.patient_id], ["obligations"])
+
+    endpoint = f"POST /v1/obligations/{{obligation_id}}/{action}"
+    return await recorded(services, caller, endpoint, default_purpose(caller, purpose), staff_id, run)
 
 
 class ObligationsController(Controller):
@@ -63,14 +90,11 @@ class ObligationsController(Controller):
         self,
         obligation_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: Port[CaseRecordPort],
+        services: Port[AccessLogPort],
         staff_id: StaffId = None,
+        purpose: Purpose = None,
     ) -> Response[ObligationState]:
-        return _answer(
-            *await asyncio.to_thread(
-                act, services.case_record, obligation_id, caller.agency_id, staff_id, "acknowledge"
-            )
-        )
+        return await _acted(services, caller, "acknowledge", obligation_id, purpose, staff_id)
 
     @post(
         "/{obligation_id:uuid}/complete",
@@ -82,16 +106,13 @@ class ObligationsController(Controller):
         self,
         obligation_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: Port[CaseRecordPort],
+        services: Port[AccessLogPort],
         data: JSONBody[CompletionNote | None] = None,
         staff_id: StaffId = None,
+        purpose: Purpose = None,
     ) -> Response[ObligationState]:
         note = data.note if data else None
-        return _answer(
-            *await asyncio.to_thread(
-                act, services.case_record, obligation_id, caller.agency_id, staff_id, "complete", note
-            )
-        )
+        return await _acted(services, caller, "complete", obligation_id, purpose, staff_id, note)
 
     @post(
         "/{obligation_id:uuid}/read",
@@ -103,9 +124,8 @@ class ObligationsController(Controller):
         self,
         obligation_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: Port[CaseRecordPort],
+        services: Port[AccessLogPort],
         staff_id: StaffId = None,
+        purpose: Purpose = None,
     ) -> Response[ObligationState]:
-        return _answer(
-            *await asyncio.to_thread(act, services.case_record, obligation_id, caller.agency_id, staff_id, "read")
-        )
+        return await _acted(services, caller, "read", obligation_id, purpose, staff_id)

@@ -18,30 +18,22 @@ import msgspec
 import structlog
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.params import FromPath, QueryParameter
 from msgspec import UNSET, UnsetType
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.obligations import StaffId
 from api.ports import PatientReadPort, Port
 from api.problems import status_for
+from api.reads import Purpose
 from core.access_log import AccessEntry
 from core.patient_read import load_visible, revealed_fields, timeline, visible_file
 from domain.errors import DomainError
-from domain.read_filter import PURPOSES, check_purpose
+from domain.read_filter import check_purpose
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-Purpose = Annotated[
-    str | None,
-    HeaderParameter(
-        name="X-Purpose",
-        max_length=32,
-        description="Why you read (recorded in the access log): "
-        + "; ".join(f"`{k}`: {v}" for k, v in PURPOSES.items()),
-    ),
-]
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=200)]
 #: Cursors fit both stores' 64-bit integers: a larger one is a 400, not an overflow in the driver.
 MAX_CURSOR = 2**53  # exact as a JSON number (OpenAPI writes bounds as floats)

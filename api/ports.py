@@ -147,8 +147,18 @@ class WorkQueueReader(Protocol):
         ...
 
 
-class WorkQueuePort(Protocol):
-    """What the work queue and the oversight list need."""
+class AccessLogPort(Protocol):
+    """What recording a read in the access log needs (the clock is the case record's)."""
+
+    @property
+    def case_record(self) -> CaseRecord: ...
+
+    @property
+    def access_log(self) -> AccessLog: ...
+
+
+class WorkQueuePort(AccessLogPort, Protocol):
+    """What the work queue and the oversight list need (each page is recorded)."""
 
     @property
     def work_queue(self) -> WorkQueueReader: ...
@@ -177,6 +187,10 @@ class AuditPort(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+
+class AuditBundlePort(AuditPort, AccessLogPort, Protocol):
+    """A patient's proof bundle: the verifiable log, and the access log that records the read."""
 
 
 class PatientReadPort(Protocol):

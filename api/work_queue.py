@@ -21,7 +21,11 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
+from api.obligations import StaffId
+from api.patient_files import Purpose
 from api.ports import Port, QueueRowView, WorkQueuePort
+from api.reads import Revealed, default_purpose, recorded
+from domain.read_filter import access
 
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=500, description="Items per page (1-500, default 100).")]
 PAGING = (
@@ -59,7 +63,8 @@ OversightStatus = Annotated[
 
 
 class QueueItem(msgspec.Struct):
-    """An obligation or notice; no personal data (look the patient up by id if allowed)."""
+    """An obligation or notice; no personal data (look the patient up by id if allowed). The
+    risk level is null for a kind that may not see risk levels (docs/decisions/021)."""
 
     obligation_id: UUID
     kind: str
@@ -85,7 +90,16 @@ class QueuePage(msgspec.Struct):
     next: int | None
 
 
-def page(rows: Sequence[QueueRowView], limit: int) -> QueuePage:
+RECORDED = (
+    "Each page is recorded in the access log before it is answered (the patient ids on it, the "
+    "fields `obligations` and `residence`, and `risk` when your kind sees risk levels). `X-Purpose` "
+    "defaults to `assigned-duty` (`audit` for an auditor)."
+)
+
+
+def page(rows: Sequence[QueueRowView], limit: int, kind: str) -> tuple[QueuePage, Revealed]:
+    """The page as the caller's kind may see it, and what it reveals (for the access log)."""
+    sees_risk = access(kind, "risk") is not None
     items = [
         QueueItem(
             obligation_id=r.obligation_id,
@@ -96,7 +110,7 @@ def page(rows: Sequence[QueueRowView], limit: int) -> QueuePage:
             assignee=r.assignee,
             residence=r.residence,
             due_at=r.due_at,
-            risk_level=r.risk_level,
+            risk_level=r.risk_level if sees_risk else None,
             status=r.status,
             assigned_at=r.assigned_at,
             episode_key=r.episode_key,
@@ -106,7 +120,9 @@ def page(rows: Sequence[QueueRowView], limit: int) -> QueuePage:
         )
         for r in rows
     ]
-    return QueuePage(items=items, next=rows[-1].position if len(rows) == limit else None)
+    fields = ("obligations", "residence", "risk") if sees_risk else ("obligations", "residence")
+    revealed = Revealed.of((r.patient_id for r in rows), fields)
+    return QueuePage(items=items, next=rows[-1].position if len(rows) == limit else None), revealed
 
 
 class WorkQueueController(Controller):
@@ -120,7 +136,7 @@ class WorkQueueController(Controller):
         "/v1/work-queue",
         operation_id="workQueue",
         summary="The caller's own obligations and notices (open ones unless `status` says otherwise)",
-        description=PAGING,
+        description=f"{PAGING}\n\n{RECORDED}",
     )
     async def work_queue(
         self,
@@ -129,15 +145,21 @@ class WorkQueueController(Controller):
         after: After = 0,
         limit: Limit = 100,
         status: QueueStatus = "open",
+        purpose: Purpose = None,
+        staff_id: StaffId = None,
     ) -> QueuePage:
-        rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit, status)
-        return page(rows, limit)
+        async def read() -> tuple[QueuePage, Revealed]:
+            rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit, status)
+            return page(rows, limit, caller.kind)
+
+        stated = default_purpose(caller, purpose)
+        return await recorded(services, caller, "GET /v1/work-queue", stated, staff_id, read)
 
     @get(
         "/v1/oversight/obligations",
         operation_id="oversightObligations",
         summary="Governance center: every obligation for patients in its jurisdiction",
-        description=PAGING,
+        description=f"{PAGING}\n\n{RECORDED} A refusal (403) is recorded too.",
     )
     async def oversight(
         self,
@@ -146,16 +168,22 @@ class WorkQueueController(Controller):
         after: After = 0,
         limit: Limit = 100,
         status: OversightStatus = "all",
+        purpose: Purpose = None,
+        staff_id: StaffId = None,
     ) -> QueuePage:
-        if caller.kind not in ("governance_center", "auditor"):
-            raise PermissionDeniedException(
-                detail=f"the oversight view is for governance centers and auditors; {caller.agency_id} is a "
-                f"{caller.kind}: use GET /v1/work-queue for your own obligations"
-            )
+        def check() -> None:
+            if caller.kind not in ("governance_center", "auditor"):
+                raise PermissionDeniedException(
+                    detail=f"the oversight view is for governance centers and auditors; {caller.agency_id} is a "
+                    f"{caller.kind}: use GET /v1/work-queue for your own obligations"
+                )
 
-        def read() -> Sequence[QueueRowView]:  # one trip to a worker thread, not two
+        def rows() -> Sequence[QueueRowView]:  # one trip to a worker thread, not two
             units = services.units_within(caller.jurisdiction)
             return services.work_queue.obligations_in(units, after, limit, status)
 
-        rows = await asyncio.to_thread(read)
-        return page(rows, limit)
+        async def read() -> tuple[QueuePage, Revealed]:
+            return page(await asyncio.to_thread(rows), limit, caller.kind)
+
+        stated = default_purpose(caller, purpose)
+        return await recorded(services, caller, "GET /v1/oversight/obligations", stated, staff_id, read, check=check)

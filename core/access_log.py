@@ -52,6 +52,10 @@ class AccessLog(Protocol):
         """Record one read; returns once committed."""
         ...
 
+    def append_many(self, entries: Sequence[AccessEntry]) -> None:
+        """Record several reads in one transaction (an outbound batch); returns once committed."""
+        ...
+
     def entries(
         self,
         *,
@@ -83,23 +87,28 @@ class _SqlAccessLog:
         yield
 
     def append(self, entry: AccessEntry) -> None:
+        self.append_many([entry])
+
+    def append_many(self, entries: Sequence[AccessEntry]) -> None:
         marks = ", ".join([self.mark] * 10)
+        sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks})"  # noqa: S608 (our own table name)
         with self._tx() as c:
-            c.execute(
-                f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks})",  # noqa: S608 (our own table name)
-                (
-                    self._at(entry.at),
-                    entry.agency_id,
-                    entry.key_id,
-                    entry.staff_id,
-                    entry.purpose,
-                    entry.endpoint,
-                    entry.status,
-                    json.dumps([str(p) for p in entry.patient_ids]),
-                    json.dumps(list(entry.fields)),
-                    entry.correlation_id,
-                ),
-            )
+            for entry in entries:
+                c.execute(sql, self._row(entry))
+
+    def _row(self, entry: AccessEntry) -> tuple[Any, ...]:
+        return (
+            self._at(entry.at),
+            entry.agency_id,
+            entry.key_id,
+            entry.staff_id,
+            entry.purpose,
+            entry.endpoint,
+            entry.status,
+            json.dumps([str(p) for p in entry.patient_ids]),
+            json.dumps(list(entry.fields)),
+            entry.correlation_id,
+        )
 
     def _at(self, at: datetime) -> Any:
         # one offset for every stored time, so that the text compares as the time does

@@ -123,7 +123,11 @@ class PersonalDataMapper(Mapper[UUID]):
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             event_state["class_version"] = class_version
-        event_state = self._seal_all(originator_id, event_state)
+        # an event may name another subject for its personal values (an obligation's note is the
+        # patient's: ``SEALED_UNDER``); the sealed value records its subject, so reading needs no hint
+        under = getattr(type(domain_event), "SEALED_UNDER", None)
+        subject = event_state.get(under) if under else None
+        event_state = self._seal_all(subject if isinstance(subject, UUID) else originator_id, event_state)
         stored_state = self.transcoder.encode(event_state)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)

@@ -25,7 +25,7 @@ from domain.jurisdiction import agencies_in, covers
 from domain.patient import Patient
 from domain.patient_care import AidStatus
 from domain.patient_file import ReviewTier
-from domain.personal import Personal
+from domain.personal import Personal, SealedText, text_of
 from domain.read_filter import CLINICAL_AID, PatientNotVisible, filter_fact_data, filter_file, may_open, sees_fact
 
 #: R5's default threshold (``RuleSettings.r5_misses_that_mean_lost``): the derived lost status
@@ -63,6 +63,8 @@ class ObligationRow(Protocol):
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, SealedText):  # free text is shown as text (null once erased)
+        return value.text
     if isinstance(value, Personal):
         return {k: v for k, v in msgspec.structs.asdict(value).items() if k != "erased" and v is not None}
     return value
@@ -123,7 +125,7 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
         "confinement": {"confined": p.confined},
         "diagnosis": str(p.current_diagnosis) if p.current_diagnosis else None,
         "risk": {"level": p.risk_level, "class": str(p.risk_class) if p.risk_class else None},
-        "review": {str(t): p.review(t) for t in ReviewTier},
+        "review": {str(t): _review(p.review(t)) for t in ReviewTier},
         "visit_schedule": {
             "last_visit_at": p.last_visit_at,
             "last_joint_visit_at": p.last_joint_visit_at,
@@ -151,7 +153,7 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
                     "admitted": e["admitted"],
                     "hospital": e["hospital"],
                     "admission_kind": e["admission_kind"],
-                    "discharge_plan": e["discharge_plan"],
+                    "discharge_plan": text_of(e["discharge_plan"]),
                 }
                 for e in sorted(facts.get("hospital", ()), key=lambda e: (e["at"], e["v"]))
             ],
@@ -222,6 +224,10 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
             if o.status in OPEN_STATUSES
         ],
     }
+
+
+def _review(review: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if review is None else {**review, "outcome": text_of(review["outcome"])}
 
 
 def visible_file(

@@ -16,6 +16,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.errors import DomainError
+from domain.personal import SealedText, sealed_text, sealing_upcast
 
 OBLIGATION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:obligation")
 
@@ -89,12 +90,22 @@ class Obligation(Aggregate):
             aggregate.read_at = self.timestamp
 
     class Completed(Aggregate.Event):
-        """ObligationCompleted: done, with the fact that did it (or the agency's own word)."""
+        """ObligationCompleted: done, with the fact that did it (or the agency's own word). v2: the
+        owner's note sealed under the *patient's* key (``SEALED_UNDER``), so that erasing the
+        patient erases it too (docs/decisions/004, 024)."""
 
         TOPIC = "smd.ObligationCompleted"
+        class_version: ClassVar[int] = 2
+        SEALED_UNDER: ClassVar[str] = "patient_id"
         fulfilled_by: str | None
         by_agency: str | None
-        note: str | None
+        note: SealedText | None
+        patient_id: UUID | None  # v2: the subject the note is sealed under
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            sealing_upcast("note")(state)
+            state["patient_id"] = None  # a v1 note was stored in the clear, under no key
 
         def apply(self, aggregate: Obligation) -> None:
             aggregate.status = "completed"
@@ -201,7 +212,14 @@ class Obligation(Aggregate):
             if by_agency is not None:
                 self._check_open("completed")
             return False
-        self.trigger_event(self.Completed, timestamp=now, fulfilled_by=fulfilled_by, by_agency=by_agency, note=note)
+        self.trigger_event(
+            self.Completed,
+            timestamp=now,
+            fulfilled_by=fulfilled_by,
+            by_agency=by_agency,
+            note=sealed_text(note),
+            patient_id=self.patient_id,
+        )
         return True
 
     def cancel(self, now: datetime, *, reason: str, because_of: str | None) -> bool:

@@ -20,7 +20,7 @@ from domain.identity import EARLIEST_BIRTH_DATE, birth_date_of, china_today, val
 from domain.identity_errors import BirthDateDoesNotMatchIdNumber, BirthDateInvalid, IdentityAlreadyKnown
 from domain.patient_care import PatientCare
 from domain.patient_file import FactAfterDeregistration, PatientFile
-from domain.personal import PersonalDetails, ProvisionalIdentity
+from domain.personal import PersonalDetails, ProvisionalIdentity, SealedText, sealed_text, sealing_upcast
 from domain.values import (
     Provenance,
     RiskClass,
@@ -164,11 +164,14 @@ class Patient(Aggregate, PatientFile, PatientCare):
             aggregate.assessments.append({**entry, "level": self.risk_level, "class": self.risk_class})
 
     class VisitMissed(Fact):
-        """VisitMissed: a scheduled visit did not happen (identity: patient + scheduled date)."""
+        """VisitMissed: a scheduled visit did not happen (identity: patient + scheduled date; v2:
+        the reason sealed)."""
 
         TOPIC = "smd.VisitMissed"
+        class_version: ClassVar[int] = 2
         scheduled_on: date
-        reason: str | None
+        reason: SealedText | None
+        upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
 
         def apply(self, aggregate: Patient) -> None:
             aggregate.missed.append(
@@ -327,7 +330,7 @@ class Patient(Aggregate, PatientFile, PatientCare):
             self.VisitMissed,
             timestamp=now,
             scheduled_on=scheduled_on,
-            reason=reason,
+            reason=sealed_text(reason),
             **_provenance(by),
         )
         return True

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from domain.errors import DomainError
 from domain.patient_file import EconomicStatus, FileFact, _choice, _fact, _in_range, _latest
-from domain.personal import CareTeamMember
+from domain.personal import CareTeamMember, SealedText, sealed_text, sealing_upcast, text_of
 from domain.values import Provenance, by_occurred
 
 # -- values -----------------------------------------------------------------------------------------
@@ -182,55 +182,69 @@ class CareTeamMemberAssigned(FileFact):
 
 @_fact("smd.CareTeamMemberRemoved", "care_team_removal")
 class CareTeamMemberRemoved(FileFact):
-    """A role of the care team is left empty."""
+    """A role of the care team is left empty (v2: the reason sealed)."""
 
+    class_version: ClassVar[int] = 2
     role: str
-    reason: str | None
+    reason: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
 
 
 @_fact("smd.CareTeamContactRecorded", "care_team_contact")
 class CareTeamContactRecorded(FileFact):
-    """A care-team member was in contact with the patient or the family (or tried)."""
+    """A care-team member was in contact with the patient or the family (or tried; v2: the note
+    sealed)."""
 
+    class_version: ClassVar[int] = 2
     role: str
     member_agency: str | None  # None: the recording agency's own member
     mode: str
     outcome: str
-    note: str | None
+    note: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("note"))
 
 
 @_fact("smd.AidApplied", "aid_applied")
 class AidApplied(FileFact):
-    """An application for an aid type."""
+    """An application for an aid type (v2: the note sealed)."""
 
+    class_version: ClassVar[int] = 2
     aid_type: str
-    note: str | None
+    note: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("note"))
 
 
 @_fact("smd.AidGranted", "aid_granted")
 class AidGranted(FileFact):
-    """AidGranted: an aid type granted (a disability certificate with its grade)."""
+    """AidGranted: an aid type granted (a disability certificate with its grade; v2: the note
+    sealed)."""
 
+    class_version: ClassVar[int] = 2
     aid_type: str
     amount_yuan: int | None  # monthly amount, when the aid pays one
     disability_grade: int | None
-    note: str | None
+    note: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("note"))
 
 
 @_fact("smd.AidFoundIneligible", "aid_found_ineligible")
 class AidFoundIneligible(FileFact):
-    """The patient (household) was found ineligible for an aid type."""
+    """The patient (household) was found ineligible for an aid type (v2: the reason sealed)."""
 
+    class_version: ClassVar[int] = 2
     aid_type: str
-    reason: str
+    reason: SealedText
+    upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
 
 
 @_fact("smd.AidRevoked", "aid_revoked")
 class AidRevoked(FileFact):
-    """AidRevoked: a granted aid type was withdrawn."""
+    """AidRevoked: a granted aid type was withdrawn (v2: the reason sealed)."""
 
+    class_version: ClassVar[int] = 2
     aid_type: str
-    reason: str
+    reason: SealedText
+    upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
 
 
 @_fact("smd.GuardianSubsidyCollected", "guardian_subsidy_collected")
@@ -301,7 +315,7 @@ class PatientCare:
         role = _choice("role", role, CareRole)
         if not any(e["role"] == role and e["at"] <= by.occurred_at for e in self._entries("care_team_assignment")):
             raise NoMemberAssigned(role, by.occurred_at)
-        self._record(CareTeamMemberRemoved, "the care-team removal", by, now, role=role, reason=reason)
+        self._record(CareTeamMemberRemoved, "the care-team removal", by, now, role=role, reason=sealed_text(reason))
 
     def _team_changes(self, as_of: datetime | None) -> list[dict[str, Any]]:
         changes = [{**e, "removed": False} for e in self._entries("care_team_assignment")]
@@ -374,7 +388,7 @@ class PatientCare:
             member_agency=member_agency,
             mode=_choice("mode", mode, ContactMode),
             outcome=_choice("outcome", outcome, ContactOutcome),
-            note=note,
+            note=sealed_text(note),
         )
 
     @property
@@ -387,7 +401,7 @@ class PatientCare:
                 "agency": e["member_agency"] or e["by"],
                 "mode": e["mode"],
                 "outcome": e["outcome"],
-                "note": e["note"],
+                "note": text_of(e["note"]),
                 "by": e["by"],
             }
             for e in _by_time(self._entries("care_team_contact"))
@@ -404,7 +418,12 @@ class PatientCare:
     def apply_for_aid(self, by: Provenance, now: datetime, *, aid_type: str, note: str | None = None) -> None:
         """Record an application for an aid type."""
         self._record(
-            AidApplied, "the aid application", by, now, aid_type=_choice("aid_type", aid_type, AidType), note=note
+            AidApplied,
+            "the aid application",
+            by,
+            now,
+            aid_type=_choice("aid_type", aid_type, AidType),
+            note=sealed_text(note),
         )
 
     def grant_aid(
@@ -433,7 +452,7 @@ class PatientCare:
             aid_type=kind,
             amount_yuan=amount_yuan,
             disability_grade=disability_grade,
-            note=note,
+            note=sealed_text(note),
         )
 
     def find_ineligible_for_aid(self, by: Provenance, now: datetime, *, aid_type: str, reason: str) -> None:
@@ -444,14 +463,14 @@ class PatientCare:
             by,
             now,
             aid_type=_choice("aid_type", aid_type, AidType),
-            reason=reason,
+            reason=SealedText(text=reason),
         )
 
     def revoke_aid(self, by: Provenance, now: datetime, *, aid_type: str, reason: str) -> None:
         """Record that a granted aid type was withdrawn."""
         kind = _choice("aid_type", aid_type, AidType)
         self._check_granted("the revocation", kind, by.occurred_at)
-        self._record(AidRevoked, "the aid revocation", by, now, aid_type=kind, reason=reason)
+        self._record(AidRevoked, "the aid revocation", by, now, aid_type=kind, reason=SealedText(text=reason))
 
     def _check_granted(self, what: str, aid_type: str, occurred_at: datetime) -> None:
         if not any(e["aid_type"] == aid_type and e["at"] <= occurred_at for e in self._entries("aid_granted")):

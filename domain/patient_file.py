@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
 from domain.errors import DomainError, ReferenceNotKnownYet
-from domain.personal import GuardianContact, SealedText, sealed_text
+from domain.personal import GuardianContact, SealedText, sealed_text, sealing_upcast
 from domain.values import Diagnosis, Provenance, by_occurred, check_known_diagnosis, check_not_in_future
 
 # -- values -----------------------------------------------------------------------------------------
@@ -318,21 +318,27 @@ class ConfinementRecorded(FileFact):
 
 @_fact("smd.DiagnosisRecorded", "diagnosis")
 class DiagnosisRecorded(FileFact):
-    """A diagnosis (one of the six), e.g. the psychiatric hospital's new-diagnosis push."""
+    """A diagnosis (one of the six), e.g. the psychiatric hospital's new-diagnosis push (v2: the
+    revocation's reason sealed)."""
 
+    class_version: ClassVar[int] = 2
     diagnosis: str | None
     revoked: bool
-    reason: str | None
+    reason: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
 
 
 @_fact("smd.HospitalStayRecorded", "hospital")
 class HospitalStayRecorded(FileFact):
-    """AdmittedToHospital (admitted=True) or Discharged (admitted=False, with the plan)."""
+    """AdmittedToHospital (admitted=True) or Discharged (admitted=False, with the plan; v2: the
+    plan sealed)."""
 
+    class_version: ClassVar[int] = 2
     admitted: bool
     hospital: str | None
     admission_kind: str | None
-    discharge_plan: str | None
+    discharge_plan: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("discharge_plan"))
 
 
 @_fact("smd.InstitutionalCareRecorded", "institution")
@@ -421,18 +427,22 @@ class IncidentReported(FileFact):
 
 @_fact("smd.IncidentReviewed", "incident_review")
 class IncidentReviewed(FileFact):
-    """The governance center reviewed an incident."""
+    """The governance center reviewed an incident (v2: the outcome sealed)."""
 
+    class_version: ClassVar[int] = 2
     incident_id: UUID
-    outcome: str
+    outcome: SealedText
+    upcast_v1_v2 = staticmethod(sealing_upcast("outcome"))
 
 
 @_fact("smd.PoliceRespondedToIncident", "incident_response")
 class PoliceRespondedToIncident(FileFact):
-    """The police responded to an incident."""
+    """The police responded to an incident (v2: the action sealed)."""
 
+    class_version: ClassVar[int] = 2
     incident_id: UUID
-    action: str
+    action: SealedText
+    upcast_v1_v2 = staticmethod(sealing_upcast("action"))
 
 
 @_fact("smd.PoliceManagementRecorded", "police_management")
@@ -461,11 +471,14 @@ class MoveReported(FileFact):
 
 @_fact("smd.HandoverAnswered", "handover")
 class HandoverAnswered(FileFact):
-    """HandoverAccepted / HandoverRejected, recorded by the destination in this deployment."""
+    """HandoverAccepted / HandoverRejected, recorded by the destination in this deployment (v2:
+    the reason sealed)."""
 
+    class_version: ClassVar[int] = 2
     move_id: UUID
     accepted: bool
-    reason: str | None
+    reason: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
 
 
 @_fact("smd.RefusalRecorded", "refusal")
@@ -478,20 +491,25 @@ class RefusalRecorded(FileFact):
 
 @_fact("smd.ReviewRecorded", "review")
 class ReviewRecorded(FileFact):
-    """A tier of the three-tier review, with its outcome (level and class)."""
+    """A tier of the three-tier review, with its outcome (level and class; v2: the outcome's
+    text sealed)."""
 
+    class_version: ClassVar[int] = 2
     tier: str
     risk_level: int
     risk_class: str
-    outcome: str | None
+    outcome: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("outcome"))
 
 
 @_fact("smd.PatientDeregistered", "deregistration")
 class PatientDeregistered(FileFact):
-    """PatientDeregistered: the patient leaves the register."""
+    """PatientDeregistered: the patient leaves the register (v2: the note sealed)."""
 
+    class_version: ClassVar[int] = 2
     reason: str
-    note: str | None
+    note: SealedText | None
+    upcast_v1_v2 = staticmethod(sealing_upcast("note"))
 
 
 @_fact("smd.HistoryImported", "import")
@@ -646,7 +664,13 @@ class PatientFile:
     def revoke_diagnosis(self, by: Provenance, now: datetime, *, reason: str) -> None:
         """Record that the diagnosis was revoked."""
         self._record(
-            DiagnosisRecorded, "the diagnosis revocation", by, now, diagnosis=None, revoked=True, reason=reason
+            DiagnosisRecorded,
+            "the diagnosis revocation",
+            by,
+            now,
+            diagnosis=None,
+            revoked=True,
+            reason=sealed_text(reason),
         )
 
     @property
@@ -681,7 +705,7 @@ class PatientFile:
             admitted=False,
             hospital=None,
             admission_kind=None,
-            discharge_plan=discharge_plan,
+            discharge_plan=sealed_text(discharge_plan),
         )
 
     @property
@@ -886,12 +910,21 @@ class PatientFile:
     def review_incident(self, by: Provenance, now: datetime, *, incident_id: UUID, outcome: str) -> None:
         """Record the governance center's review of an incident."""
         self._check_incident(incident_id)
-        self._record(IncidentReviewed, "the incident review", by, now, incident_id=incident_id, outcome=outcome)
+        self._record(
+            IncidentReviewed, "the incident review", by, now, incident_id=incident_id, outcome=SealedText(text=outcome)
+        )
 
     def respond_to_incident(self, by: Provenance, now: datetime, *, incident_id: UUID, action: str) -> None:
         """Record the police response to an incident."""
         self._check_incident(incident_id)
-        self._record(PoliceRespondedToIncident, "the police response", by, now, incident_id=incident_id, action=action)
+        self._record(
+            PoliceRespondedToIncident,
+            "the police response",
+            by,
+            now,
+            incident_id=incident_id,
+            action=SealedText(text=action),
+        )
 
     def incident_status(self, incident_id: UUID) -> dict[str, bool]:
         """Whether an incident was reviewed and responded to."""
@@ -972,7 +1005,13 @@ class PatientFile:
         if not self.has_move(move_id):
             raise NoMoveReported(move_id, self.id)
         self._record(
-            HandoverAnswered, "the handover answer", by, now, move_id=move_id, accepted=accepted, reason=reason
+            HandoverAnswered,
+            "the handover answer",
+            by,
+            now,
+            move_id=move_id,
+            accepted=accepted,
+            reason=sealed_text(reason),
         )
 
     @property
@@ -1014,7 +1053,7 @@ class PatientFile:
             tier=_choice("tier", tier, ReviewTier),
             risk_level=risk_level,
             risk_class=risk_class,
-            outcome=outcome,
+            outcome=sealed_text(outcome),
         )
 
     def review(self, tier: ReviewTier) -> dict[str, Any] | None:
@@ -1030,7 +1069,7 @@ class PatientFile:
             raise AlreadyDeregistered()
         if why == DeregistrationReason.MOVED_OUT and self.move_status != "accepted":
             raise NoAcceptedMove()
-        self._record(PatientDeregistered, "the deregistration", by, now, reason=why, note=note)
+        self._record(PatientDeregistered, "the deregistration", by, now, reason=why, note=sealed_text(note))
 
     @property
     def deregistered_at(self) -> datetime | None:

@@ -7,7 +7,9 @@ as-of replay and incident reviews survive erasure of a patient's key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import msgspec
 
@@ -86,6 +88,26 @@ class SealedText(Personal, frozen=True, kw_only=True):
 def sealed_text(text: str | None) -> SealedText | None:
     """The free text as a sealed value (None stays None)."""
     return None if text is None else SealedText(text=text)
+
+
+def text_of(value: SealedText | str | None) -> str | None:
+    """The text of a free-text field: sealed (new versions), plain (facts stored before, or an old
+    snapshot's entries) or absent; an erased one is None."""
+    return value.text if isinstance(value, SealedText) else value
+
+
+def sealing_upcast(*names: str) -> Callable[[dict[str, Any]], None]:
+    """The upcaster of an event whose free-text fields became sealed: a value stored in the
+    clear by the older version is read as the same text, as a ``SealedText``. The stored row
+    is never rewritten; the field's meaning does not change (docs/decisions/024)."""
+
+    def upcast(state: dict[str, Any]) -> None:
+        for name in names:
+            value = state.get(name)
+            if isinstance(value, str):
+                state[name] = SealedText(text=value)
+
+    return upcast
 
 
 #: Stable names stored inside sealed values; never rename an entry, add new ones.

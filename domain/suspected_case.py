@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from domain.errors import DomainError, ReferenceNotKnownYet, patient_reference
 from domain.patient_file import _choice
-from domain.personal import CaseReporter, SuspectedPerson
+from domain.personal import CaseReporter, SealedText, SuspectedPerson, sealed_text, sealing_upcast
 from domain.values import Provenance, check_not_in_future
 
 
@@ -183,11 +183,14 @@ class SuspectedCase(Aggregate):
         reporter: CaseReporter | None
 
     class Assessed(_Fact):
-        """SuspectedCaseAssessed: the health center's assessment with its outcome."""
+        """SuspectedCaseAssessed: the health center's assessment with its outcome (v2: the note
+        sealed under the case's key, like the report)."""
 
         TOPIC = "smd.SuspectedCaseAssessed"
+        class_version: ClassVar[int] = 2
         outcome: str
-        note: str | None
+        note: SealedText | None
+        upcast_v1_v2 = staticmethod(sealing_upcast("note"))
 
         def apply(self, aggregate: SuspectedCase) -> None:
             aggregate.assessments.append(
@@ -212,11 +215,13 @@ class SuspectedCase(Aggregate):
             aggregate.closed_by = self.agency_id
 
     class Dismissed(_Fact):
-        """SuspectedCaseDismissed: no registration, with the reason."""
+        """SuspectedCaseDismissed: no registration, with the reason (v2: the note sealed)."""
 
         TOPIC = "smd.SuspectedCaseDismissed"
+        class_version: ClassVar[int] = 2
         reason: str
-        note: str | None
+        note: SealedText | None
+        upcast_v1_v2 = staticmethod(sealing_upcast("note"))
 
         def apply(self, aggregate: SuspectedCase) -> None:
             aggregate.dismissal_reason = self.reason
@@ -247,7 +252,7 @@ class SuspectedCase(Aggregate):
         self.assessments: list[dict[str, Any]] = []
         self.patient_id: UUID | None = None
         self.dismissal_reason: str | None = None
-        self.dismissal_note: str | None = None
+        self.dismissal_note: SealedText | None = None
         self.closed_at: datetime | None = None
         self.closed_by: str | None = None
 
@@ -283,7 +288,7 @@ class SuspectedCase(Aggregate):
             self.Assessed,
             timestamp=now,
             outcome=_choice("outcome", outcome, AssessmentOutcome),
-            note=note,
+            note=sealed_text(note),
             **_provenance(by),
         )
 
@@ -301,7 +306,7 @@ class SuspectedCase(Aggregate):
             self.Dismissed,
             timestamp=now,
             reason=_choice("reason", reason, DismissalReason),
-            note=note,
+            note=sealed_text(note),
             **_provenance(by),
         )
 

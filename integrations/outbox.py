@@ -14,6 +14,12 @@ region (in ``smd serve`` or ``smd outbox``, not both: a second one only publishe
 Only the assignee receives a message (the access matrix's "may read" for outbound messages),
 and only fields it may see: ids, rule, action, deadline, risk level. Never a name, ID number,
 phone or address.
+
+Every message is a read of a patient by its recipient: before a batch is published, one
+access-log row per recipient and message type is committed (agency, the patient ids, the names
+of the fields, purpose ``assigned-duty``, key id ``outbox``, endpoint ``NATS <type>``). A batch
+published again after a crash is recorded again: the log says at least what was sent
+(docs/decisions/024).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from core.access_log import AccessEntry, AccessLog
 from core.case_record import CaseRecord
 from core.followers.engine import TRANSIENT, AlreadyApplied, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
@@ -116,6 +123,41 @@ class Outgoing:
     payload: bytes
     msg_id: str
     position: int
+    #: for the access log: who receives it, about which patient, the names of what it tells
+    recipient: str = ""
+    type: str = ""
+    patient_id: UUID | None = None
+    fields: tuple[str, ...] = ()
+
+
+#: the key id of the access-log rows of outbound messages (no API key: the service pushes them)
+OUTBOX_KEY_ID = "outbox"
+
+
+def _obligation_fields(risk_level: int | None) -> tuple[str, ...]:
+    return ("obligations", "residence", "risk") if risk_level is not None else ("obligations", "residence")
+
+
+def access_entries(messages: list[Outgoing], at: datetime) -> list[AccessEntry]:
+    """The access-log rows of a batch: one per recipient and message type, with its patients."""
+    groups: dict[tuple[str, str], list[Outgoing]] = {}
+    for o in messages:
+        groups.setdefault((o.recipient, o.type), []).append(o)
+    return [
+        AccessEntry(
+            at=at,
+            agency_id=recipient,
+            key_id=OUTBOX_KEY_ID,
+            staff_id=None,
+            purpose="assigned-duty",
+            endpoint=f"NATS {type_}",
+            status=200,
+            patient_ids=tuple(dict.fromkeys(o.patient_id for o in group if o.patient_id is not None)),
+            fields=tuple(dict.fromkeys(f for o in group for f in o.fields)),
+            correlation_id=group[0].msg_id,
+        )
+        for (recipient, type_), group in groups.items()
+    ]
 
 
 def to_outgoing(event: Any, position: int, names: Names) -> Outgoing:
@@ -147,6 +189,10 @@ def to_outgoing(event: Any, position: int, names: Names) -> Outgoing:
         payload=_encoder.encode(message),
         msg_id=str(eid),
         position=position,
+        recipient=event.assignee,
+        type=message.type,
+        patient_id=event.patient_id,
+        fields=_obligation_fields(event.risk_level),
     )
 
 
@@ -194,6 +240,10 @@ def changes_to_outgoing(event: Any, obligation: Any, position: int, names: Names
                 payload=_encoder.encode(message),
                 msg_id=str(mid),
                 position=position,
+                recipient=recipient,
+                type=message.type,
+                patient_id=obligation.patient_id,
+                fields=_obligation_fields(obligation.risk_level),
             )
         )
     return out
@@ -256,6 +306,10 @@ def escalation_to_outgoing(event: Any, position: int, names: Names) -> list[Outg
                 payload=_encoder.encode(message),
                 msg_id=str(mid),
                 position=position,
+                recipient=recipient,
+                type=message.type,
+                patient_id=event.patient_id,
+                fields=("residence", "risk"),
             )
         )
     return out
@@ -275,9 +329,10 @@ class OutboxHandler:
 
     topics = TOPICS
 
-    def __init__(self, case_record: CaseRecord, names: Names) -> None:
+    def __init__(self, case_record: CaseRecord, names: Names, access_log: AccessLog | None = None) -> None:
         self.case_record = case_record
         self.names = names
+        self.access_log = access_log  # None only where nothing is published (status, tests of the mapping)
         #: set by a command that retries parked events outside the service (publishes, waits)
         self.sync_publish: Callable[[list[Outgoing]], None] | None = None
 
@@ -297,10 +352,17 @@ class OutboxHandler:
             obligation = self.case_record.repository.get(n.originator_id, version=n.originator_version)
             work.messages += changes_to_outgoing(event, obligation, n.id, self.names)
 
+    def record(self, messages: list[Outgoing]) -> None:
+        """Commit the batch's access-log rows (before it is published: nothing leaves unrecorded)."""
+        if self.access_log is None:
+            raise RuntimeError("the outbox records every message in the access log; no access log was given")
+        self.access_log.append_many(access_entries(messages, self.case_record.clock()))  # one commit
+
     def commit(self, work: _Messages, tracking_name: str, position: int, *, exclusive: bool = False) -> None:
         if work.messages and not work.published:
             if self.sync_publish is None:
                 raise RuntimeError("the outbox publishes before it commits; no NATS connection was given")
+            self.record(work.messages)
             self.sync_publish(work.messages)
             work.published = True
         if exclusive and self.case_record.recorder.max_tracking_id(tracking_name):
@@ -311,9 +373,15 @@ class OutboxHandler:
             log.warning("outbox position moved by another outbox", position=position)
 
 
-def outbox_follower(case_record: CaseRecord, names: Names, parking: ParkingStore, batch: int = 100) -> Follower:
+def outbox_follower(
+    case_record: CaseRecord,
+    names: Names,
+    parking: ParkingStore,
+    batch: int = 100,
+    access_log: AccessLog | None = None,
+) -> Follower:
     """The outbox's follower (its position is the tracking name ``outbox``)."""
-    return Follower(TRACKING_NAME, case_record, OutboxHandler(case_record, names), parking, batch=batch)
+    return Follower(TRACKING_NAME, case_record, OutboxHandler(case_record, names, access_log), parking, batch=batch)
 
 
 class Outbox:
@@ -329,6 +397,7 @@ class Outbox:
         poll_interval: float = 0.25,
         parking: ParkingStore | None = None,
         fault: str = "",
+        access_log: AccessLog | None = None,
     ) -> None:
         self.case_record = case_record
         self.js: JetStreamContext = nc.jetstream()
@@ -336,7 +405,8 @@ class Outbox:
         self.batch = batch
         self.poll_interval = poll_interval
         self.fault = fault  # SMD_FAULT (test only)
-        self.follower = outbox_follower(case_record, names, parking or MemoryParkingStore(), batch)
+        self.follower = outbox_follower(case_record, names, parking or MemoryParkingStore(), batch, access_log)
+        self.handler: OutboxHandler = self.follower.handler
 
     @property
     def position(self) -> int:
@@ -350,6 +420,7 @@ class Outbox:
             return 0
         out: list[Outgoing] = prepared.work.messages
         if out:
+            await asyncio.to_thread(self.handler.record, out)  # committed before the first byte leaves
             await self.publish(out)
             prepared.work.published = True
             if self.fault == FAULT_KILL_AFTER_PUBLISH:

@@ -186,7 +186,12 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
         agencies = await asyncio.to_thread(_agencies_today, services)
         await ensure_agency_consumers(nc.jetstream(), names, agencies)  # where each agency reads
         outbox = Outbox(
-            services.case_record, nc, names, parking=getattr(services, "parking", None), fault=services.settings.fault
+            services.case_record,
+            nc,
+            names,
+            parking=getattr(services, "parking", None),
+            fault=services.settings.fault,
+            access_log=services.access_log,
         )
         await outbox.run(stop)
 

@@ -2,6 +2,7 @@
 
     smd bench [--n 2000] [--nats URL] [--pg "host=127.0.0.1 dbname=test user=postgres"]
     smd bench --pages [--sizes 100,10000] [--year URL]   # only the page figures (ops/bench_pages.py)
+    smd bench --reads [--patients 10000]                 # only the file and timeline figures (ops/bench_reads.py)
 
 Runs ../shared/bench/bare_pipeline.py (JetStream + PostgreSQL with no domain logic) first, then
 the same kinds of work through our code on a throwaway PostgreSQL database, and prints a
@@ -544,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops import bench_emergency
 
         return bench_emergency.main([a for a in argv if a != "--emergency"])
+    if "--reads" in argv:
+        from ops import bench_reads
+
+        return bench_reads.main([a for a in argv if a != "--reads"])
     from ops.logging import configure_logging
 
     ap = argparse.ArgumentParser(prog="smd bench")
@@ -671,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nPages: first page over HTTP at 32 concurrent clients (PostgreSQL)\n")
         pages = bench_pages.run(a.pg, [100, 10_000], 32, 40, a.year, year_data_dir=a.year_data_dir)
         print(bench_pages.table(pages))
+        from ops import bench_reads
+
+        print("\n" + bench_reads.run(a.pg, 10_000, 12, 25, 2))
     return 0
 
 

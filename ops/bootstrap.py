@@ -173,7 +173,9 @@ class Services:
 
         followers: list[Any] = [self.policies.follower, self.work_queue, self.reports, self.chain]
         if self.settings.nats_url:  # without NATS there is no outbox to follow the log
-            followers.append(outbox_follower(self.case_record, names_of(self.settings), self.parking))
+            followers.append(
+                outbox_follower(self.case_record, names_of(self.settings), self.parking, access_log=self.access_log)
+            )
         return followers
 
     def follower_status(self) -> list[FollowerStatus]:

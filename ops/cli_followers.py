@@ -107,6 +107,7 @@ def _retry(args: argparse.Namespace) -> int:
                     failed += 1
                     continue
                 handler.sync_publish = _nats_publisher(services)
+                handler.access_log = services.access_log  # each message recorded before it leaves
             report = follower.retry(keys)
             if report.handled or report.still_parked:
                 print(

@@ -110,6 +110,7 @@ ROWS = Table(
         ("residence", "kind", "position"),  # the oversight list, one range per residence
         ("residence", "kind", "is_open", "position"),
         ("is_open", "overdue", "due_at"),  # the scheduler's open obligations past their deadline
+        ("patient_id", "position"),  # one patient's items: the file and its timeline (created at start)
     ),
 )
 

@@ -88,3 +88,16 @@ class TestProofBundle:
             assert r.status_code == 404 and r.json()["type"].endswith("not-in-tree")
             r = await client.get(f"/v1/audit/patients/{uuid4()}/bundle", headers={"Authorization": f"Bearer {other}"})
             assert r.status_code == 403
+
+    async def test_a_bundle_is_recorded_in_the_access_log_with_its_patient_and_a_refusal_too(self, bundled) -> None:
+        services, key, patient = bundled
+        other = services.apikeys.issue("hc-north").key
+        await fetch(services, key, patient)
+        async with AsyncTestClient(app=create_app(services)) as client:
+            r = await client.get(f"/v1/audit/patients/{patient}/bundle", headers={"Authorization": f"Bearer {other}"})
+            assert r.status_code == 403
+        rows = [e for e in services.access_log.entries(limit=100) if e.endpoint.endswith("/bundle")]
+        assert [(e.agency_id, e.purpose, e.status, e.patient_ids, e.fields) for e in rows] == [
+            ("auditor-lantern-bay", "audit", 200, (patient,), ("proof_bundle",)),
+            ("hc-north", "assigned-duty", 403, (), ()),
+        ]

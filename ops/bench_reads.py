@@ -1,0 +1,281 @@
+"""Read figures for `smd bench`: a patient's file and timeline over HTTP, p50 and p99 at 1 and 32
+clients, as ratios to `GET /healthz` measured in the same serving; and file reads per second with
+the access log on and off (issue 20).
+
+The store (PostgreSQL, a scratch database): ``patients`` patients registered in one of the
+health center's villages, each with ``facts`` facts of care (visits, pickups, contacts,
+assessments: ``ops.bench.history``), recorded through the case record's unit of work in batches;
+the work-queue view gets the rows a year of care leaves for the same patient ids
+(``ops.bench_pages.generate``), since the file lists the patient's open obligations from it.
+The rules do not run (their cost is the other tables' figure).
+
+The reader is the health center (it sees every field), `X-Purpose: care`; each request asks for
+another patient, so no answer comes from a cache warmed by the same patient just before. Every
+answer is recorded in the access log, as in service.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid5
+
+READER = "hc-north"
+VILLAGE = "990101-001-v01"  # hc-north's
+SEED = 7  # the view's generator names its patients uuid5(NS, "7:<n>"): the same ids here
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFigure:
+    """One read's latencies at one concurrency, beside /healthz's in the same serving (ms)."""
+
+    read: str
+    clients: int
+    p50_ms: float
+    p99_ms: float
+    healthz_p50_ms: float
+    healthz_p99_ms: float
+    requests: int
+    failed: int
+
+
+def patient_ids(patients: int) -> list[UUID]:
+    from ops.bench_pages import NS
+
+    return [uuid5(NS, f"{SEED}:{p}") for p in range(patients)]
+
+
+def generate(services: Any, patients: int, facts: int, batch: int = 400) -> int:
+    """Register ``patients`` patients with ``facts`` facts each; returns the facts recorded."""
+    from core.contract import decode_event
+    from ops.bench import envelope, history
+    from ops.bench_pages import generate as generate_view
+
+    record = services.case_record
+    start = datetime.now(UTC) - timedelta(days=facts + 30)
+    pending: list[bytes] = []
+    written = 0
+
+    def flush() -> None:
+        unit = record.unit_of_work()
+        for raw in pending:
+            unit.record(decode_event(raw), READER)
+        unit.commit()
+        pending.clear()
+
+    for pid in patient_ids(patients):
+        registered = {"name": "Bench Person", "residence": VILLAGE}
+        pending.append(envelope("cn.smd.patient.registered.v1", pid, registered, start))
+        pending += history(pid, start + timedelta(days=1), facts)
+        written += 1 + facts
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    generate_view(services, patients, seed=SEED)
+    return written
+
+
+def load(urls: list[str], headers: dict[str, str], clients: int, per_client: int) -> dict[str, Any]:
+    """Latencies (s) of ``clients`` concurrent clients, each asking ``per_client`` times, in a child
+    process; each request the next URL of the list (clients start at different places)."""
+    job = json.dumps({"urls": urls, "headers": headers, "clients": clients, "per_client": per_client})
+    out = subprocess.run(
+        [sys.executable, "-c", "import ops.bench_reads as b; b._client_main()"],
+        input=job,  # on stdin: 10,000 URLs are too long for a command line
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if out.returncode:
+        raise RuntimeError(f"the clients failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def _client_main() -> None:
+    """The clients' side of ``load``: one warm-up request each, then the measured ones."""
+    import asyncio
+
+    import httpx
+
+    job = json.loads(sys.stdin.read())
+    urls: list[str] = job["urls"]
+
+    async def clients() -> dict[str, Any]:
+        n = job["clients"]
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        async with httpx.AsyncClient(limits=limits, headers=job["headers"], timeout=60) as client:
+            failed: list[Any] = []
+
+            async def one(url: str) -> float | None:
+                t = time.perf_counter()
+                try:
+                    r = await client.get(url)
+                except httpx.TransportError as e:
+                    failed.append(type(e).__name__)
+                    return None
+                spent = time.perf_counter() - t
+                if r.status_code != 200:
+                    failed.append(r.status_code)
+                    return None
+                return spent
+
+            async def client_loop(c: int) -> list[float | None]:
+                at = c * 7919  # spread the clients over the patients
+                await one(urls[at % len(urls)])
+                return [await one(urls[(at + i + 1) % len(urls)]) for i in range(job["per_client"])]
+
+            t0 = time.perf_counter()
+            found = await asyncio.gather(*(client_loop(c) for c in range(n)))
+            wall = time.perf_counter() - t0
+            times = [t for each in found for t in each if t is not None]
+            return {"times": times, "failed": failed, "wall_s": wall}
+
+    print(json.dumps(asyncio.run(clients())))
+
+
+def _p(times: list[float], q: float) -> float:
+    ordered = sorted(times) or [float("nan")]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+
+@contextmanager
+def generated_store(pg: str, patients: int, facts: int) -> Iterator[tuple[str, str, int]]:
+    """A scratch PostgreSQL store with the generated patients: its URL, data folder and facts."""
+    from core.registry import load_file
+    from ops.bench_pages import opened, scratch_database
+    from ops.data_files import DEMO_DISTRICT
+
+    with scratch_database(pg) as url, tempfile.TemporaryDirectory() as tmp:
+        with opened(url, tmp) as services:
+            load_file(services.case_record, DEMO_DISTRICT)
+            services.registry.refresh()
+            written = generate(services, patients, facts)
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("ANALYZE")
+        yield url, tmp, written
+
+
+def measure(url: str, data_dir: str, patients: int, per_client: int, rounds: int) -> dict[str, Any]:
+    """Every read at 1 and 32 clients beside /healthz, ``rounds`` times in turn; and file reads per
+    second at 32 clients with the access log on and off."""
+    from ops.bench_pages import opened, serving
+
+    ids = patient_ids(patients)
+    out: dict[str, Any] = {"rounds": []}
+    with opened(url, data_dir) as services, serving(services) as base:
+        key = services.apikeys.issue(READER).key
+        headers = {"Authorization": f"Bearer {key}", "X-Purpose": "care"}
+        urls = {
+            "GET /healthz": [f"{base}/healthz"],
+            "GET /v1/patients/{id}": [f"{base}/v1/patients/{p}" for p in ids],
+            "GET /v1/patients/{id}/timeline": [f"{base}/v1/patients/{p}/timeline" for p in ids],
+        }
+        for _ in range(rounds):
+            this: dict[str, Any] = {}
+            for clients in (1, 32):
+                n = per_client * (8 if clients == 1 else 1)  # as many answers at 1 client as the p99 needs
+                for read, targets in urls.items():
+                    this[f"{read}@{clients}"] = load(targets, headers, clients, n)
+            log = services.access_log
+            on = load(urls["GET /v1/patients/{id}"], headers, 32, per_client)
+            log.append = lambda entry: None  # type: ignore[method-assign]  # off: nothing recorded
+            try:
+                off = load(urls["GET /v1/patients/{id}"], headers, 32, per_client)
+            finally:
+                del log.append  # the class's method again
+            this["log on"], this["log off"] = on, off
+            out["rounds"].append(this)
+    return out
+
+
+def figures(measured: dict[str, Any]) -> tuple[list[ReadFigure], dict[str, float]]:
+    """Medians over the rounds of each p50 and p99; reads per second with the log on and off."""
+    rounds = measured["rounds"]
+    out = []
+    for read in ("GET /v1/patients/{id}", "GET /v1/patients/{id}/timeline"):
+        for clients in (1, 32):
+
+            def med(name: str, q: float, c: int = clients) -> float:
+                return statistics.median(_p(r[f"{name}@{c}"]["times"], q) for r in rounds)
+
+            out.append(
+                ReadFigure(
+                    read,
+                    clients,
+                    med(read, 0.5),
+                    med(read, 0.99),
+                    med("GET /healthz", 0.5),
+                    med("GET /healthz", 0.99),
+                    sum(len(r[f"{read}@{clients}"]["times"]) for r in rounds),
+                    sum(len(r[f"{read}@{clients}"]["failed"]) for r in rounds),
+                )
+            )
+
+    def per_s(which: str) -> float:
+        return statistics.median(len(r[which]["times"]) / r[which]["wall_s"] for r in rounds)
+
+    return out, {"on": per_s("log on"), "off": per_s("log off")}
+
+
+def table(found: list[ReadFigure], throughput: dict[str, float], patients: int, facts: int) -> str:
+    """Markdown: each read's p50 and p99 at 1 and 32 clients, as ratios to /healthz's."""
+    lines = [
+        f"Reads on a generated store of {patients:,} patients ({facts} facts each), PostgreSQL; "
+        "ratios to GET /healthz in the same serving",
+        "",
+        "| read | clients | p50 (ms) | p99 (ms) | /healthz p50 / p99 (ms) | p50 ratio | p99 ratio"
+        " | requests (failed) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in found:
+        lines.append(
+            f"| {f.read} | {f.clients} | {f.p50_ms:.1f} | {f.p99_ms:.1f} | {f.healthz_p50_ms:.1f} / "
+            f"{f.healthz_p99_ms:.1f} | {f.p50_ms / f.healthz_p50_ms:.1f} | {f.p99_ms / f.healthz_p99_ms:.1f} | "
+            f"{f.requests:,} ({f.failed}) |"
+        )
+    on, off = throughput["on"], throughput["off"]
+    lines.append(
+        f"| file reads per second at 32 clients, access log on / off | 32 | {on:,.0f} | {off:,.0f} | | "
+        f"{on / off:.2f} | | |"
+    )
+    return "\n".join(lines)
+
+
+def run(pg: str, patients: int, facts: int, per_client: int, rounds: int) -> str:
+    """Generate the store, measure, and return the table."""
+    with generated_store(pg, patients, facts) as (url, data_dir, _):
+        measured = measure(url, data_dir, patients, per_client, rounds)
+    found, throughput = figures(measured)
+    return table(found, throughput, patients, facts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`smd bench --reads`: only the read figures."""
+    import argparse
+
+    from ops.bench_pages import quiet
+
+    ap = argparse.ArgumentParser(prog="smd bench --reads")
+    ap.add_argument("--pg", default="host=127.0.0.1 dbname=test user=postgres")
+    ap.add_argument("--patients", type=int, default=10_000, help="patients in the generated store (10,000)")
+    ap.add_argument("--facts", type=int, default=12, help="facts of care per patient (12)")
+    ap.add_argument("--per-client", type=int, default=25, help="requests per client at 32 clients (25; 8× at 1)")
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args(argv)
+    quiet()
+    started = time.monotonic()
+    print(run(a.pg, a.patients, a.facts, a.per_client, a.rounds))
+    print(f"\n({time.monotonic() - started:.0f} s in all, the store's generation included)")
+    return 0
