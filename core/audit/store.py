@@ -19,7 +19,7 @@ Rows hold ids, versions, topics and hashes: never personal data.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,6 +174,26 @@ class _Base:
     ) -> None:
         """Write a batch's leaves, nodes and stream heads with the new size and position, in one
         transaction; IntegrityError when another writer moved the tree first."""
+        rows = [
+            (lf.leaf_index, lf.notification_id, lf.originator_id, lf.originator_version, lf.topic, lf.leaf_hash,
+             lf.stream_hash)
+            for lf in leaves
+        ]
+        self.append_rows(expected_position, position, size, rows, nodes, streams, name)
+
+    def append_rows(
+        self,
+        expected_position: int,
+        position: int,
+        size: int,
+        leaves: Sequence[tuple[Any, ...]],
+        nodes: Sequence[tuple[int, int, bytes]],
+        streams: dict[str, tuple[int, bytes]],
+        name: str = TREE,
+        new_streams: Collection[str] = (),
+    ) -> None:
+        """``append`` with the leaves as the leaves table's rows (``Leaf``'s fields in order);
+        ``new_streams``: streams known to have no row yet (inserted without looking)."""
         with self._tx() as c:
             cur = c.execute(
                 self._q(f"UPDATE {self.t('tree')} SET size = ?, position = ? WHERE name = ? AND position = ?"),
@@ -182,29 +202,18 @@ class _Base:
             if cur.rowcount != 1:
                 raise IntegrityError(f"the tree {name} moved past {expected_position} meanwhile")
             if leaves:
-                self._insert_many(
-                    c,
-                    "leaves",
-                    7,
-                    [
-                        (
-                            lf.leaf_index,
-                            lf.notification_id,
-                            lf.originator_id,
-                            lf.originator_version,
-                            lf.topic,
-                            lf.leaf_hash,
-                            lf.stream_hash,
-                        )
-                        for lf in leaves
-                    ],
-                )
+                self._insert_many(c, "leaves", 7, leaves)
             if nodes:
-                self._insert_many(c, "nodes", 3, list(nodes))
+                self._insert_many(c, "nodes", 3, nodes)
             if streams:
-                self._upsert_streams(c, [(oid, v, h) for oid, (v, h) in streams.items()])
+                fresh = [(oid, v, h) for oid, (v, h) in streams.items() if oid in new_streams]
+                if fresh:
+                    self._insert_many(c, "streams", 3, fresh)
+                if len(fresh) < len(streams):
+                    seen = [(oid, v, h) for oid, (v, h) in streams.items() if oid not in new_streams]
+                    self._upsert_streams(c, seen)
 
-    def _insert_many(self, c: Any, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+    def _insert_many(self, c: Any, table: str, width: int, rows: Sequence[tuple[Any, ...]]) -> None:
         c.executemany(self._q(f"INSERT INTO {self.t(table)} VALUES ({', '.join('?' * width)})"), rows)
 
     def _upsert_streams(self, c: Any, rows: list[tuple[str, int, bytes]]) -> None:
@@ -390,8 +399,17 @@ class PostgresChainStore(_Base):
         with self._read() as c:
             return [tuple(r) for r in c.execute(self._q(sql), tuple(params)).fetchall()]
 
-    def _insert_many(self, c: Any, table: str, width: int, rows: list[tuple[Any, ...]]) -> None:
-        with c.copy(f"COPY {self.t(table)} FROM STDIN") as copy:  # several times faster than INSERTs
+    #: the column types of the tables written with binary ``COPY``
+    _COPY_TYPES: ClassVar[dict[str, list[str]]] = {
+        "leaves": ["int8", "int8", "text", "int8", "text", "bytea", "bytea"],
+        "nodes": ["int4", "int8", "bytea"],
+        "streams": ["text", "int8", "bytea"],
+    }
+
+    def _insert_many(self, c: Any, table: str, width: int, rows: Sequence[tuple[Any, ...]]) -> None:
+        # binary COPY: several times faster than INSERTs, and no text escaping of the hashes
+        with c.copy(f"COPY {self.t(table)} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(self._COPY_TYPES[table])
             for row in rows:
                 copy.write_row(row)
 
