@@ -213,23 +213,10 @@ def bench_chain(services: Services, patient: UUID) -> dict[str, float]:
 
 def replay_verified(services: Services, patient: UUID) -> Any:
     """The patient from event 1 with no snapshot: read the stored rows, check each against its
-    leaf in the tree, decrypt and apply every event (what an auditor's replay does)."""
-    from core.audit.leaves import leaf_data
-    from core.audit.merkle import Hasher
+    leaf in the tree, decrypt and apply every event (the auditor's replay, core.audit.replay)."""
+    from core.audit.replay import replay_verified as replay
 
-    hasher = Hasher("sha256")
-    record = services.case_record
-    leaves = {lf.originator_version: lf for lf in services.chain_store.leaves_of(str(patient))}
-    aggregate = None
-    for stored in record.recorder.select_events(patient):
-        lf = leaves[stored.originator_version]
-        data = leaf_data(
-            lf.notification_id, stored.originator_id, stored.originator_version, stored.topic, stored.state
-        )
-        if hasher.leaf(data) != lf.leaf_hash:
-            raise AssertionError(f"version {stored.originator_version} does not match its leaf")
-        aggregate = record.mapper.to_domain_event(stored).mutate(aggregate)
-    return aggregate
+    return replay(services.case_record, services.chain_store, patient)
 
 
 def bench_proofs(pg: str, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> dict[str, float]:

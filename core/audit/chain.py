@@ -13,6 +13,7 @@ tree first makes the batch be decided again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -80,6 +81,8 @@ class ChainHandler:
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._heads_at = -1  # the tree size ``_heads`` is true at (-1: unknown)
         self._heads_complete = False  # every stream of the tree is in ``_heads``
+        self._ahead: tuple[tuple[int, int, int], Future[list[ChainRow]]] | None = None  # read ahead
+        self._reader: ThreadPoolExecutor | None = None
 
     def position_of(self, tracking_name: str) -> int:
         return self.store.tree(self.hasher.algorithm, TREE).position
@@ -88,10 +91,36 @@ class ChainHandler:
 
     def select(self, start: int, limit: int, stop: int) -> list[Any]:
         """Rows ``start``..``stop`` (at most ``limit``), each with its leaf hash: computed by
-        PostgreSQL for a SHA-256 tree on eventsourcing's PostgreSQL recorder, else here."""
+        PostgreSQL for a SHA-256 tree on eventsourcing's PostgreSQL recorder, else here.
+
+        On PostgreSQL, a full batch also starts reading the next one on another connection while
+        this one is hashed and written (a catch-up reads and writes at once). The rows read ahead
+        serve the next call only if it asks for them: the same start and limit, and either a full
+        batch (ids at or below the old ``stop`` never change) or the same ``stop``."""
         sql = self._select_sql()
         if sql is None:
             return list(self.recorder.select_notifications(start, limit, stop=stop))
+        rows: list[ChainRow] | None = None
+        if self._ahead is not None:
+            (a_start, a_limit, a_stop), pending = self._ahead
+            self._ahead = None
+            try:
+                found = pending.result()
+            except Exception:  # read again below: a failure is reported by that read
+                found = None
+            if found is not None and (a_start, a_limit) == (start, limit):
+                if a_stop == stop or len(found) == limit:
+                    rows = found
+        if rows is None:
+            rows = self._read(sql, start, limit, stop)
+        if len(rows) == limit and rows[-1].id < stop:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-read-ahead")
+            after = rows[-1].id + 1
+            self._ahead = ((after, limit, stop), self._reader.submit(self._read, sql, after, limit, stop))
+        return rows
+
+    def _read(self, sql: Any, start: int, limit: int, stop: int) -> list[ChainRow]:
         from psycopg.rows import tuple_row
 
         with self.recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
