@@ -13,7 +13,8 @@ parser and one walk that revives transcoded values and unseals personal ones).
 from __future__ import annotations
 
 import struct
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from core.audit.leaves import LEAF_VERSION
@@ -21,6 +22,35 @@ from core.audit.store import TREE, ChainStore
 
 _HEAD = struct.Struct(">Q16sQI")
 _LEN = struct.Struct(">I")
+
+
+class StoredRow(NamedTuple):
+    """A stored event as the mapper reads it (eventsourcing's ``StoredEvent``'s fields)."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+def stored_rows(recorder: Any, originator_id: UUID) -> Sequence[Any]:
+    """One stream's stored rows by version: on PostgreSQL one query with plain tuples (the
+    library's ``select_events`` builds a dict, then a ``StoredEvent``, for each row)."""
+    from eventsourcing.postgres import PostgresDatastore
+
+    datastore = getattr(recorder, "datastore", None)
+    if not isinstance(datastore, PostgresDatastore):
+        return list(recorder.select_events(originator_id))
+    from psycopg.rows import tuple_row
+    from psycopg.sql import SQL, Identifier
+
+    sql = SQL(
+        "SELECT originator_version, topic, state FROM {schema}.{table} WHERE originator_id = %s"
+        " ORDER BY originator_version"
+    ).format(schema=Identifier(datastore.schema), table=Identifier(recorder.events_table_name))
+    with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(sql, (originator_id,), prepare=True)
+        return [StoredRow(originator_id, v, t, s) for v, t, s in cur.fetchall()]
 
 
 class NotVerified(Exception):
@@ -32,7 +62,7 @@ def replay_verified(case_record: Any, store: ChainStore, originator_id: UUID) ->
     against its leaf first (``NotVerified`` names the first that fails)."""
     from core.audit.merkle import DEFAULT_ALGORITHM, Hasher
 
-    rows = case_record.recorder.select_events(originator_id)
+    rows = stored_rows(case_record.recorder, originator_id)
     leaves = store.leaf_hashes_of(str(originator_id))  # version → (notification id, leaf hash)
     hasher = Hasher(store.tree(DEFAULT_ALGORITHM, TREE).algorithm)  # the stored algorithm wins
     leaf = hasher.leaf
