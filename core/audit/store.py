@@ -176,8 +176,15 @@ class _Base:
         """Write a batch's leaves, nodes and stream heads with the new size and position, in one
         transaction; IntegrityError when another writer moved the tree first."""
         rows = [
-            (lf.leaf_index, lf.notification_id, lf.originator_id, lf.originator_version, lf.topic, lf.leaf_hash,
-             lf.stream_hash)
+            (
+                lf.leaf_index,
+                lf.notification_id,
+                lf.originator_id,
+                lf.originator_version,
+                lf.topic,
+                lf.leaf_hash,
+                lf.stream_hash,
+            )
             for lf in leaves
         ]
         self.append_rows(expected_position, position, size, rows, nodes, streams, name)
