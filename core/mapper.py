@@ -135,7 +135,15 @@ class PersonalDataMapper(Mapper[UUID]):
         ``{"_type_", "_data_"}`` object decoded by its transcoding, a sealed value unsealed."""
         if type(value) is dict:
             for k, v in value.items():
-                if type(v) is dict or type(v) is list:
+                if type(v) is dict:
+                    data = v.get("_data_") if len(v) == 2 else None
+                    if data is not None and type(data) is str and type(v.get("_type_")) is str:
+                        transcoding = names.get(v["_type_"])  # a value of one string: the usual case
+                        if transcoding is not None:
+                            value[k] = transcoding.decode(data)
+                            continue
+                    value[k] = self._revive(v, names)
+                elif type(v) is list:
                     value[k] = self._revive(v, names)
             if len(value) == 2 and "_type_" in value and "_data_" in value:
                 try:
