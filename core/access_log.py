@@ -9,10 +9,18 @@ no name, number, address or free text reaches this table.
 Append-only by construction: the class has no update or delete; on PostgreSQL a trigger refuses
 ``UPDATE`` and ``DELETE`` on the table, on SQLite two triggers do the same.
 The row is committed before the answer is returned (the handler awaits ``append``).
+
+Chained: each row's canonical text (``chain_record``) extends a hash chain kept in a table of its
+own (``smd_access_log_chain``: position, head), written in the row's transaction under a lock so
+that rows are chained in position order. Every checkpoint of the verifiable log pins the chain's
+length and head (``smd-access-log`` line), so ``smd verify`` names a row altered, deleted or
+inserted with SQL by a rogue administrator who first disabled the triggers, and a tail deleted
+with its links too. The first start after this change chains the rows already there, once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -91,10 +99,72 @@ class _SqlAccessLog:
 
     def append_many(self, entries: Sequence[AccessEntry]) -> None:
         marks = ", ".join([self.mark] * 10)
-        sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks})"  # noqa: S608 (our own table name)
+        sql = (
+            f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks})"  # noqa: S608 (our own table name)
+            f" RETURNING position, {_COLUMNS}"
+        )
+        link = f"INSERT INTO {CHAIN_TABLE} (position, head) VALUES ({self.mark}, {self.mark})"  # noqa: S608
         with self._tx() as c:
+            self._lock_chain(c)  # rows are chained in position order, one writer at a time
+            head = self._last_head(c)
             for entry in entries:
-                c.execute(sql, self._row(entry))
+                stored = tuple(c.execute(sql, self._row(entry)).fetchone())
+                head = chain_link(head, chain_record(stored))
+                c.execute(link, (stored[0], head))
+
+    # -- the chain ---------------------------------------------------------------------------
+
+    def _lock_chain(self, c: Any) -> None:
+        """Serialise appends (SQLite: ``BEGIN IMMEDIATE`` already does)."""
+
+    def _last_head(self, c: Any) -> bytes:
+        row = c.execute(f"SELECT head FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1").fetchone()  # noqa: S608
+        return bytes(row[0]) if row else CHAIN_START
+
+    def _chain_existing(self) -> None:
+        """Chain the rows written before the chain existed (first start after the change), once."""
+        with self._tx() as c:
+            self._lock_chain(c)
+            if c.execute(f"SELECT 1 FROM {CHAIN_TABLE} LIMIT 1").fetchone():  # noqa: S608
+                return
+            rows = c.execute(f"SELECT position, {_COLUMNS} FROM {self.table} ORDER BY position").fetchall()  # noqa: S608
+            head = CHAIN_START
+            link = f"INSERT INTO {CHAIN_TABLE} (position, head) VALUES ({self.mark}, {self.mark})"  # noqa: S608
+            for r in rows:
+                head = chain_link(head, chain_record(tuple(r)))
+                c.execute(link, (r[0], head))
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """(rows chained, the chain's head): what every checkpoint pins."""
+        with self._tx() as c:
+            count = int(c.execute(f"SELECT count(*) FROM {CHAIN_TABLE}").fetchone()[0])  # noqa: S608
+            return count, self._last_head(c)
+
+    def chain_heads(self) -> list[bytes]:
+        """The chain's head after 0, 1, 2 … rows (a checkpoint's pin is checked against it)."""
+        with self._tx() as c:
+            rows = c.execute(f"SELECT head FROM {CHAIN_TABLE} ORDER BY position").fetchall()  # noqa: S608
+        return [CHAIN_START, *(bytes(r[0]) for r in rows)]
+
+    def chain_findings(self) -> list[str]:
+        """The first row whose stored text, presence or order does not match the chain (empty:
+        every row matches its link and every link has its row)."""
+        with self._tx() as c:
+            rows = c.execute(f"SELECT position, {_COLUMNS} FROM {self.table} ORDER BY position").fetchall()  # noqa: S608
+            links = c.execute(f"SELECT position, head FROM {CHAIN_TABLE} ORDER BY position").fetchall()  # noqa: S608
+        stored_rows = {int(r[0]): tuple(r) for r in rows}
+        by_position = {int(p): bytes(h) for p, h in links}
+        head = CHAIN_START
+        for position in sorted(stored_rows.keys() | by_position.keys()):
+            row, link = stored_rows.get(position), by_position.get(position)
+            if link is None:
+                return [f"access-log row {position}: not chained (inserted outside the service)"]
+            if row is None:
+                return [f"access-log row {position}: deleted (chained, no longer stored)"]
+            head = chain_link(head, chain_record(row))
+            if head != link:
+                return [f"access-log row {position}: altered (its text no longer gives its chained hash)"]
+        return []
 
     def _row(self, entry: AccessEntry) -> tuple[Any, ...]:
         return (
@@ -146,6 +216,24 @@ class _SqlAccessLog:
         return [_entry(tuple(r)) for r in rows]
 
 
+CHAIN_TABLE = "smd_access_log_chain"
+CHAIN_START = bytes(32)
+
+
+def chain_record(stored: Sequence[Any]) -> str:
+    """A stored row's canonical text (position, then the columns as stored; the time in UTC):
+    what the chain hashes, recomputed by ``smd verify`` from the row as it is read back."""
+    at = stored[1] if isinstance(stored[1], datetime) else datetime.fromisoformat(str(stored[1]))
+    at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    values = [int(stored[0]), at, *stored[2:7], int(stored[7]), *stored[8:11]]
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
+
+
+def chain_link(previous: bytes, record: str) -> bytes:
+    """The chain's next head: SHA-256(0x02 || previous head || SHA-256(record))."""
+    return hashlib.sha256(b"\x02" + previous + hashlib.sha256(record.encode()).digest()).digest()
+
+
 def _entry(r: Sequence[Any]) -> AccessEntry:
     at = r[1] if isinstance(r[1], datetime) else datetime.fromisoformat(r[1])
     return AccessEntry(
@@ -172,6 +260,11 @@ _SQLITE_DDL = (
         BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS smd_access_log_no_delete BEFORE DELETE ON smd_access_log
         BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
+    """CREATE TABLE IF NOT EXISTS smd_access_log_chain (position INTEGER PRIMARY KEY, head BLOB NOT NULL)""",
+    """CREATE TRIGGER IF NOT EXISTS smd_access_log_chain_no_update BEFORE UPDATE ON smd_access_log_chain
+        BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS smd_access_log_chain_no_delete BEFORE DELETE ON smd_access_log_chain
+        BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
 )
 
 
@@ -184,6 +277,7 @@ class SQLiteAccessLog(_SqlAccessLog):
         c = self._connections.get()
         for ddl in _SQLITE_DDL:
             c.execute(ddl)
+        self._chain_existing()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -212,6 +306,12 @@ _POSTGRES_DDL = (
             CREATE TRIGGER smd_access_log_append_only BEFORE UPDATE OR DELETE ON smd_access_log
             FOR EACH ROW EXECUTE FUNCTION smd_access_log_append_only();
         END IF; END $$""",
+    """CREATE TABLE IF NOT EXISTS smd_access_log_chain (position bigint PRIMARY KEY, head bytea NOT NULL)""",
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'smd_access_log_chain_append_only') THEN
+            CREATE TRIGGER smd_access_log_chain_append_only BEFORE UPDATE OR DELETE ON smd_access_log_chain
+            FOR EACH ROW EXECUTE FUNCTION smd_access_log_append_only();
+        END IF; END $$""",
 )
 
 
@@ -231,11 +331,15 @@ class PostgresAccessLog(_SqlAccessLog):
             c.execute("SELECT pg_advisory_xact_lock(7304)")  # concurrent starters: one creates
             for ddl in _POSTGRES_DDL:
                 c.execute(ddl)
+        self._chain_existing()
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
         with self.pool.connection() as c:  # one transaction: committed on leaving the block
             yield c
+
+    def _lock_chain(self, c: Any) -> None:
+        c.execute(f"LOCK TABLE {CHAIN_TABLE} IN EXCLUSIVE MODE")  # readers go on; appends wait
 
     def close(self) -> None:
         self.pool.close()

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from core.access_log import ACCESS_LOG_FILE, AccessLog, PostgresAccessLog, SQLiteAccessLog
 from core.apikeys import ApiKeys, open_apikeys
 from core.audit.chain import chain_follower
-from core.audit.checkpoints import Checkpointer, apikeys_extension
+from core.audit.checkpoints import Checkpointer, access_log_extension, apikeys_extension
 from core.audit.notes import Signer, Verifier
 from core.audit.service import AuditLog
 from core.audit.signing_keys import CHECKPOINT, RegionKeys
@@ -322,7 +322,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         metrics=metrics,
         chain_store=chain_store,
         chain=chain_follower(case_record, chain_store, parking),
-        audit=open_audit(settings, chain_store, clock, apikeys, case_record.recorder),
+        audit=open_audit(settings, chain_store, clock, apikeys, case_record.recorder, access_log),
     )
 
 
@@ -340,13 +340,17 @@ def open_audit(
     clock: Clock = utc_now,
     apikeys: ApiKeys | None = None,
     recorder: Any = None,
+    access_log: Any = None,
 ) -> AuditLog:
     """The verifiable log's checkpointer and the auditor's port onto it; every checkpoint carries
-    the head of the API-key chain."""
+    the heads of the API-key chain and of the access log's chain."""
     keys = region_keys(settings)
 
     def extensions() -> list[str]:
-        return [apikeys_extension(*apikeys.chain_head())] if apikeys is not None else []
+        lines = [apikeys_extension(*apikeys.chain_head())] if apikeys is not None else []
+        if access_log is not None and hasattr(access_log, "chain_head"):
+            lines.append(access_log_extension(*access_log.chain_head()))
+        return lines
 
     checkpointer = Checkpointer(
         chain_store,

@@ -45,8 +45,16 @@ class AuditView:
         self.chain_store = (
             SQLiteChainStore(self.settings.data_dir / VLOG_FILE) if pg is None else PostgresChainStore(pg.conninfo())
         )
+        from core.access_log import ACCESS_LOG_FILE, PostgresAccessLog, SQLiteAccessLog
+
+        self.access_log = (
+            SQLiteAccessLog(self.settings.data_dir / ACCESS_LOG_FILE)
+            if pg is None
+            else PostgresAccessLog(pg.conninfo())
+        )
 
     def close(self) -> None:
+        self.access_log.close()
         self.apikeys.close()
         self.chain_store.close()
         self.case_record.close()
@@ -254,6 +262,7 @@ def _verify(args: argparse.Namespace) -> int:
             against=against,
             check_signature=check_signature,
             apikeys=view.apikeys,
+            access_log=view.access_log,
             stop_after=args.max_findings,
         )
     except NoteError as e:

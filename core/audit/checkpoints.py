@@ -41,6 +41,23 @@ def parse_apikeys_extension(extensions: tuple[str, ...]) -> tuple[int, bytes] | 
     return None
 
 
+ACCESS_LOG_EXTENSION = "smd-access-log"
+
+
+def access_log_extension(count: int, head: bytes) -> str:
+    """The checkpoint line that pins the access log's chain: ``smd-access-log <rows> <base64 head>``."""
+    return f"{ACCESS_LOG_EXTENSION} {count} {base64.b64encode(head).decode()}"
+
+
+def parse_access_log_extension(extensions: tuple[str, ...]) -> tuple[int, bytes] | None:
+    """(rows, head) from a checkpoint's extension lines, if it carries them."""
+    for line in extensions:
+        parts = line.split(" ")
+        if len(parts) == 3 and parts[0] == ACCESS_LOG_EXTENSION and parts[1].isdigit():
+            return int(parts[1]), base64.b64decode(parts[2])
+    return None
+
+
 class InconsistentCheckpoint(Exception):
     """The tree no longer extends the last signed checkpoint: the service refuses to sign."""
 

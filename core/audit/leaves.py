@@ -58,6 +58,18 @@ def leaf_of(hasher: Hasher, notification: Any) -> bytes:
     )
 
 
+#: ``0x00 || leaf_data(...)`` (what a leaf hash hashes) written in PostgreSQL over a row of
+#: eventsourcing's events table, the same bytes (a test compares them row by row): the chain
+#: follower reads ``sha256(LEAF_INPUT_SQL)``, 32 bytes a row, instead of every stored payload to
+#: hash in Python.
+LEAF_INPUT_SQL = (
+    "'\\x00736d642d6c6561662f763100'::bytea"  # 0x00 (RFC 9162's leaf prefix), then LEAF_VERSION
+    " || int8send(notification_id) || uuid_send(originator_id) || int8send(originator_version::bigint)"
+    " || int4send(octet_length(convert_to(topic, 'UTF8'))) || convert_to(topic, 'UTF8')"
+    " || int4send(octet_length(state)) || state"
+)
+
+
 def stream_start(hasher: Hasher) -> bytes:
     """The chain head of a stream before its first event."""
     return b"\x00" * hasher.size

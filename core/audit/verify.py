@@ -114,6 +114,7 @@ def verify(
     against: Sequence[ExternalCheckpoint] = (),
     check_signature: Callable[[str], str | None] | None = None,
     apikeys: Any = None,
+    access_log: Any = None,
     stop_after: int = 1,
 ) -> Report:
     """Recompute and compare; stops collecting after ``stop_after`` row problems (the first one
@@ -230,7 +231,33 @@ def verify(
         _check_against(hasher, row_hashes, ext, report)
     if apikeys is not None:
         _check_apikeys(apikeys, cps, report, receipts)
+    if access_log is not None and hasattr(access_log, "chain_findings"):
+        _check_access_log(access_log, cps, report)
     return report
+
+
+def _check_access_log(access_log: Any, cps: Sequence[Any], report: Report) -> None:
+    """The access log's rows against their chain, and the chain against every checkpoint's pin."""
+    from core.audit.checkpoints import parse_access_log_extension
+    from core.audit.notes import Checkpoint, SignedNote
+
+    for text in access_log.chain_findings():
+        report.findings.append(Finding("access-log", None, None, text))
+    heads = access_log.chain_heads()
+    for cp in cps:
+        pinned = parse_access_log_extension(Checkpoint.parse(SignedNote.parse(cp.note).body).extensions)
+        if pinned is None:
+            continue
+        count, head = pinned
+        if count >= len(heads) or heads[count] != head:
+            report.findings.append(
+                Finding(
+                    "access-log",
+                    None,
+                    None,
+                    f"the checkpoint of {cp.size} leaves pins {count} access-log rows; the stored chain differs",
+                )
+            )
 
 
 RECEIPT_TOPIC = "smd.MessageReceived"

@@ -68,7 +68,9 @@ class Handler(Protocol):
 
     A handler may also define ``finish(work)``, called after the batch's last ``apply``: work
     deferred to it (one query for the whole batch instead of one per event) must raise
-    ``FailedAt`` naming the event that failed."""
+    ``FailedAt`` naming the event that failed. And ``select(start, limit, stop)``: the batch's
+    rows read its own way (objects with at least ``id``, ``topic`` and ``originator_id``) instead of
+    the recorder's ``select_notifications``."""
 
     #: the topics it reads (None: every topic)
     topics: Sequence[str] | None
@@ -209,8 +211,11 @@ class Follower:
         top = recorder.max_notification_id() or 0
         if top <= start:
             return None
+        select = getattr(self.handler, "select", None)  # a handler that reads the log its own way
         found: list[Notification] = list(
-            recorder.select_notifications(start + 1, limit, stop=top, topics=self.handler.topics or ())
+            select(start + 1, limit, top)
+            if select is not None
+            else recorder.select_notifications(start + 1, limit, stop=top, topics=self.handler.topics or ())
         )
         end = found[-1].id if len(found) == limit else top
         known = {r.position: r for r in self.parking.rows(self.name)}

@@ -116,6 +116,186 @@ class TestTheChainFollower:
         assert services.chain_store.tree("sha256").size == len(rows)
 
 
+class TestTheChainInSeveralBatches:
+    def test_small_batches_keep_the_streams_heads_in_memory_and_build_the_same_tree(self, services: Services) -> None:
+        record_patients(services, patients=3, visits=3)
+        services.chain.batch = 3  # every stream's chain crosses batches
+        follow(services)
+        rows = stored_rows(services)
+        leaves = services.chain_store.leaves()
+        assert [lf.leaf_hash for lf in leaves] == [leaf_of(H, r) for r in rows]
+        heads: dict[str, bytes] = {}
+        for lf in leaves:
+            heads[lf.originator_id] = H.chain(heads.get(lf.originator_id, b"\x00" * 32), lf.leaf_hash)
+            assert lf.stream_hash == heads[lf.originator_id]
+        assert services.chain_store.stream_heads(heads) == {
+            oid: (max(lf.originator_version for lf in leaves if lf.originator_id == oid), h) for oid, h in heads.items()
+        }
+        report = verified(services)
+        assert report.ok, report.findings
+
+    def test_a_tree_another_writer_moved_is_read_again_not_remembered(self, open_store) -> None:
+        first = open_store()
+        record_patients(first, patients=2, visits=2)
+        first.chain.batch = 3
+        first.chain.run_once()  # the first three rows; their streams' heads kept in memory
+        second = open_store()
+        follow(second)  # another process appends the rest: the heads in the first are stale
+        record_patients(second, patients=1, visits=2)
+        follow(first)
+        rows = stored_rows(first)
+        assert [lf.leaf_hash for lf in first.chain_store.leaves()] == [leaf_of(H, r) for r in rows]
+        report = verified(first)
+        assert report.ok, report.findings
+
+
+class TestTheAuditorsReplay:
+    def test_it_replays_the_patient_as_the_repository_does_each_row_checked(self, services: Services) -> None:
+        from core.audit.replay import replay_verified
+
+        patient = record_patients(services, patients=2, visits=3)[1]
+        follow(services)
+        replayed = replay_verified(services.case_record, services.chain_store, patient)
+        loaded = services.case_record.repository.get(patient)
+        assert replayed.version == loaded.version and vars(replayed) == vars(loaded)
+
+    def test_a_payload_altered_after_it_was_chained_is_refused(self, chained) -> None:
+        from core.audit.replay import NotVerified, replay_verified
+
+        services, rogue, rows = chained
+        victim = rows[3]
+        rogue.update_state(victim.id, rogue.state_of(victim.id).replace(b"}", b" }", 1))
+        with pytest.raises(NotVerified, match=f"version {victim.originator_version} does not match"):
+            replay_verified(services.case_record, services.chain_store, victim.originator_id)
+
+    def test_a_row_not_chained_yet_is_not_replayed_as_verified(self, services: Services) -> None:
+        from core.audit.replay import NotVerified, replay_verified
+
+        patient = record_patients(services, patients=1, visits=1)[0]
+        with pytest.raises(NotVerified, match="not in the tree"):
+            replay_verified(services.case_record, services.chain_store, patient)
+
+    def test_the_mapper_decodes_every_stored_row_as_the_stdlib_parser_would(self, services: Services) -> None:
+        mapper = services.case_record.mapper
+        record_patients(services, patients=2, visits=2)  # registrations carry sealed personal values
+        for row in stored_rows(services):
+            slow = mapper._unseal_all(mapper.transcoder.decode(row.state))
+            assert mapper._decode(row.state) == slow
+        odd = b'{"x":NaN,"when":{"_type_":"date_iso","_data_":"2026-01-02"}}'  # msgspec refuses NaN
+        decoded = mapper._decode(odd)
+        assert decoded["when"].isoformat() == "2026-01-02" and decoded["x"] != decoded["x"]
+
+
+def read_some(services: Services, n: int = 4) -> None:
+    """Reads recorded in the access log, as the API records them."""
+    from datetime import UTC, datetime
+
+    from core.access_log import AccessEntry
+
+    for i in range(n):
+        services.access_log.append(
+            AccessEntry(
+                at=datetime.now(UTC),
+                agency_id="hc-east",
+                key_id="k1",
+                staff_id=f"staff-{i}",
+                purpose="care",
+                endpoint="GET /v1/patients/{patient_id}",
+                status=200,
+                patient_ids=(uuid4(),),
+                fields=("name",),
+                correlation_id=f"c{i}",
+            )
+        )
+
+
+def access_log_sql(services: Services, *statements: str) -> None:
+    """A rogue administrator on the access log: the append-only triggers dropped or disabled first."""
+    import sqlite3
+    from contextlib import closing
+
+    if services.settings.postgres is not None:
+        import psycopg
+
+        with psycopg.connect(services.settings.postgres.conninfo()) as c:
+            c.execute("ALTER TABLE smd_access_log DISABLE TRIGGER USER")
+            c.execute("ALTER TABLE smd_access_log_chain DISABLE TRIGGER USER")
+            for sql in statements:
+                c.execute(sql)
+            c.execute("ALTER TABLE smd_access_log ENABLE TRIGGER USER")
+            c.execute("ALTER TABLE IF EXISTS smd_access_log_chain ENABLE TRIGGER USER")
+        return
+    from core.access_log import ACCESS_LOG_FILE
+
+    with closing(sqlite3.connect(services.settings.data_dir / ACCESS_LOG_FILE, isolation_level=None)) as c:
+        for trigger in ("no_update", "no_delete", "chain_no_update", "chain_no_delete"):
+            c.execute(f"DROP TRIGGER IF EXISTS smd_access_log_{trigger}")
+        for sql in statements:
+            c.execute(sql)
+
+
+class TestTheAccessLogChain:
+    def test_every_checkpoint_pins_the_access_logs_chain_and_an_untouched_log_verifies(
+        self, services: Services
+    ) -> None:
+        from core.audit.checkpoints import parse_access_log_extension
+        from core.audit.notes import Checkpoint, SignedNote
+
+        record_patients(services, patients=1)
+        read_some(services)
+        follow(services)
+        services.checkpointer.sign_now()
+        note = services.chain_store.latest_checkpoint().note
+        pinned = parse_access_log_extension(Checkpoint.parse(SignedNote.parse(note).body).extensions)
+        assert pinned == services.access_log.chain_head() and pinned[0] >= 4
+        report = verified(services, access_log=services.access_log)
+        assert report.ok, report.findings
+
+    @pytest.mark.parametrize(
+        ("attack", "named"),
+        [
+            ("UPDATE smd_access_log SET purpose = 'curiosity' WHERE position = {p}", "row {p}: altered"),
+            ("DELETE FROM smd_access_log WHERE position = {p}", "row {p}: deleted"),
+            (
+                "INSERT INTO smd_access_log (position, at, agency_id, key_id, staff_id, purpose, endpoint, status,"
+                " patient_ids, fields, correlation_id) SELECT position + 1000, at, agency_id, key_id, staff_id,"
+                " purpose, endpoint, status, patient_ids, fields, correlation_id FROM smd_access_log"
+                " WHERE position = {p}",
+                "row {q}: not chained",
+            ),
+        ],
+    )
+    def test_a_row_altered_deleted_or_inserted_with_sql_is_named(self, services: Services, attack, named) -> None:
+        read_some(services)
+        p = services.access_log.entries(limit=10)[1].position
+        access_log_sql(services, attack.format(p=p))
+        findings = [str(f) for f in verified(services, access_log=services.access_log).findings]
+        assert any(named.format(p=p, q=p + 1000) in m for m in findings), findings
+
+    def test_rows_written_before_the_chain_existed_are_chained_on_the_next_start(self, open_store) -> None:
+        first = open_store()
+        read_some(first, 3)
+        access_log_sql(first, "DROP TABLE smd_access_log_chain")  # as a store from before this change
+        second = open_store()
+        assert second.access_log.chain_head()[0] == 3
+        read_some(second, 1)
+        assert second.access_log.chain_findings() == []
+
+    def test_the_last_rows_deleted_with_their_links_are_caught_by_the_checkpoint(self, services: Services) -> None:
+        read_some(services)
+        record_patients(services, patients=1)
+        follow(services)
+        services.checkpointer.sign_now()
+        last = services.access_log.entries(limit=10)[-1].position
+        access_log_sql(
+            services,
+            f"DELETE FROM smd_access_log WHERE position = {last}",
+            f"DELETE FROM smd_access_log_chain WHERE position = {last}",
+        )
+        findings = [str(f) for f in verified(services, access_log=services.access_log).findings]
+        assert any("access-log rows; the stored chain differs" in m for m in findings), findings
+
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
