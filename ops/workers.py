@@ -108,14 +108,17 @@ def serve(settings: Any, workers: int = 1, followers: bool = True, services: Ser
 
     from ops.bootstrap import bootstrap
 
-    def run(fd: int | None, background_work: bool, opened: Services | None = None) -> None:
+    def run(sock: socket.socket | None, background_work: bool, opened: Services | None = None) -> None:
         services = opened or bootstrap(settings)
         app = serving_app(services) if background_work else create_app(services)
         try:
-            if fd is None:
+            if sock is None:
                 uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
             else:
-                uvicorn.run(app, fd=fd, log_config=None, access_log=False)
+                # the socket itself, not its fd: uvicorn takes an fd for a UNIX socket, and the
+                # loop then sets no TCP_NODELAY on the connections (40 ms delayed-ACK stalls)
+                config = uvicorn.Config(app, log_config=None, access_log=False)
+                uvicorn.Server(config).run(sockets=[sock])
         finally:
             services.close()
 
@@ -138,7 +141,7 @@ def serve(settings: Any, workers: int = 1, followers: bool = True, services: Ser
             code = 0
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                run(sock.fileno(), followers and i == 0)
+                run(sock, followers and i == 0)
             except BaseException:
                 log.exception("worker failed", worker=i)
                 code = 1
