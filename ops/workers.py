@@ -93,13 +93,13 @@ def serve(settings: Any, workers: int = 1, followers: bool = True, services: Ser
     """Serve the HTTP API from ``workers`` processes sharing one listening socket (PostgreSQL).
 
     One process cannot use a second core (the interpreter lock): with ``workers`` > 1 the socket
-    is bound here, then each worker process is forked with it and opens its own services (pools
-    are never shared across a fork). The first worker also runs the background work (the
-    followers of the log and, with NATS, the intake and the outbox; ``followers``=False: none);
-    the others serve HTTP only. Every cache a worker keeps is checked against the store on each
-    use (API keys behind the key chain's sequence, the registry by its position, aggregates by
-    their version at save), so any worker may answer any request. ``services``: already opened
-    (one process only); closed when serving ends.
+    is bound here, then each worker process is forked with it, opens its own services (pools
+    are never shared across a fork) and serves HTTP only; this process then runs the background
+    work (the followers of the log and, with NATS, the intake and the outbox; ``followers``=False:
+    none) and stops every worker when one ends or when it is stopped. Every cache a worker keeps
+    is checked against the store on each use (API keys behind the key chain's sequence, the
+    registry by its position, aggregates by their version at save), so any worker may answer any
+    request. ``services``: already opened (one process only); closed when serving ends.
     """
     import signal
     import socket
@@ -141,7 +141,8 @@ def serve(settings: Any, workers: int = 1, followers: bool = True, services: Ser
             code = 0
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                run(sock, followers and i == 0)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                run(sock, False)
             except BaseException:
                 log.exception("worker failed", worker=i)
                 code = 1
@@ -149,21 +150,35 @@ def serve(settings: Any, workers: int = 1, followers: bool = True, services: Ser
                 os._exit(code)
         children.append(pid)
     sock.close()
+    asyncio.run(_supervise(settings, children, followers))
 
-    def stop(signum: int, _frame: Any) -> None:
+
+async def _supervise(settings: Any, children: list[int], followers: bool) -> None:
+    """The parent of ``serve``'s workers: the background work (``followers``) until stopped
+    (SIGTERM, SIGINT) or until a worker ends; then every worker is stopped and waited for."""
+    import signal
+
+    from ops.bootstrap import bootstrap
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    services = bootstrap(settings) if followers else None
+    try:
+        async with background(services) if services is not None else contextlib.nullcontext():
+            while not stop.is_set():
+                for child in children:
+                    with contextlib.suppress(ChildProcessError):
+                        if os.waitpid(child, os.WNOHANG)[0]:
+                            stop.set()  # a worker ended (a failure, or stopped): stop them all
+                await _sleep(stop, 0.5)
+    finally:
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for child in children:  # when one worker ends (a failure, or stopped), stop them all
-        while True:
-            try:
-                os.waitpid(child, 0)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-        stop(signal.SIGTERM, None)
+        for child in children:
+            with contextlib.suppress(ChildProcessError):
+                await asyncio.to_thread(os.waitpid, child, 0)
+        if services is not None:
+            services.close()
