@@ -384,7 +384,8 @@ class PostgresApiKeyTable:
     def __init__(self, conninfo: str, min_size: int = 1, max_size: int = 4):
         from core.postgres import open_pool
 
-        self.pool = open_pool(conninfo, min_size=min_size, max_size=max_size, name="smd-api-keys")
+        # every write is in an explicit transaction: the sequence read on each request is one round trip
+        self.pool = open_pool(conninfo, min_size=min_size, max_size=max_size, name="smd-api-keys", autocommit=True)
         with self.pool.connection() as c:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS smd_api_keys (key_id text PRIMARY KEY,"

@@ -23,7 +23,7 @@ from uuid import UUID
 from core import go_live
 from core.case_record import CaseRecord
 from core.contract import DEFAULT_LIMITS, ContractError, WireLimits, check_bytes
-from core.intake import accept
+from core.intake import Incoming, accept_batch
 from core.registry import RegistryView
 from core.waiting import WAITING, Arrival
 from domain.errors import DomainError
@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from core.ports import DoorCounts
     from core.waiting import Waiting
 
-DOOR = "import"  # the door's label in the metrics (ops.metrics)
+DOOR = "import"
+#: Rows per unit of work and transaction: one row per transaction imported ~300 rows/s here, a
+#: 10^6-row ledger in about an hour; a batch takes the events table's lock once.
+IMPORT_BATCH = 500  # the door's label in the metrics (ops.metrics)
 REGISTRATIONS = (
     "cn.smd.patient.registered.v1",
     "cn.smd.patient.registered.v2",
@@ -82,6 +85,7 @@ def import_lines(
     limits: WireLimits = DEFAULT_LIMITS,
     metrics: DoorCounts | None = None,
     waiting: Waiting | None = None,
+    batch: int = IMPORT_BATCH,
 ) -> ImportReport:
     """Import a ledger's JSON Lines (one envelope per line) from one agency.
 
@@ -89,7 +93,8 @@ def import_lines(
     ``limits``: SMD_MAX_MESSAGE_BYTES and SMD_MAX_JSON_DEPTH, per line (``core.contract.check_bytes``).
     ``metrics``: counts each row accepted or refused (door ``import``).
     ``waiting``: a row whose patient (suspected case, incident, move) is not recorded yet waits
-    for it (core.waiting) and is listed in ``report.waiting``; without it, it is refused."""
+    for it (core.waiting) and is listed in ``report.waiting``; without it, it is refused.
+    ``batch``: rows recorded per transaction."""
     report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
     lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 
@@ -99,35 +104,37 @@ def import_lines(
         except (ValueError, AttributeError):  # ContractError is a ValueError: accept() reports it
             return 1
 
-    for number, line in sorted(lines, key=registration_first):  # stable: ledger order otherwise
-        try:
-            recorded = accept(
-                case_record,
-                registry,
-                line,
-                agency_id,
-                "ledger import",
-                imported=True,
-                earliest=earliest,
-                limits=limits,
-                waiting=waiting,
-                arrival=Arrival(door=DOOR),
-            )
-        except (ContractError, DomainError) as e:
-            report.refused.append((number, getattr(e, "code", "invalid"), str(e)))
+    ordered = sorted(lines, key=registration_first)  # stable: ledger order otherwise
+    for start in range(0, len(ordered), batch):
+        chunk = ordered[start : start + batch]
+        # one unit of work and one transaction per chunk (core.intake.accept_batch): the same
+        # checks, idempotency and waiting as one row at a time, a refused row refused alone
+        results = accept_batch(
+            case_record,
+            registry,
+            [Incoming(line, agency_id, "ledger import", Arrival(door=DOOR), imported=True) for _, line in chunk],
+            earliest=earliest,
+            limits=limits,
+            waiting=waiting,
+        )
+        for (number, _), recorded in zip(chunk, results, strict=True):
+            if isinstance(recorded, (ContractError, DomainError)):
+                report.refused.append((number, getattr(recorded, "code", "invalid"), str(recorded)))
+                if metrics is not None:
+                    metrics.message_rejected(DOOR, recorded.code)
+                continue
+            if isinstance(recorded, Exception):  # the store failed for this row: stop, as before
+                raise recorded
             if metrics is not None:
-                metrics.message_rejected(DOOR, e.code)
-            continue
-        if metrics is not None:
-            metrics.message_accepted(DOOR, recorded.outcome)
-        if recorded.outcome == WAITING:
-            report.waiting.append((number, recorded.key))
-            continue
-        if recorded.outcome == "duplicate":
-            report.duplicates += 1
-        else:
-            report.recorded += 1
-        report.patients.add(recorded.subject)
+                metrics.message_accepted(DOOR, recorded.outcome)
+            if recorded.outcome == WAITING:
+                report.waiting.append((number, recorded.key))
+                continue
+            if recorded.outcome == "duplicate":
+                report.duplicates += 1
+            else:
+                report.recorded += 1
+            report.patients.add(recorded.subject)
     if report.patients:  # a ledger refused or waiting whole stores nothing, not even a go-live
         agency = registry.agency(agency_id)
         kind = None if agency is None else str(agency.kind)

@@ -8,8 +8,11 @@ Both are safe to run again: every fact they record is once per key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -20,8 +23,10 @@ from core.case_record import CaseRecord
 from domain.errors import DomainError
 from domain.go_live import GoLive, go_live_id
 from domain.patient_file import GoLiveJoined
+from domain.receipt import Receipt, receipt_id
 from domain.rules.engine import is_imported
 from domain.rules.entries import lists_of
+from domain.values import Provenance
 
 log = structlog.get_logger(__name__)
 
@@ -76,19 +81,30 @@ def joined(
             break
         except IntegrityError:
             continue  # another import joined at the same moment: look again
-    for pid in found:
-        _each(case_record.mark_go_live_joined, pid, agency_id, ledger)
+    _mark_all(
+        case_record,
+        found,
+        agency_id,
+        lambda pid: f"golive:{ledger}:{pid}",  # CaseRecord.mark_go_live_joined's key
+        "smd.GoLiveJoined",
+        lambda p, by, now: p.mark_go_live_joined(by, now, ledger=ledger),
+        single=lambda pid: _each(case_record.mark_go_live_joined, pid, agency_id, ledger),
+    )
     return "joined"
 
 
 def complete(case_record: CaseRecord, region: str, agency_id: str) -> int:
     """Assess every patient still waiting for the go-live once; returns how many were assessed."""
-    assessed = 0
-    for pid in sorted(case_record.originators_of(GoLiveJoined.TOPIC), key=str):
-        patient = case_record.patient(pid)
-        if patient.awaiting_go_live:
-            case_record.mark_history_imported(pid, agency_id, COMPLETION, 0)
-            assessed += 1
+    assessed = _mark_all(
+        case_record,
+        sorted(case_record.originators_of(GoLiveJoined.TOPIC), key=str),
+        agency_id,
+        lambda pid: f"import:{COMPLETION}:{pid}",  # CaseRecord.mark_history_imported's key
+        "smd.HistoryImported",
+        lambda p, by, now: p.mark_history_imported(by, now, ledger=COMPLETION, rows=0, owner_kind=None),
+        single=lambda pid: case_record.mark_history_imported(pid, agency_id, COMPLETION, 0),
+        only=lambda patient: bool(patient.awaiting_go_live),
+    )
     for _ in range(5):
         go_live = load(case_record, region) or GoLive.open(region, case_record.clock())
         if not go_live.declare_complete(assessed, case_record.clock()):
@@ -132,3 +148,78 @@ def _each(record: object, pid: UUID, *args: object, **kw: object) -> None:
         record(pid, *args, **kw)  # type: ignore[operator]
     except DomainError:
         pass  # not a patient (a suspected case's subject): no file to mark
+
+
+#: Patients marked per transaction by ``_mark_all``.
+MARK_BATCH = 500
+
+
+def _mark_all(
+    case_record: CaseRecord,
+    patients: Sequence[UUID],
+    agency_id: str,
+    key_of: Callable[[UUID], str],
+    event_type: str,
+    command: Callable[..., None],
+    *,
+    single: Callable[[UUID], object],
+    only: Callable[[Any], bool] | None = None,
+) -> int:
+    """One service fact per patient (``CaseRecord._service_fact``'s, once per key), ``MARK_BATCH``
+    patients a transaction: each patient and receipt read once per batch (one query for those
+    absent), the batch's events stored in one save. ``only``: patients whose file passes it;
+    a subject that is not a patient is passed over. A batch that collides with another writer
+    is done one patient at a time (``single``). Returns how many facts were recorded."""
+    recorded = 0
+    for start in range(0, len(patients), MARK_BATCH):
+        chunk = list(patients[start : start + MARK_BATCH])
+        unit = case_record.unit_of_work()
+        keys = {pid: key_of(pid) for pid in chunk}
+        unit.prefetch_absent([receipt_id(k) for k in keys.values()] + chunk)
+        unit.preload(chunk)
+        events: list[Any] = []
+        aggregates: dict[UUID, Any] = {}
+        for pid in chunk:
+            key = keys[pid]
+            digest = hmac.new(case_record.digest_key, key.encode(), hashlib.sha256).hexdigest()
+            try:
+                unit.get(receipt_id(key))
+                continue  # recorded before: once per key
+            except AggregateNotFoundError:
+                pass
+            try:
+                patient = unit.patient(pid)
+            except DomainError:
+                continue  # not a patient (a suspected case's subject): no file to mark
+            if only is not None and not only(patient):
+                continue
+            now = case_record.clock()
+            try:
+                command(patient, Provenance(agency_id, None, now, key), now)
+            except DomainError:
+                if only is not None:
+                    raise
+                continue  # as ``_each``: a file the fact does not apply to
+            receipt = Receipt.issue(
+                key=key,
+                digest=digest,
+                event_type=event_type,
+                subject=str(pid),
+                agency_id=agency_id,
+                outcome="recorded",
+                now=now,
+            )
+            for aggregate in (patient, receipt):
+                events.extend(aggregate.collect_events())
+                aggregates[aggregate.id] = aggregate
+        if not events:
+            continue
+        try:
+            case_record.save_in_order(events, aggregates)
+            recorded += len(aggregates) // 2
+        except IntegrityError:  # another writer meanwhile: one patient at a time, each once per key
+            for pid in chunk:
+                if only is None or only(case_record.patient(pid)):
+                    result = single(pid)
+                    recorded += int(getattr(result, "outcome", "") == "recorded")
+    return recorded

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import IntegrityError
 
@@ -349,3 +349,38 @@ class GroupCommit:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+
+class GroupedAccessLog:
+    """An access log whose ``append`` calls from concurrent requests share one transaction.
+
+    Every read that reveals a patient appends a row before it is answered (``core.access_log``);
+    one transaction per read is one commit (and its fsync) per page. Here the rows of the reads
+    in flight are written by one writer thread with ``append_many`` (``GroupCommit``): each
+    ``append`` still returns only once its own row is committed, and raises if that commit
+    failed. Everything else is the wrapped log's."""
+
+    def __init__(self, log: Any, max_batch: int = 100) -> None:
+        self.log = log
+        self._group = GroupCommit(self._write, max_batch=max_batch)  # type: ignore[arg-type]
+
+    def _write(self, entries: list[Any]) -> list[None]:
+        self.log.append_many(entries)  # a failure raises for every row of the batch
+        return [None] * len(entries)
+
+    def append(self, entry: Any) -> None:
+        """Record one read; returns once committed (with the other reads in flight)."""
+        self._group.submit(entry).result()
+
+    def append_many(self, entries: Sequence[Any]) -> None:
+        self.log.append_many(entries)
+
+    def entries(self, **query: Any) -> list[Any]:
+        return self.log.entries(**query)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._group.close()
+        self.log.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.log, name)  # the wrapped log's own attributes (its table, its pool)

@@ -84,8 +84,13 @@ def checking(pool_of: Callable[[], ConnectionPool | None]) -> Callable[[Any], No
     return check
 
 
-def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None) -> ConnectionPool:
-    """A psycopg pool with the options above (opened; connections are made in the background)."""
+def open_pool(
+    conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None, autocommit: bool = False
+) -> ConnectionPool:
+    """A psycopg pool with the options above (opened; connections are made in the background).
+
+    ``autocommit``: a read is one round trip (not BEGIN, the query and COMMIT); for stores whose
+    every write is in ``with conn.transaction():``."""
     holder: list[ConnectionPool] = []
     pool = ConnectionPool(
         conninfo,
@@ -94,7 +99,7 @@ def open_pool(conninfo: str, *, min_size: int = 1, max_size: int = 4, name: str 
         name=name,
         timeout=POOL_TIMEOUT,
         reconnect_timeout=RECONNECT_TIMEOUT,
-        kwargs={"connect_timeout": CONNECT_TIMEOUT},
+        kwargs={"connect_timeout": CONNECT_TIMEOUT, "autocommit": autocommit},
         check=checking(lambda: holder[0] if holder else None),
         open=False,
     )

@@ -327,30 +327,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_http_only() -> None:
-    """The HTTP door alone: `smd serve` without the followers of the log in its process (as
+def serve_http_only(workers: int = 1) -> None:
+    """The HTTP door alone: `smd serve` without the followers of the log in its processes (as
     when the rules and the views run as processes of their own)."""
-    import uvicorn
-
-    from api.app import create_app
     from ops.logging import configure_logging
+    from ops.workers import serve
 
     settings = load_settings()
     configure_logging(settings.log_format, level=logging.WARNING)
-    services = bootstrap(settings)
-    try:
-        uvicorn.run(
-            create_app(services),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-        )
-    finally:
-        services.close()
+    serve(settings, workers=workers, followers=False)
 
 
-def _serve(env: dict[str, str], followers: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(env: dict[str, str], followers: bool = True, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     """`smd serve` (HTTP, and the rules and the work queue following the log unless not
     ``followers``) on the bench's store."""
     import httpx
@@ -358,7 +346,11 @@ def _serve(env: dict[str, str], followers: bool = True) -> tuple[subprocess.Pope
     port = _free_port()
     full = {**os.environ, **env, "SMD_PORT": str(port), "SMD_NATS_URL": "", "SMD_LOG_FORMAT": "json"}
     full.pop("SMD_FAULT", None)
-    command = ["-m", "ops.cli", "serve"] if followers else ["-c", "from ops.bench import serve_http_only as s; s()"]
+    command = (
+        ["-m", "ops.cli", "serve", "--workers", str(workers)]
+        if followers
+        else ["-c", f"from ops.bench import serve_http_only as s; s({workers})"]
+    )
     proc = subprocess.Popen(
         [sys.executable, *command],
         env=full,
@@ -426,9 +418,10 @@ async def _http_doors(url: str, key: str, clients: int, per_client: int, batches
             if status != 200:
                 raise RuntimeError(f"GET /healthz answered {status}")
 
-    t = time.perf_counter()
-    await asyncio.gather(*(health(c, per_client) for c in connections))
-    out["healthz_per_s"] = clients * per_client / (time.perf_counter() - t)
+    if per_client:  # 0: the batch endpoint only
+        t = time.perf_counter()
+        await asyncio.gather(*(health(c, per_client) for c in connections))
+        out["healthz_per_s"] = clients * per_client / (time.perf_counter() - t)
 
     def one_patient(visits: int) -> list[bytes]:
         p = uuid4()
@@ -450,10 +443,11 @@ async def _http_doors(url: str, key: str, clients: int, per_client: int, batches
             if status not in (200, 201):
                 raise RuntimeError(f"POST /v1/events answered {status}: {answer[:200]!r}")
 
-    work = [one_patient(per_client - 1) for _ in range(clients)]
-    t = time.perf_counter()
-    await asyncio.gather(*(post_all(c, w) for c, w in zip(connections, work, strict=True)))
-    out["http_events_per_s"] = clients * per_client / (time.perf_counter() - t)
+    if per_client:
+        work = [one_patient(per_client - 1) for _ in range(clients)]
+        t = time.perf_counter()
+        await asyncio.gather(*(post_all(c, w) for c, w in zip(connections, work, strict=True)))
+        out["http_events_per_s"] = clients * per_client / (time.perf_counter() - t)
 
     nd = {**headers, "Content-Type": "application/x-ndjson"}
 
@@ -478,16 +472,118 @@ async def _http_doors(url: str, key: str, clients: int, per_client: int, batches
     return out
 
 
-def bench_doors(services: Services, env: dict[str, str], nats_url: str, n: int) -> dict[str, float]:
-    """The intake figures: NATS (in this process), then HTTP against `smd serve` (a subprocess)."""
+#: wrk's POST /v1/events: visits to the registered patients in turn, each its own envelope id
+#: (the run's prefix and a counter), dated a second apart; the summary as one JSON line.
+WRK_VISITS = """
+local counter = 0
+local patients = {%(patients)s}
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+request = function()
+  counter = counter + 1
+  local body = string.format('{"specversion":"1.0","id":"%(run)s-0000-4000-8000-%%012x","source":"hc-north",'
+    .. '"type":"cn.smd.visit.recorded.v1","subject":"%%s","time":"%%s","data":{"face_to_face":true,'
+    .. '"risk_level":1,"risk_class":"basically_stable"}}', counter, patients[(counter %% #patients) + 1],
+    os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ", %(start)d + counter))
+  return wrk.format(nil, "/v1/events", nil, body)
+end
+"""
+
+
+def _wrk(args: list[str], script: str) -> dict[str, float]:
+    """Run wrk with a Lua script whose ``done`` prints one JSON line; that line."""
+    import shutil
+
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+        f.write(script)
+        f.flush()
+        out = subprocess.run([wrk, "-s", f.name, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+WRK_SUMMARY = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "seconds": %f, "non2xx": %d, "errors": %d, "p50": %f, "p99": %f}\\n',
+    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1e6, latency:percentile(99) / 1e6))
+end
+"""
+
+
+async def _register(url: str, key: str, patients: int) -> list[str]:
+    """Register ``patients`` patients through POST /v1/events/batch (setup, not measured)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = _Connection(host, int(port))
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"}
+    start = datetime.now(UTC) - timedelta(days=400)
+    ids = [uuid4() for _ in range(patients)]
+    for i in range(0, patients, 100):
+        body = b"\n".join(
+            envelope("cn.smd.patient.registered.v1", p, {"name": "Bench Person", "residence": VILLAGE}, start)
+            for p in ids[i : i + 100]
+        )
+        status, answer = await conn.request("POST", "/v1/events/batch", headers, body)
+        if status != 200 or any(json.loads(x)["outcome"] != "recorded" for x in answer.splitlines()):
+            raise RuntimeError(f"registering the bench's patients: {status} {answer[:200]!r}")
+    conn.close()
+    return [str(p) for p in ids]
+
+
+def wrk_doors(url: str, key: str, clients: int, seconds: float) -> dict[str, float]:
+    """GET /healthz and POST /v1/events (visits to 10 patients a client, registered first) from
+    ``clients`` wrk connections for ``seconds`` each; requests/s, and refusals counted."""
+    host = url.removeprefix("http://")
+    args = ["-t1", f"-c{clients}", f"-d{seconds:g}s"]
+    health = _wrk([*args, f"http://{host}/healthz"], WRK_SUMMARY)
+    patients = asyncio.run(_register(url, key, clients * 10))
+    script = WRK_VISITS % {
+        "patients": ",".join(f'"{p}"' for p in patients),
+        "key": key,
+        "run": secrets.token_hex(4),
+        "start": int((datetime.now(UTC) - timedelta(days=300)).timestamp()),
+    }
+    script += WRK_SUMMARY
+    visits = _wrk([*args, f"http://{host}/v1/events"], script)
+    if visits["non2xx"] or visits["errors"]:
+        raise RuntimeError(f"POST /v1/events under wrk: {visits['non2xx']} refused, {visits['errors']} errors")
+    return {
+        "healthz_per_s": health["requests"] / health["seconds"],
+        "http_events_per_s": visits["requests"] / visits["seconds"],
+        "http_events_p50_ms": visits["p50"] * 1000,
+        "http_events_p99_ms": visits["p99"] * 1000,
+    }
+
+
+def bench_doors(
+    services: Services, env: dict[str, str], nats_url: str, n: int, workers: int = 2, seconds: float = 5.0
+) -> dict[str, float]:
+    """The intake figures: NATS (in this process), then HTTP against `smd serve` (a subprocess).
+
+    With wrk installed, GET /healthz and POST /v1/events are measured by wrk (``seconds`` each,
+    32 connections) against ``workers`` API processes; without it, by this process's own
+    asyncio clients against one. The batch endpoint is always this process's (4 clients)."""
+    import shutil
+
     figures = {"nats_intake_per_s": asyncio.run(_nats_intake(services, nats_url, workload(max(1, n // 10), 9)))}
     key = services.apikeys.issue("hc-north").key
+    use_wrk = shutil.which("wrk") is not None
+    figures["http_client_wrk"] = float(use_wrk)
+    figures["http_workers"] = float(workers if use_wrk else 1)
     for followers, suffix in ((False, "_http_only"), (True, "")):
-        proc, url = _serve(env, followers)
+        proc, url = _serve(env, followers, workers if use_wrk else 1)
         try:
             if followers:
                 _wait_until_followers_idle(url, key)
-            found = asyncio.run(_http_doors(url, key, clients=32, per_client=max(2, n // 32), batches=5))
+            if use_wrk:
+                found = wrk_doors(url, key, 32, seconds)
+                batch = asyncio.run(_http_doors(url, key, clients=4, per_client=0, batches=5))
+                found["batch_events_per_s"] = batch["batch_events_per_s"]
+            else:
+                found = asyncio.run(_http_doors(url, key, clients=32, per_client=max(2, n // 32), batches=5))
             figures.update({name + suffix: value for name, value in found.items()})
         finally:
             proc.terminate()
@@ -536,6 +632,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops import bench_reads
 
         return bench_reads.main([a for a in argv if a != "--reads"])
+    if "--import" in argv:  # long: a ledger of N events imported and assessed (ops/bench_import.py)
+        from ops import bench_import
+
+        return bench_import.main([a for a in argv if a != "--import"])
     from ops.logging import configure_logging
 
     ap = argparse.ArgumentParser(prog="smd bench")
@@ -552,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         help="doors: the intake figures only; vlog: the verifiable log's figures and the bare scan and read",
     )
     ap.add_argument("--json", type=Path, default=JSON_OUT, help="where the figures are written as JSON")
+    ap.add_argument("--workers", type=int, default=2, help="API worker processes under wrk (2)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds of each wrk measurement (5)")
     a = ap.parse_args(argv)
     bench_pages.quiet()
     configure_logging("json", level=logging.WARNING)  # stdout is the table's alone
@@ -576,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             services.registry.refresh()
             if a.only == "all":
                 ours.update(bench_ours(services, a.n))
-            ours.update(bench_doors(services, env, a.nats, a.n))
+            ours.update(bench_doors(services, env, a.nats, a.n, a.workers, a.seconds))
             if a.only == "all":
                 cost = bench_rule_cost(services)
             services.close()
@@ -644,6 +746,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, PostgreSQL, {a.n} messages, load average "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores; baseline: bare_pipeline.py\n"
     )
+    if ours.get("http_client_wrk"):
+        print(f"HTTP clients: wrk, 32 connections, {a.seconds:g} s; `smd serve --workers {a.workers}`\n")
+    else:
+        print("HTTP clients: this process's asyncio clients (wrk not installed); one API worker\n")
     print("| figure | ours | baseline | ratio |\n|---|---:|---:|---:|")
     for name, mine, theirs, key in rows:
         if mine is not None:

@@ -182,6 +182,104 @@ def serving(services: Any) -> Iterator[str]:
         thread.join(10)
 
 
+@contextmanager
+def serving_processes(url: str, data_dir: str, workers: int) -> Iterator[str]:
+    """The HTTP API as `smd serve --workers N` serves it, HTTP only (no followers: the view is
+    what it is), in child processes on a free local port."""
+    import os
+
+    import httpx
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SMD_DATABASE_URL": url,
+        "SMD_DATA_DIR": data_dir,
+        "SMD_PORT": str(port),
+        "SMD_NATS_URL": "",
+        "SMD_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [sys.executable, "-c", f"import ops.bench_pages as b; b._serve_main({workers})"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the API did not start within 60 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _serve_main(workers: int) -> None:
+    """The served side of ``serving_processes``."""
+    from ops.logging import configure_logging
+    from ops.settings import load_settings
+    from ops.workers import serve
+
+    configure_logging("json", level=logging.WARNING)
+    serve(load_settings(), workers=workers, followers=False)
+
+
+#: wrk's summary as one JSON line (latencies in microseconds there, seconds here).
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"p50": %f, "p99": %f, "requests": %d, "non2xx": %d, "errors": %d}\\n',
+    latency:percentile(50) / 1e6, latency:percentile(99) / 1e6, summary.requests, e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk_path() -> str | None:
+    """wrk (Debian's package), if installed: a client in C that costs the machine far less than
+    the service it measures; without it the clients are Python (httpx, in a child process)."""
+    import shutil
+
+    return shutil.which("wrk")
+
+
+def load_wrk(url: str, key: str, clients: int, seconds: float) -> dict[str, Any]:
+    """p50 and p99 (s) of ``clients`` connections, each sending its next request when the
+    previous answer arrives, for ``seconds`` (wrk, one thread), after a one-second warm-up."""
+    import httpx
+
+    wrk = wrk_path()
+    assert wrk is not None
+    first = httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    items = len(first.json()["items"]) if first.status_code == 200 else 0
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        header = ["-H", f"Authorization: Bearer {key}"]
+        subprocess.run([wrk, "-t1", f"-c{clients}", "-d1s", *header, url], capture_output=True, check=True)  # noqa: S603
+        out = subprocess.run(  # noqa: S603
+            [wrk, "-t1", f"-c{clients}", f"-d{seconds:g}s", "-s", script.name, *header, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    failed = ["non-2xx"] * found["non2xx"] + ["error"] * found["errors"]
+    return {"p50": found["p50"], "p99": found["p99"], "n": found["requests"], "items": items, "failed": failed}
+
+
 def load(url: str, key: str, clients: int, per_client: int) -> dict[str, Any]:
     """``times``: latencies (s) of ``clients`` concurrent clients each asking ``per_client`` times
     (in a child process); ``items``: how many items the page had."""
@@ -270,15 +368,24 @@ def query_times(services: Any, page: str, n: int = 100) -> list[float]:
     return out
 
 
-def measure_once(url: str, data_dir: str, clients: int, per_client: int) -> dict[str, dict[str, Any]]:
-    """Every page's latencies (s) on a store, one serving of the API, and its query's alone."""
+def measure_once(
+    url: str, data_dir: str, clients: int, per_client: int, workers: int = 1, seconds: float = 5.0
+) -> dict[str, dict[str, Any]]:
+    """Every page's latencies (s) on a store, one serving of the API, and its query's alone.
+
+    With wrk installed the API is served by ``workers`` processes (`smd serve --workers`) and
+    wrk asks for ``seconds``; without it, by one worker in this process and Python clients."""
     out = {}
-    with opened(url, data_dir) as services, serving(services) as base:
+    with opened(url, data_dir) as services:
         keys = {POLICE: services.apikeys.issue(POLICE).key, GOVERNANCE: services.apikeys.issue(GOVERNANCE).key}
-        for page, path in PATHS.items():
-            key = keys[POLICE if page.startswith("work queue") else GOVERNANCE]
-            out[page] = load(base + path, key, clients, per_client)
-            out[page]["query"] = query_times(services, page)
+        with serving_processes(url, data_dir, workers) if wrk_path() else serving(services) as base:
+            for page, path in PATHS.items():
+                key = keys[POLICE if page.startswith("work queue") else GOVERNANCE]
+                if wrk_path():
+                    out[page] = load_wrk(base + path, key, clients, seconds)
+                else:
+                    out[page] = load(base + path, key, clients, per_client)
+                out[page]["query"] = query_times(services, page)
     return out
 
 
@@ -288,10 +395,14 @@ def figures_of(label: str, rows: int, rounds: list[dict[str, dict[str, Any]]]) -
     for page in PATHS:
         p50s, p99s = [], []
         for r in rounds:
+            if "p99" in r[page]:  # wrk's own percentiles
+                p50s.append(r[page]["p50"] * 1000)
+                p99s.append(r[page]["p99"] * 1000)
+                continue
             times = sorted(r[page]["times"]) or [float("nan")]
             p50s.append(statistics.median(times) * 1000)
             p99s.append(times[min(len(times) - 1, int(len(times) * 0.99))] * 1000)
-        n = sum(len(r[page]["times"]) for r in rounds)
+        n = sum(r[page]["n"] if "n" in r[page] else len(r[page]["times"]) for r in rounds)
         failed = sum(len(r[page]["failed"]) for r in rounds)
         items = max(r[page]["items"] for r in rounds)
         p50, p99 = statistics.median(p50s), statistics.median(p99s)
@@ -341,6 +452,22 @@ def existing_store(url: str, data_dir: str | None = None) -> Iterator[tuple[str,
         yield url, data_dir or tmp, rows
 
 
+def describe(clients: int, workers: int, seconds: float) -> str:
+    """Which client measured, against how many API processes, and the load average."""
+    import os
+
+    load = os.getloadavg()
+    if wrk_path():
+        how = f"wrk (one thread, {clients} connections, {seconds:g} s a page and round)"
+        how += f", `smd serve --workers {workers}`"
+    else:
+        how = f"Python clients (httpx, {clients} in a child process), one API worker in the bench process"
+    return (
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, PostgreSQL; clients: {how}; load average"
+        f" {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores\n"
+    )
+
+
 def table(figures: list[PageFigure]) -> str:
     """Markdown: one line per store and page (medians of the rounds' p50 and p99), then the ratio
     of the largest generated store's p99 to the smallest's for each page (and of the query's
@@ -381,10 +508,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--year", metavar="URL", help="also measure an existing store (e.g. a simulated year's database)")
     ap.add_argument("--year-data-dir", metavar="DIR", help="that store's SMD_DATA_DIR (its key files)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON here")
+    ap.add_argument("--workers", type=int, default=2, help="API worker processes (with wrk; 2)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds per page and round (with wrk; 5)")
     a = ap.parse_args(argv)
     quiet()
     sizes = [int(s) for s in a.sizes.split(",")]
-    figures = run(a.pg, sizes, a.clients, a.per_client, a.year, a.rounds, a.year_data_dir)
+    figures = run(
+        a.pg, sizes, a.clients, a.per_client, a.year, a.rounds, a.year_data_dir, workers=a.workers, seconds=a.seconds
+    )
+    print(describe(a.clients, a.workers, a.seconds))
     print(table(figures))
     if a.json:
         with open(a.json, "w") as f:
@@ -400,6 +532,8 @@ def run(
     year: str | None = None,
     rounds: int = 3,
     year_data_dir: str | None = None,
+    workers: int = 2,
+    seconds: float = 5.0,
 ) -> list[PageFigure]:
     """Every page figure: the generated stores (and the simulated year), measured in turn in
     each of ``rounds`` rounds so that the machine's other load falls on all of them alike."""
@@ -412,5 +546,5 @@ def run(
         measured: list[list[dict[str, dict[str, Any]]]] = [[] for _ in stores]
         for _ in range(rounds):
             for i, (_, url, data_dir, _) in enumerate(stores):
-                measured[i].append(measure_once(url, data_dir, clients, per_client))
+                measured[i].append(measure_once(url, data_dir, clients, per_client, workers, seconds))
         return [f for (label, *_, rows), m in zip(stores, measured, strict=True) for f in figures_of(label, rows, m)]

@@ -28,6 +28,7 @@ from core.case_record import CaseRecord, Clock, utc_now
 from core.followers.concerns import Concerns
 from core.followers.engine import FollowerStatus
 from core.followers.parking import ParkingStore, PostgresParkingStore, SQLiteParkingStore
+from core.intake import GroupedAccessLog
 from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from core.policy_process import PolicyProcess
 from core.postgres import EVENTSOURCING_POOL_TIMEOUT, RECORDER_TOPIC
@@ -277,7 +278,8 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             parking = PostgresParkingStore(settings.postgres.conninfo())
             waiting_table = PostgresWaitingTable(settings.postgres.conninfo())
             chain_store = PostgresChainStore(settings.postgres.conninfo(), pool=views.pool)  # no new connections
-            access_log = PostgresAccessLog(settings.postgres.conninfo())
+            # the reads in flight share one commit (each answered after its own row is committed)
+            access_log = GroupedAccessLog(PostgresAccessLog(settings.postgres.conninfo()))
         apikeys = build_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ops.cli_audit import add_commands as add_audit_commands
@@ -18,11 +19,9 @@ from ops.settings import SettingsError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from ops.bootstrap import bootstrap
     from ops.logging import configure_logging, get_logger
-    from ops.workers import serving_app
+    from ops.workers import serve
 
     settings = load_settings()
     configure_logging(settings.log_format)
@@ -37,11 +36,18 @@ def _serve(args: argparse.Namespace) -> int:
         f" ({settings.data_dir if settings.store_kind == 'sqlite' else 'PostgreSQL'})",
         flush=True,
     )
-    log.info("starting", store=settings.store_kind, region=settings.region, nats=bool(settings.nats_url))
-    try:
-        uvicorn.run(serving_app(services), host=settings.host, port=settings.port, log_config=None, access_log=False)
-    finally:
-        services.close()
+    log.info(
+        "starting",
+        store=settings.store_kind,
+        region=settings.region,
+        nats=bool(settings.nats_url),
+        workers=args.workers,
+    )
+    if args.workers > 1:
+        services.close()  # each worker process opens its own
+        serve(settings, workers=args.workers)
+    else:
+        serve(settings, services=services)
     return 0
 
 
@@ -50,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smd", description="Severe mental disorder coordination backend")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP API (and, when configured, the NATS workers)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("SMD_WORKERS", "1")),
+        help="HTTP worker processes on one port (PostgreSQL; the first also runs the followers; SMD_WORKERS, 1)",
+    )
     serve.set_defaults(func=_serve)
     add_commands(sub)
     add_master_key_commands(sub)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -86,3 +87,98 @@ def serving_app(services: Services) -> Litestar:
     with SMD_NATS_URL, the NATS intake and outbox (connecting in the background, so the app
     starts while NATS is down)."""
     return create_app(services, lifespan=[background_lifespan(services)])
+
+
+def serve(settings: Any, workers: int = 1, followers: bool = True, services: Services | None = None) -> None:
+    """Serve the HTTP API from ``workers`` processes sharing one listening socket (PostgreSQL).
+
+    One process cannot use a second core (the interpreter lock): with ``workers`` > 1 the socket
+    is bound here, then each worker process is forked with it, opens its own services (pools
+    are never shared across a fork) and serves HTTP only; this process then runs the background
+    work (the followers of the log and, with NATS, the intake and the outbox; ``followers``=False:
+    none) and stops every worker when one ends or when it is stopped. Every cache a worker keeps
+    is checked against the store on each use (API keys behind the key chain's sequence, the
+    registry by its position, aggregates by their version at save), so any worker may answer any
+    request. ``services``: already opened (one process only); closed when serving ends.
+    """
+    import signal
+    import socket
+
+    import uvicorn
+
+    from ops.bootstrap import bootstrap
+
+    def run(sock: socket.socket | None, background_work: bool, opened: Services | None = None) -> None:
+        services = opened or bootstrap(settings)
+        app = serving_app(services) if background_work else create_app(services)
+        try:
+            if sock is None:
+                uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+            else:
+                # the socket itself, not its fd: uvicorn takes an fd for a UNIX socket, and the
+                # loop then sets no TCP_NODELAY on the connections (40 ms delayed-ACK stalls)
+                config = uvicorn.Config(app, log_config=None, access_log=False)
+                uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            services.close()
+
+    if workers <= 1:
+        run(None, followers, services)
+        return
+    if services is not None:
+        raise ValueError("several workers open their own services")
+    if settings.store_kind != "postgres":
+        raise ValueError("several worker processes need PostgreSQL (SQLite has one writer per file)")
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    children: list[int] = []
+    for i in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own services, the shared socket
+            code = 0
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                run(sock, False)
+            except BaseException:
+                log.exception("worker failed", worker=i)
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+    asyncio.run(_supervise(settings, children, followers))
+
+
+async def _supervise(settings: Any, children: list[int], followers: bool) -> None:
+    """The parent of ``serve``'s workers: the background work (``followers``) until stopped
+    (SIGTERM, SIGINT) or until a worker ends; then every worker is stopped and waited for."""
+    import signal
+
+    from ops.bootstrap import bootstrap
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    services = bootstrap(settings) if followers else None
+    try:
+        async with background(services) if services is not None else contextlib.nullcontext():
+            while not stop.is_set():
+                for child in children:
+                    with contextlib.suppress(ChildProcessError):
+                        if os.waitpid(child, os.WNOHANG)[0]:
+                            stop.set()  # a worker ended (a failure, or stopped): stop them all
+                await _sleep(stop, 0.5)
+    finally:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+        for child in children:
+            with contextlib.suppress(ChildProcessError):
+                await asyncio.to_thread(os.waitpid, child, 0)
+        if services is not None:
+            services.close()

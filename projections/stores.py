@@ -446,6 +446,8 @@ class _Base:
             key = t.column_names.index(order_by)
             found = sorted(found, key=lambda r: r[key])[:limit]
         types, names = t.types(), t.column_names
+        if type(self)._from_db is _Base._from_db:  # the driver gave the values as they are (a page: 100 rows)
+            return [dict(zip(names, r, strict=True)) for r in found]
         return [{k: self._from_db(types[k], v) for k, v in zip(names, r, strict=True)} for r in found]
 
     def count(
@@ -563,7 +565,8 @@ class PostgresViewStore(_Base):
         super().__init__()
         from core.postgres import open_pool
 
-        self.pool = open_pool(conninfo, min_size=1, max_size=4, name="smd-views")
+        # every write is in ``_tx`` (an explicit transaction): a page read is one round trip
+        self.pool = open_pool(conninfo, min_size=1, max_size=4, name="smd-views", autocommit=True)
         with self._tx(catalogue=True) as c:
             for stmt in self._schema():
                 c.execute(stmt, ())

@@ -113,3 +113,60 @@ def test_a_key_revoked_with_smd_keys_revoke_is_refused_on_the_very_next_request_
         assert (
             httpx.get(f"{url}/v1/me", headers={"Authorization": f"Bearer {other.key}"}, timeout=10).status_code == 200
         )
+
+
+def test_smd_serve_with_two_worker_processes_refuses_a_revoked_key_on_every_next_request(
+    fresh_pg_database: object, tmp_path: Path
+) -> None:
+    """`smd serve --workers 2` (PostgreSQL): two processes accept on one socket, each with its own
+    cache; after `smd keys revoke` no request on any new connection is served with the key."""
+    store_env = {
+        "SMD_DATA_DIR": str(tmp_path / "data"),
+        "SMD_NATS_URL": "",
+        "SMD_LOG_FORMAT": "json",
+        "SMD_DATABASE_URL": fresh_pg_database().url,  # type: ignore[operator]
+    }
+    port = free_port()
+    env = {**os.environ, **store_env, "SMD_PORT": str(port), "PYTHONPATH": str(ROOT)}
+    env.pop("SMD_FAULT", None)
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen([*SMD, "serve", "--workers", "2"], env=env, cwd=ROOT, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text(errors="replace")[-1500:]
+                time.sleep(0.2)
+            services = bootstrap(load_settings(store_env))
+            try:
+                issued = services.apikeys.issue("hc-north")
+            finally:
+                services.close()
+            bearer = {"Authorization": f"Bearer {issued.key}"}
+            # many new connections: both workers take some and cache the key
+            assert all(httpx.get(f"{url}/v1/me", headers=bearer, timeout=10).status_code == 200 for _ in range(30))
+            revoked = subprocess.run(
+                [*SMD, "keys", "revoke", issued.key_id],
+                env={**os.environ, **store_env, "PYTHONPATH": str(ROOT)},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert revoked.returncode == 0, revoked.stderr
+            answers = [httpx.get(f"{url}/v1/me", headers=bearer, timeout=10).status_code for _ in range(30)]
+            assert answers[0] == 401
+            assert set(answers) <= {401, 429}, answers  # 429: the failed-authentication limit, still refused
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                assert proc.wait(timeout=20) is not None
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert "worker failed" not in (tmp_path / "serve.log").read_text(errors="replace")
