@@ -20,7 +20,7 @@ import pytest
 import domain.rules
 from domain.rules.r05_lost_to_follow_up import R5
 from ops.bootstrap import Services
-from ops.simulation.generator import Township, generate
+from ops.simulation.generator import REGISTRATION_TYPES, Township, generate
 from ops.simulation.invariants import Findings, check
 from ops.simulation.log import Record, read_log
 from ops.simulation.simulate import DERIVED_TOPICS, SimClock, YearReport, derived_events, replay_year, run_year
@@ -77,7 +77,7 @@ def year(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         findings = check(records, scheduler_runs=report.scheduler_runs)
         for row in services.keystore.table.rows_wrapped_by(services.settings.master_key_id, 1_000_000):
             replica.keystore.table.insert_if_absent(row)  # the same data keys, as a restored backup has
-        replay_year(services, replica, replica_clock, report.scheduler_runs)
+        replay_year(services, replica, replica_clock, report.scheduler_runs, report.acts)
         yield SimulatedYear(kind, township, report, services, records, findings, replica)
     finally:
         replica.close()
@@ -110,7 +110,7 @@ class TestAYearOfMessages:
         assert (year.report.released, year.report.still_waiting) == (1, 0)
         registrations: dict[str, Any] = {}
         for d in year.township.deliveries:  # in delivery order: the first of each patient
-            if d.event_type == "cn.smd.patient.registered.v1" and d.kind in ("fact", "ledger"):
+            if d.event_type in REGISTRATION_TYPES and d.kind in ("fact", "ledger"):
                 registrations.setdefault(json.loads(d.raw)["subject"], d)
         [early] = [
             d
