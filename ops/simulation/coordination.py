@@ -60,7 +60,11 @@ TOO_LATE = timedelta(hours=6)
 _PLACE = "Lantern Bay Care Home (fictional)"
 _OBSERVED = ("threatening neighbours with a stick", "refusing food, talking of ending it", "smashing windows at home")
 _ACTIONS = ("escorted to the psychiatric hospital", "calmed on site with the family", "searched the village")
-_MEASURES = ("joint visit tomorrow; guardian to stay", "admission arranged with the hospital", "night watch by the committee")
+_MEASURES = (
+    "joint visit tomorrow; guardian to stay",
+    "admission arranged with the hospital",
+    "night watch by the committee",
+)
 _TASKS = ("会商后：联合上门随访", "会商后：核实监护人看护责任", "会商后：协助办理救助申请", "会商后：排查辖区疑似患者")
 
 
@@ -165,7 +169,10 @@ def answer_emergency(year: _Year, rng: random.Random, pid: UUID, unit: str, occu
         late = roll >= 0.75
         at = sent + timedelta(minutes=rng.randint(45, 240) if late else rng.randint(5, 25))
         done = max(occurred + timedelta(minutes=1), at - timedelta(minutes=rng.randint(1, 4)))
-        data = {"outcome": rng.choice(("sent_for_treatment", "calmed_on_site", "not_found")), "action": rng.choice(_ACTIONS)}
+        data = {
+            "outcome": rng.choice(("sent_for_treatment", "calmed_on_site", "not_found")),
+            "action": rng.choice(_ACTIONS),
+        }
         police = year.places.agency(unit, AgencyKind.POLICE_STATION, day)
         if year.send(police, "emergency.responded", pid, data, done, at=at, not_before=sent) is not None:
             year.planted["r20 police responded late" if late else "r20 police responded in time"] += 1
@@ -226,8 +233,15 @@ def emergencies(year: _Year, rng: random.Random, lives: Sequence[_Life], count: 
         if rng.random() < 0.12:  # another agency reports the same emergency
             other = rng.choice([k for k in reporters if k != kind])
             again = occurred + timedelta(minutes=rng.randint(10, 60))
-            year.send(places.agency(unit, other, day), "risk.escalated", life.id, data, again,
-                      at=again + timedelta(minutes=rng.randint(2, 10)), not_before=at)
+            year.send(
+                places.agency(unit, other, day),
+                "risk.escalated",
+                life.id,
+                data,
+                again,
+                at=again + timedelta(minutes=rng.randint(2, 10)),
+                not_before=at,
+            )
             year.planted["r20 second report of an emergency"] += 1
         answer_emergency(year, rng, life.id, unit, occurred, at)
 
@@ -239,9 +253,7 @@ def tasks(year: _Year, rng: random.Random, lives: Sequence[_Life], count: int) -
     """Tasks after consultations, about a patient or at a place; done in time, late, or never."""
     places = year.places
     residence = _residences(year)
-    candidates = [
-        life for life in lives if str(life.id) in residence and life.profile not in ("lost",)
-    ]
+    candidates = [life for life in lives if str(life.id) in residence and life.profile not in ("lost",)]
     kinds = (AgencyKind.HEALTH_CENTER, AgencyKind.COMMITTEE, AgencyKind.POLICE_STATION, AgencyKind.CIVIL_AFFAIRS)
     for _ in range(count):
         day = year.start + timedelta(days=rng.randint(3, year.days - 5))

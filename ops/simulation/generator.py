@@ -315,9 +315,7 @@ class _Year:
             if d.kind == "fact" and d.event_type == "cn.smd.visit.recorded.v1":
                 doc = json.loads(d.raw)
                 visits.setdefault(doc["subject"], []).append((datetime.fromisoformat(doc["time"]), doc))
-        registrations = [
-            d for d in self.deliveries if d.kind == "fact" and d.event_type in REGISTRATION_TYPES
-        ]
+        registrations = [d for d in self.deliveries if d.kind == "fact" and d.event_type in REGISTRATION_TYPES]
         for reg in sorted(registrations, key=lambda d: d.at):
             doc = json.loads(reg.raw)
             registered = datetime.fromisoformat(doc["time"])

@@ -32,10 +32,10 @@ from core.backfill import import_lines
 from core.calendar_view import load_year_file
 from core.contract import ContractError
 from core.intake import accept
+from core.obligations import act
 from core.registry import load_file
 from core.rule_settings_view import load_file as load_rule_settings
 from core.waiting import WAITING, Arrival, message_status
-from core.obligations import act
 from domain.errors import DomainError
 from domain.task import task_obligation_id
 from ops.data_files import DEMO_DISTRICT, RULE_SETTINGS_FILE, shipped_years, year_file

@@ -159,6 +159,23 @@ class Story:
     def end(self, lid: UUID, because: Record) -> None:
         self._put("smd.LostToFollowUpEnded", lid, because.recorded_at, because_of=because["message_id"])
 
+    def escalated(self, trigger: Record, level_before: int, class_before: str) -> None:
+        """The RiskEscalated the engine derives from the assessment ``trigger``."""
+        self._put(
+            "smd.RiskEscalated",
+            uuid4(),
+            trigger.recorded_at,
+            patient_id=trigger.stream,
+            assessment_key=trigger["message_id"],
+            occurred_at=trigger["occurred_at"],
+            level_before=level_before,
+            level_after=trigger["risk_level"],
+            class_before=class_before,
+            class_after=trigger["risk_class"],
+            residence="990101-001-v01",
+            recipients=[GOV],
+        )
+
     def check(self, runs: tuple[float, ...] = (), misses_that_mean_lost: int = 3) -> Findings:
         return check(self.records, scheduler_runs=[day(n) for n in runs], misses_that_mean_lost=misses_that_mean_lost)
 
@@ -167,7 +184,7 @@ def broken(findings: Findings) -> set[str]:
     return {v.invariant for v in findings.violations}
 
 
-def high_risk_entry(s: Story, patient: UUID, level: int = 4, *, on: float, **kw: Any) -> Record:
+def high_risk_entry(s: Story, patient: UUID, level: int = 3, *, on: float, **kw: Any) -> Record:
     """A visit at level >= 3 and what the engine opens for it: R1's police obligation, R2's first cycle."""
     entered = s.visit(patient, level, on=on, **kw)
     s.obligation("R1", "take_under_management", entered)
@@ -432,6 +449,7 @@ class TestR2JointVisits:
         s.assess(p, 2, on=1)  # basically stable: no R2
         unstable = s.fact("smd.RiskAssessed", p, on=2, risk_level=2, risk_class="unstable")
         s.obligation("R2", "joint_visit", unstable, role="joint-visit", cycle=unstable.version, due=16)
+        s.escalated(unstable, 2, "basically_stable")  # the class worsened
         findings = s.check()
         assert findings.ok, findings.violations
         assert (findings.counts["r2 episodes"], findings.counts["r2 cycles"]) == (1, 1)
@@ -447,7 +465,7 @@ class TestR2JointVisits:
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
         key = entered["message_id"]
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.obligation("R2", "joint_visit", joint, key=key, role="joint-visit", cycle=joint.version, due=26)
         s.complete(obligation_id(p, "R2", key, "joint-visit", entered.version), joint)
         findings = s.check()
@@ -458,7 +476,7 @@ class TestR2JointVisits:
         s = Story()
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.complete(obligation_id(p, "R2", entered["message_id"], "joint-visit", entered.version), joint)
         [v] = s.check().violations
         assert v.invariant == "r2-joint-visit-opens-next-cycle" and joint["message_id"] in v.detail
@@ -468,17 +486,17 @@ class TestR2JointVisits:
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
         key = entered["message_id"]
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.obligation("R2", "joint_visit", joint, key=key, role="joint-visit", cycle=joint.version, due=26)
         s.complete(obligation_id(p, "R2", key, "joint-visit", entered.version), joint)
-        s.visit(p, 4, on=13, occurred=5, joint=True)  # older than the anchor: the cycle stays
+        s.visit(p, 3, on=13, occurred=5, joint=True)  # older than the anchor: the cycle stays
         assert s.check().ok
 
     def test_two_cycles_of_one_episode_open_at_once_are_reported(self) -> None:
         s = Story()
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.obligation("R2", "joint_visit", joint, key=entered["message_id"], role="joint-visit", cycle=joint.version)
         findings = s.check()
         assert broken(findings) == {"r2-one-cycle-open-at-a-time", "open-obligation-still-holds"}
