@@ -333,6 +333,8 @@ class _Log:
         self.by_message.setdefault(r["message_id"], r)
         counts["facts"] += 1
         counts[f"facts {r.topic}"] += 1
+        if r.topic == REGISTERED and r.get("household_region"):
+            counts["registrations with a household region"] += 1  # v2 (a v1 upcast has none)
         occurred = r["occurred_at"]
         if r.recorded_at - occurred > LATE:
             counts["late facts"] += 1

@@ -1,4 +1,4 @@
-"""A simulated year of a township (issue 11), on SQLite and on PostgreSQL.
+"""A simulated year of a township (issues 11 and 19), on SQLite and on PostgreSQL.
 
 Two hundred fictional patients live a year: their agencies' systems send what they did, late,
 out of order, twice, and sometimes wrong; the real intake, rules, work queue and scheduler handle
@@ -89,6 +89,8 @@ def year(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 class TestAYearOfMessages:
     def test_every_valid_message_was_recorded_and_every_invalid_one_refused_with_its_reason(self, year) -> None:
         assert year.report.refused_valid == []
+        assert year.report.acts_refused == []  # every owner's act found its task's obligation
+        assert len(year.report.acts) == sum(d.kind == "act" for d in year.township.deliveries) >= 10
         assert year.report.accepted_invalid == []
         invalid = sum(d.kind == "invalid" for d in year.township.deliveries)
         assert year.report.refused.total() == invalid
@@ -169,6 +171,23 @@ MINIMUM_COUNTS: dict[str, int] = {
     **{f"obligations {rule}": 1 for rule in ("R1", "R2", "R3", "R4", "R5", "R6", "R9", "R10", "R11", "R13")},
     **{f"obligations {rule}": 1 for rule in ("R14", "R16", "R17", "R18")},
     "notices R12": 1,
+    # issue 19
+    "registrations with a household region": 40,
+    "risk escalations expected": 5,
+    "r19 take-overs": 6,
+    "r19 take-overs completed": 5,
+    "r19 police told": 1,
+    "overdue R19": 2,
+    "r20 emergencies": 70,
+    "r20 emergencies reported": 5,
+    "r20 police answered": 60,
+    "r20 police unanswered": 3,
+    "overdue R20": 30,
+    "tasks": 20,
+    "tasks completed": 15,
+    "overdue TASK": 4,
+    "facts smd.InstitutionalCareRecorded": 5,
+    "in institutional care at the end": 1,
 }
 
 
