@@ -83,6 +83,55 @@ The invariants (``Violation.invariant``)
        governance center it escalated to; ``r15-notice-never-overdue`` — "R15 does not escalate
        notices".
 
+    Issue 19's rules and facts are decided on the patient's file *as of each fact* (recorded order;
+    "latest" and "before" by occurred time, then stream version, as the engine orders a file), from
+    decided facts only (not a ledger's, not while a go-live has not assessed the patient: a
+    ``smd.GoLiveJoined`` after the latest ``smd.HistoryImported``). Agency kinds come from the
+    registry's records in the log (``smd.AgencyDefined`` / ``smd.AgencyChanged``).
+    7. "A derived RiskEscalated fact whenever a patient's level or class worsens (by occurred time,
+       with the level before and after)": ``risk-escalation-derived-once`` — every decided
+       assessment (visit or risk assessment) whose level is higher, or class worse, than the
+       assessment just before it by occurred time among those on file has exactly one
+       ``smd.RiskEscalated`` with its key, occurred time, levels and classes;
+       ``risk-escalation-has-worsening`` — the converse.
+    8. R19, "psychiatric hospital registers or diagnoses a patient → health center: take over (first
+       follow-up) within 10 working days; governance center notified, police too at level >= 3":
+       ``r19-hospital-patient-taken-over`` — the first decided registration or unrevoked diagnosis
+       recorded by an agency of the psychiatric-hospital kind, for a patient on the register whom
+       no visit has reached, opens exactly one ``take_over_from_hospital`` owned by a health center
+       (due at a China midnight 12-30 days after it was recorded: a bound) and a notice to a
+       governance center, and to a police station iff the latest level then is >= 3;
+       ``r19-take-over-has-hospital-fact`` — the converse (no R19 obligation or notice otherwise);
+       ``r19-first-visit-completes`` — it is completed by the first visit, as recorded, that is the
+       earliest visit dated on/after the hospital's first fact; cancelled by leaving the register
+       before any such visit (or a revocation); else still open.
+    9. R20, "a patient is reported dangerous to self or others now, or assessed >= 4 at home → police:
+       respond within minutes; governance center: coordinate; care team notified":
+       ``r20-emergency-opens-the-flow`` — every decided ``smd.RiskEscalationReported``, and every
+       decided assessment >= 4 while not in hospital or institutional care, of a patient on the
+       register, recorded at most 6 h after it occurred and dated more than 2 h after every earlier
+       emergency on file, opens (keyed by its message id) the police station's
+       ``respond_to_emergency`` due 30 minutes after it was recorded, the governance center's
+       ``coordinate_emergency`` due 2 hours after, and notices to a committee and a health center;
+       ``r20-flow-has-emergency`` — the converse; ``r20-answer-completes`` — each part is closed
+       first by the first ``smd.EmergencyResponded`` (police) or ``smd.EmergencyCoordinated``
+       (governance) recorded after it and dated from the emergency to 7 days after it, or by
+       leaving the register, whichever is recorded first; else it is still open (and R15 marks it
+       overdue: invariant 6).
+    10. Tasks people assign: ``task-opens-one-obligation`` — every ``smd.TaskAssigned`` opens exactly
+       one ``TASK`` ``assigned_task`` obligation (id from the task, key the task id) for its
+       assignee, with its deadline, about its patient (else the task itself), triggered by it (the
+       trigger lies on the task's own stream: invariant 4); ``task-obligation-has-task`` — the
+       converse; ``task-completed-by-owner`` — a task is completed only by its assignee's word
+       (``by_agency``: the work queue's "done"). A task outlives the register (invariant 5).
+    11. Institutional care, "the rules treat the patient as cared for (like a hospital stay) while it
+       lasts": the state's *cared for* (the latest ``smd.HospitalStayRecorded`` an admission, or the
+       latest ``smd.InstitutionalCareRecorded`` a start, by occurred time) replaces "in hospital"
+       wherever the rules for patients at home ask it: R2's episodes (invariant 3), R3, R4 and R6 at
+       the end (invariant 5), R20's assessments (invariant 9); R11 still reads hospital stays only;
+       ``cared-for-opens-no-home-rule`` — no R2, R3, R4 or R6 obligation is opened by a fact after
+       which the patient is cared for away from home.
+
 The counts (``Findings.counts``; the simulation asserts minimums on them)
     ``records``, ``scheduler runs``, ``facts``, ``facts <topic>``, ``late facts`` (recorded more
     than a day after they occurred), ``out of order facts`` (occurred before a fact recorded
@@ -94,7 +143,11 @@ The counts (``Findings.counts``; the simulation asserts minimums on them)
     ``lost episodes (misses) closed``, ``lost derived``, ``lost withdrawn``, ``lost ended``,
     ``lost compensations`` (withdrawn + ended), ``r2 episodes``, ``r2 cycles`` (cycles expected,
     i.e. joint-visit obligations due to exist), ``open at end`` (obligations still open after the
-    last record).
+    last record); issue 19: ``registrations with a household region`` (v2), ``risk escalated``
+    (derived), ``risk escalations expected``, ``r19 take-overs``, ``r19 take-overs completed`` /
+    ``cancelled`` / ``never``, ``r19 police told``, ``r20 emergencies`` (``reported`` /
+    ``assessed``), ``r20 police answered`` / ``unanswered``, ``r20 governance answered`` /
+    ``unanswered``, ``tasks``, ``tasks completed``, ``in institutional care at the end``.
 
 Not checked exactly (and why)
     Which agency is responsible for a place comes from the registry as recorded, which this
@@ -107,6 +160,10 @@ Not checked exactly (and why)
     register; R7/R8 not at all; notices only for their trigger and for R15. An episode is
     expected to open its obligations from the fact that opened it even after deregistration
     (R1 and R5 do not ask for the register), so such an obligation shows up in invariant 5.
+    R19's deadline is a bound (the working-day calendar is not recomputed); R20's minutes and R19's
+    ten days are the rule settings' defaults, not followed through settings changed in the log.
+    Tasks completed by their owner's word name no fact; whether an act came in time is R15's
+    (invariant 6). Acknowledgements and read receipts are not checked.
 """
 
 from __future__ import annotations
