@@ -310,7 +310,7 @@ def institutional_care(year: _Year, rng: random.Random, lives: Sequence[_Life], 
     ]
     for life in rng.sample(candidates, k=min(count, len(candidates))):
         day = year.start + timedelta(days=rng.randint(20, max(21, year.days - 60)))
-        civil = places_agency(year, life, AgencyKind.CIVIL_AFFAIRS, day)
+        civil = _agency_of(year, life, AgencyKind.CIVIL_AFFAIRS, day)
         data = {"place": _PLACE, "care_kind": status[str(life.id)]}
         started = year.send(civil, "institutional-care.started", life.id, data, _at(day, rng))
         if started is None:
@@ -319,7 +319,7 @@ def institutional_care(year: _Year, rng: random.Random, lives: Sequence[_Life], 
         if rng.random() < 0.8:
             ends = day + timedelta(days=rng.randint(25, 150))
             ended = year.send(
-                places_agency(year, life, AgencyKind.CIVIL_AFFAIRS, ends),
+                _agency_of(year, life, AgencyKind.CIVIL_AFFAIRS, ends),
                 "institutional-care.ended",
                 life.id,
                 {"reason": "returned home to the family"},
@@ -330,7 +330,7 @@ def institutional_care(year: _Year, rng: random.Random, lives: Sequence[_Life], 
                 year.planted["institutional care ended"] += 1
 
 
-def places_agency(year: _Year, life: _Life, kind: AgencyKind, day: date) -> str:
+def _agency_of(year: _Year, life: _Life, kind: AgencyKind, day: date) -> str:
     return year.places.agency(life.unit, kind, day)
 
 

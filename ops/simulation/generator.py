@@ -9,6 +9,10 @@ committees in a weekly sync. On top it sends what real systems also send: duplic
 message, second reports of the same missed visit, and a share of invalid messages (each with the
 reason it must be refused). The same seed gives the same township, byte for byte.
 
+On top of the lives, ``ops.simulation.coordination`` adds what issue 19 brought (the hospital's new
+patients, emergencies and their answers, tasks and their owners' acts, institutional care, v2
+registrations), each part on its own random stream.
+
 Pure: no I/O, no clock. The simulation (``ops.simulation.simulate``), the demo and the benchmarks
 feed the deliveries to the real intake. Places and agencies come from the demo district's registry.
 """
@@ -679,11 +683,11 @@ def generate(
     duplicates: float = 0.03,
     invalid: float = 0.01,
     suspected_cases: int | None = None,
-    issue_19: bool = True,
+    coordination: bool = True,
 ) -> Township:
     """The township of ``seed``: ``patients`` on the register (plus new registrations), a year.
 
-    ``issue_19``: add the hospital's new patients, emergencies, tasks and institutional care
+    ``coordination``: add the hospital's new patients, emergencies, tasks and institutional care
     (``ops.simulation.coordination``; each on its own random stream)."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible fiction, not a secret
     year = _Year(rng, _Places(), start, days)
@@ -704,15 +708,15 @@ def generate(
         day = start + timedelta(days=offset)
         for life in lives:
             life.day(day)
-    from ops.simulation import coordination  # it builds on this module's year
+    from ops.simulation import coordination as issue_19  # it builds on this module's year
 
-    coordination.registrations_v2(year, random.Random(f"{seed}/registrations-v2"))  # noqa: S311 - fiction
+    issue_19.registrations_v2(year, random.Random(f"{seed}/registrations-v2"))  # noqa: S311 - fiction
     year.add_duplicates(duplicates)
     year.add_invalid(invalid)
     year.add_outside_jurisdiction(random.Random(f"{seed}/outside-jurisdiction"))  # noqa: S311 - fiction
     year.add_early_visit(seed)
-    if issue_19:
-        coordination.add_coordination(year, seed, lives, patients)
+    if coordination:
+        issue_19.add_coordination(year, seed, lives, patients)
     deliveries = sorted(year.deliveries, key=lambda d: d.at)
     township = Township(seed, start, days, deliveries, Counter(life.profile for life in lives), year.planted)
     township.planted["late"] = sum(d.late for d in deliveries)

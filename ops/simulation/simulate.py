@@ -268,6 +268,7 @@ def _act(services: Any, clock: SimClock, delivery: Any, report: YearReport) -> N
 
 
 def apply_act(services: Any, clock: SimClock, done: Act) -> None:
+    """The rules catch up, the clock is set to the act's instant, the owner acts (work queue)."""
     drain(services)
     clock.now = done.at
     act(services.case_record, done.obligation_id, done.agency, "simulation", done.action)
