@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
+import core.policy_process
 import domain.rules
+import domain.rules.r04_visit_interval
+from domain.rules.entries import in_hospital
 from domain.rules.r05_lost_to_follow_up import R5
 from ops.bootstrap import Services
 from ops.simulation.generator import REGISTRATION_TYPES, Township, generate
@@ -208,6 +211,9 @@ class TestThePlantedFault:
     ) -> None:
         without_r5 = tuple(r for r in domain.rules.PATIENT_RULES if r is not R5)
         monkeypatch.setattr(domain.rules, "PATIENT_RULES", without_r5)
+        # in the same year, two faults of issue 19's: no RiskEscalated derived, R4 blind to institutional care
+        monkeypatch.setattr(core.policy_process, "record_risk_escalation", lambda *args: None)
+        monkeypatch.setattr(domain.rules.r04_visit_interval, "cared_for", in_hospital)
         township = generate(SEED + 1, 60, days=240)
         clock = SimClock(township.deliveries[0].at)
         services = open_services(store_settings("sqlite", tmp_path), clock=clock)
@@ -219,3 +225,4 @@ class TestThePlantedFault:
         broken = {v.invariant for v in findings.violations}
         assert not findings.ok
         assert any("r5" in name for name in broken), broken
+        assert {"risk-escalation-derived-once", "cared-for-opens-no-home-rule"} <= broken, broken
