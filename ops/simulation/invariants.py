@@ -64,7 +64,7 @@ The invariants (``Violation.invariant``)
        ``open-obligation-still-holds`` — every obligation (not notice) still open at the end of
        the log still has its condition on the final state by occurred time: R21 (a reporting
        duty, decision 023) no report of its duty and period from its owner; on the register
-       (every rule but R14, R18 and R21); R1 level >= 3, in the current R1 episode, not under police
+       (every rule but R14, R18, R21 and tasks); R1 level >= 3, in the current R1 episode, not under police
        management; R5 its lost episode still open (misses not located) or whereabouts still
        declared unknown; R2 the current R2 episode and, for a joint visit, its current cycle
        (legal duty: not told since it opened); R3 class basically stable or unstable, not in
