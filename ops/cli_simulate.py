@@ -70,7 +70,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from ops.settings import load_settings
     from ops.simulation.generator import generate
     from ops.simulation.log import read_log
-    from ops.simulation.simulate import SimClock, run_year
+    from ops.simulation.simulate import SimClock, derived_digest, run_year
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     settings = load_settings()
@@ -93,6 +93,7 @@ def _simulate(args: argparse.Namespace) -> int:
         records = list(read_log(services.case_record))
         assigned = Counter(r["rule"] for r in records if r.topic == "smd.ObligationAssigned")
         overdue = sum(r.topic == "smd.ObligationOverdue" for r in records)
+        escalated = sum(r.topic == "smd.RiskEscalated" for r in records)
         out += [
             ("store", settings.store_kind),
             ("patients (at start + joining)", f"{args.patients} + {township.profiles.total() - args.patients}"),
@@ -108,10 +109,13 @@ def _simulate(args: argparse.Namespace) -> int:
             ),
             ("refused (by reason)", ", ".join(f"{k} {v}" for k, v in report.refused.most_common()) or "none"),
             ("valid messages refused (defects)", str(len(report.refused_valid))),
+            ("tasks done by their owners / acts refused (defects)", f"{len(report.acts)} / {len(report.acts_refused)}"),
             ("invalid messages accepted (defects)", str(len(report.accepted_invalid))),
             ("events in the log", str(len(records))),
             ("obligations and notices by rule", ", ".join(f"{k} {v}" for k, v in sorted(assigned.items()))),
             ("marked overdue and escalated (R15)", str(overdue)),
+            ("risk escalated (derived)", str(escalated)),
+            ("derived events digest (sha256)", derived_digest(services)),
             ("scheduler runs", str(len(report.scheduler_runs))),
             ("generate", f"{generated:.1f} s"),
             ("simulate (wall)", f"{ran:.1f} s"),
@@ -119,6 +123,7 @@ def _simulate(args: argparse.Namespace) -> int:
             ("messages per second (intake+rules+scheduler)", f"{report.messages_per_second:.0f}"),
         ]
         ok = not report.refused_valid and not report.accepted_invalid and not report.still_waiting
+        ok = ok and not report.acts_refused
         if not args.no_check:
             from ops.simulation.invariants import check
 
@@ -154,7 +159,7 @@ def _replay(services: Any, settings: Any, target: str, report: Any, out: list[tu
         for row in services.keystore.table.rows_wrapped_by(settings.master_key_id, 10_000_000):
             replica.keystore.table.insert_if_absent(row)
         started = time.perf_counter()
-        replay_year(services, replica, clock, report.scheduler_runs)
+        replay_year(services, replica, clock, report.scheduler_runs, report.acts)
         took = time.perf_counter() - started
 
         same = derived_events(services) == derived_events(replica)

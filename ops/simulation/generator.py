@@ -9,6 +9,10 @@ committees in a weekly sync. On top it sends what real systems also send: duplic
 message, second reports of the same missed visit, and a share of invalid messages (each with the
 reason it must be refused). The same seed gives the same township, byte for byte.
 
+On top of the lives, ``ops.simulation.coordination`` adds what issue 19 brought (the hospital's new
+patients, emergencies and their answers, tasks and their owners' acts, institutional care, v2
+registrations), each part on its own random stream.
+
 Pure: no I/O, no clock. The simulation (``ops.simulation.simulate``), the demo and the benchmarks
 feed the deliveries to the real intake. Places and agencies come from the demo district's registry.
 """
@@ -19,6 +23,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -47,6 +52,11 @@ PROFILES = {
 #: Visit intervals by class (days): the norm's, with a health center's jitter on top.
 INTERVAL = {"stable": 85, "basically_stable": 28, "unstable": 12}
 LEVEL = {"stable": (0, 0), "basically_stable": (1, 2), "unstable": (3, 4)}
+#: A registration, in either version (v2 adds the birth date and the household region).
+REGISTRATION_TYPES = ("cn.smd.patient.registered.v1", "cn.smd.patient.registered.v2")
+#: Household-registration regions (fictional county codes: no real province starts with 99);
+#: most patients are registered where they live, some elsewhere (人户分离).
+HOME_REGION, OTHER_REGIONS = "990101", ("990102", "990103")
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class Delivery:
     at: datetime  # when it reaches the intake (UTC; becomes the fact's recorded_at)
     agency: str
     raw: bytes
-    kind: str  # "fact", "duplicate" (the same message again) or "invalid" (must be refused)
+    kind: str  # "fact", "ledger", "duplicate" (the same message again), "invalid" (must be refused), "act"
     event_type: str
     why_invalid: str = ""  # for "invalid": what is wrong with it
     late: bool = False  # delivered more than a day after it occurred
@@ -165,6 +175,7 @@ class _Year:
         not_before: datetime | None = None,
         at: datetime | None = None,
         ledger: bool = False,
+        version: int = 1,
     ) -> datetime | None:
         """Send one fact; returns when it was delivered (None: after the year ended).
 
@@ -179,7 +190,7 @@ class _Year:
             "specversion": "1.0",
             "id": str(_uuid(self.rng)),
             "source": agency,
-            "type": f"cn.smd.{event_type}.v1",
+            "type": f"cn.smd.{event_type}.v{version}",
             "subject": str(subject),
             "time": occurred.isoformat(),
             "datacontenttype": "application/json",
@@ -194,6 +205,24 @@ class _Year:
         self.first_delivery.setdefault(subject, delivered)
         self.planted[event_type] += 1
         return delivered
+
+    @contextmanager
+    def drawing_from(self, rng: random.Random) -> Iterator[None]:
+        """Draw from ``rng`` meanwhile (ids, staff, delays): what is added on a stream of its own
+        leaves every other message of the year as it was, byte for byte."""
+        was, self.rng = self.rng, rng
+        try:
+            yield
+        finally:
+            self.rng = was
+
+    def act(self, at: datetime, agency: str, task: UUID, action: str = "complete") -> None:
+        """An agency acts on its obligation for ``task`` in its work queue (no message: the
+        owner's word, as the work queue's "done" button records it)."""
+        if at < self.end:
+            raw = json.dumps({"task": str(task), "action": action}).encode()
+            self.deliveries.append(Delivery(at.astimezone(UTC), agency, raw, "act", f"act {action}"))
+            self.planted[f"task {action}d by its owner"] += 1
 
     # -- what real systems also send ----------------------------------------------------------
 
@@ -241,7 +270,7 @@ class _Year:
         every valid message, stay what they were without it."""
         residence = {}
         for d in self.deliveries:
-            if d.event_type == "cn.smd.patient.registered.v1" and d.kind in ("fact", "ledger"):
+            if d.event_type in REGISTRATION_TYPES and d.kind in ("fact", "ledger"):
                 doc = json.loads(d.raw)
                 residence[doc["subject"]] = doc["data"]["residence"]
         visits = [d for d in self.deliveries if d.kind == "fact" and d.event_type == "cn.smd.visit.recorded.v1"]
@@ -290,9 +319,7 @@ class _Year:
             if d.kind == "fact" and d.event_type == "cn.smd.visit.recorded.v1":
                 doc = json.loads(d.raw)
                 visits.setdefault(doc["subject"], []).append((datetime.fromisoformat(doc["time"]), doc))
-        registrations = [
-            d for d in self.deliveries if d.kind == "fact" and d.event_type == "cn.smd.patient.registered.v1"
-        ]
+        registrations = [d for d in self.deliveries if d.kind == "fact" and d.event_type in REGISTRATION_TYPES]
         for reg in sorted(registrations, key=lambda d: d.at):
             doc = json.loads(reg.raw)
             registered = datetime.fromisoformat(doc["time"])
@@ -656,8 +683,12 @@ def generate(
     duplicates: float = 0.03,
     invalid: float = 0.01,
     suspected_cases: int | None = None,
+    coordination: bool = True,
 ) -> Township:
-    """The township of ``seed``: ``patients`` on the register (plus new registrations), a year."""
+    """The township of ``seed``: ``patients`` on the register (plus new registrations), a year.
+
+    ``coordination``: add the hospital's new patients, emergencies, tasks and institutional care
+    (``ops.simulation.coordination``; each on its own random stream)."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible fiction, not a secret
     year = _Year(rng, _Places(), start, days)
     lives: list[_Life] = []
@@ -677,10 +708,15 @@ def generate(
         day = start + timedelta(days=offset)
         for life in lives:
             life.day(day)
+    from ops.simulation import coordination as issue_19  # it builds on this module's year
+
+    issue_19.registrations_v2(year, random.Random(f"{seed}/registrations-v2"))  # noqa: S311 - fiction
     year.add_duplicates(duplicates)
     year.add_invalid(invalid)
     year.add_outside_jurisdiction(random.Random(f"{seed}/outside-jurisdiction"))  # noqa: S311 - fiction
     year.add_early_visit(seed)
+    if coordination:
+        issue_19.add_coordination(year, seed, lives, patients)
     deliveries = sorted(year.deliveries, key=lambda d: d.at)
     township = Township(seed, start, days, deliveries, Counter(life.profile for life in lives), year.planted)
     township.planted["late"] = sum(d.late for d in deliveries)

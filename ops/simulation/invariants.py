@@ -64,7 +64,7 @@ The invariants (``Violation.invariant``)
        ``open-obligation-still-holds`` — every obligation (not notice) still open at the end of
        the log still has its condition on the final state by occurred time: R21 (a reporting
        duty, decision 023) no report of its duty and period from its owner; on the register
-       (every rule but R14, R18 and R21); R1 level >= 3, in the current R1 episode, not under police
+       (every rule but R14, R18, R21 and tasks); R1 level >= 3, in the current R1 episode, not under police
        management; R5 its lost episode still open (misses not located) or whereabouts still
        declared unknown; R2 the current R2 episode and, for a joint visit, its current cycle
        (legal duty: not told since it opened); R3 class basically stable or unstable, not in
@@ -83,6 +83,55 @@ The invariants (``Violation.invariant``)
        governance center it escalated to; ``r15-notice-never-overdue`` — "R15 does not escalate
        notices".
 
+    Issue 19's rules and facts are decided on the patient's file *as of each fact* (recorded order;
+    "latest" and "before" by occurred time, then stream version, as the engine orders a file), from
+    decided facts only (not a ledger's, not while a go-live has not assessed the patient: a
+    ``smd.GoLiveJoined`` after the latest ``smd.HistoryImported``). Agency kinds come from the
+    registry's records in the log (``smd.AgencyDefined`` / ``smd.AgencyChanged``).
+    7. "A derived RiskEscalated fact whenever a patient's level or class worsens (by occurred time,
+       with the level before and after)": ``risk-escalation-derived-once`` — every decided
+       assessment (visit or risk assessment) whose level is higher, or class worse, than the
+       assessment just before it by occurred time among those on file has exactly one
+       ``smd.RiskEscalated`` with its key, occurred time, levels and classes;
+       ``risk-escalation-has-worsening`` — the converse.
+    8. R19, "psychiatric hospital registers or diagnoses a patient → health center: take over (first
+       follow-up) within 10 working days; governance center notified, police too at level >= 3":
+       ``r19-hospital-patient-taken-over`` — the first decided registration or unrevoked diagnosis
+       recorded by an agency of the psychiatric-hospital kind, for a patient on the register whom
+       no visit has reached, opens exactly one ``take_over_from_hospital`` owned by a health center
+       (due at a China midnight 12-30 days after it was recorded: a bound) and a notice to a
+       governance center, and to a police station iff the latest level then is >= 3;
+       ``r19-take-over-has-hospital-fact`` — the converse (no R19 obligation or notice otherwise);
+       ``r19-first-visit-completes`` — it is completed by the first visit, as recorded, that is the
+       earliest visit dated on/after the hospital's first fact; cancelled by leaving the register
+       before any such visit (or a revocation); else still open.
+    9. R20, "a patient is reported dangerous to self or others now, or assessed >= 4 at home → police:
+       respond within minutes; governance center: coordinate; care team notified":
+       ``r20-emergency-opens-the-flow`` — every decided ``smd.RiskEscalationReported``, and every
+       decided assessment >= 4 while not in hospital or institutional care, of a patient on the
+       register, recorded at most 6 h after it occurred and dated more than 2 h after every earlier
+       emergency on file, opens (keyed by its message id) the police station's
+       ``respond_to_emergency`` due 30 minutes after it was recorded, the governance center's
+       ``coordinate_emergency`` due 2 hours after, and notices to a committee and a health center;
+       ``r20-flow-has-emergency`` — the converse; ``r20-answer-completes`` — each part is closed
+       first by the first ``smd.EmergencyResponded`` (police) or ``smd.EmergencyCoordinated``
+       (governance) recorded after it and dated from the emergency to 7 days after it, or by
+       leaving the register, whichever is recorded first; else it is still open (and R15 marks it
+       overdue: invariant 6).
+    10. Tasks people assign: ``task-opens-one-obligation`` — every ``smd.TaskAssigned`` opens exactly
+       one ``TASK`` ``assigned_task`` obligation (id from the task, key the task id) for its
+       assignee, with its deadline, about its patient (else the task itself), triggered by it (the
+       trigger lies on the task's own stream: invariant 4); ``task-obligation-has-task`` — the
+       converse; ``task-completed-by-owner`` — a task is completed only by its assignee's word
+       (``by_agency``: the work queue's "done"). A task outlives the register (invariant 5).
+    11. Institutional care, "the rules treat the patient as cared for (like a hospital stay) while it
+       lasts": the state's *cared for* (the latest ``smd.HospitalStayRecorded`` an admission, or the
+       latest ``smd.InstitutionalCareRecorded`` a start, by occurred time) replaces "in hospital"
+       wherever the rules for patients at home ask it: R2's episodes (invariant 3), R3, R4 and R6 at
+       the end (invariant 5), R20's assessments (invariant 9); R11 still reads hospital stays only;
+       ``cared-for-opens-no-home-rule`` — no R2, R3, R4 or R6 obligation is opened by a fact after
+       which the patient is cared for away from home.
+
 The counts (``Findings.counts``; the simulation asserts minimums on them)
     ``records``, ``scheduler runs``, ``facts``, ``facts <topic>``, ``late facts`` (recorded more
     than a day after they occurred), ``out of order facts`` (occurred before a fact recorded
@@ -94,7 +143,11 @@ The counts (``Findings.counts``; the simulation asserts minimums on them)
     ``lost episodes (misses) closed``, ``lost derived``, ``lost withdrawn``, ``lost ended``,
     ``lost compensations`` (withdrawn + ended), ``r2 episodes``, ``r2 cycles`` (cycles expected,
     i.e. joint-visit obligations due to exist), ``open at end`` (obligations still open after the
-    last record).
+    last record); issue 19: ``registrations with a household region`` (v2), ``risk escalated``
+    (derived), ``risk escalations expected``, ``r19 take-overs``, ``r19 take-overs completed`` /
+    ``cancelled`` / ``never``, ``r19 police told``, ``r20 emergencies`` (``reported`` /
+    ``assessed``), ``r20 police answered`` / ``unanswered``, ``r20 governance answered`` /
+    ``unanswered``, ``tasks``, ``tasks completed``, ``in institutional care at the end``.
 
 Not checked exactly (and why)
     Which agency is responsible for a place comes from the registry as recorded, which this
@@ -107,6 +160,10 @@ Not checked exactly (and why)
     register; R7/R8 not at all; notices only for their trigger and for R15. An episode is
     expected to open its obligations from the fact that opened it even after deregistration
     (R1 and R5 do not ask for the register), so such an obligation shows up in invariant 5.
+    R19's deadline is a bound (the working-day calendar is not recomputed); R20's minutes and R19's
+    ten days are the rule settings' defaults, not followed through settings changed in the log.
+    Tasks completed by their owner's word name no fact; whether an act came in time is R15's
+    (invariant 6). Acknowledgements and read receipts are not checked.
 """
 
 from __future__ import annotations
@@ -139,6 +196,15 @@ LEGAL_DUTY = "smd.LegalDutyNoticeGiven"
 PICKUP = "smd.MedicationDispensed"
 CASE_REPORTED = "smd.SuspectedCaseReported"
 CASE_ASSESSED = "smd.SuspectedCaseAssessed"
+DIAGNOSIS = "smd.DiagnosisRecorded"
+INSTITUTION = "smd.InstitutionalCareRecorded"
+DANGER = "smd.RiskEscalationReported"
+RESPONDED = "smd.EmergencyResponded"
+COORDINATED = "smd.EmergencyCoordinated"
+JOINED = "smd.GoLiveJoined"
+TASK_ASSIGNED = "smd.TaskAssigned"
+ESCALATED = "smd.RiskEscalated"
+AGENCY_TOPICS = frozenset({"smd.AgencyDefined", "smd.AgencyChanged"})
 
 ASSIGNED = "smd.ObligationAssigned"
 ACKNOWLEDGED = "smd.ObligationAcknowledged"
@@ -162,7 +228,9 @@ OBLIGATION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:obligation")  # decision 00
 R1_ACTIONS = frozenset({"take_under_management", "assign_police_station"})
 R5_ACTIONS = frozenset({"locate_patient", "assign_police_station"})
 R2_CYCLE_ACTIONS = frozenset({"joint_visit", "assign_health_center"})
-OUTLIVES_REGISTER = frozenset({"R14", "R18"})  # an incident's review outlives the register; a case is no patient
+TASK_RULE = "TASK"
+#: An incident's review outlives the register; a case is no patient; a task stands until its owner does it.
+OUTLIVES_REGISTER = frozenset({"R14", "R18", "TASK"})
 
 
 # -- the API ------------------------------------------------------------------------------------
@@ -207,12 +275,14 @@ def check(records: Iterable[Record], *, scheduler_runs: Sequence[datetime], miss
     log = _Log.read(records, findings.counts)
     findings.counts["scheduler runs"] = len(scheduler_runs)
     histories = {pid: _walk(facts, misses_that_mean_lost) for pid, facts in log.patients.items()}
+    findings.counts["in institutional care at the end"] = sum(h.state.in_institutional_care for h in histories.values())
     _check_r1(log, histories, findings)
     _check_r5(log, histories, findings)
     _check_r2(log, histories, findings)
     _check_triggers(log, findings)
     _check_open_at_end(log, histories, findings)
     _check_overdue(log, sorted(scheduler_runs), findings)
+    _check_beside(log, findings)
     return findings
 
 
@@ -280,6 +350,9 @@ class _Log:
     cases: dict[str, list[Record]] = field(default_factory=dict)
     obligations: dict[str, _Obligation] = field(default_factory=dict)
     lost: dict[str, _LostStatus] = field(default_factory=dict)
+    agency_kinds: dict[str, str] = field(default_factory=dict)  # from the registry's records
+    escalations: list[Record] = field(default_factory=list)  # derived RiskEscalated
+    tasks: dict[str, Record] = field(default_factory=dict)  # task id → its TaskAssigned
 
     @classmethod
     def read(cls, records: Iterable[Record], counts: Counter[str]) -> _Log:
@@ -293,6 +366,11 @@ class _Log:
                 log._obligation_event(r, counts)
             elif r.topic in (LOST, LOST_WITHDRAWN, LOST_ENDED):
                 log._lost_event(r, counts)
+            elif r.topic in AGENCY_TOPICS:
+                log.agency_kinds[r["agency_id"]] = str(r["kind"])
+            elif r.topic == ESCALATED:
+                log.escalations.append(r)
+                counts["risk escalated"] += 1
         for stream, facts in log.facts.items():
             facts.sort(key=lambda f: f.version)
             topics = {f.topic for f in facts}
@@ -300,6 +378,8 @@ class _Log:
                 log.patients[stream] = facts
             elif CASE_REPORTED in topics:
                 log.cases[stream] = facts
+            elif TASK_ASSIGNED in topics:
+                log.tasks[stream] = next(f for f in facts if f.topic == TASK_ASSIGNED)
         counts["patients"] = len(log.patients)
         counts["suspected cases"] = len(log.cases)
         return log
@@ -310,6 +390,8 @@ class _Log:
         self.by_message.setdefault(r["message_id"], r)
         counts["facts"] += 1
         counts[f"facts {r.topic}"] += 1
+        if r.topic == REGISTERED and r.get("household_region"):
+            counts["registrations with a household region"] += 1  # v2 (a v1 upcast has none)
         occurred = r["occurred_at"]
         if r.recorded_at - occurred > LATE:
             counts["late facts"] += 1
@@ -433,6 +515,23 @@ class _State:
         return stay is not None and bool(stay["admitted"])
 
     @property
+    def in_institutional_care(self) -> bool:
+        care = self.get("institution")
+        return care is not None and bool(care["started"])
+
+    @property
+    def cared_for(self) -> bool:
+        """In hospital or in institutional care: "the rules treat the patient as cared for (like a
+        hospital stay) while it lasts" (issue 19)."""
+        return self.in_hospital or self.in_institutional_care
+
+    def stay(self) -> Record | None:
+        """The fact that makes the patient cared for away from home (None: at home)."""
+        if self.in_hospital:
+            return self.get("hospital")
+        return self.get("institution") if self.in_institutional_care else None
+
+    @property
     def misses_in_a_row(self) -> int:
         """Missed visits scheduled after the (occurred) day of the latest visit; all without one."""
         visit = self.get("visit")
@@ -447,11 +546,11 @@ class _State:
 
     @property
     def unstable_at_home(self) -> bool:
-        return self.deregistered is None and not self.in_hospital and self.risk_class == UNSTABLE
+        return self.deregistered is None and not self.cared_for and self.risk_class == UNSTABLE
 
     @property
     def registered_at_home(self) -> bool:
-        return self.deregistered is None and not self.in_hospital
+        return self.deregistered is None and not self.cared_for
 
     @property
     def under_police_management(self) -> bool:
@@ -471,6 +570,7 @@ class _State:
 
 _KEPT = {
     HOSPITAL: "hospital",
+    INSTITUTION: "institution",
     GUARDIAN: "guardian",
     POLICE_MANAGEMENT: "police",
     WHEREABOUTS: "whereabouts",
@@ -876,8 +976,8 @@ def _check_fact_trigger(log: _Log, o: _Obligation, trigger: str, findings: Findi
         problem = "no such fact was recorded"
     elif fact.position >= a.position or fact.recorded_at > a.recorded_at:
         problem = f"it was recorded after the assignment ({_when(fact)})"
-    elif str(fact.stream) != o.subject:
-        problem = "it is a fact of another subject"
+    elif str(fact.stream) != (o.key if o.rule == TASK_RULE else o.subject):
+        problem = "it is a fact of another subject"  # a task's trigger is on the task's own stream
     elif a["trigger_position"] != fact.position:
         problem = f"its log position is {fact.position}, not {a['trigger_position']}"
     if problem:
@@ -928,7 +1028,7 @@ def _why_not(o: _Obligation, log: _Log, h: _History | None) -> str | None:
         assessed = next((f for f in facts if f.topic == CASE_ASSESSED), None)
         return None if assessed is None else f"the case was assessed ({_when(assessed)})"
     if h is None:
-        return None if o.rule == "R14" else "it names no registered patient"
+        return None if o.rule in ("R14", TASK_RULE) else "it names no registered patient"
     s = h.state
     if o.rule not in OUTLIVES_REGISTER and s.deregistered is not None:
         return f"the patient left the register ({_when(s.deregistered)})"
@@ -979,8 +1079,8 @@ def _r3_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
     s = h.state
     if s.risk_class not in (BASICALLY_STABLE, UNSTABLE):
         return f"the class is {s.risk_class}"
-    if s.in_hospital:
-        return f"the patient is in hospital ({_when(s.get('hospital'))})"
+    if s.cared_for:
+        return f"the patient is cared for away from home ({_when(s.stay())})"
     opening = log.by_message.get(o.key)
     if opening is not None and s.reached_since is not None and s.reached_since >= opening["occurred_at"]:
         return f"the care team reached the family on {s.reached_since.isoformat()}"
@@ -988,8 +1088,8 @@ def _r3_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
 
 
 def _at_home(o: _Obligation, h: _History, log: _Log) -> str | None:
-    stay = h.state.get("hospital")
-    return f"the patient is in hospital ({_when(stay)})" if h.state.in_hospital and stay else None
+    stay = h.state.stay()
+    return f"the patient is cared for away from home ({_when(stay)})" if stay else None
 
 
 def _r4_holds(o: _Obligation, h: _History, log: _Log) -> str | None:
@@ -1139,3 +1239,406 @@ def _check_one_overdue(o: _Obligation, expected: datetime | None, findings: Find
             f"{what} marked overdue at {marks[0].recorded_at.isoformat()}, not at the first run that found it "
             f"open past its deadline ({expected.isoformat()})",
         )
+
+
+# -- 7-11. issue 19: RiskEscalated, R19, R20, tasks, institutional care --------------------------------
+
+#: The rule settings' defaults R19 and R20 are checked against (DESIGN.md R19, R20; decision 012: rule
+#: settings changed in the log are not followed, like the misses threshold).
+R19_KEY, R20_RESPONSE, R20_COORDINATE = "hospital-new-patient", timedelta(minutes=30), timedelta(hours=2)
+R20_SAME_EMERGENCY, R20_TOO_LATE, R20_ANSWER_WITHIN = timedelta(hours=2), timedelta(hours=6), timedelta(days=7)
+R20_LEVEL = 4  # "assessed >= 4 at home"
+CLASS_RANK = {"stable": 0, BASICALLY_STABLE: 1, UNSTABLE: 2}
+HOSPITAL_KIND = "psychiatric_hospital"
+#: R20's answers: which obligation (role) each completes.
+R20_ANSWERS = {RESPONDED: "police", COORDINATED: "governance"}
+#: Who owns what R20 opens: (role, action or None for a notice, the owner's agency kind).
+R20_OPENS = (
+    ("police", "respond_to_emergency", "police_station"),
+    ("governance", "coordinate_emergency", "governance_center"),
+    ("committee-notice", None, "committee"),
+    ("health-center-notice", None, "health_center"),
+)
+#: The rules for patients living at home: they open nothing while the patient is cared for away.
+AT_HOME_RULES = frozenset({"R2", "R3", "R4", "R6"})
+
+
+def _order(e: dict) -> tuple[datetime, int]:
+    """A patient's facts by occurred time, then stream version (the engine's ``by_occurred``)."""
+    return e["at"], e["v"]
+
+
+def _entry(fact: Record, **more: object) -> dict:
+    return {"at": fact["occurred_at"], "v": fact.version, "key": fact["message_id"], **more}
+
+
+@dataclass
+class _Expected:
+    """What one trigger must have opened, and the first fact (recorded order) that must close it."""
+
+    trigger: Record
+    level: int | None = None
+    closing: dict[str, tuple[str, str]] = field(default_factory=dict)  # role → (topic, message id)
+
+
+@dataclass
+class _Beside:
+    """A patient's walk for the rules asked beside the episode rules (R19, R20) and RiskEscalated."""
+
+    escalations: dict[str, tuple[dict, dict]] = field(default_factory=dict)  # assessment key → (before, after)
+    r19: _Expected | None = None
+    r20: dict[str, _Expected] = field(default_factory=dict)  # emergency key → what it opened
+    cared_for_after: dict[str, bool] = field(default_factory=dict)  # message id → cared for after it
+
+
+def _walk_beside(facts: list[Record], kinds: dict[str, str]) -> _Beside:
+    """One pass in recorded order; each fact decided on the file as of it (DESIGN.md R19, R20)."""
+    b = _Beside()
+    assessments: list[dict] = []
+    emergencies: list[dict] = []
+    visits: list[dict] = []
+    hospital_facts: list[dict] = []  # the hospital's registration and unrevoked diagnoses
+    stays: dict[str, dict] = {}  # "hospital" / "institution" → the latest by (occurred, version)
+    joined = imported = 0
+    deregistered = False
+    for fact in facts:
+        topic, key = fact.topic, fact["message_id"]
+        e = _entry(fact)
+        if topic in (VISIT, RISK):
+            a = {**e, "level": fact["risk_level"], "class": fact["risk_class"]}
+            assessments.append(a)
+            if topic == VISIT:
+                visits.append(e)
+            if a["level"] >= R20_LEVEL:
+                emergencies.append(a)
+        elif topic == DANGER:
+            emergencies.append(e)
+        elif topic == REGISTERED and kinds.get(fact["agency_id"]) == HOSPITAL_KIND:
+            hospital_facts.append(e)
+        elif topic == DIAGNOSIS and not fact["revoked"] and kinds.get(fact["agency_id"]) == HOSPITAL_KIND:
+            hospital_facts.append(e)
+        elif topic in (HOSPITAL, INSTITUTION):
+            kind = "hospital" if topic == HOSPITAL else "institution"
+            if kind not in stays or _order(e) > _order(stays[kind]):
+                stays[kind] = {**e, "on": fact["admitted" if topic == HOSPITAL else "started"]}
+        elif topic == JOINED:
+            joined = max(joined, fact.version)
+        elif topic == IMPORTED:
+            imported = max(imported, fact.version)
+        elif topic == DEREGISTERED:
+            deregistered = True
+        cared_for = any(stay["on"] for stay in stays.values())
+        b.cared_for_after[key] = cared_for
+        if not _decides(fact) or joined > imported:
+            continue  # history, or a go-live that has not assessed the patient yet: nothing is decided
+        if topic in (VISIT, RISK):
+            _expect_escalation(b, assessments, key)
+        _step_r19(b, fact, hospital_facts, visits, assessments, deregistered)
+        _step_r20(b, fact, emergencies, assessments, deregistered, cared_for)
+    return b
+
+
+def _latest_level(assessments: list[dict]) -> int | None:
+    return max(assessments, key=_order)["level"] if assessments else None
+
+
+def _expect_escalation(b: _Beside, assessments: list[dict], key: str) -> None:
+    ordered = sorted(assessments, key=_order)
+    i = next(n for n, a in enumerate(ordered) if a["key"] == key)
+    if i == 0:
+        return
+    before, after = ordered[i - 1], ordered[i]
+    if after["level"] > before["level"] or CLASS_RANK.get(after["class"], 0) > CLASS_RANK.get(before["class"], 0):
+        b.escalations[key] = (before, after)
+
+
+def _step_r19(
+    b: _Beside, fact: Record, hospital_facts: list[dict], visits: list[dict], assessments: list[dict], gone: bool
+) -> None:
+    """R19: "psychiatric hospital registers or diagnoses a patient → health center: take over (first
+    follow-up)"; once per patient, only for a patient no visit has reached yet."""
+    topic, key = fact.topic, fact["message_id"]
+    opened = b.r19
+    if topic == DIAGNOSIS and fact["revoked"]:
+        if opened is not None and not opened.closing:
+            opened.closing["health-center"] = (CANCELLED, key)
+        return
+    if not hospital_facts:
+        return
+    if topic in (REGISTERED, DIAGNOSIS):
+        mine = any(h["key"] == key for h in hospital_facts)
+        if opened is None and mine and not gone and not visits:
+            b.r19 = _Expected(fact, level=_latest_level(assessments))
+        return
+    if opened is None or opened.closing:
+        return
+    first_at = min(h["at"] for h in hospital_facts)
+    after = sorted((v for v in visits if v["at"] >= first_at), key=_order)
+    if topic == VISIT and after and after[0]["key"] == key:
+        opened.closing["health-center"] = (COMPLETED, key)
+    elif topic == DEREGISTERED and not after:
+        opened.closing["health-center"] = (CANCELLED, key)
+
+
+def _step_r20(
+    b: _Beside, fact: Record, emergencies: list[dict], assessments: list[dict], gone: bool, cared_for: bool
+) -> None:
+    """R20: a danger report, or an assessment >= 4 at home, opens the emergency flow (unless told too
+    late, or the same emergency); the police's response and the governance center's coordination
+    dated within 7 days after an emergency complete its part; leaving the register cancels."""
+    topic, key = fact.topic, fact["message_id"]
+    if topic == DEREGISTERED:
+        for expected in b.r20.values():
+            for role in ("police", "governance"):
+                expected.closing.setdefault(role, (CANCELLED, key))
+        return
+    if topic in R20_ANSWERS:
+        at, role = fact["occurred_at"], R20_ANSWERS[topic]
+        for e in emergencies:
+            expected = b.r20.get(e["key"])
+            if expected is not None and e["at"] <= at <= e["at"] + R20_ANSWER_WITHIN:
+                expected.closing.setdefault(role, (COMPLETED, key))
+        return
+    this = next((e for e in emergencies if e["key"] == key), None)
+    if this is None or gone or fact.recorded_at - this["at"] > R20_TOO_LATE:
+        return
+    if topic in (VISIT, RISK) and cared_for:
+        return  # assessed in hospital or institutional care: the ward or the institution acts
+    earlier = [e for e in emergencies if e is not this and _order(e) < _order(this)]
+    if any(this["at"] - e["at"] <= R20_SAME_EMERGENCY for e in earlier):
+        return
+    b.r20[key] = _Expected(fact, level=_latest_level(assessments))
+
+
+def _check_beside(log: _Log, findings: Findings) -> None:
+    walks = {pid: _walk_beside(facts, log.agency_kinds) for pid, facts in log.patients.items()}
+    _check_escalations(log, walks, findings)
+    _check_r19(log, walks, findings)
+    _check_r20(log, walks, findings)
+    _check_tasks(log, findings)
+    _check_cared_for(log, walks, findings)
+
+
+def _check_escalations(log: _Log, walks: dict[str, _Beside], findings: Findings) -> None:
+    """7. "A derived RiskEscalated fact whenever a patient's level or class worsens (by occurred time,
+    with the level before and after)": ``risk-escalation-derived-once`` — every decided assessment
+    worse than the one just before it by occurred time, among those on file when it was recorded, has
+    exactly one RiskEscalated with its key, occurred time, levels and classes;
+    ``risk-escalation-has-worsening`` — the converse."""
+    found: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in log.escalations:
+        found[(str(r["patient_id"]), r["assessment_key"])].append(r)
+    for pid, b in walks.items():
+        for key, (before, after) in b.escalations.items():
+            findings.counts["risk escalations expected"] += 1
+            got = found.pop((pid, key), [])
+            want = (after["at"], before["level"], after["level"], before["class"], after["class"])
+            if len(got) != 1:
+                findings.add(
+                    "risk-escalation-derived-once",
+                    pid,
+                    f"assessment {key} worsened {want[1:]}: {len(got)} RiskEscalated",
+                )
+                continue
+            r = got[0]
+            have = (r["occurred_at"], r["level_before"], r["level_after"], r["class_before"], r["class_after"])
+            if have != want:
+                findings.add(
+                    "risk-escalation-derived-once", pid, f"assessment {key}: derived {have[1:]}, not {want[1:]}"
+                )
+    for (pid, key), rs in found.items():
+        findings.add("risk-escalation-has-worsening", pid, f"{len(rs)} RiskEscalated for {key}, no worsening")
+
+
+def _expect_closing(findings: Findings, invariant: str, o: _Obligation, want: tuple[str, str] | None) -> None:
+    """The obligation's first closing is the expected one (None: still open)."""
+    closed = o.closed
+    have = None
+    if closed is not None:
+        have = (closed.topic, closed.get("fulfilled_by") if closed.topic == COMPLETED else closed.get("because_of"))
+    if have != want:
+        findings.add(invariant, o.id, f"{o.rule} {o.assigned['action']} of {o.subject}: closed by {have}, not {want}")
+
+
+def _check_opened(
+    findings: Findings,
+    invariant: str,
+    log: _Log,
+    pid: str,
+    rule: str,
+    key: str,
+    trigger: Record,
+    role: str,
+    action: str | None,
+    owner_kind: str,
+) -> _Obligation | None:
+    """The obligation (action) or notice (None) of ``role`` exists, opened by ``trigger``, owned by
+    an agency of ``owner_kind``."""
+    o = log.obligations.get(_obligation_id(pid, rule, key, role))
+    what = f"{rule} {role} of {pid} for {_when(trigger)}"
+    if o is None or o.assigned is None:
+        findings.add(invariant, pid, f"{what}: not opened")
+        return None
+    a = o.assigned
+    problems = []
+    if a["trigger_message_id"] != trigger["message_id"]:
+        problems.append(f"triggered by {a['trigger_message_id']}")
+    if (a["kind"] == "notice") != (action is None) or (action is not None and a["action"] != action):
+        problems.append(f"a {a['kind']} {a['action']}")
+    if log.agency_kinds.get(a["assignee"]) != owner_kind:
+        problems.append(f"owned by {a['assignee']}, not a {owner_kind}")
+    if problems:
+        findings.add(invariant, o.id, f"{what}: {', '.join(problems)}")
+    return o
+
+
+def _check_r19(log: _Log, walks: dict[str, _Beside], findings: Findings) -> None:
+    """8. R19: ``r19-hospital-patient-taken-over`` — the first decided registration or unrevoked
+    diagnosis recorded by the psychiatric hospital for a patient on the register whom no visit has
+    reached opens exactly one ``take_over_from_hospital`` for the health center, due at a China
+    midnight 12-30 days after it was recorded (10 working days: a bound, the calendar
+    is not recomputed), with a notice to the governance
+    center and, at level >= 3, to the police; ``r19-take-over-has-hospital-fact`` — the converse;
+    ``r19-first-visit-completes`` — it is completed by the first visit dated on/after the hospital's
+    first fact (cancelled by leaving the register first, or a revocation), else still open."""
+    expected: set[str] = set()
+    for pid, b in walks.items():
+        if b.r19 is None:
+            continue
+        e = b.r19
+        findings.counts["r19 take-overs"] += 1
+        roles = [
+            ("health-center", "take_over_from_hospital", "health_center"),
+            ("governance-notice", None, "governance_center"),
+        ]
+        police = e.level is not None and e.level >= HIGH_RISK
+        if police:
+            roles.append(("police-notice", None, "police_station"))
+            findings.counts["r19 police told"] += 1
+        for role, action, kind in roles:
+            expected.add(str(_obligation_id(pid, "R19", R19_KEY, role)))
+            o = _check_opened(
+                findings, "r19-hospital-patient-taken-over", log, pid, "R19", R19_KEY, e.trigger, role, action, kind
+            )
+            if o is None or action is None:
+                continue
+            due = o.assigned["due_at"].astimezone(CHINA)
+            days = (due.date() - e.trigger.recorded_at.astimezone(CHINA).date()).days
+            if due.timetz().replace(tzinfo=None) != datetime.min.time() or not 12 <= days <= 30:
+                findings.add(
+                    "r19-hospital-patient-taken-over",
+                    o.id,
+                    f"due {due.isoformat()}, {days} days after {_when(e.trigger)}: not 10 working days later",
+                )
+            closing = e.closing.get("health-center")
+            _expect_closing(findings, "r19-first-visit-completes", o, closing)
+            outcome = "never" if closing is None else ("cancelled" if closing[0] == CANCELLED else "completed")
+            findings.counts[f"r19 take-overs {outcome}"] += 1
+    for o in log.of_rule("R19") + log.of_rule("R19", notices=True):
+        if o.id not in expected:
+            findings.add(
+                "r19-take-over-has-hospital-fact",
+                o.id,
+                f"R19 {o.assigned['action']} of {o.subject}: no hospital fact opens it",
+            )
+    police_notices = [
+        o for o in log.of_rule("R19", notices=True) if log.agency_kinds.get(o.assigned["assignee"]) == "police_station"
+    ]
+    if len(police_notices) != findings.counts["r19 police told"]:
+        findings.add(
+            "r19-hospital-patient-taken-over",
+            "R19",
+            f"{len(police_notices)} police notices, not {findings.counts['r19 police told']}",
+        )
+
+
+def _check_r20(log: _Log, walks: dict[str, _Beside], findings: Findings) -> None:
+    """9. R20: ``r20-emergency-opens-the-flow`` — every decided danger report, and every decided
+    assessment >= 4 while at home (not in hospital or institutional care), of a patient on the register,
+    recorded within 6 h of when it occurred and not within 2 h after an earlier emergency, opens
+    exactly: the police's ``respond_to_emergency`` due 30 minutes after it was recorded, the
+    governance center's ``coordinate_emergency`` due 2 hours after, and notices to the committee and
+    the health center, keyed by its message id; ``r20-flow-has-emergency`` — the converse;
+    ``r20-answer-completes`` — each part is completed by the first answer of its agency (police:
+    emergency responded; governance center: coordinated) recorded after it and dated from the
+    emergency to 7 days after it, or cancelled by leaving the register first, else still open."""
+    expected: set[str] = set()
+    dues = {"police": R20_RESPONSE, "governance": R20_COORDINATE}
+    for pid, b in walks.items():
+        for key, e in b.r20.items():
+            findings.counts["r20 emergencies"] += 1
+            findings.counts[
+                "r20 emergencies reported" if e.trigger.topic == DANGER else "r20 emergencies assessed"
+            ] += 1
+            for role, action, kind in R20_OPENS:
+                expected.add(str(_obligation_id(pid, "R20", key, role)))
+                o = _check_opened(
+                    findings, "r20-emergency-opens-the-flow", log, pid, "R20", key, e.trigger, role, action, kind
+                )
+                if o is None or action is None:
+                    continue
+                if o.assigned["due_at"] - e.trigger.recorded_at != dues[role]:
+                    findings.add(
+                        "r20-emergency-opens-the-flow",
+                        o.id,
+                        f"{action} due {o.assigned['due_at']}, not {dues[role]} after {_when(e.trigger)}",
+                    )
+                _expect_closing(findings, "r20-answer-completes", o, e.closing.get(role))
+                findings.counts[f"r20 {role} {'answered' if role in e.closing else 'unanswered'}"] += 1
+    for o in log.of_rule("R20") + log.of_rule("R20", notices=True):
+        if o.id not in expected:
+            findings.add(
+                "r20-flow-has-emergency",
+                o.id,
+                f"R20 {o.assigned['action']} of {o.subject}: {o.key} opens no emergency flow",
+            )
+
+
+def _check_tasks(log: _Log, findings: Findings) -> None:
+    """10. Tasks people assign: ``task-opens-one-obligation`` — every ``TaskAssigned`` opens exactly one
+    ``assigned_task`` obligation for its assignee, with its deadline, about its patient (else the
+    task), triggered by it; ``task-obligation-has-task`` — the converse; ``task-completed-by-owner`` —
+    a task is completed only by its assignee's word (``by_agency``)."""
+    for tid, task in log.tasks.items():
+        findings.counts["tasks"] += 1
+        o = log.obligations.get(_obligation_id(tid, TASK_RULE, tid, "assignee"))
+        subject = str(task["patient_id"]) if task["patient_id"] is not None else tid
+        if o is None or o.assigned is None:
+            findings.add("task-opens-one-obligation", tid, f"task {_when(task)} opened no obligation")
+            continue
+        a = o.assigned
+        have = (a["kind"], a["action"], a["assignee"], a["due_at"], str(a["patient_id"]), a["trigger_message_id"])
+        want = ("obligation", "assigned_task", task["assignee"], task["due_at"], subject, task["message_id"])
+        if have != want:
+            findings.add("task-opens-one-obligation", o.id, f"task {tid}: opened {have}, not {want}")
+        for done in o.completions:
+            findings.counts["tasks completed"] += 1
+            if done.get("by_agency") != task["assignee"]:
+                findings.add(
+                    "task-completed-by-owner",
+                    o.id,
+                    f"task {tid} completed by {done.get('by_agency')}, not its assignee",
+                )
+    for o in log.of_rule(TASK_RULE) + log.of_rule(TASK_RULE, notices=True):
+        if o.key not in log.tasks or o.id != str(_obligation_id(o.key, TASK_RULE, o.key, "assignee")):
+            findings.add(
+                "task-obligation-has-task", o.id, f"task obligation of {o.subject} (key {o.key}): no such task"
+            )
+
+
+def _check_cared_for(log: _Log, walks: dict[str, _Beside], findings: Findings) -> None:
+    """11. Institutional care "like a hospital stay": ``cared-for-opens-no-home-rule`` — no obligation
+    of the rules for patients at home (R2, R3, R4, R6) is opened by a fact after which the patient is
+    in hospital or in institutional care by occurred time (episodes of R2 and the end state of R3,
+    R4, R6 read the same condition: invariants 3 and 5)."""
+    for o in log.obligations.values():
+        if o.assigned is None or o.is_notice or o.rule not in AT_HOME_RULES:
+            continue
+        b = walks.get(o.subject)
+        if b is not None and b.cared_for_after.get(o.assigned["trigger_message_id"], False):
+            findings.add(
+                "cared-for-opens-no-home-rule",
+                o.id,
+                f"{o.rule} {o.assigned['action']} of {o.subject} opened by "
+                f"{o.assigned['trigger_message_id']}, after which the patient is cared for away from home",
+            )

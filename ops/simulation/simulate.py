@@ -16,12 +16,14 @@ what the rules and the scheduler record must come out identical.
 
 from __future__ import annotations
 
+import json
 import time as wall
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
@@ -30,15 +32,27 @@ from core.backfill import import_lines
 from core.calendar_view import load_year_file
 from core.contract import ContractError
 from core.intake import accept
+from core.obligations import act
 from core.registry import load_file
 from core.rule_settings_view import load_file as load_rule_settings
 from core.waiting import WAITING, Arrival, message_status
 from domain.errors import DomainError
+from domain.task import task_obligation_id
 from ops.data_files import DEMO_DISTRICT, RULE_SETTINGS_FILE, shipped_years, year_file
 from ops.simulation.generator import CST, Township
 
 #: Topics of what the rules and the scheduler record: re-derived on replay, never copied.
-DERIVED_TOPICS = ("smd.Obligation", "smd.Notice", "smd.LostTo")
+DERIVED_TOPICS = ("smd.Obligation", "smd.Notice", "smd.LostTo", "smd.RiskEscalated")
+
+
+@dataclass(frozen=True)
+class Act:
+    """An owner acting on its obligation in the work queue (no message): when, whose, which."""
+
+    at: datetime
+    agency: str
+    obligation_id: UUID
+    action: str
 
 
 class SimClock:
@@ -67,6 +81,8 @@ class YearReport:
     refused_after_waiting: int = 0  # waited, then refused (reference-not-found when the window ended)
     still_waiting: int = 0  # after the final sweep: a defect
     seconds: Counter[str] = field(default_factory=Counter)
+    acts: list[Act] = field(default_factory=list)  # owners' acts in the work queue, in order (the replay repeats them)
+    acts_refused: list[tuple[str, str]] = field(default_factory=list)  # (action, error): a defect
 
     @property
     def messages_per_second(self) -> float:
@@ -141,6 +157,10 @@ def run_year(
             progress(f"{delivery.at.astimezone(CST):%Y-%m}: {report.recorded.total()} recorded")
         clock.now = delivery.at
         started = wall.perf_counter()
+        if delivery.kind == "act":
+            _act(services, clock, delivery, report)
+            report.seconds["intake"] += wall.perf_counter() - started
+            continue
         _deliver(services, delivery, report)
         report.seconds["intake"] += wall.perf_counter() - started
     while next_run is not None:
@@ -234,6 +254,26 @@ def _import(services: Any, ledgers: list[Any], report: YearReport) -> None:
     report.seconds["intake"] += wall.perf_counter() - started
 
 
+def _act(services: Any, clock: SimClock, delivery: Any, report: YearReport) -> None:
+    """The owner acts on its task's obligation: the rules catch up first (the obligation is there
+    once the follower has read the task, as it is a second after it in production)."""
+    doc = json.loads(delivery.raw)
+    done = Act(delivery.at, delivery.agency, task_obligation_id(UUID(doc["task"])), doc["action"])
+    try:
+        apply_act(services, clock, done)
+    except DomainError as e:
+        report.acts_refused.append((done.action, getattr(e, "code", type(e).__name__)))
+        return
+    report.acts.append(done)
+
+
+def apply_act(services: Any, clock: SimClock, done: Act) -> None:
+    """The rules catch up, the clock is set to the act's instant, the owner acts (work queue)."""
+    drain(services)
+    clock.now = done.at
+    act(services.case_record, done.obligation_id, done.agency, "simulation", done.action)
+
+
 def _deliver(services: Any, delivery: Any, report: YearReport) -> None:
     try:
         recorded = accept(
@@ -281,11 +321,15 @@ def agencies_facts(services: Any) -> list[tuple[Any, datetime]]:
         start = batch[-1].id + 1
 
 
-def replay_year(source: Any, replica: Any, clock: SimClock, scheduler_runs: Iterable[datetime]) -> None:
+def replay_year(
+    source: Any, replica: Any, clock: SimClock, scheduler_runs: Iterable[datetime], acts: Iterable[Act] = ()
+) -> None:
     """Copy the source's facts into ``replica`` in order, running the rules and the scheduler as
-    the original run did: before each scheduler instant, the facts recorded up to it."""
+    the original run did: before each scheduler instant, the facts recorded up to it; before each
+    owner's act, the facts recorded before it, the rules, then the act at its instant."""
     facts = agencies_facts(source)
     i = 0
+    pending = list(acts)
 
     def copy_until(limit: datetime | None) -> None:
         nonlocal i
@@ -297,9 +341,17 @@ def replay_year(source: Any, replica: Any, clock: SimClock, scheduler_runs: Iter
         if batch:
             replica.case_record.recorder.insert_events(batch)
 
+    def acts_before(limit: datetime | None) -> None:
+        while pending and (limit is None or pending[0].at <= limit):  # as run_year: an act at a run goes first
+            done = pending.pop(0)
+            copy_until(done.at)
+            apply_act(replica, clock, done)
+
     for instant in scheduler_runs:
+        acts_before(instant)
         copy_until(instant)
         run_scheduler(replica, clock, instant)
+    acts_before(None)
     copy_until(None)
     drain(replica)
 
@@ -320,3 +372,10 @@ def derived_events(services: Any) -> list[tuple[Any, ...]]:
         )
         for r in rows
     )
+
+
+def derived_digest(services: Any) -> str:
+    """A SHA-256 of ``derived_events``: two runs (or a run and its replay) derived the same iff equal."""
+    import hashlib
+
+    return hashlib.sha256(repr(derived_events(services)).encode()).hexdigest()

@@ -1,4 +1,4 @@
-"""A simulated year of a township (issue 11), on SQLite and on PostgreSQL.
+"""A simulated year of a township (issues 11 and 19), on SQLite and on PostgreSQL.
 
 Two hundred fictional patients live a year: their agencies' systems send what they did, late,
 out of order, twice, and sometimes wrong; the real intake, rules, work queue and scheduler handle
@@ -17,10 +17,13 @@ from typing import Any
 
 import pytest
 
+import core.policy_process
 import domain.rules
+import domain.rules.r04_visit_interval
+from domain.rules.entries import in_hospital
 from domain.rules.r05_lost_to_follow_up import R5
 from ops.bootstrap import Services
-from ops.simulation.generator import Township, generate
+from ops.simulation.generator import REGISTRATION_TYPES, Township, generate
 from ops.simulation.invariants import Findings, check
 from ops.simulation.log import Record, read_log
 from ops.simulation.simulate import DERIVED_TOPICS, SimClock, YearReport, derived_events, replay_year, run_year
@@ -77,7 +80,7 @@ def year(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         findings = check(records, scheduler_runs=report.scheduler_runs)
         for row in services.keystore.table.rows_wrapped_by(services.settings.master_key_id, 1_000_000):
             replica.keystore.table.insert_if_absent(row)  # the same data keys, as a restored backup has
-        replay_year(services, replica, replica_clock, report.scheduler_runs)
+        replay_year(services, replica, replica_clock, report.scheduler_runs, report.acts)
         yield SimulatedYear(kind, township, report, services, records, findings, replica)
     finally:
         replica.close()
@@ -89,6 +92,8 @@ def year(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 class TestAYearOfMessages:
     def test_every_valid_message_was_recorded_and_every_invalid_one_refused_with_its_reason(self, year) -> None:
         assert year.report.refused_valid == []
+        assert year.report.acts_refused == []  # every owner's act found its task's obligation
+        assert len(year.report.acts) == sum(d.kind == "act" for d in year.township.deliveries) >= 10
         assert year.report.accepted_invalid == []
         invalid = sum(d.kind == "invalid" for d in year.township.deliveries)
         assert year.report.refused.total() == invalid
@@ -110,7 +115,7 @@ class TestAYearOfMessages:
         assert (year.report.released, year.report.still_waiting) == (1, 0)
         registrations: dict[str, Any] = {}
         for d in year.township.deliveries:  # in delivery order: the first of each patient
-            if d.event_type == "cn.smd.patient.registered.v1" and d.kind in ("fact", "ledger"):
+            if d.event_type in REGISTRATION_TYPES and d.kind in ("fact", "ledger"):
                 registrations.setdefault(json.loads(d.raw)["subject"], d)
         [early] = [
             d
@@ -169,6 +174,23 @@ MINIMUM_COUNTS: dict[str, int] = {
     **{f"obligations {rule}": 1 for rule in ("R1", "R2", "R3", "R4", "R5", "R6", "R9", "R10", "R11", "R13")},
     **{f"obligations {rule}": 1 for rule in ("R14", "R16", "R17", "R18")},
     "notices R12": 1,
+    # issue 19
+    "registrations with a household region": 40,
+    "risk escalations expected": 5,
+    "r19 take-overs": 6,
+    "r19 take-overs completed": 5,
+    "r19 police told": 1,
+    "overdue R19": 2,
+    "r20 emergencies": 70,
+    "r20 emergencies reported": 5,
+    "r20 police answered": 60,
+    "r20 police unanswered": 3,
+    "overdue R20": 30,
+    "tasks": 20,
+    "tasks completed": 15,
+    "overdue TASK": 4,
+    "facts smd.InstitutionalCareRecorded": 5,
+    "in institutional care at the end": 1,
 }
 
 
@@ -189,6 +211,9 @@ class TestThePlantedFault:
     ) -> None:
         without_r5 = tuple(r for r in domain.rules.PATIENT_RULES if r is not R5)
         monkeypatch.setattr(domain.rules, "PATIENT_RULES", without_r5)
+        # in the same year, two faults of issue 19's: no RiskEscalated derived, R4 blind to institutional care
+        monkeypatch.setattr(core.policy_process, "record_risk_escalation", lambda *args: None)
+        monkeypatch.setattr(domain.rules.r04_visit_interval, "cared_for", in_hospital)
         township = generate(SEED + 1, 60, days=240)
         clock = SimClock(township.deliveries[0].at)
         services = open_services(store_settings("sqlite", tmp_path), clock=clock)
@@ -200,3 +225,4 @@ class TestThePlantedFault:
         broken = {v.invariant for v in findings.violations}
         assert not findings.ok
         assert any("r5" in name for name in broken), broken
+        assert {"risk-escalation-derived-once", "cared-for-opens-no-home-rule"} <= broken, broken

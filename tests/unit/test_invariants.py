@@ -47,17 +47,18 @@ class Story:
         on: float,
         occurred: float | None = None,
         ledger: bool = False,
+        agency: str = "hc-north",
         **fields: Any,
     ) -> Record:
         """A fact recorded on day ``on`` that occurred on day ``occurred`` (the same day unless late)."""
         self.sent += 1
-        message_id = f"{'ledger:' if ledger else ''}hc-north:m{self.sent}"
+        message_id = f"{'ledger:' if ledger else ''}{agency}:m{self.sent}"
         when = day(on if occurred is None else occurred)
         return self._put(
             topic,
             subject,
             day(on),
-            agency_id="hc-north",
+            agency_id=agency,
             staff_id=None,
             occurred_at=when,
             message_id=message_id,
@@ -98,12 +99,15 @@ class Story:
         subject: UUID | None = None,
         trigger_id: str | None = None,
         at: datetime | None = None,
+        assignee: str = "police-east",
+        due_at: datetime | None = None,
     ) -> UUID:
         """An obligation (or notice) opened by ``trigger``, recorded at the trigger's recorded time."""
         subject = subject or trigger.stream
         key = key or trigger["message_id"]
         oid = obligation_id(subject, rule, key, role, cycle)
         deadline = None if kind == "notice" else (trigger.recorded_at + timedelta(days=1) if due is None else day(due))
+        deadline = due_at or deadline
         self._put(
             "smd.ObligationAssigned",
             oid,
@@ -113,7 +117,7 @@ class Story:
             action=action,
             patient_id=subject,
             episode_key=key,
-            assignee="police-east",
+            assignee=assignee,
             residence="990101-001-v01",
             due_at=deadline,
             trigger_message_id=trigger_id or trigger["message_id"],
@@ -159,6 +163,23 @@ class Story:
     def end(self, lid: UUID, because: Record) -> None:
         self._put("smd.LostToFollowUpEnded", lid, because.recorded_at, because_of=because["message_id"])
 
+    def escalated(self, trigger: Record, level_before: int, class_before: str) -> None:
+        """The RiskEscalated the engine derives from the assessment ``trigger``."""
+        self._put(
+            "smd.RiskEscalated",
+            uuid4(),
+            trigger.recorded_at,
+            patient_id=trigger.stream,
+            assessment_key=trigger["message_id"],
+            occurred_at=trigger["occurred_at"],
+            level_before=level_before,
+            level_after=trigger["risk_level"],
+            class_before=class_before,
+            class_after=trigger["risk_class"],
+            residence="990101-001-v01",
+            recipients=[GOV],
+        )
+
     def check(self, runs: tuple[float, ...] = (), misses_that_mean_lost: int = 3) -> Findings:
         return check(self.records, scheduler_runs=[day(n) for n in runs], misses_that_mean_lost=misses_that_mean_lost)
 
@@ -167,7 +188,7 @@ def broken(findings: Findings) -> set[str]:
     return {v.invariant for v in findings.violations}
 
 
-def high_risk_entry(s: Story, patient: UUID, level: int = 4, *, on: float, **kw: Any) -> Record:
+def high_risk_entry(s: Story, patient: UUID, level: int = 3, *, on: float, **kw: Any) -> Record:
     """A visit at level >= 3 and what the engine opens for it: R1's police obligation, R2's first cycle."""
     entered = s.visit(patient, level, on=on, **kw)
     s.obligation("R1", "take_under_management", entered)
@@ -432,6 +453,7 @@ class TestR2JointVisits:
         s.assess(p, 2, on=1)  # basically stable: no R2
         unstable = s.fact("smd.RiskAssessed", p, on=2, risk_level=2, risk_class="unstable")
         s.obligation("R2", "joint_visit", unstable, role="joint-visit", cycle=unstable.version, due=16)
+        s.escalated(unstable, 2, "basically_stable")  # the class worsened
         findings = s.check()
         assert findings.ok, findings.violations
         assert (findings.counts["r2 episodes"], findings.counts["r2 cycles"]) == (1, 1)
@@ -447,7 +469,7 @@ class TestR2JointVisits:
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
         key = entered["message_id"]
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.obligation("R2", "joint_visit", joint, key=key, role="joint-visit", cycle=joint.version, due=26)
         s.complete(obligation_id(p, "R2", key, "joint-visit", entered.version), joint)
         findings = s.check()
@@ -458,7 +480,7 @@ class TestR2JointVisits:
         s = Story()
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.complete(obligation_id(p, "R2", entered["message_id"], "joint-visit", entered.version), joint)
         [v] = s.check().violations
         assert v.invariant == "r2-joint-visit-opens-next-cycle" and joint["message_id"] in v.detail
@@ -468,17 +490,17 @@ class TestR2JointVisits:
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
         key = entered["message_id"]
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.obligation("R2", "joint_visit", joint, key=key, role="joint-visit", cycle=joint.version, due=26)
         s.complete(obligation_id(p, "R2", key, "joint-visit", entered.version), joint)
-        s.visit(p, 4, on=13, occurred=5, joint=True)  # older than the anchor: the cycle stays
+        s.visit(p, 3, on=13, occurred=5, joint=True)  # older than the anchor: the cycle stays
         assert s.check().ok
 
     def test_two_cycles_of_one_episode_open_at_once_are_reported(self) -> None:
         s = Story()
         p = s.register()
         entered = high_risk_entry(s, p, on=1)
-        joint = s.visit(p, 4, on=12, joint=True)
+        joint = s.visit(p, 3, on=12, joint=True)
         s.obligation("R2", "joint_visit", joint, key=entered["message_id"], role="joint-visit", cycle=joint.version)
         findings = s.check()
         assert broken(findings) == {"r2-one-cycle-open-at-a-time", "open-obligation-still-holds"}
@@ -813,3 +835,287 @@ class TestCountsAndIndependence:
                 imported |= {a.name for a in node.names}
         assert not {m for m in imported if m.split(".")[0] in ("domain", "core", "projections", "api")}
         assert {m for m in imported if m.startswith("ops")} == {"ops.simulation.log"}
+
+
+# -- 7-11. issue 19: RiskEscalated, R19, R20, tasks, institutional care ----------------------------------
+
+HOSPITAL, COMMITTEE, POLICE = "hospital-lantern-bay", "committee-north", "police-east"
+KINDS = {
+    HOSPITAL: "psychiatric_hospital",
+    "hc-north": "health_center",
+    COMMITTEE: "committee",
+    POLICE: "police_station",
+    GOV: "governance_center",
+}
+
+
+def district(s: Story) -> None:
+    """The registry's records: which kind each agency is."""
+    for agency, kind in KINDS.items():
+        s._put("smd.AgencyDefined", uuid4(), day(-30), agency_id=agency, kind=kind, name=agency, jurisdiction=[])
+
+
+class TestRiskEscalated:
+    def test_a_worse_assessment_derives_one_risk_escalated_with_the_levels_before_and_after(self) -> None:
+        s = Story()
+        p = s.register()
+        s.assess(p, 1, on=1)
+        worse = s.assess(p, 2, on=2)
+        s.escalated(worse, 1, "basically_stable")
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["risk escalations expected"] == findings.counts["risk escalated"] == 1
+
+    def test_a_late_assessment_is_compared_with_the_one_before_it_by_occurred_time(self) -> None:
+        s = Story()
+        p = s.register()
+        s.assess(p, 2, on=1)
+        s.assess(p, 1, on=5)
+        s.assess(p, 2, on=6, occurred=3)  # after the level-2 one of day 1: not worse
+        assert s.check().ok
+
+    def test_a_missing_escalation_and_one_without_a_worsening_are_reported(self) -> None:
+        s = Story()
+        p = s.register()
+        s.assess(p, 1, on=1)
+        s.assess(p, 2, on=2)  # worse, nothing derived
+        same = s.assess(p, 2, on=3)
+        s.escalated(same, 2, "basically_stable")  # derived, not worse
+        assert broken(s.check()) == {"risk-escalation-derived-once", "risk-escalation-has-worsening"}
+
+
+def hospital_patient(s: Story) -> tuple[UUID, Record]:
+    district(s)
+    p = uuid4()
+    registered = s.fact("smd.PatientRegistered", p, on=0, agency=HOSPITAL, residence="990101-001-v01", diagnosis=None)
+    return p, registered
+
+
+def take_over(s: Story, registered: Record, *, level: int | None = None) -> UUID:
+    """What R19 opens: the health center's take-over (due at the end of the 10th working day:
+    registered on a Monday, the Monday two weeks later ends it), the governance center's notice."""
+    key = "hospital-new-patient"
+    due = datetime(2026, 3, 16, 16, 0, tzinfo=UTC)  # 2026-03-17 00:00 China time
+    oid = s.obligation(
+        "R19", "take_over_from_hospital", registered, key=key, role="health-center", assignee="hc-north", due_at=due
+    )
+    s.obligation(
+        "R19", "hospital_new_patient_notice", registered, key=key, kind="notice", role="governance-notice", assignee=GOV
+    )
+    if level is not None and level >= 3:
+        s.obligation(
+            "R19",
+            "hospital_new_patient_notice",
+            registered,
+            key=key,
+            kind="notice",
+            role="police-notice",
+            assignee=POLICE,
+        )
+    return oid
+
+
+class TestR19HospitalNewPatient:
+    def test_the_hospitals_new_patient_is_taken_over_by_the_first_visit(self) -> None:
+        s = Story()
+        p, registered = hospital_patient(s)
+        oid = take_over(s, registered)
+        s.complete(oid, s.visit(p, 1, on=5))
+        s.visit(p, 1, on=9)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["r19 take-overs completed"] == 1
+
+    def test_a_missing_take_over_a_wrong_completion_and_a_take_over_without_a_hospital_fact_are_reported(
+        self,
+    ) -> None:
+        s = Story()
+        p, registered = hospital_patient(s)
+        oid = take_over(s, registered)
+        s.visit(p, 1, on=5)
+        s.complete(oid, s.visit(p, 1, on=9))  # not the first visit
+        assert broken(s.check()) == {"r19-first-visit-completes"}
+        s = Story()
+        p, _ = hospital_patient(s)
+        assert broken(s.check()) == {"r19-hospital-patient-taken-over"}
+        s = Story()
+        district(s)
+        take_over(s, s.fact("smd.PatientRegistered", uuid4(), on=0, residence="990101-001-v01", diagnosis=None))
+        assert broken(s.check()) == {"r19-take-over-has-hospital-fact"}
+
+    def test_a_hospital_diagnosis_after_a_visit_opens_nothing(self) -> None:
+        s = Story()
+        district(s)
+        p = s.register()
+        s.visit(p, 1, on=1)
+        s.fact("smd.DiagnosisRecorded", p, on=2, agency=HOSPITAL, diagnosis="schizophrenia", revoked=False, reason=None)
+        assert s.check().ok
+
+
+def emergency_flow(s: Story, trigger: Record) -> dict[str, UUID]:
+    """What R20 opens for ``trigger``: the police (30 minutes), the governance center (2 hours), notices."""
+    at = trigger.recorded_at
+    return {
+        "police": s.obligation(
+            "R20", "respond_to_emergency", trigger, role="police", assignee=POLICE, due_at=at + timedelta(minutes=30)
+        ),
+        "governance": s.obligation(
+            "R20", "coordinate_emergency", trigger, role="governance", assignee=GOV, due_at=at + timedelta(hours=2)
+        ),
+        "committee": s.obligation(
+            "R20", "emergency_notice", trigger, kind="notice", role="committee-notice", assignee=COMMITTEE
+        ),
+        "hc": s.obligation(
+            "R20", "emergency_notice", trigger, kind="notice", role="health-center-notice", assignee="hc-north"
+        ),
+    }
+
+
+def danger(s: Story, p: UUID, *, on: float, occurred: float | None = None) -> Record:
+    return s.fact(
+        "smd.RiskEscalationReported", p, on=on, occurred=occurred, agency=COMMITTEE, danger="to_others", observed=None
+    )
+
+
+class TestR20Emergency:
+    def test_a_danger_report_opens_the_flow_and_the_polices_response_completes_its_part(self) -> None:
+        s = Story()
+        district(s)
+        p = s.register()
+        opened = emergency_flow(s, danger(s, p, on=3))
+        answer = s.fact("smd.EmergencyResponded", p, on=3.01, agency=POLICE, outcome="calmed_on_site", action=None)
+        s.complete(opened["police"], answer)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert (findings.counts["r20 police answered"], findings.counts["r20 governance unanswered"]) == (1, 1)
+
+    def test_a_report_told_too_late_and_a_second_report_of_one_emergency_open_nothing(self) -> None:
+        s = Story()
+        district(s)
+        p = s.register()
+        danger(s, p, on=4, occurred=3)  # a day late: the emergency is over
+        emergency_flow(s, danger(s, p, on=5))
+        danger(s, p, on=5 + 1 / 24)  # an hour later: the same emergency
+        assert s.check().ok
+
+    def test_an_assessment_at_4_in_institutional_care_opens_no_flow(self) -> None:
+        s = Story()
+        district(s)
+        p = s.register()
+        s.fact(
+            "smd.InstitutionalCareRecorded", p, on=2, started=True, care_kind="extreme_poverty", place=None, reason=None
+        )
+        assessed = s.assess(p, 4, on=3)
+        s.obligation("R1", "take_under_management", assessed)
+        findings = s.check()
+        assert not findings.of("r20-emergency-opens-the-flow")
+        emergency_flow(s, assessed)
+        assert "r20-flow-has-emergency" in broken(s.check())
+
+    def test_a_missing_flow_and_an_answer_that_did_not_complete_are_reported(self) -> None:
+        s = Story()
+        district(s)
+        p = s.register()
+        danger(s, p, on=3)
+        assert broken(s.check()) == {"r20-emergency-opens-the-flow"}
+        s = Story()
+        district(s)
+        p = s.register()
+        emergency_flow(s, danger(s, p, on=3))
+        s.fact("smd.EmergencyCoordinated", p, on=3.05, agency=GOV, measures=None)  # nothing completed
+        assert broken(s.check()) == {"r20-answer-completes"}
+
+
+class TestTasks:
+    def task(self, s: Story, patient: UUID | None, *, assignee: str = "hc-north") -> tuple[UUID, Record]:
+        task = uuid4()
+        fact = s.fact(
+            "smd.TaskAssigned",
+            task,
+            on=1,
+            agency=GOV,
+            assignee=assignee,
+            due_at=day(8),
+            text=None,
+            patient_id=patient,
+            place="990101-001-v01",
+        )
+        return task, fact
+
+    def assigned(self, s: Story, task: UUID, fact: Record, subject: UUID) -> UUID:
+        """The obligation the policy opens: named after the task, about its patient (else the task)."""
+        oid = obligation_id(task, "TASK", str(task), "assignee")
+        fields = {
+            "kind": "obligation",
+            "rule": "TASK",
+            "action": "assigned_task",
+            "patient_id": subject,
+            "episode_key": str(task),
+            "assignee": fact["assignee"],
+            "residence": "990101-001-v01",
+            "due_at": fact["due_at"],
+            "trigger_message_id": fact["message_id"],
+            "trigger_position": fact.position,
+            "risk_level": None,
+        }
+        s._put("smd.ObligationAssigned", oid, fact.recorded_at, **fields)
+        return oid
+
+    def test_a_task_opens_its_assignees_obligation_which_its_owner_completes(self) -> None:
+        s = Story()
+        p = s.register()
+        task, fact = self.task(s, p)
+        oid = self.assigned(s, task, fact, p)
+        s._put("smd.ObligationCompleted", oid, day(3), fulfilled_by=None, by_agency="hc-north", note=None)
+        place_task, place_fact = self.task(s, None)
+        self.assigned(s, place_task, place_fact, place_task)  # at a place: the task is the subject
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert (findings.counts["tasks"], findings.counts["tasks completed"]) == (2, 1)
+
+    def test_a_task_without_obligation_one_done_by_another_agency_and_an_obligation_without_task_are_reported(
+        self,
+    ) -> None:
+        s = Story()
+        p = s.register()
+        self.task(s, p)
+        assert broken(s.check()) == {"task-opens-one-obligation"}
+        s = Story()
+        p = s.register()
+        task, fact = self.task(s, p)
+        oid = self.assigned(s, task, fact, p)
+        s._put("smd.ObligationCompleted", oid, day(3), fulfilled_by=None, by_agency=COMMITTEE, note=None)
+        assert broken(s.check()) == {"task-completed-by-owner"}
+        s = Story()
+        p = s.register()
+        visit = s.visit(p, 1, on=1)
+        s.obligation("TASK", "assigned_task", visit, key=str(uuid4()), role="assignee")
+        assert "task-obligation-has-task" in broken(s.check())
+
+
+class TestInstitutionalCare:
+    def care(self, s: Story, p: UUID, *, on: float, started: bool = True) -> Record:
+        return s.fact(
+            "smd.InstitutionalCareRecorded", p, on=on, started=started, care_kind=None, place=None, reason=None
+        )
+
+    def test_no_rule_for_patients_at_home_opens_while_in_institutional_care(self) -> None:
+        s = Story()
+        p = s.register()
+        self.care(s, p, on=2)
+        visit = s.visit(p, 1, on=3)
+        s.follow_up(visit)
+        assert "cared-for-opens-no-home-rule" in broken(s.check())
+
+    def test_an_unstable_patient_in_institutional_care_has_no_joint_visit_cycle_until_the_care_ends(self) -> None:
+        s = Story()
+        p = s.register()
+        self.care(s, p, on=2)
+        s.fact("smd.RiskAssessed", p, on=3, risk_level=2, risk_class="unstable")
+        assert not s.check().of("r2-episode-opens-first-cycle")
+        ended = self.care(s, p, on=10, started=False)  # home again: the unstable episode opens
+        assert [v.invariant for v in s.check().violations] == ["r2-episode-opens-first-cycle"]
+        s.obligation("R2", "joint_visit", ended, role="joint-visit", cycle=ended.version, due=24)
+        findings = s.check()
+        assert findings.ok, findings.violations
+        assert findings.counts["in institutional care at the end"] == 0

@@ -15,10 +15,11 @@ from domain.jurisdiction import covers, covers_then_or_now
 from domain.registry import RegistryState
 from domain.values import EARLIEST_OCCURRED
 from ops.data_files import DEMO_DISTRICT
-from ops.simulation.generator import CST, PROFILES, by_day, generate
+from ops.simulation.generator import CST, PROFILES, REGISTRATION_TYPES, by_day, generate
 
 SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 REGISTERED = "cn.smd.patient.registered.v1"
+MESSAGES = ("fact", "ledger", "duplicate")  # not "invalid", not "act" (an owner's act in the work queue: no message)
 
 
 def _demo_registry() -> RegistryState:
@@ -27,12 +28,17 @@ def _demo_registry() -> RegistryState:
 
 
 def _places(township) -> dict[str, str]:
-    """Each subject's place: a patient's residence, the place a suspected person was seen."""
+    """Each subject's place: a patient's residence, the place a suspected person was seen, a task's
+    patient's residence or its place."""
     places = {}
     for d in township.deliveries:
-        if d.kind != "invalid" and d.event_type in (REGISTERED, "cn.smd.suspected-case.reported.v1"):
+        if d.kind != "invalid" and d.event_type in (*REGISTRATION_TYPES, "cn.smd.suspected-case.reported.v1"):
             doc = json.loads(d.raw)
             places[doc["subject"]] = doc["data"].get("residence") or doc["data"]["seen_in"]
+    for d in township.deliveries:
+        if d.kind == "fact" and d.event_type == "cn.smd.task.assigned.v1":
+            doc = json.loads(d.raw)
+            places[doc["subject"]] = doc["data"].get("place") or places[doc["data"]["patient_id"]]
     return places
 
 
@@ -56,7 +62,7 @@ class TestTheSameSeedGivesTheSameTownship:
 class TestWhatAgenciesSend:
     def test_every_valid_message_decodes_with_the_one_contract(self, township) -> None:
         for d in township.deliveries:
-            if d.kind != "invalid":
+            if d.kind in MESSAGES:
                 assert decode_event(d.raw).source == d.agency
 
     def test_messages_come_in_delivery_order_within_the_year(self, township) -> None:
@@ -91,7 +97,7 @@ class TestWhatAgenciesSend:
         desired = read_registry_file(DEMO_DISTRICT)
         registry = RegistryState.of(desired.region, [*desired.org_units, *desired.agencies])
         for d in township.deliveries:
-            if d.kind != "invalid":  # known org units and agencies, times in range, on the day it arrives
+            if d.kind in MESSAGES:  # known org units and agencies, times in range, on the day it arrives
                 check_at_the_door(decode_event(d.raw), registry, d.at, d.at.astimezone(CST).date(), EARLIEST_OCCURRED)
 
     def test_every_valid_message_comes_from_an_agency_whose_jurisdiction_covers_its_subject(self, township) -> None:
@@ -102,7 +108,7 @@ class TestWhatAgenciesSend:
         places = _places(township)
         checked = 0
         for d in township.deliveries:
-            if d.kind != "invalid":
+            if d.kind in MESSAGES:
                 doc = json.loads(d.raw)
                 occurred = decode_event(d.raw).time.astimezone(CST).date()
                 unit = places[doc["subject"]]
@@ -134,8 +140,11 @@ class TestWhatAgenciesSend:
         assert len(invalid) >= 6 and all(d.why_invalid for d in invalid)
 
     def test_the_police_send_in_batches_and_committees_often_in_a_weekly_sync(self, township) -> None:
+        urgent = ("cn.smd.emergency.", "cn.smd.risk.escalated.")  # the emergency line: at once, never batched
         police = [
-            d.at.astimezone(CST) for d in township.deliveries if d.agency.startswith("police") and d.kind == "fact"
+            d.at.astimezone(CST)
+            for d in township.deliveries
+            if d.agency.startswith("police") and d.kind == "fact" and not d.event_type.startswith(urgent)
         ]
         assert sum(t.hour in (2, 10, 18) and t.minute == 0 for t in police) >= len(police) * 0.8
         committee = [d.at.astimezone(CST) for d in township.deliveries if d.agency.startswith("committee")]
@@ -178,15 +187,66 @@ class TestAYearOfATownship:
 class TestEveryoneIsFictional:
     def test_names_are_marked_pseudonyms_and_appear_nowhere_in_the_seeds(self, township) -> None:
         seeds = "".join(p.read_text(encoding="utf-8") for p in SEEDS_DIR.glob("*.txt")) if SEEDS_DIR.exists() else ""
-        names = [
-            json.loads(d.raw)["data"]["name"]
-            for d in township.deliveries
-            if d.event_type == "cn.smd.patient.registered.v1"
-        ]
+        names = [json.loads(d.raw)["data"]["name"] for d in township.deliveries if d.event_type in REGISTRATION_TYPES]
         assert names and all(n.startswith("化名") for n in names)
         assert not any(n[2:4] in seeds for n in names)
 
     def test_no_identifier_is_ever_generated(self, township) -> None:
         for d in township.deliveries:
-            data = json.loads(d.raw)["data"]
-            assert "id_number" not in data and "phone" not in data
+            if d.kind in MESSAGES:
+                data = json.loads(d.raw)["data"]
+                assert "id_number" not in data and "phone" not in data
+
+
+class TestWhatIssue19Added:
+    """The hospital's new patients, emergencies, tasks, institutional care, v2 registrations."""
+
+    def test_registrations_come_in_both_versions_and_v2_carries_a_birth_date_and_a_county_code(self, township) -> None:
+        regs = [d for d in township.deliveries if d.event_type in REGISTRATION_TYPES and d.kind in ("fact", "ledger")]
+        versions = {d.event_type for d in regs}
+        assert versions == set(REGISTRATION_TYPES)
+        for d in regs:
+            if d.event_type.endswith(".v2"):
+                data = decode_event(d.raw).data
+                assert data.birth_date.year >= 1950 and data.household_region.startswith("99")  # fictional codes
+
+    def test_the_hospital_pushes_new_patients_taken_over_in_time_late_or_never(self, township) -> None:
+        p = township.planted
+        assert p["r19 registered by the hospital"] + p["r19 diagnosed by the hospital"] >= 4
+        assert p["r19 taken over in time"] > p["r19 taken over late"] >= 1
+
+    def test_danger_reports_and_answers_to_emergencies_come_after_what_they_answer(self, township) -> None:
+        p = township.planted
+        assert p["risk.escalated"] >= 5 and p["emergency.responded"] >= p["risk.escalated"]
+        assert p["r20 police responded in time"] > p["r20 police responded late"] >= 1
+        dangers: dict[str, list] = {}
+        for d in township.deliveries:  # in delivery order
+            if d.kind != "fact":
+                continue
+            event = decode_event(d.raw)
+            if d.event_type in ("cn.smd.risk.escalated.v1", "cn.smd.visit.recorded.v1", "cn.smd.risk.assessed.v1"):
+                if d.event_type == "cn.smd.risk.escalated.v1" or event.data.risk_level >= 4:
+                    dangers.setdefault(str(event.subject), []).append(event.time)
+            elif d.event_type in ("cn.smd.emergency.responded.v1", "cn.smd.emergency.coordinated.v1"):
+                assert any(t <= event.time for t in dangers.get(str(event.subject), [])), d.raw
+
+    def test_tasks_are_done_by_their_assignee_after_they_were_assigned(self, township) -> None:
+        assigned = {}
+        acts = 0
+        for d in township.deliveries:
+            doc = json.loads(d.raw)
+            if d.event_type == "cn.smd.task.assigned.v1" and d.kind == "fact":
+                assigned[doc["subject"]] = doc["data"]["assignee"]
+            elif d.kind == "act":
+                assert assigned[doc["task"]] == d.agency
+                acts += 1
+        assert len(assigned) >= 8 and 0 < acts < len(assigned)
+
+    def test_civil_affairs_places_some_patients_in_institutional_care(self, township) -> None:
+        p = township.planted
+        assert p["institutional care started"] >= 1
+        assert all(
+            d.agency.startswith("civil")
+            for d in township.deliveries
+            if d.event_type.startswith("cn.smd.institutional-care.")
+        )
