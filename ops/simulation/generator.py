@@ -717,6 +717,9 @@ def generate(
     year.add_early_visit(seed)
     if coordination:
         issue_19.add_coordination(year, seed, lives, patients)
+        from ops.simulation.reporting import add_reporting  # R21: reports on a stream of their own
+
+        add_reporting(year, seed)
     deliveries = sorted(year.deliveries, key=lambda d: d.at)
     township = Township(seed, start, days, deliveries, Counter(life.profile for life in lives), year.planted)
     township.planted["late"] = sum(d.late for d in deliveries)

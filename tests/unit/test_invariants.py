@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -1119,3 +1119,83 @@ class TestInstitutionalCare:
         findings = s.check()
         assert findings.ok, findings.violations
         assert findings.counts["in institutional care at the end"] == 0
+
+
+# -- R21: reporting duties (decision 023) ---------------------------------------------------------------
+
+CST = timezone(timedelta(hours=8))
+DEPT = "dept-willowbrook-justice"
+
+
+def duty(
+    s: Story, key: str = "monthly_progress|2026-03", *, opened: datetime, due_at: datetime, agency: str = DEPT
+) -> UUID:
+    """The scheduler opens an agency's duty for a period (trigger ``R21:<duty>|<period>``)."""
+    oid = uuid4()
+    s._put(
+        "smd.ObligationAssigned",
+        oid,
+        opened,
+        kind="obligation",
+        rule="R21",
+        action="submit_monthly_report",
+        patient_id=uuid4(),
+        episode_key=key,
+        assignee=agency,
+        residence="990101-001",
+        due_at=due_at,
+        trigger_message_id=f"R21:{key}",
+        trigger_position=len(s.records),
+        risk_level=None,
+    )
+    return oid
+
+
+def report(
+    s: Story, *, on: float, agency: str = DEPT, duty_name: str = "monthly_progress", period: str = "2026-03"
+) -> Record:
+    return s.fact("smd.ReportSubmitted", uuid4(), on=on, agency=agency, duty=duty_name, period=period, reference=None)
+
+
+MARCH_1 = datetime(2026, 3, 1, tzinfo=CST)
+MARCH_25_END = datetime(2026, 3, 26, tzinfo=CST)
+
+
+class TestR21ReportingDuties:
+    def test_r21_a_duty_opened_with_its_period_due_at_the_end_of_the_25th_and_completed_by_its_report_breaks_nothing(
+        self,
+    ) -> None:
+        s = Story()
+        oid = duty(s, opened=MARCH_1, due_at=MARCH_25_END)
+        s.complete(oid, report(s, on=10))
+        assert s.check().ok
+
+    def test_r21_a_duty_due_on_another_day_is_reported(self) -> None:
+        s = Story()
+        duty(s, opened=MARCH_1, due_at=MARCH_25_END - timedelta(days=1))
+        assert broken(s.check()) == {"r21-due-at-the-end-of-the-named-day"}
+
+    def test_r21_a_duty_opened_before_its_period_began_is_reported(self) -> None:
+        s = Story()
+        duty(s, opened=MARCH_1 - timedelta(hours=1), due_at=MARCH_25_END)
+        assert broken(s.check()) == {"r21-opened-once-its-period-began"}
+
+    def test_r21_a_duty_completed_by_another_agencys_report_is_reported(self) -> None:
+        s = Story()
+        oid = duty(s, opened=MARCH_1, due_at=MARCH_25_END)
+        s.complete(oid, report(s, on=10, agency="dept-willowbrook-community"))
+        assert "r21-completed-by-its-report" in broken(s.check())
+
+    def test_r21_a_duty_left_open_after_its_report_came_is_reported(self) -> None:
+        s = Story()
+        duty(s, opened=MARCH_1, due_at=MARCH_25_END)
+        report(s, on=10)
+        assert broken(s.check()) == {"open-obligation-still-holds"}
+
+    def test_r21_a_duty_opened_by_its_report_names_the_report(self) -> None:
+        s = Story()
+        first = report(s, on=0)
+        oid = duty(s, opened=first.recorded_at, due_at=MARCH_25_END)
+        s.records[-1].fields["trigger_message_id"] = first["message_id"]  # type: ignore[index]
+        s.complete(oid, first)
+        assert s.check().ok
