@@ -22,13 +22,22 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 
 from core.case_record import CaseRecord
-from core.contract import SUSPECTED_CASE_EVENTS
+from core.contract import SUSPECTED_CASE_EVENTS, TaskAssignedV1
 from core.registry import REGION_TZ, AgencyInfo
-from domain.jurisdiction import PLACE_IN_DATA, OutsideJurisdiction, Subject, Write, agencies_in, check_may_write
+from domain.jurisdiction import (
+    PLACE_IN_DATA,
+    OutsideJurisdiction,
+    Subject,
+    Write,
+    agencies_in,
+    check_may_write,
+    covers_then_or_now,
+)
 from domain.patient import Patient
 from domain.receipt import receipt_id
 from domain.registry import RegistryState
 from domain.suspected_case import SuspectedCase
+from domain.task import AssigneeDoesNotCoverThePlace
 
 _SUSPECTED_CASE_EVENTS = frozenset(SUSPECTED_CASE_EVENTS)
 
@@ -41,6 +50,9 @@ def check_within_jurisdiction(
     ``state``: the registry as recorded now; ``now``: the recording instant (today is its day in
     the region); the fact's day is its ``time`` in the region.
     """
+    if isinstance(event, TaskAssignedV1):
+        _check_task(case_record, state, agency, event, now)
+        return
     data = event.data
     field = PLACE_IN_DATA.get(event.event_type)
     in_region = getattr(data, "destination_region", None) == state.region  # a move inside the region
@@ -64,6 +76,30 @@ def check_within_jurisdiction(
         if _already_recorded(case_record, event):
             return  # a redelivery: recording answers duplicate (or a reused key)
         raise
+
+
+def _check_task(case_record: CaseRecord, state: RegistryState, agency: AgencyInfo, event: Any, now: datetime) -> None:
+    """A task is assigned at a place in the governance center's area (the patient's residence, or
+    ``data.place``), to an agency whose jurisdiction covers that place (on the task's day or today)."""
+    d = event.data
+    path: str | None = "$.data.place"
+    if d.patient_id is not None:
+        try:
+            patient = case_record.repository.get(d.patient_id, deepcopy_from_cache=False)
+        except AggregateNotFoundError:
+            return  # recording answers patient-not-found
+        place, path = getattr(patient, "residence", None), None
+    else:
+        place = d.place
+    if place is None:
+        return  # recording answers task-needs-a-place
+    day, today = event.time.astimezone(REGION_TZ).date(), now.astimezone(REGION_TZ).date()
+    if not covers_then_or_now(state, agency.agency_id, place, day, today):
+        if _already_recorded(case_record, event):
+            return
+        raise OutsideJurisdiction(agency.agency_id, event.event_type, day, (path, place) if path else None)
+    if not covers_then_or_now(state, d.assignee, place, day, today) and not _already_recorded(case_record, event):
+        raise AssigneeDoesNotCoverThePlace(d.assignee, place if path else None)
 
 
 def _subject(case_record: CaseRecord, event: Any) -> Subject | None:

@@ -130,3 +130,15 @@ class TaskNeedsAPlace(DomainError):
 
     def __init__(self) -> None:
         super().__init__("a task about no patient names its place: send data.place (an org unit id of the registry)")
+
+
+class AssigneeDoesNotCoverThePlace(DomainError):
+    """A task goes to an agency that works where the task is."""
+
+    code = "assignee-outside-the-place"
+
+    def __init__(self, assignee: str, place: str | None) -> None:
+        where = f"place {place!r}" if place is not None else "the patient's residence"
+        super().__init__(
+            f"agency {assignee}'s jurisdiction does not cover {where}; assign the task to an agency that works there"
+        )

@@ -102,3 +102,19 @@ class TestReadingATask:
             assert r.status_code == 404
             r = await client.get(f"/v1/tasks/{uuid4()}", headers={"Authorization": f"Bearer {keys[HC]}"})
             assert r.status_code == 404
+
+
+class TestWhereATaskMayGo:
+    def test_a_task_at_a_place_outside_the_governance_centers_area_is_refused(self, care) -> None:
+        from domain.jurisdiction import OutsideJurisdiction
+
+        with pytest.raises(OutsideJurisdiction, match="data.place"):
+            assign(care.services, uuid4(), task_data(place="990101-002-v01", assignee="hc-reedmarsh"))
+
+    def test_a_task_for_an_agency_that_does_not_work_at_its_place_is_refused(self, care) -> None:
+        from domain.task import AssigneeDoesNotCoverThePlace
+
+        with pytest.raises(AssigneeDoesNotCoverThePlace, match="hc-reedmarsh"):
+            assign(care.services, uuid4(), task_data(place=VILLAGE, assignee="hc-reedmarsh"))
+        with pytest.raises(AssigneeDoesNotCoverThePlace, match="residence"):
+            assign(care.services, uuid4(), task_data(patient_id=str(care.patient), assignee="hc-reedmarsh"))
