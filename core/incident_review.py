@@ -1,4 +1,5 @@
-"""An incident review for an accountability meeting (问责, Qingyang task 8; issue 23).
+"""An incident review for an accountability meeting (问责, Qingyang task 8;
+docs/decisions/026).
 
 For the days before an incident: what each agency recorded about the patient and when (occurred
 and recorded, and how late), what each was asked to do (obligations and notices: deadline,

@@ -1,4 +1,5 @@
-"""A patient as of a time, on either axis (DESIGN.md section 3, "two time axes"; issue 23).
+"""A patient as of a time, on either axis (DESIGN.md section 3, "two time axes";
+docs/decisions/026): an accountability review asks what was true and what was known, when.
 
 - ``recorded``: what the system knew at T — every event of the patient recorded at or before T,
   folded as they were; the obligations and notices as they stood at T.

@@ -1,4 +1,5 @@
-"""Per-agency NATS identities: who may publish and read what on a region's server (issue 27).
+"""Per-agency NATS identities: who may publish and read what on a region's server
+(docs/decisions/027): so that the subject authenticates the sender.
 
 Without them any client may publish on any agency's intake subject, and the subject
 authenticates nobody. ``server_config`` writes the ``accounts`` block of a nats-server

@@ -6,7 +6,8 @@ run as ``smd serve`` runs them (on a fresh PostgreSQL database); the police's
 ``respond_to_emergency`` comes out on their outbound subject. Each report's latency is measured
 from its publication to the police's message; the bare round trip through JetStream (publish on
 a stream, receive on a pull consumer, the same pace) is measured in the same run, and the
-figures are given as milliseconds and as multiples of it. The goal (issue 19) is a p99 under 5 s.
+figures are given as milliseconds and as multiples of it. The goal is a p99 under
+5 s: the police must be on their way within minutes (r20_police_response).
 """
 
 from __future__ import annotations

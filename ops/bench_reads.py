@@ -1,6 +1,6 @@
 """Read figures for `smd bench`: a patient's file and timeline over HTTP, p50 and p99 at 1 and 32
 clients, as ratios to `GET /healthz` measured in the same serving; and file reads per second with
-the access log on and off (issue 20).
+the access log on and off: what recording every read costs.
 
 The store (PostgreSQL, a scratch database): ``patients`` patients registered in one of the
 health center's villages, each with ``facts`` facts of care (visits, pickups, contacts,

@@ -1,4 +1,4 @@
-"""What the township's year adds for issue 19, each on a random stream of its own.
+"""What the township's year adds for the coordination facts (decision 012), each on a random stream of its own.
 
 The patients' lives (``generator._Life``) send what they always sent, byte for byte; on top, each
 part below draws from its own ``random.Random(f"{seed}/<part>")``, so adding or tuning one part

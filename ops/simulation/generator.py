@@ -9,7 +9,7 @@ committees in a weekly sync. On top it sends what real systems also send: duplic
 message, second reports of the same missed visit, and a share of invalid messages (each with the
 reason it must be refused). The same seed gives the same township, byte for byte.
 
-On top of the lives, ``ops.simulation.coordination`` adds what issue 19 brought (the hospital's new
+On top of the lives, ``ops.simulation.coordination`` adds the coordination facts (the hospital's new
 patients, emergencies and their answers, tasks and their owners' acts, institutional care, v2
 registrations), each part on its own random stream.
 

@@ -143,7 +143,7 @@ The counts (``Findings.counts``; the simulation asserts minimums on them)
     ``lost episodes (misses) closed``, ``lost derived``, ``lost withdrawn``, ``lost ended``,
     ``lost compensations`` (withdrawn + ended), ``r2 episodes``, ``r2 cycles`` (cycles expected,
     i.e. joint-visit obligations due to exist), ``open at end`` (obligations still open after the
-    last record); issue 19: ``registrations with a household region`` (v2), ``risk escalated``
+    last record); the coordination facts: ``registrations with a household region`` (v2), ``risk escalated``
     (derived), ``risk escalations expected``, ``r19 take-overs``, ``r19 take-overs completed`` /
     ``cancelled`` / ``never``, ``r19 police told``, ``r20 emergencies`` (``reported`` /
     ``assessed``), ``r20 police answered`` / ``unanswered``, ``r20 governance answered`` /
@@ -522,7 +522,7 @@ class _State:
     @property
     def cared_for(self) -> bool:
         """In hospital or in institutional care: "the rules treat the patient as cared for (like a
-        hospital stay) while it lasts" (issue 19)."""
+        hospital stay) while it lasts" (institutional care: a stay away from home)."""
         return self.in_hospital or self.in_institutional_care
 
     def stay(self) -> Record | None:
@@ -1241,7 +1241,7 @@ def _check_one_overdue(o: _Obligation, expected: datetime | None, findings: Find
         )
 
 
-# -- 7-11. issue 19: RiskEscalated, R19, R20, tasks, institutional care --------------------------------
+# -- 7-11. coordination: RiskEscalated, R19, R20, tasks, institutional care --------------------------------
 
 #: The rule settings' defaults R19 and R20 are checked against (DESIGN.md R19, R20; decision 012: rule
 #: settings changed in the log are not followed, like the misses threshold).

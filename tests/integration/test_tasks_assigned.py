@@ -108,7 +108,7 @@ class TestWhereATaskMayGo:
     def test_a_task_at_a_place_outside_the_governance_centers_area_is_refused(self, care) -> None:
         from domain.jurisdiction import OutsideJurisdiction
 
-        with pytest.raises(OutsideJurisdiction, match="data.place"):
+        with pytest.raises(OutsideJurisdiction, match=r"data\.place"):
             assign(care.services, uuid4(), task_data(place="990101-002-v01", assignee="hc-reedmarsh"))
 
     def test_a_task_for_an_agency_that_does_not_work_at_its_place_is_refused(self, care) -> None:
