@@ -100,6 +100,12 @@ ERRORS: dict[str, dict[int, str]] = {
         415: "the body is not JSON",
         422: "the ID number is invalid (the part that is wrong is named)",
     },
+    "searchPatientsByName": {
+        400: "`invalid-search` (the body is not `{name, birth_date}`), `unknown-purpose`",
+        403: "`not-allowed-to-search`, `purpose-not-allowed`",
+        415: "the body is not JSON",
+        422: "`invalid-name` (empty or longer than 64 characters), `id-number-birth-date-invalid` (in the future)",
+    },
     "getPatientFile": {
         400: "`purpose-required`, `unknown-purpose`",
         403: "`purpose-not-allowed`",
@@ -172,6 +178,20 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
             }
         },
     }
+    schemas["NameSearch"] = {
+        "type": "object",
+        "required": ["name", "birth_date"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "exactly as on the ID card; spaces, full-width letters and middle-dot variants ignored",
+            },
+            "birth_date": {"type": "string", "format": "date"},
+        },
+    }
     if "CompletionNote" in schemas:  # decoded with unknown fields refused
         schemas["CompletionNote"]["additionalProperties"] = False
     components["securitySchemes"] = {
@@ -203,10 +223,11 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                     param["required"] = op_id in ("getPatientFile", "getPatientTimeline")
                 if param.get("name") == "Idempotency-Key":
                     param["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
-            if op_id == "searchPatientsByIdNumber":
+            if op_id in ("searchPatientsByIdNumber", "searchPatientsByName"):
+                body = "IdNumberSearch" if op_id == "searchPatientsByIdNumber" else "NameSearch"
                 op["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IdNumberSearch"}}},
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
                 }
             if op_id == "recordEventBatch":
                 envelopes = {"type": "array", "items": {"$ref": "#/components/schemas/Envelope"}}

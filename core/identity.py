@@ -1,4 +1,5 @@
-"""Registration and identity confirmation with the one-patient-per-ID-number marker.
+"""Registration and identity confirmation with the one-patient-per-ID-number marker, and the
+name-and-birth-date marker a search by name goes through.
 
 The case record's ``_decide`` calls these: each returns the aggregates to save in one
 ``save()`` (the patient and, when an ID number is known, its marker). A second claim of the
@@ -9,11 +10,12 @@ finds the marker and refuses with ``IdNumberAlreadyRegistered`` (which names no 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
 from core.blind_index import BlindIndex
 from core.contract import (
@@ -25,8 +27,16 @@ from core.contract import (
     PatientRegisteredV2,
     PatientRegisteredV2Data,
 )
-from domain.identity import IdNumberMarker, china_today, id_number_marker_id, validate_id_number
-from domain.identity_errors import IdNumberAlreadyRegistered
+from domain.identity import (
+    IdNumberMarker,
+    NameMarker,
+    china_today,
+    id_number_marker_id,
+    name_marker_id,
+    normalise_name,
+    validate_id_number,
+)
+from domain.identity_errors import IdNumberAlreadyRegistered, IdNumberBirthDateInvalid, NameInvalid
 from domain.patient import Patient
 from domain.personal import PersonalDetails, ProvisionalIdentity
 from domain.values import Provenance
@@ -57,6 +67,81 @@ def find_by_id_number(record: CaseRecord, id_number: str, now: datetime) -> list
     return holders(record, validate_id_number(id_number, china_today(now)))
 
 
+def find_by_name(record: CaseRecord, name: str, birth_date: date, now: datetime) -> list[UUID]:
+    """Search: the ids of patients whose name and birth date are these (through the keyed name
+    index; each candidate's own file decides, so a name since corrected or erased is not found)."""
+    wanted = normalise_name(name)
+    if birth_date > china_today(now):
+        raise IdNumberBirthDateInvalid("is in the future")
+    found: list[UUID] = []
+    for value in blind_index(record).all_name_indexes(wanted, birth_date):
+        try:
+            marker: NameMarker = record.repository.get(name_marker_id(value))
+        except AggregateNotFoundError:
+            continue
+        for patient_id in marker.patient_ids:
+            if patient_id in found:
+                continue
+            try:
+                patient: Patient = record.repository.get(patient_id)
+            except AggregateNotFoundError:
+                continue
+            known = patient.personal.name
+            if known is not None and patient.birth_date == birth_date and normalise_name(known) == wanted:
+                found.append(patient_id)
+    return found
+
+
+def name_claims(record: Any, patient: Patient, by: Provenance, now: datetime) -> list[Any]:
+    """The name marker to save beside ``patient`` (none without both a name and a birth date, or
+    when the patient is already under it): what makes the patient findable by name."""
+    name, born = patient.personal.name, patient.birth_date
+    if not name or born is None:
+        return []
+    try:
+        value = blind_index(record).name_index(name, born)
+    except NameInvalid:  # a name that normalises to nothing (or too long) is simply not searchable
+        return []
+    try:
+        marker: NameMarker = record.repository.get(name_marker_id(value))
+    except AggregateNotFoundError:
+        return [NameMarker.claim(value, patient.id, agency_id=by.agency_id, message_id=by.message_id, now=now)]
+    return [marker] if marker.also(patient.id, agency_id=by.agency_id, message_id=by.message_id, now=now) else []
+
+
+#: Who the markers added by ``index_names`` name as their author (no agency asked for them).
+REINDEX_AGENT = "smd-operator"
+
+
+def index_names(record: CaseRecord, now: datetime, batch: int = 500) -> int:
+    """Put every patient registered or identified before name search existed under its name
+    marker (patients already under it are left alone); the number of markers written. Safe to
+    run again, and while the service runs (a marker changed meanwhile is read again)."""
+    topics = (Patient.Registered.TOPIC, Patient.IdentityConfirmed.TOPIC)
+    seen: set[UUID] = set()
+    written, start = 0, 1
+    while True:
+        page = record.recorder.select_notifications(start, batch, topics=topics)
+        for notification in page:
+            patient_id = notification.originator_id
+            if patient_id in seen:
+                continue
+            seen.add(patient_id)
+            by = Provenance(REINDEX_AGENT, None, now, f"{REINDEX_AGENT}:index-names:{patient_id}")
+            for _attempt in range(5):
+                try:
+                    markers = name_claims(record, record.repository.get(patient_id), by, now)
+                    if markers:
+                        record.save(*markers)
+                        written += len(markers)
+                    break
+                except IntegrityError:
+                    continue  # a registration of the same name and birth date got there first
+        if len(page) < batch:
+            return written
+        start = page[-1].id + 1
+
+
 def _claim(record: CaseRecord, number: str, patient_id: UUID, by: Provenance, now: datetime) -> IdNumberMarker:
     existing = holders(record, number)
     if existing:
@@ -76,9 +161,10 @@ def register(
     personal = PersonalDetails(name=d.name, id_number=d.id_number, phone=d.phone, address=d.address, birth_date=born)
     patient = Patient.register(event.subject, by, now, personal, d.residence, d.diagnosis, household_region=region)
     number = patient.personal.id_number  # validated and normalised by the domain
+    names = name_claims(record, patient, by, now)
     if number is None:
-        return [patient]
-    return [patient, _claim(record, number, patient.id, by, now)]
+        return [patient, *names]
+    return [patient, _claim(record, number, patient.id, by, now), *names]
 
 
 def register_unidentified(
@@ -108,4 +194,4 @@ def confirm(
     )
     number = patient.personal.id_number
     assert number is not None  # confirm_identity refuses a confirmation without a valid number
-    return [patient, _claim(record, number, patient.id, by, now)]
+    return [patient, _claim(record, number, patient.id, by, now), *name_claims(record, patient, by, now)]

@@ -14,6 +14,7 @@ the registration or confirmation, so a second claim conflicts on its first versi
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime, timedelta, timezone
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -24,6 +25,7 @@ from domain.identity_errors import (
     IdNumberBirthDateInvalid,
     IdNumberChecksumInvalid,
     IdNumberMalformed,
+    NameInvalid,
 )
 
 #: ID numbers are issued in China: a birth date is "in the future" by China Standard Time.
@@ -156,3 +158,90 @@ class IdNumberMarker(Aggregate):
             agency_id=agency_id,
             message_id=message_id,
         )
+
+
+# -- the name-and-birth-date marker ----------------------------------------------------------------
+
+#: Namespace of name-and-birth-date marker ids; never change it (stored markers would stop matching).
+NAME_MARKER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:name-birth-date-marker")
+NAME_MAX_LENGTH = 64
+#: Separators written between the parts of a minority name (维吾尔族 names and others), unified.
+_NAME_DOTS = str.maketrans({c: "\u00b7" for c in "\u2022\u2027\u30fb\uff65\u2219\u22c5\u0387\u16eb\u2e31"})
+
+
+def normalise_name(raw: str) -> str:
+    """The form a name is matched in: NFKC (full-width letters as half-width), no spaces at all
+    (“张 三” is “张三”), every middle-dot variant as U+00B7, Latin letters case-folded.
+    Never stored: only its keyed blind index is."""
+    name = unicodedata.normalize("NFKC", raw).translate(_NAME_DOTS)
+    name = "".join(ch for ch in name if not ch.isspace()).casefold()
+    if not name:
+        raise NameInvalid("is empty")
+    if len(name) > NAME_MAX_LENGTH:
+        raise NameInvalid(f"is longer than {NAME_MAX_LENGTH} characters")
+    return name
+
+
+def name_marker_id(blind_index: str) -> UUID:
+    """The marker id of a name-and-birth-date blind-index value ``<alg>:<hex>``."""
+    if ":" not in blind_index:
+        raise ValueError("a blind-index value names its algorithm: '<alg>:<hex>'")
+    return uuid5(NAME_MARKER_NAMESPACE, blind_index)
+
+
+class NameMarker(Aggregate):
+    """The patients whose name and birth date have one blind index (usually one patient; people
+    do share both). Only ever a candidate list: a search checks each patient's own file."""
+
+    TOPIC = "smd.NameMarker"
+
+    class Claimed(Aggregate.Created):
+        """NameClaimed: the first patient found under this marker's blind index."""
+
+        TOPIC = "smd.NameClaimed"
+        patient_id: UUID
+        index_alg: str
+        agency_id: str
+        message_id: str
+
+    class AlsoClaimed(Aggregate.Event):
+        """NameAlsoClaimed: another patient with the same name and birth date."""
+
+        TOPIC = "smd.NameAlsoClaimed"
+        patient_id: UUID
+        agency_id: str
+        message_id: str
+
+        def apply(self, aggregate: NameMarker) -> None:
+            aggregate.patient_ids.append(self.patient_id)
+
+    class Created(Aggregate.Created):
+        """Never recorded: the library requires a topic on its default first event."""
+
+        TOPIC = "smd.NameMarker.Created"
+
+    def __init__(self, patient_id: UUID, index_alg: str, agency_id: str, message_id: str) -> None:
+        self.patient_ids = [patient_id]
+        self.index_alg = index_alg
+
+    @classmethod
+    def claim(cls, blind_index: str, patient_id: UUID, *, agency_id: str, message_id: str, now: datetime) -> NameMarker:
+        """A marker for the name and birth date behind ``blind_index``, first held by ``patient_id``."""
+        return cls._create(
+            cls.Claimed,
+            id=name_marker_id(blind_index),
+            timestamp=now,
+            patient_id=patient_id,
+            index_alg=blind_index.split(":", 1)[0],
+            agency_id=agency_id,
+            message_id=message_id,
+        )
+
+    def also(self, patient_id: UUID, *, agency_id: str, message_id: str, now: datetime) -> bool:
+        """Add ``patient_id`` (False, and nothing recorded, when it is already here)."""
+        if patient_id in self.patient_ids:
+            return False
+        self.trigger_event(
+            self.AlsoClaimed, timestamp=now, patient_id=patient_id, agency_id=agency_id, message_id=message_id
+        )
+        return True

@@ -121,3 +121,12 @@ class BirthDateInvalid(DomainError):
 
     def __init__(self, why: str) -> None:
         super().__init__(f"the birth date {why}; send the date printed on the ID card or the household register")
+
+
+class NameInvalid(DomainError):
+    """A name to search by is empty or too long once normalised."""
+
+    code = "invalid-name"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"name: {why}; send the name as written on the resident ID card")

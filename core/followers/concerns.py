@@ -17,7 +17,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification
 
 from domain.calendar import HolidayCalendar
-from domain.identity import IdNumberMarker
+from domain.identity import IdNumberMarker, NameMarker
 from domain.receipt import Receipt
 from domain.registry import Registry
 from domain.rule_settings import RegionRuleSettings
@@ -36,9 +36,9 @@ def _nested_topics(*aggregates: type) -> frozenset[str]:
 
 #: Facts that concern the whole region, not one patient (only operators' commands record them).
 GLOBAL_TOPICS = _nested_topics(Registry, HolidayCalendar, RegionRuleSettings)
-#: Bookkeeping beside a fact (the idempotency receipt, the ID-number marker): decided by nobody,
+#: Bookkeeping beside a fact (the idempotency receipt, the ID-number and name markers): decided by nobody,
 #: so never held behind a parked patient (holding them would only bury the facts in noise).
-BOOKKEEPING_TOPICS = _nested_topics(Receipt, IdNumberMarker)
+BOOKKEEPING_TOPICS = _nested_topics(Receipt, IdNumberMarker, NameMarker)
 
 
 class Concerns:
