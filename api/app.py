@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from prometheus_client import CollectorRegistry
 
 from api.access_log import AccessLogController
+from api.asyncapi import AsyncApiPort, asyncapi_document
 from api.audit import AuditController
 from api.audit_patients import AuditPatientsController
 from api.auth import AuthServices, FailedAuthentications
@@ -52,7 +53,15 @@ class AppMetrics(DoorCounts, RequestTimer, Protocol):
 
 
 class AppServices(
-    RecordingPort, WorkQueuePort, ReadinessPort, CaseRecordPort, AuditPort, PatientReadPort, AuthServices, Protocol
+    RecordingPort,
+    WorkQueuePort,
+    ReadinessPort,
+    CaseRecordPort,
+    AuditPort,
+    PatientReadPort,
+    AuthServices,
+    AsyncApiPort,
+    Protocol,
 ):
     """Every port a controller uses, and the app's metrics (``ops.bootstrap.Services``)."""
 
@@ -103,6 +112,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             EventsController,
             BatchController,
             envelope_schema,
+            asyncapi_document,
             WorkQueueController,
             ReportsController,
             TasksController,

@@ -133,7 +133,7 @@ ERRORS: dict[str, dict[int, str]] = {
 }
 
 #: Operations without a key.
-OPEN = frozenset({"healthz", "readyz", "metrics", "envelopeSchema"})
+OPEN = frozenset({"healthz", "readyz", "metrics", "envelopeSchema", "asyncapiDocument"})
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -142,6 +142,14 @@ class Services:
         """Signs a checkpoint every N leaves or M seconds (runs beside the followers)."""
         return self.audit.checkpointer if self.audit is not None else None
 
+    def asyncapi_document(self) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of this region's subjects, streams and messages."""
+        from integrations.asyncapi import document
+        from integrations.streams import names_of
+
+        servers = [u.strip() for u in self.settings.nats_url.split(",")] if self.settings.nats_url else None
+        return document(names_of(self.settings), servers)
+
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""
         return [
