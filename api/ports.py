@@ -168,6 +168,14 @@ class WorkQueuePort(AccessLogPort, Protocol):
         ...
 
 
+class FollowerLeases(Protocol):
+    """Which followers this process runs (``core.followers.leases``)."""
+
+    def holding(self) -> dict[str, bool]:
+        """Each lease tried, True when this process holds it (empty: it runs every follower)."""
+        ...
+
+
 class ReadinessPort(Protocol):
     """What ``/readyz``, ``/v1/status`` and ``/metrics`` need."""
 
@@ -176,6 +184,9 @@ class ReadinessPort(Protocol):
 
     @property
     def waiting(self) -> Waiting: ...
+
+    @property
+    def leases(self) -> FollowerLeases: ...
 
     async def readiness(self, timeout: float = ..., budget: float | None = None) -> Readiness:
         """ok, degraded or unavailable, with each check."""

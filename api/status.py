@@ -88,6 +88,10 @@ class ServiceStatus(msgspec.Struct):
     parked: list[ParkedCount]
     lag_degraded_seconds: float  # SMD_LAG_DEGRADED_SECONDS
     waiting: WaitingState | None = None  # None: the store did not answer
+    #: PostgreSQL: each follower's lease as this process sees it, ``active`` (it runs it here) or
+    #: ``standby`` (another process does; this one takes over when that one is gone). Empty: this
+    #: process runs every follower (SQLite), or its background loop has not started.
+    leases: dict[str, Literal["active", "standby"]] = msgspec.field(default_factory=dict)
 
 
 def waiting_state(services: ReadinessPort) -> WaitingState:
@@ -140,6 +144,7 @@ def service_status(services: ReadinessPort, ready: Readiness, waiting: WaitingSt
         parked=parked,
         lag_degraded_seconds=services.settings.lag_degraded_seconds,
         waiting=waiting,
+        leases={name: "active" if held else "standby" for name, held in services.leases.holding().items()},
     )
 
 

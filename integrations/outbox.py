@@ -398,8 +398,11 @@ class Outbox:
         parking: ParkingStore | None = None,
         fault: str = "",
         access_log: AccessLog | None = None,
+        leases: Any = None,
     ) -> None:
         self.case_record = case_record
+        #: core.followers.leases: publish only while this process holds the outbox's lease
+        self.leases = leases
         self.js: JetStreamContext = nc.jetstream()
         self.names = names
         self.batch = batch
@@ -414,7 +417,10 @@ class Outbox:
         return self.follower.position
 
     async def step(self) -> int:
-        """Publish what is new and save the position; returns how many were published."""
+        """Publish what is new and save the position; returns how many were published (none
+        while another process holds the outbox's lease: this one stands by)."""
+        if self.leases is not None and not await asyncio.to_thread(self.leases.held, self.follower.name):
+            return 0
         prepared = await asyncio.to_thread(self.follower.prepare, self.batch)
         if prepared is None:
             return 0

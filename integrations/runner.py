@@ -192,6 +192,7 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
             parking=getattr(services, "parking", None),
             fault=services.settings.fault,
             access_log=services.access_log,
+            leases=getattr(services, "leases", None),
         )
         await outbox.run(stop)
 

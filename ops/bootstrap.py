@@ -27,6 +27,7 @@ from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
 from core.followers.concerns import Concerns
 from core.followers.engine import FollowerStatus
+from core.followers.leases import AdvisoryLeases, AlwaysHeld
 from core.followers.parking import ParkingStore, PostgresParkingStore, SQLiteParkingStore
 from core.intake import GroupedAccessLog
 from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
@@ -136,6 +137,8 @@ class Services:
     chain_store: Any = None  # ChainStore: the verifiable log's tree and checkpoints (core.audit)
     chain: Any = None  # the chain follower: every stored row becomes a leaf (core.audit.chain)
     audit: AuditLog | None = None  # checkpoints and proofs (core.audit.service)
+    #: which followers this process runs (PostgreSQL: one active process each, the others stand by)
+    leases: Any = field(default_factory=AlwaysHeld)
 
     @property
     def checkpointer(self) -> Checkpointer | None:
@@ -227,6 +230,7 @@ class Services:
 
     def close(self) -> None:
         """Close stores in reverse order of opening."""
+        self.leases.close()  # first: a standby takes the followers over at once
         self.probes.close()
         if self.chain_store is not None:
             self.chain_store.close()
@@ -333,7 +337,18 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         chain_store=chain_store,
         chain=chain_follower(case_record, chain_store, parking),
         audit=open_audit(settings, chain_store, clock, apikeys, case_record.recorder, access_log),
+        leases=open_leases(settings),
     )
+
+
+def open_leases(settings: Settings) -> AlwaysHeld | AdvisoryLeases:
+    """One active process per follower on PostgreSQL (the others stand by); SQLite: this one."""
+    if settings.postgres is None:
+        return AlwaysHeld()
+    import psycopg
+
+    conninfo = settings.postgres.conninfo()
+    return AdvisoryLeases(lambda: psycopg.connect(conninfo, autocommit=True, connect_timeout=5))
 
 
 def region_keys(settings: Settings) -> RegionKeys:

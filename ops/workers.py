@@ -32,11 +32,14 @@ async def run_followers(services: Services, stop: asyncio.Event) -> None:
     """Run each follower's batches until stopped; idle briefly when all are caught up.
 
     Pulling (not subscribing) works on SQLite, whose recorder cannot be subscribed to
-    (STACK.md), and on PostgreSQL alike.
+    (STACK.md), and on PostgreSQL alike. On PostgreSQL a follower runs only while this process
+    holds its lease (``core.followers.leases``): another process running it, this one stands by.
     """
     while not stop.is_set():
         busy = 0
         for follower in services.followers():
+            if not await asyncio.to_thread(services.leases.held, lease_name(follower)):
+                continue  # another process runs it; this one takes over when that one is gone
             try:
                 busy += await asyncio.to_thread(follower.run_once)
             except TRANSIENT as e:  # the store is down: an outage, not a bug; the position did not move
@@ -49,6 +52,12 @@ async def run_followers(services: Services, stop: asyncio.Event) -> None:
                 await _sleep(stop, ERROR_BACKOFF_SECONDS)
         if not busy:
             await _sleep(stop, IDLE_SECONDS)
+
+
+def lease_name(follower: Any) -> str:
+    """The name a follower's lease goes by: its own name (the tracking name), else its type's."""
+    name = getattr(follower, "name", None) or getattr(getattr(follower, "follower", None), "name", None)
+    return str(name or type(follower).__name__)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
