@@ -286,7 +286,10 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             chain_store = SQLiteChainStore(settings.data_dir / VLOG_FILE)
             access_log: AccessLog = SQLiteAccessLog(settings.data_dir / ACCESS_LOG_FILE)
         else:
-            views = PostgresViewStore(settings.postgres.conninfo())
+            views = PostgresViewStore(
+                settings.postgres.conninfo(),
+                settings.postgres_replica.conninfo() if settings.postgres_replica else None,
+            )
             parking = PostgresParkingStore(settings.postgres.conninfo())
             waiting_table = PostgresWaitingTable(settings.postgres.conninfo())
             chain_store = PostgresChainStore(settings.postgres.conninfo(), pool=views.pool)  # no new connections

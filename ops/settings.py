@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_DATA_DIR: folder for SQLite files, generated development keys and local state."""
     postgres: PostgresTarget | None = None
     """SMD_DATABASE_URL: postgresql://user:pass@host:port/db; empty means SQLite in data_dir."""
+    postgres_replica: PostgresTarget | None = None
+    """SMD_DATABASE_READ_URL: a streaming replica of SMD_DATABASE_URL serving the API's pages."""
     nats_url: str | None = None
     """SMD_NATS_URL: nats://host:port; empty means HTTP intake only (no NATS)."""
     subject_root: str = "smd"
@@ -260,6 +262,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     data_dir = Path(get("SMD_DATA_DIR") or "data").resolve()
 
     postgres = parse_database_url(get("SMD_DATABASE_URL")) if get("SMD_DATABASE_URL") else None
+    replica = (
+        parse_database_url(get("SMD_DATABASE_READ_URL"), "SMD_DATABASE_READ_URL")
+        if get("SMD_DATABASE_READ_URL")
+        else None
+    )
+    if replica is not None and postgres is None:
+        raise _fail(
+            "SMD_DATABASE_READ_URL", "is a replica of SMD_DATABASE_URL, which is not set (SQLite has no replica)"
+        )
 
     nats_url = get("SMD_NATS_URL") or None
     if nats_url and not nats_url.startswith(("nats://", "tls://", "ws://", "wss://")):
@@ -363,6 +374,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         mode=mode,  # type: ignore[arg-type]
         data_dir=data_dir,
         postgres=postgres,
+        postgres_replica=replica,
         nats_url=nats_url,
         subject_root=get("SMD_SUBJECT_ROOT") or "smd",
         region=get("SMD_REGION") or "990101",

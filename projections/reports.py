@@ -131,6 +131,6 @@ class ReportsProjection(ProjectionFollower):
         if not branches:
             return []
         rows = self.store.select_merged(
-            self.projection, "items", branches, order_by="position", after=after, limit=limit
+            self.projection, "items", branches, order_by="position", after=after, limit=limit, stale_ok=True
         )
         return [ReportRow(**r) for r in rows]

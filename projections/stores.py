@@ -103,10 +103,13 @@ class ViewStore(Protocol):
         after: Any = None,
         limit: int = 100,
         generation: Generation | None = None,
+        stale_ok: bool = False,
     ) -> list[dict[str, Any]]:
         """Rows matching any of several ``(where, params)`` branches (disjoint), ordered by
         ``order_by``, after a cursor value: each branch one keyset range of an index, merged
-        (a page reads about ``limit`` rows plus one probe per branch, never the whole set)."""
+        (a page reads about ``limit`` rows plus one probe per branch, never the whole set).
+        ``stale_ok``: an answer for a reader (a page of the API), which a read replica may serve
+        (a few milliseconds behind); the followers' own reads never are."""
 
     def merged_statements(
         self,
@@ -167,7 +170,7 @@ class _Base:
         """A write transaction (``catalogue``: serialised with every other catalogue change)."""
         raise NotImplementedError
 
-    def _read(self) -> AbstractContextManager[Any]:
+    def _read(self, stale_ok: bool = False) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
     def _param(self, value: Any) -> Any:
@@ -433,13 +436,14 @@ class _Base:
         after: Any = None,
         limit: int = 100,
         generation: Generation | None = None,
+        stale_ok: bool = False,
     ) -> list[dict[str, Any]]:
         t = self._table(projection, table)
         statements = self.merged_statements(
             projection, table, branches, order_by=order_by, after=after, limit=limit, generation=generation
         )
         found: list[tuple[Any, ...]] = []
-        with self._read() as c:
+        with self._read(stale_ok) as c:
             for sql, values in statements:
                 found += c.execute(sql, values).fetchall()
         if len(statements) > 1:  # several chunks: merge their pages
@@ -506,7 +510,7 @@ class SQLiteViewStore(_Base):
             raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self, stale_ok: bool = False) -> Iterator[sqlite3.Connection]:
         yield self._connections.get()
 
     def _arm(self, select: str, order_by: str) -> tuple[str, bool]:
@@ -561,12 +565,18 @@ class PostgresViewStore(_Base):
     #: advisory lock held while changing the catalogue (concurrent starters, a rebuild)
     LOCK_ID = 7303
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, replica_conninfo: str | None = None) -> None:
         super().__init__()
         from core.postgres import open_pool
 
         # every write is in ``_tx`` (an explicit transaction): a page read is one round trip
         self.pool = open_pool(conninfo, min_size=1, max_size=4, name="smd-views", autocommit=True)
+        #: SMD_DATABASE_READ_URL: a streaming replica serving the API's pages (``stale_ok``)
+        self.replica_pool = (
+            open_pool(replica_conninfo, min_size=1, max_size=4, name="smd-views-replica", autocommit=True)
+            if replica_conninfo
+            else None
+        )
         with self._tx(catalogue=True) as c:
             for stmt in self._schema():
                 c.execute(stmt, ())
@@ -579,8 +589,9 @@ class PostgresViewStore(_Base):
             yield c
 
     @contextmanager
-    def _read(self) -> Iterator[Any]:
-        with self.pool.connection() as c:
+    def _read(self, stale_ok: bool = False) -> Iterator[Any]:
+        pool = self.replica_pool if stale_ok and self.replica_pool is not None else self.pool
+        with pool.connection() as c:
             yield c
 
     def _apply_ops(self, c: Any, statements: list[tuple[str, list[Any]]]) -> None:
@@ -604,4 +615,6 @@ class PostgresViewStore(_Base):
             raise AlreadyApplied(tracking_name) from None
 
     def close(self) -> None:
+        if self.replica_pool is not None:
+            self.replica_pool.close()
         self.pool.close()

