@@ -30,8 +30,27 @@ log = structlog.get_logger("smd.nats")
 RESTART_PAUSE = 2.0
 
 
+#: How often the client pings its server: a server whose host vanished (no TCP reset) is noticed
+#: after two unanswered pings, and the client moves to another server of the cluster. nats-py's
+#: default (120 s) would leave the intake stalled for four minutes.
+PING_INTERVAL = 10
+#: Before the first connection: attempts per server of ``SMD_NATS_URL`` before connect() gives up.
+CONNECT_ATTEMPTS = 2
+
+
+def servers_of(url: str) -> list[str]:
+    """The servers of ``SMD_NATS_URL``: one, or the comma-separated servers of one cluster."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def where(url: str) -> str:
+    """host:port of each server, without credentials (a URL may carry a password)."""
+    return ",".join(u.split("://", 1)[-1].rpartition("@")[2] for u in servers_of(url))
+
+
 async def connect_nats(url: str, name: str) -> Client:
-    """Connect (raises when the server cannot be reached now); reconnects forever afterwards."""
+    """Connect to any server of ``url`` (raises when none can be reached now); reconnects forever
+    afterwards, to any server of the cluster, including those the servers announce."""
 
     async def on_error(e: Exception) -> None:
         log.warning("nats error", error=type(e).__name__)
@@ -43,18 +62,22 @@ async def connect_nats(url: str, name: str) -> Client:
         log.info("nats reconnected")
 
     nc = await nats.connect(
-        url,
+        servers=servers_of(url),
         name=name,
         connect_timeout=5,
         allow_reconnect=True,
-        max_reconnect_attempts=2,
+        max_reconnect_attempts=CONNECT_ATTEMPTS,
         reconnect_time_wait=1,
+        ping_interval=PING_INTERVAL,
+        max_outstanding_pings=2,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
     # With -1 from the start, a server that is down at start-up would make connect() retry
-    # forever instead of failing; once connected, a restarting server is waited for.
+    # forever instead of failing; once connected, a restarting server (or another server of the
+    # cluster) is waited for, and what is published meanwhile is buffered (its acks time out:
+    # the intake's senders and the outbox publish again with the same Nats-Msg-Id).
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
@@ -152,7 +175,7 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
     registry = await asyncio.to_thread(registry_of, services)  # reads the log: off the loop
 
     async def once() -> None:
-        await ensure_streams(nc.jetstream(), names)
+        await ensure_streams(nc.jetstream(), names, services.settings.nats_replicas)
         settings = services.settings
         metrics = getattr(services, "metrics", None)
         intake = Intake(
@@ -182,7 +205,7 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
     names = names_of(services.settings)
 
     async def once() -> None:
-        await ensure_streams(nc.jetstream(), names)
+        await ensure_streams(nc.jetstream(), names, services.settings.nats_replicas)
         agencies = await asyncio.to_thread(_agencies_today, services)
         await ensure_agency_consumers(nc.jetstream(), names, agencies)  # where each agency reads
         outbox = Outbox(
