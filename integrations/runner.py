@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.client import Client
 
@@ -154,6 +155,18 @@ def registry_of(services: Any) -> RegistryView:
     return getattr(services, "registry", None) or open_registry(services.case_record, services.settings.region)
 
 
+#: NATS not answering for now: a server restarting, or the cluster electing a stream's leader
+#: (seconds). The worker starts again after the pause; a warning, since nothing is wrong with it.
+NATS_UNAVAILABLE = (
+    TimeoutError,  # nats-py's request timeout is one
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
 async def _supervised(what: str, stop: asyncio.Event, make: Callable[[], Awaitable[Any]]) -> None:
     """Run ``make()`` until ``stop``; log and restart it after a pause when it fails."""
     while not stop.is_set():
@@ -161,6 +174,12 @@ async def _supervised(what: str, stop: asyncio.Event, make: Callable[[], Awaitab
             await make()
         except asyncio.CancelledError:
             raise
+        except NATS_UNAVAILABLE as e:
+            log.warning(f"{what} paused: NATS did not answer; starting again", error=type(e).__name__)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=RESTART_PAUSE)
+            except TimeoutError:
+                pass
         except Exception as e:
             log.error(f"{what} failed; restarting", error=type(e).__name__, at=error_location(e))
             try:
