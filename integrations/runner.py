@@ -176,16 +176,22 @@ async def _supervised(what: str, stop: asyncio.Event, make: Callable[[], Awaitab
             raise
         except NATS_UNAVAILABLE as e:
             log.warning(f"{what} paused: NATS did not answer; starting again", error=type(e).__name__)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=RESTART_PAUSE)
-            except TimeoutError:
-                pass
+        except nats.js.errors.APIError as e:
+            # the server's own words (a stream name, a limit; never a message's content) say what
+            # to fix, e.g. "replicas > 1 not supported in non-clustered mode" for SMD_NATS_REPLICAS
+            log.error(
+                f"{what} failed; restarting",
+                error=type(e).__name__,
+                err_code=e.err_code,
+                description=e.description,
+                at=error_location(e),
+            )
         except Exception as e:
             log.error(f"{what} failed; restarting", error=type(e).__name__, at=error_location(e))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=RESTART_PAUSE)
-            except TimeoutError:
-                pass
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=RESTART_PAUSE)
+        except TimeoutError:
+            pass
 
 
 async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:

@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 
 import nats
 import pytest
+import structlog.testing
 from nats.aio.client import Client
 
 from integrations.streams import INTAKE_CONSUMER, Names, ensure_streams
@@ -284,3 +285,29 @@ async def test_a_change_of_replicas_on_an_existing_stream_is_an_update(
     finally:
         await nc.close()
         cluster.stop()
+
+
+async def test_three_replicas_asked_of_a_single_server_are_logged_with_the_servers_reason(
+    nats_url: str, subject_root: str
+) -> None:
+    from integrations.runner import _supervised
+
+    names = Names(f"{subject_root}_{uuid4().hex[:6]}", "990101")  # cleaned up with the run's root
+    nc = await nats.connect(nats_url, connect_timeout=5)
+    stop = asyncio.Event()
+
+    async def declare() -> None:
+        try:
+            await ensure_streams(nc.jetstream(), names, 3)
+        finally:
+            stop.set()  # once is enough
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await _supervised("intake", stop, declare)
+    finally:
+        await nc.close()
+    failed = [e for e in logs if e["event"] == "intake failed; restarting"]
+    assert len(failed) == 1, logs
+    assert failed[0]["log_level"] == "error"
+    assert failed[0]["description"] == "replicas > 1 not supported in non-clustered mode", failed
