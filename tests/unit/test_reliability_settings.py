@@ -174,6 +174,18 @@ class TestTheNatsClusterSettings:
         assert {c.num_replicas for c in stream_configs(names)} == {REPLICAS} == {1}
         assert {c.num_replicas for c in stream_configs(names, 3)} == {3}
 
+    def test_the_asyncapi_document_states_the_replicas_the_service_declares(self, tmp_path: Path) -> None:
+        from ops.bootstrap import bootstrap
+
+        env = {"SMD_DATA_DIR": str(tmp_path), "SMD_NATS_URL": "nats://n1:4222,nats://n2:4222", "SMD_NATS_REPLICAS": "3"}
+        services = bootstrap(load_settings(env))
+        try:
+            doc = services.asyncapi_document()
+        finally:
+            services.close()
+        assert {s["replicas"] for s in doc["x-smd-streams"]} == {3}
+        assert [s["host"] for s in doc["servers"].values()] == ["n1:4222", "n2:4222"]
+
     @pytest.mark.parametrize("value", ["0", "6", "three", "-1"])
     def test_a_bad_replica_count_stops_start_up_naming_the_variable(self, tmp_path: Path, value: str) -> None:
         with pytest.raises(SettingsError, match=r"^SMD_NATS_REPLICAS: must be a whole number from 1 to 5"):
