@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from nats.js.api import PubAck
 from integrations.streams import INTAKE_CONSUMER, Names, ensure_streams
 from ops.bootstrap import Services
 from tests.support.ledger import StoreCounts, error_lines, expected_outbound, level_4_visit, read_outbound, registration
-from tests.support.nats_world import wait_for
+from tests.support.nats_world import ROOT_DIR, WORKER, wait_for
 from tests.support.servers import PrivateNatsCluster, _free_port, wait_for_jetstream
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -322,3 +323,19 @@ async def test_three_replicas_asked_of_a_single_server_are_logged_with_the_serve
     assert len(failed) == 1, logs
     assert failed[0]["log_level"] == "error"
     assert failed[0]["description"] == "replicas > 1 not supported in non-clustered mode", failed
+
+
+def test_smd_ingest_with_no_server_of_the_cluster_up_exits_naming_each_without_its_password(tmp_path: Path) -> None:
+    down = [_free_port(), _free_port()]  # nothing listens there
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT_DIR),
+        "SMD_DATA_DIR": str(tmp_path / "data"),
+        "SMD_NATS_URL": f"nats://smd-service:secret@127.0.0.1:{down[0]},nats://127.0.0.1:{down[1]}",
+        "SMD_NATS_REPLICAS": "3",
+    }
+    env.pop("SMD_DATABASE_URL", None)
+    out = subprocess.run([*WORKER, "ingest"], env=env, cwd=ROOT_DIR, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert f"cannot reach NATS at 127.0.0.1:{down[0]},127.0.0.1:{down[1]}" in out.stderr, out.stderr[-2000:]
+    assert "secret" not in out.stdout + out.stderr
