@@ -20,7 +20,7 @@ import msgspec
 from core.contract import InboundEvent
 from integrations.intake import H_DETAIL, H_MSG_ID, H_REASON, H_SEQ, H_SUBJECT
 from integrations.outbox import CHANGES, OutboundEvent, OutboundRiskEvent
-from integrations.streams import Names, stream_configs
+from integrations.streams import REPLICAS, Names, stream_configs
 
 ASYNCAPI_VERSION = "3.0.0"
 REF = "#/components/schemas/{name}"
@@ -56,8 +56,9 @@ def _stream_doc(config: Any) -> dict[str, Any]:
     }
 
 
-def document(names: Names, servers: list[str] | None = None) -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of region ``names.region`` under subject root ``names.root``."""
+def document(names: Names, servers: list[str] | None = None, replicas: int = REPLICAS) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of region ``names.region`` under subject root ``names.root``
+    (its streams on ``replicas`` servers each, as ``SMD_NATS_REPLICAS`` declares them)."""
     classes = _envelope_classes()
     (*roots, risk_root, out_root), components = msgspec.json.schema_components(
         [*classes, OutboundRiskEvent, OutboundEvent], ref_template=REF
@@ -219,7 +220,7 @@ def document(names: Names, servers: list[str] | None = None) -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},
-        "x-smd-streams": [_stream_doc(c) for c in stream_configs(names)],
+        "x-smd-streams": [_stream_doc(c) for c in stream_configs(names, replicas)],
     }
     if servers:
         doc["servers"] = {

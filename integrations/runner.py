@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.client import Client
 
@@ -30,8 +31,27 @@ log = structlog.get_logger("smd.nats")
 RESTART_PAUSE = 2.0
 
 
+#: How often the client pings its server: a server whose host vanished (no TCP reset) is noticed
+#: after two unanswered pings, and the client moves to another server of the cluster. nats-py's
+#: default (120 s) would leave the intake stalled for four minutes.
+PING_INTERVAL = 10
+#: Before the first connection: attempts per server of ``SMD_NATS_URL`` before connect() gives up.
+CONNECT_ATTEMPTS = 2
+
+
+def servers_of(url: str) -> list[str]:
+    """The servers of ``SMD_NATS_URL``: one, or the comma-separated servers of one cluster."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def where(url: str) -> str:
+    """host:port of each server, without credentials (a URL may carry a password)."""
+    return ",".join(u.split("://", 1)[-1].rpartition("@")[2] for u in servers_of(url))
+
+
 async def connect_nats(url: str, name: str) -> Client:
-    """Connect (raises when the server cannot be reached now); reconnects forever afterwards."""
+    """Connect to any server of ``url`` (raises when none can be reached now); reconnects forever
+    afterwards, to any server of the cluster, including those the servers announce."""
 
     async def on_error(e: Exception) -> None:
         log.warning("nats error", error=type(e).__name__)
@@ -43,18 +63,22 @@ async def connect_nats(url: str, name: str) -> Client:
         log.info("nats reconnected")
 
     nc = await nats.connect(
-        url,
+        servers=servers_of(url),
         name=name,
         connect_timeout=5,
         allow_reconnect=True,
-        max_reconnect_attempts=2,
+        max_reconnect_attempts=CONNECT_ATTEMPTS,
         reconnect_time_wait=1,
+        ping_interval=PING_INTERVAL,
+        max_outstanding_pings=2,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
     # With -1 from the start, a server that is down at start-up would make connect() retry
-    # forever instead of failing; once connected, a restarting server is waited for.
+    # forever instead of failing; once connected, a restarting server (or another server of the
+    # cluster) is waited for, and what is published meanwhile is buffered (its acks time out:
+    # the intake's senders and the outbox publish again with the same Nats-Msg-Id).
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
@@ -131,6 +155,18 @@ def registry_of(services: Any) -> RegistryView:
     return getattr(services, "registry", None) or open_registry(services.case_record, services.settings.region)
 
 
+#: NATS not answering for now: a server restarting, or the cluster electing a stream's leader
+#: (seconds). The worker starts again after the pause; a warning, since nothing is wrong with it.
+NATS_UNAVAILABLE = (
+    TimeoutError,  # nats-py's request timeout is one
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
 async def _supervised(what: str, stop: asyncio.Event, make: Callable[[], Awaitable[Any]]) -> None:
     """Run ``make()`` until ``stop``; log and restart it after a pause when it fails."""
     while not stop.is_set():
@@ -138,12 +174,24 @@ async def _supervised(what: str, stop: asyncio.Event, make: Callable[[], Awaitab
             await make()
         except asyncio.CancelledError:
             raise
+        except NATS_UNAVAILABLE as e:
+            log.warning(f"{what} paused: NATS did not answer; starting again", error=type(e).__name__)
+        except nats.js.errors.APIError as e:
+            # the server's own words (a stream name, a limit; never a message's content) say what
+            # to fix, e.g. "replicas > 1 not supported in non-clustered mode" for SMD_NATS_REPLICAS
+            log.error(
+                f"{what} failed; restarting",
+                error=type(e).__name__,
+                err_code=e.err_code,
+                description=e.description,
+                at=error_location(e),
+            )
         except Exception as e:
             log.error(f"{what} failed; restarting", error=type(e).__name__, at=error_location(e))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=RESTART_PAUSE)
-            except TimeoutError:
-                pass
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=RESTART_PAUSE)
+        except TimeoutError:
+            pass
 
 
 async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
@@ -152,7 +200,7 @@ async def run_intake(services: Any, nc: Client, stop: asyncio.Event) -> None:
     registry = await asyncio.to_thread(registry_of, services)  # reads the log: off the loop
 
     async def once() -> None:
-        await ensure_streams(nc.jetstream(), names)
+        await ensure_streams(nc.jetstream(), names, services.settings.nats_replicas)
         settings = services.settings
         metrics = getattr(services, "metrics", None)
         intake = Intake(
@@ -182,7 +230,7 @@ async def run_outbox(services: Any, nc: Client, stop: asyncio.Event) -> None:
     names = names_of(services.settings)
 
     async def once() -> None:
-        await ensure_streams(nc.jetstream(), names)
+        await ensure_streams(nc.jetstream(), names, services.settings.nats_replicas)
         agencies = await asyncio.to_thread(_agencies_today, services)
         await ensure_agency_consumers(nc.jetstream(), names, agencies)  # where each agency reads
         outbox = Outbox(

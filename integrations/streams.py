@@ -41,7 +41,8 @@ OUT_MAX_AGE = 30 * DAY
 #: Spans an outbox crash-and-restart, so a re-publish of the same event id is dropped. Receivers
 #: dedup on the CloudEvents id too: an outage can outlast any window.
 OUT_DUPLICATE_WINDOW = 60 * 60.0
-#: R1 on a single server; the 3-node production cluster sets 3 (one place to change).
+#: R1 on a single server: the default of ``SMD_NATS_REPLICAS``; the production cluster of three
+#: sets 3, so a stream survives the loss of any one server (a quorum of 2 still elects a leader).
 REPLICAS = 1
 
 #: Durable name of the intake consumer (one per intake stream, shared by all intake processes).
@@ -120,8 +121,8 @@ def names_of(settings: Any) -> Names:
     return Names(settings.subject_root, settings.region)
 
 
-def stream_configs(names: Names) -> list[StreamConfig]:
-    """The three streams of a region: intake, rejections, outbound."""
+def stream_configs(names: Names, replicas: int = REPLICAS) -> list[StreamConfig]:
+    """The three streams of a region: intake, rejections, outbound, each on ``replicas`` servers."""
 
     def stream(name: str, subject: str, max_age: float, window: float, what: str) -> StreamConfig:
         return StreamConfig(
@@ -131,7 +132,7 @@ def stream_configs(names: Names) -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             discard=DiscardPolicy.OLD,
             storage=StorageType.FILE,
-            num_replicas=REPLICAS,
+            num_replicas=replicas,
             max_age=max_age,
             duplicate_window=window,
         )
@@ -211,13 +212,16 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> str:
         return "created"
     if not _differs(config, info.config, _STREAM_FIELDS):
         return "unchanged"
-    await js.update_stream(config)  # a storage change is refused by the server: that is right
+    # A storage change is refused by the server: that is right. A change of replicas is an
+    # update (2.9 and 2.10+ move the stream and its consumers to more or fewer servers); asking
+    # for more replicas than the cluster has servers is refused, as is R>1 on a single server.
+    await js.update_stream(config)
     return "updated"
 
 
-async def ensure_streams(js: JetStreamContext, names: Names) -> dict[str, str]:
-    """Declare the region's streams; returns what was done to each."""
-    return {c.name: await ensure_stream(js, c) for c in stream_configs(names)}  # type: ignore[misc]
+async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = REPLICAS) -> dict[str, str]:
+    """Declare the region's streams on ``replicas`` servers each; returns what was done to each."""
+    return {c.name: await ensure_stream(js, c) for c in stream_configs(names, replicas)}  # type: ignore[misc]
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> str:

@@ -151,7 +151,7 @@ class Services:
         from integrations.streams import names_of
 
         servers = [u.strip() for u in self.settings.nats_url.split(",")] if self.settings.nats_url else None
-        return document(names_of(self.settings), servers)
+        return document(names_of(self.settings), servers, self.settings.nats_replicas)
 
     def followers(self) -> list[Any]:
         """The in-process followers of the global log, in the order they should run."""

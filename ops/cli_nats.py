@@ -12,7 +12,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from ops.settings import SettingsError, load_settings
 
@@ -20,15 +19,14 @@ Worker = Callable[[Any, Any, asyncio.Event], Awaitable[None]]
 
 
 async def _run(services: Any, worker: Worker, name: str) -> int:
-    from integrations.runner import close_nats, connect_nats
+    from integrations.runner import close_nats, connect_nats, where
 
     url = services.settings.nats_url
     try:
         nc = await connect_nats(url, name)
     except Exception as e:
-        where = urlsplit(url).netloc.rpartition("@")[2]  # never print credentials
-        print(
-            f"smd: cannot reach NATS at {where} ({type(e).__name__}); is the server up? check SMD_NATS_URL",
+        print(  # never print credentials: host:port only
+            f"smd: cannot reach NATS at {where(url)} ({type(e).__name__}); is the server up? check SMD_NATS_URL",
             file=sys.stderr,
         )
         return 1
@@ -118,12 +116,13 @@ async def _agency_consumers(settings: Any, agencies: list[str]) -> dict[str, str
     import nats
 
     from integrations.nats_identities import ensure_agency_consumers
+    from integrations.runner import servers_of
     from integrations.streams import ensure_streams, names_of
 
-    nc = await nats.connect(settings.nats_url, connect_timeout=5, allow_reconnect=False)
+    nc = await nats.connect(servers=servers_of(settings.nats_url), connect_timeout=5, allow_reconnect=False)
     try:
         js = nc.jetstream()
-        await ensure_streams(js, names_of(settings))
+        await ensure_streams(js, names_of(settings), settings.nats_replicas)
         return await ensure_agency_consumers(js, names_of(settings), agencies)
     finally:
         await nc.close()

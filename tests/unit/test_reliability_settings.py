@@ -148,3 +148,50 @@ class TestThePoolCheck:
         with pytest.raises(psycopg.OperationalError):
             check(FakeConnection(broken=True))
         assert pool.checked_all == 1
+
+
+class TestTheNatsClusterSettings:
+    def test_one_server_and_one_replica_by_default(self, tmp_path: Path) -> None:
+        settings = load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_NATS_URL": "nats://127.0.0.1:4222"})
+        assert (settings.nats_url, settings.nats_replicas) == ("nats://127.0.0.1:4222", 1)
+
+    def test_the_servers_of_a_cluster_are_listed_comma_separated_and_connected_as_nats_py_servers(
+        self, tmp_path: Path
+    ) -> None:
+        from integrations.runner import servers_of, where
+
+        given = " nats://u:secret@n1:4222, nats://n2:4222 ,nats://n3:4222,"
+        env = {"SMD_DATA_DIR": str(tmp_path), "SMD_NATS_URL": given, "SMD_NATS_REPLICAS": "3"}
+        settings = load_settings(env)
+        assert settings.nats_replicas == 3
+        assert servers_of(settings.nats_url or "") == ["nats://u:secret@n1:4222", "nats://n2:4222", "nats://n3:4222"]
+        assert where(settings.nats_url or "") == "n1:4222,n2:4222,n3:4222"  # no credentials in messages
+
+    def test_every_stream_is_declared_with_the_replicas_asked_for(self) -> None:
+        from integrations.streams import REPLICAS, Names, stream_configs
+
+        names = Names("smd", "990101")
+        assert {c.num_replicas for c in stream_configs(names)} == {REPLICAS} == {1}
+        assert {c.num_replicas for c in stream_configs(names, 3)} == {3}
+
+    def test_the_asyncapi_document_states_the_replicas_the_service_declares(self, tmp_path: Path) -> None:
+        from ops.bootstrap import bootstrap
+
+        env = {"SMD_DATA_DIR": str(tmp_path), "SMD_NATS_URL": "nats://n1:4222,nats://n2:4222", "SMD_NATS_REPLICAS": "3"}
+        services = bootstrap(load_settings(env))
+        try:
+            doc = services.asyncapi_document()
+        finally:
+            services.close()
+        assert {s["replicas"] for s in doc["x-smd-streams"]} == {3}
+        assert [s["host"] for s in doc["servers"].values()] == ["n1:4222", "n2:4222"]
+
+    @pytest.mark.parametrize("value", ["0", "6", "three", "-1"])
+    def test_a_bad_replica_count_stops_start_up_naming_the_variable(self, tmp_path: Path, value: str) -> None:
+        with pytest.raises(SettingsError, match=r"^SMD_NATS_REPLICAS: must be a whole number from 1 to 5"):
+            load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_NATS_REPLICAS": value})
+
+    def test_a_server_that_is_no_nats_url_is_named_without_its_password(self, tmp_path: Path) -> None:
+        with pytest.raises(SettingsError, match=r"^SMD_NATS_URL: .*'n2:4222'") as caught:
+            load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_NATS_URL": "nats://n1:4222,http://u:secret@n2:4222"})
+        assert "secret" not in str(caught.value)
