@@ -323,3 +323,52 @@ class TestTheRulesOfRestriction:
         visit = {"face_to_face": True, "joint": False, "risk_level": 0, "risk_class": "stable"}
         with pytest.raises(PatientRestricted, match="restriction-lift-requests"):
             send(services, HC, "cn.smd.visit.recorded.v1", patient, visit, NOW - timedelta(hours=5))
+
+
+class TestSmdRestriction:
+    def test_smd_restriction_requests_approves_and_lists_and_refuses_a_second_approval_by_the_same_agency(
+        self, quiet, monkeypatch, capsys
+    ) -> None:
+        from ops.cli import main
+        from tests.integration.test_verifiable_log import use_settings
+
+        services, _ = quiet
+        patient = uuid4()
+        record_patient(services, patient, deregister=True)
+        use_settings(monkeypatch, services)
+        assert main(["restriction", "request", "--patient", str(patient), "--agency", HC, "--reason", "asked"]) == 0
+        out = capsys.readouterr().out
+        request_id = out.split()[1].rstrip(":")
+        assert main(["restriction", "approve", request_id, "--agency", HC, "--reason", "ok"]) == 1
+        assert "approval-by-requesting-agency" in capsys.readouterr().out
+        assert main(["restriction", "approve", request_id, "--agency", AUDITOR, "--reason", "checked"]) == 0
+        assert f"{patient} is restricted" in capsys.readouterr().out
+        assert restrictions.is_restricted(services.case_record, patient)
+        assert main(["restriction", "list", "--patient", str(patient)]) == 0
+        listed = capsys.readouterr().out
+        assert f"{request_id}  restrict" in listed and "restricted now" in listed and "asked" not in listed
+        filed = restrictions.load_request(services.case_record, UUID(request_id))
+        assert filed.approved_by == AUDITOR
+        stored = services.case_record.events.get(UUID(request_id))
+        assert [e.key_id for e in stored][0].startswith("cli:")
+
+
+class TestASuspectedCase:
+    def test_a_dismissed_suspected_case_can_be_restricted_and_an_open_one_cannot(self, quiet) -> None:
+        services, _ = quiet
+        case = uuid4()
+        report = {"observed": "shouts at passers-by at night", "seen_in": VILLAGE}
+        send(services, COMMITTEE, "cn.smd.suspected-case.reported.v1", case, report, NOW - timedelta(days=3))
+        hc, auditor = Requester(HC, "health_center", "k-hc"), Requester(AUDITOR, "auditor", "k-a")
+        with pytest.raises(PatientUnderManagement):
+            restrictions.request(services.case_record, case, RestrictionAct.RESTRICT, hc, "why")
+        assessed = {"outcome": "no_severe_disorder"}
+        send(services, HC, "cn.smd.suspected-case.assessed.v1", case, assessed, NOW - timedelta(days=2))
+        dismissed = {"reason": "no_severe_disorder"}
+        send(services, HC, "cn.smd.suspected-case.dismissed.v1", case, dismissed, NOW - timedelta(days=1))
+        filed = restrictions.request(services.case_record, case, RestrictionAct.RESTRICT, hc, "why")
+        assert filed.subject_kind == "suspected_case"
+        restrictions.approve(services.case_record, filed.id, auditor, "ok")
+        assert restrictions.is_restricted(services.case_record, case)
+        assert restrictions.hidden_from("health_center", services.case_record, [case]) == {case}
+        assert restrictions.hidden_from("auditor", services.case_record, [case]) == frozenset()
