@@ -131,13 +131,20 @@ ERRORS: dict[str, dict[int, str]] = {
     "requestRestriction": {
         400: 'the body is not `{"reason": …}`',
         404: "`patient-not-found`: no such patient or suspected case",
-        409: "`patient-under-management`, `already-restricted`",
+        409: "`patient-under-management`, `already-restricted`, `erasure-approved`",
         415: "the body is not JSON",
         422: "`reason-required`",
     },
     "requestRestrictionLift": {
         400: 'the body is not `{"reason": …}`',
-        409: "`not-restricted`",
+        409: "`not-restricted`, `erasure-approved`",
+        415: "the body is not JSON",
+        422: "`reason-required`",
+    },
+    "requestErasure": {
+        400: 'the body is not `{"reason": …}`',
+        404: "`patient-not-found`: no such patient or suspected case",
+        409: "`patient-under-management`, `retention-applies`, `erasure-approved`",
         415: "the body is not JSON",
         422: "`reason-required`",
     },
@@ -145,7 +152,8 @@ ERRORS: dict[str, dict[int, str]] = {
         400: 'the body is not `{"reason": …}`',
         403: "`approval-by-requesting-agency`, `approval-needs-an-auditor`",
         404: "`restriction-request-not-found`",
-        409: "`restriction-request-decided`, `patient-under-management`, `already-restricted`, `not-restricted`",
+        409: "`restriction-request-decided`, `patient-under-management`, `already-restricted`, `not-restricted`, "
+        "`retention-applies`, `erasure-approved`",
         415: "the body is not JSON",
         422: "`reason-required`",
     },

@@ -75,6 +75,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "suspected-case-closed": 409,
     "wrong-obligation-kind": 409,
     "already-restricted": 409,
+    "erasure-approved": 409,  # once approved, nothing more is requested or lifted
+    "retention-applies": 409,  # erasure only where no retention applies
     "not-restricted": 409,
     "patient-restricted": 409,  # a restricted patient takes no new fact until lifted
     "patient-under-management": 409,  # only a patient off the register can be restricted

@@ -9,7 +9,7 @@ The listing is the auditor's, and recorded in the access log like every read of 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -21,7 +21,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.obligations import StaffId
-from api.ports import AccessLogPort, Port
+from api.ports import AccessLogPort, Port, RestrictionPort
 from api.reads import Purpose, Revealed, default_purpose, recorded
 from core import restrictions
 from core.restrictions import Requester, RequestView
@@ -48,6 +48,8 @@ class RequestOut(msgspec.Struct, omit_defaults=True):
     approved_at: datetime | None = None
     approval_reason: str | None = None
     restricted_now: bool | None = None
+    erase_after: datetime | None = None
+    erased_at: datetime | None = None
 
 
 class RequestList(msgspec.Struct):
@@ -82,6 +84,8 @@ def _view(v: RequestView) -> RequestOut:
         approved_at=v.approved_at,
         approval_reason=v.approval_reason,
         restricted_now=v.restricted_now,
+        erase_after=v.erase_after,
+        erased_at=v.erased_at,
     )
 
 
@@ -156,28 +160,64 @@ class RestrictionsController(Controller):
         return _out(filed)
 
     @post(
+        "/v1/audit/patients/{patient_id:uuid}/erasure-requests",
+        operation_id="requestErasure",
+        status_code=201,
+        summary="Request erasing a patient's data (a registration made in error, or a dismissed suspected case)",
+        description=(
+            'Body: `{"reason": "..."}`. Only where no legal retention applies: a patient deregistered with reason '
+            "`registered_in_error`, or a dismissed suspected case; 409 `retention-applies` otherwise, 409 "
+            "`patient-under-management` for a patient on the register. Once approved the patient is restricted "
+            "at once and its data key is destroyed after `SMD_ERASURE_COOLING_OFF_DAYS` (`smd erasure run`). "
+            f"{PAIRING}"
+        ),
+    )
+    async def request_erasure(
+        self,
+        patient_id: FromPath[UUID],
+        caller: NamedDependency[Caller],
+        services: Port[AccessLogPort],
+        data: JSONBody[Reason],
+        staff_id: StaffId = None,
+    ) -> RequestOut:
+        filed = await asyncio.to_thread(
+            restrictions.request,
+            services.case_record,
+            patient_id,
+            RestrictionAct.ERASE,
+            _by(caller, staff_id),
+            data.reason,
+        )
+        return _out(filed)
+
+    @post(
         "/v1/audit/restriction-requests/{request_id:uuid}/approval",
         operation_id="approveRestrictionRequest",
         status_code=200,
-        summary="Approve a request to restrict or lift: the act takes effect now",
+        summary="Approve a request to restrict, lift or erase (erasure: after the cooling-off)",
         description=(
             'Body: `{"reason": "..."}`. By an agency other than the requesting one, one of the two an '
             "auditor: 403 `approval-by-requesting-agency`, 403 `approval-needs-an-auditor`; 409 "
-            "`restriction-request-decided` when approved already; 404 `restriction-request-not-found`."
+            "`restriction-request-decided` when approved already; 404 `restriction-request-not-found`. An approved "
+            "erasure answers `erase_after`: when `smd erasure run` destroys the key."
         ),
     )
     async def approve(
         self,
         request_id: FromPath[UUID],
         caller: NamedDependency[Caller],
-        services: Port[AccessLogPort],
+        services: Port[RestrictionPort],
         data: JSONBody[Reason],
         staff_id: StaffId = None,
     ) -> RequestOut:
+        cooling_off = timedelta(days=services.settings.erasure_cooling_off_days)
         approved = await asyncio.to_thread(
-            restrictions.approve, services.case_record, request_id, _by(caller, staff_id), data.reason
+            restrictions.approve, services.case_record, request_id, _by(caller, staff_id), data.reason, cooling_off
         )
-        return _out(approved)
+        out = _out(approved)
+        if approved.act == RestrictionAct.ERASE and approved.approved_at is not None:
+            out.erase_after = approved.approved_at + cooling_off
+        return out
 
     @get(
         "/v1/audit/restriction-requests",

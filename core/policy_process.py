@@ -154,10 +154,10 @@ class PolicyProcess:
 
     def _note_restriction(self, n: Notification) -> None:
         event: Any = self.case_record.mapper.to_domain_event(n)
-        if n.topic == Restriction.Restricted.TOPIC:
-            self.restricted.add(event.subject_id)
-        else:
+        if n.topic == Restriction.Lifted.TOPIC:
             self.restricted.discard(event.subject_id)
+        else:  # restricted, or an erasure approved (restricted until carried out, and after)
+            self.restricted.add(event.subject_id)
 
     def finish(self, work: _UnitOfWork) -> None:
         """Apply the batch's decisions in trigger order, the obligations they name loaded in one query."""

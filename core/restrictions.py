@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -22,6 +22,7 @@ from eventsourcing.persistence import IntegrityError
 from core.case_record import CaseRecord, ConcurrentWriteConflict
 from domain.errors import PatientNotFound
 from domain.patient import Patient
+from domain.patient_file import DeregistrationReason
 from domain.personal import text_of
 from domain.restriction import (
     AUDITOR,
@@ -32,10 +33,14 @@ from domain.restriction import (
     RestrictionAct,
     RestrictionRequest,
     RestrictionRequestNotFound,
+    RetentionApplies,
     SubjectKind,
     restriction_id,
 )
 from domain.suspected_case import SuspectedCase
+
+#: SMD_ERASURE_COOLING_OFF_DAYS's default: an approved erasure is carried out 30 days later
+DEFAULT_COOLING_OFF = timedelta(days=30)
 
 # -- the check ----------------------------------------------------------------------------------------
 
@@ -109,6 +114,8 @@ class RequestView:
     approved_at: datetime | None
     approval_reason: str | None
     restricted_now: bool
+    erase_after: datetime | None = None  # an approved erasure: when the key is destroyed
+    erased_at: datetime | None = None
 
 
 def _subject_kind(case_record: CaseRecord, subject_id: UUID) -> SubjectKind:
@@ -128,6 +135,25 @@ def _subject_kind(case_record: CaseRecord, subject_id: UUID) -> SubjectKind:
     raise PatientNotFound(subject_id)
 
 
+def _erasable(case_record: CaseRecord, subject_id: UUID) -> SubjectKind:
+    """The subject's kind, checking no retention applies: a registration made in error, or a
+    dismissed suspected case (``retention-applies`` otherwise)."""
+    kind = _subject_kind(case_record, subject_id)  # off the register, at least
+    if kind == SubjectKind.PATIENT:
+        patient = case_record.repository.get(subject_id)
+        if patient.deregistration_reason != DeregistrationReason.REGISTERED_IN_ERROR:
+            raise RetentionApplies(subject_id)
+    return kind
+
+
+def _eligible(case_record: CaseRecord, subject_id: UUID, act: RestrictionAct) -> SubjectKind | None:
+    if act == RestrictionAct.RESTRICT:
+        return _subject_kind(case_record, subject_id)
+    if act == RestrictionAct.ERASE:
+        return _erasable(case_record, subject_id)
+    return None
+
+
 def _restriction(case_record: CaseRecord, subject_id: UUID) -> Restriction | None:
     try:
         return case_record.repository.get(restriction_id(subject_id))  # type: ignore[no-any-return]
@@ -138,8 +164,8 @@ def _restriction(case_record: CaseRecord, subject_id: UUID) -> Restriction | Non
 def request(
     case_record: CaseRecord, subject_id: UUID, act: RestrictionAct, by: Requester, reason: str
 ) -> RestrictionRequest:
-    """File a request to restrict or lift; refused when the act could not be approved now."""
-    kind = _subject_kind(case_record, subject_id) if act == RestrictionAct.RESTRICT else None
+    """File a request to restrict, lift or erase; refused when the act could not be approved now."""
+    kind = _eligible(case_record, subject_id, act)
     current = _restriction(case_record, subject_id)
     if current is not None:
         current.check_may_take(act)
@@ -154,19 +180,25 @@ def request(
     return filed
 
 
-def approve(case_record: CaseRecord, request_id: UUID, by: Requester, reason: str) -> RestrictionRequest:
-    """Approve a request: the act takes effect in the same transaction."""
+def approve(
+    case_record: CaseRecord,
+    request_id: UUID,
+    by: Requester,
+    reason: str,
+    cooling_off: timedelta = DEFAULT_COOLING_OFF,
+) -> RestrictionRequest:
+    """Approve a request: the act takes effect in the same transaction (an erasure is carried out
+    by ``core.erasure`` once ``cooling_off`` has passed; the subject is restricted meanwhile)."""
     for _ in range(case_record.max_attempts):
         now = case_record.clock()
         filed = load_request(case_record, request_id)
         act = RestrictionAct(filed.act)
         restriction = _restriction(case_record, filed.subject_id)
-        if act == RestrictionAct.RESTRICT:
-            _subject_kind(case_record, filed.subject_id)  # still off the register
+        _eligible(case_record, filed.subject_id, act)  # still off the register, still no retention
         filed.approve(by.agency_id, by.kind, by.key_id, by.staff_id, reason, now)
         if restriction is None:
             restriction = Restriction.open(filed.subject_id, SubjectKind(filed.subject_kind), now)
-        restriction.take(act, request_id, now)
+        restriction.take(act, request_id, now, cooling_off)
         try:
             case_record.save(filed, restriction)
         except IntegrityError:
@@ -192,7 +224,8 @@ def requests(case_record: CaseRecord, subject_id: UUID | None = None) -> list[Re
     loaded = [r for r in case_record.load_many(ids).values() if isinstance(r, RestrictionRequest)]
     if subject_id is not None:
         loaded = [r for r in loaded if r.subject_id == subject_id]
-    restricted = restricted_among(case_record, {r.subject_id for r in loaded})
+    states = case_record.load_many({restriction_id(r.subject_id) for r in loaded})
+    by_subject = {s.subject_id: s for s in states.values() if isinstance(s, Restriction)}
     views = []
     for r in loaded:
         events = list(case_record.events.get(r.id))
@@ -209,7 +242,9 @@ def requests(case_record: CaseRecord, subject_id: UUID | None = None) -> list[Re
                 approved_by=r.approved_by,
                 approved_at=r.approved_at,
                 approval_reason=text_of(approved.reason) if approved is not None else None,  # type: ignore[attr-defined]
-                restricted_now=r.subject_id in restricted,
+                restricted_now=getattr(by_subject.get(r.subject_id), "restricted", False),
+                erase_after=getattr(by_subject.get(r.subject_id), "erase_after", None) if r.act == "erase" else None,
+                erased_at=getattr(by_subject.get(r.subject_id), "erased_at", None) if r.act == "erase" else None,
             )
         )
     return sorted(views, key=lambda v: (v.requested_at, str(v.request_id)))

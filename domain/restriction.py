@@ -15,7 +15,7 @@ field. Everything else (ids, agencies, kinds, key ids, acts, times) stays readab
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -35,6 +35,7 @@ class RestrictionAct(StrEnum):
 
     RESTRICT = "restrict"
     LIFT = "lift"
+    ERASE = "erase"
 
 
 class SubjectKind(StrEnum):
@@ -95,6 +96,28 @@ class NotRestricted(DomainError):
         super().__init__(f"{subject_id} is not restricted; a lift applies only while a restriction lasts")
 
 
+class RetentionApplies(DomainError):
+    """Erasure only where no legal retention applies."""
+
+    code = "retention-applies"
+
+    def __init__(self, subject_id: UUID) -> None:
+        super().__init__(
+            f"{subject_id}'s record falls under the legal retention of clinical records; erasure applies only to "
+            "a registration made in error (deregistered with reason registered_in_error) or a dismissed "
+            "suspected case; request a restriction instead"
+        )
+
+
+class ErasureApproved(DomainError):
+    """Once an erasure is approved, the subject stays restricted until it is carried out."""
+
+    code = "erasure-approved"
+
+    def __init__(self, subject_id: UUID) -> None:
+        super().__init__(f"an erasure of {subject_id} was approved; nothing more can be requested or lifted for it")
+
+
 class RequestAlreadyDecided(DomainError):
     """A request is approved once."""
 
@@ -124,7 +147,7 @@ class ApprovalNeedsAnAuditor(DomainError):
     def __init__(self, requested_by: str, approver: str) -> None:
         super().__init__(
             f"neither {requested_by} (requesting) nor {approver} (approving) is an auditor; an auditor must "
-            "request or approve restriction and lifting"
+            "request or approve restriction, lifting and erasure"
         )
 
 
@@ -309,12 +332,44 @@ class Restriction(Aggregate):
             aggregate.since = None
             aggregate.request_id = self.request_id
 
+    class ErasureApproved(Aggregate.Event):
+        """ErasureApproved: the data key is destroyed after the cooling-off; processing stops now."""
+
+        TOPIC = "smd.ErasureApproved"
+        subject_id: UUID
+        request_id: UUID
+        erase_after: datetime
+
+        def apply(self, aggregate: Restriction) -> None:
+            aggregate.restricted = True
+            aggregate.since = aggregate.since or self.timestamp
+            aggregate.request_id = self.request_id
+            aggregate.erase_after = self.erase_after
+
+    class Erased(Aggregate.Event):
+        """DataErased: the subject's data key is destroyed; its personal and free-text values read
+        as erased everywhere, its ID-number markers answer nothing."""
+
+        TOPIC = "smd.DataErased"
+        subject_id: UUID
+        request_id: UUID
+        markers_retired: int
+
+        def apply(self, aggregate: Restriction) -> None:
+            aggregate.erased_at = self.timestamp
+
+    #: restrictions stored before erasure existed have none of these
+    erase_after = None
+    erased_at = None
+
     def __init__(self, subject_id: UUID, subject_kind: str) -> None:
         self.subject_id = subject_id
         self.subject_kind = subject_kind
         self.restricted = False
         self.since: datetime | None = None
         self.request_id: UUID | None = None
+        self.erase_after: datetime | None = None
+        self.erased_at: datetime | None = None
 
     @classmethod
     def open(cls, subject_id: UUID, subject_kind: SubjectKind, now: datetime) -> Restriction:
@@ -327,18 +382,47 @@ class Restriction(Aggregate):
         )
 
     def check_may_take(self, act: RestrictionAct) -> None:
-        """Refuse an act that would change nothing."""
+        """Refuse an act that would change nothing, or any act once an erasure was approved."""
+        if self.erase_after is not None:
+            raise ErasureApproved(self.subject_id)
         if act == RestrictionAct.RESTRICT and self.restricted:
             raise AlreadyRestricted(self.subject_id)
         if act == RestrictionAct.LIFT and not self.restricted:
             raise NotRestricted(self.subject_id)
 
-    def take(self, act: RestrictionAct, request_id: UUID, now: datetime) -> None:
-        """Apply an approved act."""
+    def take(self, act: RestrictionAct, request_id: UUID, now: datetime, cooling_off: timedelta) -> None:
+        """Apply an approved act (an erasure is carried out after ``cooling_off``)."""
         self.check_may_take(act)
+        if act == RestrictionAct.ERASE:
+            self.trigger_event(
+                self.ErasureApproved,
+                timestamp=now,
+                subject_id=self.subject_id,
+                request_id=request_id,
+                erase_after=now + cooling_off,
+            )
+            return
         event = self.Restricted if act == RestrictionAct.RESTRICT else self.Lifted
         self.trigger_event(event, timestamp=now, subject_id=self.subject_id, request_id=request_id)
 
+    def erase_due(self, now: datetime) -> bool:
+        """Whether the approved erasure's cooling-off has passed and it is not carried out yet."""
+        return self.erase_after is not None and self.erased_at is None and self.erase_after <= now
+
+    def record_erased(self, markers_retired: int, now: datetime) -> None:
+        """Record that the data key was (about to be) destroyed."""
+        if self.request_id is None or not self.erase_due(now):
+            return
+        self.trigger_event(
+            self.Erased,
+            timestamp=now,
+            subject_id=self.subject_id,
+            request_id=self.request_id,
+            markers_retired=markers_retired,
+        )
+
 
 #: The topics that change whether a subject is restricted (what a follower watches).
-RESTRICTION_CHANGE_TOPICS = frozenset({Restriction.Restricted.TOPIC, Restriction.Lifted.TOPIC})
+RESTRICTION_CHANGE_TOPICS = frozenset(
+    {Restriction.Restricted.TOPIC, Restriction.Lifted.TOPIC, Restriction.ErasureApproved.TOPIC}
+)

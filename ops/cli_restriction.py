@@ -1,4 +1,4 @@
-"""`smd restriction request|approve|list`: restricting a patient's data from the console.
+"""`smd restriction request|approve|list` and `smd erasure run`: restriction and erasure from the console.
 
 The same commands as the audit endpoints (api/restrictions.py), for an agency without a system
 of its own at hand: the operator names the agency acting (``--agency``, looked up in the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -57,17 +58,62 @@ def _approve(args: argparse.Namespace) -> int:
     from core import restrictions
 
     services = _services()
+    cooling_off = timedelta(days=services.settings.erasure_cooling_off_days)
     try:
         by = _requester(services, args.agency, args.staff_id)
-        approved = restrictions.approve(services.case_record, args.request_id, by, args.reason)
+        approved = restrictions.approve(services.case_record, args.request_id, by, args.reason, cooling_off)
     except DomainError as e:
         print(f"restriction: refused ({e.code}): {e.detail}")
         return 1
     finally:
         services.close()
+    if approved.act == "erase" and approved.approved_at is not None:
+        when = approved.approved_at + cooling_off
+        print(
+            f"request {approved.id} approved by {approved.approved_by}: {approved.subject_id} is restricted and "
+            f"its data key is destroyed by `smd erasure run` from {when:%Y-%m-%d %H:%M} UTC"
+        )
+        return 0
     done = "restricted" if approved.act == "restrict" else "no longer restricted"
     print(f"request {approved.id} approved by {approved.approved_by}: {approved.subject_id} is {done}")
     return 0
+
+
+def _erase(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from core.erasure import erase_due, erased_subjects
+
+    services = _services()
+    try:
+        done = erase_due(services.case_record)
+        for e in done:
+            print(f"erased {e.subject_id}: data key destroyed, {e.markers_retired} ID-number marker(s) retired")
+        erased = erased_subjects(services.case_record)
+        if services.settings.nats_url and erased:
+            deleted = asyncio.run(_delete_messages(services, erased))
+            for stream, seqs in deleted.items():
+                print(f"{stream}: {len(seqs)} message(s) about erased patients deleted")
+        elif erased:
+            print("no SMD_NATS_URL: the NATS streams were not searched")
+    finally:
+        services.close()
+    if not done:
+        print("no erasure due")
+    return 0
+
+
+async def _delete_messages(services: Any, subjects: Any) -> dict[str, list[int]]:
+    import nats
+
+    from integrations.erasure import delete_messages_about
+    from integrations.streams import names_of
+
+    nc = await nats.connect(services.settings.nats_url, connect_timeout=5)
+    try:
+        return await delete_messages_about(nc.jetstream(), names_of(services.settings), subjects)
+    finally:
+        await nc.close()
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -91,12 +137,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Register `smd restriction request|approve|list`."""
+    """Register `smd restriction request|approve|list` and `smd erasure run`."""
     r = sub.add_parser("restriction", help="restrict a patient's data, or lift it: request, approve, list")
     rs = r.add_subparsers(dest="restriction_command", required=True)
-    q = rs.add_parser("request", help="request restricting (or lifting) a patient off the register")
+    q = rs.add_parser("request", help="request restricting, lifting or erasing a patient off the register")
     q.add_argument("--patient", type=UUID, required=True, help="a deregistered patient or a dismissed suspected case")
-    q.add_argument("--act", choices=("restrict", "lift"), default="restrict")
+    q.add_argument("--act", choices=("restrict", "lift", "erase"), default="restrict")
     q.add_argument("--agency", required=True, help="the agency requesting (its id in the registry)")
     q.add_argument("--reason", required=True, help="why (sealed under the patient's key)")
     q.add_argument("--staff-id", help="the staff member acting (the agency's assertion)")
@@ -110,3 +156,7 @@ def add_commands(sub: Any) -> None:
     ls = rs.add_parser("list", help="the requests, oldest first (without their reasons)")
     ls.add_argument("--patient", type=UUID, help="one patient's requests")
     ls.set_defaults(func=_list)
+    e = sub.add_parser("erasure", help="carry out approved erasures whose cooling-off has passed")
+    es = e.add_subparsers(dest="erasure_command", required=True)
+    run = es.add_parser("run", help="destroy the data keys due, retire their ID-number markers, delete NATS messages")
+    run.set_defaults(func=_erase)

@@ -350,7 +350,7 @@ class TestSmdRestriction:
         filed = restrictions.load_request(services.case_record, UUID(request_id))
         assert filed.approved_by == AUDITOR
         stored = services.case_record.events.get(UUID(request_id))
-        assert [e.key_id for e in stored][0].startswith("cli:")
+        assert next(e.key_id for e in stored).startswith("cli:")
 
 
 class TestASuspectedCase:
@@ -372,3 +372,65 @@ class TestASuspectedCase:
         assert restrictions.is_restricted(services.case_record, case)
         assert restrictions.hidden_from("health_center", services.case_record, [case]) == {case}
         assert restrictions.hidden_from("auditor", services.case_record, [case]) == frozenset()
+
+
+class TestErasureRequestsOverHttp:
+    async def test_erasure_is_refused_under_retention_and_once_approved_locks_the_patient(self, demo) -> None:
+        services, keys = demo
+        kept, in_error = uuid4(), uuid4()
+        async with AsyncTestClient(create_app(services)) as client:
+            await registered_with_risk(client, keys, kept)
+            await deregistered(client, keys, kept)
+            r = await act(client, keys, f"/v1/audit/patients/{kept}/erasure-requests", HC)
+            assert r.status_code == 409 and r.json()["type"].endswith("/retention-applies"), r.text
+            body = {"name": "Test Person", "residence": VILLAGE}
+            assert (await post_fact(client, keys, "cn.smd.patient.registered.v1", in_error, body)).status_code == 201
+            gone = {"reason": "registered_in_error", "note": "wrong person"}
+            assert (await post_fact(client, keys, "cn.smd.patient.deregistered.v1", in_error, gone)).status_code == 201
+            r = await act(client, keys, f"/v1/audit/patients/{in_error}/erasure-requests", HC)
+            assert r.status_code == 201, r.text
+            r = await act(client, keys, f"/v1/audit/restriction-requests/{r.json()['request_id']}/approval", AUDITOR)
+            assert r.status_code == 200, r.text
+            assert r.json()["act"] == "erase" and r.json()["erase_after"] > r.json()["approved_at"]
+            assert (await client.get(f"/v1/patients/{in_error}", headers=auth(keys[HC]))).status_code == 404
+            r = await act(client, keys, f"/v1/audit/patients/{in_error}/restriction-lift-requests", AUDITOR)
+            assert r.status_code == 409 and r.json()["type"].endswith("/erasure-approved"), r.text
+
+
+class TestSmdErasureRun:
+    def test_smd_erasure_run_waits_for_the_cooling_off_then_destroys_the_key(self, quiet, monkeypatch, capsys) -> None:
+        from ops.cli import main
+        from tests.integration.test_verifiable_log import use_settings
+
+        services, _ = quiet
+        patient = uuid4()
+        body = {"name": "Test Person", "residence": VILLAGE}
+        send(services, HC, "cn.smd.patient.registered.v1", patient, body, NOW - timedelta(hours=2))
+        gone = {"reason": "registered_in_error"}
+        send(services, HC, "cn.smd.patient.deregistered.v1", patient, gone, NOW - timedelta(hours=1))
+        use_settings(monkeypatch, services)
+        monkeypatch.setenv("SMD_ERASURE_COOLING_OFF_DAYS", "0")
+        assert (
+            main(
+                [
+                    "restriction",
+                    "request",
+                    "--patient",
+                    str(patient),
+                    "--act",
+                    "erase",
+                    "--agency",
+                    HC,
+                    "--reason",
+                    "registered in error",
+                ]
+            )
+            == 0
+        )
+        request_id = capsys.readouterr().out.split()[1].rstrip(":")
+        assert main(["restriction", "approve", request_id, "--agency", AUDITOR, "--reason", "checked"]) == 0
+        assert "data key is destroyed by `smd erasure run`" in capsys.readouterr().out
+        assert main(["erasure", "run"]) == 0
+        out = capsys.readouterr().out
+        assert f"erased {patient}: data key destroyed" in out and "NATS streams were not searched" in out
+        assert services.case_record.mapper.keystore.table.get(patient) is None  # the key row is gone
