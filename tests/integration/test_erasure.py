@@ -11,7 +11,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -21,7 +21,7 @@ import pytest
 
 from core import restrictions
 from core.erasure import erase_due, erased_subjects
-from core.identity import find_by_id_number
+from core.identity import find_by_id_number, find_by_name
 from core.registry import load_file
 from core.restrictions import Requester
 from domain.errors import PatientNotFound
@@ -41,6 +41,7 @@ pytestmark = pytest.mark.integration
 HC, AUDITOR = "hc-north", "auditor-lantern-bay"
 VILLAGE = "990101-001-v01"
 ID_NUMBER = "11010519491231002X"
+BORN = date(1949, 12, 31)  # the ID number's own digits
 NAME, PHONE, ADDRESS = "Erasable 张测试", "13911112222", "Lane 7, Reservoir Road 水库路"
 NOTE = "registered in error: the twin brother 李孪生 was meant"
 VALUES = (NAME, ID_NUMBER, PHONE, ADDRESS, NOTE)
@@ -195,6 +196,7 @@ class TestErasure:
         assert readable_sealed(services, blobs, patient) == set(VALUES)
         assert nats_store_found(server.base / "store") == set(VALUES)
         assert find_by_id_number(services.case_record, ID_NUMBER, clock()) == [patient]
+        assert find_by_name(services.case_record, NAME, BORN, clock()) == [patient]
 
         # requested by the health center; the same agency may not approve; the auditor does
         hc, auditor = Requester(HC, "health_center", "k-hc"), Requester(AUDITOR, "auditor", "k-au")
@@ -225,6 +227,7 @@ class TestErasure:
         assert file.personal.erased and file.personal.name is None and file.deregistration_reason
         # the ID number answers nothing to search, and registers again
         assert find_by_id_number(services.case_record, ID_NUMBER, clock()) == []
+        assert find_by_name(services.case_record, NAME, BORN, clock()) == []
         assert erase_due(services.case_record) == []  # done once
         again = uuid4()
         body = {"name": "Another Person", "id_number": ID_NUMBER, "residence": VILLAGE}

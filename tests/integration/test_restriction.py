@@ -77,8 +77,12 @@ async def restricted(client, keys, patient: UUID, requester: str = HC, approver:
     return request_id
 
 
-async def search(client, keys, agency: str) -> list[str]:
-    r = await client.post("/v1/patients/search", json={"id_number": ID_NUMBER}, headers=auth(keys[agency], None))
+async def search(client, keys, agency: str, *, by_name: bool = False) -> list[str]:
+    if by_name:
+        path, body = "/v1/patients/search/by-name", {"name": "Test Person", "birth_date": "1949-12-31"}
+    else:
+        path, body = "/v1/patients/search", {"id_number": ID_NUMBER}
+    r = await client.post(path, json=body, headers=auth(keys[agency], None))
     assert r.status_code == 200, r.text
     return [p["patient_id"] for p in r.json()["patients"]]
 
@@ -139,6 +143,8 @@ class TestRestrictingAPatient:
             # search by ID number: nothing, except for the auditor
             assert await search(client, keys, HC) == [] and await search(client, keys, POLICE) == []
             assert await search(client, keys, AUDITOR) == [str(patient)]
+            assert await search(client, keys, HC, by_name=True) == []
+            assert await search(client, keys, AUDITOR, by_name=True) == [str(patient)]
             # lists: the governance center's oversight leaves the patient out; the auditor's has it
             assert str(patient) not in await oversight_patients(client, keys)
             assert str(patient) in await oversight_patients(client, keys, AUDITOR)
