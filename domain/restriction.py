@@ -1,10 +1,13 @@
-"""Restriction of a person's data: requested by one agency, approved by another, one an auditor.
+"""Restriction and erasure of a person's data: requested by one agency, approved by another,
+one of the two an auditor.
 
 The Mental Health Law keeps clinical records for decades and PIPL then allows only restriction
 (DESIGN.md section 7): a patient off the register (deregistered) or a dismissed suspected case
 may be *restricted*: the stored facts and keys are kept, every read but the auditor's is
 refused, the rules and the outbox do nothing for the person and new facts are refused at the
-door. *Lifting* ends it. Each act is a ``RestrictionRequest`` (its own aggregate, so an approval
+door. *Lifting* ends it. *Erasure*, only where no retention applies (a registration made in
+error, a dismissed suspected case), restricts at once and destroys the data key after a
+cooling-off (``core.erasure``). Each act is a ``RestrictionRequest`` (its own aggregate, so an approval
 names it by id) whose approval, by a different agency with one of the two an auditor, changes
 the subject's ``Restriction`` (one per subject, id derived from the subject's id): both are
 saved in one transaction.
@@ -24,10 +27,11 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import DomainError
 from domain.personal import SealedText, sealed_text
+from domain.registry import AgencyKind
 
 RESTRICTION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:restriction")
 
-AUDITOR = "auditor"  # domain.registry.AgencyKind.AUDITOR, named here to keep this module standalone
+AUDITOR = AgencyKind.AUDITOR
 
 
 class RestrictionAct(StrEnum):
