@@ -107,9 +107,10 @@ async def _delete_messages(services: Any, subjects: Any) -> dict[str, list[int]]
     import nats
 
     from integrations.erasure import delete_messages_about
+    from integrations.runner import servers_of
     from integrations.streams import names_of
 
-    nc = await nats.connect(services.settings.nats_url, connect_timeout=5)
+    nc = await nats.connect(servers=servers_of(services.settings.nats_url), connect_timeout=5)
     try:
         return await delete_messages_about(nc.jetstream(), names_of(services.settings), subjects)
     finally:
