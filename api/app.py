@@ -39,6 +39,7 @@ from api.patients import PatientSearchController
 from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
 from api.reports import ReportsController
+from api.restrictions import RestrictionsController
 from api.status import StatusController
 from api.tasks import TasksController
 from api.work_queue import WorkQueueController
@@ -121,6 +122,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             AccessLogController,
             ObligationsController,
             AuditController,
+            RestrictionsController,
             AuditPatientsController,
             IncidentReviewController,
             assets_router(),  # the docs page's own files: no CDN

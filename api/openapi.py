@@ -44,7 +44,7 @@ ERRORS: dict[str, dict[int, str]] = {
         403: "`not-allowed-to-record`, `outside-jurisdiction`, `source-mismatch`",
         404: "what the fact refers to does not exist (`unknown-incident`, …)",
         409: "`duplicate-key`-like conflicts: `already-deregistered`, `id-number-already-registered`, "
-        "`idempotency-key-reused`, `concurrent-write`, …",
+        "`idempotency-key-reused`, `concurrent-write`, `patient-restricted` (lift the restriction first), …",
         415: "the body is not `application/json` or `application/cloudevents+json`",
         422: "the fact breaks a rule of the file (the code names the rule)",
     },
@@ -126,6 +126,40 @@ ERRORS: dict[str, dict[int, str]] = {
         400: "`invalid-proof-request`, `unknown-purpose`",
         403: "not an auditor, `purpose-not-allowed`",
         404: "`not-in-tree`",
+    },
+    # restriction of a patient's data (api/restrictions.py)
+    "requestRestriction": {
+        400: 'the body is not `{"reason": …}`',
+        404: "`patient-not-found`: no such patient or suspected case",
+        409: "`patient-under-management`, `already-restricted`, `erasure-approved`",
+        415: "the body is not JSON",
+        422: "`reason-required`",
+    },
+    "requestRestrictionLift": {
+        400: 'the body is not `{"reason": …}`',
+        409: "`not-restricted`, `erasure-approved`",
+        415: "the body is not JSON",
+        422: "`reason-required`",
+    },
+    "requestErasure": {
+        400: 'the body is not `{"reason": …}`',
+        404: "`patient-not-found`: no such patient or suspected case",
+        409: "`patient-under-management`, `retention-applies`, `erasure-approved`",
+        415: "the body is not JSON",
+        422: "`reason-required`",
+    },
+    "approveRestrictionRequest": {
+        400: 'the body is not `{"reason": …}`',
+        403: "`approval-by-requesting-agency`, `approval-needs-an-auditor`",
+        404: "`restriction-request-not-found`",
+        409: "`restriction-request-decided`, `patient-under-management`, `already-restricted`, `not-restricted`, "
+        "`retention-applies`, `erasure-approved`",
+        415: "the body is not JSON",
+        422: "`reason-required`",
+    },
+    "listRestrictionRequests": {
+        400: "`patient_id` malformed, `unknown-purpose`",
+        403: "not an auditor, `purpose-not-allowed`",
     },
     "me": {},
     "status": {},

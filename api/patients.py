@@ -27,6 +27,7 @@ from api.ports import PatientReadPort, Port
 from api.problems import status_for
 from core.access_log import AccessEntry
 from core.identity import find_by_id_number, find_by_name
+from core.restrictions import hidden_from
 from domain.access import NotAllowedToSearch, may_search_by_id_number
 from domain.errors import DomainError
 from domain.read_filter import check_purpose
@@ -154,6 +155,14 @@ def _by_name(record: Any, body: bytes) -> list[UUID]:
     return find_by_name(record, query.name, query.birth_date, record.clock())
 
 
+def _visible(find: Any, record: Any, kind: str, body: bytes) -> list[UUID]:
+    """What ``find`` answers, without the patients the caller's kind may not be told of (a
+    restricted patient only to the auditor: to everyone else the search answers nothing)."""
+    found: list[UUID] = find(record, body)
+    hidden = hidden_from(kind, record, found)
+    return [p for p in found if p not in hidden]
+
+
 async def _search(
     request: Request[Any, Any, Any],
     caller: Caller,
@@ -174,7 +183,7 @@ async def _search(
         if not may_search_by_id_number(caller.kind):
             raise NotAllowedToSearch(caller.agency_id, caller.kind)
         body = await request.body()
-        found = await asyncio.to_thread(find, record, body)
+        found = await asyncio.to_thread(_visible, find, record, caller.kind, body)
         status = 200
         return SearchResult(patients=[PatientMatch(patient_id=p) for p in found])
     except DomainError as e:

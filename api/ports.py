@@ -62,6 +62,9 @@ class ApiSettings(Protocol):
     @property
     def batch_limit(self) -> int: ...  # SMD_BATCH_LIMIT
 
+    @property
+    def erasure_cooling_off_days(self) -> float: ...  # SMD_ERASURE_COOLING_OFF_DAYS
+
 
 class CaseRecordPort(Protocol):
     """The case record alone: obligations acted on, patients searched by ID number."""
@@ -155,6 +158,13 @@ class AccessLogPort(Protocol):
 
     @property
     def access_log(self) -> AccessLog: ...
+
+
+class RestrictionPort(AccessLogPort, Protocol):
+    """What requesting, approving and listing restrictions and erasures need."""
+
+    @property
+    def settings(self) -> ApiSettings: ...
 
 
 class WorkQueuePort(AccessLogPort, Protocol):

@@ -47,6 +47,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "not-the-owner": 403,
     "not-your-message": 403,
     "outside-jurisdiction": 403,
+    "approval-by-requesting-agency": 403,  # restriction: a second agency approves
+    "approval-needs-an-auditor": 403,
     "purpose-not-allowed": 403,
     "source-mismatch": 403,
     "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
@@ -56,6 +58,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "not-in-tree": 404,
     "obligation-not-found": 404,
     "patient-not-found": 404,
+    "restriction-request-not-found": 404,
     "suspected-case-not-found": 404,
     "unknown-incident": 404,
     # 409: it conflicts with what is recorded
@@ -71,6 +74,13 @@ STATUS_BY_CODE: dict[str, int] = {
     "suspected-case-already-reported": 409,
     "suspected-case-closed": 409,
     "wrong-obligation-kind": 409,
+    "already-restricted": 409,
+    "erasure-approved": 409,  # once approved, nothing more is requested or lifted
+    "retention-applies": 409,  # erasure only where no retention applies
+    "not-restricted": 409,
+    "patient-restricted": 409,  # a restricted patient takes no new fact until lifted
+    "patient-under-management": 409,  # only a patient off the register can be restricted
+    "restriction-request-decided": 409,
     # 413: more than the service takes in one request
     "batch-too-large": 413,
     # 415: the body is not declared as JSON

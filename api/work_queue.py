@@ -9,7 +9,7 @@ changes status between two pages is shown where its position falls, with its sta
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -25,6 +25,7 @@ from api.obligations import StaffId
 from api.patient_files import Purpose
 from api.ports import Port, QueueRowView, WorkQueuePort
 from api.reads import Revealed, default_purpose, recorded
+from core.restrictions import hidden_from
 from domain.read_filter import access
 
 Limit = Annotated[int, QueryParameter(name="limit", ge=1, le=500, description="Items per page (1-500, default 100).")]
@@ -97,9 +98,14 @@ RECORDED = (
 )
 
 
-def page(rows: Sequence[QueueRowView], limit: int, kind: str) -> tuple[QueuePage, Revealed]:
-    """The page as the caller's kind may see it, and what it reveals (for the access log)."""
+def page(
+    rows: Sequence[QueueRowView], limit: int, kind: str, hidden: Collection[UUID] = frozenset()
+) -> tuple[QueuePage, Revealed]:
+    """The page as the caller's kind may see it, and what it reveals (for the access log).
+    ``hidden``: patients left out (restricted: ``core.restrictions.hidden_from``); the cursor
+    still moves past their rows."""
     sees_risk = access(kind, "risk") is not None
+    full, rows = rows, [r for r in rows if r.patient_id not in hidden]
     items = [
         QueueItem(
             obligation_id=r.obligation_id,
@@ -122,7 +128,7 @@ def page(rows: Sequence[QueueRowView], limit: int, kind: str) -> tuple[QueuePage
     ]
     fields = ("obligations", "residence", "risk") if sees_risk else ("obligations", "residence")
     revealed = Revealed.of((r.patient_id for r in rows), fields)
-    return QueuePage(items=items, next=rows[-1].position if len(rows) == limit else None), revealed
+    return QueuePage(items=items, next=full[-1].position if len(full) == limit else None), revealed
 
 
 class WorkQueueController(Controller):
@@ -149,8 +155,12 @@ class WorkQueueController(Controller):
         staff_id: StaffId = None,
     ) -> QueuePage:
         async def read() -> tuple[QueuePage, Revealed]:
-            rows = await asyncio.to_thread(services.work_queue.for_assignee, caller.agency_id, after, limit, status)
-            return page(rows, limit, caller.kind)
+            def rows() -> tuple[Sequence[QueueRowView], frozenset[UUID]]:  # one trip to a worker thread
+                found = services.work_queue.for_assignee(caller.agency_id, after, limit, status)
+                return found, hidden_from(caller.kind, services.case_record, {r.patient_id for r in found})
+
+            found, hidden = await asyncio.to_thread(rows)
+            return page(found, limit, caller.kind, hidden)
 
         stated = default_purpose(caller, purpose)
         return await recorded(services, caller, "GET /v1/work-queue", stated, staff_id, read)
@@ -178,12 +188,14 @@ class WorkQueueController(Controller):
                     f"{caller.kind}: use GET /v1/work-queue for your own obligations"
                 )
 
-        def rows() -> Sequence[QueueRowView]:  # one trip to a worker thread, not two
+        def rows() -> tuple[Sequence[QueueRowView], frozenset[UUID]]:  # one trip to a worker thread, not two
             units = services.units_within(caller.jurisdiction)
-            return services.work_queue.obligations_in(units, after, limit, status)
+            found = services.work_queue.obligations_in(units, after, limit, status)
+            return found, hidden_from(caller.kind, services.case_record, {r.patient_id for r in found})
 
         async def read() -> tuple[QueuePage, Revealed]:
-            return page(await asyncio.to_thread(rows), limit, caller.kind)
+            found, hidden = await asyncio.to_thread(rows)
+            return page(found, limit, caller.kind, hidden)
 
         stated = default_purpose(caller, purpose)
         return await recorded(services, caller, "GET /v1/oversight/obligations", stated, staff_id, read, check=check)

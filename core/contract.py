@@ -389,7 +389,7 @@ class ReviewData(Contract, kw_only=True):
 class DeregistrationData(Contract, kw_only=True):
     """Why the patient leaves the register."""
 
-    reason: Literal["death", "moved_out", "diagnosis_revoked", "other"]
+    reason: Literal["death", "moved_out", "diagnosis_revoked", "other", "registered_in_error"]
     note: Note | None = None
 
 

@@ -58,7 +58,8 @@ def holders(record: CaseRecord, id_number: str) -> list[UUID]:
             marker: IdNumberMarker = record.repository.get(id_number_marker_id(value))
         except AggregateNotFoundError:
             continue
-        found.append(marker.patient_id)
+        if not marker.retired:  # a retired marker's holder was erased: it answers nothing
+            found.append(marker.patient_id)
     return found
 
 
@@ -146,9 +147,27 @@ def _claim(record: CaseRecord, number: str, patient_id: UUID, by: Provenance, no
     existing = holders(record, number)
     if existing:
         raise IdNumberAlreadyRegistered(existing[0])
-    return IdNumberMarker.claim(
-        blind_index(record).index(number), patient_id, agency_id=by.agency_id, message_id=by.message_id, now=now
-    )
+    value = blind_index(record).index(number)
+    retired = _marker(record, value)
+    if retired is not None:  # its holder was erased: the number is free, on the same marker
+        retired.reclaim(patient_id, agency_id=by.agency_id, message_id=by.message_id, now=now)
+        return retired
+    return IdNumberMarker.claim(value, patient_id, agency_id=by.agency_id, message_id=by.message_id, now=now)
+
+
+def _marker(record: CaseRecord, value: str) -> IdNumberMarker | None:
+    try:
+        found = record.repository.get(id_number_marker_id(value))
+    except AggregateNotFoundError:
+        return None
+    return found if isinstance(found, IdNumberMarker) else None
+
+
+def markers_held(record: CaseRecord, id_number: str, patient_id: UUID) -> list[IdNumberMarker]:
+    """The live markers of ``id_number`` held by ``patient_id`` (every index algorithm): what an
+    erasure retires."""
+    found = (_marker(record, value) for value in blind_index(record).all_indexes(id_number))
+    return [m for m in found if m is not None and not m.retired and m.patient_id == patient_id]
 
 
 def register(

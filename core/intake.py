@@ -25,6 +25,7 @@ from core.contract import DEFAULT_LIMITS, ContractError, InboundEvent, WireLimit
 from core.door import check_at_the_door
 from core.jurisdiction import check_within_jurisdiction
 from core.registry import REGION_TZ, AgencyInfo, RegistryView
+from core.restrictions import check_not_restricted, check_not_restricted_in, restricted_among, subjects_of
 from core.waiting import provided
 from domain.access import check_may_record, check_may_record_aid, check_source, may_search_by_id_number
 from domain.errors import DomainError, ReferenceNotKnownYet
@@ -93,6 +94,8 @@ def accept(
     # -- writes within jurisdiction (docs/decisions/014): before anything about the subject is
     # answered, so a refused agency learns nothing of a patient outside its area
     check_within_jurisdiction(case_record, state, agency, event, now)
+    # a restricted patient takes no new fact (after the jurisdiction check: an outsider learns nothing)
+    check_not_restricted(case_record, subjects_of(event))
 
     try:
         return case_record.record(event, agency_id, imported=imported, key_id=key_id)
@@ -238,12 +241,15 @@ def _record_group(
         decided: list[int] = []
         failed: dict[int, Exception] = {}
         waiting_for: dict[int, str] = {}
+        restricted = restricted_among(case_record, {s for c in group for s in subjects_of(c.event)})
         for c in group:
             if c.index in refused:
                 continue
             try:
                 # writes within jurisdiction (docs/decisions/014): on the subject as this unit sees it
                 check_within_jurisdiction(unit, state, c.agency, c.event, case_record.clock())  # type: ignore[arg-type]
+                if restricted:  # a restricted patient takes no new fact
+                    check_not_restricted_in(restricted, subjects_of(c.event))
                 unit.record(c.event, c.message.agency_id, c.message.imported, c.message.key_id)
                 decided.append(c.index)
             except ReferenceNotKnownYet as e:

@@ -84,6 +84,9 @@ class KeyTable(Protocol):
     def master_key_counts(self) -> dict[str, int]:
         """How many rows each master key wraps."""
 
+    def delete(self, subject_id: UUID) -> bool:
+        """Destroy the subject's key row (erasure); False when there was none."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -214,6 +217,14 @@ class KeyStore:
             self._remember(subject_id, key)
         return key
 
+    def destroy(self, subject_id: UUID) -> bool:
+        """Erasure: delete the subject's key row and forget it here; every value sealed under it
+        reads as erased from now on (decision 004). Another process that cached the key keeps it
+        until it is restarted or the key leaves its cache (docs/decisions/030)."""
+        with self._lock:
+            self._cache.pop(subject_id, None)
+        return self.table.delete(subject_id)
+
     def _remember(self, subject_id: UUID, key: bytes) -> None:
         self._cache[subject_id] = key
         if len(self._cache) > self._cache_size:
@@ -297,6 +308,13 @@ class SQLiteKeyTable:
         with self._conn() as c:
             return dict(c.execute("SELECT master_key_id, count(*) FROM data_keys GROUP BY master_key_id").fetchall())
 
+    def delete(self, subject_id: UUID) -> bool:
+        with self._conn() as c:
+            gone = c.execute("DELETE FROM data_keys WHERE subject_id=?", (str(subject_id),)).rowcount > 0
+        with self._conn() as c:  # the old page must not stay in the write-ahead log either
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone
+
     def close(self) -> None:
         self._connections.close()
 
@@ -356,6 +374,10 @@ class PostgresKeyTable:
             rows = c.execute(query).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def delete(self, subject_id: UUID) -> bool:
+        with self.pool.connection() as c:  # the row stays in WAL and backups for a while (decision 030)
+            return c.execute(f"DELETE FROM {self.table} WHERE subject_id=%s", (subject_id,)).rowcount > 0
+
     def close(self) -> None:
         self.pool.close()
 
@@ -393,6 +415,10 @@ class MemoryKeyTable:
         with self._lock:
             ids = [r.master_key_id for r in self.rows.values()]
         return {k: ids.count(k) for k in set(ids)}
+
+    def delete(self, subject_id: UUID) -> bool:
+        with self._lock:
+            return self.rows.pop(subject_id, None) is not None
 
     def close(self) -> None:
         pass

@@ -8,6 +8,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from core.case_record import CaseRecord, ConcurrentWriteConflict
+from core.restrictions import is_restricted
 from domain.obligation import Obligation, ObligationNotFound
 
 
@@ -25,8 +26,8 @@ def act(
             obligation = case_record.repository.get(obligation_id)
         except AggregateNotFoundError:
             raise ObligationNotFound(obligation_id) from None
-        if not isinstance(obligation, Obligation):
-            raise ObligationNotFound(obligation_id)
+        if not isinstance(obligation, Obligation) or is_restricted(case_record, obligation.patient_id):
+            raise ObligationNotFound(obligation_id)  # a restricted patient's obligations are out of every list
         now = case_record.clock()
         if action == "acknowledge":
             changed = obligation.acknowledge(agency_id, staff_id, now)

@@ -20,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from core.case_record import CaseRecord
 from core.registry import REGION_TZ, RegistryView
+from core.restrictions import hidden_from
 from domain import focus
 from domain.jurisdiction import agencies_in, covers
 from domain.patient import Patient
@@ -74,7 +75,9 @@ def load_visible(
     case_record: CaseRecord, registry: RegistryView, kind: str, agency_id: str, patient_id: UUID, now: datetime
 ) -> Patient:
     """The patient, if the caller may open the file; else ``PatientNotVisible`` (the same as for
-    an id that does not exist)."""
+    an id that does not exist, and for a restricted patient to every kind but the auditor)."""
+    if hidden_from(kind, case_record, (patient_id,)):
+        raise PatientNotVisible()
     try:
         patient = case_record.repository.get(patient_id)
     except AggregateNotFoundError:

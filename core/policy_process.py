@@ -26,12 +26,14 @@ from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
 from core.registry import REGION_TZ, RegistryView
 from core.reporting_duties import REPORT_SUBMITTED, decide_report
+from core.restrictions import restricted_subjects
 from core.rule_settings_view import RuleSettingsView
 from core.suspected_case_policy import decide_suspected_case
 from core.task_policy import TASK_ASSIGNED, decide_task
 from domain.patient import Fact, Patient
 from domain.patient_file import FileFact
 from domain.registry import AgencyKind
+from domain.restriction import RESTRICTION_CHANGE_TOPICS, Restriction
 from domain.rules import PATIENT_RULES, decide
 from domain.rules.engine import Decisions, Trigger, is_imported
 from domain.rules.r18_suspected_case import SUSPECTED_CASE_TOPICS
@@ -98,6 +100,7 @@ class PolicyProcess:
             UUID(fault.removeprefix(FAULT_RULE_FAILS_FOR)) if fault.startswith(FAULT_RULE_FAILS_FOR) else None
         )
         self.states = RuleStates(case_record)
+        self._restricted: set[UUID] | None = None
         self.follower = Follower(self.name, case_record, self, parking or MemoryParkingStore(), concerns, batch=200)
 
     @property
@@ -120,8 +123,14 @@ class PolicyProcess:
     def apply(self, work: _UnitOfWork, n: Notification) -> None:
         if self.fault_patient is not None and n.originator_id == self.fault_patient and n.topic in PATIENT_TOPICS:
             raise InjectedRuleFault(n.originator_id)  # test and demonstration only (SMD_FAULT)
+        if n.topic in RESTRICTION_CHANGE_TOPICS:
+            self._note_restriction(n)
+            return
+        restricted = n.originator_id in self.restricted
         if n.topic in PATIENT_TOPICS:
-            decided = self._decide(n, work)
+            decided = self._decide(n, work, restricted)
+        elif restricted:  # a restricted suspected case: the rules do nothing for it
+            return
         elif n.topic in SUSPECTED_CASE_TOPICS:  # R18: the subject is a suspected case
             decided = decide_suspected_case(self, n)
         elif n.topic == TASK_ASSIGNED:  # a task the governance center assigned
@@ -131,7 +140,24 @@ class PolicyProcess:
         else:
             return
         if decided is not None:
+            if restricted:  # open nothing; still close what its earlier facts close (a deregistration)
+                decided = (closing_only(decided[0]), *decided[1:])
             work.deferred.append((n, *decided))
+
+    @property
+    def restricted(self) -> set[UUID]:
+        """The patients and suspected cases restricted now: read once, then kept by the
+        restriction facts this follower sees in the log."""
+        if self._restricted is None:
+            self._restricted = set(restricted_subjects(self.case_record))
+        return self._restricted
+
+    def _note_restriction(self, n: Notification) -> None:
+        event: Any = self.case_record.mapper.to_domain_event(n)
+        if n.topic == Restriction.Lifted.TOPIC:
+            self.restricted.discard(event.subject_id)
+        else:  # restricted, or an erasure approved (restricted until carried out, and after)
+            self.restricted.add(event.subject_id)
 
     def finish(self, work: _UnitOfWork) -> None:
         """Apply the batch's decisions in trigger order, the obligations they name loaded in one query."""
@@ -156,7 +182,9 @@ class PolicyProcess:
                 by_topic=dict(Counter(type(e).TOPIC for e in work.events)),
             )
 
-    def _decide(self, notification: Notification, work: _UnitOfWork) -> tuple[Decisions, Trigger, str]:
+    def _decide(
+        self, notification: Notification, work: _UnitOfWork, restricted: bool = False
+    ) -> tuple[Decisions, Trigger, str]:
         patient_id, version = notification.originator_id, notification.originator_version
         fact: Any = self.case_record.mapper.to_domain_event(notification)
         recorded_on = fact.timestamp.astimezone(REGION_TZ).date()
@@ -181,10 +209,21 @@ class PolicyProcess:
             return self.registry.responsible(patient.residence, kind, recorded_on, as_of_position=notification.id)
 
         decisions = decide(trigger, state, responsible, settings)
-        if not is_imported(trigger.message_id) and not state.awaiting_go_live:  # as decide() holds back
+        # as decide() holds back; and nothing beside the rules for a restricted patient
+        if not is_imported(trigger.message_id) and not state.awaiting_go_live and not restricted:
             decisions.extend(decide_beside(self, trigger, patient, responsible, settings, recorded_on))
             record_risk_escalation(work, trigger, patient, responsible)
         return decisions, trigger, patient.residence
+
+
+def closing_only(decisions: Decisions) -> Decisions:
+    """What the rules decided, without what would open work (for a restricted patient: the
+    restriction stops processing, yet work its earlier facts end must not outlive it)."""
+    return Decisions(
+        completed=decisions.completed,
+        cancelled=decisions.cancelled,
+        lost=[entry for entry in decisions.lost if entry[0] != "derived"],
+    )
 
 
 class RuleStates:

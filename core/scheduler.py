@@ -20,6 +20,7 @@ from core.due_checks import falls_due
 from core.ports import DueObligations
 from core.registry import REGION_TZ, RegistryView
 from core.reporting_duties import ReportingDuties
+from core.restrictions import is_restricted
 from domain.obligation import Obligation
 from domain.registry import AgencyKind
 
@@ -60,6 +61,8 @@ class Scheduler:
     def _mark(self, obligation_id, now: datetime) -> int:
         for _ in range(5):
             obligation: Obligation = self.case_record.repository.get(obligation_id)
+            if is_restricted(self.case_record, obligation.patient_id):
+                return 0  # R15 does nothing for a restricted patient (it is overdue again once lifted)
             governance = self.registry.responsible(
                 obligation.residence, AgencyKind.GOVERNANCE_CENTER, now.astimezone(REGION_TZ).date()
             )

@@ -138,11 +138,50 @@ class IdNumberMarker(Aggregate):
 
         TOPIC = "smd.IdNumberMarker.Created"
 
+    class Retired(Aggregate.Event):
+        """IdNumberRetired: the holder's data was erased; the number answers nothing any more
+        (the marker's keyed id and its first claim stay in the chained log)."""
+
+        TOPIC = "smd.IdNumberRetired"
+        reason: str
+
+        def apply(self, aggregate: IdNumberMarker) -> None:
+            aggregate.retired = True
+
+    class Reclaimed(Aggregate.Event):
+        """IdNumberReclaimed: a patient registered (or confirmed) with a number whose marker was retired."""
+
+        TOPIC = "smd.IdNumberReclaimed"
+        patient_id: UUID
+        agency_id: str
+        message_id: str
+
+        def apply(self, aggregate: IdNumberMarker) -> None:
+            aggregate.retired = False
+            aggregate.patient_id = self.patient_id
+            aggregate.agency_id = self.agency_id
+            aggregate.message_id = self.message_id
+
+    #: markers stored before retirement existed were never retired
+    retired = False
+
     def __init__(self, patient_id: UUID, index_alg: str, agency_id: str, message_id: str) -> None:
         self.patient_id = patient_id
         self.index_alg = index_alg
         self.agency_id = agency_id
         self.message_id = message_id
+        self.retired = False
+
+    def retire(self, reason: str, now: datetime) -> None:
+        """The holder was erased: the number is free again (a no-op when retired already)."""
+        if not self.retired:
+            self.trigger_event(self.Retired, timestamp=now, reason=reason)
+
+    def reclaim(self, patient_id: UUID, *, agency_id: str, message_id: str, now: datetime) -> None:
+        """A retired marker claimed by a new holder."""
+        self.trigger_event(
+            self.Reclaimed, timestamp=now, patient_id=patient_id, agency_id=agency_id, message_id=message_id
+        )
 
     @classmethod
     def claim(

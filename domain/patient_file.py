@@ -118,6 +118,9 @@ class DeregistrationReason(StrEnum):
     MOVED_OUT = "moved_out"  # only after the destination accepted
     DIAGNOSIS_REVOKED = "diagnosis_revoked"
     OTHER = "other"
+    # the registration should never have been made (wrong person, no disorder): no legal
+    # retention applies, so the file may be erased (docs/decisions/030)
+    REGISTERED_IN_ERROR = "registered_in_error"
 
 
 MAX_DAYS_SUPPLIED = 180

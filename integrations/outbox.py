@@ -44,6 +44,7 @@ from core.access_log import AccessEntry, AccessLog
 from core.case_record import CaseRecord
 from core.followers.engine import TRANSIENT, AlreadyApplied, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
+from core.restrictions import restricted_among
 from domain.obligation import Obligation
 from domain.risk_escalation import RiskEscalation
 from integrations.streams import Names
@@ -359,6 +360,10 @@ class OutboxHandler:
         self.access_log.append_many(access_entries(messages, self.case_record.clock()))  # one commit
 
     def commit(self, work: _Messages, tracking_name: str, position: int, *, exclusive: bool = False) -> None:
+        if work.messages and not work.published:
+            # nothing goes out about a restricted patient (one read per batch)
+            hidden = restricted_among(self.case_record, {m.patient_id for m in work.messages if m.patient_id})
+            work.messages = [m for m in work.messages if m.patient_id not in hidden]
         if work.messages and not work.published:
             if self.sync_publish is None:
                 raise RuntimeError("the outbox publishes before it commits; no NATS connection was given")

@@ -14,6 +14,7 @@ from ops.cli_import import add_commands as add_import_commands
 from ops.cli_keys import add_commands as add_master_key_commands
 from ops.cli_nats import add_commands as add_nats_commands
 from ops.cli_registry import add_commands, development_banner
+from ops.cli_restriction import add_commands as add_restriction_commands
 from ops.cli_search import add_commands as add_search_commands
 from ops.cli_simulate import add_commands as add_simulate_commands
 from ops.settings import SettingsError, load_settings
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     add_follower_commands(sub)
     add_audit_commands(sub)
     add_search_commands(sub)
+    add_restriction_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run", add_help=False)
     bench.set_defaults(func=None)
     argv = sys.argv[1:] if argv is None else argv

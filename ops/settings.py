@@ -123,6 +123,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_CHECKPOINT_EVERY_SECONDS: or after this many seconds, when there is anything new."""
     witnesses: tuple[str, ...] = ()
     """SMD_WITNESSES: verifier keys of the witnesses asked to cosign each checkpoint (comma-separated)."""
+    erasure_cooling_off_days: float = 30.0
+    """SMD_ERASURE_COOLING_OFF_DAYS: days between an erasure's approval and the destruction of the key."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -360,6 +362,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             if line.strip()
         )
     witnesses = _verifier_list(get, "SMD_WITNESSES")
+    cooling_text = get("SMD_ERASURE_COOLING_OFF_DAYS") or "30"
+    try:
+        erasure_cooling_off_days = float(cooling_text)
+    except ValueError:
+        erasure_cooling_off_days = -1.0
+    if not 0 <= erasure_cooling_off_days <= 3650:
+        raise _fail("SMD_ERASURE_COOLING_OFF_DAYS", f"must be a number of days from 0 to 3650, got {cooling_text!r}")
 
     keys: dict[str, bytes] = {}
     for var, filename in (
@@ -420,4 +429,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         checkpoint_every_events=checkpoint_every_events,
         checkpoint_every_seconds=checkpoint_every_seconds,
         witnesses=witnesses,
+        erasure_cooling_off_days=erasure_cooling_off_days,
     )
