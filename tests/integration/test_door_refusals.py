@@ -112,10 +112,13 @@ class Doors:
         return len(self.services.case_record.recorder.select_events(subject))
 
     async def settled_head(self) -> int:
-        """The log's head once the rules have nothing left to record."""
+        """The log's head once the rules and the scheduler have nothing left to record (the
+        scheduler opens the reporting duties owed since go-live on its first run, in the
+        background: run it here so that it does not record while a refusal is checked)."""
         while True:
             head = self.head()
-            await asyncio.to_thread(self.services.catch_up, head)
+            await asyncio.to_thread(self.services.scheduler.run_once, True)
+            await asyncio.to_thread(self.services.catch_up, self.head())
             if self.head() == head:
                 return head
 
