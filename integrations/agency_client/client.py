@@ -6,6 +6,7 @@ See the package docstring for an example and README "Integrating with the agency
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -175,6 +176,7 @@ class AgencyClient:
         self.skipped = 0
         self._owned: list[Any] = []
         self._subs: dict[str, JetStreamContext.PullSubscription] = {}
+        self._waiting: dict[str, deque[Any]] = {}
 
     @classmethod
     async def connect(
@@ -210,6 +212,7 @@ class AgencyClient:
         for sub in self._subs.values():
             await sub.unsubscribe()
         self._subs.clear()
+        self._waiting.clear()  # pulled, never handed out: back after the AckWait
         for owned in self._owned:
             if isinstance(owned, httpx.AsyncClient):
                 await owned.aclose()
@@ -312,17 +315,36 @@ class AgencyClient:
         quiet_since = time.monotonic()
         while True:
             wait = POLL_SECONDS if idle is None else max(0.1, min(POLL_SECONDS, idle))
-            got = await self._fetch(stream, name, make, batch, wait)
+            got = await self._fetch(stream, name, make, 1, wait, pull=batch)
             if got:
-                for item in got:
-                    yield item
+                yield got[0]
                 quiet_since = time.monotonic()
             elif idle is not None and time.monotonic() - quiet_since >= idle:
                 return
 
-    async def _fetch(self, stream: str, name: str, make: Any, batch: int, timeout: float) -> list[Any]:
+    async def _fetch(
+        self, stream: str, name: str, make: Any, batch: int, timeout: float, *, pull: int | None = None
+    ) -> list[Any]:
+        """Up to ``batch`` new messages: first those pulled before and not handed out yet (an
+        iteration stopped early leaves them here, not waiting for the AckWait), else one pull
+        of up to ``pull`` (default ``batch``)."""
         if self.seen is None:
             raise RuntimeError("receiving needs a dedup file: give seen= (a path that survives restarts)")
+        waiting = self._waiting.setdefault(name, deque())
+        if not waiting:
+            waiting.extend(await self._pull(stream, name, make, pull or batch, timeout))
+        handed: list[Any] = []
+        while waiting and len(handed) < batch:
+            item = waiting.popleft()
+            if self.seen.seen(item.key):  # a copy pulled with the original, which is done now
+                self.skipped += 1
+                await item._msg.ack_sync()
+                continue
+            handed.append(item)
+        return handed
+
+    async def _pull(self, stream: str, name: str, make: Any, batch: int, timeout: float) -> list[Any]:
+        assert self.seen is not None
         sub = self._subs.get(name)
         if sub is None:
             # bind to the durable the service created: an agency's user may not create consumers
