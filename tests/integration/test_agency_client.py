@@ -355,3 +355,30 @@ class TestAsTheAgencysOwnUser:
                 assert state.num_ack_pending == 0 and state.num_pending == 0  # acknowledged as the agency
         finally:
             await hc.close()
+
+    async def test_messages_pulled_but_not_handed_out_wait_for_the_next_iteration_not_for_the_ack_wait(
+        self,
+        region,  # noqa: F811 - the fixture of test_nats_identities
+        tmp_path: Path,
+    ) -> None:
+        url, passwords, svc = region
+        for n in range(3):
+            notice = {"id": str(uuid4()), "type": "cn.smd.notice.assigned.v1", "source": "smd/990101"}
+            notice |= {"subject": str(uuid4()), "time": utc_now().isoformat(), "data": {"n": n}}
+            await svc.jetstream().publish(IDENTITY_NAMES.out(HC, "notice", "assigned"), json.dumps(notice).encode())
+        hc = await AgencyClient.connect(
+            HC,
+            nats_url=url,
+            password=passwords[HC],
+            region=IDENTITY_NAMES.region,
+            root=IDENTITY_NAMES.root,
+            seen=tmp_path / "hc.sqlite3",
+        )
+        try:
+            [first] = await until(hc.obligations(batch=10), lambda m: True)  # one pull brought all three
+            rest = await drain(hc.obligations(idle=1.0))
+            assert [m.data["n"] for m in (first, *rest)] == [0, 1, 2]
+            state = await svc.jetstream().consumer_info(IDENTITY_NAMES.out_stream, durable(HC, "out"))
+            assert state.num_ack_pending == 0 and state.num_redelivered == 0
+        finally:
+            await hc.close()
