@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from core.contract import encode
 from domain.jurisdiction import covers
 from domain.registry import AgencyKind, RegistryState
+from integrations.agency_client import AgencyClient
 from ops.data_files import DEMO_DISTRICT
 from ops.simulation.people import pseudonym, relation
 
@@ -186,21 +188,16 @@ class _Year:
             delivered = floor + timedelta(minutes=self.rng.randint(1, 30))
         if delivered >= self.end or occurred >= self.end:
             return None
-        doc = {
-            "specversion": "1.0",
-            "id": str(_uuid(self.rng)),
-            "source": agency,
-            "type": f"cn.smd.{event_type}.v{version}",
-            "subject": str(subject),
-            "time": occurred.isoformat(),
-            "datacontenttype": "application/json",
-            "actor": f"staff-{self.rng.randint(1, 40):02d}",
-            "data": data,
-        }
+        message_id = _uuid(self.rng)  # drawn before the actor: the year's draws stay in their order
+        actor = f"staff-{self.rng.randint(1, 40):02d}"
+        # built by the agency client, as the agencies' systems do: checked against the contract
+        envelope = AgencyClient(agency).envelope(
+            f"cn.smd.{event_type}.v{version}", subject, data, occurred=occurred, actor=actor, id=message_id
+        )
         late = delivered - occurred > timedelta(days=1) and not ledger
         kind = "ledger" if ledger else "fact"
         self.deliveries.append(
-            Delivery(delivered.astimezone(UTC), agency, json.dumps(doc).encode(), kind, doc["type"], late=late)
+            Delivery(delivered.astimezone(UTC), agency, encode(envelope), kind, envelope.event_type, late=late)
         )
         self.first_delivery.setdefault(subject, delivered)
         self.planted[event_type] += 1

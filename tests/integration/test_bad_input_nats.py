@@ -121,9 +121,10 @@ def bad_inputs(hc: AgencyClient) -> dict[str, tuple[bytes, UUID | None]]:
     thousand_deep = b"[" * 1000 + b"]" * 1000
     deep = hc.registration(deep_patient, VILLAGE).replace(b'"Test Person"', thousand_deep)
     bad_utf8 = hc.registration(utf8_patient, VILLAGE).replace(b"Test Person", b"Test \xff\xfe Person")
-    oversize = hc.registration(big_patient, VILLAGE, address="x" * 70_000)
+    # the agency client builds only what the contract takes: the bad bytes are edited in after
+    oversize = hc.registration(big_patient, VILLAGE).replace(b'"Test Person"', b'"' + b"x" * 70_000 + b'"')
     duplicate = hc.registration(dup_patient, VILLAGE).replace(
-        f'"residence": "{VILLAGE}"'.encode(), f'"residence": "{VILLAGE}", "residence": "990101-002-v01"'.encode()
+        f'"residence":"{VILLAGE}"'.encode(), f'"residence":"{VILLAGE}","residence":"990101-002-v01"'.encode()
     )
     nested_only = b'{"a":' * 1000 + b"1" + b"}" * 1000  # no envelope at all
     return {

@@ -1,7 +1,13 @@
-"""What an agency's system does over NATS: publish envelopes, read rejections and assignments.
+"""What an agency's system does over NATS in the end-to-end tests: a thin wrapper of the agency
+client (integrations/agency_client) that also sends bytes the client would refuse to build.
 
-Envelopes are plain JSON as any CloudEvents SDK would send them, dated relative to the real
-clock (the intake runs on the service clock). ``Nats-Msg-Id`` is ``<source>:<id>`` by default.
+Valid envelopes are built and published by the agency client (checked against the contract,
+``Nats-Msg-Id: <source>:<id>``), dated relative to the real clock (the intake runs on the
+service clock). Tests of bad input edit those bytes, or publish bytes of another agency on this
+one's subject, through ``publish`` with the same subject and header rules. Reading creates a
+durable of the test's own (``read``): the tests run without the durables the outbox creates
+per agency, and a fresh name per read keeps one test's reads apart; the agency client itself
+reads only the service's durables (``agency-<id>-out`` / ``-rejected``).
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 
+from core.contract import ContractError, decode_event, encode
+from integrations import agency_client
 from integrations.streams import Names
 
 REGISTERED = "cn.smd.patient.registered.v1"
@@ -31,19 +39,16 @@ def envelope(
     occurred: datetime | None = None,
     message_id: UUID | None = None,
 ) -> bytes:
-    """An envelope's bytes, as an agency's system would send them."""
-    doc = {
-        "specversion": "1.0",
-        "id": str(message_id or uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": (occurred or datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
-        "datacontenttype": "application/json",
-        "actor": "staff-07",
-        "data": data,
-    }
-    return json.dumps(doc).encode()
+    """An envelope's bytes, as an agency's system sends them (built by the agency client)."""
+    built = agency_client.AgencyClient(source).envelope(
+        event_type,
+        subject,
+        data,
+        occurred=occurred or datetime.now(UTC) - timedelta(minutes=5),
+        actor="staff-07",
+        id=message_id,
+    )
+    return encode(built)
 
 
 class AgencyClient:
@@ -54,6 +59,7 @@ class AgencyClient:
         self.js = nc.jetstream()
         self.names = names
         self.agency_id = agency_id
+        self.client = agency_client.AgencyClient(agency_id, region=names.region, root=names.root, nats=nc)
 
     def registration(self, patient: UUID, residence: str, *, source: str | None = None, **personal: Any) -> bytes:
         data = {"name": "Test Person", "residence": residence, **personal}
@@ -68,14 +74,17 @@ class AgencyClient:
         )
 
     async def publish(self, raw: bytes, *, event_type: str | None = None, msg_id: str | None = None) -> PubAck:
-        """Publish on ``<root>.<region>.in.<agency>.<type>`` and wait for the stream's ack."""
+        """Publish on ``<root>.<region>.in.<agency>.<type>`` and wait for the stream's ack: a valid
+        envelope of this agency through the agency client, other bytes as they are."""
         try:
-            doc = json.loads(raw)
-        except ValueError:
-            doc = {}
-        kind = event_type or (doc.get("type") if isinstance(doc, dict) else None) or "unknown"
-        if msg_id is None and isinstance(doc, dict) and "id" in doc:
-            msg_id = f"{doc.get('source')}:{doc['id']}"
+            event = decode_event(raw)
+        except ContractError:
+            event = None
+        if event is not None and event.source == self.agency_id and event_type is None and msg_id is None:
+            return await self.client.publish(event)
+        kind = event_type or (event.event_type if event is not None else None) or _type_of(raw)
+        if msg_id is None:
+            msg_id = _key_of(raw)
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         return await self.js.publish(
             self.names.intake(self.agency_id, kind), raw, headers=headers, stream=self.names.intake_stream
@@ -129,3 +138,22 @@ class AgencyClient:
             count=count,
             timeout=timeout,
         )
+
+
+def _type_of(raw: bytes) -> str:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return "unknown"
+    return str(doc.get("type") or "unknown") if isinstance(doc, dict) else "unknown"
+
+
+def _key_of(raw: bytes) -> str | None:
+    """``<source>:<id>`` of bytes that carry both (even when the envelope is otherwise bad)."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and "id" in doc:
+        return f"{doc.get('source')}:{doc['id']}"
+    return None

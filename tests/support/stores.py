@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from core.contract import InboundEvent, decode_event
+from core.contract import InboundEvent
+from integrations.agency_client import AgencyClient
 from ops.bootstrap import Services, bootstrap
 from ops.settings import Settings, load_settings
 
@@ -59,18 +59,10 @@ class Agency:
         message_id: UUID | None = None,
         actor: str | None = "staff-07",
     ) -> InboundEvent:
-        doc = {
-            "specversion": "1.0",
-            "id": str(message_id or uuid4()),
-            "source": self.agency_id,
-            "type": event_type,
-            "subject": str(subject),
-            "time": occurred.isoformat(),
-            "data": data,
-        }
-        if actor:
-            doc["actor"] = actor
-        return decode_event(json.dumps(doc))
+        # built and checked by the agency client, as an agency's system would
+        return AgencyClient(self.agency_id).envelope(
+            event_type, subject, data, occurred=occurred, actor=actor or None, id=message_id
+        )
 
     def register(self, patient: UUID, **data: Any) -> InboundEvent:
         body = {"name": "Test Person", "residence": "v-01", **data}
