@@ -394,6 +394,15 @@ DESCRIPTION = (
 )
 
 
+class CsvStream(Stream):
+    """A streamed CSV answer from a handler whose default media type is JSON (Litestar gives the
+    handler's media type precedence over the response's own)."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
+
+
 def _wants_csv(request: Request[Any, Any, Any]) -> bool:
     accept = request.headers.get("accept", "")
     return "text/csv" in accept.lower()
@@ -446,7 +455,7 @@ class ListsController(Controller):
             await _checked(services, caller, purpose, staff_id, check)
             chunks = csv_chunks(services, caller, list_name, found["scope"], sort, purpose or "", staff_id)
             filename = f"{list_name}.csv"
-            return Stream(
+            return CsvStream(
                 chunks,
                 media_type="text/csv; charset=utf-8",
                 headers={"Content-Disposition": f'attachment; filename="{filename}"'},
