@@ -36,10 +36,12 @@ from api.ports import AccessLogPort, Port
 from api.problems import status_for
 from api.reads import Purpose, Revealed, recorded
 from core.access_log import AccessEntry
-from core.patient_read import whole_file
+from core.patient_read import LOST_AFTER_MISSES
+from domain import focus
 from domain.errors import DomainError
 from domain.lists import LISTS, SORTS, InvalidCursor, OrgUnitOutsideJurisdiction, UnknownSort, working_list
 from domain.patient import Patient
+from domain.patient_file import RefusalKind
 from domain.read_filter import check_purpose, filter_file
 from domain.registry import AgencyKind
 
@@ -165,16 +167,48 @@ class ListPage(msgspec.Struct):
     next: str | None
 
 
+def _contact_of(value: Any) -> dict[str, Any]:
+    """A guardian's contact as the file shows it (its known parts)."""
+    return {k: v for k, v in msgspec.structs.asdict(value).items() if k != "erased" and v is not None}
+
+
+def row_file(patient: Patient, now: datetime) -> dict[str, Any]:
+    """The file's row fields, before filtering: the same expressions as
+    ``core.patient_read.whole_file`` for these fields only (a page of rows must not pay for the
+    whole file: aid, care team, incidents, reviews). A test holds each field equal to the file's."""
+    p = patient
+    personal = p.personal
+    guardian = p.guardian_contact
+    grade = focus.grade(p, now, LOST_AFTER_MISSES)
+    lost_derived = p.consecutive_missed_visits >= LOST_AFTER_MISSES
+    return {
+        "name": personal.name,
+        "id_number": personal.id_number,
+        "phone": personal.phone,
+        "address": personal.address,
+        "residence": p.residence,
+        "risk": {"level": p.risk_level, "class": str(p.risk_class) if p.risk_class else None},
+        "lost": {
+            "declared": p.declared_whereabouts_unknown,
+            "derived": lost_derived,
+            "lost": p.declared_whereabouts_unknown or lost_derived,
+        },
+        "focus": {"categories": grade["categories"], "key": grade["key"]},
+        "guardian": {"status": str(p.guardian_status), "contact": _contact_of(guardian) if guardian else None},
+        "guardian_exists": str(p.guardian_status) in ("capable", "weak", "social"),
+        "medication": {"adherence": str(p.adherence) if p.adherence else None, "supply_ends_on": p.supply_ends_on},
+        "hospital": {"in_hospital": p.in_hospital},
+        "refusals": {
+            "visits": p.refuses(RefusalKind.VISITS),
+            "management": p.refuses(RefusalKind.MANAGEMENT),
+            "admission_by_family": p.refuses(RefusalKind.ADMISSION_BY_FAMILY),
+        },
+    }
+
+
 def row_of(patient: Patient, kind: str, agency_id: str, now: datetime) -> dict[str, Any]:
     """One list row: the file's row fields, filtered exactly as the file is for the kind."""
-    whole = whole_file(patient, now, ())
-    visible = filter_file(kind, agency_id, {f: whole[f] for f in ROW_FIELDS})
-    if "medication" in visible:
-        med = visible["medication"]
-        visible["medication"] = {"adherence": med["adherence"], "supply_ends_on": med["supply_ends_on"]}
-    if "hospital" in visible:
-        visible["hospital"] = {"in_hospital": visible["hospital"]["in_hospital"]}
-    return {"patient_id": patient.id, **visible}
+    return {"patient_id": patient.id, **filter_file(kind, agency_id, row_file(patient, now))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +279,8 @@ def read_page(
     )
     out = []
     for r in rows:
-        patient = services.case_record.repository.get(r.patient_id)
+        # read only: the cached patient itself, not a copy (nothing here changes it)
+        patient = services.case_record.repository.get(r.patient_id, deepcopy_from_cache=False)
         out.append(row_of(patient, caller.kind, caller.agency_id, now))
     return out, (rows[-1] if len(rows) == limit else None)
 

@@ -29,10 +29,11 @@ VILLAGES = ("990101-001-v01", "990101-001-v02", "990101-001-v03", "990101-001-v0
 NS = uuid5(NAMESPACE_URL, "smd-bench-lists")
 
 
-def populate(services: Any, patients: int, batch: int = 500) -> int:
+def populate(services: Any, patients: int, batch: int = 500, weak_guardian_every: int = 5) -> int:
     """Record ``patients`` patients with a few facts each and bring the lists' view up to date;
-    returns the facts recorded. Every patient is at level 3 or more every other time, so the
-    high-risk list holds half of them."""
+    returns the facts recorded. Every other patient is at level 3 or more (the high-risk list
+    holds half of them), every third irregular, every ``weak_guardian_every``-th has a weak
+    guardian."""
     from core.contract import decode_event
     from ops.bench import envelope
 
@@ -63,7 +64,7 @@ def populate(services: Any, patients: int, batch: int = 500) -> int:
                 envelope("cn.smd.adherence.recorded.v1", pid, {"adherence": "intermittent"}, start + timedelta(hours=2))
             )
             written += 1
-        if n % 5 == 0:
+        if n % weak_guardian_every == 0:
             guardian = {"contact": {"name": f"监护人 {n}"}, "weak": True}
             pending.append(envelope("cn.smd.guardian.assigned.v1", pid, guardian, start + timedelta(hours=3)))
             written += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -138,8 +139,8 @@ class PatientListsView:
 
     def bind(self, case_record: Any) -> None:
         """Read patients from this case record (the follower binds it before applying)."""
-        if self.load is None:
-            self.load = case_record.repository.get
+        if self.load is None:  # read only: the cached patient itself, not a copy
+            self.load = partial(case_record.repository.get, deepcopy_from_cache=False)
 
     def apply(self, event: Any, notification: Notification, batch: Batch) -> None:
         topic = notification.topic
@@ -239,7 +240,13 @@ class PatientListsProjection(ProjectionFollower):
     def __init__(
         self, case_record: Any, store: ViewStore, parking: ParkingStore, concerns: Concerns | None = None
     ) -> None:
-        super().__init__(case_record, store, PatientListsView(case_record.repository.get), parking, concerns)
+        super().__init__(
+            case_record,
+            store,
+            PatientListsView(partial(case_record.repository.get, deepcopy_from_cache=False)),
+            parking,
+            concerns,
+        )
 
     def page(
         self,
