@@ -29,11 +29,11 @@ VILLAGES = ("990101-001-v01", "990101-001-v02", "990101-001-v03", "990101-001-v0
 NS = uuid5(NAMESPACE_URL, "smd-bench-lists")
 
 
-def populate(services: Any, patients: int, batch: int = 500, weak_guardian_every: int = 5) -> int:
+def populate(services: Any, patients: int, batch: int = 500, weak_guardian_every: int = 5, visits: bool = True) -> int:
     """Record ``patients`` patients with a few facts each and bring the lists' view up to date;
     returns the facts recorded. Every other patient is at level 3 or more (the high-risk list
     holds half of them), every third irregular, every ``weak_guardian_every``-th has a weak
-    guardian."""
+    guardian (``visits=False``: only the registration and the guardian)."""
     from core.contract import decode_event
     from ops.bench import envelope
 
@@ -54,12 +54,14 @@ def populate(services: Any, patients: int, batch: int = 500, weak_guardian_every
         residence = VILLAGES[n % len(VILLAGES)]
         registered = {"name": f"测试 {n}, 甲", "residence": residence}
         pending.append(envelope("cn.smd.patient.registered.v1", pid, registered, start))
-        level = 3 + n % 3 if n % 2 == 0 else n % 3
-        klass = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
-        visit = {"face_to_face": True, "joint": False, "risk_level": level, "risk_class": klass}
-        pending.append(envelope("cn.smd.visit.recorded.v1", pid, visit, start + timedelta(hours=1)))
-        written += 2
-        if n % 3 == 0:
+        written += 1
+        if visits:
+            level = 3 + n % 3 if n % 2 == 0 else n % 3
+            klass = "unstable" if level >= 3 else ("basically_stable" if level else "stable")
+            visit = {"face_to_face": True, "joint": False, "risk_level": level, "risk_class": klass}
+            pending.append(envelope("cn.smd.visit.recorded.v1", pid, visit, start + timedelta(hours=1)))
+            written += 1
+        if visits and n % 3 == 0:
             pending.append(
                 envelope("cn.smd.adherence.recorded.v1", pid, {"adherence": "intermittent"}, start + timedelta(hours=2))
             )

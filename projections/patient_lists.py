@@ -136,6 +136,8 @@ class PatientListsView:
 
     def __init__(self, load: Callable[[UUID], Any] | None = None) -> None:
         self.load = load
+        self._batch: Batch | None = None
+        self._written: set[UUID] = set()  # patients whose row this batch already wrote
 
     def bind(self, case_record: Any) -> None:
         """Read patients from this case record (the follower binds it before applying)."""
@@ -165,6 +167,11 @@ class PatientListsView:
     def _patient(self, patient_id: UUID, position: int, batch: Batch) -> None:
         if self.load is None:
             raise RuntimeError("the patient_lists view reads patients: bind it to the case record first")
+        if batch is not self._batch:
+            self._batch, self._written = batch, set()
+        if patient_id in self._written:
+            return  # the row written at the patient's earlier fact in this batch is already the latest
+        self._written.add(patient_id)
         # The patient as recorded now (a rebuild writes the latest row at each of its facts: the
         # last write is the patient's state, as the file shows it)
         patient = self.load(patient_id)
