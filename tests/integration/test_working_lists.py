@@ -421,3 +421,21 @@ class TestALargeExport:
         assert rows[0]["name"].startswith("测试 ") and rows[0]["guardian_status"] == "weak"
         entries = services.access_log.entries(agency="hc-north")[before:]
         assert [len(e.patient_ids) for e in entries] == [500] * 20
+
+
+class TestTheListsViewIsRebuilt:
+    async def test_a_rebuild_from_the_catalogue_gives_the_same_members(self, demo) -> None:
+        from projections.catalogue import catalogue
+        from projections.runner import rebuild
+
+        services, keys = demo
+        district = District(services, keys)
+        async with AsyncTestClient(create_app(services)) as client:
+            await district.build(client)
+            before = {name: await members(client, district, "hc-north", name) for name in HEALTH_CENTER_NORTH}
+            report = rebuild(
+                services.case_record, services.views, catalogue()["patient_lists"], services.parking, keep_old=True
+            )
+            assert report.new.generation != report.old.generation
+            after = {name: await members(client, district, "hc-north", name) for name in HEALTH_CENTER_NORTH}
+        assert after == before == HEALTH_CENTER_NORTH
