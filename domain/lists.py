@@ -25,7 +25,6 @@ from domain.identity import CHINA_TZ
 from domain.patient_file import Adherence, GuardianStatus, RefusalKind
 from domain.registry import AgencyKind
 from domain.rules.entries import Known, cared_for, latest, of
-from domain.values import HIGH_RISK_LEVEL
 
 _HC = AgencyKind.HEALTH_CENTER
 _POLICE = AgencyKind.POLICE_STATION
@@ -281,6 +280,3 @@ def standing(patient: Any) -> dict[str, Any]:
 def recently_discharged_since(now: datetime) -> datetime:
     """The earliest discharge that still counts as recent."""
     return now - timedelta(days=RECENTLY_DISCHARGED_DAYS)
-
-
-__all__ = ["HIGH_RISK_LEVEL", "LISTS", "SORTS", "WorkingList", "standing", "working_list"]

@@ -36,6 +36,7 @@ from domain.lists import PICKUP_RULE, VISIT_RULE, recently_discharged_since, sta
 from domain.obligation import STATUS_AFTER, Obligation
 from domain.patient import Patient
 from domain.patient_file import FileFact
+from domain.values import HIGH_RISK_LEVEL
 from projections.base import Batch, Column, Delete, Insert, Table, Update, Upsert
 from projections.runner import ProjectionFollower
 from projections.stores import ViewStore
@@ -204,7 +205,7 @@ def membership(name: str, now: datetime, obligations: str, table: str) -> tuple[
         case "key":  # graded key without the supply, or with it once it ran out
             return f"(key_without_supply = ? OR (key_with_supply = ? AND {ran_out}))", [True, True, now]
         case "high-risk":  # the latest level is 3 or more
-            return "risk_level >= ?", [3]
+            return "risk_level >= ?", [HIGH_RISK_LEVEL]
         case "unstable-at-home":  # unstable, not in hospital, not in institutional care
             return "risk_class = ? AND in_hospital = ? AND institutional_care = ?", ["unstable", False, False]
         case "lost":  # declared whereabouts unknown, or R5's consecutive misses
