@@ -47,6 +47,7 @@ NAMES = {
     "J": "冯十",
     "K": "陈十一",
     "L": "褚十二",
+    "M": "卫十三",
 }
 
 
@@ -429,6 +430,24 @@ class TestALargeExport:
         assert rows[0]["name"].startswith("测试 ") and rows[0]["guardian_status"] == "weak"
         entries = services.access_log.entries(agency="hc-north")[before:]
         assert [len(e.patient_ids) for e in entries] == [500] * (n // 500)
+
+
+class TestAHospitalReadsItsOwnPatients:
+    async def test_a_hospitals_list_holds_the_patients_it_registered_or_admitted_and_no_one_else(self, demo) -> None:
+        services, keys = demo
+        district = District(services, keys)
+        async with AsyncTestClient(create_app(services)) as client:
+            await district.build(client)
+            # M: registered and admitted by the hospital itself
+            await district.register(client, "M", by="hospital-lantern-bay")
+            admission = {"hospital": "Lantern Bay Psychiatric Hospital", "admission_kind": "involuntary"}
+            await district.record(
+                client, "cn.smd.patient.admitted.v1", "M", admission, by="hospital-lantern-bay", ago=timedelta(hours=5)
+            )
+            await district.settle()
+            # F was admitted too, but recorded by the health center: not the hospital's own
+            assert await members(client, district, "hospital-lantern-bay", "in-hospital") == {"M"}
+            assert await members(client, district, "hc-north", "in-hospital") == {"F", "M"}
 
 
 class TestTheListsViewIsRebuilt:
