@@ -29,6 +29,7 @@ from api.bodies import json_body_hook
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.incident_review import IncidentReviewController
+from api.lists import ListsController, ListsPort
 from api.me import MeController
 from api.metrics import Exposition, StoreGauges, metrics
 from api.middleware import RequestLogMiddleware, RequestTimer
@@ -60,6 +61,7 @@ class AppServices(
     CaseRecordPort,
     AuditPort,
     PatientReadPort,
+    ListsPort,
     AuthServices,
     AsyncApiPort,
     Protocol,
@@ -119,6 +121,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             TasksController,
             PatientSearchController,
             PatientFilesController,
+            ListsController,
             AccessLogController,
             ObligationsController,
             AuditController,

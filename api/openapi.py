@@ -161,6 +161,13 @@ ERRORS: dict[str, dict[int, str]] = {
         400: "`patient_id` malformed, `unknown-purpose`",
         403: "not an auditor, `purpose-not-allowed`",
     },
+    "workingLists": {},
+    "workingList": {
+        400: "`purpose-required`, `unknown-purpose`, `invalid-cursor`, or a query parameter out of range",
+        403: "`list-not-allowed` (GET /v1/lists says who may read each list), `org-unit-outside-jurisdiction`, "
+        "`purpose-not-allowed`",
+        404: "`unknown-list`",
+    },
     "me": {},
     "status": {},
     "readyz": {503: "the store does not answer (the body is the readiness, not a problem)"},
@@ -254,7 +261,7 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                 if param.get("name") == "X-Purpose":
                     param["schema"] = {"type": "string", "enum": list(PURPOSES)}
                     # checked by the handler, not by Litestar, so that a refusal is recorded too
-                    param["required"] = op_id in ("getPatientFile", "getPatientTimeline")
+                    param["required"] = op_id in ("getPatientFile", "getPatientTimeline", "workingList")
                 if param.get("name") == "Idempotency-Key":
                     param["schema"] = {"type": "string", "minLength": 1, "maxLength": 200}
             if op_id in ("searchPatientsByIdNumber", "searchPatientsByName"):
@@ -271,6 +278,15 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                     "content": {
                         "application/json": {"schema": envelopes},
                         "application/x-ndjson": {"schema": {"type": "string", "description": "one envelope per line"}},
+                    },
+                }
+            if op_id == "workingList":  # JSON pages, or the whole list as CSV (Accept: text/csv)
+                ok = responses.setdefault("200", {"description": "a page, or the whole list as CSV"})
+                ok["content"] = {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ListPage"}},
+                    "text/csv": {
+                        "schema": {"type": "string"},
+                        "description": "UTF-8 with a BOM, RFC 4180; the columns your kind may see",
                     },
                 }
             if op_id == "recordEvent":

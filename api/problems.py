@@ -39,7 +39,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid-proof-request": 400,  # the verifiable log (core.audit.service)
     "purpose-required": 400,
     "unknown-purpose": 400,
-    "invalid-batch": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
+    "invalid-batch": 400,
+    "unknown-sort": 400,  # the working lists (domain.lists)
+    "invalid-cursor": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
@@ -49,6 +51,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "outside-jurisdiction": 403,
     "approval-by-requesting-agency": 403,  # restriction: a second agency approves
     "approval-needs-an-auditor": 403,
+    "list-not-allowed": 403,  # a working list whose basis the kind may not see (domain.lists)
+    "org-unit-outside-jurisdiction": 403,
     "purpose-not-allowed": 403,
     "source-mismatch": 403,
     "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
@@ -59,6 +63,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "obligation-not-found": 404,
     "patient-not-found": 404,
     "restriction-request-not-found": 404,
+    "unknown-list": 404,
     "suspected-case-not-found": 404,
     "unknown-incident": 404,
     # 409: it conflicts with what is recorded

@@ -3,6 +3,7 @@
     smd bench [--n 2000] [--nats URL] [--pg "host=127.0.0.1 dbname=test user=postgres"]
     smd bench --pages [--sizes 100,10000] [--year URL]   # only the page figures (ops/bench_pages.py)
     smd bench --reads [--patients 10000]                 # only the file and timeline figures (ops/bench_reads.py)
+    smd bench --lists [--patients 10000]                 # only the working lists' figures (ops/bench_lists.py)
 
 Runs ../shared/bench/bare_pipeline.py (JetStream + PostgreSQL with no domain logic) first, then
 the same kinds of work through our code on a throwaway PostgreSQL database, and prints a
@@ -628,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops import bench_emergency
 
         return bench_emergency.main([a for a in argv if a != "--emergency"])
+    if "--lists" in argv:
+        from ops import bench_lists
+
+        return bench_lists.main([a for a in argv if a != "--lists"])
     if "--reads" in argv:
         from ops import bench_reads
 

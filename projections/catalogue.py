@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from projections.base import Projection
+from projections.patient_lists import PatientListsView
 from projections.reports import ReportsView
 from projections.work_queue import WorkQueueView
 
 
 def catalogue() -> dict[str, Projection]:
     """Read models by name (one instance each)."""
-    return {p.name: p for p in (WorkQueueView(), ReportsView())}
+    return {p.name: p for p in (WorkQueueView(), ReportsView(), PatientListsView())}

@@ -34,6 +34,9 @@ class _Handler:
         self.projection = projection
         self.generation = generation
         self.topics = tuple(projection.topics)
+        bind = getattr(projection, "bind", None)
+        if bind is not None:  # a view that reads aggregates (patient_lists) reads this case record
+            bind(case_record)
 
     def position_of(self, tracking_name: str) -> int:
         return self.store.position(tracking_name)
