@@ -37,6 +37,7 @@ from api.problems import status_for
 from api.reads import Purpose, Revealed, recorded
 from core.access_log import AccessEntry
 from core.patient_read import LOST_AFTER_MISSES
+from core.restrictions import hidden_from
 from domain import focus
 from domain.errors import DomainError
 from domain.lists import LISTS, SORTS, InvalidCursor, OrgUnitOutsideJurisdiction, UnknownSort, working_list
@@ -277,8 +278,12 @@ def read_page(
     rows = services.lists.page(
         name, now, residences=scope.residences, owner=scope.owner, sort=sort, after=after, limit=limit
     )
+    # a restricted patient is off the register, so never on a list; checked anyway, as every read is
+    hidden = hidden_from(caller.kind, services.case_record, [r.patient_id for r in rows]) if rows else frozenset()
     out = []
     for r in rows:
+        if r.patient_id in hidden:
+            continue
         # read only: the cached patient itself, not a copy (nothing here changes it)
         patient = services.case_record.repository.get(r.patient_id, deepcopy_from_cache=False)
         out.append(row_of(patient, caller.kind, caller.agency_id, now))

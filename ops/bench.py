@@ -320,6 +320,69 @@ async def _nats_intake(services: Services, nats_url: str, messages: list[bytes])
         await nc.close()
 
 
+async def _nats_intake_processes(env: dict[str, str], nats_url: str, messages: list[bytes], processes: int) -> float:
+    """Publish ``messages``, then start ``processes`` `smd ingest` processes sharing the intake's
+    one durable consumer; messages/s from the first ack to the last (each process's start-up is
+    not counted: it is the same with one process or several)."""
+    import nats
+
+    from integrations.streams import INTAKE_CONSUMER, ensure_streams, names_of
+
+    names = names_of(load_settings(env))
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        await ensure_streams(js, names)
+        for raw in messages:
+            doc = json.loads(raw)
+            subject = names.intake(doc["source"], doc["type"])
+            await js.publish_async(subject, raw, headers={"Nats-Msg-Id": f"{doc['source']}:{doc['id']}"})
+        await js.publish_async_completed()
+        full = {**os.environ, **env, "SMD_NATS_URL": nats_url, "SMD_LOG_FORMAT": "json"}
+        full.pop("SMD_FAULT", None)
+        for _ in range(processes):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "ops.cli", "ingest"],
+                    env=full,
+                    cwd=Path(__file__).resolve().parents[1],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        first: tuple[float, int] | None = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                info = await js.consumer_info(names.intake_stream, INTAKE_CONSUMER)
+            except nats.js.errors.NotFoundError:
+                await asyncio.sleep(0.05)
+                continue
+            acked = info.ack_floor.stream_seq if info.ack_floor else 0
+            if first is None and acked > 0:
+                first = (time.perf_counter(), acked)
+            if info.delivered.stream_seq >= len(messages) and info.num_ack_pending == 0 and first is not None:
+                elapsed = time.perf_counter() - first[0]
+                return (len(messages) - first[1]) / elapsed if elapsed > 0 else float("nan")
+            await asyncio.sleep(0.02)
+        raise RuntimeError("the intake processes did not ack every message within 600 s")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for stream in (names.intake_stream, names.rejected_stream, names.out_stream):
+            try:
+                await js.delete_stream(stream)
+            except Exception:  # noqa: S110 - a stream never declared
+                pass
+        await nc.close()
+
+
 def _free_port() -> int:
     import socket
 
@@ -570,6 +633,11 @@ def bench_doors(
     import shutil
 
     figures = {"nats_intake_per_s": asyncio.run(_nats_intake(services, nats_url, workload(max(1, n // 10), 9)))}
+    for processes in (1, 2):  # `smd ingest` processes sharing the one durable consumer
+        messages = workload(max(1, n // 4), 9)
+        figures[f"nats_intake_{processes}proc_per_s"] = asyncio.run(
+            _nats_intake_processes(env, nats_url, messages, processes)
+        )
     key = services.apikeys.issue("hc-north").key
     use_wrk = shutil.which("wrk") is not None
     figures["http_client_wrk"] = float(use_wrk)
@@ -698,6 +766,18 @@ def main(argv: list[str] | None = None) -> int:
         (
             "NATS intake, one process, batches of SMD_INTAKE_BATCH (msgs/s)",
             ours["nats_intake_per_s"],
+            intake,
+            "intake_per_s",
+        ),
+        (
+            "NATS intake, 1 `smd ingest` process, first ack to last (msgs/s)",
+            ours.get("nats_intake_1proc_per_s"),
+            intake,
+            "intake_per_s",
+        ),
+        (
+            "NATS intake, 2 `smd ingest` processes on one consumer, first ack to last (msgs/s)",
+            ours.get("nats_intake_2proc_per_s"),
             intake,
             "intake_per_s",
         ),
