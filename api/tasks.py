@@ -21,6 +21,7 @@ from litestar.params import FromPath
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.ports import CaseRecordPort, Port
+from core.restrictions import hidden_from
 from domain.task import AssignedTask
 
 
@@ -48,7 +49,8 @@ class TasksController(Controller):
         "/v1/tasks/{task_id:uuid}",
         operation_id="getTask",
         summary="A task with its text: for its assignee, the governance center that assigned it, auditors",
-        description="404 for anyone else, exactly as for an unknown task id.",
+        description="404 for anyone else, exactly as for an unknown task id, and for a task about a restricted "
+        "patient (but to an auditor).",
     )
     async def task(
         self, task_id: FromPath[UUID], caller: NamedDependency[Caller], services: Port[CaseRecordPort]
@@ -61,6 +63,9 @@ class TasksController(Controller):
             if not isinstance(task, AssignedTask) or not (
                 caller.agency_id in (task.assignee, task.assigned_by) or caller.kind == "auditor"
             ):
+                raise NotFoundException(detail=f"no task {task_id} assigned by or to {caller.agency_id}")
+            if task.patient_id is not None and hidden_from(caller.kind, services.case_record, [task.patient_id]):
+                # about a restricted patient: refused like any read of it (the auditor still reads it)
                 raise NotFoundException(detail=f"no task {task_id} assigned by or to {caller.agency_id}")
             return TaskView(
                 task_id=task.id,

@@ -131,9 +131,19 @@ class TestRestrictingAPatient:
         patient = uuid4()
         async with AsyncTestClient(create_app(services)) as client:
             await registered_with_risk(client, keys, patient)
+            task = uuid4()  # a task about the patient, assigned before it left the register
+            due = (utc_now() + timedelta(days=3)).isoformat()
+            body = {"assignee": HC, "due_at": due, "text": "visit with the police", "patient_id": str(patient)}
+            r = await post_fact(client, keys, "cn.smd.task.assigned.v1", task, body, source=GOV)
+            assert r.status_code == 201, r.text
+            assert (await client.get(f"/v1/tasks/{task}", headers=auth(keys[HC]))).status_code == 200
             await deregistered(client, keys, patient)
             assert str(patient) in await oversight_patients(client, keys)  # its (cancelled) obligations
             await restricted(client, keys, patient)
+            # the task about the patient: 404 to its assignee and its assigner, read by the auditor
+            for agency in (HC, GOV):
+                assert (await client.get(f"/v1/tasks/{task}", headers=auth(keys[agency]))).status_code == 404
+            assert (await client.get(f"/v1/tasks/{task}", headers=auth(keys[AUDITOR], "audit"))).status_code == 200
 
             # every agency's file and timeline: 404, as for an unknown patient
             for agency in (HC, POLICE, COMMITTEE, GOV):
