@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the test suite: bash ops/test.sh [pytest args...]   (CI runs exactly this, via .ci/run)
 # May install: .venv (python3 -m venv), the pinned packages of requirements.lock and the
-#   project itself (pip, skipped while data/.venv-stamp matches), and whatever
-#   ops/services.sh installs (Debian's postgresql when missing).
+#   project itself (pip, skipped while data/.venv-stamp matches), whatever ops/services.sh
+#   installs (Debian's postgresql when missing), and Debian's chromium with a CJK font when
+#   missing (the printable pages are checked in a real browser).
 # With CI=true a test that needs a server fails instead of skipping, and so does a run whose
 #   services could not be started.
 set -euo pipefail
@@ -13,6 +14,13 @@ source ops/venv.sh
 if ! bash ops/services.sh; then
   [[ ${CI:-} == true ]] && { echo "test: services could not be started (CI)" >&2; exit 1; }
   echo "test: WARNING: services not all up; tests that need them will fail" >&2
+fi
+
+if ! command -v chromium >/dev/null && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+  echo "test: installing Debian's chromium and fonts-wqy-zenhei (the pages' browser check)"
+  apt-cache show chromium >/dev/null 2>&1 || apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null ||
+    echo "test: WARNING: chromium could not be installed; the browser test will fail" >&2
 fi
 
 rc=0
