@@ -52,7 +52,7 @@ class EmergencyAccessRequest(msgspec.Struct, forbid_unknown_fields=True):
     hours: (
         Annotated[
             float,
-            msgspec.Meta(gt=0, description="How long (default and longest: the region's rule settings)."),
+            msgspec.Meta(gt=0, le=8760, description="How long (default and longest: the region's rule settings)."),
         ]
         | None
     ) = None

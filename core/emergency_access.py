@@ -89,9 +89,12 @@ def grant(
         raise EmergencyAccessNotForKind(kind)
     if not reason.strip():
         raise EmergencyAccessNeedsAReason()
+    longest = settings.r22_emergency_access_longest
+    if hours is not None and not 0 < hours <= longest.total_seconds() / 3600:  # before timedelta can overflow
+        raise EmergencyAccessTooLong(longest)
     length = settings.r22_emergency_access_hours if hours is None else timedelta(hours=hours)
-    if not timedelta(0) < length <= settings.r22_emergency_access_longest:
-        raise EmergencyAccessTooLong(settings.r22_emergency_access_longest)
+    if not timedelta(0) < length <= longest:
+        raise EmergencyAccessTooLong(longest)
     cap = settings.r22_emergency_access_per_agency_per_day
     if hidden_from(kind, case_record, (patient_id,)):  # restricted: no read, so no grant either
         raise PatientNotVisible()

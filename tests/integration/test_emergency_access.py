@@ -21,6 +21,7 @@ from core.scheduler import Scheduler
 from domain.identity import CHINA_TZ
 from domain.rules.r22_emergency_access_review import review_id
 from ops.data_files import DEMO_DISTRICT, year_file
+from tests.integration.test_no_plaintext import stored_bytes
 from tests.support.stores import MovableClock
 
 VILLAGE = "990101-001-v01"  # hc-north, police-east, committee-north, gov-willowbrook
@@ -339,6 +340,27 @@ class TestTheAuditListing:
             rest = (await client.get(f"/v1/audit/emergency-access?after={first['next']}", headers=headers)).json()
             assert [i["patient_id"] for i in first["items"] + rest["items"]] == [str(p) for p in patients]
             assert rest["next"] is None
+
+
+class TestTheReasonIsSealed:
+    async def test_the_reason_and_the_remarks_are_in_no_table_in_plaintext(self, town, settings) -> None:
+        reason, remarks = "MKGLASSREASONq7", "MKGLASSREMARKq8"
+        patient = uuid4()
+        async with AsyncTestClient(create_app(town.services)) as client:
+            await town.register(client, patient)
+            grant = (await town.grant(client, patient, reason=reason)).json()["grant_id"]
+            data = {"grant_id": grant, "outcome": "justified", "remarks": remarks}
+            r = await client.post(
+                "/v1/events?wait=true",
+                json=envelope("cn.smd.emergency-access.reviewed.v1", patient, data, GOV, town.clock.now),
+                headers=auth(town.keys[GOV]),
+            )
+            assert r.status_code == 201, r.text
+            listed = (await client.get("/v1/audit/emergency-access", headers=auth(town.keys[AUDITOR], "audit"))).json()
+            assert (listed["items"][0]["reason"], listed["items"][0]["review"]["remarks"]) == (reason, remarks)
+        stored = stored_bytes(settings)
+        assert reason.encode() not in stored and remarks.encode() not in stored
+        assert grant.encode() in stored, "the positive control is found by the same search"
 
 
 class TestExistingAccessLogsKeepWorking:
