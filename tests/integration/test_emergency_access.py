@@ -7,6 +7,8 @@ auditors and the governance center list the grants."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID, uuid4
 
@@ -16,10 +18,13 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from core.access_log import ACCESS_LOG_FILE, PostgresAccessLog, SQLiteAccessLog
 from core.calendar_view import load_year_file
+from core.emergency_access import grant
 from core.registry import load_file
 from core.scheduler import Scheduler
+from domain.emergency_access import EmergencyAccessCapReached
 from domain.identity import CHINA_TZ
 from domain.rules.r22_emergency_access_review import review_id
+from domain.rules.settings import RuleSettings
 from ops.data_files import DEMO_DISTRICT, year_file
 from tests.integration.test_no_plaintext import stored_bytes
 from tests.support.stores import MovableClock
@@ -253,6 +258,35 @@ class TestTheCap:
             # the next day (China time)
             town.clock.now = MONDAY + timedelta(days=1)
             assert (await town.grant(client, patients[5])).status_code == 201
+
+    async def test_two_grants_racing_for_the_last_slot_give_one_grant_and_one_refusal(self, town) -> None:
+        patients = [uuid4(), uuid4()]
+        async with AsyncTestClient(create_app(town.services)) as client:
+            for p in patients:
+                await town.register(client, p)
+        one_a_day = RuleSettings(r22_emergency_access_per_agency_per_day=1)
+        start = threading.Barrier(2)
+
+        def ask(patient: UUID):
+            start.wait()
+            try:
+                return grant(
+                    town.services.case_record,
+                    town.services.registry,
+                    one_a_day,
+                    kind="police_station",
+                    agency_id=OUTSIDE_POLICE,
+                    key_id="k",
+                    staff_id=None,
+                    patient_id=patient,
+                    reason=REASON,
+                )
+            except EmergencyAccessCapReached as e:
+                return e
+
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(ask, patients))
+        assert sorted(type(r).__name__ for r in results) == ["EmergencyAccessCapReached", "Grant"]
 
 
 class TestTheReview:
