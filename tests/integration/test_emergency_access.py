@@ -376,6 +376,39 @@ class TestTheAuditListing:
             assert rest["next"] is None
 
 
+class TestARestrictedPatient:
+    async def test_a_restricted_patient_is_read_and_granted_by_nobody_and_listed_to_the_auditor_only(
+        self, town
+    ) -> None:
+        patient = uuid4()
+        async with AsyncTestClient(create_app(town.services)) as client:
+            await town.register(client, patient)
+            assert (await town.grant(client, patient)).status_code == 201
+            gone = {"reason": "death"}
+            at = town.clock.now - timedelta(minutes=30)
+            r = await client.post(
+                "/v1/events?wait=true",
+                json=envelope("cn.smd.patient.deregistered.v1", patient, gone, "hc-north", at),
+                headers=auth(town.keys["hc-north"]),
+            )
+            assert r.status_code == 201, r.text
+            why = {"reason": "the family asked, PIPL art. 44"}
+            r = await client.post(
+                f"/v1/audit/patients/{patient}/restriction-requests", json=why, headers=auth(town.keys["hc-north"])
+            )
+            assert r.status_code == 201, r.text
+            approval = f"/v1/audit/restriction-requests/{r.json()['request_id']}/approval"
+            assert (await client.post(approval, json=why, headers=auth(town.keys[AUDITOR], "audit"))).status_code == 200
+            read = await client.get(f"/v1/patients/{patient}", headers=auth(town.keys[OUTSIDE_POLICE]))
+            assert read.status_code == 404
+            again = await town.grant(client, patient, agency="committee-reedmarsh")
+            assert again.status_code == 404 and again.json()["type"].endswith("/patient-not-found")
+            gov = await client.get("/v1/audit/emergency-access", headers=auth(town.keys[GOV], "assigned-duty"))
+            assert gov.json()["items"] == []
+            auditor = await client.get("/v1/audit/emergency-access", headers=auth(town.keys[AUDITOR], "audit"))
+            assert [i["patient_id"] for i in auditor.json()["items"]] == [str(patient)]
+
+
 class TestTheReasonIsSealed:
     async def test_the_reason_and_the_remarks_are_in_no_table_in_plaintext(self, town, settings) -> None:
         reason, remarks = "MKGLASSREASONq7", "MKGLASSREMARKq8"
