@@ -44,6 +44,7 @@ class AccessRow(msgspec.Struct):
     patient_ids: list[UUID]
     fields: list[str]
     correlation_id: str | None
+    emergency_grant: UUID | None = None  # the emergency access grant the read was made under
 
 
 class AccessPage(msgspec.Struct):
@@ -118,6 +119,7 @@ class AccessLogController(Controller):
                 patient_ids=list(r.patient_ids),
                 fields=list(r.fields),
                 correlation_id=r.correlation_id,
+                emergency_grant=r.emergency_grant,
             )
             for r in rows
         ]

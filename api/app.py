@@ -26,6 +26,7 @@ from api.audit_patients import AuditPatientsController
 from api.auth import AuthServices, FailedAuthentications
 from api.batch import BatchController
 from api.bodies import json_body_hook
+from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.incident_review import IncidentReviewController
@@ -122,6 +123,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             PatientSearchController,
             PatientFilesController,
             ListsController,
+            EmergencyAccessController,
             AccessLogController,
             ObligationsController,
             AuditController,

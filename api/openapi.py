@@ -117,6 +117,19 @@ ERRORS: dict[str, dict[int, str]] = {
         404: "`patient-not-found`: no such patient, or not within your reach (the same answer)",
     },
     "accessLog": {400: "a query parameter is malformed or out of range", 403: "`not-an-auditor`"},
+    # break the glass (api/emergency_access.py)
+    "grantEmergencyAccess": {
+        400: "the body is not JSON of the documented shape (no `reason`, an unknown member, `hours` not > 0)",
+        403: "`emergency-access-not-for-kind` (departments, auditors)",
+        404: "`patient-not-found`: no such patient",
+        409: "`emergency-access-not-needed`: your agency reaches the patient already",
+        422: "`emergency-access-needs-a-reason`, `emergency-access-too-long`, `fact-after-deregistration`",
+        429: "`emergency-access-cap-reached`: your agency's grants for today are used up",
+    },
+    "listEmergencyAccess": {
+        400: "`unknown-purpose`, or a query parameter out of range",
+        403: "`emergency-access-list-not-allowed` (auditors and governance centers only), `purpose-not-allowed`",
+    },
     # the verifiable log (api/audit.py): auditors only
     "latestCheckpoint": {403: "not an auditor", 404: "`no-checkpoint-yet`"},
     "checkpointOfSize": {400: "`invalid-proof-request`", 403: "not an auditor", 404: "`no-checkpoint-yet`"},

@@ -1,7 +1,9 @@
 """`GET /v1/patients/{id}` and `GET /v1/patients/{id}/timeline`: a patient as the caller may see it.
 
 Each answer passes ``domain.read_filter`` for the caller's kind; a patient outside the caller's
-reach is a 404 identical to an unknown id. Every answer, refusals included, is recorded in the
+reach is a 404 identical to an unknown id, unless an emergency access grant is in force for the
+caller and the patient (break the glass: ``api.emergency_access``), which lifts the reach check
+only; such a read is marked with the grant's id in the access log. Every answer, refusals included, is recorded in the
 access log (``core.access_log``) before it leaves: who, why (``X-Purpose``), which patient,
 which endpoint, the names of the fields revealed, the status.
 """
@@ -27,7 +29,7 @@ from api.ports import PatientReadPort, Port
 from api.problems import status_for
 from api.reads import Purpose
 from core.access_log import AccessEntry
-from core.patient_read import load_visible, revealed_fields, timeline, visible_file
+from core.patient_read import load_reachable, revealed_fields, timeline, visible_file
 from domain.errors import DomainError
 from domain.read_filter import check_purpose
 
@@ -114,8 +116,10 @@ async def _recorded_read(
     purpose: str | None,
     staff_id: str | None,
     read: Callable[[], tuple[T, tuple[str, ...]]],
+    under: dict[str, UUID] | None = None,
 ) -> T:
-    """Run a read and record it (answered or refused) in the access log before answering."""
+    """Run a read and record it (answered or refused) in the access log before answering;
+    ``under["grant"]``, set by the read, marks it as made under emergency access."""
     status, fields = 500, ()
     try:
         check_purpose(caller.kind, purpose)
@@ -137,6 +141,7 @@ async def _recorded_read(
             patient_ids=(patient_id,),
             fields=fields,
             correlation_id=structlog.contextvars.get_contextvars().get("correlation_id"),
+            emergency_grant=(under or {}).get("grant"),
         )
         if status < 500:
             await asyncio.to_thread(services.access_log.append, entry)
@@ -175,17 +180,21 @@ class PatientFilesController(Controller):
         purpose: Purpose = None,
         staff_id: StaffId = None,
     ) -> PatientFileView:
+        under: dict[str, UUID] = {}
+
         def read() -> tuple[PatientFileView, tuple[str, ...]]:
             now = services.case_record.clock()
-            patient = load_visible(
+            patient, grant = load_reachable(
                 services.case_record, services.registry, caller.kind, caller.agency_id, patient_id, now
             )
+            if grant is not None:
+                under["grant"] = grant
             answer = visible_file(patient, caller.kind, caller.agency_id, now, services.patient_obligations(patient_id))
             view = msgspec.convert(_builtins(answer), PatientFileView, strict=False)
             return view, revealed_fields(answer)
 
         return await _recorded_read(
-            services, caller, "GET /v1/patients/{patient_id}", patient_id, purpose, staff_id, read
+            services, caller, "GET /v1/patients/{patient_id}", patient_id, purpose, staff_id, read, under
         )
 
     @get(
@@ -208,9 +217,15 @@ class PatientFilesController(Controller):
         after: After = 0,
         limit: Limit = 100,
     ) -> TimelinePage:
+        under: dict[str, UUID] = {}
+
         def read() -> tuple[TimelinePage, tuple[str, ...]]:
             now = services.case_record.clock()
-            load_visible(services.case_record, services.registry, caller.kind, caller.agency_id, patient_id, now)
+            _, grant = load_reachable(
+                services.case_record, services.registry, caller.kind, caller.agency_id, patient_id, now
+            )
+            if grant is not None:
+                under["grant"] = grant
             rows = services.patient_obligations(patient_id)
             items, nxt = timeline(services.case_record, patient_id, caller.kind, caller.agency_id, rows, after, limit)
             page = TimelinePage(
@@ -221,5 +236,5 @@ class PatientFilesController(Controller):
             return page, tuple(sorted({i["type"] for i in items}))
 
         return await _recorded_read(
-            services, caller, "GET /v1/patients/{patient_id}/timeline", patient_id, purpose, staff_id, read
+            services, caller, "GET /v1/patients/{patient_id}/timeline", patient_id, purpose, staff_id, read, under
         )

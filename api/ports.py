@@ -22,6 +22,7 @@ from core.contract import WireLimits
 from core.ports import DoorCounts
 from core.readiness import Readiness
 from core.registry import RegistryView
+from core.rule_settings_view import RuleSettingsView
 from core.waiting import Waiting
 
 P = TypeVar("P")
@@ -229,6 +230,17 @@ class PatientReadPort(Protocol):
     def patient_obligations(self, patient_id: UUID) -> Sequence[QueueRowView]:
         """The obligations and notices about one patient (the work-queue read model)."""
         ...
+
+
+class EmergencyAccessPort(AccessLogPort, Protocol):
+    """What break the glass needs: the case record, the registry (reach), the region's rule
+    settings (length and cap) and the access log."""
+
+    @property
+    def registry(self) -> RegistryView: ...
+
+    @property
+    def rule_settings(self) -> RuleSettingsView | None: ...
 
 
 class ReportsReader(Protocol):

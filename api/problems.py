@@ -54,6 +54,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "list-not-allowed": 403,  # a working list whose basis the kind may not see (domain.lists)
     "org-unit-outside-jurisdiction": 403,
     "purpose-not-allowed": 403,
+    "emergency-access-not-for-kind": 403,
+    "emergency-access-list-not-allowed": 403,
     "source-mismatch": 403,
     "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
     # 404: what the message refers to does not exist
@@ -66,6 +68,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown-list": 404,
     "suspected-case-not-found": 404,
     "unknown-incident": 404,
+    "unknown-emergency-access": 404,
     # 409: it conflicts with what is recorded
     "already-deregistered": 409,
     "concurrent-write": 409,
@@ -86,8 +89,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "patient-restricted": 409,  # a restricted patient takes no new fact until lifted
     "patient-under-management": 409,  # only a patient off the register can be restricted
     "restriction-request-decided": 409,
+    "emergency-access-not-needed": 409,
     # 413: more than the service takes in one request
     "batch-too-large": 413,
+    # 429: a cap of the region's rule settings reached (not a rate limit: waiting a minute won't help)
+    "emergency-access-cap-reached": 429,
     # 415: the body is not declared as JSON
     "unsupported-media-type": 415,
     # a message that waited and then failed for a bug (core.waiting)

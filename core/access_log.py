@@ -3,7 +3,8 @@
 Kept apart from the case events (its own SQLite file, its own PostgreSQL table) so that a read
 never takes the events table's lock. A row says who read (agency, key id, the asserted staff id),
 why (the stated purpose), what (the endpoint, the patient ids, the *names* of the fields
-revealed), when, how it ended (the HTTP status) and the request's correlation id. Never a value:
+revealed), when, how it ended (the HTTP status), the request's correlation id, and the
+emergency access grant the read was made under (break the glass; null for every other read). Never a value:
 no name, number, address or free text reaches this table.
 
 Append-only by construction: the class has no update or delete; on PostgreSQL a trigger refuses
@@ -51,6 +52,8 @@ class AccessEntry:
     fields: tuple[str, ...]  # names of the fields revealed, never values
     correlation_id: str | None = None
     position: int | None = None  # assigned by the table
+    #: the emergency access grant the read was made under (break the glass), else None
+    emergency_grant: UUID | None = None
 
 
 class AccessLog(Protocol):
@@ -82,7 +85,9 @@ class AccessLog(Protocol):
         ...
 
 
-_COLUMNS = "at, agency_id, key_id, staff_id, purpose, endpoint, status, patient_ids, fields, correlation_id"
+_COLUMNS = (
+    "at, agency_id, key_id, staff_id, purpose, endpoint, status, patient_ids, fields, correlation_id, emergency_grant"
+)
 
 
 class _SqlAccessLog:
@@ -98,7 +103,7 @@ class _SqlAccessLog:
         self.append_many([entry])
 
     def append_many(self, entries: Sequence[AccessEntry]) -> None:
-        marks = ", ".join([self.mark] * 10)
+        marks = ", ".join([self.mark] * 11)
         sql = (
             f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks})"  # noqa: S608 (our own table name)
             f" RETURNING position, {_COLUMNS}"
@@ -178,6 +183,7 @@ class _SqlAccessLog:
             json.dumps([str(p) for p in entry.patient_ids]),
             json.dumps(list(entry.fields)),
             entry.correlation_id,
+            None if entry.emergency_grant is None else str(entry.emergency_grant),
         )
 
     def _at(self, at: datetime) -> Any:
@@ -226,6 +232,8 @@ def chain_record(stored: Sequence[Any]) -> str:
     at = stored[1] if isinstance(stored[1], datetime) else datetime.fromisoformat(str(stored[1]))
     at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
     values = [int(stored[0]), at, *stored[2:7], int(stored[7]), *stored[8:11]]
+    if len(stored) > 11 and stored[11] is not None:  # rows without a grant keep the text they were chained with
+        values.append(str(stored[11]))
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -248,6 +256,7 @@ def _entry(r: Sequence[Any]) -> AccessEntry:
         patient_ids=tuple(UUID(p) for p in json.loads(r[8])),
         fields=tuple(json.loads(r[9])),
         correlation_id=r[10],
+        emergency_grant=UUID(r[11]) if len(r) > 11 and r[11] else None,
     )
 
 
@@ -255,7 +264,8 @@ _SQLITE_DDL = (
     """CREATE TABLE IF NOT EXISTS smd_access_log (
         position INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, agency_id TEXT NOT NULL,
         key_id TEXT NOT NULL, staff_id TEXT, purpose TEXT NOT NULL, endpoint TEXT NOT NULL,
-        status INTEGER NOT NULL, patient_ids TEXT NOT NULL, fields TEXT NOT NULL, correlation_id TEXT)""",
+        status INTEGER NOT NULL, patient_ids TEXT NOT NULL, fields TEXT NOT NULL, correlation_id TEXT,
+        emergency_grant TEXT)""",
     """CREATE TRIGGER IF NOT EXISTS smd_access_log_no_update BEFORE UPDATE ON smd_access_log
         BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS smd_access_log_no_delete BEFORE DELETE ON smd_access_log
@@ -277,6 +287,13 @@ class SQLiteAccessLog(_SqlAccessLog):
         c = self._connections.get()
         for ddl in _SQLITE_DDL:
             c.execute(ddl)
+        columns = {r[1] for r in c.execute("PRAGMA table_info(smd_access_log)").fetchall()}
+        if "emergency_grant" not in columns:  # a file created before reads under emergency access were marked
+            try:
+                c.execute("ALTER TABLE smd_access_log ADD COLUMN emergency_grant TEXT")
+            except sqlite3.OperationalError:  # another process starting at the same time added it first
+                if "emergency_grant" not in {r[1] for r in c.execute("PRAGMA table_info(smd_access_log)")}:
+                    raise
         self._chain_existing()
 
     @contextmanager
@@ -298,7 +315,10 @@ _POSTGRES_DDL = (
     """CREATE TABLE IF NOT EXISTS smd_access_log (
         position BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL, agency_id TEXT NOT NULL,
         key_id TEXT NOT NULL, staff_id TEXT, purpose TEXT NOT NULL, endpoint TEXT NOT NULL,
-        status INTEGER NOT NULL, patient_ids TEXT NOT NULL, fields TEXT NOT NULL, correlation_id TEXT)""",
+        status INTEGER NOT NULL, patient_ids TEXT NOT NULL, fields TEXT NOT NULL, correlation_id TEXT,
+        emergency_grant TEXT)""",
+    # a table created before reads under emergency access were marked: add the column (null: none)
+    "ALTER TABLE smd_access_log ADD COLUMN IF NOT EXISTS emergency_grant TEXT",
     """CREATE OR REPLACE FUNCTION smd_access_log_append_only() RETURNS trigger LANGUAGE plpgsql AS
         $$ BEGIN RAISE EXCEPTION 'the access log is append-only'; END $$""",
     """DO $$ BEGIN

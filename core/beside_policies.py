@@ -1,4 +1,4 @@
-"""R19 and R20 in the policy process, asked beside ``domain.rules.decide`` for the same fact.
+"""R19, R20 and R22 in the policy process, asked beside ``domain.rules.decide`` for the same fact.
 
 R20 (the emergency flow) reads the patient's file as of the fact: its deadlines are minutes.
 R19 needs what a patient rule's ``History`` does not carry: the agency kind of a fact's
@@ -19,9 +19,10 @@ from domain.risk_escalation import RiskEscalation, escalation_id, worsened
 from domain.rules.engine import Decisions, Responsible, Trigger
 from domain.rules.r19_hospital_new_patient import R19_TOPICS, r19_hospital_new_patient
 from domain.rules.r20_emergency import R20_TOPICS, r20_emergency
+from domain.rules.r22_emergency_access_review import R22_TOPICS, r22_emergency_access_review
 from domain.rules.settings import RuleSettings
 
-__all__ = ["R19_TOPICS", "R20_TOPICS", "decide_beside", "record_risk_escalation"]
+__all__ = ["R19_TOPICS", "R20_TOPICS", "R22_TOPICS", "decide_beside", "record_risk_escalation"]
 
 #: The facts that carry an assessment (a visit's, or one outside a visit).
 ASSESSMENT_TOPICS = frozenset({Patient.VisitRecorded.TOPIC, Patient.RiskAssessed.TOPIC})
@@ -52,18 +53,21 @@ def _calendar(process: Any) -> CalendarView:
 def decide_beside(
     process: Any, trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings, on: date
 ) -> Decisions:
-    """R20's and R19's decisions for one patient fact (the registry and calendar as recorded then)."""
+    """R20's, R22's and R19's decisions for one patient fact (the registry and calendar as recorded then)."""
     d = Decisions()
     if trigger.topic in R20_TOPICS:
         d.extend(r20_emergency(trigger, patient, responsible, settings))
+
+    def working_days(start: date, n: int) -> date:
+        return _calendar(process).add_working_days(start, n, as_of_position=trigger.position).day
+
+    if trigger.topic in R22_TOPICS:  # break the glass: the governance center reviews each grant
+        d.extend(r22_emergency_access_review(trigger, patient, responsible, settings, working_days))
     if trigger.topic not in R19_TOPICS:
         return d
 
     def kind_of(agency_id: str) -> str | None:
         info = process.registry.agency(agency_id, as_of_position=trigger.position, on=on)
         return None if info is None else str(info.kind)
-
-    def working_days(start: date, n: int) -> date:
-        return _calendar(process).add_working_days(start, n, as_of_position=trigger.position).day
 
     return d.extend(r19_hospital_new_patient(trigger, patient, kind_of, responsible, settings, working_days))

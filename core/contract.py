@@ -347,6 +347,15 @@ class IncidentReviewData(Contract, kw_only=True):
     outcome: Note
 
 
+class EmergencyAccessReviewData(Contract, kw_only=True):
+    """The governance center's review of an emergency access grant (break the glass): whether it
+    was justified, and remarks (sealed)."""
+
+    grant_id: UUID
+    outcome: Literal["justified", "not_justified"]
+    remarks: Note | None = None
+
+
 class IncidentResponseData(Contract, kw_only=True):
     """The police response to an incident."""
 
@@ -473,6 +482,10 @@ class IncidentReviewedV1(Envelope, tag="cn.smd.incident.reviewed.v1", kw_only=Tr
     data: IncidentReviewData
 
 
+class EmergencyAccessReviewedV1(Envelope, tag="cn.smd.emergency-access.reviewed.v1", kw_only=True):
+    data: EmergencyAccessReviewData
+
+
 class PoliceRespondedV1(Envelope, tag="cn.smd.incident.police-responded.v1", kw_only=True):
     data: IncidentResponseData
 
@@ -538,6 +551,7 @@ FILE_EVENTS = (
     AdherenceRecordedV1,
     IncidentReportedV1,
     IncidentReviewedV1,
+    EmergencyAccessReviewedV1,
     PoliceRespondedV1,
     TakenUnderManagementV1,
     ReleasedFromManagementV1,
@@ -823,6 +837,7 @@ InboundEvent = (
     | AdherenceRecordedV1
     | IncidentReportedV1
     | IncidentReviewedV1
+    | EmergencyAccessReviewedV1
     | PoliceRespondedV1
     | TakenUnderManagementV1
     | ReleasedFromManagementV1

@@ -46,6 +46,7 @@ FILE_COMMANDS: dict[type, Command] = {
     c.AdherenceRecordedV1: lambda p, by, now, d: p.record_adherence(by, now, adherence=d.adherence),
     c.IncidentReportedV1: lambda p, by, now, d: p.report_incident(by, now, **asdict(d)),
     c.IncidentReviewedV1: lambda p, by, now, d: p.review_incident(by, now, **asdict(d)),
+    c.EmergencyAccessReviewedV1: lambda p, by, now, d: p.review_emergency_access(by, now, **asdict(d)),
     c.PoliceRespondedV1: lambda p, by, now, d: p.respond_to_incident(by, now, **asdict(d)),
     c.TakenUnderManagementV1: lambda p, by, now, d: p.take_under_management(by, now),
     c.ReleasedFromManagementV1: lambda p, by, now, d: p.release_from_management(by, now),

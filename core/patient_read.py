@@ -76,6 +76,16 @@ def load_visible(
 ) -> Patient:
     """The patient, if the caller may open the file; else ``PatientNotVisible`` (the same as for
     an id that does not exist, and for a restricted patient to every kind but the auditor)."""
+    return load_reachable(case_record, registry, kind, agency_id, patient_id, now)[0]
+
+
+def load_reachable(
+    case_record: CaseRecord, registry: RegistryView, kind: str, agency_id: str, patient_id: UUID, now: datetime
+) -> tuple[Patient, UUID | None]:
+    """The patient, if the caller may open the file, and the emergency access grant it opens it
+    under (None: its own reach); else ``PatientNotVisible``. A grant is used only where the reach
+    alone would refuse, so a read is marked as under emergency access only when it needed one.
+    A restricted patient is hidden from every kind but the auditor, grant or no grant."""
     if hidden_from(kind, case_record, (patient_id,)):
         raise PatientNotVisible()
     try:
@@ -84,11 +94,19 @@ def load_visible(
         raise PatientNotVisible() from None
     if not isinstance(patient, Patient):
         raise PatientNotVisible()
+    if reaches(registry, kind, agency_id, patient, now):
+        return patient, None
+    grant = patient.active_emergency_grant(agency_id, now)
+    if grant is None or not may_open(kind, covered_today=False, own_patient=False, emergency_access=True):
+        raise PatientNotVisible()
+    return patient, grant["grant_id"]
+
+
+def reaches(registry: RegistryView, kind: str, agency_id: str, patient: Patient, now: datetime) -> bool:
+    """Whether the caller opens the file by its own reach (jurisdiction today, own patient)."""
     today = now.astimezone(REGION_TZ).date()
     covered = covers(registry.state(), agency_id, patient.residence, today)
-    if not may_open(kind, covered_today=covered, own_patient=agency_id in own_patient_of(patient)):
-        raise PatientNotVisible()
-    return patient
+    return may_open(kind, covered_today=covered, own_patient=agency_id in own_patient_of(patient))
 
 
 def own_patient_of(patient: Patient) -> frozenset[str]:

@@ -82,7 +82,9 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
         "institutional-care.started",
         "institutional-care.ended",
     ),
-    AgencyKind.GOVERNANCE_CENTER: _t("incident.reviewed", "review.recorded", "emergency.coordinated", "task.assigned"),
+    AgencyKind.GOVERNANCE_CENTER: _t(
+        "incident.reviewed", "review.recorded", "emergency.coordinated", "task.assigned", "emergency-access.reviewed"
+    ),
     AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset(),
     AgencyKind.AUDITOR: frozenset(),
     AgencyKind.DEPARTMENT: frozenset(),

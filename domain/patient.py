@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.domain import Aggregate
 
+from domain.emergency_access import EmergencyAccessFile
 from domain.errors import MissedVisitNotYetDue
 from domain.identity import EARLIEST_BIRTH_DATE, birth_date_of, china_today, validate_id_number
 from domain.identity_errors import BirthDateDoesNotMatchIdNumber, BirthDateInvalid, IdentityAlreadyKnown
@@ -91,7 +92,7 @@ def _order(entry: dict[str, Any]) -> tuple[datetime, int]:
     return by_occurred(entry)
 
 
-class Patient(Aggregate, PatientFile, PatientCare):
+class Patient(Aggregate, PatientFile, PatientCare, EmergencyAccessFile):
     """A registered patient's file (一人一档), kept as the facts agencies recorded."""
 
     TOPIC = "smd.Patient"

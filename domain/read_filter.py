@@ -329,18 +329,22 @@ def filter_fact_data(kind: str, topic: str, data: Mapping[str, Any]) -> dict[str
 # -- reach ------------------------------------------------------------------------------------------
 
 
-def may_open(kind: str, *, covered_today: bool, own_patient: bool) -> bool:
+def may_open(kind: str, *, covered_today: bool, own_patient: bool, emergency_access: bool = False) -> bool:
     """Whether the kind may open this patient's file at all.
 
     The auditor reads everything; a psychiatric hospital reads its own patients (those it
     registered, diagnosed or admitted) and no one else; every other kind reads the patients whose
-    residence its jurisdiction covers today.
+    residence its jurisdiction covers today. An emergency access grant in force for the caller
+    and this patient (break the glass) lifts that reach check, and only it: what the kind sees
+    of the file is still ``filter_file``'s.
     """
     k = AgencyKind(kind)
     if k == AgencyKind.AUDITOR:
         return True
     if k == AgencyKind.DEPARTMENT:  # reports and task progress only: never a patient's file
         return False
+    if emergency_access:
+        return True
     if k == AgencyKind.PSYCHIATRIC_HOSPITAL:
         return own_patient
     return covered_today

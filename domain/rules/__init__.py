@@ -23,9 +23,11 @@
 | R19 | ``r19_hospital_new_patient`` | the hospital's new patient: taken over within 10 working days (*) |
 | R20 | ``r20_emergency`` | dangerous now: the police respond in minutes, governance coordinates (*) |
 | R21 | ``r21_reporting_duties`` | reports owed by a date each period: monthly, quarterly, suspected cases (**) |
+| R22 | ``r22_emergency_access_review`` | emergency access granted: governance reviews it in 5 working days (*) |
 
 (*) Asked beside ``decide`` by ``core.beside_policies``: R19 needs the recorder's agency kind
-and the working-day calendar, which a ``History`` does not carry; R20's deadlines are minutes.
+and the working-day calendar, which a ``History`` does not carry (R22 the calendar); R20's
+deadlines are minutes.
 (**) Not about a patient: the scheduler opens each period's duty (``core.reporting_duties``),
 a submitted report completes it.
 

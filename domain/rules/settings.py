@@ -41,6 +41,11 @@ class RuleSettings:
     r20_same_emergency_within: timedelta = timedelta(hours=2)  # a second report of one emergency: our default
     r20_too_late: timedelta = timedelta(hours=6)  # told this late, an emergency is past: our default
     r16_contact_every: timedelta = timedelta(days=30)  # DESIGN.md R16: monthly care-team contact (key patients)
+    # Break the glass (DESIGN.md section 4; docs/decisions/029): our defaults.
+    r22_emergency_access_hours: timedelta = timedelta(hours=3)  # a grant's length when the caller names none
+    r22_emergency_access_longest: timedelta = timedelta(hours=12)  # the longest a caller may ask for
+    r22_emergency_access_per_agency_per_day: int = 5  # grants per agency per day (China time)
+    r22_review_working_days: int = 5  # the governance center reviews each grant within these working days
     # R21 reporting duties (region data; kinds are comma-separated agency kinds, empty: nobody).
     r21_monthly_report_day: int = 25  # Q 三、保障措施: 每月 25 日前 (the month's last day when shorter)
     # the 科室 and agencies Qingyang's task table names

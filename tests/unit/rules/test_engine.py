@@ -45,6 +45,7 @@ BESIDE_THE_LIST = (
     "r19_hospital_new_patient",
     "r20_emergency",
     "r21_reporting_duties",  # not about a patient: opened by the scheduler, completed by reports
+    "r22_emergency_access_review",  # needs the working-day calendar, like R19
 )
 
 
