@@ -198,6 +198,7 @@ class TestErasure:
         assert find_by_id_number(services.case_record, ID_NUMBER, clock()) == [patient]
         assert find_by_name(services.case_record, NAME, BORN, clock()) == [patient]
 
+        counted = services.work_queue.counts_by_rule()  # the aggregate behind /metrics, before
         # requested by the health center; the same agency may not approve; the auditor does
         hc, auditor = Requester(HC, "health_center", "k-hc"), Requester(AUDITOR, "auditor", "k-au")
         filed = restrictions.request(services.case_record, patient, RestrictionAct.ERASE, hc, "registered in error")
@@ -217,6 +218,7 @@ class TestErasure:
         assert sum(len(s) for s in deleted.values()) >= 5  # 4 stored messages and the rejected one
         follow(services)
 
+        assert services.work_queue.counts_by_rule() == counted  # past counts still include the patient
         # nothing readable: raw store, read models, access log, NATS store directory
         blobs = raw_blobs(services, pg_url)
         assert plaintext_found(blobs) == set()

@@ -139,7 +139,9 @@ class TestRestrictingAPatient:
             assert (await client.get(f"/v1/tasks/{task}", headers=auth(keys[HC]))).status_code == 200
             await deregistered(client, keys, patient)
             assert str(patient) in await oversight_patients(client, keys)  # its (cancelled) obligations
+            counted = services.work_queue.counts_by_rule()  # the aggregate behind /metrics
             await restricted(client, keys, patient)
+            assert services.work_queue.counts_by_rule() == counted  # aggregates still count the patient
             # the task about the patient: 404 to its assignee and its assigner, read by the auditor
             for agency in (HC, GOV):
                 assert (await client.get(f"/v1/tasks/{task}", headers=auth(keys[agency]))).status_code == 404
