@@ -99,6 +99,16 @@ PAIRING = (
 )
 
 
+async def _file(
+    services: AccessLogPort, patient_id: UUID, act: RestrictionAct, caller: Caller, staff_id: str | None, reason: str
+) -> RequestOut:
+    """Record a request of ``act`` for the patient by the caller (off the event loop)."""
+    filed = await asyncio.to_thread(
+        restrictions.request, services.case_record, patient_id, act, _by(caller, staff_id), reason
+    )
+    return _out(filed)
+
+
 class RestrictionsController(Controller):
     """Restriction of a patient's data: request, approve, list."""
 
@@ -124,15 +134,7 @@ class RestrictionsController(Controller):
         data: JSONBody[Reason],
         staff_id: StaffId = None,
     ) -> RequestOut:
-        filed = await asyncio.to_thread(
-            restrictions.request,
-            services.case_record,
-            patient_id,
-            RestrictionAct.RESTRICT,
-            _by(caller, staff_id),
-            data.reason,
-        )
-        return _out(filed)
+        return await _file(services, patient_id, RestrictionAct.RESTRICT, caller, staff_id, data.reason)
 
     @post(
         "/v1/audit/patients/{patient_id:uuid}/restriction-lift-requests",
@@ -149,15 +151,7 @@ class RestrictionsController(Controller):
         data: JSONBody[Reason],
         staff_id: StaffId = None,
     ) -> RequestOut:
-        filed = await asyncio.to_thread(
-            restrictions.request,
-            services.case_record,
-            patient_id,
-            RestrictionAct.LIFT,
-            _by(caller, staff_id),
-            data.reason,
-        )
-        return _out(filed)
+        return await _file(services, patient_id, RestrictionAct.LIFT, caller, staff_id, data.reason)
 
     @post(
         "/v1/audit/patients/{patient_id:uuid}/erasure-requests",
@@ -180,15 +174,7 @@ class RestrictionsController(Controller):
         data: JSONBody[Reason],
         staff_id: StaffId = None,
     ) -> RequestOut:
-        filed = await asyncio.to_thread(
-            restrictions.request,
-            services.case_record,
-            patient_id,
-            RestrictionAct.ERASE,
-            _by(caller, staff_id),
-            data.reason,
-        )
-        return _out(filed)
+        return await _file(services, patient_id, RestrictionAct.ERASE, caller, staff_id, data.reason)
 
     @post(
         "/v1/audit/restriction-requests/{request_id:uuid}/approval",
