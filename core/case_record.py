@@ -290,6 +290,33 @@ class CaseRecord(Application[UUID]):
             found[stored.originator_id] = self.mapper.to_domain_event(stored).mutate(found.get(r["originator_id"]))
         return found
 
+    def read_many(self, ids: Collection[UUID]) -> dict[UUID, Any]:
+        """Read only: the current state of these aggregates (those recorded), the cached objects
+        themselves, never copies: the caller must not change them. The cached ones are checked
+        for newer events in one query; only those with newer events, and those not cached, are
+        read one by one (the repository brings them up to date under its own lock). A page of
+        a hundred list rows pays one query instead of a hundred."""
+        wanted = list(dict.fromkeys(ids))
+        repository = self.repository
+        cached: dict[UUID, Any] = {}
+        if repository.cache:
+            for aggregate_id in wanted:
+                try:
+                    cached[aggregate_id] = repository.cache.get(aggregate_id)
+                except KeyError:
+                    continue
+        newer = self.events_after({i: a.version for i, a in cached.items()}) if cached else {}
+        found: dict[UUID, Any] = {}
+        for aggregate_id in wanted:
+            if newer is not None and aggregate_id in cached and aggregate_id not in newer:
+                found[aggregate_id] = cached[aggregate_id]
+                continue
+            try:
+                found[aggregate_id] = repository.get(aggregate_id, deepcopy_from_cache=False)
+            except AggregateNotFoundError:
+                continue
+        return found
+
     def existing(self, ids: Collection[UUID]) -> set[UUID]:
         """Which of these aggregates have recorded events: one query, however many ids (a batch
         asks for its messages' receipts and patients, most of them new)."""
