@@ -236,3 +236,59 @@ class TestSourceRowsAreKeptApartAndBriefly:
             )
         with pytest.raises(SourceFileInvalid, match="unknown"):
             district.load(ListKind.PHARMACY_PURCHASES, HC, "name,org_unit,drug\nA,990101-001-v01,x\n")
+
+
+class TestOverHttp:
+    async def test_upload_run_findings_and_report_each_filtered_for_the_caller(self, services) -> None:
+        from litestar.testing import AsyncTestClient
+
+        from ops.workers import serving_app
+
+        d = District(services)
+        d.register("unknown-high", "Basil Crane", B, _id(2), 3)
+        keys = {a: services.apikeys.issue(a).key for a in (HC, POLICE, GOV)}
+
+        def auth(agency: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {keys[agency]}"}
+
+        police_csv = f"name,birth_date,id_number,org_unit,category\nGale Ross,,{_id(7)},{V1},肇事肇祸精神障碍\n"
+        pharmacy_csv = f"name,birth_date,id_number,org_unit,drug_class\nIvo Lark,,{_id(9)},{V1},antipsychotic\n"
+        async with AsyncTestClient(serving_app(services)) as client:
+            csv_headers = {"Content-Type": "text/csv"}
+            r = await client.post(
+                "/v1/sources/police-key-persons", content=police_csv.encode(), headers={**auth(POLICE), **csv_headers}
+            )
+            assert r.status_code == 201 and r.json()["rows"] == 1, r.text
+            r = await client.post(
+                "/v1/sources/pharmacy-purchases", content=pharmacy_csv.encode(), headers={**auth(POLICE), **csv_headers}
+            )
+            assert r.status_code == 403 and r.json()["type"].endswith("not-allowed-to-upload")
+            r = await client.post(
+                "/v1/sources/pharmacy-purchases", content=pharmacy_csv.encode(), headers={**auth(HC), **csv_headers}
+            )
+            assert r.status_code == 201
+            r = await client.post("/v1/sources/nowhere", content=b"x", headers={**auth(HC), **csv_headers})
+            assert r.status_code == 404
+            assert (await client.post("/v1/reconciliation/runs", headers=auth(POLICE))).status_code == 403
+            r = await client.post("/v1/reconciliation/runs", headers=auth(GOV))
+            assert r.status_code == 201 and (r.json()["planned"], r.json()["created"]) == (3, 3), r.text
+            r = await client.post("/v1/reconciliation/runs", headers=auth(GOV))
+            assert r.json()["created"] == 0
+            police = (await client.get("/v1/reconciliation/findings", headers=auth(POLICE))).json()["items"]
+            assert sorted((f["kind"], tuple(f["sources"])) for f in police) == [
+                ("not_registered", ("police-key-persons",)),
+                ("unknown_to_police", ("register", "police-key-persons")),
+            ]
+            assert all("details" not in f for f in police)
+            hc = (await client.get("/v1/reconciliation/findings", headers=auth(HC))).json()["items"]
+            assert len(hc) == 3
+            [lead] = [f for f in hc if f["sources"] == ["pharmacy-purchases"]]
+            assert lead["details"][0]["name"] == "Ivo Lark" and lead["suspected_case_id"]
+            r = await client.get("/v1/reconciliation/report?format=csv", headers=auth(HC))
+            assert r.content.startswith("\ufeff".encode())
+            assert r.text.splitlines()[-1] == "total,2,1,0,0,0,3"
+            r = await client.get("/v1/reconciliation/report?format=html", headers=auth(GOV))
+            assert r.status_code == 200 and "<table>" in r.text and "三网比对" in r.text
+            assert (await client.get("/v1/reconciliation/report", headers=auth(POLICE))).json()["total"] == 2
+        [row] = [e for e in services.access_log.entries(agency=POLICE) if e.endpoint.endswith("findings")]
+        assert row.patient_ids == (d.patients["unknown-high"],) and row.fields == ("finding",)
