@@ -292,3 +292,24 @@ class TestOverHttp:
             assert (await client.get("/v1/reconciliation/report", headers=auth(POLICE))).json()["total"] == 2
         [row] = [e for e in services.access_log.entries(agency=POLICE) if e.endpoint.endswith("findings")]
         assert row.patient_ids == (d.patients["unknown-high"],) and row.fields == ("finding",)
+
+
+class TestSmdSourcesAndReconcile:
+    def test_smd_sources_load_then_reconcile_run_and_report(self, services, monkeypatch, capsys, tmp_path) -> None:
+        from ops.cli import main
+        from tests.integration.test_verifiable_log import use_settings
+
+        d = District(services)
+        d.register("unknown-high", "Basil Crane", B, _id(2), 3)
+        use_settings(monkeypatch, services)
+        police = tmp_path / "police.csv"
+        police.write_text(f"\ufeffname,id_number,org_unit,category\nGale Ross,{_id(7)},{V1},肇事肇祸精神障碍\n")
+        assert main(["sources", "load", "police-key-persons", str(police), "--agency", POLICE]) == 0
+        assert main(["sources", "load", "grid-platform", str(police), "--agency", POLICE]) == 1
+        assert main(["reconcile", "run"]) == 0
+        assert main(["reconcile", "run"]) == 0
+        assert main(["reconcile", "report", "--format", "csv"]) == 0
+        out = capsys.readouterr().out
+        assert "sources load: 1 police-key-persons row(s)" in out
+        assert "2 finding(s), 2 new" in out and "2 finding(s), 0 new" in out
+        assert out.rstrip().splitlines()[-1] == "total,1,1,0,0,0,2"
