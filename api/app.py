@@ -40,6 +40,7 @@ from api.patient_files import PatientFilesController
 from api.patients import PatientSearchController
 from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
+from api.reconciliation import ReconciliationController
 from api.reports import ReportsController
 from api.restrictions import RestrictionsController
 from api.status import StatusController
@@ -120,6 +121,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             WorkQueueController,
             ReportsController,
             TasksController,
+            ReconciliationController,
             PatientSearchController,
             PatientFilesController,
             ListsController,

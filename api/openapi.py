@@ -61,6 +61,15 @@ ERRORS: dict[str, dict[int, str]] = {
     },
     "reports": {400: "a query parameter is out of range or malformed (`period`, `what`)"},
     "getTask": {404: "no such task, or not assigned by or to you (the same answer)"},
+    "uploadSourceList": {
+        400: "the body is not UTF-8",
+        403: "`not-allowed-to-upload`: your kind does not keep that list",
+        404: "`unknown-list-kind`",
+        422: "`invalid-source-file`: the header, or the first bad line (named, with its column)",
+    },
+    "runReconciliation": {403: "`not-allowed-to-run`: only the governance center and the health center"},
+    "reconciliationFindings": {400: "`unknown-purpose`", 403: "`purpose-not-allowed`"},
+    "reconciliationReport": {400: "`format` is not json, csv or html"},
     "incidentReview": {
         400: "`days` out of range (1-366), `format` unknown, `unknown-purpose`",
         403: "not an auditor; `purpose-not-allowed`",

@@ -273,3 +273,25 @@ class ReportsPort(Protocol):
     def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]:
         """The given org units and every unit under them today."""
         ...
+
+
+class ReconciliationPort(AccessLogPort, Protocol):
+    """What the reconciliation's endpoints need: the source rows' store, the registry (who
+    uploads, where a finding lies), the case record (the findings) and the retention setting."""
+
+    @property
+    def sources(self) -> Any: ...  # core.sources.SourceRows
+
+    @property
+    def registry(self) -> RegistryView: ...
+
+    @property
+    def settings(self) -> Any: ...  # source_retention_days (SMD_SOURCE_RETENTION_DAYS)
+
+    def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]:
+        """The units and every unit under them today."""
+        ...
+
+    def catch_up(self, position: int, timeout: float = 10.0) -> bool:
+        """Run the followers up to ``position`` (read-your-writes)."""
+        ...

@@ -45,6 +45,8 @@ STATUS_BY_CODE: dict[str, int] = {
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
+    "not-allowed-to-upload": 403,  # a source list by another kind than its uploader (core.reconciliation)
+    "not-allowed-to-run": 403,  # the reconciliation: governance center or health center
     "not-an-auditor": 403,
     "not-the-owner": 403,
     "not-your-message": 403,
@@ -66,6 +68,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "patient-not-found": 404,
     "restriction-request-not-found": 404,
     "unknown-list": 404,
+    "unknown-list-kind": 404,  # a source list kind (domain.sources)
     "suspected-case-not-found": 404,
     "unknown-incident": 404,
     "unknown-emergency-access": 404,

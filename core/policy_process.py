@@ -21,6 +21,7 @@ from eventsourcing.persistence import Notification, Tracking
 from core.beside_policies import decide_beside, record_risk_escalation
 from core.case_record import CaseRecord
 from core.decisions import apply_decisions
+from core.finding_policy import FINDING_RECORDED, decide_finding
 from core.followers.concerns import Concerns
 from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
@@ -135,6 +136,8 @@ class PolicyProcess:
             decided = decide_suspected_case(self, n)
         elif n.topic == TASK_ASSIGNED:  # a task the governance center assigned
             decided = decide_task(self, n)
+        elif n.topic == FINDING_RECORDED:  # a reconciliation finding opens its action
+            decided = decide_finding(self, n)
         elif n.topic == REPORT_SUBMITTED:  # R21: the report completes its period's duty
             decided = decide_report(self, n)
         else:

@@ -37,6 +37,7 @@ from core.registry import RegistryView, open_registry, region_today
 from core.reporting_duties import ReportingDuties
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
+from core.sources import SOURCES_FILE, PostgresSourceStore, SourceRows, SQLiteSourceStore
 from core.waiting import PostgresWaitingTable, SQLiteWaitingTable, Waiting, WaitingSweep, WaitingTable
 from ops.metrics import Metrics, StoreCollector, registry_for
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
@@ -141,6 +142,7 @@ class Services:
     #: which followers this process runs (PostgreSQL: one active process each, the others stand by)
     leases: Any = field(default_factory=AlwaysHeld)
     lists: PatientListsProjection | None = None  # the working lists' rows, no personal values
+    sources: SourceRows | None = None  # uploaded source lists, sealed, until their retention ends
 
     @property
     def checkpointer(self) -> Checkpointer | None:
@@ -243,6 +245,8 @@ class Services:
             self.chain_store.close()
         self.views.close()
         self.waiting.table.close()
+        if self.sources is not None:
+            self.sources.store.close()
         self.access_log.close()
         self.parking.close()
         self.apikeys.close()
@@ -292,6 +296,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             waiting_table = SQLiteWaitingTable(settings.data_dir / WAITING_FILE)
             chain_store = SQLiteChainStore(settings.data_dir / VLOG_FILE)
             access_log: AccessLog = SQLiteAccessLog(settings.data_dir / ACCESS_LOG_FILE)
+            source_store: Any = SQLiteSourceStore(settings.data_dir / SOURCES_FILE)
         else:
             views = PostgresViewStore(
                 settings.postgres.conninfo(),
@@ -302,6 +307,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             chain_store = PostgresChainStore(settings.postgres.conninfo(), pool=views.pool)  # no new connections
             # the reads in flight share one commit (each answered after its own row is committed)
             access_log = GroupedAccessLog(PostgresAccessLog(settings.postgres.conninfo()))
+            source_store = PostgresSourceStore(settings.postgres.conninfo())
         apikeys = build_apikeys(settings)
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)
@@ -351,6 +357,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         audit=open_audit(settings, chain_store, clock, apikeys, case_record.recorder, access_log),
         leases=open_leases(settings),
         lists=lists,
+        sources=SourceRows(source_store, keystore),
     )
 
 

@@ -17,6 +17,7 @@ from ops.cli_registry import add_commands, development_banner
 from ops.cli_restriction import add_commands as add_restriction_commands
 from ops.cli_search import add_commands as add_search_commands
 from ops.cli_simulate import add_commands as add_simulate_commands
+from ops.cli_sources import add_commands as add_sources_commands
 from ops.settings import SettingsError, load_settings
 
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     add_follower_commands(sub)
     add_audit_commands(sub)
     add_search_commands(sub)
+    add_sources_commands(sub)
     add_restriction_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run", add_help=False)
     bench.set_defaults(func=None)

@@ -125,6 +125,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_WITNESSES: verifier keys of the witnesses asked to cosign each checkpoint (comma-separated)."""
     erasure_cooling_off_days: float = 30.0
     """SMD_ERASURE_COOLING_OFF_DAYS: days between an erasure's approval and the destruction of the key."""
+    source_retention_days: float = 30.0
+    """SMD_SOURCE_RETENTION_DAYS: days an uploaded source list's rows are kept before they are deleted."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -370,6 +372,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if not 0 <= erasure_cooling_off_days <= 3650:
         raise _fail("SMD_ERASURE_COOLING_OFF_DAYS", f"must be a number of days from 0 to 3650, got {cooling_text!r}")
 
+    retention_text = get("SMD_SOURCE_RETENTION_DAYS") or "30"
+    try:
+        source_retention_days = float(retention_text)
+    except ValueError:
+        source_retention_days = -1.0
+    if not 0 < source_retention_days <= 366:
+        raise _fail(
+            "SMD_SOURCE_RETENTION_DAYS", f"must be a number of days above 0, at most 366, got {retention_text!r}"
+        )
+
     keys: dict[str, bytes] = {}
     for var, filename in (
         ("SMD_MASTER_KEY", "master.key"),
@@ -430,4 +442,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         checkpoint_every_seconds=checkpoint_every_seconds,
         witnesses=witnesses,
         erasure_cooling_off_days=erasure_cooling_off_days,
+        source_retention_days=source_retention_days,
     )
