@@ -41,7 +41,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown-purpose": 400,
     "invalid-batch": 400,
     "unknown-sort": 400,  # the working lists (domain.lists)
-    "invalid-cursor": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
+    "invalid-cursor": 400,
+    "period-invalid": 400,  # a report's period (domain.indicators)
+    "position-beyond-head": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
@@ -66,6 +68,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "patient-not-found": 404,
     "restriction-request-not-found": 404,
     "unknown-list": 404,
+    "unknown-scope": 404,  # a report's org unit or agency (domain.indicators)
     "suspected-case-not-found": 404,
     "unknown-incident": 404,
     "unknown-emergency-access": 404,
