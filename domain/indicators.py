@@ -24,8 +24,8 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from datetime import date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from uuid import UUID
 
