@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 from uuid import UUID
 
@@ -38,11 +38,13 @@ from domain.indicators import (
     WHEREABOUTS,
     FactRow,
     ObligationRow,
+    PositionBeyondHead,
     ReportPeriod,
     Scope,
     UnknownScope,
     figures,
     obligation_figures,
+    parse_period,
     standings,
 )
 from domain.obligation import Obligation
@@ -130,7 +132,7 @@ def fact_row(kind: str, event: Any, position: int) -> dict[str, Any]:
         "position": position,
         "patient_id": event.originator_id,
         "kind": kind,
-        "occurred_at": event.occurred_at,
+        "occurred_at": event.occurred_at.astimezone(UTC),
         "residence": residence,
         "flag": flag,
         "value": value,
@@ -273,6 +275,27 @@ class IndicatorsProjection(ProjectionFollower):
         )
         return stored.cut(position)
 
+    def report(
+        self,
+        registry: Any,
+        scope_kind: str,
+        scope_id: str,
+        period_label: str,
+        at_position: int | None = None,
+        with_late_facts: bool = False,
+    ) -> dict[str, Any]:
+        """The indicators report at ``at_position`` (default: the log's head), from the stored
+        rows; ``with_late_facts``: also the figures at the head, labelled, and the difference."""
+        period = parse_period(period_label)
+        head = self.case_record.recorder.max_notification_id() or 0
+        position = head if at_position is None else at_position
+        if position > head or position < 0:
+            raise PositionBeyondHead(position, head)
+        later = head if with_late_facts and head > position else None
+        rows = self.rows(later or position)
+        state = registry.state(as_of_position=position)
+        return indicator_report(rows, state, scope_kind, scope_id, period, position, later)
+
 
 def scope_of(registry_state: Any, kind: str, ident: str, on: date) -> Scope:
     """The scope of a report on ``on``: an org unit and everything under it, with its direct
@@ -341,7 +364,12 @@ def late_facts(rows: Rows, period: ReportPeriod, position: int, head: int) -> li
     """The facts recorded after ``position`` (up to ``head``) that occurred by the period's end:
     what a recomputation "with late facts" adds (no personal values: kind, patient, times)."""
     return [
-        {"position": f.position, "patient_id": str(f.patient_id), "kind": f.kind, "occurred_at": f.occurred_at}
+        {
+            "position": f.position,
+            "patient_id": str(f.patient_id),
+            "kind": f.kind,
+            "occurred_at": f.occurred_at.astimezone(UTC).isoformat(),  # one form, whichever store or replay
+        }
         for f in rows.facts
         if position < f.position <= head and f.occurred_at < period.ends_at
     ]

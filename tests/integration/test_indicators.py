@@ -211,6 +211,7 @@ def district(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     try:
         load_file(services.case_record, DEMO_DISTRICT)
         d = build(services, clock)
+        d.database_url = db.url if db else None  # type: ignore[attr-defined]
         d.before = report(d, TOWNSHIP, "2026-06", d.position_before_late_fact)  # type: ignore[attr-defined]
         add_late_fact(d)
         yield d
@@ -348,3 +349,70 @@ class TestLiveViewAndRebuild:
             old = s.views.select(view, table_name, "1=1", [], order_by=key, limit=100000, generation=live)
             new = s.views.select(view, table_name, "1=1", [], order_by=key, limit=100000, generation=done.new)
             assert len(old) > 10 and old == new
+
+
+def _json(value):
+    return json.loads(json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+
+
+class TestTheEndpointAndTheCommand:
+    async def test_the_endpoint_answers_what_replaying_the_log_gives_in_json_csv_and_html(self, district) -> None:
+        from litestar.testing import AsyncTestClient
+
+        from api.app import create_app
+        from ops.cli_report import indicators_by_replay
+
+        s, p = district.services, district.position_before_late_fact
+        keys = {a: s.apikeys.issue(a).key for a in ("gov-willowbrook", "auditor-lantern-bay", "hc-north")}
+        query = {"unit": TOWNSHIP, "period": "2026-06", "at_position": p, "late_facts": "true"}
+        replayed = _json(indicators_by_replay(s, "org_unit", TOWNSHIP, "2026-06", p, True))
+        async with AsyncTestClient(create_app(s)) as client:
+            for agency in ("gov-willowbrook", "auditor-lantern-bay"):
+                r = await client.get(
+                    "/v1/indicators", params=query, headers={"Authorization": f"Bearer {keys[agency]}"}
+                )
+                assert r.status_code == 200, r.text
+                assert r.json() == replayed
+            gov = {"Authorization": f"Bearer {keys['gov-willowbrook']}"}
+            r = await client.get("/v1/indicators", params={**query, "format": "csv"}, headers=gov)
+            text = r.content.decode("utf-8")
+            assert r.headers["content-type"].startswith("text/csv") and text.startswith("\ufeff")
+            assert (
+                f"at_position,{TOWNSHIP},Willowbrook Subdistrict,2026-06,norm_management_rate,规范管理率,"
+                f"19,27,70.37,%,{p},1\r\n" in text
+            )
+            assert ",norm_management_rate,规范管理率,20,27,74.07,%," in text  # the late facts' part, labelled
+            r = await client.get("/v1/indicators", params={**query, "format": "html"}, headers=gov)
+            page = r.text
+            assert r.headers["content-type"].startswith("text/html") and "<svg" in page and "规范管理率" in page
+            assert "<script" not in page and "src=" not in page and "href=" not in page  # no external assets
+            # refusals
+            r = await client.get(
+                "/v1/indicators", params=query, headers={"Authorization": f"Bearer {keys['hc-north']}"}
+            )
+            assert r.status_code == 403
+            r = await client.get("/v1/indicators", params={**query, "unit": "990101-002"}, headers=gov)
+            assert r.status_code == 403 and "org-unit-outside-jurisdiction" in r.json()["type"]
+            r = await client.get("/v1/indicators", params={**query, "period": "2026-13"}, headers=gov)
+            assert r.status_code == 400
+            r = await client.get("/v1/indicators", params={**query, "at_position": 10**9}, headers=gov)
+            assert r.status_code == 400 and "position-beyond-head" in r.json()["type"]
+            r = await client.get(
+                "/v1/indicators",
+                params={**query, "unit": "990101-009"},
+                headers={"Authorization": f"Bearer {keys['auditor-lantern-bay']}"},
+            )
+            assert r.status_code == 404 and "unknown-scope" in r.json()["type"]
+
+    def test_smd_report_indicators_writes_the_figures_at_a_position(self, district, tmp_path, monkeypatch) -> None:
+        from ops.cli import main
+
+        s = district.services
+        monkeypatch.setenv("SMD_DATA_DIR", str(s.settings.data_dir))
+        if s.settings.postgres is not None:
+            monkeypatch.setenv("SMD_DATABASE_URL", district.database_url)
+        out = tmp_path / "june.json"
+        argv = ["report", "indicators", "--unit", TOWNSHIP, "--period", "2026-06"]
+        assert main([*argv, "--at-position", str(district.position_before_late_fact), "--out", str(out)]) == 0
+        written = json.loads(out.read_text(encoding="utf-8"))
+        assert {f["name"]: (f["numerator"], f["denominator"], f["value"]) for f in written["figures"]} == TOWNSHIP_JUNE
