@@ -30,6 +30,7 @@ from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
 from api.incident_review import IncidentReviewController
+from api.indicators import IndicatorsController
 from api.lists import ListsController, ListsPort
 from api.me import MeController
 from api.metrics import Exposition, StoreGauges, metrics
@@ -120,6 +121,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             asyncapi_document,
             WorkQueueController,
             ReportsController,
+            IndicatorsController,
             TasksController,
             ReconciliationController,
             PatientSearchController,

@@ -60,6 +60,11 @@ ERRORS: dict[str, dict[int, str]] = {
         403: "`purpose-not-allowed`",
     },
     "reports": {400: "a query parameter is out of range or malformed (`period`, `what`)"},
+    "indicators": {
+        400: "`period-invalid`, `position-beyond-head`, neither or both of `unit` and `agency`, `format` unknown",
+        403: "not a governance center or an auditor; `org-unit-outside-jurisdiction`",
+        404: "`unknown-scope`: no such org unit or agency on the period's last day",
+    },
     "getTask": {404: "no such task, or not assigned by or to you (the same answer)"},
     "uploadSourceList": {
         400: "the body is not UTF-8",

@@ -257,6 +257,32 @@ class ReportsReader(Protocol):
     ) -> Sequence[Any]: ...
 
 
+class IndicatorsReader(Protocol):
+    """The indicators' read model (``projections.indicators.IndicatorsProjection``)."""
+
+    def report(
+        self,
+        registry: Any,
+        scope_kind: str,
+        scope_id: str,
+        period_label: str,
+        at_position: int | None = None,
+        with_late_facts: bool = False,
+    ) -> dict[str, Any]: ...
+
+
+class IndicatorsPort(Protocol):
+    """What ``GET /v1/indicators`` needs: the read model, the registry and the caller's area."""
+
+    @property
+    def indicators(self) -> IndicatorsReader: ...
+
+    @property
+    def registry(self) -> RegistryView: ...
+
+    def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]: ...
+
+
 class ReportsPort(Protocol):
     """What ``GET /v1/reports`` needs: the read model, the registry (whose reports a caller may
     see) and the case record (the sealed texts)."""

@@ -41,7 +41,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown-purpose": 400,
     "invalid-batch": 400,
     "unknown-sort": 400,  # the working lists (domain.lists)
-    "invalid-cursor": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
+    "invalid-cursor": 400,
+    "period-invalid": 400,  # a report's period (domain.indicators)
+    "position-beyond-head": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
     # 403: the caller may not do this
     "not-allowed-to-record": 403,
     "not-allowed-to-search": 403,
@@ -69,6 +71,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "restriction-request-not-found": 404,
     "unknown-list": 404,
     "unknown-list-kind": 404,  # a source list kind (domain.sources)
+    "unknown-scope": 404,  # a report's org unit or agency (domain.indicators)
     "suspected-case-not-found": 404,
     "unknown-incident": 404,
     "unknown-emergency-access": 404,

@@ -42,6 +42,7 @@ from core.waiting import PostgresWaitingTable, SQLiteWaitingTable, Waiting, Wait
 from ops.metrics import Metrics, StoreCollector, registry_for
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
+from projections.indicators import IndicatorsProjection
 from projections.patient_lists import PatientListsProjection
 from projections.reports import ReportsProjection
 from projections.stores import PostgresViewStore, SQLiteViewStore, ViewStore
@@ -143,6 +144,7 @@ class Services:
     leases: Any = field(default_factory=AlwaysHeld)
     lists: PatientListsProjection | None = None  # the working lists' rows, no personal values
     sources: SourceRows | None = None  # uploaded source lists, sealed, until their retention ends
+    indicators: IndicatorsProjection | None = None  # the indicators' fact and obligation rows, by position
 
     @property
     def checkpointer(self) -> Checkpointer | None:
@@ -164,6 +166,7 @@ class Services:
             self.work_queue,
             self.reports,
             *([self.lists] if self.lists is not None else []),
+            *([self.indicators] if self.indicators is not None else []),
             self.scheduler,
             self.waiting_sweep,
             self.chain,
@@ -182,7 +185,9 @@ class Services:
         target = self.case_record.recorder.max_notification_id() or 0
         if not self.work_queue.catch_up(target, max(0.0, deadline - time.monotonic())):
             return False
-        return self.lists is None or self.lists.catch_up(target, max(0.0, deadline - time.monotonic()))
+        if self.lists is not None and not self.lists.catch_up(target, max(0.0, deadline - time.monotonic())):
+            return False
+        return self.indicators is None or self.indicators.catch_up(target, max(0.0, deadline - time.monotonic()))
 
     def log_followers(self) -> list[Any]:
         """Every follower of the log on the engine, by name (the outbox's too: its position and
@@ -193,6 +198,8 @@ class Services:
         followers: list[Any] = [self.policies.follower, self.work_queue, self.reports, self.chain]
         if self.lists is not None:
             followers.insert(3, self.lists)
+        if self.indicators is not None:
+            followers.insert(3 + (self.lists is not None), self.indicators)
         if self.settings.nats_url:  # without NATS there is no outbox to follow the log
             followers.append(
                 outbox_follower(self.case_record, names_of(self.settings), self.parking, access_log=self.access_log)
@@ -315,10 +322,12 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
     work_queue = WorkQueueProjection(case_record, views, parking, concerns)
     reports = ReportsProjection(case_record, views, parking, concerns)
     lists = PatientListsProjection(case_record, views, parking, concerns)
+    indicators = IndicatorsProjection(case_record, views, parking, concerns)
     with schema_lock(settings):
         views.ensure(work_queue.projection)
         views.ensure(reports.projection)
         views.ensure(lists.projection)
+        views.ensure(indicators.projection)
     metrics = Metrics()
     waiting = Waiting(waiting_table, case_record, timedelta(seconds=settings.waiting_window_seconds), metrics)
     return Services(
@@ -358,6 +367,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         leases=open_leases(settings),
         lists=lists,
         sources=SourceRows(source_store, keystore),
+        indicators=indicators,
     )
 
 

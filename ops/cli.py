@@ -1,5 +1,5 @@
 """The `smd` command line: `serve`, `registry`, `keys`, `master-key`, `ingest`, `outbox`,
-`calendar`, `rules`, `import`, `simulate`, `followers`, `projections`, `verify`, `search`, `bench`."""
+`calendar`, `rules`, `import`, `simulate`, `followers`, `projections`, `verify`, `search`, `report`, `bench`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ops.cli_import import add_commands as add_import_commands
 from ops.cli_keys import add_commands as add_master_key_commands
 from ops.cli_nats import add_commands as add_nats_commands
 from ops.cli_registry import add_commands, development_banner
+from ops.cli_report import add_commands as add_report_commands
 from ops.cli_restriction import add_commands as add_restriction_commands
 from ops.cli_search import add_commands as add_search_commands
 from ops.cli_simulate import add_commands as add_simulate_commands
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     add_search_commands(sub)
     add_sources_commands(sub)
     add_restriction_commands(sub)
+    add_report_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run", add_help=False)
     bench.set_defaults(func=None)
     argv = sys.argv[1:] if argv is None else argv
