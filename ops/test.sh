@@ -23,7 +23,14 @@ if ! command -v chromium >/dev/null && [[ $EUID -eq 0 ]] && command -v apt-get >
     echo "test: WARNING: chromium could not be installed; the browser test will fail" >&2
 fi
 
+# The whole suite runs on two workers (one per core, each a whole test file at a time, so a
+# module's fixtures are built once); pass any pytest arguments to run those as given instead.
+# SMD_TEST_WORKERS=0 runs the whole suite in one process. (docs/decisions/040)
+args=("$@")
+workers=${SMD_TEST_WORKERS:-2}
+if [[ ${#args[@]} -eq 0 && $workers != 0 ]]; then args=(-n "$workers" --dist loadfile); fi
+
 rc=0
-.venv/bin/python -m pytest "$@" || rc=$?
+.venv/bin/python -m pytest "${args[@]}" || rc=$?
 if [[ $rc == 5 ]]; then echo "test: ERROR: pytest collected no tests" >&2; rc=1; fi
 exit "$rc"
