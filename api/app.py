@@ -26,6 +26,7 @@ from api.audit_patients import AuditPatientsController
 from api.auth import AuthServices, FailedAuthentications
 from api.batch import BatchController
 from api.bodies import json_body_hook
+from api.concern import ConcernController
 from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
@@ -124,6 +125,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             IndicatorsController,
             TasksController,
             ReconciliationController,
+            ConcernController,
             PatientSearchController,
             PatientFilesController,
             ListsController,

@@ -261,3 +261,59 @@ def _doc(rules) -> dict:
         "threshold": rules.threshold,
         "weights": rules.weights,
     }
+
+
+class TestOverHttpAndCli:
+    async def test_run_and_read_the_list_each_filtered_and_every_read_in_the_access_log(self, district) -> None:
+        from litestar.testing import AsyncTestClient
+
+        from ops.workers import serving_app
+
+        s, i = district.s, district.ids
+        keys = {a: s.apikeys.issue(a).key for a in (HC, POLICE, GOV, COMMITTEE)}
+
+        def auth(agency: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {keys[agency]}"}
+
+        async with AsyncTestClient(serving_app(s)) as client:
+            assert (await client.post("/v1/concern/runs", headers=auth(POLICE))).status_code == 403
+            r = await client.post("/v1/concern/runs", headers=auth(GOV))
+            assert r.status_code == 201, r.text
+            assert (r.json()["listed"], r.json()["on_list"], r.json()["rules_version"]) == (3, 3, 1)
+            police = (await client.get("/v1/concern/entries", headers=auth(POLICE))).json()["items"]
+            assert {e["patient_id"] or e["suspected_case_id"] for e in police} == {
+                str(i["threat-high"]),
+                str(i["two-disputes"]),
+                str(i["case"]),
+            }
+            assert all(e["rules_version"] == 1 and e["reasons"] for e in police)
+            r = await client.get("/v1/concern/entries?format=csv", headers=auth(GOV))
+            assert r.content.startswith("\ufeff".encode()) and len(r.text.splitlines()) == 4
+            assert f"incident-records:threat:{_on(10)}:2" in r.text
+            r = await client.get("/v1/concern/entries", headers=auth(COMMITTEE))
+            assert r.status_code == 403 and r.json()["type"].endswith("not-allowed-to-read-concern")
+        [row] = [e for e in s.access_log.entries(agency=POLICE) if e.endpoint == "GET /v1/concern/entries"]
+        assert set(row.patient_ids) == {i["threat-high"], i["two-disputes"], i["case"]} and row.fields == ("concern",)
+        assert [e for e in s.access_log.entries(agency=GOV) if e.endpoint == "GET /v1/concern/entries"]
+        [refused] = [e for e in s.access_log.entries(agency=COMMITTEE) if e.endpoint == "GET /v1/concern/entries"]
+        assert refused.patient_ids == ()
+
+    def test_smd_concern_run_with_a_rules_file_and_a_bad_one_refused(
+        self, district, monkeypatch, capsys, tmp_path
+    ) -> None:
+        from ops.cli import main
+        from tests.integration.test_verifiable_log import use_settings
+
+        use_settings(monkeypatch, district.s)
+        rules = tmp_path / "rules.json"
+        rules.write_text(json.dumps([_doc(RULES_V1), _doc(RULES_V2)]))
+        assert main(["concern", "run", "--rules", str(rules)]) == 0
+        assert main(["concern", "run", "--rules", str(rules)]) == 0
+        bad = tmp_path / "bad.json"
+        bad.write_text('[{"version": 1}]')
+        assert main(["concern", "run", "--rules", str(bad)]) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("concern run: rules v2;") and out[0].endswith(
+            "3 on the list: 3 listed, 0 revised, 0 taken off"
+        )
+        assert out[1].endswith("3 on the list: 0 listed, 0 revised, 0 taken off")
