@@ -75,6 +75,11 @@ ERRORS: dict[str, dict[int, str]] = {
     "runReconciliation": {403: "`not-allowed-to-run`: only the governance center and the health center"},
     "reconciliationFindings": {400: "`unknown-purpose`", 403: "`purpose-not-allowed`"},
     "reconciliationReport": {400: "`format` is not json, csv or html"},
+    "runConcern": {403: "`not-allowed-to-run`: only the governance center"},
+    "concernEntries": {
+        400: "`unknown-purpose`; `format` is not json or csv",
+        403: "`not-allowed-to-read-concern` (committee, civil affairs, hospital, federation); `purpose-not-allowed`",
+    },
     "incidentReview": {
         400: "`days` out of range (1-366), `format` unknown, `unknown-purpose`",
         403: "not an auditor; `purpose-not-allowed`",
