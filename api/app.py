@@ -27,6 +27,7 @@ from api.auth import AuthServices, FailedAuthentications
 from api.batch import BatchController
 from api.bodies import json_body_hook
 from api.concern import ConcernController
+from api.contact_card import ContactCardController
 from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
@@ -126,6 +127,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             TasksController,
             ReconciliationController,
             ConcernController,
+            ContactCardController,
             PatientSearchController,
             PatientFilesController,
             ListsController,

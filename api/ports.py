@@ -325,3 +325,7 @@ class ReconciliationPort(AccessLogPort, Protocol):
     def concern_rules(self, on: date) -> Any:
         """The people of concern's collision rules in force on ``on`` (domain.concern.ConcernRules)."""
         ...
+
+    def render_pdf(self, html: str) -> bytes:
+        """A printable page as PDF (headless Chromium)."""
+        ...

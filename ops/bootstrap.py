@@ -153,6 +153,12 @@ class Services:
 
         return rules_in_force(parse_rule_versions(CONCERN_RULES_FILE.read_text(encoding="utf-8")), on)
 
+    def render_pdf(self, html: str) -> bytes:
+        """A printable page as PDF (headless Chromium: ops/pdf.py)."""
+        from ops.pdf import html_to_pdf
+
+        return html_to_pdf(html)
+
     @property
     def checkpointer(self) -> Checkpointer | None:
         """Signs a checkpoint every N leaves or M seconds (runs beside the followers)."""
