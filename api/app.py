@@ -26,6 +26,8 @@ from api.audit_patients import AuditPatientsController
 from api.auth import AuthServices, FailedAuthentications
 from api.batch import BatchController
 from api.bodies import json_body_hook
+from api.concern import ConcernController
+from api.contact_card import ContactCardController
 from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
 from api.health import HealthController
@@ -124,6 +126,8 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             IndicatorsController,
             TasksController,
             ReconciliationController,
+            ConcernController,
+            ContactCardController,
             PatientSearchController,
             PatientFilesController,
             ListsController,

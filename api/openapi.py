@@ -75,6 +75,17 @@ ERRORS: dict[str, dict[int, str]] = {
     "runReconciliation": {403: "`not-allowed-to-run`: only the governance center and the health center"},
     "reconciliationFindings": {400: "`unknown-purpose`", 403: "`purpose-not-allowed`"},
     "reconciliationReport": {400: "`format` is not json, csv or html"},
+    "contactCard": {
+        400: "`unknown-purpose`; `format` is not html or pdf",
+        403: "`not-allowed-to-print-card`; `purpose-not-allowed`",
+        404: "no such patient, or outside your reach (the same answer)",
+        422: "`patient-not-at-home`: in hospital, in institutional care or deregistered",
+    },
+    "runConcern": {403: "`not-allowed-to-run`: only the governance center"},
+    "concernEntries": {
+        400: "`unknown-purpose`; `format` is not json or csv",
+        403: "`not-allowed-to-read-concern` (committee, civil affairs, hospital, federation); `purpose-not-allowed`",
+    },
     "incidentReview": {
         400: "`days` out of range (1-366), `format` unknown, `unknown-purpose`",
         403: "not an auditor; `purpose-not-allowed`",

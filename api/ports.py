@@ -8,7 +8,7 @@ with the same shape (docs/decisions/016).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, Protocol, TypeAlias, TypeVar
 from uuid import UUID
 
@@ -320,4 +320,12 @@ class ReconciliationPort(AccessLogPort, Protocol):
 
     def catch_up(self, position: int, timeout: float = 10.0) -> bool:
         """Run the followers up to ``position`` (read-your-writes)."""
+        ...
+
+    def concern_rules(self, on: date) -> Any:
+        """The people of concern's collision rules in force on ``on`` (domain.concern.ConcernRules)."""
+        ...
+
+    def render_pdf(self, html: str) -> bytes:
+        """A printable page as PDF (headless Chromium)."""
         ...

@@ -49,6 +49,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "not-allowed-to-search": 403,
     "not-allowed-to-upload": 403,  # a source list by another kind than its uploader (core.reconciliation)
     "not-allowed-to-run": 403,  # the reconciliation: governance center or health center
+    "not-allowed-to-read-concern": 403,  # the people of concern: police, governance, health center, auditor
+    "invalid-concern-rules": 422,  # a collision-rules document (domain.concern)
+    "not-allowed-to-print-card": 403,  # the contact card: committee and health center
+    "patient-not-at-home": 422,  # the contact card is for a patient at home
     "not-an-auditor": 403,
     "not-the-owner": 403,
     "not-your-message": 403,

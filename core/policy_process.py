@@ -20,6 +20,7 @@ from eventsourcing.persistence import Notification, Tracking
 
 from core.beside_policies import decide_beside, record_risk_escalation
 from core.case_record import CaseRecord
+from core.concern_policy import CONCERN_TOPICS, decide_concern
 from core.decisions import apply_decisions
 from core.finding_policy import FINDING_RECORDED, decide_finding
 from core.followers.concerns import Concerns
@@ -138,6 +139,8 @@ class PolicyProcess:
             decided = decide_task(self, n)
         elif n.topic == FINDING_RECORDED:  # a reconciliation finding opens its action
             decided = decide_finding(self, n)
+        elif n.topic in CONCERN_TOPICS:  # a person of concern listed or taken off
+            decided = decide_concern(self, n)
         elif n.topic == REPORT_SUBMITTED:  # R21: the report completes its period's duty
             decided = decide_report(self, n)
         else:

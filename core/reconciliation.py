@@ -107,7 +107,7 @@ class RunResult:
     created: list[UUID] = field(default_factory=list)
 
 
-def _registered(record: CaseRecord) -> dict[UUID, RegisteredPatient]:
+def registered_patients(record: CaseRecord) -> dict[UUID, RegisteredPatient]:
     restricted = restricted_subjects(record)
     found: dict[UUID, RegisteredPatient] = {}
     for patient_id in sorted(record.originators_of(Patient.Registered.TOPIC)):
@@ -143,7 +143,7 @@ def run(rows_store: SourceRows, record: CaseRecord, registry: RegistryView, now:
     """Purge what expired, match the live rows, record each new finding (module docstring)."""
     purged = rows_store.purge(now)
     live = rows_store.live(now)
-    patients = _registered(record)
+    patients = registered_patients(record)
     matched: list[MatchedRow] = []
     police_uploaders: set[str] = set()
     for s in live:

@@ -42,6 +42,7 @@ class _Sealed(msgspec.Struct, array_like=True):
     org_unit: str
     category: str | None
     status: str | None
+    occurred_on: date | None = None  # added with the incident and dispute records (older rows: absent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +237,9 @@ class SourceRows:
         for row, id_index, name_index in rows:
             nonce = secrets.token_bytes(_NONCE)
             plain = msgspec.json.encode(
-                _Sealed(row.name, row.birth_date, row.id_number, row.org_unit, row.category, row.status)
+                _Sealed(
+                    row.name, row.birth_date, row.id_number, row.org_unit, row.category, row.status, row.occurred_on
+                )
             )
             sealed.append((id_index, name_index, nonce + aead.encrypt(nonce, plain, aad)))
         self.store.add(upload_id, kind, agency_id, loaded_at, expires_at, sealed)
@@ -266,7 +269,7 @@ class SourceRows:
                     at[1],
                     r[6],
                     r[7],
-                    SourceRow(s.name, s.birth_date, s.id_number, s.org_unit, s.category, s.status),
+                    SourceRow(s.name, s.birth_date, s.id_number, s.org_unit, s.category, s.status, s.occurred_on),
                 )
             )
         return found

@@ -36,6 +36,8 @@ class ListKind(StrEnum):
     SPECIAL_OUTPATIENT = "special-outpatient"
     REIMBURSEMENTS = "reimbursements"
     GRID_PLATFORM = "grid-platform"
+    INCIDENT_RECORDS = "incident-records"
+    DISPUTE_RECORDS = "dispute-records"
 
 
 #: The source of a finding that is our own register (not an uploaded list).
@@ -112,8 +114,29 @@ LISTS: dict[ListKind, ListSpec] = {
             "the city grid platform's people; only the 严重精神障碍 category counts; "
             "org_unit is where the grid places the person",
         ),
+        ListSpec(
+            ListKind.INCIDENT_RECORDS,
+            AgencyKind.GOVERNANCE_CENTER,
+            ("record_type", "occurred_on"),
+            "record_type",
+            frozenset(),
+            "non-police incident reports (the grid's 事件 records); never a reconciliation finding: "
+            "collided with the register for the people of concern (domain/concern.py)",
+        ),
+        ListSpec(
+            ListKind.DISPUTE_RECORDS,
+            AgencyKind.GOVERNANCE_CENTER,
+            ("record_type", "occurred_on"),
+            "record_type",
+            frozenset(),
+            "known disputes (矛盾纠纷排查); never a reconciliation finding: collided with the register "
+            "for the people of concern (domain/concern.py)",
+        ),
     )
 }
+
+#: Lists collided with the register for the people of concern (Qingyang task 6), not reconciled.
+CONCERN_LISTS = frozenset({ListKind.INCIDENT_RECORDS, ListKind.DISPUTE_RECORDS})
 
 #: Lists whose rows are clinical or insurance facts: the police never see a finding from them.
 CLINICAL_LISTS = frozenset({ListKind.PHARMACY_PURCHASES, ListKind.SPECIAL_OUTPATIENT, ListKind.REIMBURSEMENTS})
@@ -127,8 +150,9 @@ class SourceRow:
     birth_date: date | None
     id_number: str | None
     org_unit: str
-    category: str | None = None  # the kind's category column (category, drug_class, specialty)
+    category: str | None = None  # the kind's category column (category, drug_class, specialty, record_type)
     status: str | None = None
+    occurred_on: date | None = None  # incident and dispute records: when it happened
 
     def is_mental_health(self, kind: ListKind) -> bool:
         """Only rows in a mental-health category can become findings."""
@@ -171,9 +195,9 @@ def parse_rows(kind: ListKind, text: str, today: date) -> list[SourceRow]:
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
     header = [h.strip() for h in reader.fieldnames or []]
     allowed = (*COMMON_COLUMNS, *spec.columns)
-    missing = [
-        c for c in ("name", "org_unit", *([spec.category_column] if spec.category_column else [])) if c not in header
-    ]
+    required = ("name", "org_unit", *([spec.category_column] if spec.category_column else []))
+    required += tuple(c for c in ("occurred_on",) if c in spec.columns)
+    missing = [c for c in required if c not in header]
     unknown = [c for c in header if c not in allowed]
     if missing or unknown:
         raise SourceFileInvalid(
@@ -210,4 +234,12 @@ def _row(spec: ListSpec, v: dict[str, str], line: int, today: date) -> SourceRow
     if number is None and born is None:
         raise SourceFileInvalid(f"{where}: neither id_number nor birth_date: the row could match nobody")
     category = v.get(spec.category_column) if spec.category_column else None
-    return SourceRow(v["name"], born, number, v["org_unit"], category or None, v.get("status") or None)
+    occurred = None
+    if "occurred_on" in spec.columns:
+        try:
+            occurred = date.fromisoformat(v.get("occurred_on", ""))
+        except ValueError:
+            raise SourceFileInvalid(f"{where}: occurred_on is not YYYY-MM-DD") from None
+        if occurred > today:
+            raise SourceFileInvalid(f"{where}: occurred_on is after today")
+    return SourceRow(v["name"], born, number, v["org_unit"], category or None, v.get("status") or None, occurred)

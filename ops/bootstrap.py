@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from core.rule_settings_view import RuleSettingsView, open_rule_settings
 from core.scheduler import Scheduler
 from core.sources import SOURCES_FILE, PostgresSourceStore, SourceRows, SQLiteSourceStore
 from core.waiting import PostgresWaitingTable, SQLiteWaitingTable, Waiting, WaitingSweep, WaitingTable
+from domain.concern import ConcernRules, parse_rule_versions, rules_in_force
 from ops.metrics import Metrics, StoreCollector, registry_for
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
@@ -145,6 +146,18 @@ class Services:
     lists: PatientListsProjection | None = None  # the working lists' rows, no personal values
     sources: SourceRows | None = None  # uploaded source lists, sealed, until their retention ends
     indicators: IndicatorsProjection | None = None  # the indicators' fact and obligation rows, by position
+
+    def concern_rules(self, on: date) -> ConcernRules:
+        """The people of concern's collision rules in force on ``on`` (the shipped versions)."""
+        from ops.data_files import CONCERN_RULES_FILE
+
+        return rules_in_force(parse_rule_versions(CONCERN_RULES_FILE.read_text(encoding="utf-8")), on)
+
+    def render_pdf(self, html: str) -> bytes:
+        """A printable page as PDF (headless Chromium: ops/pdf.py)."""
+        from ops.pdf import html_to_pdf
+
+        return html_to_pdf(html)
 
     @property
     def checkpointer(self) -> Checkpointer | None:

@@ -1,4 +1,5 @@
-"""`smd sources load KIND FILE --agency A`, `smd sources purge`, `smd reconcile run`, `smd reconcile report`."""
+"""`smd sources load KIND FILE --agency A`, `smd sources purge`, `smd reconcile run`, `smd reconcile report`,
+`smd concern run [--rules FILE]`."""
 
 from __future__ import annotations
 
@@ -93,6 +94,34 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _concern_run(args: argparse.Namespace) -> int:
+    from core.concern import run
+    from core.registry import REGION_TZ
+    from domain.concern import parse_rule_versions, rules_in_force
+    from domain.errors import DomainError
+
+    services = _services()
+    try:
+        now = services.case_record.clock()
+        today = now.astimezone(REGION_TZ).date()
+        try:
+            if args.rules:
+                rules = rules_in_force(parse_rule_versions(Path(args.rules).read_text(encoding="utf-8")), today)
+            else:
+                rules = services.concern_rules(today)
+        except DomainError as e:
+            print(f"concern run: refused ({e.code}): {e}", file=sys.stderr)
+            return 1
+        r = run(services.sources, services.case_record, rules, now)
+    finally:
+        services.close()
+    print(
+        f"concern run: rules v{r.rules_version}; {r.rows} live incident/dispute row(s) ({r.purged} purged); "
+        f"{r.on_list} on the list: {len(r.listed)} listed, {len(r.revised)} revised, {len(r.taken_off)} taken off"
+    )
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     """Register `smd sources ...` and `smd reconcile ...`."""
     sources = subparsers.add_parser("sources", help="source lists for the reconciliation (kept sealed, briefly)")
@@ -101,7 +130,7 @@ def add_commands(subparsers: Any) -> None:
     load.add_argument(
         "kind",
         help="police-key-persons, national-system, pharmacy-purchases, special-outpatient, "
-        "reimbursements or grid-platform",
+        "reimbursements, grid-platform, incident-records or dispute-records",
     )
     load.add_argument("file", help="the CSV file (UTF-8, a header row)")
     load.add_argument("--agency", required=True, help="the uploading agency's id (of the list's uploader kind)")
@@ -116,3 +145,8 @@ def add_commands(subparsers: Any) -> None:
     rep = rsub.add_parser("report", help="counts per category and org unit of every finding")
     rep.add_argument("--format", choices=("json", "csv", "html"), default="json")
     rep.set_defaults(func=_report)
+    concern = subparsers.add_parser("concern", help="people of concern: incident and dispute records vs the register")
+    csub = concern.add_subparsers(dest="concern_command", required=True)
+    crun = csub.add_parser("run", help="collide the live records under the rules in force; record what changed")
+    crun.add_argument("--rules", help="a collision-rules file (JSON list of versions) instead of the shipped one")
+    crun.set_defaults(func=_concern_run)
