@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import uuid4
 
@@ -19,7 +18,7 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import PermissionDeniedException, ValidationException
-from litestar.params import QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.indicators import AtPosition, Format
@@ -178,7 +177,7 @@ class PeriodicReportsController(Controller):
         status_code=201,
     )
     async def submit(
-        self, caller: NamedDependency[Caller], services: Port[PeriodicReportsPort], data: Submission
+        self, caller: NamedDependency[Caller], services: Port[PeriodicReportsPort], data: JSONBody[Submission]
     ) -> Submitted:
         if data.duty == "monthly_progress":
             if len(data.period) != 7 or "Q" in data.period:
@@ -201,7 +200,7 @@ class PeriodicReportsController(Controller):
                     "source": caller.agency_id,
                     "type": "cn.smd.report.submitted.v1",
                     "subject": str(report_id),
-                    "time": datetime.now(UTC).isoformat(),
+                    "time": services.case_record.clock().isoformat(),
                     "data": {"duty": data.duty, "period": data.period, "reference": reference},
                 }
             ).encode()
