@@ -41,6 +41,7 @@ from api.obligations import ObligationsController
 from api.openapi import assets_router, complete_on_startup, docs_page
 from api.patient_files import PatientFilesController
 from api.patients import PatientSearchController
+from api.periodic_reports import PeriodicReportsController
 from api.ports import AuditPort, CaseRecordPort, PatientReadPort, ReadinessPort, RecordingPort, WorkQueuePort
 from api.problems import exception_handlers
 from api.reconciliation import ReconciliationController
@@ -124,6 +125,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             WorkQueueController,
             ReportsController,
             IndicatorsController,
+            PeriodicReportsController,
             TasksController,
             ReconciliationController,
             ConcernController,

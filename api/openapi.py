@@ -65,6 +65,25 @@ ERRORS: dict[str, dict[int, str]] = {
         403: "not a governance center or an auditor; `org-unit-outside-jurisdiction`",
         404: "`unknown-scope`: no such org unit or agency on the period's last day",
     },
+    "monthlyReport": {
+        400: "`period-invalid`, `position-beyond-head`, `format` unknown",
+        403: "not a governance center or an auditor; `org-unit-outside-jurisdiction`",
+        404: "`unknown-scope`",
+    },
+    "healthCenterQuarterlyReport": {
+        400: "`period-invalid`, `not-a-health-center`, `position-beyond-head`",
+        403: "another health center's; `org-unit-outside-jurisdiction`",
+        404: "`unknown-scope`",
+    },
+    "riskAnalysisReport": {
+        400: "`period-invalid`, `position-beyond-head`",
+        403: "not a governance center or an auditor; `org-unit-outside-jurisdiction`",
+        404: "`unknown-scope`",
+    },
+    "submitReport": {
+        400: "the body is malformed; `report-period-not-started`, `not-a-health-center`, `position-beyond-head`",
+        403: "`not-allowed-to-record` (an auditor records nothing)",
+    },
     "getTask": {404: "no such task, or not assigned by or to you (the same answer)"},
     "uploadSourceList": {
         400: "the body is not UTF-8",

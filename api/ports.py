@@ -329,3 +329,28 @@ class ReconciliationPort(AccessLogPort, Protocol):
     def render_pdf(self, html: str) -> bytes:
         """A printable page as PDF (headless Chromium)."""
         ...
+
+class PeriodicReportsReader(Protocol):
+    """The monthly and quarterly reports (``projections.periodic_reports.PeriodicReports``)."""
+
+    def document(
+        self, name: str, scope_id: str, period: str, at_position: int | None = None, replay: bool = False
+    ) -> dict[str, Any]: ...
+
+
+class PeriodicReportsPort(Protocol):
+    """What the monthly and quarterly reports' endpoints need: the reports, the registry, the
+    caller's area, and recording a submitted report (the case record, read-your-writes)."""
+
+    @property
+    def periodic_reports(self) -> PeriodicReportsReader: ...
+
+    @property
+    def registry(self) -> RegistryView: ...
+
+    @property
+    def case_record(self) -> CaseRecord: ...
+
+    def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]: ...
+
+    def catch_up(self, position: int, timeout: float = 10.0) -> bool: ...

@@ -43,6 +43,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown-sort": 400,  # the working lists (domain.lists)
     "invalid-cursor": 400,
     "period-invalid": 400,  # a report's period (domain.indicators)
+    "not-a-health-center": 400,  # the quarterly report is a health center's (domain.periodic_reports)
     "position-beyond-head": 400,  # POST /v1/events/batch: neither a JSON array nor NDJSON
     # 403: the caller may not do this
     "not-allowed-to-record": 403,

@@ -233,7 +233,7 @@ def parse_period(label: str) -> ReportPeriod:
 # -- the facts -------------------------------------------------------------------------------------
 
 #: The kinds of fact an indicator reads (``FactRow.kind``).
-REGISTERED, DEREGISTERED, VISIT, ASSESSED, MISSED, ADHERENCE, HOSPITAL, WHEREABOUTS = (
+REGISTERED, DEREGISTERED, VISIT, ASSESSED, MISSED, ADHERENCE, HOSPITAL, WHEREABOUTS, INCIDENT = (
     "registered",
     "deregistered",
     "visit",
@@ -242,8 +242,9 @@ REGISTERED, DEREGISTERED, VISIT, ASSESSED, MISSED, ADHERENCE, HOSPITAL, WHEREABO
     "adherence",
     "hospital",
     "whereabouts",
+    "incident",
 )
-KINDS = (REGISTERED, DEREGISTERED, VISIT, ASSESSED, MISSED, ADHERENCE, HOSPITAL, WHEREABOUTS)
+KINDS = (REGISTERED, DEREGISTERED, VISIT, ASSESSED, MISSED, ADHERENCE, HOSPITAL, WHEREABOUTS, INCIDENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +253,10 @@ class FactRow:
 
     ``flag``: a visit face to face; a hospital fact an admission; a whereabouts declaration
     "known" (located). ``value``: a visit's or assessment's class; an adherence; a missed visit's
-    scheduled day (ISO). ``residence``: on a registration, the patient's residence (fixed at
-    registration; the other facts' rows leave it out).
+    scheduled day (ISO); an incident's kind. ``residence``: on a registration, the patient's
+    residence (fixed at registration; the other facts' rows leave it out). ``level``: a visit's
+    or assessment's risk level (0-5), an incident's severity (1-3) (the view's version 2; the
+    reports' high-risk count and incidents read it).
     """
 
     position: int
@@ -263,6 +266,7 @@ class FactRow:
     residence: str | None = None
     flag: bool | None = None
     value: str | None = None
+    level: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@
     smd bench --pages [--sizes 100,10000] [--year URL]   # only the page figures (ops/bench_pages.py)
     smd bench --reads [--patients 10000]                 # only the file and timeline figures (ops/bench_reads.py)
     smd bench --lists [--patients 10000]                 # only the working lists' figures (ops/bench_lists.py)
+    smd bench --indicators [--patients 10000]            # indicators and the monthly report (ops/bench_indicators.py)
 
 Runs ../shared/bench/bare_pipeline.py (JetStream + PostgreSQL with no domain logic) first, then
 the same kinds of work through our code on a throwaway PostgreSQL database, and prints a
@@ -697,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops import bench_emergency
 
         return bench_emergency.main([a for a in argv if a != "--emergency"])
+    if "--indicators" in argv:
+        from ops import bench_indicators
+
+        return bench_indicators.main([a for a in argv if a != "--indicators"])
     if "--lists" in argv:
         from ops import bench_lists
 

@@ -40,11 +40,13 @@ from core.scheduler import Scheduler
 from core.sources import SOURCES_FILE, PostgresSourceStore, SourceRows, SQLiteSourceStore
 from core.waiting import PostgresWaitingTable, SQLiteWaitingTable, Waiting, WaitingSweep, WaitingTable
 from domain.concern import ConcernRules, parse_rule_versions, rules_in_force
+from ops.data_files import WORK_PLAN_FILE
 from ops.metrics import Metrics, StoreCollector, registry_for
 from ops.readiness import STORE_TIMEOUT, Probes, Readiness, assess
 from ops.settings import Settings
 from projections.indicators import IndicatorsProjection
 from projections.patient_lists import PatientListsProjection
+from projections.periodic_reports import PeriodicReports, load_work_plan
 from projections.reports import ReportsProjection
 from projections.stores import PostgresViewStore, SQLiteViewStore, ViewStore
 from projections.work_queue import WorkQueueProjection
@@ -146,6 +148,7 @@ class Services:
     lists: PatientListsProjection | None = None  # the working lists' rows, no personal values
     sources: SourceRows | None = None  # uploaded source lists, sealed, until their retention ends
     indicators: IndicatorsProjection | None = None  # the indicators' fact and obligation rows, by position
+    periodic_reports: PeriodicReports | None = None  # the monthly and quarterly reports (docs/decisions/038)
 
     def concern_rules(self, on: date) -> ConcernRules:
         """The people of concern's collision rules in force on ``on`` (the shipped versions)."""
@@ -381,6 +384,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         lists=lists,
         sources=SourceRows(source_store, keystore),
         indicators=indicators,
+        periodic_reports=PeriodicReports(case_record, registry, indicators, reports, load_work_plan(WORK_PLAN_FILE)),
     )
 
 

@@ -31,6 +31,7 @@ from domain.indicators import (
     DEFINITIONS_VERSION,
     DEREGISTERED,
     HOSPITAL,
+    INCIDENT,
     MISSED,
     PERIOD_RULES,
     REGISTERED,
@@ -52,6 +53,7 @@ from domain.patient import Patient
 from domain.patient_file import (
     AdherenceRecorded,
     HospitalStayRecorded,
+    IncidentReported,
     PatientDeregistered,
     WhereaboutsDeclared,
 )
@@ -73,6 +75,7 @@ FACT_TOPICS = {
     AdherenceRecorded.TOPIC: ADHERENCE,
     HospitalStayRecorded.TOPIC: HOSPITAL,
     WhereaboutsDeclared.TOPIC: WHEREABOUTS,
+    IncidentReported.TOPIC: INCIDENT,
 }
 
 FACTS = Table(
@@ -85,6 +88,7 @@ FACTS = Table(
         Column("residence", "text"),
         Column("flag", "bool"),
         Column("value", "text"),
+        Column("level", "int"),
     ),
     primary_key=("position",),
     indexes=(("patient_id", "position"),),
@@ -114,12 +118,15 @@ def fact_row(kind: str, event: Any, position: int) -> dict[str, Any]:
     flag: bool | None = None
     value: str | None = None
     residence: str | None = None
+    level: int | None = None
     if kind == REGISTERED:
         residence = event.residence
     elif kind == VISIT:
-        flag, value = bool(event.face_to_face), event.risk_class
+        flag, value, level = bool(event.face_to_face), event.risk_class, event.risk_level
     elif kind == ASSESSED:
-        value = event.risk_class
+        value, level = event.risk_class, event.risk_level
+    elif kind == INCIDENT:
+        value, level = event.incident_kind, event.severity
     elif kind == MISSED:
         value = event.scheduled_on.isoformat()
     elif kind == ADHERENCE:
@@ -136,6 +143,7 @@ def fact_row(kind: str, event: Any, position: int) -> dict[str, Any]:
         "residence": residence,
         "flag": flag,
         "value": value,
+        "level": level,
     }
 
 
@@ -143,7 +151,7 @@ class IndicatorsView:
     """The projection: indicator facts and obligations → rows with their log positions."""
 
     name = "indicators"
-    version = 1
+    version = 2  # 2: the risk level (and an incident's severity) and the incidents' rows
     topics = (*FACT_TOPICS, ASSIGNED, COMPLETED, CANCELLED)
     tables = (FACTS, OBLIGATIONS)
 

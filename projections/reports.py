@@ -134,3 +134,26 @@ class ReportsProjection(ProjectionFollower):
             self.projection, "items", branches, order_by="position", after=after, limit=limit, stale_ok=True
         )
         return [ReportRow(**r) for r in rows]
+
+    def items_up_to(self, position: int, page: int = 5000) -> list[ReportRow]:
+        """Every row recorded at or below ``position`` (the view is caught up to it first)."""
+        if self.position < position and not self.catch_up(position, timeout=30):
+            raise TimeoutError(f"the view {self.name} is at position {self.position}, not yet at {position}")
+        gen = self.store.live(self.projection)
+        found: list[ReportRow] = []
+        after = None
+        while True:
+            rows = self.store.select(
+                self.projection,
+                "items",
+                "position <= ?",
+                [position],
+                order_by="position",
+                after=after,
+                limit=page,
+                generation=gen,
+            )
+            found.extend(ReportRow(**r) for r in rows)
+            if len(rows) < page:
+                return found
+            after = rows[-1]["position"]
