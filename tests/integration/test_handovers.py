@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from core.handover import Handovers
+from core.handover_policy import answer_obligation_id, escalation_notice_id
 from core.intake import accept
 from core.region_keys import CrossRegionKeys
 from core.registry import load_file
@@ -32,7 +33,7 @@ from ops.data_files import DEMO_DISTRICT
 from tests.support.stores import NOW, MovableClock, open_services, store_settings
 
 A, B = "990101", "990202"  # fictional region codes
-HC, COMMITTEE = "hc-north", "committee-north"
+HC, COMMITTEE, GOV = "hc-north", "committee-north", "gov-willowbrook"
 VILLAGE = "990101-001-v01"
 B_VILLAGE = "990202-001-v01"  # region B's copy of the fictional demo district
 SECRET_NAME = "MKXRzz Quill Mossgrove"
@@ -203,6 +204,26 @@ class TestTransferOfManagement:
         b.handovers.answer(hid, accepted=False, by_agency=HC)
         with pytest.raises(HandoverAlreadyDecided):
             b.handovers.answer(hid, accepted=True, by_agency=HC)
+
+
+class TestObligations:
+    def test_the_receiving_health_center_owes_an_answer_by_the_deadline_and_answering_completes_it(
+        self, regions
+    ) -> None:
+        a, b, link = regions
+        _, hid = move_to_b(a)
+        link.sync()
+        b.services.catch_up(b.services.case_record.recorder.max_notification_id())
+        owed = b.services.case_record.repository.get(answer_obligation_id(hid))
+        assert (owed.assignee, owed.status, owed.due_at) == (HC, "assigned", NOW + ANSWER_WITHIN)
+        b.handovers.answer(hid, accepted=False, by_agency=HC)
+        link.sync()
+        for region in (a, b):
+            region.services.catch_up(region.services.case_record.recorder.max_notification_id())
+        assert b.services.case_record.repository.get(answer_obligation_id(hid)).status == "completed"
+        for region in (a, b):  # the rejection told each side's governance center
+            notice = region.services.case_record.repository.get(escalation_notice_id(hid, "rejected"))
+            assert notice.assignee == GOV
 
 
 class TestCrossingMessages:
