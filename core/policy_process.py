@@ -26,6 +26,7 @@ from core.finding_policy import FINDING_RECORDED, decide_finding
 from core.followers.concerns import Concerns
 from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
+from core.handover_policy import HANDOVER_TOPICS, decide_handover
 from core.registry import REGION_TZ, RegistryView
 from core.reporting_duties import REPORT_SUBMITTED, decide_report
 from core.restrictions import restricted_subjects
@@ -143,6 +144,8 @@ class PolicyProcess:
             decided = decide_concern(self, n)
         elif n.topic == REPORT_SUBMITTED:  # R21: the report completes its period's duty
             decided = decide_report(self, n)
+        elif n.topic in HANDOVER_TOPICS:  # R8: answer a handover; escalations told
+            decided = decide_handover(self, n)
         else:
             return
         if decided is not None:

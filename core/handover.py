@@ -1,0 +1,408 @@
+"""Transfer of management between two regions (R8): the application side of ``domain.handover``.
+
+One ``Handovers`` per deployment, over its own case record. What it does, each in one
+transaction of its own store:
+
+- ``follow_moves``: the bridge, a follower of the log: a ``MoveReported`` to another region opens
+  an ``OutgoingHandover`` and queues the signed request (personal fields sealed to the
+  destination), with the follower's tracked position;
+- ``receive``: a message from the peer is verified (signature, addressee, sealed part, then its
+  sequence in the inbox) and applied with the inbox's new position, or refused and kept with its
+  reason;
+- ``answer`` (destination's health center) and ``cancel`` (origin) are the owners' commands;
+- ``check_deadlines``: no answer by the deadline escalates, on each side by its own clock.
+
+Acceptance registers the patient in the destination under the same patient id through the
+ordinary registration (its own blind indexes, its own data key); the origin, when its log holds
+the acceptance first, records the answer on the patient's file and deregisters it as moved out.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from core.case_record import CaseRecord, backoff_seconds
+from core.contract import InboundEvent, PatientRegisteredV1, PatientRegisteredV2
+from core.handover_messages import Refused, Verified, build, digest, verify
+from core.region_keys import CrossRegionKeys
+from core.registry import REGION_TZ, RegistryView
+from domain.handover import (
+    CrossRegionInbox,
+    CrossRegionOutbox,
+    HandoverNotFound,
+    IncomingHandover,
+    MessageKind,
+    OutgoingHandover,
+    Refusal,
+    inbox_id,
+    outbox_id,
+    sequence_refusal,
+)
+from domain.patient import Patient
+from domain.patient_file import MoveReported
+from domain.registry import AgencyKind
+from domain.values import Provenance
+
+MOVE_TOPIC = MoveReported.TOPIC
+TRACKING = "handovers"
+
+
+class Handovers:
+    """This region's handovers: opened from moves, answered, cancelled, carried by messages."""
+
+    def __init__(
+        self,
+        case_record: CaseRecord,
+        keys: CrossRegionKeys,
+        registry: RegistryView,
+        answer_within: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.case_record = case_record
+        self.keys = keys
+        self.registry = registry
+        self.answer_within = answer_within
+        self.clock = clock
+
+    @property
+    def region(self) -> str:
+        return self.keys.region
+
+    # -- the bridge: moves open handovers ---------------------------------------------------------
+
+    def follow_moves(self, limit: int = 100) -> int:
+        """Open a handover for each move to another region recorded since the last call; returns
+        how many moves it read (0: caught up). The handover, its request and the position are
+        stored together, so a restart neither loses nor repeats one."""
+        start = (self.case_record.recorder.max_tracking_id(TRACKING) or 0) + 1
+        notifications = self.case_record.recorder.select_notifications(start, limit, topics=[MOVE_TOPIC])
+        for n in notifications:
+            move: Any = self.case_record.mapper.to_domain_event(n)
+            self._retry(lambda n=n, move=move: self._open(n.originator_id, move, Tracking(TRACKING, n.id)))
+        return len(notifications)
+
+    def _open(self, patient_id: UUID, move: Any, tracking: Tracking) -> None:
+        aggregates: list[Any] = []
+        if move.destination_region != self.region and move.destination_region in self.keys.peers:
+            patient = self.case_record.patient(patient_id)
+            now = self.clock()
+            handover = OutgoingHandover.open(
+                self.region,
+                now,
+                patient_id=patient_id,
+                move_id=move.move_id,
+                destination_region=move.destination_region,
+                destination_unit=move.destination_unit or "",
+                moving_on=move.moving_on,
+                deadline=now + self.answer_within,
+                opened_by=move.agency_id,
+                residence=patient.residence,
+            )
+            if not self._exists(handover.id):
+                body = {
+                    "patient_id": str(patient_id),
+                    "move_id": str(move.move_id),
+                    "destination_unit": handover.destination_unit,
+                    "moving_on": move.moving_on.isoformat(),
+                    "deadline": handover.deadline.isoformat(),
+                }
+                outbox = self._queue(handover.id, move.destination_region, MessageKind.REQUEST, body, _shared(patient))
+                aggregates = [handover, outbox]
+        processing = ProcessingEvent[UUID](tracking)
+        processing.collect_events(*aggregates)
+        self.case_record._notify(self.case_record._record(processing))
+
+    # -- the owners' commands ---------------------------------------------------------------------
+
+    def cancel(self, hid: UUID, by_agency: str, reason: str) -> None:
+        """The origin withdraws its handover (refused once anything decisive is recorded)."""
+
+        def attempt() -> None:
+            handover = self._load(hid, OutgoingHandover)
+            handover.cancel(by_agency, reason, self.clock())
+            outbox = self._queue(hid, handover.destination_region, MessageKind.CANCEL, {"reason": reason})
+            self.case_record.save(handover, outbox)
+
+        self._retry(attempt)
+
+    def answer(self, hid: UUID, accepted: bool, by_agency: str, staff_id: str | None = None) -> None:
+        """The destination's health center accepts or rejects. Acceptance registers the patient
+        here first (idempotent: a retry after a crash registers nothing twice)."""
+        incoming = self._load(hid, IncomingHandover)
+        if accepted and incoming.status == "requested":
+            self._register(incoming)
+
+        def attempt() -> None:
+            handover = self._load(hid, IncomingHandover)
+            handover.answer(accepted, by_agency, staff_id, self.clock())
+            kind = MessageKind.ACCEPT if accepted else MessageKind.REJECT
+            outbox = self._queue(hid, handover.origin_region, kind, {"by_agency": by_agency})
+            self.case_record.save(handover, outbox)
+
+        self._retry(attempt)
+
+    def check_deadlines(self) -> list[UUID]:
+        """Escalate each handover unanswered by its deadline (once); returns their ids."""
+        now = self.clock()
+        escalated = []
+        sides = (
+            (OutgoingHandover.Opened.TOPIC, OutgoingHandover),
+            (IncomingHandover.Requested.TOPIC, IncomingHandover),
+        )
+        for topic, cls in sides:
+            for hid in self.case_record.originators_of(topic):
+                handover = self._load(hid, cls)
+                if handover.check_deadline(now):
+                    self.case_record.save(handover)
+                    escalated.append(hid)
+        return escalated
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    def receive(self, wire: str | bytes) -> str:
+        """Verify and apply one message from a peer: "applied", or the refusal's reason (the
+        message kept with it, except when its sender cannot be told)."""
+        try:
+            verified = verify(self.keys, wire)
+        except Refused as refused:
+            self._keep_refused(refused, wire)
+            return refused.reason.value
+        outcome: list[str] = []
+        self._retry(lambda: outcome.append(self._apply(verified, wire)))
+        return outcome[-1]
+
+    def _apply(self, verified: Verified, wire: str | bytes) -> str:
+        m = verified.message
+        inbox = self._inbox(m.sender)
+        refusal = sequence_refusal(inbox.last_applied, m.sequence)
+        if refusal is not None:
+            if inbox.refuse(refusal, m.sequence, digest(wire), _text(wire), self.clock()):
+                self.case_record.save(inbox)
+            return refusal.value
+        now = self.clock()
+        changed: list[Any] = []
+        match m.kind:
+            case MessageKind.REQUEST:
+                changed = self._on_request(verified, now)
+            case MessageKind.CANCEL:
+                changed = self._on_cancel(m.handover_id, m.sequence, now)
+            case MessageKind.ACCEPT | MessageKind.REJECT:
+                changed = self._on_answer(m.handover_id, m.kind == MessageKind.ACCEPT, m.sequence, m.sender, now)
+        if changed is None:  # about a handover this region does not hold
+            if inbox.refuse(Refusal.UNKNOWN_HANDOVER, m.sequence, digest(wire), _text(wire), now):
+                self.case_record.save(inbox)
+            return Refusal.UNKNOWN_HANDOVER.value
+        inbox.applied(m.sequence, m.acked, m.handover_id, m.kind, digest(wire), now)
+        self.case_record.save(inbox, *changed)
+        return "applied"
+
+    def _on_request(self, verified: Verified, now: datetime) -> list[Any]:
+        m, body = verified.message, verified.message.body
+        if self._exists(m.handover_id):
+            return []  # the same handover requested again: nothing new
+        unit = body["destination_unit"]
+        assignee = self.registry.responsible(unit, AgencyKind.HEALTH_CENTER, now.astimezone(REGION_TZ).date())
+        incoming = IncomingHandover.request(
+            m.handover_id,
+            now,
+            origin_region=m.sender,
+            patient_id=UUID(body["patient_id"]),
+            move_id=UUID(body["move_id"]),
+            destination_unit=unit,
+            moving_on=datetime.fromisoformat(body["moving_on"]).date(),
+            deadline=datetime.fromisoformat(body["deadline"]),
+            assignee=assignee or "",
+            sequence=m.sequence,
+            details=msgspec.json.encode(verified.personal or {}).decode(),
+        )
+        return [incoming]
+
+    def _on_cancel(self, hid: UUID, sequence: int, now: datetime) -> list[Any] | None:
+        try:
+            incoming = self._load(hid, IncomingHandover)
+        except HandoverNotFound:
+            return None
+        was = incoming.status
+        if incoming.origin_cancelled(sequence, now) == "voided" and was == "accepted":
+            # the origin's log had the cancellation first: this region's registration is undone
+            patient = self.case_record.patient(incoming.patient_id)
+            if patient.deregistered_at is None:
+                by = Provenance(incoming.assignee, None, now, f"xr:{incoming.origin_region}:{sequence}")
+                patient.deregister(by, now, reason="other", note="handover voided by the origin region")
+                return [incoming, patient]
+        return [incoming]
+
+    def _on_answer(self, hid: UUID, accepted: bool, sequence: int, sender: str, now: datetime) -> list[Any] | None:
+        try:
+            outgoing = self._load(hid, OutgoingHandover)
+        except HandoverNotFound:
+            return None
+        if not outgoing.record_answer(accepted, sequence, now):
+            return [outgoing]  # too late: the origin's log already holds the outcome
+        patient = self.case_record.patient(outgoing.patient_id)
+        by = Provenance(outgoing.opened_by, None, now, f"xr:{sender}:{sequence}")
+        patient.answer_handover(by, now, move_id=outgoing.move_id, accepted=accepted)
+        if accepted and patient.deregistered_at is None:
+            patient.deregister(by, now, reason="moved_out")
+        return [outgoing, patient]
+
+    def outbox(self, peer: str, after: int = 0) -> list[str]:
+        """The messages to ``peer`` with a sequence above ``after``, in order (what a transport
+        publishes, and publishes again after an outage)."""
+        events = self.case_record.events.get(outbox_id(self.region, peer), gt=after + 1)
+        return [e.wire for e in events if isinstance(e, CrossRegionOutbox.Queued)]
+
+    def applied_from(self, peer: str) -> int:
+        """The last sequence applied from ``peer``."""
+        return self._inbox(peer).last_applied
+
+    def refused_from(self, peer: str) -> list[dict[str, Any]]:
+        """The refused messages from ``peer``, oldest first: reason, sequence, when."""
+        events = self.case_record.events.get(inbox_id(self.region, peer))
+        return [
+            {"reason": e.reason, "sequence": e.sequence, "digest": e.digest, "at": e.timestamp}
+            for e in events
+            if isinstance(e, CrossRegionInbox.Refused)
+        ]
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def handover(self, hid: UUID) -> dict[str, Any]:
+        """One handover on this side: direction, status, who is responsible now, its history."""
+        try:
+            aggregate = self.case_record.repository.get(hid)
+        except AggregateNotFoundError:
+            raise HandoverNotFound(hid) from None
+        if isinstance(aggregate, OutgoingHandover):
+            view = {
+                "direction": "out",
+                "peer_region": aggregate.destination_region,
+                "responsible": [self.region] if aggregate.origin_responsible else [aggregate.destination_region],
+                "late_answers": aggregate.late,
+            }
+        elif isinstance(aggregate, IncomingHandover):
+            view = {
+                "direction": "in",
+                "peer_region": aggregate.origin_region,
+                "assignee": aggregate.assignee,
+                # the origin stays responsible until its log holds our acceptance
+                "responsible": [aggregate.origin_region] + ([self.region] if aggregate.destination_responsible else []),
+            }
+        else:
+            raise HandoverNotFound(hid)
+        history = [{"fact": type(e).__name__, "at": e.timestamp.isoformat()} for e in self.case_record.events.get(hid)]
+        return {
+            "id": str(hid),
+            "patient_id": str(aggregate.patient_id),
+            "status": aggregate.status,
+            "deadline": aggregate.deadline.isoformat(),
+            "escalations": list(aggregate.escalations),
+            **view,
+            "history": history,
+        }
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _queue(
+        self, hid: UUID, peer: str, kind: MessageKind, body: dict[str, Any], personal: dict[str, Any] | None = None
+    ) -> CrossRegionOutbox:
+        now = self.clock()
+        try:
+            outbox = self.case_record.repository.get(outbox_id(self.region, peer))
+        except AggregateNotFoundError:
+            outbox = CrossRegionOutbox.start(self.region, peer, now)
+        sequence = outbox.last_sequence + 1
+        wire = build(
+            self.keys,
+            peer,
+            handover_id=hid,
+            sequence=sequence,
+            acked=self.applied_from(peer),
+            kind=kind,
+            body=body,
+            personal=personal,
+        )
+        outbox.queue(hid, kind, wire, sequence, now)
+        return outbox
+
+    def _inbox(self, peer: str) -> CrossRegionInbox:
+        try:
+            return self.case_record.repository.get(inbox_id(self.region, peer))
+        except AggregateNotFoundError:
+            return CrossRegionInbox.start(self.region, peer, self.clock())
+
+    def _keep_refused(self, refused: Refused, wire: str | bytes) -> None:
+        if refused.sender is None or refused.sender not in self.keys.peers:
+            return  # malformed, or from a region we have no link with: nowhere to keep it
+        inbox = self._inbox(refused.sender)
+        if inbox.refuse(refused.reason, refused.sequence, digest(wire), _text(wire), self.clock()):
+            self._retry(lambda: self.case_record.save(inbox))
+
+    def _register(self, incoming: IncomingHandover) -> None:
+        """Register the patient in this region from the request's sealed details (same id)."""
+        personal = msgspec.json.decode(incoming.details.text or "{}")  # erased: nothing
+        if self._exists(incoming.patient_id):
+            return
+        data = {k: v for k, v in personal.items() if v is not None}
+        data["residence"] = incoming.destination_unit
+        v2 = "birth_date" in data and "household_region" in data
+        envelope = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid5(incoming.id, "registration")),
+            "source": incoming.assignee,
+            "subject": str(incoming.patient_id),
+            "time": self.clock().isoformat(),
+            "type": "cn.smd.patient.registered.v2" if v2 else "cn.smd.patient.registered.v1",
+            "data": data if v2 else {k: v for k, v in data.items() if k not in ("birth_date", "household_region")},
+        }
+        event: InboundEvent = msgspec.convert(envelope, PatientRegisteredV2 if v2 else PatientRegisteredV1)
+        self.case_record.record(event, incoming.assignee)
+
+    def _load(self, hid: UUID, cls: type) -> Any:
+        try:
+            aggregate = self.case_record.repository.get(hid)
+        except AggregateNotFoundError:
+            raise HandoverNotFound(hid) from None
+        if not isinstance(aggregate, cls):
+            raise HandoverNotFound(hid)
+        return aggregate
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        return bool(self.case_record.existing([aggregate_id]))
+
+    def _retry(self, attempt: Callable[[], None], tries: int = 10) -> None:
+        for n in range(tries):
+            try:
+                attempt()
+                return
+            except IntegrityError:
+                time.sleep(backoff_seconds(n))
+        attempt()
+
+
+def _shared(patient: Patient) -> dict[str, Any]:
+    """What a receiving health center may see to take the patient over: identity and contact (to
+    register and find them), the diagnosis, the household region."""
+    p = patient.personal
+    return {
+        "name": p.name,
+        "id_number": p.id_number,
+        "phone": p.phone,
+        "address": p.address,
+        "birth_date": p.birth_date.isoformat() if p.birth_date else None,
+        "household_region": getattr(patient, "household_region", None),
+        "diagnosis": getattr(patient, "diagnosis", None),
+    }
+
+
+def _text(wire: str | bytes) -> str:
+    return wire if isinstance(wire, str) else wire.decode("utf-8", "replace")

@@ -1,0 +1,354 @@
+"""Transfer of management between two regions (R8), on SQLite and PostgreSQL: two deployments in
+one process, each with its own store and keys, messages carried by a small in-memory link.
+
+A move reported in A opens an outgoing handover and sends B a signed request (personal fields
+sealed to B); B's health center accepts or rejects by a deadline; acceptance registers the patient
+in B under the same id and closes A's file as moved out; rejection or silence escalates on both
+sides; at every instant at least one region is responsible. Crossing messages end as the first
+decisive fact in A's log says. Forged, replayed and out-of-sequence messages are refused and kept.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import msgspec
+import pytest
+
+from core.handover import Handovers
+from core.handover_policy import answer_obligation_id, escalation_notice_id
+from core.intake import accept
+from core.region_keys import CrossRegionKeys
+from core.registry import load_file
+from domain.handover import (
+    HandoverAlreadyDecided,
+    HandoverCancelledByOrigin,
+    NotTheReceivingHealthCenter,
+    handover_id,
+)
+from ops.data_files import DEMO_DISTRICT
+from tests.support.stores import NOW, MovableClock, open_services, store_settings
+
+A, B = "990101", "990202"  # fictional region codes
+HC, COMMITTEE, GOV = "hc-north", "committee-north", "gov-willowbrook"
+VILLAGE = "990101-001-v01"
+B_VILLAGE = "990202-001-v01"  # region B's copy of the fictional demo district
+SECRET_NAME = "MKXRzz Quill Mossgrove"
+ANSWER_WITHIN = timedelta(days=10)
+
+
+class Region:
+    """One deployment: its services, its handovers, a way to send agencies' facts."""
+
+    def __init__(self, services, keys: CrossRegionKeys, clock: MovableClock) -> None:
+        self.services = services
+        self.keys = keys
+        self.clock = clock
+        self.handovers = Handovers(services.case_record, keys, services.registry, ANSWER_WITHIN, clock)
+
+    def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float = 0.1):
+        doc = {
+            "specversion": "1.0",
+            "id": str(uuid4()),
+            "source": agency,
+            "type": f"cn.smd.{event_type}",
+            "subject": str(subject),
+            "time": (self.clock.now - timedelta(days=days_ago)).isoformat(),
+            "data": data,
+        }
+        return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
+
+    def file(self, patient: UUID):
+        return self.services.case_record.patient(patient)
+
+    def view(self, hid: UUID) -> dict:
+        return self.handovers.handover(hid)
+
+
+class Link:
+    """The transport between two regions in these tests: carries each side's outbox to the other
+    after what the other applied (as a durable consumer would), or exactly what a test says."""
+
+    def __init__(self, a: Region, b: Region) -> None:
+        self.regions = {A: a, B: b}
+
+    def pending(self, sender: str, receiver: str) -> list[str]:
+        after = self.regions[receiver].handovers.applied_from(sender)
+        return self.regions[sender].handovers.outbox(receiver, after)
+
+    def deliver(self, sender: str, receiver: str) -> list[str]:
+        return [self.regions[receiver].handovers.receive(w) for w in self.pending(sender, receiver)]
+
+    def sync(self) -> None:
+        for _ in range(3):
+            self.deliver(A, B)
+            self.deliver(B, A)
+
+
+def district(code: str, tmp_path: Path) -> Path:
+    """Region ``code``'s registry: the fictional demo district under that region code."""
+    if code == A:
+        return DEMO_DISTRICT
+    path = tmp_path / f"district-{code}.toml"
+    path.write_text(DEMO_DISTRICT.read_text(encoding="utf-8").replace(A, code), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def regions(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest):
+    """Regions A and B, each with its own store (its own database) and keys, linked."""
+    opened = []
+    made = []
+    keys = {A: CrossRegionKeys.generate(A), B: CrossRegionKeys.generate(B)}
+    keys[A].link(keys[B].as_peer())
+    keys[B].link(keys[A].as_peer())
+    for code in (A, B):
+        pg_url = request.getfixturevalue("fresh_pg_database")().url if store_kind == "postgres" else None
+        clock = MovableClock(NOW)
+        services = open_services(store_settings(store_kind, tmp_path / code, pg_url, SMD_REGION=code), clock=clock)
+        opened.append(services)
+        load_file(services.case_record, district(code, tmp_path))
+        made.append(Region(services, keys[code], clock))
+    yield made[0], made[1], Link(made[0], made[1])
+    for services in opened:
+        services.close()
+
+
+def move_to_b(a: Region) -> tuple[UUID, UUID]:
+    """A patient registered in A is reported moving to B; A's bridge opens the handover."""
+    patient, move = uuid4(), uuid4()
+    a.send(
+        HC,
+        "patient.registered.v2",
+        patient,
+        {
+            "name": SECRET_NAME,
+            "residence": VILLAGE,
+            "birth_date": "1975-06-30",
+            "household_region": A,
+            "phone": "13900000017",
+        },
+        days_ago=100,
+    )
+    a.send(
+        COMMITTEE,
+        "move.reported.v1",
+        patient,
+        {"move_id": str(move), "destination_region": B, "destination_unit": B_VILLAGE, "moving_on": "2026-11-15"},
+    )
+    assert a.handovers.follow_moves() == 1
+    return patient, handover_id(A, patient, move)
+
+
+def responsible(a: Region, b: Region, hid: UUID) -> set[str]:
+    """Who is responsible now, as the two sides' own records say (each says it of itself)."""
+    out, incoming = a.view(hid), b.view(hid)
+    return ({A} if A in out["responsible"] else set()) | ({B} if B in incoming["responsible"] else set())
+
+
+class TestTransferOfManagement:
+    def test_a_move_to_another_region_opens_an_outgoing_handover_once(self, regions) -> None:
+        a, _, _ = regions
+        _, hid = move_to_b(a)
+        assert a.handovers.follow_moves() == 0  # the bridge's position is stored with the handover
+        view = a.view(hid)
+        assert (view["direction"], view["status"], view["responsible"]) == ("out", "open", [A])
+        assert len(a.handovers.outbox(B)) == 1
+
+    def test_accepted_the_patient_is_registered_in_b_and_a_closes_its_file_as_moved_out(self, regions) -> None:
+        a, b, link = regions
+        patient, hid = move_to_b(a)
+        link.sync()
+        incoming = b.view(hid)
+        assert (incoming["direction"], incoming["status"], incoming["assignee"]) == ("in", "requested", HC)
+        assert responsible(a, b, hid) == {A}
+        b.handovers.answer(hid, accepted=True, by_agency=HC)
+        assert responsible(a, b, hid) == {A, B}  # in flight: both, never neither
+        registered = b.file(patient)  # same patient id, B's own blind indexes and data key
+        assert registered.personal.name == SECRET_NAME and registered.residence == B_VILLAGE
+        link.sync()
+        assert a.view(hid)["status"] == "accepted" and a.file(patient).deregistration_reason == "moved_out"
+        assert responsible(a, b, hid) == {B}
+
+    def test_rejected_a_keeps_the_patient_and_both_sides_escalate(self, regions) -> None:
+        a, b, link = regions
+        patient, hid = move_to_b(a)
+        link.sync()
+        b.handovers.answer(hid, accepted=False, by_agency=HC)
+        link.sync()
+        assert a.view(hid)["status"] == "rejected" and a.view(hid)["escalations"] == ["rejected"]
+        assert b.view(hid)["escalations"] == ["rejected"]
+        assert a.file(patient).move_status == "rejected" and a.file(patient).deregistered_at is None
+        assert responsible(a, b, hid) == {A}
+
+    def test_unanswered_by_the_deadline_escalates_on_both_sides_once(self, regions) -> None:
+        a, b, link = regions
+        _, hid = move_to_b(a)
+        link.sync()
+        for region in (a, b):
+            region.clock.now = NOW + ANSWER_WITHIN + timedelta(hours=1)
+            assert region.handovers.check_deadlines() == [hid]
+            assert region.handovers.check_deadlines() == []
+        assert a.view(hid)["escalations"] == ["unanswered"] == b.view(hid)["escalations"]
+        assert responsible(a, b, hid) == {A}
+
+    def test_only_the_receiving_health_center_answers_and_only_once(self, regions) -> None:
+        a, b, link = regions
+        _, hid = move_to_b(a)
+        link.sync()
+        with pytest.raises(NotTheReceivingHealthCenter):
+            b.handovers.answer(hid, accepted=True, by_agency="hc-reedmarsh")
+        b.handovers.answer(hid, accepted=False, by_agency=HC)
+        with pytest.raises(HandoverAlreadyDecided):
+            b.handovers.answer(hid, accepted=True, by_agency=HC)
+
+
+class TestObligations:
+    def test_the_receiving_health_center_owes_an_answer_by_the_deadline_and_answering_completes_it(
+        self, regions
+    ) -> None:
+        a, b, link = regions
+        _, hid = move_to_b(a)
+        link.sync()
+        b.services.catch_up(b.services.case_record.recorder.max_notification_id())
+        owed = b.services.case_record.repository.get(answer_obligation_id(hid))
+        assert (owed.assignee, owed.status, owed.due_at) == (HC, "assigned", NOW + ANSWER_WITHIN)
+        b.handovers.answer(hid, accepted=False, by_agency=HC)
+        link.sync()
+        for region in (a, b):
+            region.services.catch_up(region.services.case_record.recorder.max_notification_id())
+        assert b.services.case_record.repository.get(answer_obligation_id(hid)).status == "completed"
+        for region in (a, b):  # the rejection told each side's governance center
+            notice = region.services.case_record.repository.get(escalation_notice_id(hid, "rejected"))
+            assert notice.assignee == GOV
+
+
+class TestCrossingMessages:
+    def test_acceptance_crossing_a_cancellation_voids_it_in_b_and_a_stays_responsible(self, regions) -> None:
+        a, b, link = regions
+        patient, hid = move_to_b(a)
+        link.sync()
+        b.handovers.answer(hid, accepted=True, by_agency=HC)  # crosses …
+        a.handovers.cancel(hid, by_agency=HC, reason="the family stays")  # … A's cancellation
+        link.sync()
+        assert a.view(hid)["status"] == "cancelled" and a.view(hid)["late_answers"] == ["accepted"]
+        assert b.view(hid)["status"] == "voided"
+        assert a.file(patient).deregistered_at is None
+        assert b.file(patient).deregistered_at is not None  # B's registration undone
+        assert responsible(a, b, hid) == {A}
+
+    def test_rejection_crossing_a_cancellation_ends_cancelled_in_a_and_voided_in_b(self, regions) -> None:
+        a, b, link = regions
+        patient, hid = move_to_b(a)
+        link.sync()
+        b.handovers.answer(hid, accepted=False, by_agency=HC)
+        a.handovers.cancel(hid, by_agency=HC, reason="the family stays")
+        link.sync()
+        assert a.view(hid)["status"] == "cancelled" and a.view(hid)["escalations"] == []
+        assert b.view(hid)["status"] == "voided"
+        assert a.file(patient).deregistered_at is None and responsible(a, b, hid) == {A}
+
+    def test_a_cancellation_that_arrives_first_leaves_nothing_to_answer(self, regions) -> None:
+        a, b, link = regions
+        _, hid = move_to_b(a)
+        link.sync()
+        a.handovers.cancel(hid, by_agency=HC, reason="moved back")
+        link.sync()
+        assert b.view(hid)["status"] == "cancelled"
+        with pytest.raises(HandoverCancelledByOrigin):
+            b.handovers.answer(hid, accepted=True, by_agency=HC)
+
+    def test_a_second_move_before_the_first_is_answered_is_a_second_handover(self, regions) -> None:
+        a, b, link = regions
+        patient, first = move_to_b(a)
+        second_move = uuid4()
+        a.send(
+            COMMITTEE,
+            "move.reported.v1",
+            patient,
+            {
+                "move_id": str(second_move),
+                "destination_region": B,
+                "destination_unit": B_VILLAGE,
+                "moving_on": "2026-11-18",
+            },
+        )
+        a.handovers.follow_moves()
+        second = handover_id(A, patient, second_move)
+        a.handovers.cancel(first, by_agency=HC, reason="superseded by a second move")
+        link.sync()
+        b.handovers.answer(second, accepted=True, by_agency=HC)
+        link.sync()
+        assert (a.view(first)["status"], b.view(first)["status"]) == ("cancelled", "cancelled")
+        assert (a.view(second)["status"], b.view(second)["status"]) == ("accepted", "accepted")
+        assert a.file(patient).deregistration_reason == "moved_out" and b.file(patient).deregistered_at is None
+
+    def test_duplicated_and_reordered_messages_apply_once_and_converge(self, regions) -> None:
+        a, b, link = regions
+        _patient, hid = move_to_b(a)
+        a.handovers.cancel(hid, by_agency=HC, reason="a mistake")
+        first, second = a.handovers.outbox(B)
+        assert b.handovers.receive(second) == "out-of-sequence"  # held back: the gap is waited for
+        assert b.handovers.receive(first) == "applied"
+        assert b.handovers.receive(first) == "replayed"
+        assert b.handovers.receive(second) == "applied"
+        link.sync()
+        assert b.view(hid)["status"] == "cancelled" and a.view(hid)["status"] == "cancelled"
+        assert [r["reason"] for r in b.handovers.refused_from(A)] == ["out-of-sequence", "replayed"]
+
+    def test_the_link_down_with_messages_queued_on_both_sides_loses_nothing(self, regions) -> None:
+        a, b, link = regions
+        _p1, h1 = move_to_b(a)
+        link.sync()
+        b.handovers.answer(h1, accepted=True, by_agency=HC)  # queued in B, link down
+        _p2, h2 = move_to_b(a)  # queued in A, link down
+        for region in (a, b):
+            region.clock.now = NOW + timedelta(hours=24)
+        link.sync()  # the link is back
+        b.handovers.answer(h2, accepted=False, by_agency=HC)
+        link.sync()
+        assert (a.view(h1)["status"], b.view(h1)["status"]) == ("accepted", "accepted")
+        assert (a.view(h2)["status"], b.view(h2)["status"]) == ("rejected", "rejected")
+        assert a.handovers.applied_from(B) == 2 and b.handovers.applied_from(A) == 2
+        assert link.pending(A, B) == [] and link.pending(B, A) == []
+
+
+class TestForgedMessages:
+    def test_wrong_key_wrong_region_unsigned_and_replayed_messages_are_refused_and_kept(self, regions) -> None:
+        a, b, _ = regions
+        move_to_b(a)
+        [genuine] = a.handovers.outbox(B)
+        doc = json.loads(genuine)
+        impostor = CrossRegionKeys.generate(A)  # claims to be A, signs with its own key
+        impostor.link(b.keys.as_peer())
+        from core.handover_messages import build
+
+        forged = build(impostor, B, handover_id=uuid4(), sequence=1, acked=0, kind="cancel", body={})
+        assert b.handovers.receive(forged) == "unknown-key"
+        wrong_sig = json.dumps({**doc, "body": {**doc["body"], "deadline": "2099-01-01T00:00:00+00:00"}})
+        assert b.handovers.receive(wrong_sig) == "bad-signature"
+        assert b.handovers.receive(json.dumps({**doc, "signature": ""})) == "unsigned"
+        elsewhere = CrossRegionKeys.generate("990303")
+        a.keys.link(elsewhere.as_peer())
+        for_c = build(a.keys, "990303", handover_id=uuid4(), sequence=1, acked=0, kind="cancel", body={})
+        assert b.handovers.receive(for_c) == "wrong-region"
+        assert b.handovers.receive(genuine) == "applied"
+        assert b.handovers.receive(genuine) == "replayed"
+        reasons = [r["reason"] for r in b.handovers.refused_from(A)]
+        assert reasons == ["unknown-key", "bad-signature", "unsigned", "wrong-region", "replayed"]
+
+    def test_no_personal_value_in_plaintext_in_either_store_or_on_the_wire(self, regions) -> None:
+        a, b, link = regions
+        _patient, hid = move_to_b(a)
+        link.sync()
+        b.handovers.answer(hid, accepted=True, by_agency=HC)
+        link.sync()
+        for wire in a.handovers.outbox(B) + b.handovers.outbox(A):
+            assert "Mossgrove" not in wire and "13900000017" not in wire
+        for region in (a, b):
+            for stored in region.services.case_record.recorder.select_notifications(1, 10_000):
+                assert b"Mossgrove" not in stored.state and b"13900000017" not in stored.state
+        assert msgspec.json.decode(a.handovers.outbox(B)[0])["sealed"]
