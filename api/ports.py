@@ -330,6 +330,7 @@ class ReconciliationPort(AccessLogPort, Protocol):
         """A printable page as PDF (headless Chromium)."""
         ...
 
+
 class PeriodicReportsReader(Protocol):
     """The monthly and quarterly reports (``projections.periodic_reports.PeriodicReports``)."""
 
