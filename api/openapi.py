@@ -256,6 +256,32 @@ def _problem(description: str) -> dict[str, Any]:
     }
 
 
+#: What a ``format`` query parameter's value answers with (reports, exports, printable pages).
+FORMAT_MEDIA_TYPES = {
+    "json": "application/json",
+    "csv": "text/csv",
+    "html": "text/html",
+    "pdf": "application/pdf",
+}
+
+
+def _answers_by_format(op: dict[str, Any], responses: dict[str, Any]) -> None:
+    """An operation with a ``format`` query parameter answers 200 in each of its values' media
+    types: each is documented (the JSON schema Litestar found stays on ``application/json``)."""
+    formats = next(
+        (p.get("schema", {}).get("enum") for p in op.get("parameters", []) if p.get("name") == "format"), None
+    )
+    if not formats:
+        return
+    ok = responses.setdefault("200", {"description": "the document in the format asked for"})
+    content = ok.setdefault("content", {})
+    for value in formats:
+        media = FORMAT_MEDIA_TYPES.get(value)
+        if media and media not in content:
+            text = {"type": "string", "format": "binary"} if value == "pdf" else {"type": "string"}
+            content[media] = {"schema": text, "description": f"`format={value}`"}
+
+
 def complete(schema: dict[str, Any]) -> dict[str, Any]:
     """Add problems, the envelope body and the security scheme to Litestar's document (in place)."""
     components = schema.setdefault("components", {})
@@ -337,6 +363,7 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
                         "application/x-ndjson": {"schema": {"type": "string", "description": "one envelope per line"}},
                     },
                 }
+            _answers_by_format(op, responses)
             if op_id == "workingList":  # JSON pages, or the whole list as CSV (Accept: text/csv)
                 ok = responses.setdefault("200", {"description": "a page, or the whole list as CSV"})
                 ok["content"] = {

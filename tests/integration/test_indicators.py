@@ -393,8 +393,9 @@ class TestTheEndpointAndTheCommand:
             assert r.status_code == 403
             r = await client.get("/v1/indicators", params={**query, "unit": "990101-002"}, headers=gov)
             assert r.status_code == 403 and "org-unit-outside-jurisdiction" in r.json()["type"]
-            r = await client.get("/v1/indicators", params={**query, "period": "2026-13"}, headers=gov)
-            assert r.status_code == 400
+            for bad in ("2026-13", "0000-01", "9999-Q4", "0001"):  # no month 13; years outside 1900-2199
+                r = await client.get("/v1/indicators", params={**query, "period": bad}, headers=gov)
+                assert r.status_code == 400 and "period-invalid" in r.json()["type"], bad
             r = await client.get("/v1/indicators", params={**query, "at_position": 10**9}, headers=gov)
             assert r.status_code == 400 and "position-beyond-head" in r.json()["type"]
             r = await client.get(
