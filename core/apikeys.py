@@ -34,7 +34,7 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -310,16 +310,10 @@ class SQLiteApiKeyTable:
     def _conn(self) -> Iterator[sqlite3.Connection]:
         yield self._connections.get()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        c = self._connections.get()
-        c.execute("BEGIN IMMEDIATE")  # one writer: the chain's head is read and extended atomically
-        try:
-            yield c
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+    def _tx(
+        self,
+    ) -> AbstractContextManager[sqlite3.Connection]:  # one writer: the chain's head is read and extended atomically
+        return self._connections.transaction()
 
     @staticmethod
     def _append(c: sqlite3.Connection, record: str) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -35,6 +37,19 @@ class ThreadConnections:
             with self._lock:
                 self._all.append(conn)
         return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection in a write transaction (``BEGIN IMMEDIATE``: one writer at a
+        time, so what is read in it is still true when it commits); rolled back on any error."""
+        c = self.get()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close every thread's connection."""

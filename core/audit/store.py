@@ -368,16 +368,8 @@ class SQLiteChainStore(_Base):
             for stmt in self._schema():
                 c.execute(stmt)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        c = self._connections.get()
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            yield c
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._connections.transaction()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
