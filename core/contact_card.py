@@ -21,14 +21,15 @@ from uuid import UUID
 from core.registry import REGION_TZ
 from domain.errors import DomainError
 from domain.patient import Patient
-from domain.patient_care import CareRole
+from domain.patient_care import CONTACT_CARD_ROLES, CareRole
 
 #: The card's contacts, in the order they are printed, with their Chinese titles.
-CARD_ROLES: tuple[tuple[CareRole, str], ...] = (
-    (CareRole.COMMUNITY_WORKER, "村（居）委会负责人"),
-    (CareRole.COMMUNITY_POLICE, "社区民警"),
-    (CareRole.MENTAL_HEALTH_STAFF, "精防医生"),
-)
+_TITLES = {
+    CareRole.COMMUNITY_WORKER: "村（居）委会负责人",
+    CareRole.COMMUNITY_POLICE: "社区民警",
+    CareRole.MENTAL_HEALTH_STAFF: "精防医生",
+}
+CARD_ROLES: tuple[tuple[CareRole, str], ...] = tuple((role, _TITLES[role]) for role in CONTACT_CARD_ROLES)
 #: The emergency numbers every card carries (national numbers: no deployment setting needed).
 EMERGENCY_NUMBERS: tuple[tuple[str, str], ...] = (
     ("报警", "110"),

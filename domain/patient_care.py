@@ -53,6 +53,15 @@ class CareRole(StrEnum):
     GRID_WORKER = "grid_worker"  # 网格员
 
 
+#: The roles the emergency contact card (应急联系卡) prints, in its order: a change of one of
+#: them is a new edition of the card (R23 tells the committee to reissue it).
+CONTACT_CARD_ROLES: tuple[CareRole, ...] = (
+    CareRole.COMMUNITY_WORKER,
+    CareRole.COMMUNITY_POLICE,
+    CareRole.MENTAL_HEALTH_STAFF,
+)
+
+
 class ContactMode(StrEnum):
     """How a care-team member was in contact."""
 

@@ -24,6 +24,7 @@
 | R20 | ``r20_emergency`` | dangerous now: the police respond in minutes, governance coordinates (*) |
 | R21 | ``r21_reporting_duties`` | reports owed by a date each period: monthly, quarterly, suspected cases (**) |
 | R22 | ``r22_emergency_access_review`` | emergency access granted: governance reviews it in 5 working days (*) |
+| R23 | ``r23_contact_card_reissue`` | a card's care-team role changed: the committee reissues the contact card |
 
 (*) Asked beside ``decide`` by ``core.beside_policies``: R19 needs the recorder's agency kind
 and the working-day calendar, which a ``History`` does not carry (R22 the calendar); R20's
@@ -56,6 +57,7 @@ from domain.rules.r13_aid_review import R13
 from domain.rules.r14_incident import R14
 from domain.rules.r16_key_patient_contact import R16
 from domain.rules.r17_three_tier_review import R17_CITY, R17_TOWNSHIP
+from domain.rules.r23_contact_card_reissue import R23
 from domain.rules.settings import RuleSettings
 
 #: Every rule over a patient's facts, in a fixed order (replays decide the same).
@@ -76,6 +78,7 @@ PATIENT_RULES: tuple[Rule, ...] = (
     R4,
     R6,
     R16,
+    R23,
 )
 
 

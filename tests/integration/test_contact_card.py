@@ -101,6 +101,22 @@ class TestTheContactCard:
         d.assign(first, "guardian", "陈父", "13800000010", 4)  # a role not on the card: no new edition
         assert d.card(first).edition == after.edition
 
+    def test_r23_tells_the_committee_to_reissue_the_card_at_each_change_of_a_card_role(self, desk) -> None:
+        d, first, second = desk
+
+        def reissues() -> list[tuple]:
+            d.s.catch_up(d.s.case_record.recorder.max_notification_id() or 0)
+            rows = [r for r in d.s.work_queue.for_assignee(COMMITTEE) if r.rule == "R23"]
+            assert all(r.kind == "notice" and r.action == "reissue_contact_card" for r in rows)
+            return sorted(str(r.patient_id) for r in rows)
+
+        # the first team: three card roles for the first patient, two for the second (the guardian: none)
+        assert reissues() == sorted([str(first)] * 3 + [str(second)] * 2)
+        d.assign(first, "community_police", "周海峰", "13700000002", 5)
+        assert reissues() == sorted([str(first)] * 4 + [str(second)] * 2)
+        d.assign(first, "guardian", "陈父", "13800000010", 4)  # not on the card: no notice
+        assert reissues() == sorted([str(first)] * 4 + [str(second)] * 2)
+
     def test_no_card_for_a_patient_in_hospital(self, desk) -> None:
         from domain.errors import DomainError
 
