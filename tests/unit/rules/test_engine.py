@@ -52,7 +52,8 @@ BESIDE_THE_LIST = (
 class TestTheRules:
     def test_the_rules_are_one_explicit_list_in_a_fixed_order(self) -> None:
         assert [r.rule for r in PATIENT_RULES] == [
-            "R1", "R5", "R3", "R9", "R10", "R11", "R12", "R12", "R13", "R14", "R17", "R17", "R2", "R4", "R6", "R16", "R23",
+            "R1", "R5", "R3", "R9", "R10", "R11", "R12", "R12", "R13", "R14", "R17", "R17", "R2", "R4", "R6", "R16",
+            "R23",
         ]  # fmt: skip
 
     def test_every_rule_module_holds_one_rule_and_its_rules_are_in_the_list(self) -> None:
