@@ -47,10 +47,10 @@ class Chromium:
             os.dup2(b, 4)
 
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
-        self.proc = subprocess.Popen(  # noqa: S603 - the system's chromium, fixed arguments
+        self.proc = subprocess.Popen(
             [CHROMIUM, *flags, "--remote-debugging-pipe", "about:blank"],
             pass_fds=(3, 4),
-            preexec_fn=fds,  # noqa: PLW1509 - the only way to place the pipe on fds 3 and 4
+            preexec_fn=fds,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -101,7 +101,9 @@ class Chromium:
 
     def submit(self, fields: dict[str, str], path: str) -> None:
         """Fill the page's first form and submit it as a person would (no script on the page)."""
-        fill = "".join(f"document.forms[0].elements[{json.dumps(k)}].value = {json.dumps(v)};" for k, v in fields.items())
+        fill = "".join(
+            f"document.forms[0].elements[{json.dumps(k)}].value = {json.dumps(v)};" for k, v in fields.items()
+        )
         self.js(f"{fill} document.forms[0].submit(); 1")
         time.sleep(0.2)
         self.settle(path)
