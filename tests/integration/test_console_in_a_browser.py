@@ -242,3 +242,28 @@ def test_the_console_list_reads_are_in_the_access_log(served, browser) -> None:
     e = entries[0]
     assert [str(p) for p in e.patient_ids] == shown
     assert e.purpose == "care" and e.status == 200 and e.key_id == f"console-{issued.credential_id}"
+
+
+def test_the_console_forms_refuse_a_missing_or_wrong_csrf_token(served) -> None:
+    d, base = served
+    credential = d.services.console.issue(GOV, "staff-gov-05").credential
+    with httpx.Client(base_url=base, timeout=30) as client:
+        form = {"credential": credential, "csrf": "not-the-cookie"}
+        client.get("/console/sign-in")  # sets the double-submit cookie
+        assert client.post("/console/sign-in", data=form).status_code == 403
+        token = client.cookies.get("smd_console_csrf")
+        signed_in = client.post("/console/sign-in", data={"credential": credential, "csrf": token})
+        assert signed_in.status_code == 303 and signed_in.headers["location"].endswith("/console/purpose")
+        wrong = client.post("/console/purpose", data={"purpose": "care", "csrf": token})
+        assert wrong.status_code == 403
+        assert client.get("/console").headers["location"].endswith("/console/purpose")  # still no purpose
+
+
+def test_the_console_cookie_is_secure_outside_development() -> None:
+    from types import SimpleNamespace
+
+    from api.console import _cookie
+
+    production = SimpleNamespace(settings=SimpleNamespace(mode="production"))
+    cookie = _cookie(production, "smd_console", "v", 60)
+    assert cookie.secure and cookie.httponly and cookie.samesite == "strict"
