@@ -27,6 +27,7 @@ from api.auth import AuthServices, FailedAuthentications
 from api.batch import BatchController
 from api.bodies import json_body_hook
 from api.concern import ConcernController
+from api.console import ConsoleController
 from api.contact_card import ContactCardController
 from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
@@ -140,6 +141,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             RestrictionsController,
             AuditPatientsController,
             IncidentReviewController,
+            ConsoleController,  # the governance console's pages (HTML)
             assets_router(),  # the docs page's own files: no CDN
         ],
         state=State(

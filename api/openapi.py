@@ -233,6 +233,22 @@ ERRORS: dict[str, dict[int, str]] = {
 #: Operations without a key.
 OPEN = frozenset({"healthz", "readyz", "metrics", "envelopeSchema", "asyncapiDocument"})
 
+#: The governance console's pages and forms (api.console): a console session cookie, never a key.
+CONSOLE = frozenset(
+    {
+        "consoleSignInPage",
+        "consoleSignIn",
+        "consolePurposePage",
+        "consolePurpose",
+        "consoleSignOut",
+        "consoleDashboard",
+        "consoleList",
+        "consoleReport",
+    }
+)
+#: The console's pages that need a session (the others open one).
+CONSOLE_SESSION = CONSOLE - {"consoleSignInPage", "consoleSignIn"}
+
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "RFC 9457 problem details (`application/problem+json`). `type` ends in a stable code "
@@ -321,6 +337,13 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
     components["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the key alone"},
+        "consoleSession": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "smd_console",
+            "description": "the governance console's session (sign in at /console/sign-in with a console "
+            "credential); without it a page answers 303 to the sign-in",
+        },
     }
     for item in schema.get("paths", {}).values():
         for method, op in item.items():
@@ -332,7 +355,9 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
             for status in [s for s in responses if s[:1] in ("4", "5") and op_id != "readyz"]:
                 responses[status] = _problem(responses[status].get("description", "an error"))
             errors = dict(ERRORS.get(op_id, {}))
-            if op_id not in OPEN:
+            if op_id in CONSOLE_SESSION:
+                op["security"] = [{"consoleSession": []}]
+            elif op_id not in OPEN and op_id not in CONSOLE:
                 op["security"] = [{"bearer": []}, {"apiKey": []}]
                 errors = {**KEYED, **{k: f"{KEYED[k]}; {v}" if k in KEYED else v for k, v in errors.items()}}
             for status, text in sorted(errors.items()):

@@ -25,6 +25,7 @@ from core.audit.signing_keys import CHECKPOINT, RegionKeys
 from core.audit.store import ChainStore, PostgresChainStore, SQLiteChainStore
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
+from core.console_credentials import ConsoleCredentials, open_console_credentials
 from core.followers.concerns import Concerns
 from core.followers.engine import FollowerStatus
 from core.followers.leases import AdvisoryLeases, AlwaysHeld
@@ -149,6 +150,7 @@ class Services:
     sources: SourceRows | None = None  # uploaded source lists, sealed, until their retention ends
     indicators: IndicatorsProjection | None = None  # the indicators' fact and obligation rows, by position
     periodic_reports: PeriodicReports | None = None  # the monthly and quarterly reports (docs/decisions/038)
+    console: ConsoleCredentials | None = None  # the governance console's credentials (docs/decisions/041)
 
     def concern_rules(self, on: date) -> ConcernRules:
         """The people of concern's collision rules in force on ``on`` (the shipped versions)."""
@@ -273,6 +275,8 @@ class Services:
         self.access_log.close()
         self.parking.close()
         self.apikeys.close()
+        if self.console is not None:
+            self.console.close()
         self.case_record.close()
         self.keystore.close()
 
@@ -332,6 +336,12 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             access_log = GroupedAccessLog(PostgresAccessLog(settings.postgres.conninfo()))
             source_store = PostgresSourceStore(settings.postgres.conninfo())
         apikeys = build_apikeys(settings)
+        console = open_console_credentials(
+            settings.data_dir,
+            settings.postgres.conninfo() if settings.postgres is not None else None,
+            settings.blind_index_key,
+            clock,
+        )
     registry = open_registry(case_record, settings.region)
     rule_settings = open_rule_settings(case_record, settings.region)
     concerns = Concerns(case_record)
@@ -385,6 +395,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         sources=SourceRows(source_store, keystore),
         indicators=indicators,
         periodic_reports=PeriodicReports(case_record, registry, indicators, reports, load_work_plan(WORK_PLAN_FILE)),
+        console=console,
     )
 
 

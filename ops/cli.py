@@ -9,6 +9,7 @@ import sys
 
 from ops.cli_audit import add_commands as add_audit_commands
 from ops.cli_calendar import add_commands as add_calendar_commands
+from ops.cli_console import add_commands as add_console_commands
 from ops.cli_followers import add_commands as add_follower_commands
 from ops.cli_import import add_commands as add_import_commands
 from ops.cli_keys import add_commands as add_master_key_commands
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     add_sources_commands(sub)
     add_restriction_commands(sub)
     add_report_commands(sub)
+    add_console_commands(sub)
     bench = sub.add_parser("bench", help="benchmarks, as ratios to the bare pipeline in the same run", add_help=False)
     bench.set_defaults(func=None)
     argv = sys.argv[1:] if argv is None else argv

@@ -98,6 +98,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_AUTH_FAILURES_PER_ADDRESS: failed authentications from one client address before 429."""
     auth_failures_per_key: str = "10/minute"
     """SMD_AUTH_FAILURES_PER_KEY: failed authentications naming one key id before 429."""
+    console_session_minutes: int = 30
+    """SMD_CONSOLE_SESSION_MINUTES: how long a governance console session lasts after sign-in (1-720)."""
     waiting_window_seconds: float = 86400.0
     """SMD_WAITING_WINDOW_SECONDS: how long a fact waits for the record it refers to (then refused)."""
     intake_ack_wait_seconds: float = 30.0
@@ -325,6 +327,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     max_json_depth = _int_setting(get, "SMD_MAX_JSON_DEPTH", DEFAULT_LIMITS.max_depth, MIN_JSON_DEPTH, MAX_JSON_DEPTH)
     auth_failures_per_address = _rate_setting(get, "SMD_AUTH_FAILURES_PER_ADDRESS", "20/minute")
     auth_failures_per_key = _rate_setting(get, "SMD_AUTH_FAILURES_PER_KEY", "10/minute")
+    console_session_minutes = _int_setting(get, "SMD_CONSOLE_SESSION_MINUTES", 30, 1, 720)
     ack_wait_text = get("SMD_INTAKE_ACK_WAIT_SECONDS") or "30"
     try:
         intake_ack_wait_seconds = float(ack_wait_text)
@@ -430,6 +433,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         max_json_depth=max_json_depth,
         auth_failures_per_address=auth_failures_per_address,
         auth_failures_per_key=auth_failures_per_key,
+        console_session_minutes=console_session_minutes,
         waiting_window_seconds=waiting_window_seconds,
         intake_ack_wait_seconds=intake_ack_wait_seconds,
         intake_batch=intake_batch,

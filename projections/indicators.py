@@ -304,6 +304,15 @@ class IndicatorsProjection(ProjectionFollower):
         state = registry.state(as_of_position=position)
         return indicator_report(rows, state, scope_kind, scope_id, period, position, later)
 
+    def trend(self, registry: Any, scope_kind: str, scope_id: str, period_labels: list[str]) -> list[dict[str, Any]]:
+        """The reports of several periods at the log's head, from one read of the rows (the
+        console's trend charts): each equals ``report`` of that period at that position."""
+        periods = [parse_period(label) for label in period_labels]
+        position = self.case_record.recorder.max_notification_id() or 0
+        rows = self.rows(position)
+        state = registry.state(as_of_position=position)
+        return [indicator_report(rows, state, scope_kind, scope_id, p, position, None) for p in periods]
+
 
 def scope_of(registry_state: Any, kind: str, ident: str, on: date) -> Scope:
     """The scope of a report on ``on``: an org unit and everything under it, with its direct

@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.openapi import ERRORS, OPEN
+from api.openapi import CONSOLE, CONSOLE_SESSION, ERRORS, OPEN
 from core.contract import InboundEvent
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -34,12 +34,17 @@ def operations(doc: dict):
 class TestTheDocument:
     async def test_every_operation_is_in_the_table_of_errors_or_open(self, document) -> None:
         doc, _ = document
-        assert {op["operationId"] for _, _, op in operations(doc)} <= set(ERRORS) | OPEN
+        assert {op["operationId"] for _, _, op in operations(doc)} <= set(ERRORS) | OPEN | CONSOLE
 
     async def test_every_keyed_operation_documents_401_403_429_503_and_its_security(self, document) -> None:
         doc, _ = document
-        assert set(doc["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+        assert set(doc["components"]["securitySchemes"]) == {"bearer", "apiKey", "consoleSession"}
         for path, method, op in operations(doc):
+            if op["operationId"] in CONSOLE:  # the console: a session cookie, never an API key
+                assert op.get("security") == (
+                    [{"consoleSession": []}] if op["operationId"] in CONSOLE_SESSION else None
+                )
+                continue
             if op["operationId"] in OPEN:
                 assert "security" not in op, path
                 continue
