@@ -389,7 +389,7 @@ class Figure:
     label: str
     numerator: int
     denominator: int | None
-    value: float | None
+    value: float | int | None
     unit: str
     position: int
     version: int = DEFINITIONS_VERSION
@@ -427,7 +427,7 @@ def figures(people: Sequence[Standing], population: int, position: int) -> list[
 
     def fig(name: str, num: int, den: int | None, per: int = 100) -> Figure:
         d = BY_NAME[name]
-        value = float(num) if den is None else _rate(num, den, per)
+        value = num if den is None else _rate(num, den, per)  # a count is a whole number
         return Figure(d.name, d.label, num, den, value, d.unit, position)
 
     return [
