@@ -49,6 +49,12 @@ class ApiSettings(Protocol):
     def lag_degraded_seconds(self) -> float: ...  # SMD_LAG_DEGRADED_SECONDS
 
     @property
+    def checkpoint_degraded_seconds(self) -> float: ...  # SMD_CHECKPOINT_DEGRADED_SECONDS
+
+    @property
+    def cosignature_degraded_seconds(self) -> float: ...  # SMD_COSIGNATURE_DEGRADED_SECONDS
+
+    @property
     def wire_limits(self) -> WireLimits: ...  # SMD_MAX_MESSAGE_BYTES, SMD_MAX_JSON_DEPTH
 
     @property

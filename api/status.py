@@ -2,7 +2,8 @@
 
 The same checks as ``/readyz`` (core.readiness), with each follower's position, lag, parked,
 held and stop, the log head, the parked-event counts and what waits for the record it refers
-to (count, oldest age, window: core.waiting). Positions, counts, error types and
+to (count, oldest age, window: core.waiting), the verifiable log's latest checkpoint and each
+witness's cosignature (core.readiness ``checkpoint``, ``witness:<name>``). Positions, counts, error types and
 where they were raised: no personal data, no ids of patients.
 
 With the store unreachable on PostgreSQL the API key cannot be checked (the keys live in the
@@ -22,7 +23,7 @@ from litestar.di import NamedDependency, Provide
 
 from api.auth import Caller, agency_guard, provide_caller
 from api.ports import Port, ReadinessPort
-from core.readiness import NATS, OK, STORE, STORE_TIMEOUT, Readiness
+from core.readiness import CHECKPOINT, NATS, OK, STORE, STORE_TIMEOUT, WITNESS_PREFIX, Readiness
 
 
 class StoreState(msgspec.Struct):
@@ -74,6 +75,28 @@ class WaitingState(msgspec.Struct):
     refusals_untold: int  # refusals of waiting NATS messages not yet published to their senders
 
 
+class WitnessState(msgspec.Struct):
+    """One witness of ``SMD_WITNESSES`` (named by its key's name)."""
+
+    name: str
+    last_cosigned_size: int  # the largest checkpoint it cosigned (0: none)
+    check: str = OK  # what /readyz says of it
+
+
+class CheckpointState(msgspec.Struct):
+    """The verifiable log: its tree, its latest signed checkpoint and the witnesses' cosignatures."""
+
+    tree_size: int  # leaves chained so far
+    size: int | None  # leaves the latest checkpoint covers (None: none signed yet)
+    signed_at: datetime | None
+    age_seconds: float | None  # on the service's clock
+    unsigned_seconds: float  # how long leaves have waited for a checkpoint, as this process saw it
+    degraded_seconds: float  # SMD_CHECKPOINT_DEGRADED_SECONDS
+    cosignature_degraded_seconds: float  # SMD_COSIGNATURE_DEGRADED_SECONDS
+    witnesses: list[WitnessState]
+    check: str = OK
+
+
 class ServiceStatus(msgspec.Struct):
     """The instance's state: ok, degraded (it serves; ``checks`` says what is wrong) or
     unavailable (the store does not answer)."""
@@ -88,6 +111,7 @@ class ServiceStatus(msgspec.Struct):
     parked: list[ParkedCount]
     lag_degraded_seconds: float  # SMD_LAG_DEGRADED_SECONDS
     waiting: WaitingState | None = None  # None: the store did not answer
+    checkpoint: CheckpointState | None = None  # None: the store or the check did not answer
     #: PostgreSQL: each follower's lease as this process sees it, ``active`` (it runs it here) or
     #: ``standby`` (another process does; this one takes over when that one is gone). Empty: this
     #: process runs every follower (SQLite), or its background loop has not started.
@@ -128,6 +152,25 @@ def service_status(services: ReadinessPort, ready: Readiness, waiting: WaitingSt
         ParkedCount(follower=f, status=st, count=n)  # type: ignore[arg-type]
         for (f, st), n in sorted((observed.parked if observed else {}).items())
     ]
+    checkpoint = None
+    c = observed.checkpoints if observed else None
+    if c is not None:
+        checkpoint = CheckpointState(
+            tree_size=c.tree_size,
+            size=c.size,
+            signed_at=c.signed_at,
+            age_seconds=c.age_seconds,
+            unsigned_seconds=c.unsigned_seconds,
+            degraded_seconds=services.settings.checkpoint_degraded_seconds,
+            cosignature_degraded_seconds=services.settings.cosignature_degraded_seconds,
+            witnesses=[
+                WitnessState(
+                    name=w, last_cosigned_size=c.last_cosigned.get(w, 0), check=ready.checks.get(WITNESS_PREFIX + w, OK)
+                )
+                for w in c.witnesses
+            ],
+            check=ready.checks.get(CHECKPOINT, OK),
+        )
     nats_configured = bool(services.settings.nats_url)
     return ServiceStatus(
         status=ready.status,  # type: ignore[arg-type]
@@ -144,6 +187,7 @@ def service_status(services: ReadinessPort, ready: Readiness, waiting: WaitingSt
         parked=parked,
         lag_degraded_seconds=services.settings.lag_degraded_seconds,
         waiting=waiting,
+        checkpoint=checkpoint,
         leases={name: "active" if held else "standby" for name, held in services.leases.holding().items()},
     )
 

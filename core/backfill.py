@@ -97,6 +97,7 @@ def import_lines(
     ``batch``: rows recorded per transaction."""
     report = ImportReport(ledger=hashlib.sha256(raw).hexdigest()[:16])
     lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
+    by = f"import:{report.ledger}"  # the operator's import of this file: kept on each row's receipt
 
     def registration_first(item: tuple[int, bytes]) -> int:
         try:
@@ -112,7 +113,10 @@ def import_lines(
         results = accept_batch(
             case_record,
             registry,
-            [Incoming(line, agency_id, "ledger import", Arrival(door=DOOR), imported=True) for _, line in chunk],
+            [
+                Incoming(line, agency_id, "ledger import", Arrival(door=DOOR), imported=True, authenticated_by=by)
+                for _, line in chunk
+            ],
             earliest=earliest,
             limits=limits,
             waiting=waiting,

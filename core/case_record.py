@@ -132,7 +132,12 @@ class CaseRecord(Application[UUID]):
     # -- commands ------------------------------------------------------------------------------
 
     def record(
-        self, event: InboundEvent, agency_id: str, imported: bool = False, key_id: str | None = None
+        self,
+        event: InboundEvent,
+        agency_id: str,
+        imported: bool = False,
+        key_id: str | None = None,
+        authenticated_by: str | None = None,
     ) -> Recorded:
         """Record one inbound message exactly once (idempotent on ``<source>:<id>``).
 
@@ -143,7 +148,7 @@ class CaseRecord(Application[UUID]):
         """
         for attempt in range(self.max_attempts):
             unit = self.unit_of_work()
-            recorded = unit.record(event, agency_id, imported, key_id)
+            recorded = unit.record(event, agency_id, imported, key_id, authenticated_by)
             if recorded.outcome == "duplicate":
                 return recorded
             try:
@@ -510,10 +515,17 @@ class UnitOfWork:
     # -- deciding --------------------------------------------------------------------------------
 
     def record(
-        self, event: InboundEvent, agency_id: str, imported: bool = False, key_id: str | None = None
+        self,
+        event: InboundEvent,
+        agency_id: str,
+        imported: bool = False,
+        key_id: str | None = None,
+        authenticated_by: str | None = None,
     ) -> Recorded:
         """Decide one message in this unit (stored only by ``commit``); raises on refusal.
-        ``key_id``: the API key that authenticated it, kept on its receipt."""
+        ``key_id``: the API key that authenticated it, kept on its receipt; ``authenticated_by``:
+        what authenticated it, by kind (``Receipt.Issued.authenticated_by``; an API key's is
+        ``api-key:<key id>`` when not given)."""
         key = event.idempotency_key
         digest = hmac.new(self.digest_key, canonical_bytes(event), hashlib.sha256).hexdigest()
         try:
@@ -544,6 +556,7 @@ class UnitOfWork:
             outcome=outcome,
             now=now,
             key_id=key_id,
+            authenticated_by=authenticated_by or (None if key_id is None else f"api-key:{key_id}"),
         )
         new: list[Any] = []
         for aggregate in (*changed, receipt):

@@ -72,6 +72,7 @@ def accept(
     waiting: Waiting | None = None,
     arrival: Arrival | None = None,
     key_id: str | None = None,
+    authenticated_by: str | None = None,
 ) -> Recorded:
     """Decode, authorise, check and record one message from ``agency_id`` (raises on refusal).
 
@@ -81,11 +82,15 @@ def accept(
     recorded yet is held there (outcome ``waiting``) instead of refused, and recording a message
     releases what waited for it, each through this same function (core.waiting). ``arrival``:
     the door it came through (to answer its sender there). ``key_id``: the API key that
-    authenticated the message (kept on its receipt; a fact that waits keeps it while it waits).
+    authenticated the message (kept on its receipt; a fact that waits keeps it while it waits);
+    ``authenticated_by``: what authenticated it, by kind, when not an API key (``nats-user:…``,
+    ``import:…``: ``domain.receipt``), kept the same way.
     """
     if waiting is not None:  # the same door, without waiting
         resubmit = partial(accept, case_record, registry, earliest=earliest, limits=limits)
-        return waiting.accept(resubmit, raw, agency_id, via, imported, arrival, key_id=key_id)
+        return waiting.accept(
+            resubmit, raw, agency_id, via, imported, arrival, key_id=key_id, authenticated_by=authenticated_by
+        )
     registry.refresh()  # the registry as recorded now
     state = registry.state(as_of_position=registry.position)
     now = case_record.clock()
@@ -98,7 +103,7 @@ def accept(
     check_not_restricted(case_record, subjects_of(event))
 
     try:
-        return case_record.record(event, agency_id, imported=imported, key_id=key_id)
+        return case_record.record(event, agency_id, imported=imported, key_id=key_id, authenticated_by=authenticated_by)
     except IdNumberAlreadyRegistered as e:
         # name the holder only to a kind that could find it by searching the same number
         raise e.for_caller(may_search_by_id_number(agency.kind)) from None
@@ -145,6 +150,7 @@ class Incoming:
     arrival: Arrival | None = None
     imported: bool = False
     key_id: str | None = None  # the API key that authenticated it (kept on its receipt)
+    authenticated_by: str | None = None  # what else authenticated it, by kind (domain.receipt)
 
 
 #: What became of one message of a batch: what recording it did, or why not: a refusal
@@ -197,7 +203,15 @@ def accept_batch(
                 m = item.message
                 try:
                     results[item.index] = waiting.hold(
-                        resubmit, m.raw, m.agency_id, m.via, m.imported, m.arrival, waits[item.index], m.key_id
+                        resubmit,
+                        m.raw,
+                        m.agency_id,
+                        m.via,
+                        m.imported,
+                        m.arrival,
+                        waits[item.index],
+                        m.key_id,
+                        m.authenticated_by,
                     )
                 except Exception as e:  # a refusal (a changed resend) or a failure: this message only
                     results[item.index] = e
@@ -250,7 +264,9 @@ def _record_group(
                 check_within_jurisdiction(unit, state, c.agency, c.event, case_record.clock())  # type: ignore[arg-type]
                 if restricted:  # a restricted patient takes no new fact
                     check_not_restricted_in(restricted, subjects_of(c.event))
-                unit.record(c.event, c.message.agency_id, c.message.imported, c.message.key_id)
+                unit.record(
+                    c.event, c.message.agency_id, c.message.imported, c.message.key_id, c.message.authenticated_by
+                )
                 decided.append(c.index)
             except ReferenceNotKnownYet as e:
                 if waits is None:

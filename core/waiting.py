@@ -84,7 +84,8 @@ NOTIFIED_DOORS = frozenset({"nats"})
 REFUSALS_KEPT = timedelta(days=30)
 DEFAULT_WINDOW = timedelta(hours=24)
 
-#: ``accept`` without waiting: (raw, agency id, via, imported, key_id=…) → Recorded, or raises.
+#: ``accept`` without waiting: (raw, agency id, via, imported, key_id=…, authenticated_by=…) → Recorded,
+#: or raises.
 Resubmit = Callable[..., Recorded]
 
 
@@ -126,6 +127,7 @@ class WaitingFact:
     refused_at: datetime | None = None
     notified: bool = False  # the sender was told over NATS
     key_id: str | None = None  # the API key that authenticated it: its receipt keeps it on release
+    authenticated_by: str | None = None  # what else authenticated it, by kind (domain.receipt): the same
 
     @property
     def waiting_for(self) -> str:
@@ -147,7 +149,7 @@ class WaitingStats:
 _COLUMNS = (
     "seq, key, reference, status, agency_id, subject, event_type, digest, alg, sealed, arrived_at, door, via,"
     " imported, nats_subject, nats_seq, nats_msg_id, reason, title, detail, problem_status, refused_at, notified,"
-    " key_id"
+    " key_id, authenticated_by"
 )
 _DDL = (
     "CREATE TABLE IF NOT EXISTS {t} (seq {serial}, key TEXT NOT NULL UNIQUE, reference TEXT NOT NULL,"
@@ -155,10 +157,12 @@ _DDL = (
     " digest TEXT NOT NULL, alg TEXT NOT NULL, sealed {blob}, arrived_at TEXT NOT NULL, door TEXT NOT NULL,"
     " via TEXT NOT NULL, imported INTEGER NOT NULL, nats_subject TEXT, nats_seq BIGINT, nats_msg_id TEXT,"
     " reason TEXT, title TEXT, detail TEXT, problem_status INTEGER, refused_at TEXT, notified INTEGER NOT NULL,"
-    " key_id TEXT)"
+    " key_id TEXT, authenticated_by TEXT)"
 )
 #: Tables made before the key id was kept get the column (empty for the facts waiting then).
 _ADD_KEY_ID = "ALTER TABLE {t} ADD COLUMN key_id TEXT"
+#: ... and before what else authenticated it was kept (empty for the facts waiting then).
+_ADD_AUTHENTICATED_BY = "ALTER TABLE {t} ADD COLUMN authenticated_by TEXT"
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS {t}_reference ON {t} (reference, status, seq)",
     "CREATE INDEX IF NOT EXISTS {t}_status ON {t} (status, arrived_at)",
@@ -196,6 +200,7 @@ def _row(r: Sequence[Any]) -> WaitingFact:
         refused_at=None if r[21] is None else datetime.fromisoformat(r[21]),
         notified=bool(r[22]),
         key_id=r[23],
+        authenticated_by=r[24],
     )
 
 
@@ -276,6 +281,7 @@ class _SqlWaitingTable:
             fact.nats_seq,
             fact.nats_msg_id,
             fact.key_id,
+            fact.authenticated_by,
         )
         select = self._sql(f"SELECT {_COLUMNS} FROM {{t}} WHERE key=?")
         with self._tx() as c:
@@ -288,8 +294,8 @@ class _SqlWaitingTable:
             inserted = c.execute(
                 self._sql(
                     "INSERT INTO {t} (key, reference, status, agency_id, subject, event_type, digest, alg, sealed,"
-                    " arrived_at, door, via, imported, nats_subject, nats_seq, nats_msg_id, key_id, notified)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT (key) DO NOTHING"
+                    " arrived_at, door, via, imported, nats_subject, nats_seq, nats_msg_id, key_id, authenticated_by,"
+                    " notified) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT (key) DO NOTHING"
                 ),
                 values,
             )
@@ -379,8 +385,11 @@ class SQLiteWaitingTable(_SqlWaitingTable):
         self._connections = ThreadConnections(path, "PRAGMA secure_delete=ON")
         c = self._connections.get()
         c.execute(_DDL.format(t=self.table, serial="INTEGER PRIMARY KEY AUTOINCREMENT", blob="BLOB"))
-        if "key_id" not in {r[1] for r in c.execute(f"PRAGMA table_info({self.table})")}:
+        columns = {r[1] for r in c.execute(f"PRAGMA table_info({self.table})")}
+        if "key_id" not in columns:
             c.execute(_ADD_KEY_ID.format(t=self.table))
+        if "authenticated_by" not in columns:
+            c.execute(_ADD_AUTHENTICATED_BY.format(t=self.table))
         for index in _INDEXES:
             c.execute(index.format(t=self.table))
 
@@ -403,7 +412,8 @@ class PostgresWaitingTable(_SqlWaitingTable):
         with self.pool.connection() as c:
             c.execute("SELECT pg_advisory_xact_lock(7303)")  # concurrent starters: one creates
             c.execute(_DDL.format(t=self.table, serial="BIGSERIAL PRIMARY KEY", blob="BYTEA"))
-            c.execute(_ADD_KEY_ID.format(t=self.table).replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
+            for add in (_ADD_KEY_ID, _ADD_AUTHENTICATED_BY):
+                c.execute(add.format(t=self.table).replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
             for index in _INDEXES:
                 c.execute(index.format(t=self.table))
 
@@ -493,14 +503,15 @@ class Waiting:
         imported: bool,
         arrival: Arrival | None,
         key_id: str | None = None,
+        authenticated_by: str | None = None,
     ) -> Recorded:
         """Record the message through ``resubmit`` (``accept`` without waiting); hold it when what
         it refers to is not recorded yet; after a record, release what waited for it."""
         try:
-            recorded = resubmit(raw, agency_id, via, imported, key_id=key_id)
+            recorded = resubmit(raw, agency_id, via, imported, key_id=key_id, authenticated_by=authenticated_by)
         except ReferenceNotKnownYet as e:
             door = arrival or Arrival(door="other")
-            return self._hold(resubmit, raw, agency_id, via, imported, door, e.reference, key_id)
+            return self._hold(resubmit, raw, agency_id, via, imported, door, e.reference, key_id, authenticated_by)
         references = provided(decode_event(raw))
         if references:
             self.release_safely(resubmit, references)
@@ -516,11 +527,13 @@ class Waiting:
         arrival: Arrival | None,
         reference: str,
         key_id: str | None = None,
+        authenticated_by: str | None = None,
     ) -> Recorded:
         """Hold a message that waits for ``reference`` (the same message again is held once);
         recorded at once if the reference was written meanwhile. A batch holds its waiting
         messages after its commit (core.intake.accept_batch)."""
-        return self._hold(resubmit, raw, agency_id, via, imported, arrival or Arrival(door="other"), reference, key_id)
+        door = arrival or Arrival(door="other")
+        return self._hold(resubmit, raw, agency_id, via, imported, door, reference, key_id, authenticated_by)
 
     def _hold(
         self,
@@ -532,6 +545,7 @@ class Waiting:
         arrival: Arrival,
         reference: str,
         key_id: str | None = None,
+        authenticated_by: str | None = None,
     ) -> Recorded:
         event = decode_event(raw)
         key = event.idempotency_key
@@ -555,6 +569,7 @@ class Waiting:
             nats_seq=arrival.nats_seq,
             nats_msg_id=arrival.nats_msg_id,
             key_id=key_id,
+            authenticated_by=authenticated_by,
         )
         existing = self.table.hold(fact)
         if existing is not None:  # the same message again while it waits
@@ -594,7 +609,9 @@ class Waiting:
             tried.add(row.seq)
             raw = self._open(row)
             try:
-                recorded = resubmit(raw, row.agency_id, row.via, row.imported, key_id=row.key_id)
+                recorded = resubmit(
+                    raw, row.agency_id, row.via, row.imported, key_id=row.key_id, authenticated_by=row.authenticated_by
+                )
             except ReferenceNotKnownYet as e:  # released, but it also needs something else
                 if e.reference != row.reference:
                     self.table.set_reference(row.seq, e.reference)

@@ -41,6 +41,12 @@ class Receipt(Aggregate):
         #: the id of the API key that authenticated the message (None: another door, or a receipt
         #: recorded before keys were noted); a new field, so older receipts read as None
         key_id: str | None = None
+        #: what authenticated the message, named by kind (a new field; older receipts read as
+        #: None): ``api-key:<key id>`` (HTTP), ``nats-user:<user>`` (the NATS user whose
+        #: permissions alone let it publish on the agency's intake subject, docs/decisions/027),
+        #: ``import:<ledger digest>`` (the operator's ``smd import`` of the ledger file whose
+        #: SHA-256 starts so)
+        authenticated_by: str | None = None
 
     class Created(Aggregate.Created):
         """Never recorded: the library requires a topic on its default first event."""
@@ -56,9 +62,11 @@ class Receipt(Aggregate):
         agency_id: str,
         outcome: str,
         key_id: str | None = None,
+        authenticated_by: str | None = None,
     ) -> None:
         self.key = key
         self.key_id = key_id
+        self.authenticated_by = authenticated_by
         self.digest = digest
         self.event_type = event_type
         self.subject = subject
@@ -77,6 +85,7 @@ class Receipt(Aggregate):
         outcome: str,
         now: datetime,
         key_id: str | None = None,
+        authenticated_by: str | None = None,
     ) -> Receipt:
         """A receipt for the message ``key`` whose content hashes to ``digest``."""
         return cls._create(
@@ -90,4 +99,5 @@ class Receipt(Aggregate):
             agency_id=agency_id,
             outcome=outcome,
             key_id=key_id,
+            authenticated_by=authenticated_by,
         )

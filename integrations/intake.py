@@ -84,7 +84,16 @@ class IntakeCounts(DoorCounts, Protocol):
 log = structlog.get_logger("smd.intake")
 
 VIA = "NATS subject"
+
 DOOR = "nats"  # the door's label in the metrics (ops.metrics)
+
+
+def nats_user(agency_id: str) -> str:
+    """What authenticated a message on ``<root>.<region>.in.<agency id>.…``: the agency's NATS user,
+    the only user ``smd nats config`` lets publish there (docs/decisions/027); kept on its receipt."""
+    return f"nats-user:{agency_id}"
+
+
 #: Headers of a rejection (besides ``Nats-Msg-Id`` = ``rejected:<original stream seq>``).
 H_REASON = "Smd-Reason"
 H_DETAIL = "Smd-Detail"
@@ -223,7 +232,10 @@ class Intake:
         for the batch gives every message back."""
         if not msgs:
             return 0.0
-        incoming = [Incoming(msg.data, msg.subject.split(".")[3], VIA, _arrival(msg)) for msg in msgs]
+        incoming = [
+            Incoming(msg.data, agency, VIA, _arrival(msg), authenticated_by=nats_user(agency))
+            for msg, agency in ((m, m.subject.split(".")[3]) for m in msgs)
+        ]
         # a slow batch: the messages still waiting for the commit are not abandoned
         heartbeat = asyncio.create_task(self._in_progress(msgs))
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -126,13 +127,14 @@ def _checkpoint_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_witness(data_dir: Path, name: str, log_keys: list[str]) -> Any:
-    """A witness on its own folder: its store and its cosigning key (generated there once)."""
+def open_witness(data_dir: Path, name: str, log_keys: list[str], database_url: str = "") -> Any:
+    """A witness on its own folder: its cosigning key (generated there once) and its store: an
+    SQLite file there, or with ``database_url`` the witness's own PostgreSQL database."""
     import os
     import secrets
 
     from core.audit.notes import COSIGNATURE_V1, Signer, Verifier
-    from core.audit.witness import Witness, WitnessStore
+    from core.audit.witness import PostgresWitnessStore, SQLiteWitnessStore, Witness
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_file = data_dir / "witness.key"
@@ -142,7 +144,8 @@ def open_witness(data_dir: Path, name: str, log_keys: list[str]) -> Any:
             f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     seed = base64.b64decode(key_file.read_text().strip())
     signer = Signer.from_seed(name, seed, COSIGNATURE_V1)
-    return Witness(WitnessStore(data_dir / "witness.sqlite"), signer, [Verifier.decode(k) for k in log_keys])
+    store = PostgresWitnessStore(database_url) if database_url else SQLiteWitnessStore(data_dir / "witness.sqlite")
+    return Witness(store, signer, [Verifier.decode(k) for k in log_keys])
 
 
 def _witness(args: argparse.Namespace) -> int:
@@ -157,7 +160,7 @@ def _witness(args: argparse.Namespace) -> int:
     if not args.log_key:
         print("witness: give the log's verifier key with --log-key (smd checkpoint-key prints it)", file=sys.stderr)
         return 2
-    witness = open_witness(Path(args.data_dir), args.name, args.log_key)
+    witness = open_witness(Path(args.data_dir), args.name, args.log_key, args.database_url)
     print(f"witness verifier key (put it in the log's SMD_WITNESSES): {witness.signer.verifier.encode()}", flush=True)
     if args.show:
         held = witness.store.latest(Verifier.decode(args.log_key[0]).name)
@@ -304,6 +307,12 @@ def add_commands(sub: Any) -> None:
     w.add_argument("--data-dir", default="witness-data", help="the witness's own folder (store and key)")
     w.add_argument("--name", default="witness.example/w1", help="the witness's key name (no spaces, no '+')")
     w.add_argument("--log-key", action="append", default=[], metavar="VERIFIER", help="the log's verifier key")
+    w.add_argument(
+        "--database-url",
+        default=os.environ.get("SMD_WITNESS_DATABASE_URL", ""),
+        metavar="URL",
+        help="the witness's own PostgreSQL database (default SMD_WITNESS_DATABASE_URL; else --data-dir/witness.sqlite)",
+    )
     w.add_argument("--show", action="store_true", help="print the latest cosigned checkpoint held, and exit")
     w.add_argument("--out", metavar="FILE", help="with --show: write it to FILE")
     w.set_defaults(func=_witness)

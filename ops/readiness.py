@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+import structlog
+
+from core.audit import merkle
 from core.readiness import (
+    CHECKPOINT,
     DEGRADED,
     FOLLOWER_PREFIX,
     FOLLOWERS_TIMEOUT,
@@ -18,16 +24,21 @@ from core.readiness import (
     STORE,
     STORE_TIMEOUT,
     UNAVAILABLE,
+    WITNESS_PREFIX,
+    CheckpointsObserved,
     Observed,
     Readiness,
     SingleFlight,
+    checkpoint_check,
     follower_check,
+    witness_checks,
 )
 
 if TYPE_CHECKING:
     from ops.bootstrap import Services
 
 __all__ = [
+    "CHECKPOINT",
     "DEGRADED",
     "FOLLOWERS_TIMEOUT",
     "FOLLOWER_PREFIX",
@@ -37,6 +48,7 @@ __all__ = [
     "STORE",
     "STORE_TIMEOUT",
     "UNAVAILABLE",
+    "WITNESS_PREFIX",
     "Observed",
     "Probes",
     "Readiness",
@@ -53,6 +65,8 @@ class Probes:
         self.store: SingleFlight[int] | None = None
         self.followers: SingleFlight[Observed] | None = None
         self._lock = threading.Lock()
+        #: (when seen, tree size then), sizes increasing: the marks of leaves not yet signed
+        self._unsigned: deque[tuple[datetime, int]] = deque(maxlen=4096)
 
     def get(self, services: Services) -> tuple[SingleFlight[int], SingleFlight[Observed]]:
         with self._lock:
@@ -62,16 +76,54 @@ class Probes:
                     return services.case_record.recorder.max_notification_id() or 0
 
                 def observe() -> Observed:
-                    return Observed(services.follower_status(), services.parking.counts())
+                    return Observed(services.follower_status(), services.parking.counts(), self._checkpoints(services))
 
                 self.store = SingleFlight("smd-ready-store", head)
                 self.followers = SingleFlight("smd-ready-followers", observe)
             return self.store, self.followers
 
+    def _checkpoints(self, services: Services) -> CheckpointsObserved | None:
+        """The verifiable log's tree, latest checkpoint and cosignatures (None: not wired, or the
+        read failed: logged, and the followers' check still answers)."""
+        audit = services.audit
+        if audit is None:
+            return None
+        try:
+            store = audit.store
+            now = services.case_record.clock()
+            tree_size = store.tree(merkle.DEFAULT_ALGORITHM).size
+            latest = store.latest_checkpoint()
+            last_cosigned = store.last_cosigned() if services.settings.witnesses else {}
+        except Exception as e:
+            log.warning("readiness: checkpoints not read", error=type(e).__name__)
+            return None
+        covered = latest.size if latest is not None else 0
+        # since when leaves have waited unsigned, as this process saw it: the earliest mark whose
+        # leaves a checkpoint does not cover yet (a probe seldom run sees them late: no false alarm)
+        with self._lock:
+            marks = self._unsigned
+            while marks and marks[0][1] <= covered:
+                marks.popleft()
+            if tree_size > covered and (not marks or marks[-1][1] < tree_size):
+                marks.append((now, tree_size))
+            unsigned_since = marks[0][0] if marks else None
+        return CheckpointsObserved(
+            now=now,
+            tree_size=tree_size,
+            size=None if latest is None else latest.size,
+            signed_at=None if latest is None else latest.signed_at,
+            unsigned_since=unsigned_since,
+            witnesses=tuple(w.split("+", 1)[0] for w in services.settings.witnesses),
+            last_cosigned=last_cosigned,
+        )
+
     def close(self) -> None:
         for flight in (self.store, self.followers):
             if flight is not None:
                 flight.close()
+
+
+log = structlog.get_logger("smd.readiness")
 
 
 def _failed(e: BaseException, timeout: float) -> str:
@@ -106,6 +158,10 @@ async def assess(services: Services, timeout: float = STORE_TIMEOUT, budget: flo
             limit = services.settings.lag_degraded_seconds
             for s in observed.followers:  # the outbox is listed only with SMD_NATS_URL (nothing runs it else)
                 checks[FOLLOWER_PREFIX + s.name] = follower_check(s, limit)
+            if observed.checkpoints is not None:
+                settings = services.settings
+                checks[CHECKPOINT] = checkpoint_check(observed.checkpoints, settings.checkpoint_degraded_seconds)
+                checks.update(witness_checks(observed.checkpoints, settings.cosignature_degraded_seconds))
     if checks[STORE] != OK:
         status = UNAVAILABLE
     elif all(v == OK for v in checks.values()):

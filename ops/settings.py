@@ -125,6 +125,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_CHECKPOINT_EVERY_SECONDS: or after this many seconds, when there is anything new."""
     witnesses: tuple[str, ...] = ()
     """SMD_WITNESSES: verifier keys of the witnesses asked to cosign each checkpoint (comma-separated)."""
+    checkpoint_degraded_seconds: float = 900.0
+    """SMD_CHECKPOINT_DEGRADED_SECONDS: leaves left unsigned longer than this make the instance degraded."""
+    cosignature_degraded_seconds: float = 900.0
+    """SMD_COSIGNATURE_DEGRADED_SECONDS: a witness's cosignature of the latest checkpoint missing this long
+    after it was signed makes the instance degraded."""
     erasure_cooling_off_days: float = 30.0
     """SMD_ERASURE_COOLING_OFF_DAYS: days between an erasure's approval and the destruction of the key."""
     source_retention_days: float = 30.0
@@ -210,6 +215,18 @@ def _int_setting(get: Callable[[str], str], var: str, default: int, low: int, hi
     if not text.isdigit() or not low <= int(text) <= high:
         raise _fail(var, f"must be a whole number from {low} to {high}, got {text!r}")
     return int(text)
+
+
+def _seconds_setting(get: Callable[[str], str], var: str, default: float, high: float) -> float:
+    """A number of seconds above 0 and at most ``high``."""
+    text = get(var) or f"{default:g}"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= high:
+        raise _fail(var, f"must be a number of seconds above 0 and at most {high:g}, got {text!r}")
+    return value
 
 
 def _rate_setting(get: Callable[[str], str], var: str, default: str) -> str:
@@ -359,6 +376,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         checkpoint_every_seconds = -1.0
     if not 1 <= checkpoint_every_seconds <= 86400:
         raise _fail("SMD_CHECKPOINT_EVERY_SECONDS", f"must be a number of seconds from 1 to 86400, got {every_text!r}")
+    checkpoint_degraded = _seconds_setting(get, "SMD_CHECKPOINT_DEGRADED_SECONDS", 900.0, 604800.0)
+    cosignature_degraded = _seconds_setting(get, "SMD_COSIGNATURE_DEGRADED_SECONDS", 900.0, 604800.0)
     retired = _verifier_list(get, "SMD_CHECKPOINT_VERIFIERS_RETIRED")
     if not retired and mode == "development" and (data_dir / "keys" / "checkpoint-retired.txt").exists():
         retired = tuple(
@@ -445,6 +464,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         checkpoint_every_events=checkpoint_every_events,
         checkpoint_every_seconds=checkpoint_every_seconds,
         witnesses=witnesses,
+        checkpoint_degraded_seconds=checkpoint_degraded,
+        cosignature_degraded_seconds=cosignature_degraded,
         erasure_cooling_off_days=erasure_cooling_off_days,
         source_retention_days=source_retention_days,
     )

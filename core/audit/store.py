@@ -350,6 +350,11 @@ class _Base:
             )
         ]
 
+    def last_cosigned(self) -> dict[str, int]:
+        """Each witness's largest cosigned checkpoint (witness name → size)."""
+        rows = self._all(f"SELECT witness, max(size) FROM {self.t('cosignatures')} GROUP BY witness")
+        return {str(w): int(s) for w, s in rows}
+
     def close(self) -> None:
         raise NotImplementedError
 

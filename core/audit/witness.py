@@ -25,6 +25,7 @@ from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -50,7 +51,53 @@ def parse_reply(reply: bytes) -> tuple[str, str]:
     return "cosigned", text
 
 
-class WitnessStore:
+class WitnessStore(Protocol):
+    """The checkpoints a witness holds, by log origin (its own store, never the log's)."""
+
+    def latest(self, origin: str) -> tuple[int, bytes, str] | None:
+        """(size, root, cosigned note) of the largest tree held for ``origin``."""
+        ...
+
+    def add(self, origin: str, size: int, root: bytes, note: str, at: datetime) -> None:
+        """Keep a cosigned checkpoint (the same size again: the first kept)."""
+        ...
+
+
+class PostgresWitnessStore:
+    """The checkpoints a witness holds, in table ``smd_witnessed`` of its own PostgreSQL database
+    (on the witness's machine, never the log's database: a copy the log's administrator can edit
+    is no copy outside)."""
+
+    def __init__(self, conninfo: str) -> None:
+        from core.postgres import open_pool
+
+        self.pool = open_pool(conninfo, min_size=0, max_size=2, name="smd-witness")
+        with self.pool.connection() as c:
+            c.execute("SELECT pg_advisory_xact_lock(7309)")  # concurrent starters: one creates
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS smd_witnessed (origin TEXT NOT NULL, size BIGINT NOT NULL,"
+                " root BYTEA NOT NULL, note TEXT NOT NULL, cosigned_at TEXT NOT NULL, PRIMARY KEY (origin, size))"
+            )
+
+    def latest(self, origin: str) -> tuple[int, bytes, str] | None:
+        with self.pool.connection() as c:
+            row = c.execute(
+                "SELECT size, root, note FROM smd_witnessed WHERE origin = %s ORDER BY size DESC LIMIT 1", (origin,)
+            ).fetchone()
+        return (int(row[0]), bytes(row[1]), str(row[2])) if row else None
+
+    def add(self, origin: str, size: int, root: bytes, note: str, at: datetime) -> None:
+        with self.pool.connection() as c:
+            c.execute(
+                "INSERT INTO smd_witnessed VALUES (%s, %s, %s, %s, %s) ON CONFLICT (origin, size) DO NOTHING",
+                (origin, size, root, note, at.isoformat()),
+            )
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class SQLiteWitnessStore:
     """The checkpoints a witness holds, by log origin (its own SQLite file)."""
 
     def __init__(self, path: Path) -> None:
@@ -77,6 +124,9 @@ class WitnessStore:
             c.execute(
                 "INSERT OR IGNORE INTO witnessed VALUES (?, ?, ?, ?, ?)", (origin, size, root, note, at.isoformat())
             )
+
+    def close(self) -> None:
+        """Nothing held open (a connection per call)."""
 
 
 class Witness:

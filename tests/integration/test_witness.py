@@ -132,3 +132,49 @@ async def test_smd_witness_and_the_service_round_cosign_over_nats(open_store, na
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class TestTheWitnessStoreOnBothStores:
+    """The witness's own store: an SQLite file in its folder, or its own PostgreSQL database."""
+
+    def test_a_witness_on_either_store_keeps_what_it_cosigned_across_a_restart_and_refuses_a_rewrite(
+        self, open_store, store_kind, tmp_path, request
+    ) -> None:
+        from core.audit.proofs import TreeReader
+        from core.audit.witness import PostgresWitnessStore, SQLiteWitnessStore, add_checkpoint_request
+
+        url = request.getfixturevalue("fresh_pg_database")().url if store_kind == "postgres" else ""
+        services = open_store()
+        log_key = services.audit.keys.signer("checkpoint").verifier.encode()
+        witness = open_witness(tmp_path / "w", "witness.example/w3", [log_key], url)
+        assert isinstance(witness.store, PostgresWitnessStore if url else SQLiteWitnessStore)
+        record_patients(services, patients=2)
+        follow(services)
+        first = services.checkpointer.sign_now()
+        assert witness.add_checkpoint(add_checkpoint_request(0, [], first.note)).startswith(b"\xe2\x80\x94 ")
+        witness.store.close()
+
+        again = open_witness(tmp_path / "w", "witness.example/w3", [log_key], url)  # a restart
+        assert again.store.latest("smd.example/990101")[0] == first.size
+        assert again.add_checkpoint(add_checkpoint_request(0, [], first.note)) == f"conflict {first.size}\n".encode()
+        record_patients(services, patients=1)
+        follow(services)
+        second = services.checkpointer.sign_now()
+        proof = TreeReader(services.chain_store).consistency(first.size, second.size)
+        assert again.add_checkpoint(add_checkpoint_request(first.size, proof, second.note)).startswith(b"\xe2\x80\x94 ")
+        size, _, note = again.store.latest("smd.example/990101")
+        assert size == second.size and note.startswith(second.note) and "witness.example/w3" in note
+
+        rows = stored_rows(services)  # a rewrite under what it holds gets no cosignature
+        rogue = RogueAdmin(services)
+        rogue.update_state(rows[3].id, b'{"forged": true}')
+        rogue.rebuild_tree()
+        record_patients(services, patients=1, visits=0)
+        follow(services)
+        forged = services.checkpointer.sign_now()
+        if forged is not None:  # the checkpointer itself may refuse first
+            proof = TreeReader(services.chain_store).consistency(second.size, forged.size)
+            reply = again.add_checkpoint(add_checkpoint_request(second.size, proof, forged.note))
+            assert reply.startswith(b"refused"), reply
+        assert again.store.latest("smd.example/990101")[0] == second.size
+        again.store.close()
