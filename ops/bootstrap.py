@@ -26,6 +26,8 @@ from core.audit.store import ChainStore, PostgresChainStore, SQLiteChainStore
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
 from core.followers.concerns import Concerns
+from core.handover import Handovers
+from core.region_keys import CrossRegionKeys, peer_from
 from core.followers.engine import FollowerStatus
 from core.followers.leases import AdvisoryLeases, AlwaysHeld
 from core.followers.parking import ParkingStore, PostgresParkingStore, SQLiteParkingStore
@@ -149,6 +151,7 @@ class Services:
     sources: SourceRows | None = None  # uploaded source lists, sealed, until their retention ends
     indicators: IndicatorsProjection | None = None  # the indicators' fact and obligation rows, by position
     periodic_reports: PeriodicReports | None = None  # the monthly and quarterly reports (docs/decisions/038)
+    handovers: Handovers | None = None  # transfers of management to and from linked regions (R8, decision 039)
 
     def concern_rules(self, on: date) -> ConcernRules:
         """The people of concern's collision rules in force on ``on`` (the shipped versions)."""
@@ -184,6 +187,7 @@ class Services:
             *([self.lists] if self.lists is not None else []),
             *([self.indicators] if self.indicators is not None else []),
             self.scheduler,
+            *([self.handovers] if self.handovers is not None else []),
             self.waiting_sweep,
             self.chain,
             self.checkpointer,
@@ -345,6 +349,9 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         views.ensure(lists.projection)
         views.ensure(indicators.projection)
     metrics = Metrics()
+    handovers = Handovers(
+        case_record, crossregion_keys(settings), registry, timedelta(days=settings.handover_answer_days), clock
+    )
     waiting = Waiting(waiting_table, case_record, timedelta(seconds=settings.waiting_window_seconds), metrics)
     return Services(
         settings=settings,
@@ -385,7 +392,19 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         sources=SourceRows(source_store, keystore),
         indicators=indicators,
         periodic_reports=PeriodicReports(case_record, registry, indicators, reports, load_work_plan(WORK_PLAN_FILE)),
+        handovers=handovers,
     )
+
+
+def crossregion_keys(settings: Settings) -> CrossRegionKeys:
+    """This region's keys for cross-region messages and its linked regions, from the settings."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    keys = CrossRegionKeys.from_seeds(settings.region, settings.crossregion_key, settings.crossregion_seal_key)
+    keys.seal_retired = tuple(X25519PrivateKey.from_private_bytes(k) for k in settings.crossregion_seal_keys_retired)
+    for peer in settings.crossregion_peers:
+        keys.link(peer_from(peer.region, peer.verifiers, peer.seal_public))
+    return keys
 
 
 def open_leases(settings: Settings) -> AlwaysHeld | AdvisoryLeases:
