@@ -26,15 +26,15 @@ from core.audit.store import ChainStore, PostgresChainStore, SQLiteChainStore
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
 from core.followers.concerns import Concerns
-from core.handover import Handovers
-from core.region_keys import CrossRegionKeys, peer_from
 from core.followers.engine import FollowerStatus
 from core.followers.leases import AdvisoryLeases, AlwaysHeld
 from core.followers.parking import ParkingStore, PostgresParkingStore, SQLiteParkingStore
+from core.handover import Handovers
 from core.intake import GroupedAccessLog
 from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from core.policy_process import PolicyProcess
 from core.postgres import EVENTSOURCING_POOL_TIMEOUT, RECORDER_TOPIC
+from core.region_keys import CrossRegionKeys, peer_from
 from core.registry import RegistryView, open_registry, region_today
 from core.reporting_duties import ReportingDuties
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
