@@ -30,6 +30,7 @@ from api.concern import ConcernController
 from api.contact_card import ContactCardController
 from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
+from api.handovers import HandoversController
 from api.health import HealthController
 from api.incident_review import IncidentReviewController
 from api.indicators import IndicatorsController
@@ -127,6 +128,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             IndicatorsController,
             PeriodicReportsController,
             TasksController,
+            HandoversController,
             ReconciliationController,
             ConcernController,
             ContactCardController,
