@@ -122,6 +122,22 @@ class TestSettings:
         assert crossregion_keys(rotated).open(message, b"aad") == b"sealed before the rotation"
 
 
+    def test_smd_crossregion_peer_entry_prints_what_the_other_regions_peers_file_lists(
+        self, tmp_path, monkeypatch, capsys
+    ) -> None:
+        from ops.cli import main
+
+        monkeypatch.setenv("SMD_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("SMD_REGION", B)
+        assert main(["crossregion", "peer-entry"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed == crossregion_keys(load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_REGION": B})).peer_entry()
+        peers = tmp_path / "peers.json"
+        peers.write_text(json.dumps([printed]))
+        linked = load_settings({"SMD_DATA_DIR": str(tmp_path / "a"), "SMD_CROSSREGION_PEERS": str(peers)})
+        assert set(crossregion_keys(linked).peers) == {B}
+
+
 class TestInTheService:
     def test_the_followers_open_the_handover_with_the_configured_deadline_and_the_peer_applies_it(
         self, service_regions
