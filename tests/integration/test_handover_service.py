@@ -121,7 +121,6 @@ class TestSettings:
         )
         assert crossregion_keys(rotated).open(message, b"aad") == b"sealed before the rotation"
 
-
     def test_smd_crossregion_peer_entry_prints_what_the_other_regions_peers_file_lists(
         self, tmp_path, monkeypatch, capsys
     ) -> None:
