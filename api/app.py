@@ -31,6 +31,7 @@ from api.console import ConsoleController
 from api.contact_card import ContactCardController
 from api.emergency_access import EmergencyAccessController
 from api.events import EventsController, envelope_schema
+from api.handovers import HandoversController
 from api.health import HealthController
 from api.incident_review import IncidentReviewController
 from api.indicators import IndicatorsController
@@ -128,6 +129,7 @@ def create_app(services: AppServices, lifespan: Sequence[Lifespan] = ()) -> Lite
             IndicatorsController,
             PeriodicReportsController,
             TasksController,
+            HandoversController,
             ReconciliationController,
             ConcernController,
             ContactCardController,

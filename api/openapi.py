@@ -85,6 +85,23 @@ ERRORS: dict[str, dict[int, str]] = {
         403: "`not-allowed-to-record` (an auditor records nothing)",
     },
     "getTask": {404: "no such task, or not assigned by or to you (the same answer)"},
+    "listHandovers": {400: "`direction` is neither `in` nor `out`, `unknown-purpose`", 403: "`purpose-not-allowed`"},
+    "getHandover": {
+        400: "`unknown-purpose`",
+        403: "`purpose-not-allowed`",
+        404: "no such handover, or not one you may read (the same answer)",
+    },
+    "answerHandover": {
+        400: 'the body is not `{"accepted": true|false}`',
+        403: "`not-the-receiving-health-center`",
+        404: "no such handover to this region that you may read",
+        409: "`handover-already-decided`, `handover-cancelled` (the origin withdrew it)",
+    },
+    "cancelHandover": {
+        400: 'the body is not `{"reason": "…"}` (1–500 characters)',
+        404: "no such handover from this region that you may cancel",
+        409: "`handover-already-decided` (the first decisive fact in this region's log won)",
+    },
     "uploadSourceList": {
         400: "the body is not UTF-8",
         403: "`not-allowed-to-upload`: your kind does not keep that list",

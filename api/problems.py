@@ -67,11 +67,13 @@ STATUS_BY_CODE: dict[str, int] = {
     "emergency-access-list-not-allowed": 403,
     "source-mismatch": 403,
     "unknown-agency": 403,  # the authenticated agency is not in the registry (core.intake)
+    "not-the-receiving-health-center": 403,  # a handover is answered by the health center it went to
     # 404: what the message refers to does not exist
     "message-not-found": 404,
     "no-checkpoint-yet": 404,
     "not-in-tree": 404,
     "obligation-not-found": 404,
+    "handover-not-found": 404,
     "patient-not-found": 404,
     "restriction-request-not-found": 404,
     "unknown-list": 404,
@@ -89,6 +91,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "obligation-closed": 409,
     "patient-already-registered": 409,
     "task-already-assigned": 409,
+    "handover-already-decided": 409,  # the first decisive fact in the origin's log won
+    "handover-cancelled": 409,
     "already-recorded": 409,  # a report or task-progress id recorded before
     "suspected-case-already-reported": 409,
     "suspected-case-closed": 409,

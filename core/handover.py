@@ -54,6 +54,7 @@ from domain.values import Provenance
 
 MOVE_TOPIC = MoveReported.TOPIC
 TRACKING = "handovers"
+DEADLINE_CHECK_SECONDS = 60.0  # how often the service's background work looks for passed deadlines
 
 
 class Handovers:
@@ -72,6 +73,20 @@ class Handovers:
         self.registry = registry
         self.answer_within = answer_within
         self.clock = clock
+        self._next_deadline_check = 0.0
+
+    #: the follower's name (its tracking name, its lease on PostgreSQL)
+    name = TRACKING
+
+    def run_once(self) -> int:
+        """One round of the service's background work: open handovers for new moves, and (at
+        most every ``DEADLINE_CHECK_SECONDS``) escalate the handovers whose deadline passed.
+        Returns how much it did (0: nothing to do)."""
+        busy = self.follow_moves()
+        if time.monotonic() >= self._next_deadline_check:
+            self._next_deadline_check = time.monotonic() + DEADLINE_CHECK_SECONDS
+            busy += len(self.check_deadlines())
+        return busy
 
     @property
     def region(self) -> str:
@@ -276,39 +291,63 @@ class Handovers:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def handover(self, hid: UUID) -> dict[str, Any]:
-        """One handover on this side: direction, status, who is responsible now, its history."""
+    def handover(self, hid: UUID, history: bool = True) -> dict[str, Any]:
+        """One handover on this side: direction, status, the unit involved here, who is
+        responsible now, and (``history``) the facts recorded about it, oldest first."""
         try:
             aggregate = self.case_record.repository.get(hid)
         except AggregateNotFoundError:
             raise HandoverNotFound(hid) from None
+        return self._view(aggregate, history)
+
+    def handovers(self, direction: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Every handover on this side (``direction`` "in" or "out", ``status``), newest deadline
+        first, without their histories."""
+        sides = {"out": OutgoingHandover.Opened.TOPIC, "in": IncomingHandover.Requested.TOPIC}
+        ids: set[UUID] = set()
+        for side, topic in sides.items():
+            if direction in (None, side):
+                ids |= self.case_record.originators_of(topic)
+        views = [self._view(self.case_record.repository.get(hid), False) for hid in ids]
+        views = [v for v in views if status is None or v["status"] == status]
+        return sorted(views, key=lambda v: (v["deadline"], v["id"]), reverse=True)
+
+    def _view(self, aggregate: Any, history: bool) -> dict[str, Any]:
+        hid = aggregate.id
         if isinstance(aggregate, OutgoingHandover):
             view = {
                 "direction": "out",
                 "peer_region": aggregate.destination_region,
+                "unit": aggregate.residence,  # the patient's residence here
+                "peer_unit": aggregate.destination_unit,
                 "responsible": [self.region] if aggregate.origin_responsible else [aggregate.destination_region],
-                "late_answers": aggregate.late,
+                "late_answers": list(aggregate.late),
             }
         elif isinstance(aggregate, IncomingHandover):
             view = {
                 "direction": "in",
                 "peer_region": aggregate.origin_region,
+                "unit": aggregate.destination_unit,
                 "assignee": aggregate.assignee,
                 # the origin stays responsible until its log holds our acceptance
                 "responsible": [aggregate.origin_region] + ([self.region] if aggregate.destination_responsible else []),
             }
         else:
             raise HandoverNotFound(hid)
-        history = [{"fact": type(e).__name__, "at": e.timestamp.isoformat()} for e in self.case_record.events.get(hid)]
-        return {
+        out = {
             "id": str(hid),
             "patient_id": str(aggregate.patient_id),
             "status": aggregate.status,
+            "moving_on": aggregate.moving_on.isoformat(),
             "deadline": aggregate.deadline.isoformat(),
             "escalations": list(aggregate.escalations),
             **view,
-            "history": history,
         }
+        if history:
+            out["history"] = [
+                {"fact": type(e).__name__, "at": e.timestamp.isoformat()} for e in self.case_record.events.get(hid)
+            ]
+        return out
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -67,6 +67,15 @@ def open_sealed(private: X25519PrivateKey, sealed: str, aad: bytes) -> bytes:
         raise SealError("the sealed part does not open with this region's key") from None
 
 
+def peer_from(region: str, verifiers: list[str] | tuple[str, ...], seal_public: str) -> Peer:
+    """A peer from its configured public keys (verifier strings, base64 X25519 public key)."""
+    return Peer(
+        region,
+        tuple(Verifier.decode(v) for v in verifiers),
+        X25519PublicKey.from_public_bytes(base64.b64decode(seal_public, validate=True)),
+    )
+
+
 @dataclass(frozen=True)
 class Peer:
     """What a region knows of another: its code, the public keys that may sign its messages (the
@@ -89,6 +98,8 @@ class CrossRegionKeys:
     signer: Signer
     seal_private: X25519PrivateKey
     peers: dict[str, Peer] = field(default_factory=dict)
+    #: sealing keys rotated out: a message sealed to one before the peer learnt the new key opens
+    seal_retired: tuple[X25519PrivateKey, ...] = ()
 
     @classmethod
     def generate(cls, region: str) -> CrossRegionKeys:
@@ -126,8 +137,21 @@ class CrossRegionKeys:
         return seal(self.peers[region].seal_public, plaintext, aad)
 
     def open(self, sealed: str, aad: bytes) -> bytes:
-        """Open a part sealed to this region."""
-        return open_sealed(self.seal_private, sealed, aad)
+        """Open a part sealed to this region (its current sealing key, then the retired ones)."""
+        for private in (self.seal_private, *self.seal_retired):
+            try:
+                return open_sealed(private, sealed, aad)
+            except SealError:
+                continue
+        raise SealError("the sealed part does not open with this region's keys")
+
+    def peer_entry(self) -> dict[str, object]:
+        """This region's public halves as the other region's SMD_CROSSREGION_PEERS lists them."""
+        return {
+            "region": self.region,
+            "verifiers": [self.signer.verifier.encode()],
+            "seal_public": base64.b64encode(_raw_public(self.seal_private.public_key())).decode(),
+        }
 
     def __repr__(self) -> str:  # never print key material
         return f"CrossRegionKeys({self.region!r}, key_id={self.key_id!r})"

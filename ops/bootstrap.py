@@ -30,10 +30,12 @@ from core.followers.concerns import Concerns
 from core.followers.engine import FollowerStatus
 from core.followers.leases import AdvisoryLeases, AlwaysHeld
 from core.followers.parking import ParkingStore, PostgresParkingStore, SQLiteParkingStore
+from core.handover import Handovers
 from core.intake import GroupedAccessLog
 from core.keystore import KeyStore, MasterKey, PostgresKeyTable, SQLiteKeyTable
 from core.policy_process import PolicyProcess
 from core.postgres import EVENTSOURCING_POOL_TIMEOUT, RECORDER_TOPIC
+from core.region_keys import CrossRegionKeys, peer_from
 from core.registry import RegistryView, open_registry, region_today
 from core.reporting_duties import ReportingDuties
 from core.rule_settings_view import RuleSettingsView, open_rule_settings
@@ -151,6 +153,7 @@ class Services:
     indicators: IndicatorsProjection | None = None  # the indicators' fact and obligation rows, by position
     periodic_reports: PeriodicReports | None = None  # the monthly and quarterly reports (docs/decisions/038)
     console: ConsoleCredentials | None = None  # the governance console's credentials (docs/decisions/041)
+    handovers: Handovers | None = None  # transfers of management to and from linked regions (R8, decision 039)
 
     def concern_rules(self, on: date) -> ConcernRules:
         """The people of concern's collision rules in force on ``on`` (the shipped versions)."""
@@ -186,6 +189,7 @@ class Services:
             *([self.lists] if self.lists is not None else []),
             *([self.indicators] if self.indicators is not None else []),
             self.scheduler,
+            *([self.handovers] if self.handovers is not None else []),
             self.waiting_sweep,
             self.chain,
             self.checkpointer,
@@ -355,6 +359,9 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         views.ensure(lists.projection)
         views.ensure(indicators.projection)
     metrics = Metrics()
+    handovers = Handovers(
+        case_record, crossregion_keys(settings), registry, timedelta(days=settings.handover_answer_days), clock
+    )
     waiting = Waiting(waiting_table, case_record, timedelta(seconds=settings.waiting_window_seconds), metrics)
     return Services(
         settings=settings,
@@ -396,7 +403,19 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         indicators=indicators,
         periodic_reports=PeriodicReports(case_record, registry, indicators, reports, load_work_plan(WORK_PLAN_FILE)),
         console=console,
+        handovers=handovers,
     )
+
+
+def crossregion_keys(settings: Settings) -> CrossRegionKeys:
+    """This region's keys for cross-region messages and its linked regions, from the settings."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    keys = CrossRegionKeys.from_seeds(settings.region, settings.crossregion_key, settings.crossregion_seal_key)
+    keys.seal_retired = tuple(X25519PrivateKey.from_private_bytes(k) for k in settings.crossregion_seal_keys_retired)
+    for peer in settings.crossregion_peers:
+        keys.link(peer_from(peer.region, peer.verifiers, peer.seal_public))
+    return keys
 
 
 def open_leases(settings: Settings) -> AlwaysHeld | AdvisoryLeases:

@@ -128,6 +128,17 @@ async def _agency_consumers(settings: Any, agencies: list[str]) -> dict[str, str
         await nc.close()
 
 
+def _peer_entry(_args: argparse.Namespace) -> int:
+    """Print this region's public keys as the linked region's SMD_CROSSREGION_PEERS lists them."""
+    import json
+
+    from ops.bootstrap import crossregion_keys
+    from ops.settings import load_settings
+
+    print(json.dumps(crossregion_keys(load_settings()).peer_entry(), indent=2))
+    return 0
+
+
 def add_commands(subparsers: Any) -> None:
     """Add `ingest`, `outbox` and `nats config` to the `smd` command line."""
     natsp = subparsers.add_parser("nats", help="NATS identities of the region's agencies")
@@ -146,6 +157,12 @@ def add_commands(subparsers: Any) -> None:
         "outbox", help="publish obligations and notices to agencies over NATS (needs SMD_NATS_URL)"
     )
     outbox.set_defaults(func=_command("outbox", "smd-outbox"))
+    crossregion = subparsers.add_parser("crossregion", help="this region's link to other regions (R8 handovers)")
+    crossub = crossregion.add_subparsers(dest="crossregion_command", required=True)
+    entry = crossub.add_parser(
+        "peer-entry", help="print this region's public keys, the entry the other region's SMD_CROSSREGION_PEERS lists"
+    )
+    entry.set_defaults(func=_peer_entry)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,15 @@ class PostgresTarget(msgspec.Struct, frozen=True):
         return " ".join(parts)
 
 
+class PeerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A linked region as this one knows it (an entry of SMD_CROSSREGION_PEERS): its code, the
+    verifier keys of its message-signing keys (current first, then retired) and its sealing key."""
+
+    region: str
+    verifiers: tuple[str, ...]
+    seal_public: str  # base64 of the 32-byte X25519 public key
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the composition root needs to wire the service."""
 
@@ -134,6 +143,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_ERASURE_COOLING_OFF_DAYS: days between an erasure's approval and the destruction of the key."""
     source_retention_days: float = 30.0
     """SMD_SOURCE_RETENTION_DAYS: days an uploaded source list's rows are kept before they are deleted."""
+    crossregion_key: bytes = b""
+    """SMD_CROSSREGION_KEY: base64 of the 32-byte Ed25519 seed that signs this region's cross-region messages."""
+    crossregion_seal_key: bytes = b""
+    """SMD_CROSSREGION_SEAL_KEY: base64 of the 32-byte X25519 private key personal fields are sealed to."""
+    crossregion_seal_keys_retired: tuple[bytes, ...] = ()
+    """SMD_CROSSREGION_SEAL_KEYS_RETIRED: sealing keys rotated out (comma-separated base64): what was
+    sealed to them before the rotation still opens."""
+    crossregion_peers: tuple[PeerConfig, ...] = ()
+    """SMD_CROSSREGION_PEERS: a JSON file naming each linked region's public keys."""
+    handover_answer_days: float = 10.0
+    """SMD_HANDOVER_ANSWER_DAYS: how long the destination has to accept or reject a handover."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -276,6 +296,35 @@ def _verifier_list(get: Callable[[str], str], var: str) -> tuple[str, ...]:
     return out
 
 
+def _peers(path_text: str, region: str) -> tuple[PeerConfig, ...]:
+    """The linked regions of SMD_CROSSREGION_PEERS (a JSON list of PeerConfig), each checked."""
+    var = "SMD_CROSSREGION_PEERS"
+    if not path_text:
+        return ()
+    from core.audit.notes import NoteError, Verifier
+
+    try:
+        peers = msgspec.json.decode(Path(path_text).read_bytes(), type=tuple[PeerConfig, ...])
+    except OSError as e:
+        raise _fail(var, f"cannot read {path_text}: {e.strerror}") from None
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise _fail(var, f"expected a JSON list of {{region, verifiers, seal_public}}: {e}") from None
+    for peer in peers:
+        if not re.fullmatch(r"\d{6}", peer.region) or peer.region == region:
+            raise _fail(var, f"peer region {peer.region!r}: a 6-digit region code other than this one")
+        if not peer.verifiers:
+            raise _fail(var, f"peer region {peer.region}: at least one verifier key")
+        for v in peer.verifiers:
+            try:
+                Verifier.decode(v)
+            except NoteError as e:
+                raise _fail(var, f"peer region {peer.region}: {e}") from None
+        _decode_key(f"{var} (seal_public of {peer.region})", peer.seal_public)
+    if len({p.region for p in peers}) != len(peers):
+        raise _fail(var, "a region is named twice")
+    return peers
+
+
 def _previous_master_key(get: Callable[[str], str]) -> tuple[str, bytes] | None:
     """SMD_MASTER_KEY_PREVIOUS(_ID): both or neither."""
     key, key_id = get("SMD_MASTER_KEY_PREVIOUS"), get("SMD_MASTER_KEY_PREVIOUS_ID")
@@ -404,11 +453,27 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             "SMD_SOURCE_RETENTION_DAYS", f"must be a number of days above 0, at most 366, got {retention_text!r}"
         )
 
+    answer_text = get("SMD_HANDOVER_ANSWER_DAYS") or "10"
+    try:
+        handover_answer_days = float(answer_text)
+    except ValueError:
+        handover_answer_days = -1.0
+    if not 0 < handover_answer_days <= 90:
+        raise _fail("SMD_HANDOVER_ANSWER_DAYS", f"must be a number of days above 0, at most 90, got {answer_text!r}")
+    seal_retired = tuple(
+        _decode_key("SMD_CROSSREGION_SEAL_KEYS_RETIRED", k.strip())
+        for k in get("SMD_CROSSREGION_SEAL_KEYS_RETIRED").split(",")
+        if k.strip()
+    )
+    peers = _peers(get("SMD_CROSSREGION_PEERS"), get("SMD_REGION") or "990101")
+
     keys: dict[str, bytes] = {}
     for var, filename in (
         ("SMD_MASTER_KEY", "master.key"),
         ("SMD_BLIND_INDEX_KEY", "blind-index.key"),
         ("SMD_CHECKPOINT_KEY", "checkpoint.key"),
+        ("SMD_CROSSREGION_KEY", "crossregion.key"),
+        ("SMD_CROSSREGION_SEAL_KEY", "crossregion-seal.key"),
     ):
         if get(var):
             keys[var] = _decode_key(var, get(var))
@@ -468,4 +533,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         cosignature_degraded_seconds=cosignature_degraded,
         erasure_cooling_off_days=erasure_cooling_off_days,
         source_retention_days=source_retention_days,
+        crossregion_key=keys["SMD_CROSSREGION_KEY"],
+        crossregion_seal_key=keys["SMD_CROSSREGION_SEAL_KEY"],
+        crossregion_seal_keys_retired=seal_retired,
+        crossregion_peers=peers,
+        handover_answer_days=handover_answer_days,
     )
