@@ -22,6 +22,7 @@ from api.auth import Caller, agency_guard, provide_caller
 from api.indicator_documents import to_csv, to_html
 from api.patient_files import _builtins
 from api.ports import IndicatorsPort, Port
+from core.audit.checkpoints import holding
 from domain.indicators import parse_period
 from domain.lists import OrgUnitOutsideJurisdiction
 
@@ -119,4 +120,6 @@ class IndicatorsController(Controller):
             )
         if output == "html":
             return Response(to_html(report), media_type="text/html; charset=utf-8")
-        return Response(_builtins(report), media_type="application/json")
+        # the first signed checkpoint holding the position: what the figures can be checked against
+        checkpoint = await asyncio.to_thread(holding, services.chain_store, report["position"])
+        return Response({**_builtins(report), "checkpoint": checkpoint}, media_type="application/json")

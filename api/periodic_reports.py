@@ -25,6 +25,7 @@ from api.indicators import AtPosition, Format
 from api.patient_files import _builtins
 from api.ports import PeriodicReportsPort, Port
 from api.report_documents import to_csv, to_html
+from core.audit.checkpoints import holding
 from core.intake import accept
 from domain.lists import OrgUnitOutsideJurisdiction
 from domain.rules.r21_reporting_duties import duty_obligation_id
@@ -48,7 +49,7 @@ def _check_unit(services: Any, caller: Caller, unit: str) -> None:
         raise OrgUnitOutsideJurisdiction()
 
 
-def _answer(report: dict[str, Any], output: str, name: str) -> Response[Any]:
+def _answer(report: dict[str, Any], output: str, name: str, checkpoint: dict[str, Any] | None = None) -> Response[Any]:
     if output == "csv":
         return Response(
             to_csv(report),
@@ -57,7 +58,14 @@ def _answer(report: dict[str, Any], output: str, name: str) -> Response[Any]:
         )
     if output == "html":
         return Response(to_html(report), media_type="text/html; charset=utf-8")
-    return Response(_builtins(report), media_type="application/json")
+    # the checkpoint is beside the document, not in it: the digest of a submitted report stays
+    # the same when a later checkpoint is signed
+    return Response({**_builtins(report), "checkpoint": checkpoint}, media_type="application/json")
+
+
+async def _checkpoint(services: Any, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The first signed checkpoint holding the report's position (None: none yet)."""
+    return await asyncio.to_thread(holding, services.chain_store, report["position"])
 
 
 def digest(report: dict[str, Any]) -> str:
@@ -117,7 +125,7 @@ class PeriodicReportsController(Controller):
     ) -> Response[Any]:
         _check_unit(services, caller, unit)
         report = await asyncio.to_thread(services.periodic_reports.document, "monthly", unit, period, at_position)
-        return _answer(report, output, f"monthly-{unit}-{period}")
+        return _answer(report, output, f"monthly-{unit}-{period}", await _checkpoint(services, report))
 
     @get(
         "/v1/reports/quarterly",
@@ -145,7 +153,7 @@ class PeriodicReportsController(Controller):
                 raise OrgUnitOutsideJurisdiction()
         doc = "health_center_quarterly"
         report = await asyncio.to_thread(services.periodic_reports.document, doc, agency, period, at_position)
-        return _answer(report, output, f"quarterly-{agency}-{period}")
+        return _answer(report, output, f"quarterly-{agency}-{period}", await _checkpoint(services, report))
 
     @get(
         "/v1/reports/risk-analysis",
@@ -166,7 +174,7 @@ class PeriodicReportsController(Controller):
     ) -> Response[Any]:
         _check_unit(services, caller, unit)
         report = await asyncio.to_thread(services.periodic_reports.document, "risk_analysis", unit, period, at_position)
-        return _answer(report, output, f"risk-analysis-{unit}-{period}")
+        return _answer(report, output, f"risk-analysis-{unit}-{period}", await _checkpoint(services, report))
 
     @post(
         "/v1/reports/submissions",

@@ -286,6 +286,11 @@ class IndicatorsPort(Protocol):
     @property
     def registry(self) -> RegistryView: ...
 
+    @property
+    def chain_store(self) -> Any:
+        """The verifiable log (the checkpoint that holds a figure's position); None without one."""
+        ...
+
     def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]: ...
 
 
@@ -351,6 +356,11 @@ class PeriodicReportsPort(Protocol):
 
     @property
     def periodic_reports(self) -> PeriodicReportsReader: ...
+
+    @property
+    def chain_store(self) -> Any:
+        """The verifiable log (the checkpoint that holds a report's position); None without one."""
+        ...
 
     @property
     def registry(self) -> RegistryView: ...

@@ -142,3 +142,27 @@ class Checkpointer:
                 )
             self.refused = reason
             raise InconsistentCheckpoint(reason) from e
+
+
+def holding(store: ChainStore | None, position: int) -> dict[str, object] | None:
+    """The first signed checkpoint whose tree holds every fact recorded up to log ``position``,
+    and the witnesses that cosigned it: what a figure computed at ``position`` can be checked
+    against (``smd verify --against``). None while no checkpoint holds it yet (the chain
+    follower or the checkpointer has not reached it) or without a verifiable log."""
+    if store is None or position <= 0:
+        return None
+    leaf = None
+    for p in range(position, max(0, position - 1000), -1):  # a rolled-back insert leaves a gap
+        if (leaf := store.leaf_at(p)) is not None:
+            break
+    if leaf is None:
+        return None
+    first = min((cp for cp in store.checkpoints() if cp.size > leaf.leaf_index), key=lambda cp: cp.size, default=None)
+    if first is None:
+        return None
+    return {
+        "size": first.size,
+        "root": base64.b64encode(first.root).decode(),
+        "signed_at": first.signed_at.isoformat(),
+        "cosigned_by": [witness for witness, _ in store.cosignatures(first.size)],
+    }

@@ -356,6 +356,29 @@ def _json(value):
 
 
 class TestTheEndpointAndTheCommand:
+    async def test_the_figures_name_the_first_signed_checkpoint_that_holds_their_position(self, district) -> None:
+        from litestar.testing import AsyncTestClient
+
+        from api.app import create_app
+
+        s, p = district.services, district.position_before_late_fact
+        gov = {"Authorization": f"Bearer {s.apikeys.issue('gov-willowbrook').key}"}
+        query = {"unit": TOWNSHIP, "period": "2026-06", "at_position": p}
+        async with AsyncTestClient(create_app(s)) as client:
+            while s.chain.run_once():
+                pass
+            s.checkpointer.sign_now()
+            signed = s.chain_store.latest_checkpoint()
+            r = await client.get("/v1/indicators", params=query, headers=gov)
+            held = r.json()["checkpoint"]
+            leaf = s.chain_store.leaf_at(p)
+            # a checkpoint whose tree holds the fact at p, the first such (none smaller holds it)
+            assert leaf.leaf_index < held["size"] <= signed.size
+            assert not [c for c in s.chain_store.checkpoints() if leaf.leaf_index < c.size < held["size"]]
+            assert held["cosigned_by"] == [] and held["signed_at"]
+            r = await client.get("/v1/reports/monthly", params=query, headers=gov)
+            assert r.json()["checkpoint"] == held
+
     async def test_the_endpoint_answers_what_replaying_the_log_gives_in_json_csv_and_html(self, district) -> None:
         from litestar.testing import AsyncTestClient
 
@@ -372,7 +395,9 @@ class TestTheEndpointAndTheCommand:
                     "/v1/indicators", params=query, headers={"Authorization": f"Bearer {keys[agency]}"}
                 )
                 assert r.status_code == 200, r.text
-                assert r.json() == replayed
+                answered = r.json()
+                answered.pop("checkpoint")  # beside the figures, not one of them (the test below)
+                assert answered == replayed
             gov = {"Authorization": f"Bearer {keys['gov-willowbrook']}"}
             r = await client.get("/v1/indicators", params={**query, "format": "csv"}, headers=gov)
             text = r.content.decode("utf-8")
