@@ -240,9 +240,9 @@ def table(figures: list[dict]) -> dict[str, tuple]:
 #: regular: A K L + 15 = 18. assessed at home: A B C E I J K L O + 15 = 24 (D in hospital; F, M
 #: never assessed); stable: A C E K L O + 15 = 21. lost: E (3 misses), F (declared) = 2.
 TOWNSHIP_JUNE = {
-    "registered": (27, None, 27.0),
+    "registered": (27, None, 27),
     "reported_prevalence": (27, 23985, 1.13),  # 27 × 1000 ÷ 23985 = 1.1257
-    "managed": (24, None, 24.0),
+    "managed": (24, None, 24),
     "management_rate": (24, 27, 88.89),
     "norm_management_rate": (19, 27, 70.37),
     "face_to_face_rate": (22, 27, 81.48),
@@ -253,9 +253,9 @@ TOWNSHIP_JUNE = {
 }
 #: South New Village (c2: I, J, K), June 2026: population 5820.
 C2_JUNE = {
-    "registered": (3, None, 3.0),
+    "registered": (3, None, 3),
     "reported_prevalence": (3, 5820, 0.52),  # 0.5155
-    "managed": (3, None, 3.0),
+    "managed": (3, None, 3),
     "management_rate": (3, 3, 100.0),
     "norm_management_rate": (1, 3, 33.33),  # I
     "face_to_face_rate": (3, 3, 100.0),
