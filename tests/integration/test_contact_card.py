@@ -5,7 +5,6 @@ in the access log; a care-team change reissues it (a new edition with the new co
 from __future__ import annotations
 
 import io
-import json
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -15,6 +14,7 @@ from core.contact_card import card_of
 from core.intake import accept
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope
 from tests.support.id_numbers import fictional_id_number
 from tests.support.stores import NOW
 
@@ -28,16 +28,8 @@ class Desk:
         load_file(services.case_record, DEMO_DISTRICT)
 
     def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float) -> None:
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": agency,
-            "type": event_type,
-            "subject": str(subject),
-            "time": (NOW - timedelta(days=days_ago)).isoformat(),
-            "data": data,
-        }
-        accept(self.s.case_record, self.s.registry, json.dumps(doc).encode(), agency, "test")
+        raw = envelope(agency, event_type, subject, data, occurred=NOW - timedelta(days=days_ago))
+        accept(self.s.case_record, self.s.registry, raw, agency, "test")
 
     def register(self, name: str, seq: int) -> UUID:
         p = uuid4()

@@ -19,6 +19,7 @@ from domain.concern import concern_obligation_id, parse_rule_versions, parse_rul
 from domain.registry import AgencyKind
 from domain.sources import ListKind, SourceFileInvalid
 from ops.data_files import CONCERN_RULES_FILE, DEMO_DISTRICT
+from tests.support.agency_client import envelope
 from tests.support.id_numbers import fictional_id_number
 from tests.support.stores import NOW
 
@@ -68,16 +69,8 @@ class District:
         self.ids: dict[str, UUID] = {}
 
     def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float) -> None:
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": agency,
-            "type": event_type,
-            "subject": str(subject),
-            "time": (NOW - timedelta(days=days_ago)).isoformat(),
-            "data": data,
-        }
-        accept(self.s.case_record, self.s.registry, json.dumps(doc).encode(), agency, "test")
+        raw = envelope(agency, event_type, subject, data, occurred=NOW - timedelta(days=days_ago))
+        accept(self.s.case_record, self.s.registry, raw, agency, "test")
 
     def register(self, label: str, name: str, seq: int, level: int) -> None:
         patient = self.ids[label] = uuid4()

@@ -6,7 +6,6 @@ retention."""
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from uuid import UUID, uuid4
 
@@ -20,6 +19,7 @@ from domain.reconciliation import finding_obligation_id
 from domain.registry import AgencyKind
 from domain.sources import ListKind, SourceFileInvalid
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope
 from tests.support.id_numbers import fictional_id_number
 from tests.support.stores import NOW
 
@@ -41,16 +41,8 @@ class District:
         self.patients: dict[str, UUID] = {}
 
     def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float) -> None:
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": agency,
-            "type": event_type,
-            "subject": str(subject),
-            "time": (NOW - timedelta(days=days_ago)).isoformat(),
-            "data": data,
-        }
-        accept(self.s.case_record, self.s.registry, json.dumps(doc).encode(), agency, "test")
+        raw = envelope(agency, event_type, subject, data, occurred=NOW - timedelta(days=days_ago))
+        accept(self.s.case_record, self.s.registry, raw, agency, "test")
 
     def register(self, label: str, name: str, born: date, id_number: str | None, level: int, residence: str = V1):
         patient = self.patients[label] = uuid4()
