@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from ops.bootstrap import bootstrap
     from ops.data_files import DEMO_DISTRICT, WORK_PLAN_FILE
     from ops.settings import load_settings
-    from projections.indicators import compute, narrowing_of, scope_of
+    from projections.indicators import compute, narrowing_of, scope_of, whole_region
     from projections.periodic_reports import document_narrowing, load_work_plan, monthly_report
 
     ap = argparse.ArgumentParser(prog="smd bench --indicators")
@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             def per_unit(scope_id: str, period: Any) -> Any:
                 head = last
                 scope = scope_of(state, "org_unit", scope_id, period.last)
-                rows = services.indicators.rows_within(head, narrowing_of([scope], [period]))
+                rows = services.indicators.rows_within(
+                    head, narrowing_of([scope], [period], whole_region(state, scope, period.last))
+                )
                 return compute(rows, scope, period, head)
 
             def monthly_full() -> Any:

@@ -206,15 +206,23 @@ class Narrowing:
     assignee: str | None = None
 
 
-def narrowing_of(scopes: list[Scope], periods: list[ReportPeriod]) -> Narrowing:
+def whole_region(registry_state: Any, scope: Scope, on: date) -> bool:
+    """A scope that is a root org unit (the region): every patient's facts are its facts, so
+    its rows are read without the semi-join (a scan is cheaper than a lookup per patient)."""
+    unit = registry_state.org_unit(scope.id, on) if scope.kind == "org_unit" else None
+    return unit is not None and unit.parent is None
+
+
+def narrowing_of(scopes: list[Scope], periods: list[ReportPeriod], whole: bool = False) -> Narrowing:
     """The rows ``compute`` reads for these scopes (one org unit or agency, as the registry had
-    it on each period's last day) and periods: the scopes' patients' facts that occurred by the
-    last period's end; the obligations due within the periods' span, about the scopes'
-    residences (an org unit) or assigned to the agency."""
+    it on each period's last day) and periods: the scopes' patients' facts (``whole``: every
+    patient's, for the region) that occurred by the last period's end; the obligations due
+    within the periods' span, about the scopes' residences (an org unit) or assigned to the
+    agency."""
     units = frozenset().union(*(s.units for s in scopes))
     agency = scopes[0].id if scopes[0].kind == "agency" else None
     return Narrowing(
-        units=units,
+        units=None if whole else units,
         occurred_before=max(p.ends_at for p in periods),
         due_from=min(p.starts_at for p in periods),
         due_before=max(p.ends_at for p in periods),
@@ -391,7 +399,8 @@ class IndicatorsProjection(ProjectionFollower):
         state = registry.state(as_of_position=position)
         if later is None:  # the per-unit path: the scope's rows only
             scope = scope_of(state, scope_kind, scope_id, period.last)
-            rows = self.rows_within(position, narrowing_of([scope], [period]))
+            whole = whole_region(state, scope, period.last)
+            rows = self.rows_within(position, narrowing_of([scope], [period], whole))
         else:  # the late facts are listed whoever they are about, as the replay lists them
             rows = self.rows(later)
         return indicator_report(rows, state, scope_kind, scope_id, period, position, later)
@@ -405,7 +414,8 @@ class IndicatorsProjection(ProjectionFollower):
             return []
         state = registry.state(as_of_position=position)
         scopes = [scope_of(state, scope_kind, scope_id, p.last) for p in periods]
-        rows = self.rows_within(position, narrowing_of(scopes, periods))
+        whole = all(whole_region(state, s, p.last) for s, p in zip(scopes, periods, strict=True))
+        rows = self.rows_within(position, narrowing_of(scopes, periods, whole))
         return [indicator_report(rows, state, scope_kind, scope_id, p, position, None) for p in periods]
 
 

@@ -47,7 +47,7 @@ from domain.periodic_reports import (
 )
 from domain.registry import AgencyKind
 from projections.base import Batch
-from projections.indicators import Narrowing, Rows, compute, definitions, scope_of
+from projections.indicators import Narrowing, Rows, compute, definitions, scope_of, whole_region
 from projections.reports import ReportRow, ReportsView
 
 
@@ -290,13 +290,15 @@ def document_narrowing(name: str, state: Any, scope_id: str, period_label: str) 
     if name == "monthly":
         period = _period_of(period_label, quarter=False)
         scope = scope_of(state, "org_unit", scope_id, period.last)
-        return Narrowing(scope.units, period.ends_at, period.starts_at, period.ends_at)
+        units = None if whole_region(state, scope, period.last) else scope.units
+        return Narrowing(units, period.ends_at, period.starts_at, period.ends_at)
     period = _period_of(period_label, quarter=True)
     if name == "health_center_quarterly":
         scope = scope_of(state, "agency", scope_id, period.last)
         return Narrowing(scope.units, period.ends_at, period.previous().starts_at, period.ends_at, assignee=scope_id)
     scope = scope_of(state, "org_unit", scope_id, period.last)
-    return Narrowing(scope.units, period.ends_at, None, period.ends_at, residences=scope.units)
+    units = None if whole_region(state, scope, period.last) else scope.units
+    return Narrowing(units, period.ends_at, None, period.ends_at, residences=scope.units)
 
 
 #: The documents, by name: (needs the reports view's rows, scope kind).

@@ -44,7 +44,7 @@ def test_every_figure_of_every_scope_is_the_same_from_the_scopes_rows_on_a_gener
     head = generated.head
     periods = ["2023-03", "2026-06", "2026-Q2"]
     for position in (head // 2, head):  # half-way through the log, and all of it
-        assert compare_figures(generated, position, periods) > 100
+        assert compare_figures(generated, position, periods) > 80
 
 
 def test_the_reports_are_the_same_from_their_rows_on_a_generated_district(generated) -> None:

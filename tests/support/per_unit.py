@@ -7,7 +7,7 @@ from typing import Any
 
 from domain.indicators import parse_period
 from domain.registry import AgencyKind
-from projections.indicators import indicator_report, narrowing_of, scope_of
+from projections.indicators import indicator_report, narrowing_of, scope_of, whole_region
 from projections.periodic_reports import (
     document_narrowing,
     health_center_quarterly,
@@ -37,7 +37,9 @@ def compare_figures(services: Any, position: int, periods: list[str]) -> int:
         period = parse_period(label)
         for kind, ident in scopes(state, period.last):
             scope = scope_of(state, kind, ident, period.last)
-            narrowed = proj.rows_within(position, narrowing_of([scope], [period]))
+            narrowed = proj.rows_within(
+                position, narrowing_of([scope], [period], whole_region(state, scope, period.last))
+            )
             assert len(narrowed.facts) <= len(full.facts)
             ours = indicator_report(narrowed, state, kind, ident, period, position)
             theirs = indicator_report(full, state, kind, ident, period, position)
