@@ -7,9 +7,11 @@ here). Measured, each as a ratio to a bare SQL aggregate over the same rows in t
 - a village-level month (every figure of one village),
 - the monthly report's production (a township, with every agency's tasks).
 
-The figures read the stored rows as the endpoint does (``IndicatorsProjection``'s rows) and
-compute in Python (``domain.indicators``); the bare aggregate counts the same rows per kind in
-one SQL statement. Median of a few runs each.
+Each is measured on the per-unit path the endpoints take (``IndicatorsProjection.rows_within``:
+the store reads the scope's patients' facts and the period's obligations, by index; then
+``domain.indicators`` computes) and on the full read (every row up to the position, as before
+docs/decisions/036's per-unit path), and the two are checked identical. The bare aggregate counts
+the same rows per kind in one SQL statement. Median of a few runs each.
 """
 
 from __future__ import annotations
@@ -139,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     from ops.bootstrap import bootstrap
     from ops.data_files import DEMO_DISTRICT, WORK_PLAN_FILE
     from ops.settings import load_settings
-    from projections.indicators import compute, scope_of
-    from projections.periodic_reports import load_work_plan, monthly_report
+    from projections.indicators import compute, narrowing_of, scope_of, whole_region
+    from projections.periodic_reports import document_narrowing, load_work_plan, monthly_report
 
     ap = argparse.ArgumentParser(prog="smd bench --indicators")
     ap.add_argument("--patients", type=int, default=10_000)
@@ -164,30 +166,52 @@ def main(argv: list[str] | None = None) -> int:
             quarter, month = parse_period("2026-Q2"), parse_period("2026-06")
             village = VILLAGES[0]
 
-            def region_quarter() -> Any:
-                rows, head = stored_rows(services)
-                return compute(rows, scope_of(state, "org_unit", "990101", quarter.last), quarter, head)
+            township = "990101-001"
+            last = stored_rows(services)[1]  # the rows' last position: the figures carry it
 
-            def village_month() -> Any:
+            def full(scope_id: str, period: Any) -> Any:
                 rows, head = stored_rows(services)
-                return compute(rows, scope_of(state, "org_unit", village, month.last), month, head)
+                return compute(rows, scope_of(state, "org_unit", scope_id, period.last), period, head)
 
-            def monthly() -> Any:
+            def per_unit(scope_id: str, period: Any) -> Any:
+                head = last
+                scope = scope_of(state, "org_unit", scope_id, period.last)
+                rows = services.indicators.rows_within(
+                    head, narrowing_of([scope], [period], whole_region(state, scope, period.last))
+                )
+                return compute(rows, scope, period, head)
+
+            def monthly_full() -> Any:
                 rows, head = stored_rows(services)
-                return monthly_report(rows, [], {}, state, "990101-001", "2026-06", head, plan)
+                return monthly_report(rows, [], {}, state, township, "2026-06", head, plan)
+
+            def monthly_per_unit() -> Any:
+                head = last
+                narrowing = document_narrowing("monthly", state, township, "2026-06")
+                rows = services.indicators.rows_within(head, narrowing)
+                return monthly_report(rows, [], {}, state, township, "2026-06", head, plan)
 
             figures: dict[str, Any] = {"patients": a.patients, "rows": rows_written, "generated_s": round(generated, 2)}
-            for name, fn, bare in (
-                ("region_quarter", region_quarter, lambda: bare_sql(services, "2026-Q2", None)),
-                ("village_month", village_month, lambda: bare_sql(services, "2026-06", village)),
+            for name, scope_id, period, bare in (
+                ("region_quarter", "990101", quarter, lambda: bare_sql(services, "2026-Q2", None)),
+                ("village_month", village, month, lambda: bare_sql(services, "2026-06", village)),
             ):
-                ours, sql = _median(fn, a.runs), _median(bare, a.runs)
+                if per_unit(scope_id, period) != full(scope_id, period):
+                    raise AssertionError(f"{name}: the per-unit path differs from the full read")
+                ours = _median(lambda s=scope_id, p=period: per_unit(s, p), a.runs)
+                everything = _median(lambda s=scope_id, p=period: full(s, p), a.runs)
+                sql = _median(bare, a.runs)
                 figures[name] = {
                     "seconds": round(ours, 4),
+                    "full_read_seconds": round(everything, 4),
                     "bare_sql_seconds": round(sql, 4),
                     "ratio": round(ours / sql, 1),
+                    "full_read_ratio": round(everything / sql, 1),
                 }
-            figures["monthly_report_seconds"] = round(_median(monthly, a.runs), 4)
+            if monthly_per_unit() != monthly_full():
+                raise AssertionError("the monthly report: the per-unit path differs from the full read")
+            figures["monthly_report_seconds"] = round(_median(monthly_per_unit, a.runs), 4)
+            figures["monthly_report_full_read_seconds"] = round(_median(monthly_full, a.runs), 4)
         finally:
             services.close()
     text = json.dumps(figures, indent=2)

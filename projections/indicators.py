@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -91,7 +91,9 @@ FACTS = Table(
         Column("level", "int"),
     ),
     primary_key=("position",),
-    indexes=(("patient_id", "position"),),
+    # (residence, kind): the registrations of a unit's residences (the per-unit path); every
+    # generation gets it at start (``ViewStore.ensure``), the rows are unchanged
+    indexes=(("patient_id", "position"), ("residence", "kind")),
 )
 
 OBLIGATIONS = Table(
@@ -179,6 +181,54 @@ class IndicatorsView:
             batch.add(Update("obligations", {"obligation_id": event.originator_id}, values))
         else:
             batch.add(Insert("facts", fact_row(FACT_TOPICS[topic], event, notification.id)))
+
+
+#: A scope of more units than this reads every patient's facts (the figures keep the scope's own):
+#: the statement stays below every backend's limit of bound parameters.
+MAX_NARROWED_UNITS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """Which rows a computation reads (the per-unit path, docs/decisions/036): the facts of the
+    patients registered (in rows at or below the position) in ``units`` (None: every patient)
+    that occurred before ``occurred_before`` (None: whenever); the obligations due before
+    ``due_before`` and from ``due_from`` (None: no bound), about residences in ``residences``
+    (None: any), assigned to ``assignee`` (None: any). A computation given the rows of its
+    narrowing gives the same figures as given every row: the narrowing leaves out only rows its
+    figures do not look at."""
+
+    units: frozenset[str] | None
+    occurred_before: datetime | None = None
+    due_from: datetime | None = None
+    due_before: datetime | None = None
+    residences: frozenset[str] | None = None
+    assignee: str | None = None
+
+
+def whole_region(registry_state: Any, scope: Scope, on: date) -> bool:
+    """A scope that is a root org unit (the region): every patient's facts are its facts, so
+    its rows are read without the semi-join (a scan is cheaper than a lookup per patient)."""
+    unit = registry_state.org_unit(scope.id, on) if scope.kind == "org_unit" else None
+    return unit is not None and unit.parent is None
+
+
+def narrowing_of(scopes: list[Scope], periods: list[ReportPeriod], whole: bool = False) -> Narrowing:
+    """The rows ``compute`` reads for these scopes (one org unit or agency, as the registry had
+    it on each period's last day) and periods: the scopes' patients' facts (``whole``: every
+    patient's, for the region) that occurred by the last period's end; the obligations due
+    within the periods' span, about the scopes' residences (an org unit) or assigned to the
+    agency."""
+    units = frozenset().union(*(s.units for s in scopes))
+    agency = scopes[0].id if scopes[0].kind == "agency" else None
+    return Narrowing(
+        units=None if whole else units,
+        occurred_before=max(p.ends_at for p in periods),
+        due_from=min(p.starts_at for p in periods),
+        due_before=max(p.ends_at for p in periods),
+        residences=None if agency else units,
+        assignee=agency,
+    )
 
 
 @dataclass
@@ -283,6 +333,52 @@ class IndicatorsProjection(ProjectionFollower):
         )
         return stored.cut(position)
 
+    def rows_within(self, position: int, narrowing: Narrowing) -> Rows:
+        """The stored rows at or below ``position`` that ``narrowing`` keeps, as they stood at
+        ``position``: the store does the narrowing (the registrations of the units' residences by
+        the (residence, kind) index, each patient's facts by the (patient_id, position) one, the
+        obligations by their deadline's index), so a village costs in proportion to the village."""
+        if self.position < position and not self.catch_up(position, timeout=30):
+            raise ViewBehind(self.name, self.position, position)
+        n, gen = narrowing, self.store.live(self.projection)
+        where, params = "position <= ?", [position]
+        if n.occurred_before is not None:
+            where += " AND occurred_at < ?"
+            params.append(n.occurred_before)
+        key: dict[str, Any] = {}
+        if n.units is not None and len(n.units) <= MAX_NARROWED_UNITS:
+            units = sorted(n.units)
+            marks = ", ".join("?" * len(units))
+            key = {
+                "key": "patient_id",
+                "key_where": f"residence IN ({marks}) AND kind = ? AND position <= ?",
+                "key_params": [*units, REGISTERED, position],
+            }
+        facts = (
+            self.store.select_all(self.projection, "facts", where, params, generation=gen, **key)
+            if (n.units is None or n.units)
+            else []
+        )
+        where, params = "position <= ? AND kind = ?", [position, "obligation"]
+        if n.due_from is not None:
+            where += " AND due_at >= ?"
+            params.append(n.due_from)
+        if n.due_before is not None:
+            where += " AND due_at < ?"
+            params.append(n.due_before)
+        if n.assignee is not None:
+            where += " AND assignee = ?"
+            params.append(n.assignee)
+        if n.residences is not None and len(n.residences) <= MAX_NARROWED_UNITS:
+            where += f" AND residence IN ({', '.join('?' * len(n.residences))})"
+            params += sorted(n.residences)
+        obligations = (
+            self.store.select_all(self.projection, "obligations", where, params, generation=gen)
+            if n.residences is None or n.residences
+            else []
+        )
+        return _rows(facts, obligations).cut(position)
+
     def report(
         self,
         registry: Any,
@@ -300,8 +396,13 @@ class IndicatorsProjection(ProjectionFollower):
         if position > head or position < 0:
             raise PositionBeyondHead(position, head)
         later = head if with_late_facts and head > position else None
-        rows = self.rows(later or position)
         state = registry.state(as_of_position=position)
+        if later is None:  # the per-unit path: the scope's rows only
+            scope = scope_of(state, scope_kind, scope_id, period.last)
+            whole = whole_region(state, scope, period.last)
+            rows = self.rows_within(position, narrowing_of([scope], [period], whole))
+        else:  # the late facts are listed whoever they are about, as the replay lists them
+            rows = self.rows(later)
         return indicator_report(rows, state, scope_kind, scope_id, period, position, later)
 
     def trend(self, registry: Any, scope_kind: str, scope_id: str, period_labels: list[str]) -> list[dict[str, Any]]:
@@ -309,8 +410,12 @@ class IndicatorsProjection(ProjectionFollower):
         console's trend charts): each equals ``report`` of that period at that position."""
         periods = [parse_period(label) for label in period_labels]
         position = self.case_record.recorder.max_notification_id() or 0
-        rows = self.rows(position)
+        if not periods:
+            return []
         state = registry.state(as_of_position=position)
+        scopes = [scope_of(state, scope_kind, scope_id, p.last) for p in periods]
+        whole = all(whole_region(state, s, p.last) for s, p in zip(scopes, periods, strict=True))
+        rows = self.rows_within(position, narrowing_of(scopes, periods, whole))
         return [indicator_report(rows, state, scope_kind, scope_id, p, position, None) for p in periods]
 
 

@@ -47,7 +47,7 @@ from domain.periodic_reports import (
 )
 from domain.registry import AgencyKind
 from projections.base import Batch
-from projections.indicators import Rows, compute, definitions, scope_of
+from projections.indicators import Narrowing, Rows, compute, definitions, scope_of, whole_region
 from projections.reports import ReportRow, ReportsView
 
 
@@ -280,6 +280,27 @@ def risk_analysis(rows: Rows, state: Any, unit: str, period_label: str, position
     }
 
 
+def document_narrowing(name: str, state: Any, scope_id: str, period_label: str) -> Narrowing:
+    """The rows the document ``name`` of a scope and period reads (the per-unit path,
+    docs/decisions/036): the scope's patients' facts occurred by the period's end and the
+    obligations it looks at — the monthly report's due in the month (every agency of the unit,
+    whatever the residence), the health center's due in the quarter or the one before and
+    assigned to it, the risk analysis's due by the quarter's end about the unit's residences.
+    The same errors as the document for a period or scope that is none."""
+    if name == "monthly":
+        period = _period_of(period_label, quarter=False)
+        scope = scope_of(state, "org_unit", scope_id, period.last)
+        units = None if whole_region(state, scope, period.last) else scope.units
+        return Narrowing(units, period.ends_at, period.starts_at, period.ends_at)
+    period = _period_of(period_label, quarter=True)
+    if name == "health_center_quarterly":
+        scope = scope_of(state, "agency", scope_id, period.last)
+        return Narrowing(scope.units, period.ends_at, period.previous().starts_at, period.ends_at, assignee=scope_id)
+    scope = scope_of(state, "org_unit", scope_id, period.last)
+    units = None if whole_region(state, scope, period.last) else scope.units
+    return Narrowing(units, period.ends_at, None, period.ends_at, residences=scope.units)
+
+
 #: The documents, by name: (needs the reports view's rows, scope kind).
 DOCUMENTS = {"monthly": "org_unit", "health_center_quarterly": "agency", "risk_analysis": "org_unit"}
 
@@ -310,8 +331,11 @@ class PeriodicReports:
         if position > head or position < 0:
             raise PositionBeyondHead(position, head)
         parse_period(period)
-        rows = replayed_rows(self.case_record, position) if replay else self.indicators.rows(position)
         state = self.registry.state(as_of_position=position)
+        if replay:
+            rows = replayed_rows(self.case_record, position)
+        else:  # the per-unit path: the store reads the document's rows only
+            rows = self.indicators.rows_within(position, document_narrowing(name, state, scope_id, period))
         if name == "risk_analysis":
             return risk_analysis(rows, state, scope_id, period, position)
         items = replayed_items(self.case_record, position) if replay else self.reports.items_up_to(position)

@@ -137,6 +137,24 @@ class ViewStore(Protocol):
         """Rows of the live (or given) generation matching ``where``, counted by the values of
         the ``group_by`` columns (read only; one query)."""
 
+    def select_all(
+        self,
+        projection: Projection,
+        table: str,
+        where: str,
+        params: Sequence[Any],
+        *,
+        key: str | None = None,
+        key_where: str = "1=1",
+        key_params: Sequence[Any] = (),
+        generation: Generation | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every row of the live (or given) generation matching ``where``, in no particular
+        order, in one statement; with ``key``, only those whose ``key`` column equals the ``key``
+        of a row of the same table matching ``key_where`` (a semi-join the store plans: the key
+        rows by an index, then each key's rows by an index on ``key``). The indicators' per-unit
+        path: the facts of the patients registered in a unit's residences (docs/decisions/036)."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -476,6 +494,35 @@ class _Base:
         with self._read() as c:
             rows = c.execute(sql, [self._param(p) for p in params]).fetchall()
         return {tuple(self._from_db(types[k], v) for k, v in zip(group_by, r, strict=False)): int(r[-1]) for r in rows}
+
+    def select_all(
+        self,
+        projection: Projection,
+        table: str,
+        where: str,
+        params: Sequence[Any],
+        *,
+        key: str | None = None,
+        key_where: str = "1=1",
+        key_params: Sequence[Any] = (),
+        generation: Generation | None = None,
+    ) -> list[dict[str, Any]]:
+        gen = generation or self.live(projection)
+        t = self._table(projection, table)
+        name, m = self.physical(gen, table), self.mark
+        sql = f"SELECT {', '.join(t.column_names)} FROM {name} WHERE ({where.replace('?', m)})"
+        values = [self._param(p) for p in params]
+        if key is not None:
+            if key not in t.column_names:
+                raise ValueError(f"a key of {projection.name}.{table}, got {key!r}")
+            sql += f" AND {key} IN (SELECT {key} FROM {name} WHERE ({key_where.replace('?', m)}))"
+            values += [self._param(p) for p in key_params]
+        types, names = t.types(), t.column_names
+        with self._read() as c:
+            rows = c.execute(sql, values).fetchall()
+        if type(self)._from_db is _Base._from_db:  # the driver gave the values as they are
+            return [dict(zip(names, r, strict=True)) for r in rows]
+        return [{k: self._from_db(types[k], v) for k, v in zip(names, r, strict=True)} for r in rows]
 
 
 class SQLiteViewStore(_Base):

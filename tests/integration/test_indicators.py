@@ -442,3 +442,54 @@ class TestTheEndpointAndTheCommand:
         assert main([*argv, "--at-position", str(district.position_before_late_fact), "--out", str(out)]) == 0
         written = json.loads(out.read_text(encoding="utf-8"))
         assert {f["name"]: (f["numerator"], f["denominator"], f["value"]) for f in written["figures"]} == TOWNSHIP_JUNE
+
+
+class TestThePerUnitPath:
+    """The store narrows the rows to the scope's patients and the period (docs/decisions/036):
+    the same figures as from every row, on both stores."""
+
+    def test_every_figure_of_every_scope_is_the_same_from_the_scopes_rows_as_from_every_row(self, district) -> None:
+        from tests.support.per_unit import compare_figures
+
+        periods = ["2025-12", "2026-06", "2026-08", "2026-Q2", "2026-Q3", "2026"]
+        for p in (district.position_before_late_fact, district.late_position):
+            assert compare_figures(district.services, p, periods) > 50
+
+    def test_the_reports_are_the_same_from_their_rows_as_from_every_row(self, district) -> None:
+        from ops.data_files import WORK_PLAN_FILE
+        from projections.periodic_reports import load_work_plan
+        from tests.support.per_unit import compare_documents
+
+        plan = load_work_plan(WORK_PLAN_FILE)
+        for p in (district.position_before_late_fact, district.late_position):
+            assert compare_documents(district.services, p, ["2026-06", "2026-08"], ["2026-Q2", "2026-Q3"], plan) > 10
+
+    def test_a_village_reads_the_rows_of_its_own_patients_only(self, district) -> None:
+        from projections.indicators import Narrowing
+
+        s, p = district.services, district.position_before_late_fact
+        c2 = {district.ids[w] for w in "IJK"}
+        rows = s.indicators.rows_within(p, Narrowing(frozenset({V05})))
+        assert rows.facts == [f for f in s.indicators.rows(p).facts if f.patient_id in c2]  # all theirs, no other
+        june = s.indicators.rows_within(p, Narrowing(frozenset({V01}), occurred_before=parse_period("2026-06").ends_at))
+        assert june.facts and all(f.occurred_at < at("2026-07-01", 0) for f in june.facts)
+        assert district.ids["H"] not in {f.patient_id for f in june.facts}  # registered in July
+        august = s.indicators.rows_within(
+            p, Narrowing(frozenset({V01}), due_from=at("2026-08-01", 0), due_before=at("2026-09-01", 0))
+        )
+        tasks = {o.obligation_id for o in august.obligations if o.rule == "TASK"}
+        assert len(tasks) == 4  # t1-t4 (t5 is due in September)
+        assert all(at("2026-08-01", 0) <= o.due_at < at("2026-09-01", 0) for o in august.obligations)
+
+    def test_the_endpoint_at_a_position_is_the_per_unit_path_and_equals_the_replay(self, district) -> None:
+        s, p = district.services, district.position_before_late_fact
+        ours = s.indicators.report(s.registry, "org_unit", TOWNSHIP, "2026-06", p)
+        replayed = indicator_report(
+            replayed_rows(s.case_record, p),
+            s.registry.state(as_of_position=p),
+            "org_unit",
+            TOWNSHIP,
+            parse_period("2026-06"),
+            p,
+        )
+        assert ours == replayed == district.before
