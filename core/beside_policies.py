@@ -17,12 +17,22 @@ from domain.patient import Patient
 from domain.registry import AgencyKind
 from domain.risk_escalation import RiskEscalation, escalation_id, worsened
 from domain.rules.engine import Decisions, Responsible, Trigger
+from domain.rules.r07_police_notice import R7_TOPICS, r07_police_notice
+from domain.rules.r08_move_in_region import R8_MOVE_TOPICS, r08_move_in_region
 from domain.rules.r19_hospital_new_patient import R19_TOPICS, r19_hospital_new_patient
 from domain.rules.r20_emergency import R20_TOPICS, r20_emergency
 from domain.rules.r22_emergency_access_review import R22_TOPICS, r22_emergency_access_review
 from domain.rules.settings import RuleSettings
 
-__all__ = ["R19_TOPICS", "R20_TOPICS", "R22_TOPICS", "decide_beside", "record_risk_escalation"]
+__all__ = [
+    "R7_TOPICS",
+    "R8_MOVE_TOPICS",
+    "R19_TOPICS",
+    "R20_TOPICS",
+    "R22_TOPICS",
+    "decide_beside",
+    "record_risk_escalation",
+]
 
 #: The facts that carry an assessment (a visit's, or one outside a visit).
 ASSESSMENT_TOPICS = frozenset({Patient.VisitRecorded.TOPIC, Patient.RiskAssessed.TOPIC})
@@ -53,10 +63,19 @@ def _calendar(process: Any) -> CalendarView:
 def decide_beside(
     process: Any, trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings, on: date
 ) -> Decisions:
-    """R20's, R22's and R19's decisions for one patient fact (the registry and calendar as recorded then)."""
+    """R20's, R22's, R7's, R8's (a move inside the region) and R19's decisions for one patient
+    fact (the registry and calendar as recorded then)."""
     d = Decisions()
     if trigger.topic in R20_TOPICS:
         d.extend(r20_emergency(trigger, patient, responsible, settings))
+    if trigger.topic in R7_TOPICS or trigger.topic in R8_MOVE_TOPICS:  # about the destination too
+
+        def responsible_at(unit: str, kind: AgencyKind) -> str | None:
+            return process.registry.responsible(unit, kind, on, as_of_position=trigger.position)
+
+        region = process.registry.region
+        d.extend(r08_move_in_region(trigger, patient, region, responsible, responsible_at, settings))
+        d.extend(r07_police_notice(trigger, patient, region, responsible, responsible_at, settings))
 
     def working_days(start: date, n: int) -> date:
         return _calendar(process).add_working_days(start, n, as_of_position=trigger.position).day

@@ -30,6 +30,7 @@ from eventsourcing.sqlite import SQLiteAggregateRecorder
 
 from core import identity, suspected_cases
 from core.contract import (
+    HandoverAcceptedV1,
     IdentityConfirmedV1,
     IdentityConfirmedV2,
     InboundEvent,
@@ -105,8 +106,11 @@ class CaseRecord(Application[UUID]):
         digest_key: bytes,
         clock: Clock = utc_now,
         snapshot_every: int | None = None,
+        region: str | None = None,
     ) -> None:
         self.keystore = keystore
+        #: this deployment's region: an accepted move inside it changes the residence (042)
+        self.region = region
         self.digest_key = digest_key
         self.clock = clock
         self.retries = 0  # optimistic-concurrency retries so far (read by tests and metrics)
@@ -431,6 +435,7 @@ class UnitOfWork:
         self.digest_key = record.digest_key
         self.keystore = record.keystore
         self.clock = record.clock
+        self.region = record.region
         self.spoiled = False
         self._loaded: dict[UUID, Any] = {}
         self._absent: set[UUID] = set()
@@ -637,6 +642,10 @@ def decide(
             return [TaskProgress.record(event.subject, by, now, task_number=d.task_number, text=d.text)], "recorded"
         case _ if type(event) in suspected_cases.EVENTS:
             return suspected_cases.decide(reader, event, by, now), "recorded"  # case (+ patient when registered)
+        case HandoverAcceptedV1(data=d):  # inside the region: the residence changes with it (042)
+            patient = reader.patient(event.subject)
+            patient.answer_handover(by, now, move_id=d.move_id, accepted=True, reason=d.reason, region=reader.region)
+            return [patient], "recorded"
         case _ if type(event) in FILE_COMMANDS:
             patient = reader.patient(event.subject)
             changed = FILE_COMMANDS[type(event)](patient, by, now, event.data)

@@ -14,13 +14,13 @@ from domain.obligation import Obligation
 from domain.registry import AgencyKind
 from domain.rules.engine import Trigger, to_obligation
 from domain.rules.entries import FullHistory
-from domain.rules.r15_overdue import OPENS_WHEN_DUE
 from domain.rules.r15_overdue import falls_due as decide_falls_due
+from domain.rules.r15_overdue import opens_when_due
 
 
 def falls_due(case_record: CaseRecord, registry: RegistryView, overdue: Obligation, now: datetime) -> list[Obligation]:
     """The notices to open with ``overdue`` (none for most obligations)."""
-    if overdue.rule not in OPENS_WHEN_DUE:
+    if not opens_when_due(overdue):
         return []
     patient = case_record.repository.get(overdue.patient_id)  # the facts now: a stale cycle opens nothing
     on = now.astimezone(REGION_TZ).date()

@@ -128,8 +128,11 @@ def _patient_subject(patient: Patient) -> Subject:
     incidents: dict[Any, frozenset[str]] = {}
     for e in list(facts.get("incident", ())):
         incidents[e["incident_id"]] = incidents.get(e["incident_id"], frozenset()) | {str(e["by"])}
+    changes = sorted(list(facts.get("residence", ())), key=lambda e: e["v"])
+    earlier = tuple((e["previous"], e["at"].astimezone(REGION_TZ).date()) for e in changes)
     return Subject(
         place=patient.residence,
+        earlier_places=earlier,
         own_patient_of=frozenset({patient.registered_by}) | diagnosed | admitted,
         move_destinations=moves,
         incident_reporters=incidents,

@@ -123,12 +123,15 @@ class Subject:
     ``own_patient_of``: agencies that registered, diagnosed or admitted the patient.
     ``move_destinations``: reported moves inside the region, move id → destination unit.
     ``incident_reporters``: incident id → agencies that reported it.
+    ``earlier_places``: residences before an accepted move inside the region, each with the last
+    day it was the residence (the acceptance's day in the region; docs/decisions/042).
     """
 
     place: str
     own_patient_of: frozenset[str] = frozenset()
     move_destinations: dict[UUID, str] = field(default_factory=dict)
     incident_reporters: dict[UUID, frozenset[str]] = field(default_factory=dict)
+    earlier_places: tuple[tuple[str, date], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,12 @@ def may_write(state: RegistryState, write: Write, subject: Subject | None) -> bo
         return True
     if subject is None:
         return False
+    if any(
+        write.occurred_on <= until
+        and covers_then_or_now(state, write.agency_id, unit, write.occurred_on, write.occurred_on)
+        for unit, until in subject.earlier_places
+    ):  # the residence before an accepted move: its agencies record what happened while it was
+        return True
     if write.kind == AgencyKind.PSYCHIATRIC_HOSPITAL and write.agency_id in subject.own_patient_of:
         return True
     if (

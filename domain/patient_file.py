@@ -484,6 +484,22 @@ class HandoverAnswered(FileFact):
     upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
 
 
+@_fact("smd.ResidenceChanged", "residence")
+class ResidenceChanged(FileFact):
+    """The patient's residence changed: a move inside this region was accepted by the receiving
+    health center (recorded with its acceptance, docs/decisions/042). ``Registered.residence``
+    keeps its meaning (the residence as registered); this fact says where the patient lives from
+    the acceptance on."""
+
+    move_id: UUID
+    residence: str
+    previous: str
+
+    def apply(self, aggregate: Any) -> None:
+        super().apply(aggregate)
+        aggregate.residence = self.residence
+
+
 @_fact("smd.RefusalRecorded", "refusal")
 class RefusalRecorded(FileFact):
     """A refusal (of visits, of management, of admission by the family), or its end."""
@@ -1002,9 +1018,21 @@ class PatientFile:
         return True
 
     def answer_handover(
-        self, by: Provenance, now: datetime, *, move_id: UUID, accepted: bool, reason: str | None = None
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        move_id: UUID,
+        accepted: bool,
+        reason: str | None = None,
+        region: str | None = None,
     ) -> None:
-        """Record the destination's acceptance or rejection of a reported move."""
+        """Record the destination's acceptance or rejection of a reported move.
+
+        ``region``: this deployment's region. An acceptance of a move inside it (its
+        ``destination_region``, with a ``destination_unit``) also changes the residence, once per
+        move (``ResidenceChanged``; docs/decisions/042). Any other answer changes nothing else.
+        """
         if not self.has_move(move_id):
             raise NoMoveReported(move_id, self.id)
         self._record(
@@ -1016,6 +1044,23 @@ class PatientFile:
             accepted=accepted,
             reason=sealed_text(reason),
         )
+        move = next(e for e in self._entries("move") if e["move_id"] == move_id)
+        if (
+            accepted
+            and region is not None
+            and move["destination_region"] == region
+            and move["destination_unit"] is not None
+            and not any(e["move_id"] == move_id for e in self._entries("residence"))
+        ):
+            self._record(
+                ResidenceChanged,
+                "the residence change",
+                dataclasses.replace(by, message_id=f"{by.message_id}:residence"),
+                now,
+                move_id=move_id,
+                residence=move["destination_unit"],
+                previous=self.residence,  # type: ignore[attr-defined]
+            )
 
     @property
     def move_status(self) -> str | None:

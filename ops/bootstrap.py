@@ -316,6 +316,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
             digest_key=settings.blind_index_key,
             clock=clock,
             snapshot_every=snapshot_every,
+            region=settings.region,
         )
         views: ViewStore
         parking: ParkingStore

@@ -8,8 +8,8 @@
 | R4 | ``r04_visit_interval`` | at home: a visit at the interval the class asks |
 | R5 | ``r05_lost_to_follow_up`` | lost to follow-up: the police locate the patient |
 | R6 | ``r06_medication_supply`` | the supply runs out: pickup follow-up, care-team warning |
-| R7 | not built | a level ≥ 3 patient leaving: the destination police are told |
-| R8 | not built | a move to another region: handover accepted or rejected |
+| R7 | ``r07_police_notice`` | a level ≥ 3 patient leaving: the destination police are told, and acknowledge (*) |
+| R8 | ``r08_move_in_region`` | a move inside the region: the receiving health center answers (*) |
 | R9 | ``r09_social_guardian`` | no or weak guardian: civil affairs designates a social guardian |
 | R10 | ``r10_guardianship_agreement`` | family refuses admission at level ≥ 3: an agreement |
 | R11 | ``r11_after_discharge`` | discharged: a first follow-up visit |
@@ -26,7 +26,9 @@
 | R22 | ``r22_emergency_access_review`` | emergency access granted: governance reviews it in 5 working days (*) |
 | R23 | ``r23_contact_card_reissue`` | a card's care-team role changed: the committee reissues the contact card |
 
-(*) Asked beside ``decide`` by ``core.beside_policies``: R19 needs the recorder's agency kind
+(*) Asked beside ``decide`` by ``core.beside_policies``: R7 and R8 (inside the region) need the
+registry at the move's destination unit, which ``Responsible`` (the residence's) does not
+answer; R19 needs the recorder's agency kind
 and the working-day calendar, which a ``History`` does not carry (R22 the calendar); R20's
 deadlines are minutes.
 (**) Not about a patient: the scheduler opens each period's duty (``core.reporting_duties``),

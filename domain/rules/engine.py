@@ -72,6 +72,9 @@ class Assignment:
     due_at: datetime | None
     risk_level: int | None
     natural_due_at: datetime | None = None  # the deadline the rule gives, when go-live moved it (else None)
+    #: the place it is about when not the trigger's residence (a move's destination: R7, R8 inside
+    #: the region), so R15 escalates it to the governance center there and its oversight sees it
+    residence: str | None = None
 
 
 @dataclass
@@ -549,7 +552,7 @@ def to_obligation(a: Assignment, *, subject: UUID, residence: str, trigger: Trig
         patient_id=subject,
         episode_key=a.episode_key,
         assignee=a.assignee,
-        residence=residence,
+        residence=a.residence or residence,
         due_at=a.due_at,
         trigger_message_id=trigger.message_id,
         trigger_position=trigger.position,

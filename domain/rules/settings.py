@@ -40,6 +40,10 @@ class RuleSettings:
     r20_coordinate: timedelta = timedelta(hours=2)  # J 措施 (三) ② 会商确定具体措施: our default
     r20_same_emergency_within: timedelta = timedelta(hours=2)  # a second report of one emergency: our default
     r20_too_late: timedelta = timedelta(hours=6)  # told this late, an emergency is past: our default
+    # Moves inside the region (docs/decisions/042): our defaults.
+    r7_notify_destination_police: timedelta = timedelta(hours=24)  # J 派出所 5 "及时通报": our default
+    r7_acknowledge_notice: timedelta = timedelta(hours=72)  # the destination police acknowledge: our default
+    r8_answer_move: timedelta = timedelta(days=14)  # J 卫生院 4(2): the receiving health center answers
     r16_contact_every: timedelta = timedelta(days=30)  # DESIGN.md R16: monthly care-team contact (key patients)
     # Break the glass (DESIGN.md section 4; docs/decisions/029): our defaults.
     r22_emergency_access_hours: timedelta = timedelta(hours=3)  # a grant's length when the caller names none

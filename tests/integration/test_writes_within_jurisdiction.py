@@ -339,12 +339,14 @@ effective_from = 2026-01-01
         to_v05 = {"move_id": move, "destination_region": "990101", "destination_unit": V05, "moving_on": "2026-11-15"}
         assert desk.send("committee-south", "move.reported", patient, to_v05).is_new
         desk.refused("hc-reedmarsh", "handover.accepted", patient, {"move_id": move})  # not the destination
-        assert desk.send("hc-south", "handover.accepted", patient, {"move_id": move}).is_new
         elsewhere = {"move_id": str(uuid4()), "destination_region": "990202", "moving_on": "2026-11-15"}
         desk.refused("hc-south", "move.reported", patient, elsewhere)  # another region: the origin reports it
         to_v09 = {**to_v05, "move_id": str(uuid4()), "destination_unit": V09}
         desk.refused("hc-south", "move.reported", patient, to_v09)  # not its village either
         assert desk.send("hc-north", "move.reported", patient, elsewhere).is_new
+        # accepted: the residence is V05 from now on (docs/decisions/042), hc-south's to record
+        assert desk.send("hc-south", "handover.accepted", patient, {"move_id": move}).is_new
+        assert desk.send("hc-south", "move.reported", patient, to_v09).is_new
 
     def test_a_region_wide_federation_and_a_region_level_governance_center_record_everywhere(
         self, desk: Desk, tmp_path: Path

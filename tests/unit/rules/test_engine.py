@@ -40,6 +40,8 @@ class TestSpans:
 #: recorder's agency kind and the working-day calendar, which a History does not carry); R20 too
 #: (its deadlines are minutes; it reads the file as of the fact).
 BESIDE_THE_LIST = (
+    "r07_police_notice",  # needs the registry at the move's destination, like R8 inside the region
+    "r08_move_in_region",
     "r15_overdue",
     "r18_suspected_case",
     "r19_hospital_new_patient",

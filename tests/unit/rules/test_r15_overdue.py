@@ -5,13 +5,13 @@ overdue mark and the escalation are the scheduler's: tests/integration/test_sche
 from __future__ import annotations
 
 from dataclasses import dataclass
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from domain.obligation import ObligationKind
 from domain.registry import AgencyKind
 from domain.rules.r04_visit_interval import R4
 from domain.rules.r06_medication_supply import R6
-from domain.rules.r15_overdue import OPENS_WHEN_DUE, falls_due
+from domain.rules.r15_overdue import ON_DUE, falls_due, opens_when_due
 from tests.unit.rules.story import Story, ago, without
 
 
@@ -21,6 +21,7 @@ class Overdue:
 
     rule: str
     id: UUID
+    action: str = ""
 
 
 def pickup(s: Story, days_ago: int, days: int = 30) -> str:
@@ -28,8 +29,9 @@ def pickup(s: Story, days_ago: int, days: int = 30) -> str:
 
 
 class TestWhatOpensWhenDue:
-    def test_only_r6_opens_something_when_its_cycle_falls_due(self) -> None:
-        assert frozenset({"R6"}) == OPENS_WHEN_DUE
+    def test_r6_and_the_moves_r7_r8_open_something_when_they_fall_due(self) -> None:
+        assert set(ON_DUE) == {("R6", None), ("R7", "acknowledge_police_notice"), ("R8", "accept_or_reject_move")}
+        assert not opens_when_due(Overdue("R8", uuid4(), "accept_or_reject_handover"))  # a handover's
 
     def test_a_run_out_warns_the_committee_that_runs_the_care_team(self) -> None:
         s = Story()
