@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 # Make ``tests.support`` importable however pytest is started (pytest, python -m pytest, any cwd).
 _ROOT = str(Path(__file__).resolve().parents[1])
@@ -19,6 +20,25 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 pytest_plugins = ["tests.support.servers", "tests.support.nats_world"]
+
+
+def _never_cache_loggers() -> None:
+    """In the test process a logger is never cached on first use (``ops.logging`` caches it in
+    production): a logger cached by an earlier test keeps the processor list configured then, a
+    later ``configure_logging`` installs a new list, and ``structlog.testing.capture_logs`` (which
+    edits the current list) sees nothing of that logger. Which test runs before which depends on
+    how the two workers share the files, so the suite may not depend on it."""
+    configure = structlog.configure
+
+    def configure_uncached(*args, **kwargs) -> None:
+        kwargs["cache_logger_on_first_use"] = False
+        configure(*args, **kwargs)
+
+    structlog.configure = configure_uncached
+    configure_uncached()
+
+
+_never_cache_loggers()
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
