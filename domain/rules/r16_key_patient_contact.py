@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from domain.focus import key_graded
+from domain import focus  # the module, not its names: domain.focus reads domain.rules.entries
 from domain.patient_care import ContactOutcome
 from domain.registry import AgencyKind
 from domain.rules.engine import Closing, Condition, CycleRule, History, left_register
@@ -41,7 +41,7 @@ def _ended(known: list[Entry], fact: Entry) -> Closing:
 @lru_cache(maxsize=8)
 def _rule(lost_after: int) -> CycleRule:
     def holds(known: Known) -> bool:  # type: ignore[type-arg]
-        return deregistration(known) is None and key_graded(known, _clock(known), lost_after)  # type: ignore[arg-type]
+        return deregistration(known) is None and focus.key_graded(known, _clock(known), lost_after)  # type: ignore[arg-type]
 
     return CycleRule(
         "R16",
