@@ -5,6 +5,7 @@ Tests call ``bootstrap`` with their own settings (and clock) exactly as the serv
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -412,7 +413,10 @@ def crossregion_keys(settings: Settings) -> CrossRegionKeys:
     """This region's keys for cross-region messages and its linked regions, from the settings."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    keys = CrossRegionKeys.from_seeds(settings.region, settings.crossregion_key, settings.crossregion_seal_key)
+    # unset in production with no linked region: keys of this run only, never shown to anyone
+    signing = settings.crossregion_key or os.urandom(32)
+    sealing = settings.crossregion_seal_key or os.urandom(32)
+    keys = CrossRegionKeys.from_seeds(settings.region, signing, sealing)
     keys.seal_retired = tuple(X25519PrivateKey.from_private_bytes(k) for k in settings.crossregion_seal_keys_retired)
     for peer in settings.crossregion_peers:
         keys.link(peer_from(peer.region, peer.verifiers, peer.seal_public))

@@ -135,7 +135,15 @@ def _peer_entry(_args: argparse.Namespace) -> int:
     from ops.bootstrap import crossregion_keys
     from ops.settings import load_settings
 
-    print(json.dumps(crossregion_keys(load_settings()).peer_entry(), indent=2))
+    settings = load_settings()
+    if not settings.crossregion_key or not settings.crossregion_seal_key:
+        print(
+            "smd: set SMD_CROSSREGION_KEY and SMD_CROSSREGION_SEAL_KEY (base64 of 32 random bytes each) "
+            "before linking this region: without them its keys last one run",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(crossregion_keys(settings).peer_entry(), indent=2))
     return 0
 
 

@@ -144,7 +144,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     source_retention_days: float = 30.0
     """SMD_SOURCE_RETENTION_DAYS: days an uploaded source list's rows are kept before they are deleted."""
     crossregion_key: bytes = b""
-    """SMD_CROSSREGION_KEY: base64 of the 32-byte Ed25519 seed that signs this region's cross-region messages."""
+    """SMD_CROSSREGION_KEY: base64 of the 32-byte Ed25519 seed that signs this region's cross-region messages
+    (required in production once SMD_CROSSREGION_PEERS names a linked region; unset: a key of this run only)."""
     crossregion_seal_key: bytes = b""
     """SMD_CROSSREGION_SEAL_KEY: base64 of the 32-byte X25519 private key personal fields are sealed to."""
     crossregion_seal_keys_retired: tuple[bytes, ...] = ()
@@ -477,6 +478,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     ):
         if get(var):
             keys[var] = _decode_key(var, get(var))
+        elif mode == "production" and var.startswith("SMD_CROSSREGION_") and not peers:
+            # a region linked to none sends and opens no cross-region message: a key nobody
+            # knows will do, and `smd crossregion peer-entry` refuses to print it (ops/cli_nats.py)
+            keys[var] = b""
         elif mode == "production":
             raise _fail(var, "required in production (base64 of 32 random bytes)")
         else:

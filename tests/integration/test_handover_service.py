@@ -136,6 +136,37 @@ class TestSettings:
         linked = load_settings({"SMD_DATA_DIR": str(tmp_path / "a"), "SMD_CROSSREGION_PEERS": str(peers)})
         assert set(crossregion_keys(linked).peers) == {B}
 
+    def test_a_production_region_linked_to_none_needs_no_crossregion_keys_and_a_linked_one_does(
+        self, tmp_path, monkeypatch, capsys
+    ) -> None:
+        from ops.cli import main
+
+        def key() -> str:
+            return base64.b64encode(secrets.token_bytes(32)).decode()
+
+        production = {
+            "SMD_MODE": "production",
+            "SMD_DATA_DIR": str(tmp_path),
+            "SMD_REGION": B,
+            "SMD_MASTER_KEY": key(),
+            "SMD_MASTER_KEY_ID": "k1",
+            "SMD_BLIND_INDEX_KEY": key(),
+            "SMD_CHECKPOINT_KEY": key(),
+        }
+        alone = load_settings(production)
+        assert alone.crossregion_key == b"" and crossregion_keys(alone).peers == {}
+        assert not (tmp_path / "keys" / "crossregion.key").exists()  # nothing generated on disk
+        for var, value in production.items():
+            monkeypatch.setenv(var, value)
+        assert main(["crossregion", "peer-entry"]) == 1  # keys of one run are never handed out
+        assert "SMD_CROSSREGION_KEY" in capsys.readouterr().err
+        peers = tmp_path / "peers.json"
+        peers.write_text(
+            json.dumps([crossregion_keys(load_settings({"SMD_DATA_DIR": str(tmp_path / "a")})).peer_entry()])
+        )
+        with pytest.raises(SettingsError, match="SMD_CROSSREGION_KEY"):
+            load_settings({**production, "SMD_CROSSREGION_PEERS": str(peers)})
+
 
 class TestInTheService:
     def test_the_followers_open_the_handover_with_the_configured_deadline_and_the_peer_applies_it(
