@@ -263,6 +263,26 @@ CONSOLE = frozenset(
         "consoleReport",
     }
 )
+#: What each console page or form answers besides its success, as an HTML page (never a problem:
+#: a person reads it in the browser), and where it sends the browser.
+CONSOLE_ANSWERS: dict[str, dict[int, str]] = {
+    "consoleSignIn": {
+        401: "a wrong, revoked or malformed credential, or not a governance center's or an auditor's",
+        403: "the form's CSRF token missing or not the cookie's: sign in again",
+        429: "too many failed sign-ins from this address (Retry-After)",
+    },
+    "consolePurpose": {
+        303: "no session: to the sign-in",
+        400: "a purpose not offered",
+        403: "the form's CSRF token missing or not the session's",
+    },
+    "consolePurposePage": {303: "no session: to the sign-in"},
+    "consoleSignOut": {403: "the form's CSRF token missing or not the session's"},
+    "consoleDashboard": {303: "no session: to the sign-in; no purpose yet: to the purpose form", 400: "a bad period"},
+    "consoleList": {303: "no session or no purpose yet", 404: "a list the console does not show"},
+    "consoleReport": {303: "no session or no purpose yet", 400: "a bad period", 404: "no such report"},
+}
+
 #: The console's pages that need a session (the others open one).
 CONSOLE_SESSION = CONSOLE - {"consoleSignInPage", "consoleSignIn"}
 
@@ -377,6 +397,9 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
             elif op_id not in OPEN and op_id not in CONSOLE:
                 op["security"] = [{"bearer": []}, {"apiKey": []}]
                 errors = {**KEYED, **{k: f"{KEYED[k]}; {v}" if k in KEYED else v for k, v in errors.items()}}
+            for status, text in sorted(CONSOLE_ANSWERS.get(op_id, {}).items()):
+                html = {"text/html": {"schema": {"type": "string"}}}
+                responses[str(status)] = {"description": text, **({} if status == 303 else {"content": html})}
             for status, text in sorted(errors.items()):
                 if op_id == "readyz":
                     responses[str(status)] = {"description": text}

@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.openapi import CONSOLE, CONSOLE_SESSION, ERRORS, OPEN
+from api.openapi import CONSOLE, CONSOLE_ANSWERS, CONSOLE_SESSION, ERRORS, OPEN
 from core.contract import InboundEvent
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -55,7 +55,11 @@ class TestTheDocument:
         doc, _ = document
         for path, _, op in operations(doc):
             for status, response in op["responses"].items():
-                if status[0] in "45" and op["operationId"] != "readyz":
+                console_pages = {str(s) for s in CONSOLE_ANSWERS.get(op["operationId"], {}) if s >= 400}
+                if op["operationId"] in CONSOLE and status in console_pages:
+                    # the console's own error pages: HTML for a person in a browser, each documented
+                    assert response["content"] == {"text/html": {"schema": {"type": "string"}}}, (path, status)
+                elif status[0] in "45" and op["operationId"] != "readyz":
                     assert response["content"] == {
                         "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
                     }, (path, status)
