@@ -124,7 +124,13 @@ class AdvisoryLeases:
                 conn.close()
 
     def close(self) -> None:
-        """Give every lease up (closing the connection releases the locks)."""
+        """Give every lease up: unlocked before the connection closes, so that a standby can take
+        them at once (closing alone releases them only when the server's backend has ended,
+        a moment after the client has gone)."""
         with self._lock:
             self._closed = True
+            if self._conn is not None:
+                with contextlib.suppress(Exception):  # a broken connection: its locks went with it
+                    self._conn.execute("SELECT pg_advisory_unlock_all()")
+                self._held.clear()  # given up, not lost
             self._lose("closed")
