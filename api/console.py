@@ -114,6 +114,17 @@ def _to_sign_in() -> Redirect:
     return Redirect(path=f"{BASE}/sign-in", status_code=303, headers=HEADERS)
 
 
+async def _with_purpose(services: Any, request: Request[Any, Any, Any]) -> tuple[Session, Caller] | Response[Any]:
+    """A page's session and caller, or where to send the browser: to the sign-in without a
+    session, to the purpose form before a purpose was given."""
+    found = await asyncio.to_thread(_caller, services, request)
+    if found is None:
+        return _to_sign_in()
+    if found[0].purpose is None:
+        return Redirect(path=f"{BASE}/purpose", status_code=303, headers=HEADERS)
+    return found
+
+
 def _caller(services: Any, request: Request[Any, Any, Any]) -> tuple[Session, Caller] | None:
     """The session's holder as a caller, if the cookie is ours and unexpired, the credential not
     revoked and its agency a governance center or auditor in the registry today; else None."""
@@ -401,12 +412,10 @@ class ConsoleController(Controller):
         unit: UnitQuery = None,
         period: PeriodQuery = None,
     ) -> Response[Any]:
-        found = await asyncio.to_thread(_caller, services, request)
-        if found is None:
-            return _to_sign_in()
+        found = await _with_purpose(services, request)
+        if isinstance(found, Response):
+            return found
         session, caller = found
-        if session.purpose is None:
-            return Redirect(path=f"{BASE}/purpose", status_code=303, headers=HEADERS)
         try:
             label = _period(services, period)
         except (DomainError, ValueError):
@@ -452,12 +461,10 @@ class ConsoleController(Controller):
         unit: UnitQuery = None,
         after: AfterQuery = None,
     ) -> Response[Any]:
-        found = await asyncio.to_thread(_caller, services, request)
-        if found is None:
-            return _to_sign_in()
+        found = await _with_purpose(services, request)
+        if isinstance(found, Response):
+            return found
         session, caller = found
-        if session.purpose is None:
-            return Redirect(path=f"{BASE}/purpose", status_code=303, headers=HEADERS)
         if list_name not in CONSOLE_LISTS:
             return _page("名单", '<p class="error">控制台只显示关注名单和失访名单。</p>', 404)
         scope_unit = _unit(caller, unit)
@@ -507,12 +514,10 @@ class ConsoleController(Controller):
             str | None, QueryParameter(name="period", max_length=7, description="Month or quarter.")
         ] = None,
     ) -> Response[Any]:
-        found = await asyncio.to_thread(_caller, services, request)
-        if found is None:
-            return _to_sign_in()
-        session, caller = found
-        if session.purpose is None:
-            return Redirect(path=f"{BASE}/purpose", status_code=303, headers=HEADERS)
+        found = await _with_purpose(services, request)
+        if isinstance(found, Response):
+            return found
+        _, caller = found
         scope = _unit(caller, unit)
         kind, ident = check_scope(services, caller, scope, None)
         label = period or _month(_now(services).astimezone(REGION_TZ).date())
