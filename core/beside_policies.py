@@ -19,6 +19,7 @@ from domain.risk_escalation import RiskEscalation, escalation_id, worsened
 from domain.rules.engine import Decisions, Responsible, Trigger
 from domain.rules.r07_police_notice import R7_TOPICS, r07_police_notice
 from domain.rules.r08_move_in_region import R8_MOVE_TOPICS, r08_move_in_region
+from domain.rules.r08_move_out_manual import R8_MANUAL_TOPICS, r08_move_out_manual
 from domain.rules.r19_hospital_new_patient import R19_TOPICS, r19_hospital_new_patient
 from domain.rules.r20_emergency import R20_TOPICS, r20_emergency
 from domain.rules.r22_emergency_access_review import R22_TOPICS, r22_emergency_access_review
@@ -26,6 +27,7 @@ from domain.rules.settings import RuleSettings
 
 __all__ = [
     "R7_TOPICS",
+    "R8_MANUAL_TOPICS",
     "R8_MOVE_TOPICS",
     "R19_TOPICS",
     "R20_TOPICS",
@@ -63,7 +65,8 @@ def _calendar(process: Any) -> CalendarView:
 def decide_beside(
     process: Any, trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings, on: date
 ) -> Decisions:
-    """R20's, R22's, R7's, R8's (a move inside the region) and R19's decisions for one patient
+    """R20's, R22's, R7's, R8's (a move inside the region, or to a region without this system) and
+    R19's decisions for one patient
     fact (the registry and calendar as recorded then)."""
     d = Decisions()
     if trigger.topic in R20_TOPICS:
@@ -76,6 +79,9 @@ def decide_beside(
         region = process.registry.region
         d.extend(r08_move_in_region(trigger, patient, region, responsible, responsible_at, settings))
         d.extend(r07_police_notice(trigger, patient, region, responsible, responsible_at, settings))
+
+    if trigger.topic in R8_MANUAL_TOPICS:  # a move to a region without this system
+        d.extend(r08_move_out_manual(trigger, patient, responsible, settings))
 
     def working_days(start: date, n: int) -> date:
         return _calendar(process).add_working_days(start, n, as_of_position=trigger.position).day

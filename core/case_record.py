@@ -45,7 +45,7 @@ from core.contract import (
     VisitRecordedV1,
     canonical_bytes,
 )
-from core.file_commands import FILE_COMMANDS
+from core.file_commands import FILE_COMMANDS, REGION_COMMANDS
 from core.keystore import KeyStore
 from core.mapper import PersonalDataMapper, register_transcodings
 from domain.errors import DuplicateMessageConflict, PatientAlreadyRegistered, PatientNotFound
@@ -667,6 +667,10 @@ def decide(
             patient = reader.patient(event.subject)
             patient.answer_handover(by, now, move_id=d.move_id, accepted=True, reason=d.reason, region=reader.region)
             return [patient], "recorded"
+        case _ if type(event) in REGION_COMMANDS:  # a region without this system (042)
+            patient = reader.patient(event.subject)
+            changed = REGION_COMMANDS[type(event)](patient, by, now, event.data, reader.region)
+            return ([patient], "recorded") if changed is not False else ([], "no-change")
         case _ if type(event) in FILE_COMMANDS:
             patient = reader.patient(event.subject)
             changed = FILE_COMMANDS[type(event)](patient, by, now, event.data)

@@ -379,6 +379,27 @@ class HandoverAnswerData(Contract, kw_only=True):
     reason: Note | None = None
 
 
+class HandoverContactData(Contract, kw_only=True):
+    """The origin's contact with the health commission of a region without this system about a
+    reported move (the reference of the letter, call or filing: free text, sealed)."""
+
+    move_id: UUID
+    contacted_on: date
+    channel: Literal["letter", "phone", "fax", "email", "in_person", "online_platform"]
+    reference: Note | None = None
+
+
+class RelayedAnswerData(Contract, kw_only=True):
+    """The answer of a region without this system, relayed by hand: the day it was given and the
+    evidence it rests on (a document number or scan reference: free text, sealed)."""
+
+    move_id: UUID
+    accepted: bool
+    answered_on: date
+    evidence: ShortText
+    reason: Note | None = None
+
+
 class RefusalData(Contract, kw_only=True):
     """A refusal, or (ended=true) its end."""
 
@@ -518,6 +539,14 @@ class HandoverRejectedV1(Envelope, tag="cn.smd.handover.rejected.v1", kw_only=Tr
     data: HandoverAnswerData
 
 
+class HandoverContactRecordedV1(Envelope, tag="cn.smd.handover.contact-recorded.v1", kw_only=True):
+    data: HandoverContactData
+
+
+class HandoverAnswerReceivedV1(Envelope, tag="cn.smd.handover.answer-received.v1", kw_only=True):
+    data: RelayedAnswerData
+
+
 class RefusalRecordedV1(Envelope, tag="cn.smd.refusal.recorded.v1", kw_only=True):
     data: RefusalData
 
@@ -560,6 +589,8 @@ FILE_EVENTS = (
     MoveReportedV1,
     HandoverAcceptedV1,
     HandoverRejectedV1,
+    HandoverContactRecordedV1,
+    HandoverAnswerReceivedV1,
     RefusalRecordedV1,
     ReviewRecordedV1,
     PatientDeregisteredV1,
@@ -846,6 +877,8 @@ InboundEvent = (
     | MoveReportedV1
     | HandoverAcceptedV1
     | HandoverRejectedV1
+    | HandoverContactRecordedV1
+    | HandoverAnswerReceivedV1
     | RefusalRecordedV1
     | ReviewRecordedV1
     | PatientDeregisteredV1

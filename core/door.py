@@ -64,6 +64,8 @@ DATES: dict[type[c.Envelope], tuple[str, ...]] = {
     c.LegalDutyNoticeGivenV1: ("given_on",),
     c.MedicationDispensedV1: ("dispensed_on",),
     c.MoveReportedV1: ("moving_on",),
+    c.HandoverContactRecordedV1: ("contacted_on",),
+    c.HandoverAnswerReceivedV1: ("answered_on",),
 }
 
 

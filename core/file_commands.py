@@ -77,4 +77,17 @@ FILE_COMMANDS |= {
     c.AidRevokedV1: lambda p, by, now, d: p.revoke_aid(by, now, **asdict(d)),
     c.GuardianSubsidyCollectedV1: lambda p, by, now, d: p.record_guardian_subsidy_collected(by, now, **asdict(d)),
 }
-assert set(FILE_COMMANDS) == set(c.FILE_EVENTS) | set(c.CARE_EVENTS), "every file fact has a command"
+
+#: Commands that also need this deployment's region (a move to a region without this system,
+#: docs/decisions/042): ``(patient, by, now, data, region)``.
+REGION_COMMANDS: dict[type[c.Envelope], Callable[..., Any]] = {
+    c.HandoverContactRecordedV1: lambda p, by, now, d, region: p.record_handover_contact(
+        by, now, **asdict(d), region=region
+    ),
+    c.HandoverAnswerReceivedV1: lambda p, by, now, d, region: p.record_relayed_answer(
+        by, now, **asdict(d), region=region
+    ),
+}
+assert set(FILE_COMMANDS) | set(REGION_COMMANDS) == set(c.FILE_EVENTS) | set(c.CARE_EVENTS), (
+    "every file fact has a command"
+)

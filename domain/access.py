@@ -36,6 +36,10 @@ CARE_TEAM = _t(
     "move.reported",
 )
 
+#: A move to a region without this system (docs/decisions/042): the origin's health center (or its
+#: governance center) records the contact with that region's health commission and its answer.
+MANUAL_HANDOVER = _t("handover.contact-recorded", "handover.answer-received")
+
 #: The emergency flow (J 措施 (三)): whoever finds the patient dangerous reports it (the
 #: committee, the health center, the police); the police respond; the governance center
 #: coordinates.
@@ -56,7 +60,8 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
     | WHEREABOUTS
     | CARE_TEAM
     | EMERGENCY_REPORT
-    | _t("incident.reported", "handover.accepted", "handover.rejected", "review.recorded", "patient.deregistered"),
+    | _t("incident.reported", "handover.accepted", "handover.rejected", "review.recorded", "patient.deregistered")
+    | MANUAL_HANDOVER,
     AgencyKind.PSYCHIATRIC_HOSPITAL: frozenset({PATIENT_REGISTERED, PATIENT_REGISTERED_V2})
     | CLINICAL
     | _t("review.recorded"),
@@ -84,7 +89,8 @@ MAY_RECORD: dict[AgencyKind, frozenset[str]] = {
     ),
     AgencyKind.GOVERNANCE_CENTER: _t(
         "incident.reviewed", "review.recorded", "emergency.coordinated", "task.assigned", "emergency-access.reviewed"
-    ),
+    )
+    | MANUAL_HANDOVER,
     AgencyKind.DISABLED_PERSONS_FEDERATION: frozenset(),
     AgencyKind.AUDITOR: frozenset(),
     AgencyKind.DEPARTMENT: frozenset(),

@@ -111,6 +111,17 @@ class ReviewTier(StrEnum):
     CITY = "city"
 
 
+class ContactChannel(StrEnum):
+    """How the origin contacted another region's health commission (对接市卫健局)."""
+
+    LETTER = "letter"
+    PHONE = "phone"
+    FAX = "fax"
+    EMAIL = "email"
+    IN_PERSON = "in_person"
+    ONLINE_PLATFORM = "online_platform"
+
+
 class DeregistrationReason(StrEnum):
     """Why a patient leaves the register."""
 
@@ -210,6 +221,31 @@ class NoMoveReported(ReferenceNotKnownYet):
     def __init__(self, move_id: UUID, patient_id: UUID) -> None:
         super().__init__(
             "no move was reported for this patient; record the move report first", move_reference(patient_id, move_id)
+        )
+
+
+class NotAManualHandover(DomainError):
+    """A contact and a relayed answer are for a move to another region (not this one)."""
+
+    code = "not-a-manual-handover"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a contact with another region's health commission, and the answer relayed from it, are "
+            "for a move to another region; a move inside this region is answered by the receiving "
+            "health center (handover.accepted / handover.rejected)"
+        )
+
+
+class NoHandoverContact(DomainError):
+    """A relayed answer comes after the contact it answers."""
+
+    code = "no-handover-contact"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no contact with the destination's health commission was recorded for this move; "
+            "record the contact (handover.contact-recorded) first"
         )
 
 
@@ -474,14 +510,35 @@ class MoveReported(FileFact):
 
 @_fact("smd.HandoverAnswered", "handover")
 class HandoverAnswered(FileFact):
-    """HandoverAccepted / HandoverRejected, recorded by the destination in this deployment (v2:
-    the reason sealed)."""
+    """HandoverAccepted / HandoverRejected, recorded by the destination in this deployment, or
+    relayed by hand into the origin's file for a move to another region (v2: the reason sealed;
+    v3: a relayed answer's day and evidence reference, sealed; None for the destination's own
+    answer and for every answer stored before v3 — docs/decisions/042)."""
 
-    class_version: ClassVar[int] = 2
+    class_version: ClassVar[int] = 3
     move_id: UUID
     accepted: bool
     reason: SealedText | None
+    answered_on: date | None
+    evidence: SealedText | None
     upcast_v1_v2 = staticmethod(sealing_upcast("reason"))
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        state["answered_on"] = None  # not relayed with a day and evidence before v3: unknown
+        state["evidence"] = None
+
+
+@_fact("smd.HandoverContactRecorded", "handover_contact")
+class HandoverContactRecorded(FileFact):
+    """The origin contacted the health commission of a region without this system about a move
+    there (a handover with a manual counterpart, docs/decisions/042): the day, the channel and
+    the reference of the letter, call or filing (sealed: free text)."""
+
+    move_id: UUID
+    contacted_on: date
+    channel: str
+    reference: SealedText | None
 
 
 @_fact("smd.ResidenceChanged", "residence")
@@ -1043,6 +1100,8 @@ class PatientFile:
             move_id=move_id,
             accepted=accepted,
             reason=sealed_text(reason),
+            answered_on=None,
+            evidence=None,
         )
         move = next(e for e in self._entries("move") if e["move_id"] == move_id)
         if (
@@ -1061,6 +1120,80 @@ class PatientFile:
                 residence=move["destination_unit"],
                 previous=self.residence,  # type: ignore[attr-defined]
             )
+
+    def _move_elsewhere(self, move_id: UUID, region: str) -> dict[str, Any]:
+        if not self.has_move(move_id):
+            raise NoMoveReported(move_id, self.id)
+        move = next(e for e in self._entries("move") if e["move_id"] == move_id)
+        if move["destination_region"] == region:
+            raise NotAManualHandover()
+        return move
+
+    def record_handover_contact(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        move_id: UUID,
+        contacted_on: date,
+        channel: str,
+        reference: str | None,
+        region: str,
+    ) -> None:
+        """Record the origin's contact with the destination's health commission (a region without
+        this system); the origin stays responsible until the answer (docs/decisions/042)."""
+        self._move_elsewhere(move_id, region)
+        self._record(
+            HandoverContactRecorded,
+            "the contact",
+            by,
+            now,
+            move_id=move_id,
+            contacted_on=contacted_on,
+            channel=_choice("channel", channel, ContactChannel),
+            reference=sealed_text(reference),
+        )
+
+    def record_relayed_answer(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        move_id: UUID,
+        accepted: bool,
+        answered_on: date,
+        evidence: str,
+        reason: str | None,
+        region: str,
+    ) -> bool:
+        """Record the answer of a region without this system, relayed by hand with its evidence.
+        An acceptance deregisters the patient as moved out (once, message id + ``:moved-out``);
+        a rejection keeps the patient (R8 tells the governance center). The same answer again
+        (same move, same decision) records nothing: False."""
+        self._move_elsewhere(move_id, region)
+        if not any(e["move_id"] == move_id for e in self._entries("handover_contact")):
+            raise NoHandoverContact()
+        latest = _latest([e for e in self._entries("handover") if e["move_id"] == move_id])
+        if latest is not None and latest["accepted"] == accepted and latest.get("answered_on") is not None:
+            return False
+        self._record(
+            HandoverAnswered,
+            "the relayed answer",
+            by,
+            now,
+            move_id=move_id,
+            accepted=accepted,
+            reason=sealed_text(reason),
+            answered_on=answered_on,
+            evidence=sealed_text(evidence),
+        )
+        if accepted and self.deregistered_at is None:
+            self.deregister(
+                dataclasses.replace(by, message_id=f"{by.message_id}:moved-out"),
+                now,
+                reason=DeregistrationReason.MOVED_OUT,
+            )
+        return True
 
     @property
     def move_status(self) -> str | None:

@@ -44,6 +44,7 @@ class RuleSettings:
     r7_notify_destination_police: timedelta = timedelta(hours=24)  # J 派出所 5 "及时通报": our default
     r7_acknowledge_notice: timedelta = timedelta(hours=72)  # the destination police acknowledge: our default
     r8_answer_move: timedelta = timedelta(days=14)  # J 卫生院 4(2): the receiving health center answers
+    r8_manual_answer: timedelta = timedelta(days=30)  # J 卫生院 4(2) 对接市卫健局: a region without this system
     r16_contact_every: timedelta = timedelta(days=30)  # DESIGN.md R16: monthly care-team contact (key patients)
     # Break the glass (DESIGN.md section 4; docs/decisions/029): our defaults.
     r22_emergency_access_hours: timedelta = timedelta(hours=3)  # a grant's length when the caller names none

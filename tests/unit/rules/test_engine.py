@@ -42,6 +42,7 @@ class TestSpans:
 BESIDE_THE_LIST = (
     "r07_police_notice",  # needs the registry at the move's destination, like R8 inside the region
     "r08_move_in_region",
+    "r08_move_out_manual",  # beside R8 inside the region: the same facts (a move's answer), one place
     "r15_overdue",
     "r18_suspected_case",
     "r19_hospital_new_patient",
