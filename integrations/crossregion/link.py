@@ -203,15 +203,23 @@ class CrossRegionLink:
                     await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
 
 
-async def run_crossregion(services: Any, nc: Client, stop: asyncio.Event) -> None:
-    """In `smd serve` with SMD_NATS_URL and linked regions: carry handover messages until ``stop``."""
-    from integrations.runner import _supervised
+async def run_crossregion(services: Any, stop: asyncio.Event, name: str = "smd-crossregion") -> None:
+    """In `smd serve` with SMD_NATS_URL and linked regions: connect to the cross-region account
+    (SMD_CROSSREGION_NATS_URL, else SMD_NATS_URL) when it can be reached, then publish this
+    region's handover messages and apply the peers' until ``stop``."""
+    from integrations.runner import _supervised, close_nats, connect_when_possible
 
     settings = services.settings
     names = LinkNames(settings.subject_root, settings.region)
     peers = {p.region: p.js_domain for p in settings.crossregion_peers}
+    nc = await connect_when_possible(settings.crossregion_nats_url, name, stop)
+    if nc is None:
+        return
 
     async def once() -> None:
         await CrossRegionLink(services.handovers, nc, names, settings.crossregion_domain, peers).run(stop)
 
-    await _supervised("crossregion", stop, once)
+    try:
+        await _supervised("crossregion", stop, once)
+    finally:
+        await close_nats(nc)

@@ -8,7 +8,9 @@ durably. Debian's nats-server 2.9.10 runs every test; the wheel's current one th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +21,8 @@ import pytest
 
 from core.region_keys import CrossRegionKeys
 from core.registry import load_file
-from integrations.crossregion import (
-    SERVICE_USER,
-    CrossRegionLink,
-    LinkNames,
-    crossregion_accounts,
-    leafnode_config,
-)
-from integrations.nats_identities import server_config
-from integrations.streams import Names
+from integrations.crossregion import LEAF_USER, SERVICE_USER, CrossRegionLink, LinkNames
+from ops import cli_nats
 from tests.integration.test_handovers import HC, A, B, Region, district, move_to_b
 from tests.support.servers import PrivateNats, _free_port, _wheel_nats_server
 from tests.support.stores import NOW, MovableClock, open_services, store_settings
@@ -37,7 +32,6 @@ pytestmark = pytest.mark.integration
 DEBIAN_NATS = "/usr/sbin/nats-server"  # 2.9.10
 ROOT = "smd"
 DOMAINS = {A: "ra", B: "rb"}
-PASSWORD = {"service": "xr-service-pw", "leaf": "xr-leaf-pw", "smd": "smd-service-pw"}
 
 
 def binary(which: str) -> str:
@@ -51,8 +45,9 @@ def binary(which: str) -> str:
 class Side:
     """One region: its nats-server (hub or leaf), its services and handovers, its link."""
 
-    def __init__(self, region: Region, server: PrivateNats) -> None:
+    def __init__(self, region: Region, server: PrivateNats, password: str) -> None:
         self.region = region
+        self.password = password
         self.server = server
         self.nc: nats.aio.client.Client | None = None
         self.link: CrossRegionLink | None = None
@@ -61,7 +56,7 @@ class Side:
 
     @property
     def url(self) -> str:
-        return f"nats://{SERVICE_USER}:{PASSWORD['service']}@127.0.0.1:{self.server.port}"
+        return f"nats://{SERVICE_USER}:{self.password}@127.0.0.1:{self.server.port}"
 
     async def connect(self) -> CrossRegionLink:
         self.nc = await nats.connect(self.url, connect_timeout=3, allow_reconnect=False)
@@ -89,30 +84,41 @@ class Side:
         return outcomes
 
 
-def server_conf(base: Path, code: str, leaf_port: int) -> Path:
-    """The server's config as `smd nats config` writes it: accounts (SMD and the restricted XR)
-    and the leaf node (A listens, B connects as xr-leaf)."""
-    hub = code == A
-    accounts = server_config(
-        Names(ROOT, code),
-        {},
-        PASSWORD["smd"],
-        extra_accounts=crossregion_accounts(ROOT, DOMAINS, PASSWORD["service"], PASSWORD["leaf"] if hub else None),
-    )
-    if hub:
-        leaf = leafnode_config(DOMAINS[code], listen=f"127.0.0.1:{leaf_port}")
-    else:
-        leaf = leafnode_config(
-            DOMAINS[code], remote=f"nats-leaf://127.0.0.1:{leaf_port}", leaf_password=PASSWORD["leaf"]
-        )
+def server_conf(base: Path, code: str, peer_entry: dict, leaf_port: int, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Write the region's server config with `smd nats config` (accounts: SMD and the restricted
+    XR; the leaf node: A listens, B connects as xr-leaf with A's password copied over); returns
+    the link's password (smd-crossregion)."""
     base.mkdir(parents=True, exist_ok=True)
-    path = base / "nats-server.conf"
-    path.write_text(accounts + leaf)
-    return path
+    peers = base / "peers.json"
+    peers.write_text(json.dumps([{**peer_entry, "js_domain": DOMAINS[peer_entry["region"]]}]))
+    env = {
+        "SMD_DATA_DIR": str(base / "data"),
+        "SMD_REGION": code,
+        "SMD_SUBJECT_ROOT": ROOT,
+        "SMD_CROSSREGION_PEERS": str(peers),
+        "SMD_CROSSREGION_DOMAIN": DOMAINS[code],
+        "SMD_NATS_URL": "",
+    }
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    folder = base / "credentials"
+    argv = ["nats", "config", "--out", str(base / "accounts.conf"), "--leaf-out", str(base / "leaf.conf")]
+    argv += ["--credentials", str(folder)]
+    if code == A:
+        argv += ["--leaf-listen", f"127.0.0.1:{leaf_port}"]
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(base.parent / f"nats-{A}" / "credentials" / f"{LEAF_USER}.password", folder)
+        argv += ["--leaf-remote", f"nats-leaf://127.0.0.1:{leaf_port}"]
+    assert cli_nats.main(argv) == 0
+    (base / "nats-server.conf").write_text("include accounts.conf\ninclude leaf.conf\n")
+    return (folder / f"{SERVICE_USER}.password").read_text().strip()
 
 
 @pytest.fixture
-def two_regions(request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_database) -> Iterator[tuple[Side, Side]]:
+def two_regions(
+    request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_database, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Side, Side]]:
     """Region A (SQLite, the hub's server) and B (PostgreSQL, the leaf's), linked; servers from
     ``request.param`` ("debian" or "wheel", default debian)."""
     which = getattr(request, "param", "debian")
@@ -123,15 +129,18 @@ def two_regions(request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_databas
     sides, opened = [], []
     try:
         for code, kind in ((A, "sqlite"), (B, "postgres")):
-            conf = server_conf(tmp_path / f"nats-{code}", code, leaf_port)
-            server = PrivateNats(tmp_path / f"nats-{code}", extra_args=("-c", str(conf)), binary=binary(which))
+            peer = B if code == A else A
+            folder = tmp_path / f"nats-{code}"
+            password = server_conf(folder, code, keys[peer].peer_entry(), leaf_port, monkeypatch)
+            conf = folder / "nats-server.conf"
+            server = PrivateNats(folder, extra_args=("-c", str(conf)), binary=binary(which))
             server.start()
             clock = MovableClock(NOW)
             pg_url = fresh_pg_database().url if kind == "postgres" else None
             services = open_services(store_settings(kind, tmp_path / code, pg_url, SMD_REGION=code), clock=clock)
             opened.append((server, services))
             load_file(services.case_record, district(code, tmp_path))
-            sides.append(Side(Region(services, keys[code], clock), server))
+            sides.append(Side(Region(services, keys[code], clock), server, password))
         yield sides[0], sides[1]
     finally:
         for server, services in opened:
