@@ -92,7 +92,8 @@ def _config(args: argparse.Namespace) -> int:
         agencies = sorted(a for a in state.agencies if state.agency(a, today) is not None)
         folder = Path(args.credentials) if args.credentials else settings.data_dir / "nats-credentials"
         passwords, service_password = credentials(folder, agencies)
-        text = server_config(names_of(settings), passwords, service_password)
+        extra, leaf_text = _crossregion_config(args, settings, folder)
+        text = server_config(names_of(settings), passwords, service_password, extra_accounts=extra)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.touch(mode=0o600)
@@ -104,12 +105,56 @@ def _config(args: argparse.Namespace) -> int:
             f"  include it in nats-server.conf (include {out.name}) and reload the server (nats-server --signal reload)"
         )
         print("  the service connects as smd-service: SMD_NATS_URL=nats://smd-service:<its password>@host:4222")
+        if leaf_text is not None:
+            leaf_out = Path(args.leaf_out)
+            leaf_out.touch(mode=0o600)
+            os.chmod(leaf_out, 0o600)
+            leaf_out.write_text(leaf_text)
+            print(
+                f"smd nats config: cross-region account XR and the leaf node written to {out} and {leaf_out} "
+                f"(JetStream domain {settings.crossregion_domain}; include both)"
+            )
+            print(
+                "  the link connects as smd-crossregion: "
+                "SMD_CROSSREGION_NATS_URL=nats://smd-crossregion:<its password>@host:4222"
+            )
         if settings.nats_url:
             done = asyncio.run(_agency_consumers(settings, agencies))
             print(f"  durables: {sum(v == 'created' for v in done.values())} created, {len(done)} in all")
         return 0
     finally:
         services.close()
+
+
+def _crossregion_config(args: argparse.Namespace, settings: Any, folder: Any) -> tuple[dict[str, object], str | None]:
+    """The cross-region account and the leaf node's file, when this region links to others."""
+    from integrations.crossregion import LEAF_USER, SERVICE_USER, crossregion_accounts, leafnode_config
+    from integrations.nats_identities import credentials
+
+    if not settings.crossregion_peers:
+        if args.leaf_listen or args.leaf_remote:
+            raise SettingsError("SMD_CROSSREGION_PEERS: a leaf node needs linked regions")
+        return {}, None
+    if not settings.crossregion_domain:
+        raise SettingsError("SMD_CROSSREGION_DOMAIN: required to link regions (this server's JetStream domain)")
+    if bool(args.leaf_listen) == bool(args.leaf_remote):
+        raise SettingsError("linked regions: give --leaf-listen HOST:PORT (the hub) or --leaf-remote URL (the other)")
+    domains = {settings.region: settings.crossregion_domain}
+    domains |= {p.region: p.js_domain for p in settings.crossregion_peers}
+    missing = [r for r, d in domains.items() if not d]
+    if missing:
+        raise SettingsError(f"SMD_CROSSREGION_PEERS: no js_domain for {', '.join(missing)}")
+    service_password = credentials(folder, [SERVICE_USER])[0][SERVICE_USER]
+    leaf_file = folder / f"{LEAF_USER}.password"
+    if args.leaf_listen:  # the hub keeps the leaf user's password; the other region gets a copy
+        leaf_password = credentials(folder, [LEAF_USER])[0][LEAF_USER]
+        accounts = crossregion_accounts(settings.subject_root, domains, service_password, leaf_password)
+        return accounts, leafnode_config(settings.crossregion_domain, listen=args.leaf_listen)
+    if not leaf_file.exists():
+        raise SettingsError(f"--leaf-remote: copy the hub's {LEAF_USER}.password into {folder} first")
+    leaf_password = leaf_file.read_text().strip()
+    accounts = crossregion_accounts(settings.subject_root, domains, service_password, None)
+    return accounts, leafnode_config(settings.crossregion_domain, remote=args.leaf_remote, leaf_password=leaf_password)
 
 
 async def _agency_consumers(settings: Any, agencies: list[str]) -> dict[str, str]:
@@ -143,7 +188,10 @@ def _peer_entry(_args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(crossregion_keys(settings).peer_entry(), indent=2))
+    entry = crossregion_keys(settings).peer_entry()
+    if settings.crossregion_domain:  # where the other region sources this one's messages from
+        entry["js_domain"] = settings.crossregion_domain
+    print(json.dumps(entry, indent=2))
     return 0
 
 
@@ -158,6 +206,16 @@ def add_commands(subparsers: Any) -> None:
     )
     config.add_argument("--out", default="nats-accounts.conf", help="the file to write (nats-accounts.conf)")
     config.add_argument("--credentials", help="where the passwords are kept (SMD_DATA_DIR/nats-credentials)")
+    config.add_argument(
+        "--leaf-listen",
+        help="linked regions: this server is the hub of the leaf node and listens on HOST:PORT (e.g. 0.0.0.0:7422)",
+    )
+    config.add_argument(
+        "--leaf-remote",
+        help="linked regions: this server connects to the hub's leaf port (e.g. nats-leaf://hub.example:7422), "
+        "with the hub's xr-leaf.password copied into the credentials folder",
+    )
+    config.add_argument("--leaf-out", default="nats-leaf.conf", help="the leaf node's file to write (nats-leaf.conf)")
     config.set_defaults(func=_config)
     ingest = subparsers.add_parser("ingest", help="store envelopes from the NATS intake stream (needs SMD_NATS_URL)")
     ingest.set_defaults(func=_command("ingest", "smd-ingest"))

@@ -56,6 +56,7 @@ class PeerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     region: str
     verifiers: tuple[str, ...]
     seal_public: str  # base64 of the 32-byte X25519 public key
+    js_domain: str = ""  # its NATS server's JetStream domain (the link sources its stream from there)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +156,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_CROSSREGION_PEERS: a JSON file naming each linked region's public keys."""
     handover_answer_days: float = 10.0
     """SMD_HANDOVER_ANSWER_DAYS: how long the destination has to accept or reject a handover."""
+    crossregion_domain: str = ""
+    """SMD_CROSSREGION_DOMAIN: this region's NATS JetStream domain (its server's ``jetstream { domain }``),
+    where the linked regions source its handover messages from; required with SMD_NATS_URL and peers."""
+    crossregion_nats_url: str | None = None
+    """SMD_CROSSREGION_NATS_URL: the connection to the cross-region account XR of this region's server
+    (user smd-crossregion); default SMD_NATS_URL."""
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -467,6 +474,24 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if k.strip()
     )
     peers = _peers(get("SMD_CROSSREGION_PEERS"), get("SMD_REGION") or "990101")
+    crossregion_domain = get("SMD_CROSSREGION_DOMAIN")
+    if crossregion_domain and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", crossregion_domain):
+        raise _fail(
+            "SMD_CROSSREGION_DOMAIN", f"a JetStream domain name (letters, digits, - _), got {crossregion_domain!r}"
+        )
+    crossregion_nats_url = ",".join(nats_servers(get("SMD_CROSSREGION_NATS_URL"))) or nats_url
+    if peers and crossregion_nats_url:
+        if not crossregion_domain:
+            raise _fail(
+                "SMD_CROSSREGION_DOMAIN", "required with SMD_NATS_URL and linked regions (SMD_CROSSREGION_PEERS)"
+            )
+        for peer in peers:
+            if not peer.js_domain or peer.js_domain == crossregion_domain:
+                raise _fail(
+                    "SMD_CROSSREGION_PEERS",
+                    f"peer region {peer.region}: js_domain, its server's JetStream domain (not this one's), "
+                    "as its `smd crossregion peer-entry` prints with SMD_CROSSREGION_DOMAIN set",
+                )
 
     keys: dict[str, bytes] = {}
     for var, filename in (
@@ -543,4 +568,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         crossregion_seal_keys_retired=seal_retired,
         crossregion_peers=peers,
         handover_answer_days=handover_answer_days,
+        crossregion_domain=crossregion_domain,
+        crossregion_nats_url=crossregion_nats_url,
     )

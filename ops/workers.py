@@ -19,6 +19,7 @@ from litestar import Litestar
 
 from api.app import create_app
 from core.followers.engine import TRANSIENT
+from integrations.crossregion import run_crossregion
 from integrations.runner import run_nats_workers
 from ops.bootstrap import Services
 from ops.logging import get_logger
@@ -73,6 +74,9 @@ async def background(services: Services) -> AsyncIterator[None]:
     if services.settings.nats_url:
         # connects in the background: HTTP serves while NATS is down ("degraded" in /readyz)
         tasks.append(asyncio.create_task(run_nats_workers(services, stop), name="nats"))
+    if crossregion_linked(services):
+        # the handover messages to and from linked regions (R8), over the leaf node
+        tasks.append(asyncio.create_task(run_crossregion(services, stop), name="crossregion"))
     try:
         yield
     finally:
@@ -80,6 +84,12 @@ async def background(services: Services) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 10)
+
+
+def crossregion_linked(services: Services) -> bool:
+    """Whether this process carries handover messages: NATS set, linked regions, handovers on."""
+    settings = services.settings
+    return bool(settings.crossregion_nats_url and settings.crossregion_peers and services.handovers is not None)
 
 
 def background_lifespan(services: Services) -> Callable[[Any], AbstractAsyncContextManager[None]]:
