@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import httpx
@@ -15,6 +15,7 @@ import pytest
 from core.case_record import utc_now
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope_json
 from tests.support.nats_world import ROOT_DIR, WORKER
 from tests.support.servers import _free_port as free_port
 from tests.support.stores import open_services
@@ -54,15 +55,14 @@ def test_a_kill_9_right_after_an_answer_loses_no_access_log_row(settings, tmp_pa
                     assert time.monotonic() < deadline, "smd serve did not answer"
                     time.sleep(0.2)
                 patient = uuid4()
-                registration = {
-                    "specversion": "1.0",
-                    "id": str(uuid4()),
-                    "source": "hc-north",
-                    "type": "cn.smd.patient.registered.v1",
-                    "subject": str(patient),
-                    "time": (datetime.now().astimezone() - timedelta(hours=1)).isoformat(),
-                    "data": {"name": "Test Person", "residence": "990101-001-v01"},
-                }
+                registration = envelope_json(
+                    "hc-north",
+                    "cn.smd.patient.registered.v1",
+                    patient,
+                    {"name": "Test Person", "residence": "990101-001-v01"},
+                    occurred=datetime.now(UTC) - timedelta(hours=1),
+                    actor=None,
+                )
                 assert client.post(base + "/v1/events", json=registration, headers=headers).status_code == 201
                 for _ in range(READS):
                     assert client.get(f"{base}/v1/patients/{patient}", headers=headers).status_code == 200

@@ -10,7 +10,7 @@ import secrets
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
@@ -22,6 +22,7 @@ from core.case_record import utc_now
 from core.registry import load_file
 from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope_json
 from tests.support.stores import open_services, store_settings
 
 HC = "hc-north"
@@ -206,18 +207,10 @@ class TestForbiddenNamesNoOtherAgency:
         services = district()
         keys = {a: services.apikeys.issue(a).key for a in (HC, POLICE, OTHER_POLICE)}
         patient = uuid4()
-        occurred = datetime.now().astimezone() - timedelta(hours=1)
+        occurred = datetime.now(UTC) - timedelta(hours=1)
 
         def envelope(event_type: str, data: dict) -> dict:
-            return {
-                "specversion": "1.0",
-                "id": str(uuid4()),
-                "source": HC,
-                "type": event_type,
-                "subject": str(patient),
-                "time": occurred.isoformat(),
-                "data": data,
-            }
+            return envelope_json(HC, event_type, patient, data, occurred=occurred, actor=None)
 
         async with peers(services) as client:
             c = client("127.0.0.2")

@@ -14,6 +14,7 @@ from core.backfill import import_ledger
 from core.intake import accept
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope_json
 from tests.support.stores import NOW
 
 HC, VILLAGE, GOVERNANCE = "hc-north", "990101-001-v01", "gov-willowbrook"
@@ -24,15 +25,8 @@ def complete_go_live(services) -> int:
 
 
 def envelope(patient: UUID, event_type: str, data: dict, days_ago: float) -> dict:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": HC,
-        "type": f"cn.smd.{event_type}.v1",
-        "subject": str(patient),
-        "time": (NOW - timedelta(days=days_ago)).isoformat(),
-        "data": data,
-    }
+    occurred = NOW - timedelta(days=days_ago)
+    return envelope_json(HC, f"cn.smd.{event_type}.v1", patient, data, occurred=occurred, actor=None)
 
 
 def visit(patient, level, days_ago):

@@ -23,21 +23,15 @@ from core.registry import load_file
 from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
 from ops.settings import Settings
+from tests.support.agency_client import envelope_json
 
 HC, POLICE = "hc-north", "police-east"
 VILLAGE = "990101-001-v01"  # hc-north's and police-east's
 
 
 def envelope(event_type: str, subject: UUID, data: dict[str, Any], source: str = HC) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": f"cn.smd.{event_type}.v1",
-        "subject": str(subject),
-        "time": (utc_now() - timedelta(hours=1)).isoformat(),
-        "data": data,
-    }
+    occurred = utc_now() - timedelta(hours=1)
+    return envelope_json(source, f"cn.smd.{event_type}.v1", subject, data, occurred=occurred, actor=None)
 
 
 def registration(patient: UUID, residence: str = VILLAGE) -> dict[str, Any]:

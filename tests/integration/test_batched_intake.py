@@ -25,6 +25,7 @@ from domain.errors import DomainError
 from domain.receipt import receipt_id
 from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 
 HC, POLICE = "hc-north", "police-east"
 VILLAGE = "990101-001-v01"  # hc-north's and police-east's
@@ -32,16 +33,8 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def envelope(agency: str, event_type: str, subject: UUID, data: dict[str, Any], *, hours: float = 1) -> bytes:
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": agency,
-        "type": f"cn.smd.{event_type}.v1",
-        "subject": str(subject),
-        "time": (NOW - timedelta(hours=hours)).isoformat(),
-        "data": data,
-    }
-    return json.dumps(doc).encode()
+    occurred = NOW - timedelta(hours=hours)
+    return agency_envelope(agency, f"cn.smd.{event_type}.v1", subject, data, occurred=occurred, actor=None)
 
 
 def registration(patient: UUID, residence: str = VILLAGE) -> bytes:
@@ -125,7 +118,8 @@ class TestABatchIsOneUnitOfWork:
     def test_a_changed_resend_in_the_same_batch_is_refused_as_a_conflict(self, services: Services) -> None:
         patient = uuid4()
         raw = visit(patient, 4)
-        changed = raw.replace(b'"risk_level": 4', b'"risk_level": 5')
+        changed = raw.replace(b'"risk_level":4', b'"risk_level":5')
+        assert changed != raw
         results = batch(services, registration(patient), raw, changed)
 
         assert [getattr(r, "outcome", None) for r in results[:2]] == ["recorded", "recorded"]

@@ -17,6 +17,7 @@ from domain.calendar import CalendarWarning, CalendarYear
 from domain.obligation import obligation_id
 from domain.rule_settings import RuleSettingsInvalid
 from ops.data_files import DEMO_DISTRICT, RULE_SETTINGS_FILE, shipped_years, year_file
+from tests.support.agency_client import envelope as agency_envelope
 
 HC = "hc-north"
 VILLAGE = "990101-001-v01"
@@ -96,16 +97,8 @@ class Ward:
         self.services = services
 
     def send(self, patient, event_type: str, data: dict, occurred: datetime):
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": HC,
-            "type": f"cn.smd.{event_type}.v1",
-            "subject": str(patient),
-            "time": occurred.isoformat(),
-            "data": data,
-        }
-        return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), HC, "test")
+        doc = agency_envelope(HC, f"cn.smd.{event_type}.v1", patient, data, occurred=occurred, actor=None)
+        return accept(self.services.case_record, self.services.registry, doc, HC, "test")
 
     def high_risk_patient(self, clock: Clock, at: datetime, *, decide: bool = True):
         """Registers a patient and records a level-4 visit at ``at``; returns (patient, visit key)."""

@@ -3,7 +3,6 @@ agencies acting on their queue, and a replay that decides the same; on SQLite an
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -15,6 +14,7 @@ from core.registry import load_file
 from core.scheduler import Scheduler
 from domain.obligation import NotTheOwner, Obligation, obligation_id
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.replay import comparable, replica_of, split
 from tests.support.stores import NOW
 
@@ -31,16 +31,16 @@ class Township:
         self.sent: list[str] = []
 
     def send(self, agency: str, event_type: str, data: dict, *, days_ago: float = 0.1, message_id: UUID | None = None):
-        doc = {
-            "specversion": "1.0",
-            "id": str(message_id or uuid4()),
-            "source": agency,
-            "type": f"cn.smd.{event_type}.v1",
-            "subject": str(self.patient),
-            "time": (NOW - timedelta(days=days_ago)).isoformat(),
-            "data": data,
-        }
-        recorded = accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
+        doc = agency_envelope(
+            agency,
+            f"cn.smd.{event_type}.v1",
+            self.patient,
+            data,
+            occurred=NOW - timedelta(days=days_ago),
+            message_id=message_id,
+            actor=None,
+        )
+        recorded = accept(self.services.case_record, self.services.registry, doc, agency, "test")
         self.sent.append(recorded.key)
         self.services.catch_up(recorded.notification_id or 0)
         return recorded

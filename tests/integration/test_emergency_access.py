@@ -27,6 +27,7 @@ from domain.rules.r22_emergency_access_review import review_id
 from domain.rules.settings import RuleSettings
 from ops.data_files import DEMO_DISTRICT, year_file
 from tests.integration.test_no_plaintext import stored_bytes
+from tests.support.agency_client import envelope_json
 from tests.support.stores import MovableClock
 
 VILLAGE = "990101-001-v01"  # hc-north, police-east, committee-north, gov-willowbrook
@@ -49,16 +50,7 @@ REASON = "found confused at the Reedmarsh bus station, asking for his medicine"
 
 
 def envelope(event_type: str, subject: UUID, data: dict, source: str, at: datetime) -> dict:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": at.isoformat(),
-        "actor": "staff-07",
-        "data": data,
-    }
+    return envelope_json(source, event_type, subject, data, occurred=at)
 
 
 def auth(key: str, purpose: str | None = "emergency-response", staff: str | None = None) -> dict:

@@ -5,7 +5,6 @@ an unfaulted run gives. A registry fact that fails stops the rules instead. On b
 from __future__ import annotations
 
 import asyncio
-import json
 import tomllib
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,6 +22,7 @@ from core.registry import load_file
 from domain.obligation import obligation_id
 from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.replay import DERIVED
 from tests.support.stores import NOW, open_services, store_settings
 
@@ -39,17 +39,10 @@ class Story:
 
     def envelope(self, label: str, agency: str, patient: UUID, type_: str, data: dict, days_ago: float) -> bytes:
         mid = self.ids.setdefault(label, uuid4())
-        return json.dumps(
-            {
-                "specversion": "1.0",
-                "id": str(mid),
-                "source": agency,
-                "type": f"cn.smd.{type_}.v1",
-                "subject": str(patient),
-                "time": (NOW - timedelta(days=days_ago)).isoformat(),
-                "data": data,
-            }
-        ).encode()
+        occurred = NOW - timedelta(days=days_ago)
+        return agency_envelope(
+            agency, f"cn.smd.{type_}.v1", patient, data, occurred=occurred, message_id=mid, actor=None
+        )
 
 
 def send(

@@ -3,7 +3,6 @@ patient is then assessed once; a ledger imported afterwards is a late join (both
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import timedelta
 from uuid import UUID, uuid4
@@ -15,6 +14,7 @@ from core.backfill import import_lines
 from core.intake import accept
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import NOW
 
 HC, POLICE, COMMITTEE, GOVERNANCE = "hc-north", "police-east", "committee-north", "gov-willowbrook"
@@ -22,17 +22,8 @@ VILLAGE = "990101-001-v01"
 
 
 def row(source: str, patient: UUID, kind: str, data: dict, days_ago: float) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": source,
-            "type": f"cn.smd.{kind}.v1",
-            "subject": str(patient),
-            "time": (NOW - timedelta(days=days_ago)).isoformat(),
-            "data": data,
-        }
-    ).encode()
+    occurred = NOW - timedelta(days=days_ago)
+    return agency_envelope(source, f"cn.smd.{kind}.v1", patient, data, occurred=occurred, actor=None)
 
 
 def visit(source: str, patient: UUID, level: int, days_ago: float) -> bytes:

@@ -30,6 +30,7 @@ from domain.handover import (
     handover_id,
 )
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import NOW, MovableClock, open_services, store_settings
 
 A, B = "990101", "990202"  # fictional region codes
@@ -50,16 +51,15 @@ class Region:
         self.handovers = Handovers(services.case_record, keys, services.registry, ANSWER_WITHIN, clock)
 
     def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float = 0.1):
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": agency,
-            "type": f"cn.smd.{event_type}",
-            "subject": str(subject),
-            "time": (self.clock.now - timedelta(days=days_ago)).isoformat(),
-            "data": data,
-        }
-        return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
+        doc = agency_envelope(
+            agency,
+            f"cn.smd.{event_type}",
+            subject,
+            data,
+            occurred=self.clock.now - timedelta(days=days_ago),
+            actor=None,
+        )
+        return accept(self.services.case_record, self.services.registry, doc, agency, "test")
 
     def file(self, patient: UUID):
         return self.services.case_record.patient(patient)

@@ -6,7 +6,7 @@ Every test runs on SQLite and on PostgreSQL (the ``services`` / ``open_store`` f
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -28,6 +28,7 @@ from domain.identity_errors import (
 )
 from domain.personal import PersonalDetails, ProvisionalIdentity
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope_json
 from tests.support.id_numbers import fictional_id_number, with_x_check
 from tests.support.stores import NOW, Agency
 
@@ -227,16 +228,8 @@ class TestConcurrentRegistrations:
 
 
 def envelope(event_type: str, subject: UUID, data: dict, source: str) -> dict:
-    occurred = datetime.now().astimezone() - timedelta(hours=1)
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "data": data,
-    }
+    occurred = datetime.now(UTC) - timedelta(hours=1)
+    return envelope_json(source, event_type, subject, data, occurred=occurred, actor=None)
 
 
 def auth(key: str) -> dict:

@@ -4,7 +4,6 @@ hand-computed expectation) and read; JSON and a printable Chinese page for audit
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -17,6 +16,7 @@ from core.intake import accept
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
 from ops.workers import serving_app
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import MovableClock
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
@@ -27,16 +27,8 @@ HC, POLICE, GOV, VILLAGE = "hc-north", "police-east", "gov-willowbrook", "990101
 
 def send(s, clock: MovableClock, type_: str, subject, data: dict, occurred: datetime, source: str = HC) -> None:
     clock.now = occurred + timedelta(minutes=10)
-    body = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": type_,
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "data": data,
-    }
-    accept(s.case_record, s.registry, json.dumps(body).encode(), source, "test")
+    body = agency_envelope(source, type_, subject, data, occurred=occurred, actor=None)
+    accept(s.case_record, s.registry, body, source, "test")
     s.catch_up(s.case_record.recorder.max_notification_id())
 
 

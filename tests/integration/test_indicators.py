@@ -24,6 +24,7 @@ from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
 from projections.indicators import IndicatorsView, indicator_report, replayed_rows
 from projections.runner import rebuild
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.servers import create_database, drop_database
 from tests.support.stores import MovableClock, open_services, store_settings
 
@@ -45,17 +46,7 @@ def at(day: str, hour: int = 10) -> datetime:
 
 
 def envelope(event_type: str, subject: UUID, data: dict, source: str, occurred: datetime) -> bytes:
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "actor": "staff-07",
-        "data": data,
-    }
-    return json.dumps(doc).encode()
+    return agency_envelope(source, event_type, subject, data, occurred=occurred)
 
 
 CLASS_LEVEL = {"stable": 0, "basically_stable": 1, "unstable": 3}

@@ -11,7 +11,7 @@ never reads the project's own read matrix (``domain.read_filter``).
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -24,6 +24,7 @@ from core.registry import load_file
 from integrations.outbox import TOPICS, OutboxHandler
 from integrations.streams import names_of
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope_json
 from tests.support.id_numbers import fictional_id_number
 
 VILLAGE = "990101-001-v01"
@@ -66,16 +67,8 @@ MAY_SEE = {
 
 
 def envelope(source: str, event_type: str, subject, data: dict, hours_ago: float) -> dict:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": (datetime.now().astimezone() - timedelta(hours=hours_ago)).isoformat(),
-        "actor": "staff-01",
-        "data": data,
-    }
+    occurred = datetime.now(UTC) - timedelta(hours=hours_ago)
+    return envelope_json(source, event_type, subject, data, occurred=occurred, actor="staff-01")
 
 
 def facts(patient) -> list[tuple[str, str, dict]]:

@@ -23,6 +23,7 @@ from integrations.streams import Names
 from ops.bootstrap import Services
 from ops.workers import run_followers
 from tests.support.agency_client import AgencyClient
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.nats_world import ROOT_DIR, WORKER, stream_exists, wait_for  # noqa: F401 - used by some
 
 pytestmark = pytest.mark.integration
@@ -76,16 +77,15 @@ async def outbox(svc: Services, nats_url: str, nc: Client, names: Names) -> Asyn
 def register_patient(svc: Services) -> UUID:
     """A registered patient with every personal field set (none may leave in a message)."""
     patient = uuid4()
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": "hc-north",
-        "subject": str(patient),
-        "type": "cn.smd.patient.registered.v1",
-        "time": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
-        "data": {"residence": VILLAGE, **PERSONAL},
-    }
-    svc.case_record.record(decode_event(json.dumps(doc)), "hc-north")
+    doc = agency_envelope(
+        "hc-north",
+        "cn.smd.patient.registered.v1",
+        patient,
+        {"residence": VILLAGE, **PERSONAL},
+        occurred=datetime.now(UTC) - timedelta(hours=1),
+        actor=None,
+    )
+    svc.case_record.record(decode_event(doc), "hc-north")
     return patient
 
 

@@ -3,7 +3,6 @@ late fact makes "what was true" and "what we knew" differ exactly where it says 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -16,6 +15,7 @@ from core.patient_as_of import NotRegisteredAsOf, patient_as_of
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
 from ops.workers import serving_app
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import MovableClock
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # registration recorded
@@ -27,16 +27,8 @@ HC, VILLAGE = "hc-north", "990101-001-v01"
 
 def send(s, clock: MovableClock, type_: str, subject, data: dict, occurred: datetime, recorded: datetime) -> None:
     clock.now = recorded
-    body = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": HC,
-        "type": type_,
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "data": data,
-    }
-    accept(s.case_record, s.registry, json.dumps(body).encode(), HC, "test")
+    body = agency_envelope(HC, type_, subject, data, occurred=occurred, actor=None)
+    accept(s.case_record, s.registry, body, HC, "test")
     s.catch_up(s.case_record.recorder.max_notification_id())
 
 

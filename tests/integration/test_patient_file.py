@@ -3,7 +3,6 @@ with its derived state, on SQLite and PostgreSQL (through the same path as HTTP 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from domain.patient_file import (
 from domain.personal import GuardianContact
 from domain.values import Diagnosis
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import NOW
 
 HC, HOSPITAL, POLICE, CIVIL, COMMITTEE, GOV = (
@@ -49,16 +49,8 @@ class Desk:
         self.patient = uuid4()
 
     def send(self, agency: str, event_type: str, data: dict[str, Any], *, occurred=NOW - timedelta(hours=1)):
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": agency,
-            "type": f"cn.smd.{event_type}.v1",
-            "subject": str(self.patient),
-            "time": occurred.isoformat(),
-            "data": data,
-        }
-        return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
+        doc = agency_envelope(agency, f"cn.smd.{event_type}.v1", self.patient, data, occurred=occurred, actor=None)
+        return accept(self.services.case_record, self.services.registry, doc, agency, "test")
 
     def file(self) -> Patient:
         return self.services.case_record.patient(self.patient)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -12,22 +12,14 @@ from api.app import create_app
 from core.case_record import utc_now
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope_json
 
 VILLAGE = "990101-001-v01"  # cluster c1: hc-north, police-east, committee-north, gov-willowbrook
 AGENCIES = ("hc-north", "hc-south", "police-east", "committee-north", "gov-willowbrook", "hospital-lantern-bay")
 
 
 def envelope(event_type: str, subject, data: dict, source: str = "hc-north") -> dict:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": (datetime.now().astimezone() - timedelta(hours=1)).isoformat(),
-        "actor": "staff-07",
-        "data": data,
-    }
+    return envelope_json(source, event_type, subject, data, occurred=datetime.now(UTC) - timedelta(hours=1))
 
 
 @pytest.fixture

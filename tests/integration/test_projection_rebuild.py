@@ -5,9 +5,8 @@ one row by row. On both stores."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from litestar.testing import AsyncTestClient
@@ -19,22 +18,14 @@ from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
 from projections.runner import ProjectionFollower, rebuild
 from projections.work_queue import QueueRow
+from tests.support.agency_client import envelope as agency_envelope
 
 VILLAGE = "990101-001-v01"
 
 
 def envelope(type_: str, subject, data: dict) -> bytes:
-    occurred = datetime.now().astimezone() - timedelta(hours=1)
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": "hc-north",
-        "type": f"cn.smd.{type_}.v1",
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "data": data,
-    }
-    return json.dumps(doc).encode()
+    occurred = datetime.now(UTC) - timedelta(hours=1)
+    return agency_envelope("hc-north", f"cn.smd.{type_}.v1", subject, data, occurred=occurred, actor=None)
 
 
 def record(services, patient, level: int | None = None) -> int:

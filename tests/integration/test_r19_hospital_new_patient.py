@@ -4,7 +4,6 @@ the first visit completes it; a duplicate push opens nothing more; it escalates 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID, uuid4
 
@@ -18,6 +17,7 @@ from domain.identity import CHINA_TZ
 from domain.rules.r19_hospital_new_patient import take_over_id
 from ops.data_files import DEMO_DISTRICT, year_file
 from tests.integration.test_coordination_engine import GOV, HC, POLICE, VILLAGE
+from tests.support.agency_client import envelope as agency_envelope
 
 HOSPITAL = "hospital-lantern-bay"
 MONDAY = datetime(2026, 9, 28, 2, 0, tzinfo=UTC)  # China time 10:00, before National Day
@@ -28,16 +28,10 @@ class Ward:
         self.services, self.patient = services, patient
 
     def send(self, agency: str, event_type: str, data: dict, *, at: datetime, message: UUID | None = None):
-        doc = {
-            "specversion": "1.0",
-            "id": str(message or uuid4()),
-            "source": agency,
-            "type": f"cn.smd.{event_type}.v1",
-            "subject": str(self.patient),
-            "time": at.isoformat(),
-            "data": data,
-        }
-        recorded = accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "t")
+        doc = agency_envelope(
+            agency, f"cn.smd.{event_type}.v1", self.patient, data, occurred=at, message_id=message, actor=None
+        )
+        recorded = accept(self.services.case_record, self.services.registry, doc, agency, "t")
         self.services.catch_up(recorded.notification_id or 0)
         return recorded
 

@@ -5,7 +5,6 @@ progress but reads no patient's file."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -21,6 +20,7 @@ from domain.reporting import AlreadyRecorded, ReportPeriodNotStarted
 from domain.rules.r21_reporting_duties import Duty, duty_obligation_id
 from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_no_plaintext import stored_bytes
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import MovableClock
 
 DEPT = "dept-willowbrook-justice"  # a department of the demo district (Willowbrook, 990101-001)
@@ -42,17 +42,7 @@ def region(open_store, clock):
 
 
 def envelope(type_: str, subject, data: dict, source: str, time: datetime) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": source,
-            "type": type_,
-            "subject": str(subject),
-            "time": time.isoformat(),
-            "data": data,
-        }
-    ).encode()
+    return agency_envelope(source, type_, subject, data, occurred=time, actor=None)
 
 
 def submit(s, clock: MovableClock, duty: str, period: str, source: str = DEPT, subject=None):

@@ -3,7 +3,6 @@ the primary (DESIGN.md section 8: read replicas serve queries)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from core.registry import load_file
 from ops.bootstrap import bootstrap
 from ops.data_files import DEMO_DISTRICT
 from ops.settings import SettingsError, load_settings
+from tests.support.agency_client import envelope as agency_envelope
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,16 +37,8 @@ def high_risk_patient(services) -> UUID:
             at + timedelta(minutes=5),
         ),
     ):
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": "hc-north",
-            "type": event_type,
-            "subject": str(patient),
-            "time": when.isoformat(),
-            "data": data,
-        }
-        recorded = services.case_record.record(decode_event(json.dumps(doc)), "hc-north")
+        doc = agency_envelope("hc-north", event_type, patient, data, occurred=when, actor=None)
+        recorded = services.case_record.record(decode_event(doc), "hc-north")
     assert services.catch_up(recorded.notification_id, timeout=30)
     return patient
 

@@ -18,7 +18,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -38,7 +38,7 @@ from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
 from ops.workers import serving_app
 from projections.work_queue import RuleCounts
-from tests.support.agency_client import AgencyClient
+from tests.support.agency_client import AgencyClient, envelope_json
 from tests.support.nats_world import stream_exists, wait_for
 from tests.support.servers import PrivateNats, PrivatePostgres
 from tests.support.stores import open_services, store_settings
@@ -49,15 +49,8 @@ UNKNOWN_UNIT = "990101-009-v99"
 
 
 def envelope(event_type: str, subject: UUID, data: dict[str, Any], *, hours_ago: float = 1) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": HC,
-        "type": f"cn.smd.{event_type}.v1",
-        "subject": str(subject),
-        "time": (datetime.now().astimezone() - timedelta(hours=hours_ago)).isoformat(),
-        "data": data,
-    }
+    occurred = datetime.now(UTC) - timedelta(hours=hours_ago)
+    return envelope_json(HC, f"cn.smd.{event_type}.v1", subject, data, occurred=occurred, actor=None)
 
 
 def registration(patient: UUID, residence: str = VILLAGE) -> dict[str, Any]:

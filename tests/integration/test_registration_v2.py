@@ -17,6 +17,7 @@ from core.registry import load_file
 from domain.identity_errors import BirthDateDoesNotMatchIdNumber
 from domain.personal import PersonalDetails
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.id_numbers import fictional_id_number
 from tests.support.stores import NOW
 
@@ -26,16 +27,8 @@ NUMBER = fictional_id_number(BORN, 41)
 
 
 def send(services, agency: str, event_type: str, subject: UUID, data: dict):
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": agency,
-        "type": event_type,
-        "subject": str(subject),
-        "time": (NOW - timedelta(hours=2)).isoformat(),
-        "data": data,
-    }
-    return accept(services.case_record, services.registry, json.dumps(doc).encode(), agency, "test")
+    doc = agency_envelope(agency, event_type, subject, data, occurred=NOW - timedelta(hours=2), actor=None)
+    return accept(services.case_record, services.registry, doc, agency, "test")
 
 
 @pytest.fixture

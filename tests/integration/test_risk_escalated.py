@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 
 import pytest
 from nats.aio.client import Client
@@ -20,6 +19,7 @@ from tests.integration.test_coordination_engine import GOV, HC, POLICE
 from tests.integration.test_outbox import VILLAGE, outbox, register_patient  # noqa: F401  (fixture)
 from tests.integration.test_rules_care import Care
 from tests.support.agency_client import AgencyClient
+from tests.support.agency_client import envelope as agency_envelope
 
 
 @pytest.fixture
@@ -63,16 +63,15 @@ async def test_an_escalation_reaches_the_police_over_nats_without_personal_data(
 ) -> None:
     patient = register_patient(svc)
     for level, cls, hours in ((1, "basically_stable", 3), (4, "unstable", 2)):
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": "hc-north",
-            "subject": str(patient),
-            "type": "cn.smd.risk.assessed.v1",
-            "time": (datetime.now(UTC) - timedelta(hours=hours)).isoformat(),
-            "data": {"risk_level": level, "risk_class": cls},
-        }
-        svc.case_record.record(decode_event(json.dumps(doc)), "hc-north")
+        doc = agency_envelope(
+            "hc-north",
+            "cn.smd.risk.assessed.v1",
+            patient,
+            {"risk_level": level, "risk_class": cls},
+            occurred=datetime.now(UTC) - timedelta(hours=hours),
+            actor=None,
+        )
+        svc.case_record.record(decode_event(doc), "hc-north")
     svc.catch_up(svc.case_record.recorder.max_notification_id())
     msgs = await AgencyClient(nc, names, "police-east").assignments(10, timeout=5, durable="risk")
     [msg] = [m for m in msgs if m.subject == names.out("police-east", "risk", "escalated")]

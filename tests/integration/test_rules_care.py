@@ -21,6 +21,8 @@ from domain.identity import CHINA_TZ
 from domain.obligation import Obligation, obligation_id
 from ops.data_files import DEMO_DISTRICT, year_file
 from tests.integration.test_coordination_engine import COMMITTEE, GOV, HC, POLICE, VILLAGE, Township
+from tests.support.agency_client import envelope as agency_envelope
+from tests.support.agency_client import envelope_json
 from tests.support.replay import comparable, replica_of, split
 from tests.support.stores import NOW
 
@@ -399,30 +401,24 @@ class TestR3MobiliseTheGuardian:
 
 class TestR18SuspectedCase:
     def report(self, services, case: UUID, message: UUID | None = None):
-        doc = {
-            "specversion": "1.0",
-            "id": str(message or uuid4()),
-            "source": COMMITTEE,
-            "type": "cn.smd.suspected-case.reported.v1",
-            "subject": str(case),
-            "time": NOW.isoformat(),
-            "data": {"observed": "shouting at night", "seen_in": VILLAGE},
-        }
-        recorded = accept(services.case_record, services.registry, json.dumps(doc).encode(), COMMITTEE, "test")
+        doc = agency_envelope(
+            COMMITTEE,
+            "cn.smd.suspected-case.reported.v1",
+            case,
+            {"observed": "shouting at night", "seen_in": VILLAGE},
+            occurred=NOW,
+            message_id=message,
+            actor=None,
+        )
+        recorded = accept(services.case_record, services.registry, doc, COMMITTEE, "test")
         services.catch_up(recorded.notification_id or 0)
         return recorded
 
     def assess(self, services, case: UUID):
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": HC,
-            "type": "cn.smd.suspected-case.assessed.v1",
-            "subject": str(case),
-            "time": NOW.isoformat(),
-            "data": {"outcome": "no_severe_disorder"},
-        }
-        recorded = accept(services.case_record, services.registry, json.dumps(doc).encode(), HC, "test")
+        doc = agency_envelope(
+            HC, "cn.smd.suspected-case.assessed.v1", case, {"outcome": "no_severe_disorder"}, occurred=NOW, actor=None
+        )
+        recorded = accept(services.case_record, services.registry, doc, HC, "test")
         services.catch_up(recorded.notification_id or 0)
         return recorded
 
@@ -453,16 +449,15 @@ class TestR18SuspectedCase:
         load_file(services.case_record, DEMO_DISTRICT)
         load_year_file(services.case_record, year_file(2026))
         case = uuid4()
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": COMMITTEE,
-            "type": "cn.smd.suspected-case.reported.v1",
-            "subject": str(case),
-            "time": datetime(2026, 9, 28, 1, 0, tzinfo=UTC).isoformat(),
-            "data": {"observed": "wandering", "seen_in": VILLAGE},
-        }
-        recorded = accept(services.case_record, services.registry, json.dumps(doc).encode(), COMMITTEE, "test")
+        doc = agency_envelope(
+            COMMITTEE,
+            "cn.smd.suspected-case.reported.v1",
+            case,
+            {"observed": "wandering", "seen_in": VILLAGE},
+            occurred=datetime(2026, 9, 28, 1, 0, tzinfo=UTC),
+            actor=None,
+        )
+        recorded = accept(services.case_record, services.registry, doc, COMMITTEE, "test")
         services.catch_up(recorded.notification_id or 0)
         # 29, 30 Sep; 1-7 Oct off; 8, 9, 10 (make-up Saturday), 12, 13, 14, 15, 16 Oct
         assert self.get(services, case).due_at == datetime.combine(date(2026, 10, 17), time(0), CHINA_TZ)
@@ -664,15 +659,8 @@ class TestReplayAndBackfill:
         patient = uuid4()
 
         def row(agency, event_type, data, days_ago):
-            return {
-                "specversion": "1.0",
-                "id": str(uuid4()),
-                "source": agency,
-                "type": f"cn.smd.{event_type}.v1",
-                "subject": str(patient),
-                "time": (NOW - timedelta(days=days_ago)).isoformat(),
-                "data": data,
-            }
+            occurred = NOW - timedelta(days=days_ago)
+            return envelope_json(agency, f"cn.smd.{event_type}.v1", patient, data, occurred=occurred, actor=None)
 
         rows = [
             row(HC, "patient.registered", {"name": "Ledger Person", "residence": VILLAGE}, 400),

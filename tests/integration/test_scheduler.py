@@ -3,7 +3,6 @@ one uninterrupted run records; replayed with the same clock, it records the same
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from uuid import uuid4
 
@@ -13,6 +12,7 @@ from core.intake import accept
 from core.registry import load_file
 from core.scheduler import Scheduler
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.replay import comparable, follow, replica_of, split
 from tests.support.stores import NOW, open_services, store_settings
 
@@ -28,16 +28,10 @@ def high_risk_patients(services, n: int) -> None:
             ("patient.registered", {"name": "Test Person", "residence": VILLAGE}, 30),
             ("visit.recorded", {"face_to_face": True, "risk_level": 4, "risk_class": "unstable"}, 1),
         ):
-            doc = {
-                "specversion": "1.0",
-                "id": str(uuid4()),
-                "source": HC,
-                "type": f"cn.smd.{event_type}.v1",
-                "subject": str(patient),
-                "time": (NOW - timedelta(days=days)).isoformat(),
-                "data": data,
-            }
-            accept(services.case_record, services.registry, json.dumps(doc).encode(), HC, "test")
+            doc = agency_envelope(
+                HC, f"cn.smd.{event_type}.v1", patient, data, occurred=NOW - timedelta(days=days), actor=None
+            )
+            accept(services.case_record, services.registry, doc, HC, "test")
     services.catch_up(services.case_record.recorder.max_notification_id())
 
 

@@ -3,7 +3,6 @@ dismissed; each step by the kinds allowed to, with errors that say what to fix, 
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -28,6 +27,7 @@ from domain.suspected_case import (
     SuspectedCaseNotFound,
 )
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import NOW
 
 HC, HOSPITAL, POLICE, CIVIL, COMMITTEE, GOV, DPF, AUDITOR = (
@@ -66,16 +66,10 @@ class Desk:
         subject: UUID | None = None,
         occurred=NOW - timedelta(hours=1),
     ):
-        doc = {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": agency,
-            "type": f"cn.smd.{event_type}.v1",
-            "subject": str(subject or self.case),
-            "time": occurred.isoformat(),
-            "data": data,
-        }
-        return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
+        doc = agency_envelope(
+            agency, f"cn.smd.{event_type}.v1", subject or self.case, data, occurred=occurred, actor=None
+        )
+        return accept(self.services.case_record, self.services.registry, doc, agency, "test")
 
     def report(self, agency: str = COMMITTEE, occurred=None, **extra: Any):
         return self.send(agency, "suspected-case.reported", {**REPORT, **extra}, occurred=occurred or day(20))

@@ -4,7 +4,6 @@ queue, is completed by its owner, and is marked overdue and escalated when late.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from uuid import uuid4
 
@@ -19,6 +18,7 @@ from domain.task import TaskAlreadyAssigned, TaskNeedsAPlace, task_obligation_id
 from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_coordination_engine import GOV, HC, VILLAGE
 from tests.integration.test_rules_care import Care
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import NOW
 
 
@@ -31,16 +31,8 @@ def care(services) -> Care:
 
 
 def assign(services, task, data: dict, agency: str = GOV):
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": agency,
-        "type": "cn.smd.task.assigned.v1",
-        "subject": str(task),
-        "time": (NOW - timedelta(hours=1)).isoformat(),
-        "data": data,
-    }
-    recorded = accept(services.case_record, services.registry, json.dumps(doc).encode(), agency, "test")
+    doc = agency_envelope(agency, "cn.smd.task.assigned.v1", task, data, occurred=NOW - timedelta(hours=1), actor=None)
+    recorded = accept(services.case_record, services.registry, doc, agency, "test")
     services.catch_up(services.case_record.recorder.max_notification_id())
     return recorded
 

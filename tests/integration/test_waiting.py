@@ -34,6 +34,7 @@ from ops.logging import configure_logging
 from ops.settings import Settings
 from ops.workers import serving_app
 from tests.integration.test_no_plaintext import MARKERS, stored_bytes
+from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import open_services, store_settings
 
 HC, GOV, COMMITTEE, POLICE = "hc-north", "gov-willowbrook", "committee-north", "police-east"
@@ -53,16 +54,7 @@ class Clock:
 
 
 def envelope(agency: str, event_type: str, subject: UUID, data: dict[str, Any], occurred: datetime) -> bytes:
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": agency,
-        "type": f"cn.smd.{event_type}.v1",
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "data": data,
-    }
-    return json.dumps(doc).encode()
+    return agency_envelope(agency, f"cn.smd.{event_type}.v1", subject, data, occurred=occurred, actor=None)
 
 
 def key_of(raw: bytes) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -16,22 +16,14 @@ from core.case_record import utc_now
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
 from ops.workers import serving_app
+from tests.support.agency_client import envelope_json
 
 VILLAGE = "990101-001-v01"  # in cluster c1: hc-north, police-east, gov-willowbrook
 
 
 def envelope(event_type: str, subject, data: dict, source: str = "hc-north", **extra) -> dict:
-    occurred = datetime.now().astimezone() - timedelta(hours=1)
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "data": data,
-        **extra,
-    }
+    occurred = datetime.now(UTC) - timedelta(hours=1)
+    return envelope_json(source, event_type, subject, data, occurred=occurred, actor=None) | extra
 
 
 def registration(patient) -> dict:

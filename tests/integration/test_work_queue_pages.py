@@ -5,7 +5,7 @@ obligations keep arriving."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -20,6 +20,7 @@ from ops.bench_pages import generate
 from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
 from projections.work_queue import assignee_branches, oversight_branches
+from tests.support.agency_client import envelope as agency_envelope
 
 HC, POLICE, GOVERNANCE = "hc-north", "police-east", "gov-willowbrook"
 #: villages and a community of cluster c1 and m1: hc-north records, police-east and
@@ -28,16 +29,8 @@ RESIDENCES = ("990101-001-v01", "990101-001-v02", "990101-001-v03", "990101-001-
 
 
 def envelope(event_type: str, subject: UUID, data: dict[str, Any]) -> bytes:
-    doc = {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": HC,
-        "type": f"cn.smd.{event_type}.v1",
-        "subject": str(subject),
-        "time": (datetime.now().astimezone() - timedelta(hours=1)).isoformat(),
-        "data": data,
-    }
-    return json.dumps(doc).encode()
+    occurred = datetime.now(UTC) - timedelta(hours=1)
+    return agency_envelope(HC, f"cn.smd.{event_type}.v1", subject, data, occurred=occurred, actor=None)
 
 
 def high_risk_patient(services: Services, residence: str) -> UUID:

@@ -19,6 +19,7 @@ from api.app import create_app
 from core.case_record import utc_now
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
+from tests.support.agency_client import envelope_json
 from tests.support.id_numbers import fictional_id_number
 
 NORTH = "990101-001-v01"  # cluster c1: hc-north, police-east, committee-north; the governance center's area
@@ -52,16 +53,7 @@ NAMES = {
 
 
 def envelope(event_type: str, subject, data: dict, source: str, occurred: datetime) -> dict:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid4()),
-        "source": source,
-        "type": event_type,
-        "subject": str(subject),
-        "time": occurred.isoformat(),
-        "actor": "staff-07",
-        "data": data,
-    }
+    return envelope_json(source, event_type, subject, data, occurred=occurred)
 
 
 def auth(key: str, purpose: str | None = "care") -> dict:

@@ -18,7 +18,7 @@ auditor are region-wide.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -39,6 +39,8 @@ from ops.bootstrap import Services
 from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_door_refusals import Doors, doors  # noqa: F401 - the doors fixture
 from tests.integration.test_door_refusals import envelope as hc_north_envelope
+from tests.support.agency_client import envelope as agency_envelope
+from tests.support.agency_client import envelope_json
 from tests.support.stores import NOW
 
 V01 = "990101-001-v01"  # hc-north, police-east, committee-north
@@ -74,16 +76,10 @@ class Desk:
         occurred: datetime = NOW - timedelta(hours=1),
         message_id: UUID | None = None,
     ) -> Recorded:
-        doc = {
-            "specversion": "1.0",
-            "id": str(message_id or uuid4()),
-            "source": agency,
-            "type": f"cn.smd.{event_type}.v1",
-            "subject": str(subject),
-            "time": occurred.isoformat(),
-            "data": data,
-        }
-        return accept(self.services.case_record, self.services.registry, json.dumps(doc).encode(), agency, "test")
+        doc = agency_envelope(
+            agency, f"cn.smd.{event_type}.v1", subject, data, occurred=occurred, message_id=message_id, actor=None
+        )
+        return accept(self.services.case_record, self.services.registry, doc, agency, "test")
 
     def register(self, residence: str, agency: str, *, occurred: datetime = NOW - timedelta(days=200)) -> UUID:
         patient = uuid4()
@@ -436,18 +432,10 @@ async def test_over_http_a_write_outside_jurisdiction_is_a_403_problem_that_name
     load_file(services.case_record, DEMO_DISTRICT)
     keys = {a: services.apikeys.issue(a).key for a in ("hc-north", "hc-south")}
     patient = uuid4()
-    occurred = (datetime.now().astimezone() - timedelta(hours=1)).isoformat()
+    occurred = datetime.now(UTC) - timedelta(hours=1)
 
     def doc(source: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "specversion": "1.0",
-            "id": str(uuid4()),
-            "source": source,
-            "type": f"cn.smd.{event_type}.v1",
-            "subject": str(patient),
-            "time": occurred,
-            "data": data,
-        }
+        return envelope_json(source, f"cn.smd.{event_type}.v1", patient, data, occurred=occurred, actor=None)
 
     async with AsyncTestClient(create_app(services)) as client:
 

@@ -38,17 +38,40 @@ def envelope(
     *,
     occurred: datetime | None = None,
     message_id: UUID | None = None,
+    actor: str | None = "staff-07",
 ) -> bytes:
-    """An envelope's bytes, as an agency's system sends them (built by the agency client)."""
+    """An envelope's bytes, as an agency's system sends them (built and checked by the agency
+    client): ``occurred`` defaults to five minutes ago by the real clock, ``actor=None`` leaves
+    the actor out."""
     built = agency_client.AgencyClient(source).envelope(
         event_type,
         subject,
         data,
         occurred=occurred or datetime.now(UTC) - timedelta(minutes=5),
-        actor="staff-07",
+        actor=actor,
         id=message_id,
     )
     return encode(built)
+
+
+def envelope_json(
+    source: str,
+    event_type: str,
+    subject: UUID | str,
+    data: dict[str, Any],
+    *,
+    occurred: datetime | None = None,
+    message_id: UUID | str | None = None,
+    actor: str | None = "staff-07",
+) -> dict[str, Any]:
+    """The same envelope as a JSON document, for tests that post it over HTTP (``json=``), put
+    it in a batch or a ledger, or edit one field of an otherwise valid envelope."""
+    subject = subject if isinstance(subject, UUID) else UUID(subject)
+    message_id = message_id if message_id is None or isinstance(message_id, UUID) else UUID(message_id)
+    doc: dict[str, Any] = json.loads(
+        envelope(source, event_type, subject, data, occurred=occurred, message_id=message_id, actor=actor)
+    )
+    return doc
 
 
 class AgencyClient:
