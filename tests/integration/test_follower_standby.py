@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -21,6 +21,7 @@ from core.followers.leases import AdvisoryLeases, AlwaysHeld
 from core.registry import load_file
 from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_access_log_crash import database_url
+from tests.support.agency_client import REGISTERED, VISITED, envelope_json
 from tests.support.nats_world import ROOT_DIR, WORKER
 from tests.support.servers import _free_port as free_port
 from tests.support.stores import open_services, store_settings
@@ -102,23 +103,11 @@ def _wait(check, what: str, timeout: float = 60.0) -> Any:
 
 
 def _registration_and_visit(source: str, patient) -> list[dict]:
-    at = datetime.now().astimezone() - timedelta(hours=1)
-    base = {"specversion": "1.0", "source": source, "subject": str(patient)}
+    at = datetime.now(UTC) - timedelta(hours=1)
+    visit = {"face_to_face": True, "joint": False, "risk_level": 4, "risk_class": "unstable"}
     return [
-        {
-            **base,
-            "id": str(uuid4()),
-            "type": "cn.smd.patient.registered.v1",
-            "time": at.isoformat(),
-            "data": {"name": "Test Person", "residence": VILLAGE},
-        },
-        {
-            **base,
-            "id": str(uuid4()),
-            "type": "cn.smd.visit.recorded.v1",
-            "time": (at + timedelta(minutes=5)).isoformat(),
-            "data": {"face_to_face": True, "joint": False, "risk_level": 4, "risk_class": "unstable"},
-        },
+        envelope_json(source, REGISTERED, patient, {"name": "Test Person", "residence": VILLAGE}, occurred=at),
+        envelope_json(source, VISITED, patient, visit, occurred=at + timedelta(minutes=5)),
     ]
 
 
