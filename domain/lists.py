@@ -25,6 +25,7 @@ from domain.identity import CHINA_TZ
 from domain.patient_file import Adherence, GuardianStatus, RefusalKind
 from domain.registry import AgencyKind
 from domain.rules.entries import Known, cared_for, latest, of
+from domain.values import by_occurred
 
 _HC = AgencyKind.HEALTH_CENTER
 _POLICE = AgencyKind.POLICE_STATION
@@ -36,6 +37,12 @@ _AUDITOR = AgencyKind.AUDITOR
 
 #: "Recently discharged": discharged within this many days (and not admitted again).
 RECENTLY_DISCHARGED_DAYS = 30
+
+#: "Moved in": the residence changed into the caller's jurisdiction (an accepted move inside the
+#: region, ``smd.ResidenceChanged``) within this many days. 90: a quarter, the longest visit
+#: interval (a stable patient is visited every 3 months, R4), so a newcomer stays on the list at
+#: least until the new agencies' first full visit cycle has passed.
+MOVED_IN_DAYS = 90
 
 #: R5's default threshold, as the file shows the derived lost status (core.patient_read).
 LOST_AFTER_MISSES = 3
@@ -161,6 +168,19 @@ LISTS: dict[str, WorkingList] = {
             {_HC, _CIVIL},
             "civil affairs places patients in institutional care; the health center follows them up",
         ),
+        # the latest accepted move inside the region brought the patient into the caller's
+        # jurisdiction (from a residence outside it) within the last MOVED_IN_DAYS days
+        _list(
+            "moved-in",
+            f"moved in: the latest accepted move inside the region (the residence change) brought the patient "
+            f"into your jurisdiction, from a residence outside it, within the last {MOVED_IN_DAYS} days. "
+            "Patients registered here by an accepted handover from another region are not on it (their file "
+            "does not say so)",
+            {_HC, _POLICE, _COMMITTEE, _GOV},
+            "every kind that sees `moves` (the health center, the police, the committee: a newcomer is their "
+            "own work: first visit, R1's 列管, the care team), and the governance center, which oversees the "
+            "receiving health center's accept-or-reject obligation (R8) and its escalation",
+        ),
     )
 }
 
@@ -256,6 +276,7 @@ def standing(patient: Any) -> dict[str, Any]:
     adherence = latest(known, "adherence")
     lost = patient.declared_whereabouts_unknown or patient.consecutive_missed_visits >= LOST_AFTER_MISSES
     hospital = patient.in_hospital
+    moved = max(getattr(patient, "facts", {}).get("residence", []), key=by_occurred, default=None)
     institution = patient.in_institutional_care
     return {
         "residence": patient.residence,
@@ -274,9 +295,17 @@ def standing(patient: Any) -> dict[str, Any]:
         "discharged_at": None if hospital else patient.last_discharged_at,
         "guardian_weak": patient.guardian_status in _NO_OR_WEAK,
         "refusing": any(patient.refuses(r) for r in RefusalKind),
+        # the latest residence change (an accepted move inside the region): when and from where
+        "moved_in_at": None if moved is None else moved["at"],
+        "moved_from": None if moved is None else moved["previous"],
     }
 
 
 def recently_discharged_since(now: datetime) -> datetime:
     """The earliest discharge that still counts as recent."""
     return now - timedelta(days=RECENTLY_DISCHARGED_DAYS)
+
+
+def moved_in_since(now: datetime) -> datetime:
+    """The earliest residence change that still counts as a recent move in."""
+    return now - timedelta(days=MOVED_IN_DAYS)

@@ -32,7 +32,7 @@ from eventsourcing.persistence import Notification
 from core.followers.concerns import Concerns
 from core.followers.parking import ParkingStore
 from core.patient_read import own_patient_of
-from domain.lists import PICKUP_RULE, VISIT_RULE, recently_discharged_since, standing
+from domain.lists import PICKUP_RULE, VISIT_RULE, moved_in_since, recently_discharged_since, standing
 from domain.obligation import STATUS_AFTER, Obligation
 from domain.patient import Patient
 from domain.patient_file import FileFact
@@ -86,6 +86,10 @@ PATIENTS = Table(
         Column("discharged_at", "time"),
         Column("guardian_weak", "bool", not_null=True),
         Column("refusing", "bool", not_null=True),
+        # v2: the latest residence change (an accepted move inside the region): when, and from
+        # which org unit (the "moved-in" list); null when the residence never changed
+        Column("moved_in_at", "time"),
+        Column("moved_from", "text"),
     ),
     primary_key=("patient_id",),
     indexes=(
@@ -131,7 +135,9 @@ class PatientListsView:
     """The projection: patient facts → one row per registered patient; R4/R6 obligations → rows."""
 
     name = "patient_lists"
-    version = 1
+    #: v2: ``moved_in_at`` and ``moved_from`` (the "moved-in" list); a new version is built from
+    #: the log at start, beside the old one, and replaces it when caught up
+    version = 2
     topics = (*PATIENT_TOPICS, ASSIGNED, *STATUS_AFTER, OVERDUE)
     tables = (PATIENTS, OWNERS, OBLIGATIONS)
 
@@ -226,6 +232,8 @@ def membership(name: str, now: datetime, obligations: str, table: str) -> tuple[
             return "refusing = ?", [True]
         case "institutional-care":
             return "institutional_care = ?", [True]
+        case "moved-in":  # the residence changed within MOVED_IN_DAYS (from outside the scope: ``page``)
+            return "(moved_in_at IS NOT NULL AND moved_in_at >= ?)", [moved_in_since(now)]
     raise ValueError(f"no membership rule for list {name!r}")
 
 
@@ -278,6 +286,9 @@ class PatientListsProjection(ProjectionFollower):
             units = sorted(set(residences))
             where += f" AND residence IN ({', '.join('?' * len(units))})"
             params += units
+            if name == "moved-in":  # into the jurisdiction: from a residence outside it
+                where += f" AND moved_from NOT IN ({', '.join('?' * len(units))})"
+                params += units
         if owner is not None:
             owners = self.store.physical(gen, "owners")
             where += f" AND patient_id IN (SELECT w.patient_id FROM {owners} w WHERE w.agency_id = ?)"  # noqa: S608

@@ -24,7 +24,11 @@ from tests.support.id_numbers import fictional_id_number
 
 NORTH = "990101-001-v01"  # cluster c1: hc-north, police-east, committee-north; the governance center's area
 SOUTH = "990101-001-v07"  # cluster c2: hc-south, police-west, committee-south
+REEDMARSH = "990101-002-v01"  # another township: hc-reedmarsh, gov-reedmarsh (not gov-willowbrook's area)
+REGION = "990101"
 AGENCIES = (
+    "hc-reedmarsh",
+    "gov-reedmarsh",
     "hc-north",
     "hc-south",
     "police-east",
@@ -49,6 +53,11 @@ NAMES = {
     "K": "陈十一",
     "L": "褚十二",
     "M": "卫十三",
+    "N": "蒋十四",
+    "O": "沈十五",
+    "P": "韩十六",
+    "Q": "杨十七",
+    "R": "朱十八",
 }
 
 
@@ -96,6 +105,22 @@ class District:
     async def visit(self, client, who: str, level: int, klass: str, *, by: str = "hc-north", ago=timedelta(days=1)):
         data = {"face_to_face": True, "joint": False, "risk_level": level, "risk_class": klass}
         await self.record(client, "cn.smd.visit.recorded.v1", who, data, by=by, ago=ago)
+
+    async def move(
+        self, client, who: str, to: str, *, by: str, answer_by: str, reported: int, answered: int, accepted=True
+    ):
+        """A move inside the region reported ``reported`` days ago by the origin, answered
+        ``answered`` days ago by the destination's health center."""
+        move_id = str(uuid4())
+        data = {
+            "move_id": move_id,
+            "destination_region": REGION,
+            "destination_unit": to,
+            "moving_on": (self.now - timedelta(days=reported)).date().isoformat(),
+        }
+        await self.record(client, "cn.smd.move.reported.v1", who, data, by=by, ago=timedelta(days=reported))
+        answer = "cn.smd.handover.accepted.v1" if accepted else "cn.smd.handover.rejected.v1"
+        await self.record(client, answer, who, {"move_id": move_id}, by=answer_by, ago=timedelta(days=answered))
 
     async def build(self, client) -> None:
         day = timedelta(days=1)
@@ -153,6 +178,32 @@ class District:
         # L: stable, last visited 200 days ago (R4: a stable patient is visited every 3 months)
         await self.register(client, "L", ago=timedelta(days=250))
         await self.visit(client, "L", 0, "stable", ago=timedelta(days=200))
+        # Moves inside the region (docs/decisions/042), each patient stable and visited yesterday
+        # by the health center of where they live now (on no other list).
+        stable = {"ago": timedelta(days=1)}
+        # N: from the south to the north, accepted 10 days ago (hc-north's newcomer)
+        await self.register(client, "N", SOUTH, by="hc-south", ago=timedelta(days=30))
+        await self.move(client, "N", NORTH, by="hc-south", answer_by="hc-north", reported=20, answered=10)
+        await self.visit(client, "N", 0, "stable", **stable)
+        # O: from the south to the north, accepted 120 days ago (no longer recent)
+        await self.register(client, "O", SOUTH, by="hc-south", ago=timedelta(days=140))
+        await self.move(client, "O", NORTH, by="hc-south", answer_by="hc-north", reported=130, answered=120)
+        await self.visit(client, "O", 0, "stable", **stable)
+        # P: from the north to the south, accepted 10 days ago (hc-south's newcomer)
+        await self.register(client, "P", ago=timedelta(days=30))
+        await self.move(client, "P", SOUTH, by="hc-north", answer_by="hc-south", reported=20, answered=10)
+        await self.visit(client, "P", 0, "stable", by="hc-south", **stable)
+        # Q: a move from the south to the north rejected by hc-north: still lives in the south
+        await self.register(client, "Q", SOUTH, by="hc-south", ago=timedelta(days=30))
+        await self.move(
+            client, "Q", NORTH, by="hc-south", answer_by="hc-north", reported=20, answered=10, accepted=False
+        )
+        await self.visit(client, "Q", 0, "stable", by="hc-south", **stable)
+        # R: from Reedmarsh (another township) to the north, accepted 5 days ago: new to the
+        # governance center of Willowbrook as well
+        await self.register(client, "R", REEDMARSH, by="hc-reedmarsh", ago=timedelta(days=30))
+        await self.move(client, "R", NORTH, by="hc-reedmarsh", answer_by="hc-north", reported=10, answered=5)
+        await self.visit(client, "R", 0, "stable", **stable)
         await self.settle()
 
     async def settle(self) -> None:
@@ -204,6 +255,9 @@ HEALTH_CENTER_NORTH = {
     "no-guardian": {"D"},
     "refusing": {"E"},
     "institutional-care": {"H"},
+    # moved in from outside hc-north's villages within 90 days: N (south, 10 days ago), R
+    # (Reedmarsh, 5 days ago); not O (120 days ago), not P (moved out), not Q (rejected)
+    "moved-in": {"N", "R"},
 }
 
 
@@ -241,6 +295,13 @@ class TestEachListHoldsItsMembers:
             # civil affairs: institutional care and guardians
             assert await members(client, district, "civil-willowbrook", "institutional-care") == {"H"}
             assert await members(client, district, "civil-willowbrook", "no-guardian") == {"D"}
+            # moved in: into each caller's jurisdiction from outside it, within 90 days
+            assert await members(client, district, "hc-south", "moved-in") == {"P"}
+            assert await members(client, district, "gov-willowbrook", "moved-in") == {"R"}  # N, P moved inside its area
+            assert await members(client, district, "gov-reedmarsh", "moved-in") == set()  # R moved out
+            assert await members(client, district, "police-east", "moved-in") == {"N", "R"}
+            assert await members(client, district, "committee-north", "moved-in") == {"N", "R"}
+            assert await members(client, district, "auditor-lantern-bay", "moved-in") == {"N", "P", "R"}
             # a hospital: its own patients only (none of these)
             assert await members(client, district, "hospital-lantern-bay", "high-risk") == set()
             for agency, name in (
@@ -248,6 +309,8 @@ class TestEachListHoldsItsMembers:
                 ("police-east", "focus"),
                 ("committee-north", "high-risk"),
                 ("civil-willowbrook", "in-hospital"),
+                ("civil-willowbrook", "moved-in"),
+                ("hospital-lantern-bay", "moved-in"),
             ):
                 r = await client.get(f"/v1/lists/{name}", headers=auth(keys[agency]))
                 assert r.status_code == 403, (agency, name, r.text)
