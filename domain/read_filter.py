@@ -238,6 +238,8 @@ FACT_GROUP: dict[str, str] = {
     "smd.WhereaboutsDeclared": "lost",
     "smd.MoveReported": "moves",
     "smd.HandoverAnswered": "moves",
+    "smd.ResidenceChanged": "moves",  # an accepted move inside the region (docs/decisions/042)
+    "smd.HandoverContactRecorded": "moves",  # a handover to a region without this system
     "smd.RefusalRecorded": "refusals",
     "smd.ReviewRecorded": "review",
     "smd.PatientDeregistered": "registration",
@@ -255,6 +257,17 @@ FACT_GROUP: dict[str, str] = {
     "smd.LostToFollowUp": "lost",
     "smd.LostToFollowUpWithdrawn": "lost",
     "smd.LostToFollowUpEnded": "lost",
+    "smd.RiskEscalationReported": "risk",  # an agency reports the risk rose: seen with the risk level
+}
+
+#: Fact types on a patient's stream that no timeline shows (a fact type in neither table is a
+#: test failure: each new type is classified when it is added).
+HIDDEN_FROM_TIMELINES: dict[str, str] = {
+    "smd.EmergencyAccessGranted": "a grant is read on GET /v1/audit/emergency-access (auditor, governance center)",
+    "smd.EmergencyAccessReviewed": "read with its grant on GET /v1/audit/emergency-access",
+    "smd.EmergencyResponded": "not yet given a group in DESIGN.md section 4: hidden (deny by default)",
+    "smd.EmergencyCoordinated": "not yet given a group in DESIGN.md section 4: hidden (deny by default)",
+    "smd.InstitutionalCareRecorded": "not yet given a group in DESIGN.md section 4: hidden (deny by default)",
 }
 
 #: Inside a visible fact, data fields that belong to another group (shown only when the kind

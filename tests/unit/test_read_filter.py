@@ -161,3 +161,13 @@ def test_who_may_open_a_file(kind: str) -> None:
 @pytest.mark.parametrize(("kind", "seen"), [("civil_affairs", False), ("psychiatric_hospital", True)])
 def test_clinical_aid_is_seen_with_medication_not_with_aid(kind: str, seen: bool) -> None:
     assert sees_fact(kind, "smd.AidGranted", {"aid_type": "long_acting_injection_coverage"}) is seen
+
+
+def test_every_fact_type_of_a_patient_is_classified_for_the_timelines() -> None:
+    """A fact type a timeline shows has a group; one none shows says why: a new type is never
+    hidden, or shown, by forgetting it (``smd.ResidenceChanged`` once was)."""
+    from domain.read_filter import FACT_GROUP, HIDDEN_FROM_TIMELINES
+    from projections.patient_lists import PATIENT_TOPICS
+
+    assert sorted(t for t in PATIENT_TOPICS if t not in FACT_GROUP and t not in HIDDEN_FROM_TIMELINES) == []
+    assert not set(FACT_GROUP) & set(HIDDEN_FROM_TIMELINES)
