@@ -404,7 +404,9 @@ class Handovers:
             "data": data if v2 else {k: v for k, v in data.items() if k not in ("birth_date", "household_region")},
         }
         event: InboundEvent = msgspec.convert(envelope, PatientRegisteredV2 if v2 else PatientRegisteredV1)
-        self.case_record.record(event, incoming.assignee)
+        # what authenticated it: the origin region's signed request for this handover (its
+        # signature checked on arrival), accepted by the health center that answered
+        self.case_record.record(event, incoming.assignee, authenticated_by=f"handover:{incoming.id}")
 
     def _load(self, hid: UUID, cls: type) -> Any:
         try:

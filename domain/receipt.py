@@ -45,7 +45,8 @@ class Receipt(Aggregate):
         #: None): ``api-key:<key id>`` (HTTP), ``nats-user:<user>`` (the NATS user whose
         #: permissions alone let it publish on the agency's intake subject, docs/decisions/027),
         #: ``import:<ledger digest>`` (the operator's ``smd import`` of the ledger file whose
-        #: SHA-256 starts so)
+        #: SHA-256 starts so), ``handover:<handover id>`` (a registration made on a linked
+        #: region's signed handover request, when the receiving health center accepted it)
         authenticated_by: str | None = None
 
     class Created(Aggregate.Created):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 import msgspec
 import pytest
@@ -29,6 +29,7 @@ from domain.handover import (
     NotTheReceivingHealthCenter,
     handover_id,
 )
+from domain.receipt import receipt_id
 from ops.data_files import DEMO_DISTRICT
 from tests.support.agency_client import envelope as agency_envelope
 from tests.support.stores import NOW, MovableClock, open_services, store_settings
@@ -169,6 +170,9 @@ class TestTransferOfManagement:
         assert responsible(a, b, hid) == {A, B}  # in flight: both, never neither
         registered = b.file(patient)  # same patient id, B's own blind indexes and data key
         assert registered.personal.name == SECRET_NAME and registered.residence == B_VILLAGE
+        # the registration's receipt names what authenticated it: the origin's signed request
+        receipt = b.services.case_record.repository.get(receipt_id(f"{HC}:{uuid5(hid, 'registration')}"))
+        assert receipt.authenticated_by == f"handover:{hid}"
         link.sync()
         assert a.view(hid)["status"] == "accepted" and a.file(patient).deregistration_reason == "moved_out"
         assert responsible(a, b, hid) == {B}
