@@ -210,8 +210,9 @@ class HandoversController(Controller):
         summary="The receiving health center accepts or rejects a handover to this region",
         description="Acceptance registers the patient here (same patient id) and tells the origin region; "
         "rejection tells it too and escalates on both sides. Completes the R8 obligation. 403 "
-        "`not-the-receiving-health-center` for any other agency; 409 `handover-already-decided` or "
-        "`handover-cancelled`.",
+        "`not-the-receiving-health-center` for any other agency; 409 `handover-already-decided`, "
+        "`handover-cancelled`, or `patient-deregistered-here` (a move back to a region that deregistered "
+        "the patient: only a rejection is possible, decision 039).",
     )
     async def answer(
         self,

@@ -95,7 +95,8 @@ ERRORS: dict[str, dict[int, str]] = {
         400: 'the body is not `{"accepted": true|false}`',
         403: "`not-the-receiving-health-center`",
         404: "no such handover to this region that you may read",
-        409: "`handover-already-decided`, `handover-cancelled` (the origin withdrew it)",
+        409: "`handover-already-decided`, `handover-cancelled` (the origin withdrew it), "
+        "`patient-deregistered-here` (a move back after this region deregistered the patient)",
     },
     "cancelHandover": {
         400: 'the body is not `{"reason": "…"}` (1–500 characters)',

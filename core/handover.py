@@ -38,6 +38,7 @@ from core.registry import REGION_TZ, RegistryView
 from domain.handover import (
     CrossRegionInbox,
     CrossRegionOutbox,
+    DeregisteredHere,
     HandoverNotFound,
     IncomingHandover,
     MessageKind,
@@ -154,6 +155,8 @@ class Handovers:
         here first (idempotent: a retry after a crash registers nothing twice)."""
         incoming = self._load(hid, IncomingHandover)
         if accepted and incoming.status == "requested":
+            if self._exists(incoming.patient_id) and self.case_record.patient(incoming.patient_id).deregistered_at:
+                raise DeregisteredHere(hid)  # a move back: no re-registration fact (decision 039)
             self._register(incoming)
 
         def attempt() -> None:

@@ -528,6 +528,19 @@ class HandoverAlreadyDecided(DomainError):
         super().__init__(f"handover {hid} is already {status}")
 
 
+class DeregisteredHere(DomainError):
+    """A move back: this region deregistered the patient (moved out) and has no re-registration
+    fact yet, so accepting would leave the patient managed by neither region (decision 039)."""
+
+    code = "patient-deregistered-here"
+
+    def __init__(self, hid: UUID) -> None:
+        super().__init__(
+            f"handover {hid}: this region deregistered the patient and cannot register them again "
+            "under the same id yet; reject it (both regions escalate) and arrange the move by hand"
+        )
+
+
 class HandoverCancelledByOrigin(DomainError):
     """The origin withdrew the handover before it was answered."""
 

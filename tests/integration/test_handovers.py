@@ -24,6 +24,7 @@ from core.intake import accept
 from core.region_keys import CrossRegionKeys
 from core.registry import load_file
 from domain.handover import (
+    DeregisteredHere,
     HandoverAlreadyDecided,
     HandoverCancelledByOrigin,
     NotTheReceivingHealthCenter,
@@ -356,3 +357,40 @@ class TestForgedMessages:
             for stored in region.services.case_record.recorder.select_notifications(1, 10_000):
                 assert b"Mossgrove" not in stored.state and b"13900000017" not in stored.state
         assert msgspec.json.decode(a.handovers.outbox(B)[0])["sealed"]
+
+
+def move_back_to_a(b: Region, patient: UUID) -> UUID:
+    """The patient, managed in B since an accepted handover, is reported moving back to A."""
+    move = uuid4()
+    b.send(
+        COMMITTEE,
+        "move.reported.v1",
+        patient,
+        {"move_id": str(move), "destination_region": A, "destination_unit": VILLAGE, "moving_on": "2026-12-20"},
+    )
+    assert b.handovers.follow_moves() == 1
+    return handover_id(B, patient, move)
+
+
+class TestMoveBack:
+    def test_a_move_back_to_a_after_a_deregistered_the_patient_cannot_be_accepted_and_b_stays_responsible(
+        self, regions
+    ) -> None:
+        a, b, link = regions
+        patient, there = move_to_b(a)
+        link.sync()
+        b.handovers.answer(there, accepted=True, by_agency=HC)
+        link.sync()
+        assert a.file(patient).deregistration_reason == "moved_out"
+        back = move_back_to_a(b, patient)
+        link.sync()
+        assert a.view(back)["status"] == "requested"
+        with pytest.raises(DeregisteredHere):  # accepting would leave the patient managed by neither
+            a.handovers.answer(back, accepted=True, by_agency=HC)
+        assert a.view(back)["status"] == "requested" and a.file(patient).deregistered_at is not None
+        a.handovers.answer(back, accepted=False, by_agency=HC)  # what remains: reject, both escalate
+        link.sync()
+        assert (b.view(back)["status"], a.view(back)["status"]) == ("rejected", "rejected")
+        assert b.view(back)["escalations"] == ["rejected"] == a.view(back)["escalations"]
+        assert b.file(patient).deregistered_at is None and b.file(patient).move_status == "rejected"
+        assert b.view(back)["responsible"] == [B] == a.view(back)["responsible"]
