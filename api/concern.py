@@ -1,4 +1,4 @@
-"""People of concern over HTTP (issue 28, docs/decisions/037).
+"""People of concern over HTTP (docs/decisions/037).
 
 - ``POST /v1/concern/runs``: the governance center collides the live incident and dispute
   records with the register under the collision rules in force; 201 with what changed.

@@ -1,4 +1,4 @@
-"""The emergency contact card over HTTP (issue 28, docs/decisions/037).
+"""The emergency contact card over HTTP (docs/decisions/037).
 
 ``GET /v1/patients/{patient_id}/contact-card?format=html|pdf``: the printable card of a patient
 at home (A6, Chinese text): the village's responsible person, the community police officer and

@@ -1,4 +1,4 @@
-"""Source lists and the reconciliation (三网比对) over HTTP (issue 28, docs/decisions/035).
+"""Source lists and the reconciliation (三网比对) over HTTP (docs/decisions/035).
 
 - ``POST /v1/sources/{kind}``: an agency of the list kind's uploader kind sends a CSV file
   (``Content-Type: text/csv``); its rows are stored sealed until the retention ends. 201 with

@@ -305,7 +305,7 @@ class Standing:
 
 def counts_in_this_region(patient_facts: Sequence[FactRow]) -> bool:
     """The hook for dual management (DESIGN.md section 6): a dual-managed patient counts only in
-    the residence region. No patient is dual-managed yet (issue 25 builds it): every patient of
+    the residence region. No patient is dual-managed yet (no region feeds another its facts): every patient of
     this region's log lives here, so every one counts. When dual management exists, a patient
     whose residence region is another region's returns False here."""
     return True

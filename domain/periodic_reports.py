@@ -1,4 +1,4 @@
-"""The monthly and quarterly reports (issue 26; docs/decisions/038): the work plan's task table as
+"""The monthly and quarterly reports (docs/decisions/038): the work plan's task table as
 data with a version, and the pure figures the quarterly joint meeting's risk analysis adds to the
 indicators (high-risk patients, incidents, obligations overdue by agency, trends against the
 previous quarter).

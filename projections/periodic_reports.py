@@ -1,4 +1,4 @@
-"""The monthly and quarterly reports (issue 26; docs/decisions/038), computed like the indicators
+"""The monthly and quarterly reports (docs/decisions/038), computed like the indicators
 from rows as recorded up to a log position — the indicators' rows and the reports view's
 task-progress rows — so the same report at the same position is the same whatever was recorded
 since, and ``smd report … --at-position P`` recomputes it by replaying the log.

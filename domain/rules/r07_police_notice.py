@@ -17,8 +17,8 @@ destination when it acknowledges.
   ``on_due`` tells the origin's police station and governance center
   (``police_notice_unacknowledged``): escalated on both sides. The origin's own obligation,
   undone, is escalated by R15 to the origin's governance center.
-- *Cancelled by* leaving the register. Keyed by the move id. Moves to another region: over the
-  bridge, later (issue 25).
+- *Cancelled by* leaving the register. Keyed by the move id. Moves to another region: not yet
+  (the destination police are another deployment's; the notice would cross the region link).
 """
 
 from __future__ import annotations
