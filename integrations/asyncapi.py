@@ -18,6 +18,8 @@ from typing import Any, get_args
 import msgspec
 
 from core.contract import InboundEvent
+from core.handover_messages import Signed
+from integrations.crossregion.link import LinkNames, out_stream_config
 from integrations.intake import H_DETAIL, H_MSG_ID, H_REASON, H_SEQ, H_SUBJECT
 from integrations.outbox import CHANGES, OutboundEvent, OutboundRiskEvent
 from integrations.streams import REPLICAS, Names, stream_configs
@@ -56,12 +58,19 @@ def _stream_doc(config: Any) -> dict[str, Any]:
     }
 
 
+def declared_streams(names: Names, replicas: int = REPLICAS) -> list[Any]:
+    """Every stream of the region the document describes: the region's own (intake, rejections,
+    outbound) and the one it publishes its handover messages to (its copies of a linked region's
+    are sourced from that region's, declared there)."""
+    return [*stream_configs(names, replicas), out_stream_config(LinkNames(names.root, names.region))]
+
+
 def document(names: Names, servers: list[str] | None = None, replicas: int = REPLICAS) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of region ``names.region`` under subject root ``names.root``
     (its streams on ``replicas`` servers each, as ``SMD_NATS_REPLICAS`` declares them)."""
     classes = _envelope_classes()
-    (*roots, risk_root, out_root), components = msgspec.json.schema_components(
-        [*classes, OutboundRiskEvent, OutboundEvent], ref_template=REF
+    (*roots, risk_root, out_root, handover_root), components = msgspec.json.schema_components(
+        [*classes, OutboundRiskEvent, OutboundEvent, Signed], ref_template=REF
     )
     schemas: dict[str, Any] = dict(components)
     messages: dict[str, Any] = {}
@@ -147,6 +156,21 @@ def document(names: Names, servers: list[str] | None = None, replicas: int = REP
         "contentType": "text/plain",
         "payload": {"type": "string"},
     }
+    messages["handover_message"] = {
+        "name": "handover_message",
+        "title": "A message between two linked regions about one handover (R8)",
+        "summary": "Signed with the sender region's Ed25519 key (`key_id`, `signature` over the other fields); "
+        "personal fields only in `sealed`, encrypted to the receiving region's X25519 key; `sequence` is the "
+        "sender's own count towards this receiver, `acked` the last it applied from it. A message unsigned, "
+        "wrongly signed, for another region, replayed or out of sequence is refused and kept with its reason.",
+        "contentType": "application/json",
+        "headers": {
+            "type": "object",
+            "required": ["Nats-Msg-Id"],
+            "properties": {"Nats-Msg-Id": {"type": "string", "description": "`xr:<sender>:<receiver>:<sequence>`"}},
+        },
+        "payload": handover_root,
+    }
     agency = {"description": "the agency's id in the registry (`smd registry show`)"}
     channels = {
         "intake": {
@@ -187,6 +211,24 @@ def document(names: Names, servers: list[str] | None = None, replicas: int = REP
             "parameters": {"agency": agency},
             "messages": {"risk_escalated": {"$ref": "#/components/messages/risk_escalated"}},
         },
+        "crossregion_out": {
+            "address": f"{names.root}.xr.{names.region}.{{receiver}}",
+            "title": "Handover messages this region sends a linked region (docs/decisions/039)",
+            "description": f"Published to this region's own stream `{names.root.upper()}_XR_OUT_{names.region}` on "
+            "its own server (publishing never waits for the link); the receiver sources that stream across "
+            "JetStream domains over the leaf node (account `XR`).",
+            "parameters": {"receiver": {"description": "the receiving region's code"}},
+            "messages": {"handover_message": {"$ref": "#/components/messages/handover_message"}},
+        },
+        "crossregion_in": {
+            "address": f"{names.root}.xr.{{sender}}.{names.region}",
+            "title": "Handover messages a linked region sends this one",
+            "description": f"Sourced from the sender's stream into `{names.root.upper()}_XR_IN_<sender>` (declared "
+            "when the link starts, one per linked region) and consumed with the durable `xr-from-<sender>`; "
+            "each applied once, a redelivery refused as `replayed` and acknowledged.",
+            "parameters": {"sender": {"description": "the sending region's code"}},
+            "messages": {"handover_message": {"$ref": "#/components/messages/handover_message"}},
+        },
         "witness": {
             "address": f"{names.prefix}.witness.{{key_id}}",
             "title": "Checkpoints to a witness (core NATS request/reply, not a stream)",
@@ -207,6 +249,8 @@ def document(names: Names, servers: list[str] | None = None, replicas: int = REP
         "sendObligations": op("send", "obligations", "Give an agency its obligations and notices, and their changes"),
         "sendRiskEscalations": op("send", "risk_escalated", "Tell of a worsened risk"),
         "requestCosignatures": op("send", "witness", "Ask a witness to cosign the latest checkpoint"),
+        "sendHandoverMessages": op("send", "crossregion_out", "Send a linked region this region's handover messages"),
+        "receiveHandoverMessages": op("receive", "crossregion_in", "Apply a linked region's handover messages once"),
     }
     doc: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
@@ -220,7 +264,7 @@ def document(names: Names, servers: list[str] | None = None, replicas: int = REP
         "channels": channels,
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},
-        "x-smd-streams": [_stream_doc(c) for c in stream_configs(names, replicas)],
+        "x-smd-streams": [_stream_doc(c) for c in declared_streams(names, replicas)],
     }
     if servers:
         doc["servers"] = {
