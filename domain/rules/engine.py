@@ -292,6 +292,18 @@ FALLBACK_ACTION = {
 }
 
 
+def owner_or_fallback(
+    find: Callable[[AgencyKind], str | None], kind: AgencyKind, action: str
+) -> tuple[str | None, str]:
+    """The agency of ``kind`` that ``find`` names, with ``action``; none on record: the governance
+    center, with the action of finding one (``FALLBACK_ACTION``); neither: (None, action)."""
+    owner = find(kind)
+    if owner is None:
+        fallback = find(AgencyKind.GOVERNANCE_CENTER)
+        return (fallback, FALLBACK_ACTION[kind]) if fallback is not None else (None, action)
+    return owner, action
+
+
 def obligation(
     trigger: Trigger,
     responsible: Responsible,

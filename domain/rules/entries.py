@@ -249,3 +249,8 @@ class FullHistory:
 
 #: A condition over the known entries, asked after each recorded fact.
 Holds = Callable[[list[Entry]], bool]
+
+
+def fact_of(patient: Any, kind: str, message_id: str) -> Entry | None:
+    """The file's entry of ``kind`` that the message ``message_id`` recorded (latest first)."""
+    return next((e for e in reversed(patient.facts.get(kind, [])) if e["key"] == message_id), None)

@@ -29,7 +29,7 @@ from uuid import UUID
 from domain.obligation import ObligationKind, obligation_id
 from domain.patient_file import MoveReported, PatientDeregistered
 from domain.registry import AgencyKind
-from domain.rules.engine import FALLBACK_ACTION, Assignment, Decisions, History, Responsible, Trigger
+from domain.rules.engine import Assignment, Decisions, History, Responsible, Trigger, owner_or_fallback
 from domain.rules.r08_move_in_region import ResponsibleAt, moves_within
 from domain.rules.settings import RuleSettings
 from domain.values import HIGH_RISK_LEVEL
@@ -49,13 +49,6 @@ def notify_id(patient_id: UUID, move_id: Any) -> UUID:
 def acknowledge_id(patient_id: UUID, move_id: Any) -> UUID:
     """The destination police's obligation to acknowledge the notice (one per move)."""
     return obligation_id(patient_id, RULE, str(move_id), "destination-police")
-
-
-def _owner(find: Any, kind: AgencyKind, action: str) -> tuple[str | None, str]:
-    owner = find(kind)
-    if owner is None:
-        return find(AgencyKind.GOVERNANCE_CENTER), FALLBACK_ACTION[kind]
-    return owner, action
 
 
 def r07_police_notice(
@@ -80,8 +73,10 @@ def r07_police_notice(
     if move is None or level is None or level < HIGH_RISK_LEVEL:
         return d
     unit = move["destination_unit"]
-    origin, notify_action = _owner(responsible, AgencyKind.POLICE_STATION, NOTIFY)
-    destination, ack_action = _owner(lambda k: responsible_at(unit, k), AgencyKind.POLICE_STATION, ACKNOWLEDGE)
+    origin, notify_action = owner_or_fallback(responsible, AgencyKind.POLICE_STATION, NOTIFY)
+    destination, ack_action = owner_or_fallback(
+        lambda k: responsible_at(unit, k), AgencyKind.POLICE_STATION, ACKNOWLEDGE
+    )
     if responsible(AgencyKind.POLICE_STATION) == responsible_at(unit, AgencyKind.POLICE_STATION):
         return d  # the same station on both sides: nobody else to tell
     key = str(move["move_id"])

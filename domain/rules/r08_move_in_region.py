@@ -31,7 +31,8 @@ from uuid import UUID
 from domain.obligation import ObligationKind, obligation_id
 from domain.patient_file import HandoverAnswered, MoveReported, PatientDeregistered
 from domain.registry import AgencyKind
-from domain.rules.engine import FALLBACK_ACTION, Assignment, Decisions, History, Responsible, Trigger
+from domain.rules.engine import FALLBACK_ACTION, Assignment, Decisions, History, Responsible, Trigger, owner_or_fallback
+from domain.rules.entries import fact_of
 from domain.rules.settings import RuleSettings
 
 RULE = "R8"
@@ -59,10 +60,6 @@ def moves_within(patient: Any, region: str) -> list[dict[str, Any]]:
     ]
 
 
-def _fact(patient: Any, kind: str, message_id: str) -> dict[str, Any] | None:
-    return next((e for e in reversed(patient.facts.get(kind, [])) if e["key"] == message_id), None)
-
-
 def r08_move_in_region(
     t: Trigger,
     patient: Any,
@@ -74,16 +71,11 @@ def r08_move_in_region(
     """R8's decisions for one patient fact about a move inside the region (module docstring)."""
     d = Decisions()
     if t.topic == MoveReported.TOPIC:
-        move = _fact(patient, "move", t.message_id)
+        move = fact_of(patient, "move", t.message_id)
         if move is None or move not in moves_within(patient, region):
             return d
         unit = move["destination_unit"]
-        owner, action = responsible_at(unit, AgencyKind.HEALTH_CENTER), ANSWER
-        if owner is None:
-            owner, action = (
-                responsible_at(unit, AgencyKind.GOVERNANCE_CENTER),
-                FALLBACK_ACTION[AgencyKind.HEALTH_CENTER],
-            )
+        owner, action = owner_or_fallback(lambda k: responsible_at(unit, k), AgencyKind.HEALTH_CENTER, ANSWER)
         if owner is None:
             return d
         d.opened.append(
@@ -100,7 +92,7 @@ def r08_move_in_region(
             )
         )
     elif t.topic == HandoverAnswered.TOPIC:
-        answer = _fact(patient, "handover", t.message_id)
+        answer = fact_of(patient, "handover", t.message_id)
         if answer is None:
             return d
         move = next((m for m in moves_within(patient, region) if m["move_id"] == answer["move_id"]), None)

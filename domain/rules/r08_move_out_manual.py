@@ -24,7 +24,8 @@ from uuid import UUID
 from domain.obligation import ObligationKind, obligation_id
 from domain.patient_file import HandoverAnswered, HandoverContactRecorded, PatientDeregistered
 from domain.registry import AgencyKind
-from domain.rules.engine import FALLBACK_ACTION, Assignment, Decisions, Responsible, Trigger
+from domain.rules.engine import Assignment, Decisions, Responsible, Trigger, owner_or_fallback
+from domain.rules.entries import fact_of
 from domain.rules.settings import RuleSettings
 
 RULE = "R8"
@@ -38,10 +39,6 @@ def obtain_id(patient_id: UUID, move_id: Any) -> UUID:
     return obligation_id(patient_id, RULE, str(move_id), "manual")
 
 
-def _fact(patient: Any, kind: str, message_id: str) -> dict[str, Any] | None:
-    return next((e for e in reversed(patient.facts.get(kind, [])) if e["key"] == message_id), None)
-
-
 def _contacted(patient: Any) -> set[Any]:
     return {e["move_id"] for e in patient.facts.get("handover_contact", ())}
 
@@ -50,12 +47,10 @@ def r08_move_out_manual(t: Trigger, patient: Any, responsible: Responsible, sett
     """R8's decisions for one fact of a handover with a manual counterpart (module docstring)."""
     d = Decisions()
     if t.topic == HandoverContactRecorded.TOPIC:
-        contact = _fact(patient, "handover_contact", t.message_id)
+        contact = fact_of(patient, "handover_contact", t.message_id)
         if contact is None:
             return d
-        owner, action = responsible(AgencyKind.HEALTH_CENTER), OBTAIN
-        if owner is None:
-            owner, action = responsible(AgencyKind.GOVERNANCE_CENTER), FALLBACK_ACTION[AgencyKind.HEALTH_CENTER]
+        owner, action = owner_or_fallback(responsible, AgencyKind.HEALTH_CENTER, OBTAIN)
         if owner is None:
             return d
         d.opened.append(
@@ -71,7 +66,7 @@ def r08_move_out_manual(t: Trigger, patient: Any, responsible: Responsible, sett
             )
         )
     elif t.topic == HandoverAnswered.TOPIC:
-        answer = _fact(patient, "handover", t.message_id)
+        answer = fact_of(patient, "handover", t.message_id)
         if answer is None or answer.get("answered_on") is None or answer["move_id"] not in _contacted(patient):
             return d  # the destination's own answer (a move inside the region, 042) is R8 in the region's
         move_id = answer["move_id"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from domain.patient_care import CONTACT_CARD_ROLES, CareTeamMemberAssigned, CareTeamMemberRemoved
 from domain.registry import AgencyKind
 from domain.rules.engine import Condition, Decisions, History, Responsible, Trigger, notice
-from domain.rules.entries import cared_for, deregistration, lists_of
+from domain.rules.entries import cared_for, deregistration, fact_of, lists_of
 from domain.rules.settings import RuleSettings
 
 RULE = "R23"
@@ -44,7 +44,7 @@ class ContactCardReissue:
         kind = _KIND.get(t.topic)
         if kind is None:
             return d
-        fact = next((e for e in reversed(h.patient.facts.get(kind, [])) if e["key"] == t.message_id), None)
+        fact = fact_of(h.patient, kind, t.message_id)
         if fact is None or str(fact["role"]) not in _ROLES:
             return d
         # as known at the change: a later admission does not withdraw a notice already given
