@@ -62,7 +62,7 @@ def declared_streams(names: Names, replicas: int = REPLICAS) -> list[Any]:
     """Every stream of the region the document describes: the region's own (intake, rejections,
     outbound) and the one it publishes its handover messages to (its copies of a linked region's
     are sourced from that region's, declared there)."""
-    return [*stream_configs(names, replicas), out_stream_config(LinkNames(names.root, names.region))]
+    return [*stream_configs(names, replicas), out_stream_config(LinkNames(names.root, names.region), replicas)]
 
 
 def document(names: Names, servers: list[str] | None = None, replicas: int = REPLICAS) -> dict[str, Any]:

@@ -68,7 +68,8 @@ class LinkNames:
         return f"xr-from-{peer}"
 
 
-def out_stream_config(names: LinkNames) -> StreamConfig:
+def out_stream_config(names: LinkNames, replicas: int = 1) -> StreamConfig:
+    """This region's outgoing handover stream, on ``replicas`` servers (``SMD_NATS_REPLICAS``)."""
     return StreamConfig(
         name=names.out_stream(),
         description="handover messages this region sends to linked regions (personal parts sealed)",
@@ -78,10 +79,11 @@ def out_stream_config(names: LinkNames) -> StreamConfig:
         storage=StorageType.FILE,
         max_age=XR_MAX_AGE,
         duplicate_window=XR_DUPLICATE_WINDOW,
+        num_replicas=replicas,
     )
 
 
-def in_stream_config(names: LinkNames, peer: str, domain: str, peer_domain: str) -> StreamConfig:
+def in_stream_config(names: LinkNames, peer: str, domain: str, peer_domain: str, replicas: int = 1) -> StreamConfig:
     """The local stream sourcing ``peer``'s messages to this region from the peer's domain."""
     return StreamConfig(
         name=names.in_stream(peer),
@@ -90,6 +92,7 @@ def in_stream_config(names: LinkNames, peer: str, domain: str, peer_domain: str)
         discard=DiscardPolicy.OLD,
         storage=StorageType.FILE,
         max_age=XR_MAX_AGE,
+        num_replicas=replicas,
         sources=[
             StreamSource(
                 name=names.out_stream(peer),
@@ -101,12 +104,12 @@ def in_stream_config(names: LinkNames, peer: str, domain: str, peer_domain: str)
 
 
 async def ensure_link_streams(
-    js: JetStreamContext, names: LinkNames, domain: str, peer_domains: Mapping[str, str]
+    js: JetStreamContext, names: LinkNames, domain: str, peer_domains: Mapping[str, str], replicas: int = 1
 ) -> dict[str, str]:
     """Declare this region's outgoing stream, one sourced stream and its durable per peer."""
-    done = {names.out_stream(): await ensure_stream(js, out_stream_config(names))}
+    done = {names.out_stream(): await ensure_stream(js, out_stream_config(names, replicas))}
     for peer, peer_domain in sorted(peer_domains.items()):
-        config = in_stream_config(names, peer, domain, peer_domain)
+        config = in_stream_config(names, peer, domain, peer_domain, replicas)
         try:
             await js.stream_info(names.in_stream(peer))
             done[names.in_stream(peer)] = "unchanged"  # ``sources`` are not compared: set at creation
@@ -134,8 +137,17 @@ class CrossRegionLink:
     """One region's side of the link: ``publish`` its outbox to its own stream, ``consume`` what
     the peers' streams brought (each handed to ``handovers.receive``)."""
 
-    def __init__(self, handovers: Any, nc: Client, names: LinkNames, domain: str, peer_domains: Mapping[str, str]):
+    def __init__(
+        self,
+        handovers: Any,
+        nc: Client,
+        names: LinkNames,
+        domain: str,
+        peer_domains: Mapping[str, str],
+        replicas: int = 1,
+    ):
         self.handovers = handovers
+        self.replicas = replicas
         self.nc = nc
         self.js = nc.jetstream()
         self.names = names
@@ -144,7 +156,7 @@ class CrossRegionLink:
         self._subs: dict[str, Any] = {}
 
     async def ensure(self) -> dict[str, str]:
-        return await ensure_link_streams(self.js, self.names, self.domain, self.peer_domains)
+        return await ensure_link_streams(self.js, self.names, self.domain, self.peer_domains, self.replicas)
 
     async def published(self, peer: str) -> int:
         """The last sequence to ``peer`` in this region's stream (0: none)."""
@@ -217,7 +229,10 @@ async def run_crossregion(services: Any, stop: asyncio.Event, name: str = "smd-c
         return
 
     async def once() -> None:
-        await CrossRegionLink(services.handovers, nc, names, settings.crossregion_domain, peers).run(stop)
+        link = CrossRegionLink(
+            services.handovers, nc, names, settings.crossregion_domain, peers, settings.nats_replicas
+        )
+        await link.run(stop)
 
     try:
         await _supervised("crossregion", stop, once)
