@@ -19,7 +19,13 @@ import pytest
 
 from core.audit.notes import SignedNote, Verifier, check_cosignature
 from integrations.crossregion.servers import leaf_subjects
-from integrations.witnessing import request_cosignature, run_peer_witnessing, witness_reply_prefix, witness_subject
+from integrations.witnessing import (
+    peer_witnessing,
+    request_cosignature,
+    run_peer_witnessing,
+    witness_reply_prefix,
+    witness_subject,
+)
 from ops.bootstrap import open_peer_witness
 from ops.settings import PeerConfig
 from tests.integration.test_handovers import A, B
@@ -76,6 +82,7 @@ def test_each_region_cosigns_the_others_checkpoints_and_a_tail_rewritten_in_a_is
     b_witness = Verifier.decode(sa.settings.crossregion_peers[0].witness)  # B's, as A's peers file lists it
     a_witness = Verifier.decode(sb.settings.crossregion_peers[0].witness)
     assert sa.settings.all_witnesses == (b_witness.encode(),)  # what status and /readyz list
+    assert peer_witnessing(sa.settings) and peer_witnessing(sb.settings)  # `smd serve` runs it
 
     witnesses = {side.code: open_peer_witness(side.region.services.settings) for side in (a, b)}
     assert witnesses[B].signer.verifier == b_witness and witnesses[A].signer.verifier == a_witness
