@@ -232,7 +232,22 @@ def document(names: Names, servers: list[str] | None = None, replicas: int = REP
         "witness": {
             "address": f"{names.prefix}.witness.{{key_id}}",
             "title": "Checkpoints to a witness (core NATS request/reply, not a stream)",
+            "description": "To each witness of SMD_WITNESSES on the region's own server; to a linked region's "
+            "witness (its peer entry's `witness`) in the cross-region account XR, across the leaf node, with the "
+            f"reply under `{names.prefix}.witness-reply.>` (decision 046).",
             "parameters": {"key_id": {"description": "the witness key's id, hex"}},
+            "messages": {"cosignature_request": {"$ref": "#/components/messages/cosignature_request"}},
+        },
+        "peer_witness": {
+            "address": f"{names.root}.{{peer}}.witness.{{key_id}}",
+            "title": "A linked region's checkpoints to this region's witness (core NATS request/reply, account XR)",
+            "description": "This region cosigns the checkpoints of each linked region whose peer entry lists its "
+            "`checkpoint_verifiers`, with its own witness key (SMD_WITNESS_KEY), keeping them in its own store; "
+            "the reply goes to the asking region's `<root>.<peer>.witness-reply.>` (decision 046).",
+            "parameters": {
+                "peer": {"description": "the witnessed region's code"},
+                "key_id": {"description": "this region's witness key id, hex"},
+            },
             "messages": {"cosignature_request": {"$ref": "#/components/messages/cosignature_request"}},
         },
     }
@@ -249,6 +264,7 @@ def document(names: Names, servers: list[str] | None = None, replicas: int = REP
         "sendObligations": op("send", "obligations", "Give an agency its obligations and notices, and their changes"),
         "sendRiskEscalations": op("send", "risk_escalated", "Tell of a worsened risk"),
         "requestCosignatures": op("send", "witness", "Ask a witness to cosign the latest checkpoint"),
+        "cosignPeerCheckpoints": op("receive", "peer_witness", "Cosign a linked region's checkpoint, or refuse it"),
         "sendHandoverMessages": op("send", "crossregion_out", "Send a linked region this region's handover messages"),
         "receiveHandoverMessages": op("receive", "crossregion_in", "Apply a linked region's handover messages once"),
     }

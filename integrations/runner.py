@@ -49,9 +49,10 @@ def where(url: str) -> str:
     return ",".join(u.split("://", 1)[-1].rpartition("@")[2] for u in servers_of(url))
 
 
-async def connect_nats(url: str, name: str) -> Client:
+async def connect_nats(url: str, name: str, inbox_prefix: str | None = None) -> Client:
     """Connect to any server of ``url`` (raises when none can be reached now); reconnects forever
-    afterwards, to any server of the cluster, including those the servers announce."""
+    afterwards, to any server of the cluster, including those the servers announce. Replies come
+    back under ``inbox_prefix`` (default ``_INBOX``)."""
 
     async def on_error(e: Exception) -> None:
         log.warning("nats error", error=type(e).__name__)
@@ -74,6 +75,7 @@ async def connect_nats(url: str, name: str) -> Client:
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}),
     )
     # With -1 from the start, a server that is down at start-up would make connect() retry
     # forever instead of failing; once connected, a restarting server (or another server of the
@@ -87,7 +89,9 @@ async def connect_nats(url: str, name: str) -> Client:
 CONNECT_RETRY_MAX = 15.0
 
 
-async def connect_when_possible(url: str, name: str, stop: asyncio.Event) -> Client | None:
+async def connect_when_possible(
+    url: str, name: str, stop: asyncio.Event, inbox_prefix: str | None = None
+) -> Client | None:
     """Connect, trying again with a growing pause until it works; None if stopped first.
 
     `smd serve` serves HTTP meanwhile (NATS is then "not connected" in /readyz: degraded)."""
@@ -96,7 +100,7 @@ async def connect_when_possible(url: str, name: str, stop: asyncio.Event) -> Cli
     while not stop.is_set():
         attempts += 1
         try:
-            nc = await connect_nats(url, name)
+            nc = await connect_nats(url, name, inbox_prefix)
         except asyncio.CancelledError:
             raise
         except Exception as e:

@@ -20,10 +20,11 @@ from core.access_log import ACCESS_LOG_FILE, AccessLog, PostgresAccessLog, SQLit
 from core.apikeys import ApiKeys, open_apikeys
 from core.audit.chain import chain_follower
 from core.audit.checkpoints import Checkpointer, access_log_extension, apikeys_extension
-from core.audit.notes import Signer, Verifier
+from core.audit.notes import COSIGNATURE_V1, Signer, Verifier
 from core.audit.service import AuditLog
-from core.audit.signing_keys import CHECKPOINT, RegionKeys
+from core.audit.signing_keys import CHECKPOINT, WITNESS, RegionKeys
 from core.audit.store import ChainStore, PostgresChainStore, SQLiteChainStore
+from core.audit.witness import PostgresWitnessStore, SQLiteWitnessStore, Witness, WitnessStore
 from core.calendar_view import CalendarView, open_calendar
 from core.case_record import CaseRecord, Clock, utc_now
 from core.console_credentials import ConsoleCredentials, open_console_credentials
@@ -62,6 +63,7 @@ VIEWS_FILE = "views.sqlite"  # every read model (projections.stores)
 FOLLOWERS_FILE = "followers.sqlite"  # parked and held events (core.followers.parking)
 WAITING_FILE = "waiting.sqlite"  # facts waiting for what they refer to (core.waiting)
 VLOG_FILE = "vlog.sqlite"  # the verifiable log: tree, checkpoints (core.audit.store)
+WITNESSED_FILE = "witnessed.sqlite"  # the linked regions' checkpoints this region cosigned
 
 
 #: Hot patients stay in memory; fast-forward reads only newer events, so other processes'
@@ -434,11 +436,30 @@ def open_leases(settings: Settings) -> AlwaysHeld | AdvisoryLeases:
 
 
 def region_keys(settings: Settings) -> RegionKeys:
-    """The region's signing keys, by purpose, from the settings."""
+    """The region's signing keys, by purpose, from the settings (the witness key only when set)."""
+    signers = {CHECKPOINT: Signer.from_seed(settings.log_origin, settings.checkpoint_key)}
+    if settings.witness_key:
+        signers[WITNESS] = Signer.from_seed(settings.witness_name, settings.witness_key, COSIGNATURE_V1)
     return RegionKeys(
-        signers={CHECKPOINT: Signer.from_seed(settings.log_origin, settings.checkpoint_key)},
+        signers=signers,
         retired={CHECKPOINT: [Verifier.decode(v) for v in settings.checkpoint_verifiers_retired]},
     )
+
+
+def open_peer_witness(settings: Settings) -> Witness | None:
+    """This region's witness of the linked regions' logs (those whose peer entry lists their
+    checkpoint verifier keys), cosigning with its ``witness`` key; its store is in this region's
+    own database (table ``smd_witnessed``) or, on SQLite, ``witnessed.sqlite`` in the data folder:
+    outside the witnessed region's deployment. None when it witnesses no linked region."""
+    logs = [Verifier.decode(v) for p in settings.crossregion_peers for v in p.checkpoint_verifiers]
+    if not logs or not settings.witness_key:
+        return None
+    signer = region_keys(settings).signer(WITNESS)
+    pg = settings.postgres
+    store: WitnessStore = (
+        SQLiteWitnessStore(settings.data_dir / WITNESSED_FILE) if pg is None else PostgresWitnessStore(pg.conninfo())
+    )
+    return Witness(store, signer, logs)
 
 
 def open_audit(
@@ -468,4 +489,4 @@ def open_audit(
         extensions=extensions,
         clock=clock,
     )
-    return AuditLog(chain_store, keys, checkpointer, recorder, settings.witnesses)
+    return AuditLog(chain_store, keys, checkpointer, recorder, settings.all_witnesses)

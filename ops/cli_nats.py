@@ -148,13 +148,30 @@ def _crossregion_config(args: argparse.Namespace, settings: Any, folder: Any) ->
     leaf_file = folder / f"{LEAF_USER}.password"
     if args.leaf_listen:  # the hub keeps the leaf user's password; the other region gets a copy
         leaf_password = credentials(folder, [LEAF_USER])[0][LEAF_USER]
-        accounts = crossregion_accounts(settings.subject_root, domains, service_password, leaf_password)
+        witnesses = _witnesses_across(settings)
+        accounts = crossregion_accounts(settings.subject_root, domains, service_password, leaf_password, witnesses)
         return accounts, leafnode_config(settings.crossregion_domain, listen=args.leaf_listen)
     if not leaf_file.exists():
         raise SettingsError(f"--leaf-remote: copy the hub's {LEAF_USER}.password into {folder} first")
     leaf_password = leaf_file.read_text().strip()
     accounts = crossregion_accounts(settings.subject_root, domains, service_password, None)
     return accounts, leafnode_config(settings.crossregion_domain, remote=args.leaf_remote, leaf_password=leaf_password)
+
+
+def _witnesses_across(settings: Any) -> dict[str, Any]:
+    """Each region whose log is witnessed across the link → the other region's witness key: ours
+    for a peer that lists its checkpoint verifiers, the peer's (its entry's ``witness``) for ours."""
+    from core.audit.notes import Verifier
+    from core.audit.signing_keys import WITNESS
+    from ops.bootstrap import region_keys
+
+    witnesses: dict[str, Any] = {}
+    for peer in settings.crossregion_peers:
+        if peer.witness:
+            witnesses[settings.region] = Verifier.decode(peer.witness)
+        if peer.checkpoint_verifiers and settings.witness_key:
+            witnesses[peer.region] = region_keys(settings).signer(WITNESS).verifier
+    return witnesses
 
 
 async def _agency_consumers(settings: Any, agencies: list[str]) -> dict[str, str]:
@@ -177,7 +194,8 @@ def _peer_entry(_args: argparse.Namespace) -> int:
     """Print this region's public keys as the linked region's SMD_CROSSREGION_PEERS lists them."""
     import json
 
-    from ops.bootstrap import crossregion_keys
+    from core.audit.signing_keys import CHECKPOINT, WITNESS
+    from ops.bootstrap import crossregion_keys, region_keys
     from ops.settings import load_settings
 
     settings = load_settings()
@@ -191,7 +209,47 @@ def _peer_entry(_args: argparse.Namespace) -> int:
     entry = crossregion_keys(settings).peer_entry()
     if settings.crossregion_domain:  # where the other region sources this one's messages from
         entry["js_domain"] = settings.crossregion_domain
+    keys = region_keys(settings)
+    # the other region witnesses this one's log with these, and is asked by it with that
+    entry["checkpoint_verifiers"] = [v.encode() for v in keys.verifiers(CHECKPOINT)]
+    if settings.witness_key:
+        entry["witness"] = keys.signer(WITNESS).verifier.encode()
     print(json.dumps(entry, indent=2))
+    return 0
+
+
+def _witnessed(args: argparse.Namespace) -> int:
+    """Print the latest checkpoint of a linked region's log this region cosigned (its copy)."""
+    from pathlib import Path
+
+    from core.audit.notes import Verifier
+    from ops.bootstrap import open_peer_witness
+
+    settings = load_settings()
+    peer = next((p for p in settings.crossregion_peers if p.region == args.region), None)
+    if peer is None or not peer.checkpoint_verifiers:
+        print(
+            f"smd: region {args.region} is not witnessed here: its SMD_CROSSREGION_PEERS entry lists no "
+            "checkpoint_verifiers",
+            file=sys.stderr,
+        )
+        return 2
+    witness = open_peer_witness(settings)
+    if witness is None:
+        print("smd: set SMD_WITNESS_KEY (this region's witness key)", file=sys.stderr)
+        return 2
+    try:
+        held = witness.store.latest(Verifier.decode(peer.checkpoint_verifiers[0]).name)
+    finally:
+        witness.store.close()
+    if held is None:
+        print(f"smd: no checkpoint of region {args.region}'s log cosigned yet", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).write_text(held[2])
+        print(f"smd: tree of {held[0]} leaves of region {args.region} written to {args.out}", file=sys.stderr)
+    else:
+        print(held[2], end="")
     return 0
 
 
@@ -229,6 +287,13 @@ def add_commands(subparsers: Any) -> None:
         "peer-entry", help="print this region's public keys, the entry the other region's SMD_CROSSREGION_PEERS lists"
     )
     entry.set_defaults(func=_peer_entry)
+    witnessed = crossub.add_parser(
+        "witnessed",
+        help="print the latest checkpoint of a linked region's log this region cosigned (for smd verify --against)",
+    )
+    witnessed.add_argument("region", help="the linked region's code")
+    witnessed.add_argument("--out", metavar="FILE", help="write the cosigned note to FILE")
+    witnessed.set_defaults(func=_witnessed)
 
 
 def main(argv: list[str] | None = None) -> int:

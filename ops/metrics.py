@@ -248,7 +248,9 @@ def _checkpoint_families(audit: Any, now: Any) -> Iterator[Any]:
     yield _gauge("smd_checkpoint_age_seconds", "Age of the latest signed checkpoint (0: none yet)", max(0.0, age))
     yield _gauge("smd_checkpoint_cosignatures", "Witnesses that cosigned the latest checkpoint", cosigned)
     yield _gauge(
-        "smd_checkpoint_witnesses_expected", "Witnesses configured to cosign (SMD_WITNESSES)", len(audit.witnesses)
+        "smd_checkpoint_witnesses_expected",
+        "Witnesses configured to cosign (SMD_WITNESSES and the linked regions')",
+        len(audit.witnesses),
     )
 
 

@@ -93,7 +93,7 @@ class Probes:
             now = services.case_record.clock()
             tree_size = store.tree(merkle.DEFAULT_ALGORITHM).size
             latest = store.latest_checkpoint()
-            last_cosigned = store.last_cosigned() if services.settings.witnesses else {}
+            last_cosigned = store.last_cosigned() if services.settings.all_witnesses else {}
         except Exception as e:
             log.warning("readiness: checkpoints not read", error=type(e).__name__)
             return None
@@ -113,7 +113,7 @@ class Probes:
             size=None if latest is None else latest.size,
             signed_at=None if latest is None else latest.signed_at,
             unsigned_since=unsigned_since,
-            witnesses=tuple(w.split("+", 1)[0] for w in services.settings.witnesses),
+            witnesses=tuple(w.split("+", 1)[0] for w in services.settings.all_witnesses),
             last_cosigned=last_cosigned,
         )
 

@@ -57,6 +57,10 @@ class PeerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     verifiers: tuple[str, ...]
     seal_public: str  # base64 of the 32-byte X25519 public key
     js_domain: str = ""  # its NATS server's JetStream domain (the link sources its stream from there)
+    #: its checkpoint verifier keys (current first, then retired): this region witnesses its log
+    checkpoint_verifiers: tuple[str, ...] = ()
+    #: the verifier key of its witness of this region's log: asked to cosign each checkpoint
+    witness: str = ""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,6 +166,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     crossregion_nats_url: str | None = None
     """SMD_CROSSREGION_NATS_URL: the connection to the cross-region account XR of this region's server
     (user smd-crossregion); default SMD_NATS_URL."""
+    witness_key: bytes = b""
+    """SMD_WITNESS_KEY: base64 of the 32-byte Ed25519 seed with which this region cosigns the checkpoints of
+    the linked regions' logs (required in production once a peer lists its checkpoint_verifiers)."""
+
+    @property
+    def witness_name(self) -> str:
+        """The name this region's witness key goes by in cosignatures."""
+        return f"{self.log_origin}/witness"
+
+    @property
+    def peer_witnesses(self) -> tuple[tuple[str, str], ...]:
+        """(region, witness verifier key) of each linked region that witnesses this region's log."""
+        return tuple((p.region, p.witness) for p in self.crossregion_peers if p.witness)
+
+    @property
+    def all_witnesses(self) -> tuple[str, ...]:
+        """Every witness asked to cosign: SMD_WITNESSES, then the linked regions' witnesses."""
+        return (*self.witnesses, *(w for _, w in self.peer_witnesses))
 
     @property
     def wire_limits(self) -> WireLimits:
@@ -328,6 +350,11 @@ def _peers(path_text: str, region: str) -> tuple[PeerConfig, ...]:
             except NoteError as e:
                 raise _fail(var, f"peer region {peer.region}: {e}") from None
         _decode_key(f"{var} (seal_public of {peer.region})", peer.seal_public)
+        for v in (*peer.checkpoint_verifiers, *([peer.witness] if peer.witness else [])):
+            try:
+                Verifier.decode(v)
+            except NoteError as e:
+                raise _fail(var, f"peer region {peer.region}: {e}") from None
     if len({p.region for p in peers}) != len(peers):
         raise _fail(var, "a region is named twice")
     return peers
@@ -500,9 +527,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         ("SMD_CHECKPOINT_KEY", "checkpoint.key"),
         ("SMD_CROSSREGION_KEY", "crossregion.key"),
         ("SMD_CROSSREGION_SEAL_KEY", "crossregion-seal.key"),
+        ("SMD_WITNESS_KEY", "witness.key"),
     ):
         if get(var):
             keys[var] = _decode_key(var, get(var))
+        elif mode == "production" and var == "SMD_WITNESS_KEY" and not any(p.checkpoint_verifiers for p in peers):
+            # witnesses no linked region's log: no key needed (peer-entry then names no witness)
+            keys[var] = b""
         elif mode == "production" and var.startswith("SMD_CROSSREGION_") and not peers:
             # a region linked to none sends and opens no cross-region message: a key nobody
             # knows will do, and `smd crossregion peer-entry` refuses to print it (ops/cli_nats.py)
@@ -570,4 +601,5 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         handover_answer_days=handover_answer_days,
         crossregion_domain=crossregion_domain,
         crossregion_nats_url=crossregion_nats_url,
+        witness_key=keys["SMD_WITNESS_KEY"],
     )

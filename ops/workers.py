@@ -21,7 +21,8 @@ from api.app import create_app
 from core.followers.engine import TRANSIENT
 from integrations.crossregion import run_crossregion
 from integrations.runner import run_nats_workers
-from ops.bootstrap import Services
+from integrations.witnessing import peer_witnessing, run_peer_witnessing
+from ops.bootstrap import Services, open_peer_witness
 from ops.logging import get_logger
 
 log = get_logger(__name__)
@@ -77,6 +78,11 @@ async def background(services: Services) -> AsyncIterator[None]:
     if crossregion_linked(services):
         # the handover messages to and from linked regions (R8), over the leaf node
         tasks.append(asyncio.create_task(run_crossregion(services, stop), name="crossregion"))
+    witness = None
+    if peer_witnessing(services.settings):
+        # each linked region witnesses the other's log over the leaf node (cosigned checkpoints)
+        witness = await asyncio.to_thread(open_peer_witness, services.settings)
+        tasks.append(asyncio.create_task(run_peer_witnessing(services, witness, stop), name="peer-witnessing"))
     try:
         yield
     finally:
@@ -84,6 +90,8 @@ async def background(services: Services) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, 10)
+        if witness is not None:
+            witness.store.close()
 
 
 def crossregion_linked(services: Services) -> bool:

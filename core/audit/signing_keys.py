@@ -1,7 +1,9 @@
 """The region's signing keys: one per purpose, each with a name, a key id and its retired keys.
 
 Purposes are kept apart so that a key can never sign something of another kind: ``checkpoint``
-signs the verifiable log's checkpoints now; cross-region messages will get a key of their own.
+signs the verifiable log's checkpoints; ``witness`` cosigns the checkpoints of a linked region's
+log (a cosignature, C2SP tlog-cosignature v1, never one of our own checkpoints); cross-region
+messages have a key of their own (``core.region_keys``).
 A key is an Ed25519 seed (32 bytes); its *name* is what signed notes carry (the log's origin for
 the checkpoint key) and its *key id* is derived from the name and the public key, so a rotated
 key has a new id under the same name. Retired keys stay as verifier keys (public only), so that
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 from core.audit.notes import Signer, Verifier
 
 CHECKPOINT = "checkpoint"
-PURPOSES = (CHECKPOINT,)
+WITNESS = "witness"
+PURPOSES = (CHECKPOINT, WITNESS)
 
 
 class UnknownPurpose(KeyError):

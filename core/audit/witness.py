@@ -62,6 +62,10 @@ class WitnessStore(Protocol):
         """Keep a cosigned checkpoint (the same size again: the first kept)."""
         ...
 
+    def close(self) -> None:
+        """Release what the store holds open."""
+        ...
+
 
 class PostgresWitnessStore:
     """The checkpoints a witness holds, in table ``smd_witnessed`` of its own PostgreSQL database

@@ -8,7 +8,10 @@ listens for it (``leafnodes { listen }``), the other region's server connects to
 domain and outgoing stream, the JetStream API calls that create and inspect a consumer on that
 one stream; ``$JSC.>`` (the servers' internal replies to them); ``$JS.FC.>`` (flow control) and
 ``xrdeliver.>`` (the source consumers' deliveries). Every other JetStream call across the link
-(a stream delete, a purge, a message get) finds no responder.
+(a stream delete, a purge, a message get) finds no responder. When the regions witness each
+other's logs, it also carries, for each witnessed region, the one witness subject
+``<root>.<region>.witness.<the other's witness key id>`` and that region's replies
+``<root>.<region>.witness-reply.>`` (decision 046).
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from core.audit.notes import Verifier
 from integrations.crossregion.link import DELIVER_ROOT, LinkNames
 from integrations.nats_identities import Permissions
+from integrations.witnessing import witness_reply_prefix, witness_subject
 
 XR_ACCOUNT = "XR"
 SERVICE_USER = "smd-crossregion"
 LEAF_USER = "xr-leaf"
 
 
-def leaf_subjects(root: str, domains: Mapping[str, str]) -> tuple[str, ...]:
+def leaf_subjects(
+    root: str, domains: Mapping[str, str], witnesses: Mapping[str, Verifier] | None = None
+) -> tuple[str, ...]:
     """What may cross the leaf node: ``domains`` maps each linked region (this one too) to its
-    JetStream domain."""
+    JetStream domain; ``witnesses`` each region whose log is witnessed across the link to the
+    verifier key of the other region's witness."""
     allow: list[str] = []
     for region, domain in sorted(domains.items()):
         stream = LinkNames(root, region).out_stream()
@@ -35,26 +43,34 @@ def leaf_subjects(root: str, domains: Mapping[str, str]) -> tuple[str, ...]:
             f"$JS.{domain}.API.CONSUMER.CREATE.{stream}.>",
             f"$JS.{domain}.API.CONSUMER.INFO.{stream}.>",
         ]
+    for region, witness in sorted((witnesses or {}).items()):
+        allow += [witness_subject(root, region, witness), f"{witness_reply_prefix(root, region)}.>"]
     return (*allow, "$JSC.>", "$JS.FC.>", f"{DELIVER_ROOT}.>")
 
 
-def leaf_permissions(root: str, domains: Mapping[str, str]) -> Permissions:
-    subjects = leaf_subjects(root, domains)
+def leaf_permissions(
+    root: str, domains: Mapping[str, str], witnesses: Mapping[str, Verifier] | None = None
+) -> Permissions:
+    subjects = leaf_subjects(root, domains, witnesses)
     return Permissions(publish_allow=subjects, publish_deny=(), subscribe_allow=subjects, subscribe_deny=())
 
 
 def crossregion_accounts(
-    root: str, domains: Mapping[str, str], service_password: str, leaf_password: str | None
+    root: str,
+    domains: Mapping[str, str],
+    service_password: str,
+    leaf_password: str | None,
+    witnesses: Mapping[str, Verifier] | None = None,
 ) -> dict[str, object]:
     """The ``XR`` account (JetStream) with the service's user and, on the hub (``leaf_password``),
-    the leaf node's restricted user."""
+    the leaf node's restricted user (``witnesses``: see ``leaf_subjects``)."""
     users: list[dict[str, object]] = [{"user": SERVICE_USER, "password": service_password}]
     if leaf_password is not None:
         users.append(
             {
                 "user": LEAF_USER,
                 "password": leaf_password,
-                "permissions": leaf_permissions(root, domains).as_config(),
+                "permissions": leaf_permissions(root, domains, witnesses).as_config(),
             }
         )
     return {XR_ACCOUNT: {"jetstream": "enabled", "users": users}}

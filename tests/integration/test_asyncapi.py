@@ -131,9 +131,9 @@ class TestTheDocument:
         for key, channel in doc["channels"].items():
             tokens = address_pattern(channel["address"])
             keeping = [n for n, c in declared.items() if any(subject_matches(f, tokens) for f in c.subjects)]
-            # the witness is request/reply; a linked region's messages are kept by the copies the
+            # the witnesses are request/reply; a linked region's messages are kept by the copies the
             # link declares per linked region when it starts (not streams of this region alone)
-            assert len(keeping) == (0 if key in ("witness", "crossregion_in") else 1), (key, keeping)
+            assert len(keeping) == (0 if key in ("witness", "peer_witness", "crossregion_in") else 1), (key, keeping)
 
 
 @pytest.mark.integration

@@ -15,11 +15,12 @@ from uuid import UUID, uuid4
 import pytest
 from litestar.testing import AsyncTestClient
 
+from core.audit.signing_keys import CHECKPOINT, WITNESS
 from core.handover_policy import answer_obligation_id
 from core.region_keys import seal
 from core.registry import load_file
 from domain.handover import handover_id
-from ops.bootstrap import crossregion_keys
+from ops.bootstrap import crossregion_keys, region_keys
 from ops.settings import SettingsError, load_settings
 from ops.workers import serving_app
 from tests.integration.test_handovers import B_VILLAGE, COMMITTEE, GOV, HC, SECRET_NAME, VILLAGE, A, B, Region, district
@@ -130,11 +131,19 @@ class TestSettings:
         monkeypatch.setenv("SMD_REGION", B)
         assert main(["crossregion", "peer-entry"]) == 0
         printed = json.loads(capsys.readouterr().out)
-        assert printed == crossregion_keys(load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_REGION": B})).peer_entry()
+        own = load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_REGION": B})
+        # its message keys, and what the other region witnesses its log with and asks its witness by
+        assert printed == {
+            **crossregion_keys(own).peer_entry(),
+            "checkpoint_verifiers": [v.encode() for v in region_keys(own).verifiers(CHECKPOINT)],
+            "witness": region_keys(own).signer(WITNESS).verifier.encode(),
+        }
+        assert printed["witness"].startswith(f"smd.example/{B}/witness+")
         peers = tmp_path / "peers.json"
         peers.write_text(json.dumps([printed]))
         linked = load_settings({"SMD_DATA_DIR": str(tmp_path / "a"), "SMD_CROSSREGION_PEERS": str(peers)})
         assert set(crossregion_keys(linked).peers) == {B}
+        assert linked.peer_witnesses == ((B, printed["witness"]),) and linked.all_witnesses == (printed["witness"],)
 
     def test_a_production_region_linked_to_none_needs_no_crossregion_keys_and_a_linked_one_does(
         self, tmp_path, monkeypatch, capsys
@@ -166,6 +175,17 @@ class TestSettings:
         )
         with pytest.raises(SettingsError, match="SMD_CROSSREGION_KEY"):
             load_settings({**production, "SMD_CROSSREGION_PEERS": str(peers)})
+        linked = {**production, "SMD_CROSSREGION_KEY": key(), "SMD_CROSSREGION_SEAL_KEY": key()}
+        assert load_settings({**linked, "SMD_CROSSREGION_PEERS": str(peers)}).witness_key == b""  # witnesses none
+        other = load_settings({"SMD_DATA_DIR": str(tmp_path / "a")})
+        entry = {
+            **crossregion_keys(other).peer_entry(),
+            "checkpoint_verifiers": [v.encode() for v in region_keys(other).verifiers(CHECKPOINT)],
+        }
+        peers.write_text(json.dumps([entry]))
+        with pytest.raises(SettingsError, match="SMD_WITNESS_KEY"):  # a peer's log to witness: a key of its own
+            load_settings({**linked, "SMD_CROSSREGION_PEERS": str(peers)})
+        assert load_settings({**linked, "SMD_CROSSREGION_PEERS": str(peers), "SMD_WITNESS_KEY": key()}).witness_key
 
 
 class TestInTheService:

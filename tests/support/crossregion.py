@@ -1,13 +1,17 @@
 """Two regions linked over NATS for the tests (R8, decision 039): two nats-servers of the test's
 own in JetStream domains ra/rb, configured by `smd nats config` and joined by a leaf node under the
 restricted cross-region account; region A on SQLite (the hub's server), region B on PostgreSQL (the
-leaf's). Used by test_crossregion_link.py and test_crossregion_cases.py."""
+leaf's). Each region's peer entry lists its checkpoint verifier and its witness key (both from
+fixed seeds in ``Side.keys``), so that each witnesses the other's log over the link. Used by
+test_crossregion_link.py, test_crossregion_cases.py and test_crossregion_witness.py."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -16,10 +20,13 @@ from pathlib import Path
 import nats
 import pytest
 
+from core.audit.signing_keys import CHECKPOINT, WITNESS
 from core.region_keys import CrossRegionKeys
 from core.registry import load_file
 from integrations.crossregion import LEAF_USER, SERVICE_USER, CrossRegionLink, LinkNames
 from ops import cli_nats
+from ops.bootstrap import region_keys
+from ops.settings import load_settings
 from tests.integration.test_handovers import A, B, Region, district
 from tests.support.servers import PrivateNats, _free_port, _wheel_nats_server
 from tests.support.stores import NOW, MovableClock, open_services, store_settings
@@ -40,10 +47,11 @@ def binary(which: str) -> str:
 class Side:
     """One region: its nats-server (hub or leaf), its services and handovers, its link."""
 
-    def __init__(self, region: Region, server: PrivateNats, password: str) -> None:
+    def __init__(self, region: Region, server: PrivateNats, password: str, peers_file: Path) -> None:
         self.region = region
         self.password = password
         self.server = server
+        self.peers_file = peers_file  # what `smd nats config` read: the peer's entry
         self.nc: nats.aio.client.Client | None = None
         self.link: CrossRegionLink | None = None
         self.code = region.keys.region
@@ -79,14 +87,37 @@ class Side:
         return outcomes
 
 
-def server_conf(base: Path, code: str, peer_entry: dict, leaf_port: int, monkeypatch: pytest.MonkeyPatch) -> str:
+def key_seeds() -> dict[str, str]:
+    """A region's checkpoint and witness keys (settings), the same for its server's config and
+    its services."""
+    return {
+        var: base64.b64encode(secrets.token_bytes(32)).decode() for var in ("SMD_CHECKPOINT_KEY", "SMD_WITNESS_KEY")
+    }
+
+
+def peer_entry(keys: CrossRegionKeys, seeds: dict[str, str], scratch: Path) -> dict:
+    """What `smd crossregion peer-entry` prints for a region with these keys."""
+    settings = load_settings({"SMD_DATA_DIR": str(scratch), "SMD_REGION": keys.region, **seeds})
+    audit_keys = region_keys(settings)
+    return {
+        **keys.peer_entry(),
+        "js_domain": DOMAINS[keys.region],
+        "checkpoint_verifiers": [v.encode() for v in audit_keys.verifiers(CHECKPOINT)],
+        "witness": audit_keys.signer(WITNESS).verifier.encode(),
+    }
+
+
+def server_conf(
+    base: Path, code: str, peer_entry: dict, leaf_port: int, monkeypatch: pytest.MonkeyPatch, seeds: dict[str, str]
+) -> str:
     """Write the region's server config with `smd nats config` (accounts: SMD and the restricted
     XR; the leaf node: A listens, B connects as xr-leaf with A's password copied over); returns
     the link's password (smd-crossregion)."""
     base.mkdir(parents=True, exist_ok=True)
     peers = base / "peers.json"
-    peers.write_text(json.dumps([{**peer_entry, "js_domain": DOMAINS[peer_entry["region"]]}]))
+    peers.write_text(json.dumps([peer_entry]))
     env = {
+        **seeds,
         "SMD_DATA_DIR": str(base / "data"),
         "SMD_REGION": code,
         "SMD_SUBJECT_ROOT": ROOT,
@@ -120,22 +151,25 @@ def two_regions(
     keys = {A: CrossRegionKeys.generate(A), B: CrossRegionKeys.generate(B)}
     keys[A].link(keys[B].as_peer())
     keys[B].link(keys[A].as_peer())
+    seeds = {A: key_seeds(), B: key_seeds()}
+    entries = {code: peer_entry(keys[code], seeds[code], tmp_path / f"entry-{code}") for code in (A, B)}
     leaf_port = _free_port()
     sides, opened = [], []
     try:
         for code, kind in ((A, "sqlite"), (B, "postgres")):
             peer = B if code == A else A
             folder = tmp_path / f"nats-{code}"
-            password = server_conf(folder, code, keys[peer].peer_entry(), leaf_port, monkeypatch)
+            password = server_conf(folder, code, entries[peer], leaf_port, monkeypatch, seeds[code])
             conf = folder / "nats-server.conf"
             server = PrivateNats(folder, extra_args=("-c", str(conf)), binary=binary(which))
             server.start()
             clock = MovableClock(NOW)
             pg_url = fresh_pg_database().url if kind == "postgres" else None
-            services = open_services(store_settings(kind, tmp_path / code, pg_url, SMD_REGION=code), clock=clock)
+            settings = store_settings(kind, tmp_path / code, pg_url, SMD_REGION=code, **seeds[code])
+            services = open_services(settings, clock=clock)
             opened.append((server, services))
             load_file(services.case_record, district(code, tmp_path))
-            sides.append(Side(Region(services, keys[code], clock), server, password))
+            sides.append(Side(Region(services, keys[code], clock), server, password, folder / "peers.json"))
         yield sides[0], sides[1]
     finally:
         for server, services in opened:
