@@ -40,9 +40,9 @@ RECENTLY_DISCHARGED_DAYS = 30
 
 #: "Moved in": the residence changed into the caller's jurisdiction (an accepted move inside the
 #: region, ``smd.ResidenceChanged``), or the patient arrived by an accepted handover from another
-#: region (``smd.ArrivedFromRegion``, registered or registered again here), within this many days. 90: a quarter, the longest visit
-#: interval (a stable patient is visited every 3 months, R4), so a newcomer stays on the list at
-#: least until the new agencies' first full visit cycle has passed.
+#: region (``smd.ArrivedFromRegion``, registered or registered again here), within this many days.
+#: 90: a quarter, the longest visit interval (a stable patient is visited every 3 months, R4), so
+#: a newcomer stays on the list at least until the new agencies' first full visit cycle has passed.
 MOVED_IN_DAYS = 90
 
 #: R5's default threshold, as the file shows the derived lost status (core.patient_read).
