@@ -208,11 +208,13 @@ class HandoversController(Controller):
         operation_id="answerHandover",
         status_code=200,
         summary="The receiving health center accepts or rejects a handover to this region",
-        description="Acceptance registers the patient here (same patient id) and tells the origin region; "
+        description="Acceptance registers the patient here (same patient id; a patient this region "
+        "deregistered is registered again on the same file, decision 043) and tells the origin region; "
         "rejection tells it too and escalates on both sides. Completes the R8 obligation. 403 "
         "`not-the-receiving-health-center` for any other agency; 409 `handover-already-decided`, "
-        "`handover-cancelled`, or `patient-deregistered-here` (a move back to a region that deregistered "
-        "the patient: only a rejection is possible, decision 039).",
+        "`handover-cancelled`, `patient-erased-here` (a move back of a patient whose data this region "
+        "erased: only a rejection is possible), or `id-number-already-registered` (the patient's ID "
+        "number is now another patient's here).",
     )
     async def answer(
         self,

@@ -96,7 +96,8 @@ ERRORS: dict[str, dict[int, str]] = {
         403: "`not-the-receiving-health-center`",
         404: "no such handover to this region that you may read",
         409: "`handover-already-decided`, `handover-cancelled` (the origin withdrew it), "
-        "`patient-deregistered-here` (a move back after this region deregistered the patient)",
+        "`patient-erased-here` (a move back of a patient whose data this region erased), "
+        "`id-number-already-registered` (a move back: the ID number is now another patient's here)",
     },
     "cancelHandover": {
         400: 'the body is not `{"reason": "…"}` (1–500 characters)',

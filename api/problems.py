@@ -93,7 +93,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "task-already-assigned": 409,
     "handover-already-decided": 409,  # the first decisive fact in the origin's log won
     "handover-cancelled": 409,
-    "patient-deregistered-here": 409,  # a move back: no re-registration fact yet (decision 039)
+    "patient-erased-here": 409,  # a move back of a patient whose data this region erased (decision 043)
     "already-recorded": 409,  # a report or task-progress id recorded before
     "suspected-case-already-reported": 409,
     "suspected-case-closed": 409,

@@ -595,6 +595,18 @@ class UnitOfWork:
         self._decided.append((recorded, new))
         return recorded
 
+    def include(self, *aggregates: Any) -> None:
+        """Store with the message decided last what this unit's caller then changed on these
+        aggregates (a fact recorded beside it, in the same transaction)."""
+        new: list[Any] = []
+        for aggregate in aggregates:
+            new.extend(aggregate.collect_events())
+            self._aggregates[aggregate.id] = aggregate
+            self._loaded[aggregate.id] = aggregate
+        self._events.extend(new)
+        if self._decided:
+            self._decided[-1][1].extend(new)
+
     def commit(self) -> list[Recorded]:
         """Store every decided message in one transaction; their outcomes with log positions.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -30,7 +30,8 @@ import msgspec
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from core.case_record import CaseRecord, backoff_seconds
+from core import identity
+from core.case_record import CaseRecord, ConcurrentWriteConflict, backoff_seconds
 from core.contract import InboundEvent, PatientRegisteredV1, PatientRegisteredV2
 from core.handover_messages import Refused, Verified, build, digest, verify
 from core.region_keys import CrossRegionKeys
@@ -38,7 +39,7 @@ from core.registry import REGION_TZ, RegistryView
 from domain.handover import (
     CrossRegionInbox,
     CrossRegionOutbox,
-    DeregisteredHere,
+    ErasedHere,
     HandoverNotFound,
     IncomingHandover,
     MessageKind,
@@ -50,6 +51,7 @@ from domain.handover import (
 )
 from domain.patient import Patient
 from domain.patient_file import MoveReported
+from domain.personal import PersonalDetails
 from domain.registry import AgencyKind
 from domain.values import Provenance
 
@@ -155,9 +157,10 @@ class Handovers:
         here first (idempotent: a retry after a crash registers nothing twice)."""
         incoming = self._load(hid, IncomingHandover)
         if accepted and incoming.status == "requested":
-            if self._exists(incoming.patient_id) and self.case_record.patient(incoming.patient_id).deregistered_at:
-                raise DeregisteredHere(hid)  # a move back: no re-registration fact (decision 039)
-            self._register(incoming)
+            if self._exists(incoming.patient_id):
+                self._retry(lambda: self._reregister(incoming))  # a move back (decision 043)
+            else:
+                self._register(incoming)
 
         def attempt() -> None:
             handover = self._load(hid, IncomingHandover)
@@ -390,10 +393,9 @@ class Handovers:
             self._retry(lambda: self.case_record.save(inbox))
 
     def _register(self, incoming: IncomingHandover) -> None:
-        """Register the patient in this region from the request's sealed details (same id)."""
+        """Register the patient in this region from the request's sealed details (same id), with
+        the arrival by this handover in the same transaction (the "moved-in" list reads it)."""
         personal = msgspec.json.decode(incoming.details.text or "{}")  # erased: nothing
-        if self._exists(incoming.patient_id):
-            return
         data = {k: v for k, v in personal.items() if v is not None}
         data["residence"] = incoming.destination_unit
         v2 = "birth_date" in data and "household_region" in data
@@ -409,7 +411,63 @@ class Handovers:
         event: InboundEvent = msgspec.convert(envelope, PatientRegisteredV2 if v2 else PatientRegisteredV1)
         # what authenticated it: the origin region's signed request for this handover (its
         # signature checked on arrival), accepted by the health center that answered
-        self.case_record.record(event, incoming.assignee, authenticated_by=f"handover:{incoming.id}")
+        for attempt in range(self.case_record.max_attempts):
+            unit = self.case_record.unit_of_work()
+            recorded = unit.record(event, incoming.assignee, authenticated_by=f"handover:{incoming.id}")
+            if recorded.outcome == "duplicate":
+                return  # registered, with its arrival, by an earlier try
+            patient = unit.patient(incoming.patient_id)
+            patient.record_arrival(
+                self._by(incoming, "arrival"),
+                self.clock(),
+                handover_id=incoming.id,
+                origin_region=incoming.origin_region,
+            )
+            unit.include(patient)
+            try:
+                unit.commit()
+                return
+            except IntegrityError:
+                time.sleep(backoff_seconds(attempt))
+        raise ConcurrentWriteConflict(str(incoming.id), self.case_record.max_attempts)
+
+    def _reregister(self, incoming: IncomingHandover) -> None:
+        """A move back: the patient this region deregistered is registered again on the same file
+        from the request's details (re-sealed under the patient's key), with its ID-number and name
+        markers and the arrival by this handover, in one transaction. Nothing twice on a retry."""
+        patient = self.case_record.patient(incoming.patient_id)
+        if patient.personal.erased:
+            raise ErasedHere(incoming.id)  # the erasure is not undone by a handover
+        if patient.reregistered_by(incoming.id) or patient.deregistered_at is None:
+            return  # registered again by an earlier try (or still registered here: nothing to do)
+        personal = msgspec.json.decode(incoming.details.text or "{}")
+        born = personal.get("birth_date")
+        details = PersonalDetails(
+            name=personal.get("name"),
+            id_number=personal.get("id_number"),
+            phone=personal.get("phone"),
+            address=personal.get("address"),
+            birth_date=date.fromisoformat(born) if born else None,
+        )
+        now = self.clock()
+        changed = identity.reregister(
+            self.case_record,
+            patient,
+            self._by(incoming, "reregistration"),
+            now,
+            handover_id=incoming.id,
+            origin_region=incoming.origin_region,
+            residence=incoming.destination_unit,
+            personal=details,
+            household_region=personal.get("household_region"),
+        )
+        by = self._by(incoming, "arrival")
+        patient.record_arrival(by, now, handover_id=incoming.id, origin_region=incoming.origin_region)
+        self.case_record.save(*changed)
+
+    def _by(self, incoming: IncomingHandover, what: str) -> Provenance:
+        """Who records a fact of this acceptance: the health center that answers, now."""
+        return Provenance(incoming.assignee, None, self.clock(), f"handover:{incoming.id}:{what}")
 
     def _load(self, hid: UUID, cls: type) -> Any:
         try:

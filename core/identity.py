@@ -37,7 +37,7 @@ from domain.identity import (
     validate_id_number,
 )
 from domain.identity_errors import IdNumberAlreadyRegistered, IdNumberBirthDateInvalid, NameInvalid
-from domain.patient import Patient
+from domain.patient import Patient, identity_checked
 from domain.personal import PersonalDetails, ProvisionalIdentity
 from domain.values import Provenance
 
@@ -214,3 +214,36 @@ def confirm(
     number = patient.personal.id_number
     assert number is not None  # confirm_identity refuses a confirmation without a valid number
     return [patient, _claim(record, number, patient.id, by, now), *name_claims(record, patient, by, now)]
+
+
+def reregister(
+    record: Any,
+    patient: Patient,
+    by: Provenance,
+    now: datetime,
+    *,
+    handover_id: UUID,
+    origin_region: str,
+    residence: str,
+    personal: PersonalDetails,
+    household_region: str | None,
+) -> list[Any]:
+    """A deregistered patient registered again on the same stream (a move back), with what a
+    registration saves beside it: the marker of its ID number (kept from the first registration
+    unless erasure retired it, then reclaimed; a number now held by another patient refuses the
+    whole) and its name marker for the details now on file."""
+    before = patient.personal.id_number
+    patient.reregister(
+        by,
+        now,
+        handover_id=handover_id,
+        origin_region=origin_region,
+        residence=residence,
+        personal=identity_checked(personal, now),
+        household_region=household_region,
+    )
+    out: list[Any] = [patient]
+    number = patient.personal.id_number
+    if number is not None and (number != before or patient.id not in holders(record, number)):
+        out.append(_claim(record, number, patient.id, by, now))
+    return out + name_claims(record, patient, by, now)

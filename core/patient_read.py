@@ -130,6 +130,10 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
             "registered_by": p.registered_by,
             "deregistered_at": p.deregistered_at,
             "deregistration_reason": p.deregistration_reason,
+            # registered again after leaving (a move back, docs/decisions/043); None: never
+            "reregistered_at": p.reregistered_at,
+            # the latest arrival by an accepted handover from another region; None: none
+            "arrived_from": p.arrived_from,
         },
         "name": personal.name,
         "id_number": personal.id_number,

@@ -528,16 +528,16 @@ class HandoverAlreadyDecided(DomainError):
         super().__init__(f"handover {hid} is already {status}")
 
 
-class DeregisteredHere(DomainError):
-    """A move back: this region deregistered the patient (moved out) and has no re-registration
-    fact yet, so accepting would leave the patient managed by neither region (decision 039)."""
+class ErasedHere(DomainError):
+    """A move back of a patient whose data this region erased (the key destroyed): the file
+    cannot take the details again, and the erasure must not be undone by a handover."""
 
-    code = "patient-deregistered-here"
+    code = "patient-erased-here"
 
     def __init__(self, hid: UUID) -> None:
         super().__init__(
-            f"handover {hid}: this region deregistered the patient and cannot register them again "
-            "under the same id yet; reject it (both regions escalate) and arrange the move by hand"
+            f"handover {hid}: this region erased the patient's data and cannot register them again "
+            "under the same id; reject it (both regions escalate) and register the patient anew by hand"
         )
 
 

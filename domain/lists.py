@@ -39,9 +39,10 @@ _AUDITOR = AgencyKind.AUDITOR
 RECENTLY_DISCHARGED_DAYS = 30
 
 #: "Moved in": the residence changed into the caller's jurisdiction (an accepted move inside the
-#: region, ``smd.ResidenceChanged``) within this many days. 90: a quarter, the longest visit
-#: interval (a stable patient is visited every 3 months, R4), so a newcomer stays on the list at
-#: least until the new agencies' first full visit cycle has passed.
+#: region, ``smd.ResidenceChanged``), or the patient arrived by an accepted handover from another
+#: region (``smd.ArrivedFromRegion``, registered or registered again here), within this many days.
+#: 90: a quarter, the longest visit interval (a stable patient is visited every 3 months, R4), so
+#: a newcomer stays on the list at least until the new agencies' first full visit cycle has passed.
 MOVED_IN_DAYS = 90
 
 #: R5's default threshold, as the file shows the derived lost status (core.patient_read).
@@ -169,13 +170,14 @@ LISTS: dict[str, WorkingList] = {
             "civil affairs places patients in institutional care; the health center follows them up",
         ),
         # the latest accepted move inside the region brought the patient into the caller's
-        # jurisdiction (from a residence outside it) within the last MOVED_IN_DAYS days
+        # jurisdiction (from a residence outside it), or an accepted handover from another region
+        # brought the patient here, within the last MOVED_IN_DAYS days
         _list(
             "moved-in",
-            f"moved in: the latest accepted move inside the region (the residence change) brought the patient "
-            f"into your jurisdiction, from a residence outside it, within the last {MOVED_IN_DAYS} days. "
-            "Patients registered here by an accepted handover from another region are not on it (their file "
-            "does not say so)",
+            f"moved in: within the last {MOVED_IN_DAYS} days, the latest of these brought the patient into "
+            "your jurisdiction: an accepted move inside the region (the residence change, from a residence "
+            "outside your jurisdiction), or an accepted handover from another region (the patient registered "
+            "here, or registered again after a move back)",
             {_HC, _POLICE, _COMMITTEE, _GOV},
             "every kind that sees `moves` (the health center, the police, the committee: a newcomer is their "
             "own work: first visit, R1's 列管, the care team), and the governance center, which oversees the "
@@ -276,7 +278,8 @@ def standing(patient: Any) -> dict[str, Any]:
     adherence = latest(known, "adherence")
     lost = patient.declared_whereabouts_unknown or patient.consecutive_missed_visits >= LOST_AFTER_MISSES
     hospital = patient.in_hospital
-    moved = max(getattr(patient, "facts", {}).get("residence", []), key=by_occurred, default=None)
+    facts = getattr(patient, "facts", {})
+    moved = max([*facts.get("residence", []), *facts.get("arrival", [])], key=by_occurred, default=None)
     institution = patient.in_institutional_care
     return {
         "residence": patient.residence,
@@ -295,9 +298,11 @@ def standing(patient: Any) -> dict[str, Any]:
         "discharged_at": None if hospital else patient.last_discharged_at,
         "guardian_weak": patient.guardian_status in _NO_OR_WEAK,
         "refusing": any(patient.refuses(r) for r in RefusalKind),
-        # the latest residence change (an accepted move inside the region): when and from where
+        # the latest residence change (an accepted move inside the region) or arrival from another
+        # region: when, and from which org unit (None for an arrival) or which region
         "moved_in_at": None if moved is None else moved["at"],
-        "moved_from": None if moved is None else moved["previous"],
+        "moved_from": None if moved is None else moved.get("previous"),
+        "arrived_from_region": None if moved is None else moved.get("origin_region"),
     }
 
 

@@ -20,7 +20,7 @@ from domain.errors import MissedVisitNotYetDue
 from domain.identity import EARLIEST_BIRTH_DATE, birth_date_of, china_today, validate_id_number
 from domain.identity_errors import BirthDateDoesNotMatchIdNumber, BirthDateInvalid, IdentityAlreadyKnown
 from domain.patient_care import PatientCare
-from domain.patient_file import FactAfterDeregistration, PatientFile
+from domain.patient_file import PatientFile
 from domain.personal import PersonalDetails, ProvisionalIdentity, SealedText, sealed_text, sealing_upcast
 from domain.values import (
     Provenance,
@@ -69,7 +69,7 @@ def with_birth_date_of_id_number(personal: Any) -> Any:
     return personal
 
 
-def _identity_checked(personal: PersonalDetails, now: datetime) -> PersonalDetails:
+def identity_checked(personal: PersonalDetails, now: datetime) -> PersonalDetails:
     """The details with the ID number validated and normalised, and the birth date it states (a
     birth date sent beside the number must agree; one sent alone must be a plausible day)."""
     today = china_today(now)
@@ -249,7 +249,7 @@ class Patient(Aggregate, PatientFile, PatientCare, EmergencyAccessFile):
         check_not_in_future("the registration", by.occurred_at, now)
         if diagnosis is not None:
             check_known_diagnosis(diagnosis)
-        personal = _identity_checked(personal, now)
+        personal = identity_checked(personal, now)
         return cls._create(
             cls.Registered,
             id=patient_id,
@@ -269,7 +269,7 @@ class Patient(Aggregate, PatientFile, PatientCare, EmergencyAccessFile):
         check_not_in_future("the identity confirmation", by.occurred_at, now)
         if self.id_number_known:
             raise IdentityAlreadyKnown(self.id)
-        personal = _identity_checked(msgspec.structs.replace(personal, id_number=personal.id_number or ""), now)
+        personal = identity_checked(msgspec.structs.replace(personal, id_number=personal.id_number or ""), now)
         self.trigger_event(
             self.IdentityConfirmed,
             timestamp=now,
@@ -351,10 +351,8 @@ class Patient(Aggregate, PatientFile, PatientCare, EmergencyAccessFile):
         )
 
     def _check_registered_at(self, what: str, occurred_at: datetime) -> None:
-        """Facts dated after the patient left the register are refused."""
-        dereg = self.deregistered_at
-        if dereg is not None and occurred_at > dereg:
-            raise FactAfterDeregistration(what, occurred_at, dereg)
+        """Facts dated while the patient was off the register are refused."""
+        self._check_on_register(what, occurred_at)
 
     # -- derived state, by occurred time ----------------------------------------------------
 

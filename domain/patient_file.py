@@ -16,11 +16,12 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
+import msgspec
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import register_topic
 
 from domain.errors import DomainError, ReferenceNotKnownYet
-from domain.personal import GuardianContact, SealedText, sealed_text, sealing_upcast
+from domain.personal import GuardianContact, PersonalDetails, SealedText, sealed_text, sealing_upcast
 from domain.values import Diagnosis, Provenance, by_occurred, check_known_diagnosis, check_not_in_future
 
 # -- values -----------------------------------------------------------------------------------------
@@ -271,6 +272,27 @@ class NoEmergency(DomainError):
         super().__init__(
             f"{what} answers an emergency, but none is on file at or before its time (a "
             "cn.smd.risk.escalated.v1 report or an assessment at level 4 or 5); record that first, or check the time"
+        )
+
+
+class NotDeregistered(DomainError):
+    """Only a patient who left the register can be registered again."""
+
+    code = "not-deregistered"
+
+    def __init__(self) -> None:
+        super().__init__("the patient is on the register; a re-registration is for a patient who left it")
+
+
+class ReregisteredBeforeDeregistration(DomainError):
+    """A re-registration begins after the deregistration it ends."""
+
+    code = "reregistration-before-deregistration"
+
+    def __init__(self, at: datetime, deregistered_at: datetime) -> None:
+        super().__init__(
+            f"the re-registration is dated {at.isoformat()}, not after the patient left the register on "
+            f"{deregistered_at.isoformat()}; check the date"
         )
 
 
@@ -588,6 +610,47 @@ class PatientDeregistered(FileFact):
     upcast_v1_v2 = staticmethod(sealing_upcast("note"))
 
 
+@_fact("smd.PatientReregistered", "reregistration")
+class PatientReregistered(FileFact):
+    """PatientReregistered: a patient who left the register enters it again on the same stream
+    (a move back: this region accepted the handover of a patient it had deregistered as moved
+    out, docs/decisions/043). The file is registered again from ``occurred_at``; the time
+    between the deregistration and this fact is not the region's (no fact may be dated in it).
+    ``Registered`` keeps its meaning (the first registration). ``personal``: the details the
+    origin region sent, sealed under the patient's key as a registration's are; ``residence``:
+    where the patient lives from now on; ``handover_id`` / ``origin_region``: the handover that
+    brought the patient back."""
+
+    handover_id: UUID
+    origin_region: str
+    residence: str
+    personal: PersonalDetails
+    household_region: str | None
+
+    def apply(self, aggregate: Any) -> None:
+        entry = {"at": self.occurred_at, "key": self.message_id, "by": self.agency_id, "v": self.originator_version}
+        # the rules read the entry (no personal value in it: entries are compared and logged)
+        entry |= {"handover_id": self.handover_id, "origin_region": self.origin_region, "residence": self.residence}
+        aggregate.facts.setdefault(self.KIND, []).append(entry)
+        aggregate.residence = self.residence
+        if self.household_region is not None:
+            aggregate.household_region = self.household_region
+        if not self.personal.erased:  # the details sent now replace those on file; unknown ones stay
+            given = {k: v for k, v in msgspec.structs.asdict(self.personal).items() if v is not None and k != "erased"}
+            aggregate.personal = msgspec.structs.replace(aggregate.personal, **given)
+
+
+@_fact("smd.ArrivedFromRegion", "arrival")
+class ArrivedFromRegion(FileFact):
+    """The patient arrived here by an accepted handover from another region (recorded with the
+    registration or re-registration it brought, in the same transaction, docs/decisions/043):
+    the handover, the origin region and the residence here. The "moved-in" list reads it."""
+
+    handover_id: UUID
+    origin_region: str
+    residence: str
+
+
 @_fact("smd.HistoryImported", "import")
 class HistoryImported(FileFact):
     """An agency's ledger was imported (a backfill): the rules now assess the current state
@@ -628,9 +691,7 @@ class PatientFile:
 
     def _record(self, event: type[FileFact], what: str, by: Provenance, now: datetime, **fields: Any) -> None:
         check_not_in_future(what, by.occurred_at, now)
-        dereg = self.deregistered_at
-        if dereg is not None and by.occurred_at > dereg:
-            raise FactAfterDeregistration(what, by.occurred_at, dereg)
+        self._check_on_register(what, by.occurred_at)
         self.trigger_event(
             event,
             timestamp=now,
@@ -643,6 +704,28 @@ class PatientFile:
 
     def _entries(self, kind: str) -> list[dict[str, Any]]:
         return self.__dict__.setdefault("facts", {}).get(kind, [])
+
+    def _check_on_register(self, what: str, at: datetime) -> None:
+        """Facts dated while the patient was off the register are refused: after the
+        deregistration in force, or between a deregistration and the re-registration that
+        ended it (that time was another region's, or nobody's)."""
+        for left, back in self.absences():
+            if at > left and (back is None or at < back):
+                raise FactAfterDeregistration(what, at, left)
+
+    def absences(self) -> list[tuple[datetime, datetime | None]]:
+        """The stretches off the register, by occurred time: (deregistered at, re-registered at or
+        None while it lasts)."""
+        marks = [(e, False) for e in self._entries("deregistration")] + [
+            (e, True) for e in self._entries("reregistration")
+        ]
+        out: list[tuple[datetime, datetime | None]] = []
+        for e, back in sorted(marks, key=lambda m: by_occurred(m[0])):
+            if not back and (not out or out[-1][1] is not None):
+                out.append((e["at"], None))
+            elif back and out and out[-1][1] is None:
+                out[-1] = (out[-1][0], e["at"])
+        return out
 
     def mark_history_imported(
         self, by: Provenance, now: datetime, *, ledger: str, rows: int, owner_kind: str | None = None
@@ -1252,14 +1335,86 @@ class PatientFile:
             raise NoAcceptedMove()
         self._record(PatientDeregistered, "the deregistration", by, now, reason=why, note=sealed_text(note))
 
+    def _deregistration_in_force(self) -> dict[str, Any] | None:
+        """The latest deregistration, unless a re-registration came after it."""
+        left = _latest(self._entries("deregistration"))
+        back = _latest(self._entries("reregistration"))
+        if left is None or (back is not None and by_occurred(back) > by_occurred(left)):
+            return None
+        return left
+
     @property
     def deregistered_at(self) -> datetime | None:
-        """When the patient left the register (None: registered)."""
-        latest = _latest(self._entries("deregistration"))
-        return None if latest is None else latest["at"]
+        """When the patient left the register (None: registered, or registered again)."""
+        left = self._deregistration_in_force()
+        return None if left is None else left["at"]
 
     @property
     def deregistration_reason(self) -> str | None:
-        """Why the patient left the register."""
-        latest = _latest(self._entries("deregistration"))
-        return None if latest is None else latest["reason"]
+        """Why the patient left the register (None while registered)."""
+        left = self._deregistration_in_force()
+        return None if left is None else left["reason"]
+
+    @property
+    def reregistered_at(self) -> datetime | None:
+        """When the patient was last registered again after leaving the register (None: never)."""
+        back = _latest(self._entries("reregistration"))
+        return None if back is None else back["at"]
+
+    def reregistered_by(self, handover_id: UUID) -> bool:
+        """Whether this handover already registered the patient again (a retry records nothing)."""
+        return any(e["handover_id"] == handover_id for e in self._entries("reregistration"))
+
+    def reregister(
+        self,
+        by: Provenance,
+        now: datetime,
+        *,
+        handover_id: UUID,
+        origin_region: str,
+        residence: str,
+        personal: PersonalDetails,
+        household_region: str | None = None,
+    ) -> None:
+        """A patient who left the register enters it again (a move back, accepted here)."""
+        check_not_in_future("the re-registration", by.occurred_at, now)
+        left = self.deregistered_at
+        if left is None:
+            raise NotDeregistered()
+        if by.occurred_at <= left:
+            raise ReregisteredBeforeDeregistration(by.occurred_at, left)
+        self.trigger_event(
+            PatientReregistered,
+            timestamp=now,
+            agency_id=by.agency_id,
+            staff_id=by.staff_id,  # type: ignore[attr-defined]
+            occurred_at=by.occurred_at,
+            message_id=by.message_id,
+            handover_id=handover_id,
+            origin_region=origin_region,
+            residence=residence,
+            personal=personal,
+            household_region=household_region,
+        )
+
+    def record_arrival(self, by: Provenance, now: datetime, *, handover_id: UUID, origin_region: str) -> None:
+        """Record that the patient arrived by this accepted handover from ``origin_region`` (once)."""
+        if any(e["handover_id"] == handover_id for e in self._entries("arrival")):
+            return
+        self._record(
+            ArrivedFromRegion,
+            "the arrival",
+            by,
+            now,
+            handover_id=handover_id,
+            origin_region=origin_region,
+            residence=self.residence,  # type: ignore[attr-defined]
+        )
+
+    @property
+    def arrived_from(self) -> dict[str, Any] | None:
+        """The latest arrival by a handover from another region: when, from where, which handover."""
+        latest = _latest(self._entries("arrival"))
+        if latest is None:
+            return None
+        return {"at": latest["at"], "origin_region": latest["origin_region"], "handover_id": latest["handover_id"]}

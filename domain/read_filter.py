@@ -243,6 +243,11 @@ FACT_GROUP: dict[str, str] = {
     "smd.RefusalRecorded": "refusals",
     "smd.ReviewRecorded": "review",
     "smd.PatientDeregistered": "registration",
+    # registered again (a move back, docs/decisions/043): seen with the registration
+    "smd.PatientReregistered": "registration",
+    # arrived by an accepted handover from another region (043): the file shows it with the
+    # registration (``arrived_from``), so it is seen with either
+    "smd.ArrivedFromRegion": "registration|moves",
     "smd.HistoryImported": "registration",
     "smd.GoLiveJoined": "registration",
     "smd.CareTeamMemberAssigned": "care_team",
@@ -283,6 +288,15 @@ FACT_FIELD_GROUP: dict[str, dict[str, str]] = {
         "diagnosis": "diagnosis",
         "provisional": "provisional_identity",
         "birth_date": "id_number",  # the ID number's own digits: seen with it
+        "household_region": "residence",
+    },
+    "smd.PatientReregistered": {  # the details sent by the origin region, as a registration's
+        "name": "name",
+        "id_number": "id_number",
+        "phone": "phone",
+        "address": "address",
+        "residence": "residence",
+        "birth_date": "id_number",
         "household_region": "residence",
     },
     "smd.PatientIdentityConfirmed": {

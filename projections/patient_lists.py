@@ -90,6 +90,9 @@ PATIENTS = Table(
         # which org unit (the "moved-in" list); null when the residence never changed
         Column("moved_in_at", "time"),
         Column("moved_from", "text"),
+        # v3: when the latest of those was an arrival by a handover from another region, its
+        # origin region (``moved_from`` is then null: no org unit of this region)
+        Column("arrived_from_region", "text"),
     ),
     primary_key=("patient_id",),
     indexes=(
@@ -135,9 +138,10 @@ class PatientListsView:
     """The projection: patient facts → one row per registered patient; R4/R6 obligations → rows."""
 
     name = "patient_lists"
-    #: v2: ``moved_in_at`` and ``moved_from`` (the "moved-in" list); a new version is built from
-    #: the log at start, beside the old one, and replaces it when caught up
-    version = 2
+    #: v2: ``moved_in_at`` and ``moved_from`` (the "moved-in" list); v3: arrivals from another
+    #: region count too (``arrived_from_region``). A new version is built from the log at start,
+    #: beside the old one, and replaces it when caught up
+    version = 3
     topics = (*PATIENT_TOPICS, ASSIGNED, *STATUS_AFTER, OVERDUE)
     tables = (PATIENTS, OWNERS, OBLIGATIONS)
 
@@ -286,8 +290,8 @@ class PatientListsProjection(ProjectionFollower):
             units = sorted(set(residences))
             where += f" AND residence IN ({', '.join('?' * len(units))})"
             params += units
-            if name == "moved-in":  # into the jurisdiction: from a residence outside it
-                where += f" AND moved_from NOT IN ({', '.join('?' * len(units))})"
+            if name == "moved-in":  # into the jurisdiction: from a residence outside it, or another region
+                where += f" AND (moved_from IS NULL OR moved_from NOT IN ({', '.join('?' * len(units))}))"
                 params += units
         if owner is not None:
             owners = self.store.physical(gen, "owners")

@@ -34,7 +34,7 @@ from uuid import UUID
 
 from domain.obligation import Obligation, ObligationKind, obligation_id
 from domain.registry import AgencyKind
-from domain.rules.entries import Entry, Holds, Known
+from domain.rules.entries import REREGISTRATION, Entry, Holds, Known
 from domain.rules.settings import RuleSettings
 
 IMPORTED = "smd.HistoryImported"
@@ -158,7 +158,7 @@ def step_of(entries: list[Entry], condition: Condition) -> list[Entry]:
 class SpanWalk:
     """The spans of one condition, walked one recorded fact at a time."""
 
-    __slots__ = ("before", "closed", "condition", "current", "known", "version")
+    __slots__ = ("before", "closed", "condition", "current", "known", "since", "version")
 
     def __init__(self, condition: Condition) -> None:
         self.condition = condition
@@ -167,12 +167,24 @@ class SpanWalk:
         self.before: Span | None = None  # open before the last step
         self.closed: Span | None = None  # closed by the last step
         self.version = 0  # the version of the last step
+        self.since: datetime | None = None  # the latest re-registration's occurred time
 
     def step(self, v: int, entries: list[Entry]) -> None:
-        """Add one recorded fact's entries (already filtered by ``step_of``; may be empty)."""
+        """Add one recorded fact's entries (already filtered by ``step_of``; may be empty).
+
+        A re-registration (read by the conditions that name its kind) begins the file again for
+        them: what was known is forgotten, and a fact dated before it, recorded later, is not
+        heard, so the rules open what a new registration would open and nothing for before."""
         self.before, self.closed, self.version = self.current, None, v
         if not entries:
             return
+        back = [e for e in entries if e.get("kind") == REREGISTRATION]
+        if back:
+            self.known, self.since = Known(), max(e["at"] for e in back)
+        if self.since is not None:
+            entries = [e for e in entries if e["at"] >= self.since]
+            if not entries:
+                return
         self.known.add(entries)
         now = self.condition.holds(self.known)
         if now and self.current is None:

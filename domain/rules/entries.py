@@ -104,9 +104,18 @@ def earliest(entries: Iterable[Entry]) -> Entry | None:
     return min(entries, key=order, default=None)
 
 
+#: The kind of a re-registration (``smd.PatientReregistered``): to the rules, the file begins
+#: again there (``domain.rules.engine.SpanWalk``): a condition that reads it forgets what it knew.
+REREGISTRATION = "reregistration"
+
+
 def deregistration(known: list[Entry]) -> Entry | None:
-    """The deregistration, if known (a patient leaves the register once)."""
-    return latest(known, "deregistration")
+    """The deregistration in force, if known: the latest, unless a re-registration came after it."""
+    left = latest(known, "deregistration")
+    if left is None:
+        return None
+    back = latest(known, REREGISTRATION)
+    return left if back is None or order(back) < order(left) else None
 
 
 def in_hospital(known: list[Entry]) -> bool:

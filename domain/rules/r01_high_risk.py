@@ -27,13 +27,14 @@ from domain.rules.engine import (
     Responsible,
     Trigger,
 )
-from domain.rules.entries import Known, latest, order
+from domain.rules.entries import REREGISTRATION, Known, latest, order
 from domain.rules.settings import RuleSettings
 from domain.values import HIGH_RISK_LEVEL
 
 RULE = "R1"
 POLICE_MANAGEMENT = "smd.PoliceManagementRecorded"
 DEREGISTERED = "smd.PatientDeregistered"
+REREGISTERED = "smd.PatientReregistered"
 
 
 def high_risk(known: Known) -> bool:
@@ -42,7 +43,7 @@ def high_risk(known: Known) -> bool:
     return a is not None and a["level"] >= HIGH_RISK_LEVEL
 
 
-HIGH_RISK = Condition("R1", ("assessment",), high_risk)
+HIGH_RISK = Condition("R1", ("assessment", REREGISTRATION), high_risk)
 
 
 def entered_high_risk(level_before: int | None, level_after: int | None) -> bool:
@@ -103,6 +104,8 @@ class HighRiskManagement:
 
     def __call__(self, t: Trigger, h: History, responsible: Responsible, settings: RuleSettings) -> Decisions:
         d = Decisions()
+        if t.topic == REREGISTERED:  # the file begins again: what the deregistration cancelled stays so
+            return d
         spans = h.spans(HIGH_RISK, t)
         after = spans[-1] if spans and spans[-1].is_open else None
         before = h.open_before(HIGH_RISK, t)

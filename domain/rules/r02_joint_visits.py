@@ -36,7 +36,15 @@ from domain.rules.engine import (
     notice,
     obligation,
 )
-from domain.rules.entries import CARED_FOR_KINDS, Entry, cared_for, cared_for_reason, deregistration, risk_class
+from domain.rules.entries import (
+    CARED_FOR_KINDS,
+    REREGISTRATION,
+    Entry,
+    cared_for,
+    cared_for_reason,
+    deregistration,
+    risk_class,
+)
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 
@@ -82,7 +90,7 @@ R2 = CycleRule(
     "joint-visit",
     AgencyKind.HEALTH_CENTER,
     "joint_visit",
-    Condition("R2", ("assessment", *CARED_FOR_KINDS, "deregistration"), _unstable_at_home, _ended),
+    Condition("R2", ("assessment", *CARED_FOR_KINDS, "deregistration", REREGISTRATION), _unstable_at_home, _ended),
     anchor_kind="visit",
     anchors=lambda e: e["joint"],
     due=lambda h, anchor, upto, s: anchor["at"] + s.r2_joint_visit_every,

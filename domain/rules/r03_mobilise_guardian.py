@@ -31,7 +31,16 @@ from domain.rules.engine import (
     left_register,
     obligation,
 )
-from domain.rules.entries import CARED_FOR_KINDS, Entry, cared_for, deregistration, in_hospital, latest, risk_class
+from domain.rules.entries import (
+    CARED_FOR_KINDS,
+    REREGISTRATION,
+    Entry,
+    cared_for,
+    deregistration,
+    in_hospital,
+    latest,
+    risk_class,
+)
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 
@@ -72,7 +81,9 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 R3 = EpisodeRule(
     "R3",
     AgencyKind.COMMITTEE,
-    Condition("R3", ("assessment", *CARED_FOR_KINDS, "deregistration"), _needs_treatment_at_home, _ended),
+    Condition(
+        "R3", ("assessment", *CARED_FOR_KINDS, "deregistration", REREGISTRATION), _needs_treatment_at_home, _ended
+    ),
     _assign,
     closes=("committee",),
     fulfil=Fulfil("care_team_contact", _reached_since_opening, frozenset({CareTeamContactRecorded.TOPIC})),

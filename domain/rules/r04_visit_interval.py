@@ -5,7 +5,8 @@ Seed: the national service norm (unstable every 2 weeks, basically stable monthl
 center, ``assign_health_center``); intervals: ``RuleSettings.r4_unstable``,
 ``r4_basically_stable``, ``r4_stable``, and ``r4_first_visit`` when no class is known yet.
 
-- *Episode*: on the register and not in hospital or institutional care; the first opens with the registration.
+- *Episode*: on the register and not in hospital or institutional care; the first opens with the
+  registration, and one opens with a re-registration (a move back, first-visit interval).
 - *Cycles*: each a ``follow_up_visit`` obligation due one interval after its anchor: the latest
   visit dated at or after the episode opened (else the fact that opened it); the interval is
   the class the anchoring visit recorded (at the opening, the latest class known). The next
@@ -19,7 +20,15 @@ from datetime import datetime, timedelta
 
 from domain.registry import AgencyKind
 from domain.rules.engine import Closing, Condition, CycleRule, History, left_register
-from domain.rules.entries import CARED_FOR_KINDS, Entry, cared_for, cared_for_reason, deregistration
+from domain.rules.entries import (
+    CARED_FOR_KINDS,
+    REREGISTRATION,
+    Entry,
+    cared_for,
+    cared_for_reason,
+    deregistration,
+    fact_of,
+)
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 
@@ -35,7 +44,10 @@ def _ended(known: list[Entry], fact: Entry) -> Closing:
 
 
 def interval(h: History, anchor: Entry, upto: int, settings: RuleSettings) -> timedelta:
-    """The interval the anchoring visit's class asks (at the opening: the latest class known)."""
+    """The interval the anchoring visit's class asks (at the opening: the latest class known; at a
+    re-registration none is: the class assessed before the patient left is not this episode's)."""
+    if fact_of(h.patient, REREGISTRATION, anchor["key"]) is not None:
+        return settings.r4_first_visit
     found = h.assessment(anchor["key"], upto) or h.latest_assessment(upto)
     cls = None if found is None else found["class"]
     return {
@@ -54,7 +66,7 @@ R4 = CycleRule(
     "visit",
     AgencyKind.HEALTH_CENTER,
     "follow_up_visit",
-    Condition("R4", ("registration", *CARED_FOR_KINDS, "deregistration"), _registered_at_home, _ended),
+    Condition("R4", ("registration", *CARED_FOR_KINDS, "deregistration", REREGISTRATION), _registered_at_home, _ended),
     anchor_kind="visit",
     due=_due,
 )

@@ -25,12 +25,13 @@ from datetime import date
 from domain.obligation import ObligationKind, obligation_id
 from domain.registry import AgencyKind
 from domain.rules.engine import Assignment, Condition, Decisions, History, Responsible, Span, Trigger
-from domain.rules.entries import Entry, Known, latest
+from domain.rules.entries import REREGISTRATION, Entry, Known, latest
 from domain.rules.settings import RuleSettings
 
 RULE = "R5"
 WHEREABOUTS = "smd.WhereaboutsDeclared"
 DEREGISTERED = "smd.PatientDeregistered"
+REREGISTERED = "smd.PatientReregistered"
 
 
 class _Misses:
@@ -60,7 +61,9 @@ def consecutive_misses(known: Known) -> int:
 def lost_by_misses(threshold: int) -> Condition:
     """The derived episode's condition for a threshold."""
     return Condition(
-        f"R5-misses-{threshold}", ("visit", "missed"), lambda known: consecutive_misses(known) >= threshold
+        f"R5-misses-{threshold}",
+        ("visit", "missed", REREGISTRATION),
+        lambda known: consecutive_misses(known) >= threshold,
     )
 
 
@@ -70,7 +73,7 @@ def declared_unknown(known: Known) -> bool:
     return w is not None and not w["known"]
 
 
-DECLARED = Condition("R5-declared", ("whereabouts",), declared_unknown)
+DECLARED = Condition("R5-declared", ("whereabouts", REREGISTRATION), declared_unknown)
 
 
 def _assignments(t: Trigger, key: str, responsible: Responsible, settings: RuleSettings) -> list[Assignment]:
@@ -108,6 +111,8 @@ class LostToFollowUp:
 
     def __call__(self, t: Trigger, h: History, responsible: Responsible, settings: RuleSettings) -> Decisions:
         d = Decisions()
+        if t.topic == REREGISTERED:  # the file begins again: what the deregistration cancelled stays so
+            return d
         pid, patient = t.patient_id, h.patient
         misses = lost_by_misses(settings.r5_misses_that_mean_lost)
         after, before = _open(h.spans(misses, t)), h.open_before(misses, t)

@@ -28,6 +28,7 @@ from domain.registry import AgencyKind
 from domain.rules.engine import Assignment, Closing, Condition, CycleRule, History, Responsible, left_register
 from domain.rules.entries import (
     CARED_FOR_KINDS,
+    REREGISTRATION,
     Entry,
     cared_for,
     deregistration,
@@ -59,7 +60,7 @@ R6 = CycleRule(
     "health-center",
     AgencyKind.HEALTH_CENTER,
     "medication_pickup_due",
-    Condition("R6", ("medication", *CARED_FOR_KINDS, "deregistration"), _on_medication_at_home, _ended),
+    Condition("R6", ("medication", *CARED_FOR_KINDS, "deregistration", REREGISTRATION), _on_medication_at_home, _ended),
     anchor_kind="medication",
     anchor_by_recorded=True,
     due=_due,

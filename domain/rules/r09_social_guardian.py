@@ -30,7 +30,7 @@ from domain.rules.engine import (
     notice,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, latest
+from domain.rules.entries import REREGISTRATION, Entry, deregistration, latest
 from domain.rules.settings import RuleSettings
 
 _NO_OR_WEAK = (GuardianStatus.NONE, GuardianStatus.WEAK)
@@ -74,7 +74,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 R9 = EpisodeRule(
     "R9",
     AgencyKind.CIVIL_AFFAIRS,
-    Condition("R9", ("guardian", "deregistration"), _no_or_weak_guardian, _ended),
+    Condition("R9", ("guardian", "deregistration", REREGISTRATION), _no_or_weak_guardian, _ended),
     _assign,
     closes=("civil-affairs",),
 )

@@ -35,7 +35,7 @@ from domain.rules.engine import (
     notice,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, earliest, of, refusal_since, risk_level
+from domain.rules.entries import REREGISTRATION, Entry, deregistration, earliest, of, refusal_since, risk_level
 from domain.rules.settings import RuleSettings
 from domain.values import HIGH_RISK_LEVEL
 
@@ -109,7 +109,12 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 R10 = EpisodeRule(
     "R10",
     AgencyKind.COMMITTEE,
-    Condition("R10", ("refusal", "assessment", "agreement", "deregistration"), _family_refuses_high_risk, _ended),
+    Condition(
+        "R10",
+        ("refusal", "assessment", "agreement", "deregistration", REREGISTRATION),
+        _family_refuses_high_risk,
+        _ended,
+    ),
     _assign,
     closes=("committee",),
 )

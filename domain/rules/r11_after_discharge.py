@@ -26,7 +26,7 @@ from domain.rules.engine import (
     left_register,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, earliest, in_hospital, latest, of, order
+from domain.rules.entries import REREGISTRATION, Entry, deregistration, earliest, in_hospital, latest, of, order
 from domain.rules.settings import RuleSettings
 
 
@@ -65,7 +65,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 R11 = EpisodeRule(
     "R11",
     AgencyKind.HEALTH_CENTER,
-    Condition("R11", ("hospital", "visit", "deregistration"), _discharged_unvisited, _ended),
+    Condition("R11", ("hospital", "visit", "deregistration", REREGISTRATION), _discharged_unvisited, _ended),
     _assign,
     closes=("health-center",),
 )

@@ -25,7 +25,7 @@ from domain.rules.engine import (
     Trigger,
     notice,
 )
-from domain.rules.entries import Entry, deregistration, refusal_since
+from domain.rules.entries import REREGISTRATION, Entry, deregistration, refusal_since
 from domain.rules.settings import RuleSettings
 
 
@@ -43,7 +43,7 @@ def _refusal_rule(refusal: RefusalKind) -> EpisodeRule:
 
     ended = Condition(
         f"R12-{refusal.value}",
-        ("refusal", "deregistration"),
+        ("refusal", "deregistration", REREGISTRATION),
         holds,
         lambda known, fact: Closing(reason="the refusal ended"),
     )

@@ -30,7 +30,7 @@ from domain.rules.engine import (
     left_register,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, latest, of, order
+from domain.rules.entries import REREGISTRATION, Entry, deregistration, latest, of, order
 from domain.rules.settings import RuleSettings
 
 _AID_KINDS = ("aid_applied", "aid_granted", "aid_found_ineligible", "aid_revoked")
@@ -88,7 +88,7 @@ def _assign(t: Trigger, s: Span, h: History, responsible: Responsible, settings:
 R13 = EpisodeRule(
     "R13",
     AgencyKind.CIVIL_AFFAIRS,
-    Condition("R13", ("circumstances", *_AID_KINDS, "deregistration"), _needs_aid_review, _ended),
+    Condition("R13", ("circumstances", *_AID_KINDS, "deregistration", REREGISTRATION), _needs_aid_review, _ended),
     _assign,
     closes=("civil-affairs",),
 )

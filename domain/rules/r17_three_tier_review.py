@@ -35,7 +35,7 @@ from domain.rules.engine import (
     left_register,
     obligation,
 )
-from domain.rules.entries import Entry, deregistration, earliest, latest, of
+from domain.rules.entries import REREGISTRATION, Entry, deregistration, earliest, latest, of
 from domain.rules.settings import RuleSettings
 from domain.values import RiskClass
 
@@ -94,14 +94,16 @@ def _assign(tier: ReviewTier, kind: AgencyKind, deadline: str) -> Assign:
 R17_TOWNSHIP = EpisodeRule(
     "R17",
     AgencyKind.HEALTH_CENTER,
-    Condition("R17-township", ("review", "deregistration"), _township_review_due, _ended(ReviewTier.TOWNSHIP)),
+    Condition(
+        "R17-township", ("review", "deregistration", REREGISTRATION), _township_review_due, _ended(ReviewTier.TOWNSHIP)
+    ),
     _assign(ReviewTier.TOWNSHIP, AgencyKind.HEALTH_CENTER, "r17_township_review"),
     closes=(ReviewTier.TOWNSHIP.value,),
 )
 R17_CITY = EpisodeRule(
     "R17",
     AgencyKind.PSYCHIATRIC_HOSPITAL,
-    Condition("R17-city", ("review", "deregistration"), _city_review_due, _ended(ReviewTier.CITY)),
+    Condition("R17-city", ("review", "deregistration", REREGISTRATION), _city_review_due, _ended(ReviewTier.CITY)),
     _assign(ReviewTier.CITY, AgencyKind.PSYCHIATRIC_HOSPITAL, "r17_city_review"),
     closes=(ReviewTier.CITY.value,),
 )

@@ -16,6 +16,7 @@ import pytest
 
 from core.handover_messages import build, digest
 from core.region_keys import CrossRegionKeys
+from domain.handover import HandoverAlreadyDecided
 from tests.integration.test_handovers import (
     ANSWER_WITHIN,
     B_VILLAGE,
@@ -24,6 +25,7 @@ from tests.integration.test_handovers import (
     A,
     B,
     handover_id,
+    move_back_to_a,
     move_to_b,
     responsible,
 )
@@ -166,6 +168,36 @@ def test_a_second_move_before_the_first_is_answered_over_nats_is_a_second_handov
         assert a.region.file(patient).deregistration_reason == "moved_out"
         assert b.region.file(patient).deregistered_at is None
         assert responsible(a.region, b.region, second) == {B}
+        await a.disconnect(), await b.disconnect()
+
+    run(story())
+
+
+def test_a_move_back_over_nats_is_accepted_a_registers_the_patient_again_and_b_closes_its_file(two_regions) -> None:
+    a, b = two_regions
+
+    async def story() -> None:
+        await a.connect(), await b.connect()
+        patient, there = move_to_b(a.region)
+        await exchange(a, b, to_b=1, to_a=0)
+        b.region.handovers.answer(there, accepted=True, by_agency=HC)
+        await exchange(a, b, to_b=0, to_a=1)
+        assert a.region.file(patient).deregistration_reason == "moved_out"
+        for side in (a, b):
+            side.region.clock.now += timedelta(days=30)
+        back = move_back_to_a(b.region, patient)
+        await exchange(a, b, to_b=0, to_a=1)  # B's request
+        a.region.handovers.answer(back, accepted=True, by_agency=HC)
+        await exchange(a, b, to_b=1, to_a=0)  # A's acceptance
+        await settled(a, b)
+        assert (a.region.view(back)["status"], b.region.view(back)["status"]) == ("accepted", "accepted")
+        again = a.region.file(patient)
+        assert again.deregistered_at is None and again.reregistered_at == a.region.clock.now
+        assert again.arrived_from is not None and again.arrived_from["origin_region"] == B
+        assert b.region.file(patient).deregistration_reason == "moved_out"
+        assert b.region.view(back)["responsible"] == [A]
+        with pytest.raises(HandoverAlreadyDecided):  # answered once: a rejection now is refused
+            a.region.handovers.answer(back, accepted=False, by_agency=HC)
         await a.disconnect(), await b.disconnect()
 
     run(story())

@@ -11,7 +11,7 @@ decisive fact in A's log says. Forged, replayed and out-of-sequence messages are
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4, uuid5
 
@@ -24,15 +24,18 @@ from core.intake import accept
 from core.region_keys import CrossRegionKeys
 from core.registry import load_file
 from domain.handover import (
-    DeregisteredHere,
+    ErasedHere,
     HandoverAlreadyDecided,
     HandoverCancelledByOrigin,
+    IncomingHandover,
     NotTheReceivingHealthCenter,
     handover_id,
 )
+from domain.patient_file import FactAfterDeregistration
 from domain.receipt import receipt_id
 from ops.data_files import DEMO_DISTRICT
 from tests.support.agency_client import envelope as agency_envelope
+from tests.support.id_numbers import fictional_id_number
 from tests.support.stores import NOW, MovableClock, open_services, store_settings
 
 A, B = "990101", "990202"  # fictional region codes
@@ -41,6 +44,8 @@ VILLAGE = "990101-001-v01"
 B_VILLAGE = "990202-001-v01"  # region B's copy of the fictional demo district
 SECRET_NAME = "MKXRzz Quill Mossgrove"
 ANSWER_WITHIN = timedelta(days=10)
+BASIC_VISIT = {"face_to_face": True, "joint": False, "risk_level": 1, "risk_class": "basically_stable"}
+ID_NUMBER = fictional_id_number(date(1975, 6, 30), seq=17)
 
 
 class Region:
@@ -119,9 +124,10 @@ def regions(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest):
         services.close()
 
 
-def move_to_b(a: Region) -> tuple[UUID, UUID]:
+def move_to_b(a: Region, id_number: str | None = None) -> tuple[UUID, UUID]:
     """A patient registered in A is reported moving to B; A's bridge opens the handover."""
     patient, move = uuid4(), uuid4()
+    number = {"id_number": id_number} if id_number else {}
     a.send(
         HC,
         "patient.registered.v2",
@@ -132,6 +138,7 @@ def move_to_b(a: Region) -> tuple[UUID, UUID]:
             "birth_date": "1975-06-30",
             "household_region": A,
             "phone": "13900000017",
+            **number,
         },
         days_ago=100,
     )
@@ -372,25 +379,165 @@ def move_back_to_a(b: Region, patient: UUID) -> UUID:
     return handover_id(B, patient, move)
 
 
+def settle(*regions: Region) -> None:
+    """Run each region's rules and views up to its log's head."""
+    for region in regions:
+        region.services.catch_up(region.services.case_record.recorder.max_notification_id())
+
+
+def opened_by(region: Region, patient: UUID, message_id: str) -> set[tuple[str, str, str, str]]:
+    """The obligations and notices about the patient that the fact ``message_id`` opened:
+    (rule, action, assignee, status)."""
+    rows = region.services.patient_obligations(patient)
+    return {(o.rule, o.action, o.assignee, o.status) for o in rows if o.trigger_message_id == message_id}
+
+
+def moved_in(region: Region, agency: str) -> set[UUID]:
+    """The members of the agency's "moved-in" list (its jurisdiction, as the API scopes it)."""
+    services = region.services
+    on = region.clock.now.date()
+    units = services.units_within(list(services.registry.state().agency(agency, on).jurisdiction))
+    return {r.patient_id for r in services.lists.page("moved-in", region.clock.now, residences=sorted(units))}
+
+
+def registered_in_a_and_moved_to_b(a: Region, b: Region, link: Link) -> tuple[UUID, UUID]:
+    """A patient with an ID number registered in A, moved to B, accepted there (A deregistered
+    the patient as moved out)."""
+    patient, there = move_to_b(a, id_number=ID_NUMBER)
+    link.sync()
+    b.handovers.answer(there, accepted=True, by_agency=HC)
+    link.sync()
+    assert a.file(patient).deregistration_reason == "moved_out"
+    return patient, there
+
+
+def day_later(*regions: Region, days: float = 30) -> None:
+    for region in regions:
+        region.clock.now += timedelta(days=days)
+
+
 class TestMoveBack:
-    def test_a_move_back_to_a_after_a_deregistered_the_patient_cannot_be_accepted_and_b_stays_responsible(
-        self, regions
-    ) -> None:
+    def test_a_move_back_is_accepted_a_registers_the_patient_again_and_b_closes_its_file(self, regions) -> None:
         a, b, link = regions
-        patient, there = move_to_b(a)
-        link.sync()
-        b.handovers.answer(there, accepted=True, by_agency=HC)
-        link.sync()
-        assert a.file(patient).deregistration_reason == "moved_out"
+        patient, there = registered_in_a_and_moved_to_b(a, b, link)
+        settle(a, b)
+        arrived_in_b = f"{HC}:{uuid5(there, 'registration')}"  # B's registration's message id
+        opened_in_b = opened_by(b, patient, arrived_in_b)
+        day_later(a, b)
+        b.send(
+            HC,
+            "visit.recorded.v1",
+            patient,
+            BASIC_VISIT,
+        )
         back = move_back_to_a(b, patient)
         link.sync()
-        assert a.view(back)["status"] == "requested"
-        with pytest.raises(DeregisteredHere):  # accepting would leave the patient managed by neither
+        assert a.view(back)["status"] == "requested" and a.view(back)["responsible"] == [B]
+        a.handovers.answer(back, accepted=True, by_agency=HC)
+        link.sync()
+        settle(a, b)
+        # A: the same file registered again, living where the request says, from the acceptance
+        again = a.file(patient)
+        assert again.deregistered_at is None and again.deregistration_reason is None
+        assert again.reregistered_at == a.clock.now and again.residence == VILLAGE
+        assert again.personal.name == SECRET_NAME and again.registered_at < again.reregistered_at
+        assert again.arrived_from == {"at": a.clock.now, "origin_region": B, "handover_id": back}
+        assert a.view(back)["status"] == "accepted" and a.view(back)["responsible"] == [B, A]
+        # B: its file closed as moved out, A alone responsible
+        assert b.view(back)["status"] == "accepted" and b.view(back)["responsible"] == [A]
+        assert b.file(patient).deregistration_reason == "moved_out"
+        # the rules in A open what a registration opens (B's registration by the first handover
+        # opened the same): the first visit, from the re-registration's time
+        reregistered = f"handover:{back}:reregistration"
+        assert opened_by(a, patient, reregistered) == {("R4", "follow_up_visit", HC, "assigned")}
+        assert {(r, act) for r, act, _, _ in opened_in_b} == {("R4", "follow_up_visit")}
+        [visit] = [o for o in a.services.patient_obligations(patient) if o.trigger_message_id == reregistered]
+        first_visit = a.services.rule_settings.settings(a.clock.now.date()).r4_first_visit
+        assert visit.due_at == a.clock.now + first_visit
+        # nothing else is open for the patient in A: what the deregistration cancelled stays so
+        still_open = {o.trigger_message_id for o in a.services.patient_obligations(patient) if o.status == "assigned"}
+        assert still_open == {reregistered}
+        # the file shows both registrations; facts dated while the patient lived in B are refused
+        facts = [
+            e.topic
+            for e in a.services.case_record.recorder.select_notifications(1, 10_000)
+            if e.originator_id == patient
+        ]
+        assert facts[0] == "smd.PatientRegistered" and facts[-2:] == [
+            "smd.PatientReregistered",
+            "smd.ArrivedFromRegion",
+        ]
+        assert "smd.PatientDeregistered" in facts
+        with pytest.raises(FactAfterDeregistration):  # a visit dated while the patient lived in B
+            a.send(HC, "visit.recorded.v1", patient, BASIC_VISIT, days_ago=15)
+        a.send(HC, "visit.recorded.v1", patient, BASIC_VISIT, days_ago=0)  # one after the move back is heard
+        # the ID number still finds the patient in A (its marker kept), once
+        from core.identity import find_by_id_number
+
+        assert find_by_id_number(a.services.case_record, ID_NUMBER, a.clock.now) == [patient]
+
+    def test_the_same_acceptance_retried_registers_nothing_twice(self, regions) -> None:
+        a, b, link = regions
+        patient, _ = registered_in_a_and_moved_to_b(a, b, link)
+        day_later(a, b)
+        back = move_back_to_a(b, patient)
+        link.sync()
+        incoming = a.handovers._load(back, IncomingHandover)
+        a.handovers._reregister(incoming)  # as if the service stopped after the re-registration …
+        a.handovers.answer(back, accepted=True, by_agency=HC)  # … and the health center answers again
+        with pytest.raises(HandoverAlreadyDecided):
+            a.handovers.answer(back, accepted=True, by_agency=HC)
+        facts = [
+            e.topic
+            for e in a.services.case_record.recorder.select_notifications(1, 10_000)
+            if e.originator_id == patient
+        ]
+        assert facts.count("smd.PatientReregistered") == 1 and facts.count("smd.ArrivedFromRegion") == 1
+        assert len(a.handovers.outbox(B)) == 2  # the request there, one acceptance back
+
+    def test_a_patient_whose_data_was_erased_here_is_not_registered_again(self, regions) -> None:
+        a, b, link = regions
+        patient, _ = registered_in_a_and_moved_to_b(a, b, link)
+        day_later(a, b)
+        back = move_back_to_a(b, patient)
+        link.sync()
+        record = a.services.case_record
+        record.mapper.keystore.destroy(patient)  # the erasure's last step: the key destroyed
+        record.repository.cache.get(patient, evict=True) if record.repository.cache else None
+        with pytest.raises(ErasedHere):
             a.handovers.answer(back, accepted=True, by_agency=HC)
         assert a.view(back)["status"] == "requested" and a.file(patient).deregistered_at is not None
         a.handovers.answer(back, accepted=False, by_agency=HC)  # what remains: reject, both escalate
         link.sync()
         assert (b.view(back)["status"], a.view(back)["status"]) == ("rejected", "rejected")
-        assert b.view(back)["escalations"] == ["rejected"] == a.view(back)["escalations"]
-        assert b.file(patient).deregistered_at is None and b.file(patient).move_status == "rejected"
-        assert b.view(back)["responsible"] == [B] == a.view(back)["responsible"]
+        assert b.file(patient).deregistered_at is None and b.view(back)["responsible"] == [B]
+
+
+class TestMovedInList:
+    def test_the_destination_health_centers_moved_in_list_holds_the_arrivals_from_another_region(self, regions) -> None:
+        a, b, link = regions
+        stayed = uuid4()  # registered in A, never moved: on no moved-in list
+        a.send(
+            HC,
+            "patient.registered.v2",
+            stayed,
+            {"name": "Orrin Ashdown", "residence": VILLAGE, "birth_date": "1980-02-02", "household_region": A},
+            days_ago=50,
+        )
+        patient, _ = registered_in_a_and_moved_to_b(a, b, link)
+        settle(a, b)
+        assert moved_in(b, HC) == {patient}  # registered in B by the accepted handover
+        assert moved_in(a, HC) == set()  # A deregistered the patient: on none of A's lists
+        assert moved_in(b, "hc-south") == set()  # not B's south health center's jurisdiction
+        day_later(a, b)
+        back = move_back_to_a(b, patient)
+        link.sync()
+        a.handovers.answer(back, accepted=True, by_agency=HC)
+        link.sync()
+        settle(a, b)
+        assert moved_in(a, HC) == {patient}  # registered again in A by the move back
+        assert moved_in(b, HC) == set()  # B deregistered the patient as moved out
+        [row] = [r for r in a.services.lists.page("moved-in", a.clock.now, residences=[VILLAGE])]
+        assert (row.values["arrived_from_region"], row.values["moved_from"]) == (B, None)
+        day_later(a, b, days=91)  # past the list's 90 days
+        assert moved_in(a, HC) == set()
