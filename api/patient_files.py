@@ -75,6 +75,8 @@ class PatientFileView(msgspec.Struct, omit_defaults=True):
     incidents: list[dict[str, Any]] | UnsetType = UNSET
     police_management: dict[str, Any] | UnsetType = UNSET
     moves: list[dict[str, Any]] | UnsetType = UNSET
+    #: what the region that manages the patient now reported (dual management); absent when none
+    reported_by_region: list[dict[str, Any]] | UnsetType = UNSET
     refusals: dict[str, bool] | UnsetType = UNSET
     lost: dict[str, bool] | UnsetType = UNSET
     focus: dict[str, Any] | UnsetType = UNSET

@@ -10,7 +10,9 @@ transaction of its own store:
   sequence in the inbox) and applied with the inbox's new position, or refused and kept with its
   reason;
 - ``answer`` (destination's health center) and ``cancel`` (origin) are the owners' commands;
-- ``check_deadlines``: no answer by the deadline escalates, on each side by its own clock.
+- ``check_deadlines``: no answer by the deadline escalates, on each side by its own clock;
+- ``follow_feed``: after an acceptance from a region it feeds (dual management, Q-5), the facts
+  that region may see are sent to it as they are recorded here (``domain.dual_management``).
 
 Acceptance registers the patient in the destination under the same patient id through the
 ordinary registration (its own blind indexes, its own data key); the origin, when its log holds
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -36,6 +38,15 @@ from core.contract import InboundEvent, PatientRegisteredV1, PatientRegisteredV2
 from core.handover_messages import Refused, Verified, build, digest, verify
 from core.region_keys import CrossRegionKeys
 from core.registry import REGION_TZ, RegistryView
+from domain.dual_management import (
+    EPISODE_TOPICS,
+    FED_TOPICS,
+    DualManagement,
+    FedFact,
+    dual_management_id,
+    fed,
+    feeds,
+)
 from domain.handover import (
     CrossRegionInbox,
     CrossRegionOutbox,
@@ -49,6 +60,7 @@ from domain.handover import (
     outbox_id,
     sequence_refusal,
 )
+from domain.lost import LostEpisode
 from domain.patient import Patient
 from domain.patient_file import MoveReported
 from domain.personal import PersonalDetails
@@ -57,6 +69,10 @@ from domain.values import Provenance
 
 MOVE_TOPIC = MoveReported.TOPIC
 TRACKING = "handovers"
+FEED_TRACKING = "handover-feed"
+#: What the feed follows: the facts it sends, and the destination's answers and voidings (which
+#: start and end a patient's feed), in log order.
+FEED_FOLLOWS = (*FED_TOPICS, IncomingHandover.Answered.TOPIC, IncomingHandover.Voided.TOPIC)
 DEADLINE_CHECK_SECONDS = 60.0  # how often the service's background work looks for passed deadlines
 
 
@@ -70,12 +86,15 @@ class Handovers:
         registry: RegistryView,
         answer_within: timedelta,
         clock: Callable[[], datetime],
+        dual_management_regions: Collection[str] = (),
     ) -> None:
         self.case_record = case_record
         self.keys = keys
         self.registry = registry
         self.answer_within = answer_within
         self.clock = clock
+        #: regions outside this city fed by agreement (regions of one city always are)
+        self.dual_management_regions = frozenset(dual_management_regions)
         self._next_deadline_check = 0.0
 
     #: the follower's name (its tracking name, its lease on PostgreSQL)
@@ -86,6 +105,7 @@ class Handovers:
         most every ``DEADLINE_CHECK_SECONDS``) escalate the handovers whose deadline passed.
         Returns how much it did (0: nothing to do)."""
         busy = self.follow_moves()
+        busy += self.follow_feed()
         if time.monotonic() >= self._next_deadline_check:
             self._next_deadline_check = time.monotonic() + DEADLINE_CHECK_SECONDS
             busy += len(self.check_deadlines())
@@ -187,6 +207,92 @@ class Handovers:
                     escalated.append(hid)
         return escalated
 
+    # -- the dual-management feed --------------------------------------------------------------------
+
+    def follow_feed(self, limit: int = 100) -> int:
+        """Send the tracking region each fact it may see, recorded since the last call, of the
+        patients this region took over from it; returns how many notifications it read (0:
+        caught up). Each message, the feed's record and the position are stored together."""
+        start = (self.case_record.recorder.max_tracking_id(FEED_TRACKING) or 0) + 1
+        notifications = self.case_record.recorder.select_notifications(start, limit, topics=list(FEED_FOLLOWS))
+        for n in notifications:
+            event: Any = self.case_record.mapper.to_domain_event(n)
+            self._retry(lambda n=n, event=event: self._feed(n, event, Tracking(FEED_TRACKING, n.id)))
+        return len(notifications)
+
+    def _feed(self, n: Any, event: Any, tracking: Tracking) -> None:
+        now = self.clock()
+        aggregates: list[Any] = []
+        if isinstance(event, IncomingHandover.Answered | IncomingHandover.Voided):
+            incoming = self._load(n.originator_id, IncomingHandover)
+            record = self._dual(incoming.patient_id, create=True)
+            if isinstance(event, IncomingHandover.Answered):
+                if event.accepted and feeds(self.region, incoming.origin_region, self.dual_management_regions):
+                    record.start(incoming.origin_region, incoming.id, now)
+            elif record.handover_id == incoming.id:
+                record.end("handover voided", now)
+            aggregates = [record]
+        else:
+            patient_id = self._patient_of(n, event)
+            record = self._dual(patient_id) if patient_id is not None else None
+            item = fed(n.topic, event)
+            if record is not None and record.tracking_region is not None and item is not None:
+                kind, fields = item
+                body = {
+                    "patient_id": str(patient_id),
+                    "fact": str(kind),
+                    "occurred_at": _time_of(event).isoformat(),
+                    "recorded_at": event.timestamp.isoformat(),
+                }
+                personal = {
+                    "fields": fields,
+                    "agency": getattr(event, "agency_id", None) or "the service",
+                    "staff": getattr(event, "staff_id", None),
+                }
+                assert record.handover_id is not None
+                outbox = self._queue(record.handover_id, record.tracking_region, MessageKind.FEED, body, personal)
+                if kind == FedFact.DEREGISTERED:
+                    record.end("deregistered here", now)
+                aggregates = [outbox, record]
+        processing = ProcessingEvent[UUID](tracking)
+        processing.collect_events(*aggregates)
+        self.case_record._notify(self.case_record._record(processing))
+
+    def _dual(self, patient_id: UUID, create: bool = False) -> DualManagement | None:
+        try:
+            return self.case_record.repository.get(dual_management_id(patient_id))
+        except AggregateNotFoundError:
+            return DualManagement.open(patient_id, self.clock()) if create else None
+
+    def _patient_of(self, n: Any, event: Any) -> UUID | None:
+        if n.topic not in EPISODE_TOPICS:
+            return n.originator_id
+        episode = self.case_record.repository.get(n.originator_id)
+        return episode.patient_id if isinstance(episode, LostEpisode) else None
+
+    def _on_feed(self, verified: Verified, now: datetime) -> list[Any] | None:
+        m, body = verified.message, verified.message.body
+        try:
+            outgoing = self._load(m.handover_id, OutgoingHandover)
+        except HandoverNotFound:
+            return None
+        if outgoing.status != "accepted" or str(outgoing.patient_id) != body.get("patient_id"):
+            return None  # only a region this one handed the patient over to reports about them
+        personal = verified.personal or {}
+        patient = self.case_record.patient(outgoing.patient_id)
+        patient.record_reported_by_region(
+            now,
+            region=m.sender,
+            handover_id=outgoing.id,
+            message_id=f"xr:{m.sender}:{m.sequence}",
+            fact=str(FedFact(body["fact"])),
+            occurred_at=datetime.fromisoformat(body["occurred_at"]),
+            reported_by=str(personal.get("agency") or ""),
+            reported_staff=personal.get("staff"),
+            details=msgspec.json.encode(personal.get("fields") or {}).decode(),
+        )
+        return [patient]
+
     # -- messages ---------------------------------------------------------------------------------
 
     def receive(self, wire: str | bytes) -> str:
@@ -218,6 +324,8 @@ class Handovers:
                 changed = self._on_cancel(m.handover_id, m.sequence, now)
             case MessageKind.ACCEPT | MessageKind.REJECT:
                 changed = self._on_answer(m.handover_id, m.kind == MessageKind.ACCEPT, m.sequence, m.sender, now)
+            case MessageKind.FEED:
+                changed = self._on_feed(verified, now)
         if changed is None:  # about a handover this region does not hold
             if inbox.refuse(Refusal.UNKNOWN_HANDOVER, m.sequence, digest(wire), _text(wire), now):
                 self.case_record.save(inbox)
@@ -508,3 +616,9 @@ def _shared(patient: Patient) -> dict[str, Any]:
 
 def _text(wire: str | bytes) -> str:
     return wire if isinstance(wire, str) else wire.decode("utf-8", "replace")
+
+
+def _time_of(event: Any) -> datetime:
+    """When a fed fact occurred: a patient fact's own time, a derived one's recording."""
+    occurred = getattr(event, "occurred_at", None)
+    return occurred if isinstance(occurred, datetime) else event.timestamp

@@ -10,6 +10,7 @@ filter; nothing here logs them.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ from domain import focus
 from domain.jurisdiction import agencies_in, covers
 from domain.patient import Patient
 from domain.patient_care import AidStatus
-from domain.patient_file import ReviewTier
+from domain.patient_file import ReportedByRegion, ReviewTier
 from domain.personal import Personal, SealedText, text_of
 from domain.read_filter import CLINICAL_AID, PatientNotVisible, filter_fact_data, filter_file, may_open, sees_fact
 
@@ -220,6 +221,18 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
             }
             for e in sorted(facts.get("move", ()), key=lambda e: (e["at"], e["v"]))
         ],
+        "reported_by_region": [
+            {
+                "region": e["region"],
+                "handover_id": e["handover_id"],
+                "fact": e["fact"],
+                "occurred_at": e["at"],
+                "reported_by": e["reported_by"],  # as the other region asserts it
+                "reported_staff": e["reported_staff"],  # as the other region asserts it
+                **_details(e["details"]),
+            }
+            for e in p.reported_by_region()
+        ],
         "refusals": {
             "visits": p.refuses("visits"),
             "management": p.refuses("management"),  # type: ignore[arg-type]
@@ -251,6 +264,12 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
     }
 
 
+def _details(sealed: Any) -> dict[str, Any]:
+    """A reported fact's fields (erased: none)."""
+    text = text_of(sealed)
+    return {} if not text else dict(json.loads(text))
+
+
 def _review(review: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if review is None else {**review, "outcome": text_of(review["outcome"])}
 
@@ -272,6 +291,8 @@ def _data(event: Any) -> dict[str, Any]:
         value = getattr(event, name)
         if isinstance(value, Personal) and name == "personal":
             out.update(_plain(value))  # name, id_number, phone, address: filtered one by one
+        elif name == "details" and isinstance(event, ReportedByRegion):
+            out.update(_details(value))  # what another region reported: its fields, not a text
         else:
             out[name] = _plain(value)
     return out

@@ -34,7 +34,7 @@ from core.rule_settings_view import RuleSettingsView
 from core.suspected_case_policy import decide_suspected_case
 from core.task_policy import TASK_ASSIGNED, decide_task
 from domain.patient import Fact, Patient
-from domain.patient_file import FileFact
+from domain.patient_file import FileFact, ReportedByRegion
 from domain.registry import AgencyKind
 from domain.restriction import RESTRICTION_CHANGE_TOPICS, Restriction
 from domain.rules import PATIENT_RULES, decide
@@ -56,8 +56,9 @@ def _topics(base: type) -> set[str]:
     return found
 
 
-#: Every patient fact: any of them can open, complete or cancel something.
-PATIENT_TOPICS = frozenset(_topics(Fact) | _topics(FileFact))
+#: Every patient fact: any of them can open, complete or cancel something — but what another
+#: region reports about a patient it manages: this region's rules open nothing from it (Q-5).
+PATIENT_TOPICS = frozenset(_topics(Fact) | _topics(FileFact)) - {ReportedByRegion.TOPIC}
 
 
 #: Test and demonstration only: ``SMD_FAULT=rule-fails-for=<patient id>`` makes the rules fail on

@@ -38,6 +38,7 @@ class MessageKind(StrEnum):
     CANCEL = "cancel"  # origin → destination: the handover is withdrawn
     ACCEPT = "accept"  # destination → origin
     REJECT = "reject"  # destination → origin
+    FEED = "feed"  # destination → origin, after acceptance: a fact the tracking region may see
 
 
 class Refusal(StrEnum):

@@ -579,6 +579,23 @@ class ResidenceChanged(FileFact):
         aggregate.residence = self.residence
 
 
+@_fact("smd.ReportedByRegion", "reported_by_region")
+class ReportedByRegion(FileFact):
+    """A fact recorded by the region that manages the patient now, fed to this region, which
+    keeps tracking them (dual management, seed Q-5; ``domain.dual_management``). The recording
+    agency is ``region:<code>`` (the signed message's sender); ``reported_by`` and
+    ``reported_staff`` are the sender's agency and staff id as that region asserts them;
+    ``occurred_at`` is when it occurred there. ``details``: the fact's fields (JSON), sealed like
+    the file's other health data. This region's rules open nothing from it."""
+
+    region: str
+    handover_id: UUID
+    fact: str
+    reported_by: str
+    reported_staff: str | None
+    details: SealedText
+
+
 @_fact("smd.RefusalRecorded", "refusal")
 class RefusalRecorded(FileFact):
     """A refusal (of visits, of management, of admission by the family), or its end."""
@@ -1211,6 +1228,41 @@ class PatientFile:
         if move["destination_region"] == region:
             raise NotAManualHandover()
         return move
+
+    def record_reported_by_region(
+        self,
+        now: datetime,
+        *,
+        region: str,
+        handover_id: UUID,
+        message_id: str,
+        fact: str,
+        occurred_at: datetime,
+        reported_by: str,
+        reported_staff: str | None,
+        details: str,
+    ) -> None:
+        """Record what the managing region reported (dual management). Recorded after this
+        region deregistered the patient as moved out too: tracking them is the point; the time
+        is the other region's, so it is not checked against this region's clock."""
+        self.trigger_event(
+            ReportedByRegion,
+            timestamp=now,
+            agency_id=f"region:{region}",
+            staff_id=None,
+            occurred_at=occurred_at,
+            message_id=message_id,
+            region=region,
+            handover_id=handover_id,
+            fact=fact,
+            reported_by=reported_by,
+            reported_staff=reported_staff,
+            details=SealedText(text=details),
+        )
+
+    def reported_by_region(self) -> list[dict[str, Any]]:
+        """What other regions reported, oldest first (by when it occurred there)."""
+        return sorted(self._entries("reported_by_region"), key=lambda e: (e["at"], e["v"]))
 
     def record_handover_contact(
         self,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+from domain.dual_management import GROUP_OF
 from domain.errors import DomainError
 from domain.registry import AgencyKind
 
@@ -209,6 +210,10 @@ def filter_file(kind: str, caller_agency: str, file: Mapping[str, Any]) -> dict[
         elif how is Access.OWN and field == "obligations":
             value = [o for o in value if o.get("assignee") == caller_agency]
         out[field] = value
+    # what another region reported (dual management): each fact seen with its group here
+    reported = [e for e in file.get("reported_by_region", ()) if GROUP_OF.get(e["fact"]) in table]
+    if reported:
+        out["reported_by_region"] = reported
     return out
 
 
@@ -263,6 +268,9 @@ FACT_GROUP: dict[str, str] = {
     "smd.LostToFollowUpWithdrawn": "lost",
     "smd.LostToFollowUpEnded": "lost",
     "smd.RiskEscalationReported": "risk",  # an agency reports the risk rose: seen with the risk level
+    # what the region managing the patient reported (dual management): seen with the group of
+    # what it reports (``sees_fact`` reads the fact's ``fact`` field)
+    "smd.ReportedByRegion": "reported",
 }
 
 #: Fact types on a patient's stream that no timeline shows (a fact type in neither table is a
@@ -329,6 +337,8 @@ def sees_fact(kind: str, topic: str, data: Mapping[str, Any] | None = None) -> b
     if group is None:
         return False
     table = READ.get(AgencyKind(kind), {})
+    if group == "reported":
+        return data is not None and GROUP_OF.get(str(data.get("fact"))) in table
     if group == "aid" and data is not None and data.get("aid_type") == DISABILITY_AID:
         return "aid" in table or "disability" in table
     if group == "aid" and data is not None and data.get("aid_type") in CLINICAL_AID:

@@ -364,7 +364,12 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         views.ensure(indicators.projection)
     metrics = Metrics()
     handovers = Handovers(
-        case_record, crossregion_keys(settings), registry, timedelta(days=settings.handover_answer_days), clock
+        case_record,
+        crossregion_keys(settings),
+        registry,
+        timedelta(days=settings.handover_answer_days),
+        clock,
+        dual_management_regions=settings.dual_management_regions,
     )
     waiting = Waiting(waiting_table, case_record, timedelta(seconds=settings.waiting_window_seconds), metrics)
     return Services(

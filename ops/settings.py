@@ -160,6 +160,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_CROSSREGION_PEERS: a JSON file naming each linked region's public keys."""
     handover_answer_days: float = 10.0
     """SMD_HANDOVER_ANSWER_DAYS: how long the destination has to accept or reject a handover."""
+    dual_management_regions: tuple[str, ...] = ()
+    """SMD_DUAL_MANAGEMENT_REGIONS: linked regions outside this city that this region feeds, by
+    agreement, about the patients it took over from them (regions of one city always are)."""
     crossregion_domain: str = ""
     """SMD_CROSSREGION_DOMAIN: this region's NATS JetStream domain (its server's ``jetstream { domain }``),
     where the linked regions source its handover messages from; required with SMD_NATS_URL and peers."""
@@ -495,6 +498,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         handover_answer_days = -1.0
     if not 0 < handover_answer_days <= 90:
         raise _fail("SMD_HANDOVER_ANSWER_DAYS", f"must be a number of days above 0, at most 90, got {answer_text!r}")
+    dual_management_regions = tuple(r.strip() for r in get("SMD_DUAL_MANAGEMENT_REGIONS").split(",") if r.strip())
+    for r in dual_management_regions:
+        if not re.fullmatch(r"\d{6}", r):
+            raise _fail("SMD_DUAL_MANAGEMENT_REGIONS", f"must be comma-separated six-digit region codes, got {r!r}")
     seal_retired = tuple(
         _decode_key("SMD_CROSSREGION_SEAL_KEYS_RETIRED", k.strip())
         for k in get("SMD_CROSSREGION_SEAL_KEYS_RETIRED").split(",")
@@ -599,6 +606,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         crossregion_seal_keys_retired=seal_retired,
         crossregion_peers=peers,
         handover_answer_days=handover_answer_days,
+        dual_management_regions=dual_management_regions,
         crossregion_domain=crossregion_domain,
         crossregion_nats_url=crossregion_nats_url,
         witness_key=keys["SMD_WITNESS_KEY"],
