@@ -112,10 +112,15 @@ class _SqlAccessLog:
         with self._tx() as c:
             self._lock_chain(c)  # rows are chained in position order, one writer at a time
             head = self._last_head(c)
-            for entry in entries:
-                stored = tuple(c.execute(sql, self._row(entry)).fetchone())
+            links = []
+            for stored in self._insert_returning(c, sql, [self._row(e) for e in entries]):
                 head = chain_link(head, chain_record(stored))
-                c.execute(link, (stored[0], head))
+                links.append((stored[0], head))
+            c.cursor().executemany(link, links)
+
+    def _insert_returning(self, c: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The stored rows of ``rows`` inserted in order (positions ascending)."""
+        return [tuple(c.execute(sql, row).fetchone()) for row in rows]
 
     # -- the chain ---------------------------------------------------------------------------
 
@@ -352,6 +357,16 @@ class PostgresAccessLog(_SqlAccessLog):
 
     def _lock_chain(self, c: Any) -> None:
         c.execute(f"LOCK TABLE {CHAIN_TABLE} IN EXCLUSIVE MODE")  # readers go on; appends wait
+
+    def _insert_returning(self, c: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        # one pipelined round trip for the whole group, not one per row
+        cur = c.cursor()
+        cur.executemany(sql, rows, returning=True)
+        out = []
+        while True:
+            out.append(tuple(cur.fetchone()))
+            if not cur.nextset():
+                return out
 
     def close(self) -> None:
         self.pool.close()

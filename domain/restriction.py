@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -49,8 +50,10 @@ class SubjectKind(StrEnum):
     SUSPECTED_CASE = "suspected_case"
 
 
+@lru_cache(maxsize=100_000)
 def restriction_id(subject_id: UUID) -> UUID:
-    """The id of a subject's restriction (one per patient or suspected case)."""
+    """The id of a subject's restriction (one per patient or suspected case); kept once computed:
+    every page of a list asks it for each of its patients."""
     return uuid5(RESTRICTION_NAMESPACE, str(subject_id))
 
 

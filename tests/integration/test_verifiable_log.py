@@ -281,6 +281,37 @@ class TestTheAccessLogChain:
         read_some(second, 1)
         assert second.access_log.chain_findings() == []
 
+    def test_a_group_of_reads_written_together_is_chained_in_order(self, services: Services) -> None:
+        """Concurrent reads are appended as one group (core.intake.GroupedAccessLog); each row of
+        the group gets its own position and link, in the order given."""
+        from datetime import UTC, datetime
+
+        from core.access_log import AccessEntry
+
+        read_some(services, 2)
+        group = [
+            AccessEntry(
+                at=datetime.now(UTC),
+                agency_id="police-east",
+                key_id="k2",
+                staff_id=None,
+                purpose="assigned-duty",
+                endpoint="GET /v1/work-queue",
+                status=200,
+                patient_ids=tuple(uuid4() for _ in range(i + 1)),
+                fields=("obligations",),
+                correlation_id=f"group-{i}",
+            )
+            for i in range(5)
+        ]
+        services.access_log.append_many(group)
+        read_some(services, 1)
+        stored = services.access_log.entries(limit=20)
+        assert [e.correlation_id for e in stored] == ["c0", "c1", *(f"group-{i}" for i in range(5)), "c0"]
+        assert [len(e.patient_ids) for e in stored[2:7]] == [1, 2, 3, 4, 5]
+        assert services.access_log.chain_head()[0] == 8
+        assert services.access_log.chain_findings() == []
+
     def test_the_last_rows_deleted_with_their_links_are_caught_by_the_checkpoint(self, services: Services) -> None:
         read_some(services)
         record_patients(services, patients=1)
