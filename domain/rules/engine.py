@@ -566,13 +566,18 @@ class CycleRule:
         return d
 
     def cycle_of(self, h: History, oid: UUID) -> tuple[Span, int] | None:
-        """The open episode and cycle number of obligation ``oid`` (None: not the current cycle)."""
+        """The open episode and cycle number of obligation ``oid`` (None: not the current cycle):
+        the current cycle's id, or the id it was reopened under when the patient moved."""
         from domain.rules.entries import tagged
 
+        moves = [str(e["move_id"]) for e in h.patient.facts.get("residence", ())]
         for span in spans(tagged(h.patient, *self.condition.kinds), self.condition.holds, self.condition.ended):
             if span.is_open:
                 current = self.anchor(h, span, h.version)
-                if self.cycle_id(h.patient.id, span, current) == oid:
+                ids = {self.cycle_id(h.patient.id, span, current)}
+                for move_id in moves:  # each move may or may not have moved it: every chain it may have
+                    ids |= {moved_id(i, move_id) for i in ids}
+                if oid in ids:
                     return span, current["v"]
         return None
 
