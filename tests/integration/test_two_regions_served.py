@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ A_VILLAGE, B_VILLAGE = "990101-001-v01", "990202-001-v01"
 A_HC, A_COMMITTEE, A_GOV = "hc-north", "committee-north", "gov-willowbrook"
 B_HC, B_GOV = "hc-ferngate", "gov-ferngate"
 XR_USER = "smd-crossregion"
+STOP_WITHIN = 8.0  # seconds from SIGTERM to exit, NATS up (`smd serve` gives its workers 10)
 
 
 @dataclass
@@ -64,8 +66,10 @@ class Served:
             self.proc = subprocess.Popen([*WORKER, "serve"], env=env, cwd=ROOT_DIR, stdout=log, stderr=log)
         until(lambda: self.proc.poll() is None and httpx.get(self.base + "/healthz").status_code == 200, "smd serve")
 
-    def stop(self) -> None:
+    def stop(self) -> float:
+        """SIGTERM, as an operator stops it; how long it took to exit."""
         proc, self.proc = self.proc, None
+        started = time.monotonic()
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -73,6 +77,7 @@ class Served:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        return time.monotonic() - started
 
     def call(self, method: str, path: str, agency: str, body: Any = None, purpose: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.keys[agency]}"}
@@ -153,10 +158,12 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             region.start()
         yield TwoRegions(regions[0], regions[1], which)
     finally:
+        took = {region.code: region.stop() for region in regions}
         for region in regions:
-            region.stop()
             region.server.stop()
         drop_database(pg_server, database.dbname)
+    # a link's pull subscription left open kept each service 10 s in its shutdown
+    assert all(seconds < STOP_WITHIN for seconds in took.values()), took
 
 
 def move_to_b(a: Served) -> tuple[UUID, str]:
