@@ -36,7 +36,7 @@ from api.ports import AccessLogPort, Port
 from api.problems import status_for
 from api.reads import Purpose, Revealed, recorded
 from core.access_log import AccessEntry
-from core.patient_read import LOST_AFTER_MISSES
+from core.patient_read import LOST_AFTER_MISSES, latest_reported
 from core.restrictions import hidden_from
 from domain import focus
 from domain.errors import DomainError
@@ -157,6 +157,8 @@ class ListRowView(msgspec.Struct, omit_defaults=True):
     medication: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     hospital: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     refusals: dict[str, bool] | msgspec.UnsetType = msgspec.UNSET
+    #: the latest fact of each kind the managing region reported (dual management); absent when none
+    reported_by_region: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ListPage(msgspec.Struct):
@@ -204,6 +206,9 @@ def row_file(patient: Patient, now: datetime) -> dict[str, Any]:
             "management": p.refuses(RefusalKind.MANAGEMENT),
             "admission_by_family": p.refuses(RefusalKind.ADMISSION_BY_FAMILY),
         },
+        # what the region managing the patient now reported last, of each kind (the
+        # managed-elsewhere list): each still shown only to the kinds that see its group
+        "reported_by_region": latest_reported(p),
     }
 
 

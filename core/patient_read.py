@@ -221,18 +221,7 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
             }
             for e in sorted(facts.get("move", ()), key=lambda e: (e["at"], e["v"]))
         ],
-        "reported_by_region": [
-            {
-                "region": e["region"],
-                "handover_id": e["handover_id"],
-                "fact": e["fact"],
-                "occurred_at": e["at"],
-                "reported_by": e["reported_by"],  # as the other region asserts it
-                "reported_staff": e["reported_staff"],  # as the other region asserts it
-                **_details(e["details"]),
-            }
-            for e in p.reported_by_region()
-        ],
+        "reported_by_region": reported_entries(p),
         "refusals": {
             "visits": p.refuses("visits"),
             "management": p.refuses("management"),  # type: ignore[arg-type]
@@ -262,6 +251,30 @@ def whole_file(patient: Patient, now: datetime, obligations: Iterable[Obligation
             if o.status in OPEN_STATUSES
         ],
     }
+
+
+def reported_entries(patient: Patient) -> list[dict[str, Any]]:
+    """What other regions reported about the patient, oldest first, as the file shows it."""
+    return [
+        {
+            "region": e["region"],
+            "handover_id": e["handover_id"],
+            "fact": e["fact"],
+            "occurred_at": e["at"],
+            "reported_by": e["reported_by"],  # as the other region asserts it
+            "reported_staff": e["reported_staff"],  # as the other region asserts it
+            **_details(e["details"]),
+        }
+        for e in patient.reported_by_region()
+    ]
+
+
+def latest_reported(patient: Patient) -> list[dict[str, Any]]:
+    """The latest reported fact of each kind (lost and located count as one), oldest first."""
+    latest: dict[str, dict[str, Any]] = {}
+    for e in reported_entries(patient):
+        latest["lost" if e["fact"] == "located" else e["fact"]] = e
+    return sorted(latest.values(), key=lambda e: e["occurred_at"])
 
 
 def _details(sealed: Any) -> dict[str, Any]:

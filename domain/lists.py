@@ -67,8 +67,8 @@ def _list(name: str, rule: str, readers: set[AgencyKind], why: str) -> WorkingLi
     return WorkingList(name, rule, frozenset(readers | {_AUDITOR}), why)
 
 
-#: Every list, in the order the catalogue shows them. Every list holds registered patients only
-#: (a deregistered patient is on none) within the caller's jurisdiction.
+#: Every list, in the order the catalogue shows them. Every list but ``managed-elsewhere`` holds
+#: registered patients only (a deregistered patient is on none) within the caller's jurisdiction.
 LISTS: dict[str, WorkingList] = {
     w.name: w
     for w in (
@@ -183,8 +183,23 @@ LISTS: dict[str, WorkingList] = {
             "own work: first visit, R1's 列管, the care team), and the governance center, which oversees the "
             "receiving health center's accept-or-reject obligation (R8) and its escalation",
         ),
+        # deregistered here as moved out to a region that still reports about the patient
+        # (dual management, Q-5): tracked here, managed there
+        _list(
+            "managed-elsewhere",
+            "managed by another region now: moved out to a linked region, which reports what it records "
+            "(risk, lost and located, incidents, hospital stays) to this one, and has not reported the "
+            "patient's deregistration there; the row shows the latest reported facts",
+            {_HC, _POLICE, _GOV},
+            "the household region keeps tracking (双管控): the kinds that see `risk` or `lost`; each reported "
+            "fact is still shown only to the kinds that see its group",
+        ),
     )
 }
+
+#: The one list of patients off this region's register (every other list holds registered
+#: patients only).
+TRACKED_LIST = "managed-elsewhere"
 
 #: The orders a list can be read in (``sort=``), each with its meaning.
 SORTS: dict[str, str] = {
@@ -304,6 +319,17 @@ def standing(patient: Any) -> dict[str, Any]:
         "moved_from": None if moved is None else moved.get("previous"),
         "arrived_from_region": None if moved is None else moved.get("origin_region"),
     }
+
+
+def managed_by_region(patient: Any) -> str | None:
+    """The region that manages a patient this region moved out and still tracks: the sender of
+    the latest reported fact, unless that fact is its deregistration (the feed ended)."""
+    if getattr(patient, "deregistration_reason", None) != "moved_out":
+        return None
+    reported = patient.reported_by_region() if hasattr(patient, "reported_by_region") else []
+    if not reported or reported[-1]["fact"] == "deregistered":
+        return None
+    return str(reported[-1]["region"])
 
 
 def recently_discharged_since(now: datetime) -> datetime:

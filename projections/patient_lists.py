@@ -5,7 +5,8 @@ pickup overdue.
 A projection on the framework of ``projections.base``, rebuildable (``smd projections rebuild
 patient_lists``). On each fact of a patient it loads the patient (read only, from the case
 record's cache) and writes the row from the same derivations the file shows, so a list never
-disagrees with ``GET /v1/patients/{id}``; a deregistered patient's row is deleted. The rows hold
+disagrees with ``GET /v1/patients/{id}``; a deregistered patient's row is deleted, unless they moved out to a
+linked region that still reports about them (the managed-elsewhere list, Q-5). The rows hold
 no personal values (no name, ID number, phone, address, free text): a page fills them from the
 patient's file at answer time, through the read filter (docs/decisions/028-working-lists.md).
 
@@ -32,7 +33,15 @@ from eventsourcing.persistence import Notification
 from core.followers.concerns import Concerns
 from core.followers.parking import ParkingStore
 from core.patient_read import own_patient_of
-from domain.lists import PICKUP_RULE, VISIT_RULE, moved_in_since, recently_discharged_since, standing
+from domain.lists import (
+    PICKUP_RULE,
+    TRACKED_LIST,
+    VISIT_RULE,
+    managed_by_region,
+    moved_in_since,
+    recently_discharged_since,
+    standing,
+)
 from domain.obligation import STATUS_AFTER, Obligation
 from domain.patient import Patient
 from domain.patient_file import FileFact
@@ -93,6 +102,9 @@ PATIENTS = Table(
         # v3: when the latest of those was an arrival by a handover from another region, its
         # origin region (``moved_from`` is then null: no org unit of this region)
         Column("arrived_from_region", "text"),
+        # v4: a patient moved out to a linked region that still reports about them (the
+        # "managed-elsewhere" list; every other list leaves such rows out): that region
+        Column("managed_by_region", "text"),
     ),
     primary_key=("patient_id",),
     indexes=(
@@ -141,7 +153,7 @@ class PatientListsView:
     #: v2: ``moved_in_at`` and ``moved_from`` (the "moved-in" list); v3: arrivals from another
     #: region count too (``arrived_from_region``). A new version is built from the log at start,
     #: beside the old one, and replaces it when caught up
-    version = 3
+    version = 4  # v4: rows of patients managed by another region (``managed_by_region``)
     topics = (*PATIENT_TOPICS, ASSIGNED, *STATUS_AFTER, OVERDUE)
     tables = (PATIENTS, OWNERS, OBLIGATIONS)
 
@@ -188,17 +200,18 @@ class PatientListsView:
         patient = self.load(patient_id)
         if not isinstance(patient, Patient):
             return
-        if patient.deregistered_at is not None:
+        elsewhere = managed_by_region(patient)
+        if patient.deregistered_at is not None and elsewhere is None:
             batch.add(Delete("patients", {"patient_id": patient_id}))
             return
-        batch.add(Upsert("patients", {"patient_id": patient_id, "position": position, **standing(patient)}))
+        row = {"patient_id": patient_id, "position": position, **standing(patient), "managed_by_region": elsewhere}
+        batch.add(Upsert("patients", row))
         for agency in sorted(own_patient_of(patient)):
             batch.add(Insert("owners", {"agency_id": agency, "patient_id": patient_id}))
 
 
-def membership(name: str, now: datetime, obligations: str, table: str) -> tuple[str, list[Any]]:
-    """Each list's membership rule as a condition on the rows (``domain.lists.LISTS`` has it in
-    words): the SQL and its parameters. ``obligations`` and ``table``: the physical tables."""
+def _registered_membership(name: str, now: datetime, obligations: str, table: str) -> tuple[str, list[Any]]:
+    """The membership rules of the lists of registered patients."""
 
     def overdue(rule: str) -> tuple[str, list[Any]]:
         return (
@@ -239,6 +252,16 @@ def membership(name: str, now: datetime, obligations: str, table: str) -> tuple[
         case "moved-in":  # the residence changed within MOVED_IN_DAYS (from outside the scope: ``page``)
             return "(moved_in_at IS NOT NULL AND moved_in_at >= ?)", [moved_in_since(now)]
     raise ValueError(f"no membership rule for list {name!r}")
+
+
+def membership(name: str, now: datetime, obligations: str, table: str) -> tuple[str, list[Any]]:
+    """Each list's membership rule as a condition on the rows (``domain.lists.LISTS`` has it in
+    words): the SQL and its parameters. ``obligations`` and ``table``: the physical tables. Every
+    list but ``managed-elsewhere`` holds this region's registered patients only."""
+    if name == TRACKED_LIST:  # moved out, and the managing region still reports
+        return "managed_by_region IS NOT NULL", []
+    where, params = _registered_membership(name, now, obligations, table)
+    return f"({where}) AND managed_by_region IS NULL", params
 
 
 class ListRow:

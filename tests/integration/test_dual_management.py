@@ -270,3 +270,43 @@ class TestOverTheNatsLink:
             await a.disconnect(), await b.disconnect()
 
         run(story())
+
+
+class TestTheManagedElsewhereList:
+    def test_the_tracking_region_lists_the_patient_with_the_latest_reported_facts_until_the_feed_ends(
+        self, open_region
+    ) -> None:
+        from api.lists import row_of
+
+        a, c = linked(open_region, A, C)
+        patient, _ = handed_over(a, c)
+        stays = uuid4()  # a patient of A's who never moved: on A's lists, never on this one
+        a.send(
+            HC,
+            "patient.registered.v2",
+            stays,
+            {"name": "Stayhome Quill", "residence": VILLAGE, "birth_date": "1970-01-02", "household_region": A},
+            days_ago=50,
+        )
+        a.send(HC, "visit.recorded.v1", stays, {"face_to_face": True, "risk_level": 3, "risk_class": "unstable"}, 1)
+        care_in(c, patient)
+        sync(a, c)
+        a.follow()
+
+        def members(name: str) -> list[UUID]:
+            return [r.patient_id for r in a.services.lists.page(name, NOW, residences=[VILLAGE])]
+
+        assert members("managed-elsewhere") == [patient]
+        assert members("high-risk") == [stays]  # C's level-3 visit puts no moved-out patient on A's lists
+        row = row_of(a.file(patient), "police_station", POLICE, NOW)
+        # the latest of each kind (located after lost: one kind), oldest first; the police see no
+        # hospital stays
+        assert [(e["fact"], e["region"]) for e in row["reported_by_region"]] == [
+            ("risk", C),
+            ("located", C),
+            ("incident", C),
+        ]
+        c.send(HC, "patient.deregistered.v1", patient, {"reason": "death"}, 0.01)
+        sync(a, c)
+        a.follow()
+        assert members("managed-elsewhere") == []

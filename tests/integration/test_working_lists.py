@@ -258,6 +258,9 @@ HEALTH_CENTER_NORTH = {
     # moved in from outside hc-north's villages within 90 days: N (south, 10 days ago), R
     # (Reedmarsh, 5 days ago); not O (120 days ago), not P (moved out), not Q (rejected)
     "moved-in": {"N", "R"},
+    # P moved inside the region (the same file, a new residence): no region reports about anyone
+    # here (the list of patients managed by a linked region: test_dual_management.py)
+    "managed-elsewhere": set(),
 }
 
 
