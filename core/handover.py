@@ -73,7 +73,9 @@ FEED_TRACKING = "handover-feed"
 #: What the feed follows: the facts it sends, and the destination's answers and voidings (which
 #: start and end a patient's feed), in log order.
 FEED_FOLLOWS = (*FED_TOPICS, IncomingHandover.Answered.TOPIC, IncomingHandover.Voided.TOPIC)
-DEADLINE_CHECK_SECONDS = 60.0  # how often the service's background work looks for passed deadlines
+#: how often the service's background work looks for passed deadlines, unless told otherwise
+#: (SMD_HANDOVER_CHECK_SECONDS): each check reads every open handover, and deadlines are days away
+DEADLINE_CHECK_SECONDS = 60.0
 
 
 class Handovers:
@@ -87,6 +89,7 @@ class Handovers:
         answer_within: timedelta,
         clock: Callable[[], datetime],
         dual_management_regions: Collection[str] = (),
+        check_every: float = DEADLINE_CHECK_SECONDS,
     ) -> None:
         self.case_record = case_record
         self.keys = keys
@@ -95,6 +98,7 @@ class Handovers:
         self.clock = clock
         #: regions outside this city fed by agreement (regions of one city always are)
         self.dual_management_regions = frozenset(dual_management_regions)
+        self.check_every = check_every  # seconds between two deadline checks
         self._next_deadline_check = 0.0
 
     #: the follower's name (its tracking name, its lease on PostgreSQL)
@@ -102,12 +106,12 @@ class Handovers:
 
     def run_once(self) -> int:
         """One round of the service's background work: open handovers for new moves, and (at
-        most every ``DEADLINE_CHECK_SECONDS``) escalate the handovers whose deadline passed.
+        most every ``check_every`` seconds) escalate the handovers whose deadline passed.
         Returns how much it did (0: nothing to do)."""
         busy = self.follow_moves()
         busy += self.follow_feed()
         if time.monotonic() >= self._next_deadline_check:
-            self._next_deadline_check = time.monotonic() + DEADLINE_CHECK_SECONDS
+            self._next_deadline_check = time.monotonic() + self.check_every
             busy += len(self.check_deadlines())
         return busy
 

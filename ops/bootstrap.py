@@ -370,6 +370,7 @@ def bootstrap(settings: Settings, clock: Clock = utc_now, snapshot_every: int | 
         timedelta(days=settings.handover_answer_days),
         clock,
         dual_management_regions=settings.dual_management_regions,
+        check_every=settings.handover_check_seconds,
     )
     waiting = Waiting(waiting_table, case_record, timedelta(seconds=settings.waiting_window_seconds), metrics)
     return Services(

@@ -160,6 +160,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """SMD_CROSSREGION_PEERS: a JSON file naming each linked region's public keys."""
     handover_answer_days: float = 10.0
     """SMD_HANDOVER_ANSWER_DAYS: how long the destination has to accept or reject a handover."""
+    handover_check_seconds: float = 60.0
+    """SMD_HANDOVER_CHECK_SECONDS: how often the background work looks for handovers past their deadline."""
     dual_management_regions: tuple[str, ...] = ()
     """SMD_DUAL_MANAGEMENT_REGIONS: linked regions outside this city that this region feeds, by
     agreement, about the patients it took over from them (regions of one city always are)."""
@@ -498,6 +500,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         handover_answer_days = -1.0
     if not 0 < handover_answer_days <= 90:
         raise _fail("SMD_HANDOVER_ANSWER_DAYS", f"must be a number of days above 0, at most 90, got {answer_text!r}")
+    check_text = get("SMD_HANDOVER_CHECK_SECONDS") or "60"
+    try:
+        handover_check_seconds = float(check_text)
+    except ValueError:
+        handover_check_seconds = -1.0
+    if not 0 < handover_check_seconds <= 3600:
+        raise _fail(
+            "SMD_HANDOVER_CHECK_SECONDS", f"must be a number of seconds above 0, at most 3600, got {check_text!r}"
+        )
     dual_management_regions = tuple(r.strip() for r in get("SMD_DUAL_MANAGEMENT_REGIONS").split(",") if r.strip())
     for r in dual_management_regions:
         if not re.fullmatch(r"\d{6}", r):
@@ -606,6 +617,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         crossregion_seal_keys_retired=seal_retired,
         crossregion_peers=peers,
         handover_answer_days=handover_answer_days,
+        handover_check_seconds=handover_check_seconds,
         dual_management_regions=dual_management_regions,
         crossregion_domain=crossregion_domain,
         crossregion_nats_url=crossregion_nats_url,

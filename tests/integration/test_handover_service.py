@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -49,6 +50,7 @@ def service_regions(store_kind: str, tmp_path: Path, request: pytest.FixtureRequ
             SMD_REGION=code,
             SMD_CROSSREGION_PEERS=str(peers),
             SMD_HANDOVER_ANSWER_DAYS="7",
+            **({"SMD_HANDOVER_CHECK_SECONDS": "0.5"} if code == B else {}),  # A: the default minute
         )
         clock = MovableClock(NOW)
         services = open_services(settings, clock=clock)
@@ -106,6 +108,12 @@ class TestSettings:
             load_settings({**env, "SMD_CROSSREGION_PEERS": str(tmp_path / "missing.json")})
         with pytest.raises(SettingsError, match="SMD_HANDOVER_ANSWER_DAYS"):
             load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_HANDOVER_ANSWER_DAYS": "0"})
+        for bad in ("0", "3601", "soon"):
+            with pytest.raises(SettingsError, match="SMD_HANDOVER_CHECK_SECONDS"):
+                load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_HANDOVER_CHECK_SECONDS": bad})
+        assert load_settings({"SMD_DATA_DIR": str(tmp_path)}).handover_check_seconds == 60
+        every_half_second = {"SMD_DATA_DIR": str(tmp_path), "SMD_HANDOVER_CHECK_SECONDS": "0.5"}
+        assert load_settings(every_half_second).handover_check_seconds == 0.5
 
     def test_the_keys_are_kept_and_a_retired_sealing_key_still_opens_what_was_sealed_to_it(self, tmp_path) -> None:
         first = load_settings({"SMD_DATA_DIR": str(tmp_path), "SMD_REGION": B})
@@ -211,6 +219,19 @@ class TestInTheService:
             region.handovers._next_deadline_check = 0.0  # the next round looks (once a minute otherwise)
             run_followers(region)
             assert region.view(hid)["escalations"] == ["unanswered"]
+
+    def test_the_deadline_check_runs_every_smd_handover_check_seconds(self, service_regions) -> None:
+        a, b = service_regions
+        assert (a.handovers.check_every, b.handovers.check_every) == (60.0, 0.5)
+        _, hid = report_move(a)
+        run_followers(a)  # looked once: the next look in a minute
+        carry(a, b)
+        run_followers(b)  # looked once: the next look in half a second
+        for region in (a, b):
+            region.clock.now = NOW + timedelta(days=8)
+        time.sleep(0.6)
+        run_followers(a), run_followers(b)
+        assert a.view(hid)["escalations"] == [] and b.view(hid)["escalations"] == ["unanswered"]
 
 
 def keys_for(region: Region, *agencies: str) -> dict[str, str]:
