@@ -44,6 +44,7 @@ from core.erasure import erased_subjects, notice_decision
 from core.handover_messages import Refused, Verified, build, digest, verify
 from core.region_keys import CrossRegionKeys
 from core.registry import REGION_TZ, RegistryView
+from core.restrictions import is_restricted
 from domain.dual_management import (
     EPISODE_TOPICS,
     FED_TOPICS,
@@ -72,7 +73,7 @@ from domain.patient import Patient
 from domain.patient_file import MoveReported
 from domain.personal import PersonalDetails
 from domain.registry import AgencyKind
-from domain.restriction import Restriction, SubjectKind, restriction_id
+from domain.restriction import PatientRestricted, Restriction, SubjectKind, restriction_id
 from domain.suspected_case import SuspectedCase
 from domain.values import Provenance
 
@@ -197,6 +198,8 @@ class Handovers:
         """The destination's health center accepts or rejects. Acceptance registers the patient
         here first (idempotent: a retry after a crash registers nothing twice)."""
         incoming = self._load(hid, IncomingHandover)
+        if accepted and is_restricted(self.case_record, incoming.patient_id):
+            raise PatientRestricted(incoming.patient_id)  # erased by the origin's notice, or restricted here
         if accepted and incoming.status == "requested":
             if self._exists(incoming.patient_id):
                 self._retry(lambda: self._reregister(incoming))  # a move back (decision 043)

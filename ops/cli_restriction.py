@@ -138,7 +138,8 @@ def _crossregion(services: Any) -> None:
         print("no SMD_CROSSREGION_NATS_URL: the cross-region streams were not searched")
         return
     for stream, seqs in asyncio.run(_delete_crossregion_messages(services, erased)).items():
-        print(f"{stream}: {len(seqs)} message(s) about erased patients deleted")
+        if seqs:  # the rest wait for a later run, or are gone already
+            print(f"{stream}: {len(seqs)} message(s) about erased patients deleted")
 
 
 async def _delete_crossregion_messages(services: Any, erased: Any) -> dict[str, list[int]]:

@@ -18,7 +18,7 @@ from core.erasure import erase_due
 from core.handover_messages import build
 from core.restrictions import Requester
 from domain.erasure_notice import CrossRegionErasure, erasure_notice_id
-from domain.restriction import RestrictionAct
+from domain.restriction import PatientRestricted, RestrictionAct
 from ops.bootstrap import Services
 from tests.integration.test_erasure import SEALED, forms, raw_blobs
 from tests.integration.test_handovers import HC, ID_NUMBER, SECRET_NAME, A, B, Link, Region, move_to_b, regions
@@ -158,3 +158,16 @@ class TestErasureNotice:
         assert [r["reason"] for r in b.handovers.refused_from(A)] == ["unknown-handover"]
         assert b.handovers.erasure_notices_received() == []
         assert not restrictions.is_restricted(b.services.case_record, stranger)
+
+    def test_a_request_still_open_in_b_cannot_be_accepted_once_the_patient_is_erased(self, regions) -> None:
+        a, b, link = regions
+        patient, hid = move_to_b(a, id_number=ID_NUMBER)
+        link.sync()
+        registered_in_error(a, patient)
+        erased_in_a(a, patient)
+        link.sync()
+        assert b.view(hid)["status"] == "requested"
+        with pytest.raises(PatientRestricted):
+            b.handovers.answer(hid, accepted=True, by_agency=HC)
+        b.handovers.answer(hid, accepted=False, by_agency=HC)  # rejecting still ends the obligation
+        assert b.view(hid)["status"] == "rejected"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from uuid import UUID
 
 import pytest
@@ -19,10 +20,11 @@ from core.erasure import erase_due
 from core.handover_messages import Refused, verify
 from core.region_keys import CrossRegionKeys
 from integrations.crossregion.erasure import delete_erased_messages
+from ops.cli_restriction import _crossregion
 from tests.integration.test_crossregion_cases import exchange, settled
 from tests.integration.test_crossregion_erasure import erased_in_a, registered_in_error, scan
 from tests.integration.test_handovers import HC, ID_NUMBER, SECRET_NAME, A, B, move_to_b
-from tests.support.crossregion import Side, run, two_regions
+from tests.support.crossregion import ROOT, Side, run, two_regions
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +62,9 @@ def opened(side: Side, keys: list[CrossRegionKeys], timeout: float = 10.0, want:
         time.sleep(0.2)
 
 
-def test_an_erasure_in_a_leaves_none_of_the_patients_values_in_either_nats_store_or_bs_tables(two_regions) -> None:
+def test_an_erasure_in_a_leaves_none_of_the_patients_values_in_either_nats_store_or_bs_tables(
+    two_regions, capsys
+) -> None:
     a, b = two_regions
     keys = [a.region.keys, b.region.keys]
 
@@ -84,17 +88,21 @@ def test_an_erasure_in_a_leaves_none_of_the_patients_values_in_either_nats_store
         [erased] = erase_due(b.region.services.case_record, handovers=b.region.handovers)  # B's run
         assert erased.key_destroyed
 
-        deleted = {}
-        for side in (a, b):
-            assert side.nc is not None and side.link is not None
-            plan = side.region.handovers.erased_messages()
-            deleted[side.code] = await delete_erased_messages(side.nc.jetstream(), side.link.names, plan)
+        assert a.nc is not None and a.link is not None
+        deleted = await delete_erased_messages(a.nc.jetstream(), a.link.names, a.region.handovers.erased_messages())
+        assert sorted(len(s) for s in deleted.values()) == [1, 1]  # its request out, B's rejection in
         await a.disconnect(), await b.disconnect()
-        # each side: its request or rejection out, the other's in
-        assert {code: sorted(len(s) for s in d.values()) for code, d in deleted.items()} == {A: [1, 1], B: [1, 1]}
         return patient, hid
 
     patient, hid = run(story())
+    capsys.readouterr()  # the story's log lines
+    # B's side as `smd erasure run` does it (its own connection, the settings' names)
+    settings = SimpleNamespace(crossregion_peers=[A], crossregion_nats_url=b.url, subject_root=ROOT, region=B)
+    _crossregion(SimpleNamespace(handovers=b.region.handovers, settings=settings))
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith(ROOT.upper())] == [
+        f"{ROOT.upper()}_XR_OUT_{B}: 1 message(s) about erased patients deleted",
+        f"{ROOT.upper()}_XR_IN_{A}: 1 message(s) about erased patients deleted",
+    ]
     a.server.stop(), b.server.stop()  # everything written out
     for side in (a, b):
         left = messages_in(side.server.base / "store", keys)
