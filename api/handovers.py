@@ -213,8 +213,9 @@ class HandoversController(Controller):
         "rejection tells it too and escalates on both sides. Completes the R8 obligation. 403 "
         "`not-the-receiving-health-center` for any other agency; 409 `handover-already-decided`, "
         "`handover-cancelled`, `patient-erased-here` (a move back of a patient whose data this region "
-        "erased: only a rejection is possible), or `id-number-already-registered` (the patient's ID "
-        "number is now another patient's here).",
+        "erased: only a rejection is possible), `id-number-already-registered` (the patient's ID "
+        "number is now another patient's here), or `patient-restricted` (the patient is restricted here, "
+        "or erased by the origin region's erasure notice, decision 049: only a rejection is possible).",
     )
     async def answer(
         self,

@@ -97,7 +97,8 @@ ERRORS: dict[str, dict[int, str]] = {
         404: "no such handover to this region that you may read",
         409: "`handover-already-decided`, `handover-cancelled` (the origin withdrew it), "
         "`patient-erased-here` (a move back of a patient whose data this region erased), "
-        "`id-number-already-registered` (a move back: the ID number is now another patient's here)",
+        "`id-number-already-registered` (a move back: the ID number is now another patient's here), "
+        "`patient-restricted` (an acceptance after the origin's erasure notice, or of a restricted patient)",
     },
     "cancelHandover": {
         400: 'the body is not `{"reason": "…"}` (1–500 characters)',

@@ -12,7 +12,11 @@ transaction of its own store:
 - ``answer`` (destination's health center) and ``cancel`` (origin) are the owners' commands;
 - ``check_deadlines``: no answer by the deadline escalates, on each side by its own clock;
 - ``follow_feed``: after an acceptance from a region it feeds (dual management, Q-5), the facts
-  that region may see are sent to it as they are recorded here (``domain.dual_management``).
+  that region may see are sent to it as they are recorded here (``domain.dual_management``);
+- ``erasure_notices`` (called by ``core.erasure`` in the erasure's transaction) and the
+  ``erasure`` message: an erasure here is told to the other region of each of the patient's
+  handovers, which erases what it holds where its law keeps nothing and answers
+  (``domain.erasure_notice``, decision 049).
 
 Acceptance registers the patient in the destination under the same patient id through the
 ordinary registration (its own blind indexes, its own data key); the origin, when its log holds
@@ -24,6 +28,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -35,9 +40,11 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from core import identity
 from core.case_record import CaseRecord, ConcurrentWriteConflict, backoff_seconds
 from core.contract import InboundEvent, PatientRegisteredV1, PatientRegisteredV2
+from core.erasure import erased_subjects, notice_decision
 from core.handover_messages import Refused, Verified, build, digest, verify
 from core.region_keys import CrossRegionKeys
 from core.registry import REGION_TZ, RegistryView
+from core.restrictions import is_restricted
 from domain.dual_management import (
     EPISODE_TOPICS,
     FED_TOPICS,
@@ -47,6 +54,7 @@ from domain.dual_management import (
     fed,
     feeds,
 )
+from domain.erasure_notice import CrossRegionErasure, NoticeDecision, erasure_notice_id
 from domain.handover import (
     CrossRegionInbox,
     CrossRegionOutbox,
@@ -65,6 +73,8 @@ from domain.patient import Patient
 from domain.patient_file import MoveReported
 from domain.personal import PersonalDetails
 from domain.registry import AgencyKind
+from domain.restriction import PatientRestricted, Restriction, SubjectKind, restriction_id
+from domain.suspected_case import SuspectedCase
 from domain.values import Provenance
 
 MOVE_TOPIC = MoveReported.TOPIC
@@ -76,6 +86,18 @@ FEED_FOLLOWS = (*FED_TOPICS, IncomingHandover.Answered.TOPIC, IncomingHandover.V
 #: how often the service's background work looks for passed deadlines, unless told otherwise
 #: (SMD_HANDOVER_CHECK_SECONDS): each check reads every open handover, and deadlines are days away
 DEADLINE_CHECK_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedMessages:
+    """What the cross-region streams must no longer hold (``integrations.crossregion.erasure``):
+    every message of these handovers. Only what is safe to delete now is: a received message once
+    applied here (its sequence at most ``applied_from[peer]``: a gap would stop the inbox), a sent
+    one once the peer said it applied it (at most ``acked_by[peer]``); the rest at a later run."""
+
+    handover_ids: frozenset[UUID]
+    applied_from: dict[str, int]
+    acked_by: dict[str, int]
 
 
 class Handovers:
@@ -180,6 +202,8 @@ class Handovers:
         """The destination's health center accepts or rejects. Acceptance registers the patient
         here first (idempotent: a retry after a crash registers nothing twice)."""
         incoming = self._load(hid, IncomingHandover)
+        if accepted and is_restricted(self.case_record, incoming.patient_id):
+            raise PatientRestricted(incoming.patient_id)  # erased by the origin's notice, or restricted here
         if accepted and incoming.status == "requested":
             if self._exists(incoming.patient_id):
                 self._retry(lambda: self._reregister(incoming))  # a move back (decision 043)
@@ -297,6 +321,109 @@ class Handovers:
         )
         return [patient]
 
+    # -- erasure notices ------------------------------------------------------------------------------
+
+    def erasure_notices(self, patient_id: UUID, now: datetime, exclude: str | None = None) -> list[Any]:
+        """The notices (records and outboxes) telling each linked region of a handover about this
+        patient that it was erased here, but ``exclude`` (the region whose notice caused it) and a
+        region told already. The caller saves them with the erasure: none is lost, none sent twice."""
+        by_peer: dict[str, list[UUID]] = {}
+        for hid, (pid, peer) in self._handover_index().items():
+            if pid == patient_id and peer != exclude and peer in self.keys.peers:
+                by_peer.setdefault(peer, []).append(hid)
+        out: list[Any] = []
+        for peer, hids in sorted(by_peer.items()):
+            nid = erasure_notice_id(self.region, peer, patient_id)
+            if self._exists(nid):
+                continue
+            body = {
+                "patient_id": str(patient_id),
+                "handover_ids": sorted(str(h) for h in hids),
+                "erased_at": now.isoformat(),
+            }
+            outbox = self._queue(nid, peer, MessageKind.ERASURE, body)
+            out += [CrossRegionErasure.send(self.region, peer, patient_id, hids, outbox.last_sequence, now), outbox]
+        return out
+
+    def _on_erasure(self, verified: Verified, now: datetime) -> list[Any] | None:
+        m, body = verified.message, verified.message.body
+        if "answer" in body:  # the peer's answer to a notice of ours
+            try:
+                notice = self.case_record.repository.get(m.handover_id)
+            except AggregateNotFoundError:
+                return None
+            if not isinstance(notice, CrossRegionErasure) or (notice.sender, notice.receiver) != (
+                self.region,
+                m.sender,
+            ):
+                return None
+            notice.answered(str(body["answer"]), body.get("reason"), m.sequence, now)
+            return [notice]
+        patient_id = UUID(str(body["patient_id"]))
+        if m.handover_id != erasure_notice_id(m.sender, self.region, patient_id):
+            return None
+        # a region erases here only what was handed over between the two of us
+        hids = [hid for hid, (pid, peer) in self._handover_index().items() if pid == patient_id and peer == m.sender]
+        if not hids:
+            return None
+        if self._exists(m.handover_id):
+            return []
+        decision, reason = notice_decision(self.case_record, patient_id)
+        record = CrossRegionErasure.receive(m.sender, self.region, patient_id, hids, m.sequence, decision, reason, now)
+        changed: list[Any] = [record]
+        if decision == NoticeDecision.ERASE:
+            restriction = self._restriction(patient_id, now)
+            restriction.erase_by_notice(record.id, m.sender, now)
+            changed.append(restriction)
+        answer = {"patient_id": str(patient_id), "answer": str(decision), "reason": reason}
+        changed.append(self._queue(m.handover_id, m.sender, MessageKind.ERASURE, answer))
+        return changed
+
+    def _restriction(self, subject_id: UUID, now: datetime) -> Restriction:
+        try:
+            return self.case_record.repository.get(restriction_id(subject_id))  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            pass
+        try:
+            suspected = isinstance(self.case_record.repository.get(subject_id), SuspectedCase)
+        except AggregateNotFoundError:
+            suspected = False
+        kind = SubjectKind.SUSPECTED_CASE if suspected else SubjectKind.PATIENT
+        return Restriction.open(subject_id, kind, now)
+
+    def erasure_notices_received(self) -> list[CrossRegionErasure]:
+        """Every linked region's erasure notice recorded here, with what was decided, oldest first."""
+        found = self.case_record.load_many(self.case_record.originators_of(CrossRegionErasure.Received.TOPIC))
+        notices = [n for n in found.values() if isinstance(n, CrossRegionErasure)]
+        return sorted(notices, key=lambda n: (n.created_on, str(n.id)))
+
+    def erased_messages(self) -> ErasedMessages:
+        """Which messages the cross-region streams must no longer hold: those of every handover
+        about a patient erased here or named in a linked region's notice, whatever was decided
+        (the streams are transport: what this region keeps of the patient is in its store)."""
+        subjects = set(erased_subjects(self.case_record)) | {n.patient_id for n in self.erasure_notices_received()}
+        ids = frozenset(hid for hid, (pid, _) in self._handover_index().items() if pid in subjects)
+        peers = sorted(self.keys.peers)
+        return ErasedMessages(
+            ids, {p: self.applied_from(p) for p in peers}, {p: self._inbox(p).peer_acked for p in peers}
+        )
+
+    def handovers_about(self, patient_id: UUID) -> list[UUID]:
+        """The handovers on this side about this patient (either direction)."""
+        return sorted((hid for hid, (pid, _) in self._handover_index().items() if pid == patient_id), key=str)
+
+    def _handover_index(self) -> dict[UUID, tuple[UUID, str]]:
+        """Every handover on this side: its patient and the other region."""
+        ids = self.case_record.originators_of(OutgoingHandover.Opened.TOPIC)
+        ids |= self.case_record.originators_of(IncomingHandover.Requested.TOPIC)
+        index: dict[UUID, tuple[UUID, str]] = {}
+        for hid, h in self.case_record.load_many(ids).items():  # never snapshotted: one query
+            if isinstance(h, OutgoingHandover):
+                index[hid] = (h.patient_id, h.destination_region)
+            elif isinstance(h, IncomingHandover):
+                index[hid] = (h.patient_id, h.origin_region)
+        return index
+
     # -- messages ---------------------------------------------------------------------------------
 
     def receive(self, wire: str | bytes) -> str:
@@ -330,6 +457,8 @@ class Handovers:
                 changed = self._on_answer(m.handover_id, m.kind == MessageKind.ACCEPT, m.sequence, m.sender, now)
             case MessageKind.FEED:
                 changed = self._on_feed(verified, now)
+            case MessageKind.ERASURE:
+                changed = self._on_erasure(verified, now)
         if changed is None:  # about a handover this region does not hold
             if inbox.refuse(Refusal.UNKNOWN_HANDOVER, m.sequence, digest(wire), _text(wire), now):
                 self.case_record.save(inbox)

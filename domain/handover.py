@@ -39,6 +39,7 @@ class MessageKind(StrEnum):
     ACCEPT = "accept"  # destination → origin
     REJECT = "reject"  # destination → origin
     FEED = "feed"  # destination → origin, after acceptance: a fact the tracking region may see
+    ERASURE = "erasure"  # either way: the sender erased a patient of a handover between the two (or answers that)
 
 
 class Refusal(StrEnum):

@@ -353,6 +353,25 @@ class Restriction(Aggregate):
             aggregate.request_id = self.request_id
             aggregate.erase_after = self.erase_after
 
+    class ErasureNoticed(Aggregate.Event):
+        """ErasureByNotice: a linked region erased the patient and told this one (a signed notice);
+        no retention applies here, so the data key is destroyed at the next `smd erasure run`
+        (no cooling-off of our own: the sender's has passed); processing stops now."""
+
+        TOPIC = "smd.ErasureByNotice"
+        subject_id: UUID
+        notice_id: UUID  # the ``CrossRegionErasure`` that recorded the notice
+        sender_region: str
+        erase_after: datetime
+
+        def apply(self, aggregate: Restriction) -> None:
+            aggregate.restricted = True
+            aggregate.since = aggregate.since or self.timestamp
+            aggregate.request_id = self.notice_id
+            due = aggregate.erase_after
+            aggregate.erase_after = self.erase_after if due is None else min(due, self.erase_after)
+            aggregate.noticed_by = self.sender_region
+
     class Erased(Aggregate.Event):
         """DataErased: the subject's data key is destroyed; its personal and free-text values read
         as erased everywhere, its ID-number markers answer nothing."""
@@ -368,6 +387,7 @@ class Restriction(Aggregate):
     #: restrictions stored before erasure existed have none of these
     erase_after = None
     erased_at = None
+    noticed_by = None  # the linked region whose erasure notice made this erasure due
 
     def __init__(self, subject_id: UUID, subject_kind: str) -> None:
         self.subject_id = subject_id
@@ -377,6 +397,7 @@ class Restriction(Aggregate):
         self.request_id: UUID | None = None
         self.erase_after: datetime | None = None
         self.erased_at: datetime | None = None
+        self.noticed_by: str | None = None
 
     @classmethod
     def open(cls, subject_id: UUID, subject_kind: SubjectKind, now: datetime) -> Restriction:
@@ -412,6 +433,20 @@ class Restriction(Aggregate):
         event = self.Restricted if act == RestrictionAct.RESTRICT else self.Lifted
         self.trigger_event(event, timestamp=now, subject_id=self.subject_id, request_id=request_id)
 
+    def erase_by_notice(self, notice_id: UUID, sender_region: str, now: datetime) -> None:
+        """A linked region's erasure notice, accepted here: restricted now, the key destroyed by the
+        next run (an erasure approved here and still cooling off is brought forward)."""
+        if self.erased_at is not None:
+            return
+        self.trigger_event(
+            self.ErasureNoticed,
+            timestamp=now,
+            subject_id=self.subject_id,
+            notice_id=notice_id,
+            sender_region=sender_region,
+            erase_after=now,
+        )
+
     def erase_due(self, now: datetime) -> bool:
         """Whether the approved erasure's cooling-off has passed and it is not carried out yet."""
         return self.erase_after is not None and self.erased_at is None and self.erase_after <= now
@@ -431,5 +466,12 @@ class Restriction(Aggregate):
 
 #: The topics that change whether a subject is restricted (what a follower watches).
 RESTRICTION_CHANGE_TOPICS = frozenset(
-    {Restriction.Restricted.TOPIC, Restriction.Lifted.TOPIC, Restriction.ErasureApproved.TOPIC}
+    {
+        Restriction.Restricted.TOPIC,
+        Restriction.Lifted.TOPIC,
+        Restriction.ErasureApproved.TOPIC,
+        Restriction.ErasureNoticed.TOPIC,
+    }
 )
+#: The topics that make an erasure due (what ``smd erasure run`` looks for).
+ERASURE_TOPICS = (Restriction.ErasureApproved.TOPIC, Restriction.ErasureNoticed.TOPIC)

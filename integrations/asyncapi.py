@@ -162,7 +162,9 @@ def document(names: Names, servers: list[str] | None = None, replicas: int = REP
         "summary": "Signed with the sender region's Ed25519 key (`key_id`, `signature` over the other fields); "
         "personal fields only in `sealed`, encrypted to the receiving region's X25519 key; `sequence` is the "
         "sender's own count towards this receiver, `acked` the last it applied from it. A message unsigned, "
-        "wrongly signed, for another region, replayed or out of sequence is refused and kept with its reason.",
+        "wrongly signed, for another region, replayed or out of sequence is refused and kept with its reason. "
+        "`kind` `erasure`: the sender erased a patient of a handover between the two (the body names only the "
+        "patient and handover ids) or answers such a notice (`answer`: erase, already-erased or kept, `reason`).",
         "contentType": "application/json",
         "headers": {
             "type": "object",

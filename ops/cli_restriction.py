@@ -86,9 +86,11 @@ def _erase(args: argparse.Namespace) -> int:
 
     services = _services()
     try:
-        done = erase_due(services.case_record)
+        done = erase_due(services.case_record, handovers=services.handovers)
         for e in done:
             print(f"erased {e.subject_id}: data key destroyed, {e.markers_retired} ID-number marker(s) retired")
+            if e.notified:
+                print(f"  erasure notice queued to region(s) {', '.join(e.notified)} (sent by smd serve)")
         erased = erased_subjects(services.case_record)
         if services.settings.nats_url and erased:
             deleted = asyncio.run(_delete_messages(services, erased))
@@ -96,6 +98,7 @@ def _erase(args: argparse.Namespace) -> int:
                 print(f"{stream}: {len(seqs)} message(s) about erased patients deleted")
         elif erased:
             print("no SMD_NATS_URL: the NATS streams were not searched")
+        _crossregion(services)
     finally:
         services.close()
     if not done:
@@ -113,6 +116,43 @@ async def _delete_messages(services: Any, subjects: Any) -> dict[str, list[int]]
     nc = await nats.connect(servers=servers_of(services.settings.nats_url), connect_timeout=5)
     try:
         return await delete_messages_about(nc.jetstream(), names_of(services.settings), subjects)
+    finally:
+        await nc.close()
+
+
+def _crossregion(services: Any) -> None:
+    """The linked regions' notices kept here, and the erased patients' messages deleted from the
+    cross-region streams (decision 049)."""
+    import asyncio
+
+    handovers = services.handovers
+    if handovers is None or not services.settings.crossregion_peers:
+        return
+    for n in handovers.erasure_notices_received():
+        if n.decision == "kept":
+            print(f"erasure notice from region {n.sender} about {n.patient_id} kept: {n.reason} (nothing destroyed)")
+    erased = handovers.erased_messages()
+    if not erased.handover_ids:
+        return
+    if not services.settings.crossregion_nats_url:
+        print("no SMD_CROSSREGION_NATS_URL: the cross-region streams were not searched")
+        return
+    for stream, seqs in asyncio.run(_delete_crossregion_messages(services, erased)).items():
+        if seqs:  # the rest wait for a later run, or are gone already
+            print(f"{stream}: {len(seqs)} message(s) about erased patients deleted")
+
+
+async def _delete_crossregion_messages(services: Any, erased: Any) -> dict[str, list[int]]:
+    import nats
+
+    from integrations.crossregion import LinkNames
+    from integrations.crossregion.erasure import delete_erased_messages
+    from integrations.runner import servers_of
+
+    settings = services.settings
+    nc = await nats.connect(servers=servers_of(settings.crossregion_nats_url), connect_timeout=5)
+    try:
+        return await delete_erased_messages(nc.jetstream(), LinkNames(settings.subject_root, settings.region), erased)
     finally:
         await nc.close()
 
