@@ -39,6 +39,8 @@ class MessageKind(StrEnum):
     ACCEPT = "accept"  # destination → origin
     REJECT = "reject"  # destination → origin
     FEED = "feed"  # destination → origin, after acceptance: a fact the tracking region may see
+    POLICE_NOTICE = "police-notice"  # origin → destination: R7, a level ≥ 3 patient is moving there
+    POLICE_ACK = "police-ack"  # destination → origin: its police station acknowledged the notice
 
 
 class Refusal(StrEnum):
