@@ -26,13 +26,14 @@ from core.scheduler import Scheduler
 from domain.handover import handover_id
 from domain.obligation import ObligationClosed
 from domain.police_notice import police_notice_id
+from tests.integration.test_handover_service import service_regions
 from tests.integration.test_handovers import B_VILLAGE, COMMITTEE, GOV, HC, SECRET_NAME, VILLAGE, A, B, Region, regions
 from tests.support.crossregion import two_regions
 from tests.support.stores import NOW
 
 pytestmark = pytest.mark.integration
 
-__all__ = ["regions", "two_regions"]  # the fixtures
+__all__ = ["regions", "service_regions", "two_regions"]  # the fixtures
 
 POLICE = "police-east"  # the station of VILLAGE in A, and of B_VILLAGE in B's copy of the district
 NOTIFY_WITHIN, ACKNOWLEDGE_WITHIN = timedelta(hours=24), timedelta(hours=72)  # the default settings
@@ -247,3 +248,35 @@ class TestOverTheNatsLink:
             await a.disconnect(), await b.disconnect()
 
         run(story())
+
+
+class TestInTheService:
+    """As `smd serve` wires it (tests/integration/test_handover_service.py): the service's followers
+    send, carry back and record; the station acknowledges over HTTP, as any owner completes."""
+
+    async def test_the_station_acknowledges_over_http_and_the_followers_carry_it_back(self, service_regions) -> None:
+        from litestar.testing import AsyncTestClient
+
+        from ops.workers import serving_app
+        from tests.integration.test_handover_service import bearer, carry, keys_for, run_followers
+
+        a, b = service_regions
+        _, hid = high_risk_move(a)
+        run_followers(a)
+        assert carry(a, b) == ["applied", "applied"]  # the request, the police notice
+        run_followers(b)
+        keys = keys_for(b, POLICE, GOV, "police-reedmarsh")
+        complete = f"/v1/obligations/{acknowledge_obligation_id(hid)}/complete"
+        async with AsyncTestClient(serving_app(b.services)) as client:
+            r = await client.post(complete, headers=bearer(keys["police-reedmarsh"]))
+            assert r.status_code == 403, r.text  # not the owner
+            r = await client.post(complete, headers=bearer(keys[POLICE]))
+            assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+            run_followers(b)
+            r = await client.get(f"/v1/handovers/{hid}", headers=bearer(keys[GOV]))
+            notice = r.json()["police_notice"]
+            assert (notice["status"], notice["risk_level"], notice["escalated"]) == ("acknowledged", 3, False)
+        assert carry(b, a) == ["applied"]
+        run_followers(a)
+        assert get(a, notify_obligation_id(hid)).status == "completed"
+        assert a.view(hid)["police_notice"]["status"] == "acknowledged"
