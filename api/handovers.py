@@ -70,6 +70,7 @@ class PoliceNoticeView(msgspec.Struct):
 
     status: str
     risk_level: int
+    risk_class: str
     acknowledge_by: datetime
     acknowledged_at: datetime | None
     escalated: bool

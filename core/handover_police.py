@@ -208,6 +208,7 @@ def view(h: Handovers, hid: UUID) -> dict[str, Any]:
         "police_notice": {
             "status": notice.status,
             "risk_level": notice.risk_level,
+            "risk_class": notice.risk_class,
             "acknowledge_by": notice.acknowledge_by.isoformat(),
             "acknowledged_at": notice.acknowledged_at.isoformat() if notice.acknowledged_at else None,
             "escalated": bool(getattr(notice, "escalated", False)),

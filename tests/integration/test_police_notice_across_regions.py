@@ -268,6 +268,13 @@ class TestInTheService:
         keys = keys_for(b, POLICE, GOV, "police-reedmarsh")
         complete = f"/v1/obligations/{acknowledge_obligation_id(hid)}/complete"
         async with AsyncTestClient(serving_app(b.services)) as client:
+            r = await client.get("/v1/work-queue", headers=bearer(keys[POLICE]))
+            [item] = [i for i in r.json()["items"] if i["rule"] == "R7"]
+            assert (item["action"], item["patient_id"], item["risk_level"]) == (
+                "acknowledge_police_notice",
+                str(hid),
+                3,
+            )
             r = await client.post(complete, headers=bearer(keys["police-reedmarsh"]))
             assert r.status_code == 403, r.text  # not the owner
             r = await client.post(complete, headers=bearer(keys[POLICE]))
