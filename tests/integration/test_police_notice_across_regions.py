@@ -201,6 +201,24 @@ class TestThePoliceNoticeAcrossRegions:
         exchange(a, b, link)
         assert not exists(a, police_notice_id(hid)) and not exists(b, police_notice_id(hid))
 
+    def test_a_region_upgraded_sends_none_for_handovers_decided_long_ago(self, regions) -> None:
+        a, b, link = regions
+        patient, move = uuid4(), uuid4()
+        registration = {"name": SECRET_NAME, "residence": VILLAGE, "birth_date": "1975-06-30", "household_region": A}
+        a.send(HC, "patient.registered.v2", patient, registration, days_ago=100)
+        visit = {"face_to_face": True, "joint": False, "risk_level": 3, "risk_class": "unstable"}
+        a.send(HC, "visit.recorded.v1", patient, visit, days_ago=2)
+        destination = {"move_id": str(move), "destination_region": B, "destination_unit": B_VILLAGE}
+        a.send(COMMITTEE, "move.reported.v1", patient, {**destination, "moving_on": "2026-11-25"})
+        a.handovers.follow_moves()
+        hid = handover_id(A, patient, move)
+        link.sync()
+        b.handovers.answer(hid, accepted=True, by_agency=HC)
+        link.sync()  # decided before this region ran the police follower
+        a.clock.now = NOW + ACKNOWLEDGE_WITHIN
+        follow(a)
+        assert not exists(a, police_notice_id(hid)) and len(a.handovers.outbox(B)) == 1
+
     def test_a_police_notice_for_a_handover_b_does_not_hold_is_refused_and_kept(self, regions) -> None:
         from core.handover_messages import build
 
