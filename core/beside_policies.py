@@ -17,8 +17,14 @@ from domain.patient import Patient
 from domain.registry import AgencyKind
 from domain.risk_escalation import RiskEscalation, escalation_id, worsened
 from domain.rules.engine import Decisions, Responsible, Trigger
+from domain.rules.open_work import open_after
 from domain.rules.r07_police_notice import R7_TOPICS, r07_police_notice
-from domain.rules.r08_move_in_region import R8_MOVE_TOPICS, r08_move_in_region
+from domain.rules.r08_move_in_region import (
+    R8_MOVE_TOPICS,
+    RESIDENCE_CHANGED,
+    moved_with_the_patient,
+    r08_move_in_region,
+)
 from domain.rules.r08_move_out_manual import R8_MANUAL_TOPICS, r08_move_out_manual
 from domain.rules.r19_hospital_new_patient import R19_TOPICS, r19_hospital_new_patient
 from domain.rules.r20_emergency import R20_TOPICS, r20_emergency
@@ -65,20 +71,23 @@ def _calendar(process: Any) -> CalendarView:
 def decide_beside(
     process: Any, trigger: Trigger, patient: Any, responsible: Responsible, settings: RuleSettings, on: date
 ) -> Decisions:
-    """R20's, R22's, R7's, R8's (a move inside the region, or to a region without this system) and
-    R19's decisions for one patient
+    """R20's, R22's, R7's, R8's (a move inside the region, the open work that moves with an
+    accepted one, or a move to a region without this system) and R19's decisions for one patient
     fact (the registry and calendar as recorded then)."""
     d = Decisions()
     if trigger.topic in R20_TOPICS:
         d.extend(r20_emergency(trigger, patient, responsible, settings))
+
+    def responsible_at(unit: str, kind: AgencyKind) -> str | None:
+        return process.registry.responsible(unit, kind, on, as_of_position=trigger.position)
+
     if trigger.topic in R7_TOPICS or trigger.topic in R8_MOVE_TOPICS:  # about the destination too
-
-        def responsible_at(unit: str, kind: AgencyKind) -> str | None:
-            return process.registry.responsible(unit, kind, on, as_of_position=trigger.position)
-
         region = process.registry.region
         d.extend(r08_move_in_region(trigger, patient, region, responsible, responsible_at, settings))
         d.extend(r07_police_notice(trigger, patient, region, responsible, responsible_at, settings))
+    if trigger.topic == RESIDENCE_CHANGED:  # the open work about the home moves with the patient
+        before = process.case_record.events.get(patient.id, lte=trigger.version - 1)
+        d.extend(moved_with_the_patient(trigger, patient, open_after(before, settings), responsible_at))
 
     if trigger.topic in R8_MANUAL_TOPICS:  # a move to a region without this system
         d.extend(r08_move_out_manual(trigger, patient, responsible, settings))

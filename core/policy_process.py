@@ -226,6 +226,8 @@ class PolicyProcess:
         if not is_imported(trigger.message_id) and not state.awaiting_go_live and not restricted:
             decisions.extend(decide_beside(self, trigger, patient, responsible, settings, recorded_on))
             record_risk_escalation(work, trigger, patient, responsible)
+        # after an accepted move, what the rules complete or cancel follows the ids moved with it
+        decisions.moves = tuple(str(e["move_id"]) for e in patient.facts.get("residence", ()))
         return decisions, trigger, patient.residence
 
 
@@ -236,6 +238,7 @@ def closing_only(decisions: Decisions) -> Decisions:
         completed=decisions.completed,
         cancelled=decisions.cancelled,
         lost=[entry for entry in decisions.lost if entry[0] != "derived"],
+        moves=decisions.moves,
     )
 
 

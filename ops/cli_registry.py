@@ -18,11 +18,11 @@ from typing import Any
 
 from core.apikeys import ApiKeys, UnknownApiKey
 from core.demo_keys import DemoKey, ensure_demo_keys
-from core.registry import RegistryView, RegistryWriteConflict, load_file, open_registry, read_registry_file
+from core.registry import RegistryView, RegistryWriteConflict, load_file, open_registry
 from domain.errors import DomainError
 from domain.registry import RegistryState
 from domain.registry_errors import UnknownAgency
-from ops.data_files import DEMO_DISTRICT
+from ops.data_files import DEMO_DISTRICT, DEMO_DISTRICTS, demo_district_for
 from ops.settings import Settings, load_settings
 
 
@@ -54,21 +54,25 @@ def wired() -> Iterator[Wired]:
         services.close()
 
 
-def prepare_development(services: Any, registry: RegistryView, apikeys: ApiKeys) -> list[DemoKey]:
+def prepare_development(
+    services: Any, registry: RegistryView, apikeys: ApiKeys, district: Path = DEMO_DISTRICT
+) -> list[DemoKey]:
     """Load the demo district (only its differences) and return one demo key per agency kind."""
-    load_file(services.case_record, DEMO_DISTRICT, region=services.settings.region)
+    load_file(services.case_record, district, region=services.settings.region)
     return ensure_demo_keys(apikeys, registry, services.settings.data_dir)
 
 
 def development_banner(services: Any) -> str:
-    """`smd serve` in development: load the demo district, return the demo keys to print."""
+    """`smd serve` in development: load the region's demo district, return the demo keys to print."""
     settings = services.settings
     if settings.mode != "development":
         return ""
-    demo_region = read_registry_file(DEMO_DISTRICT).region
-    if demo_region != settings.region:
-        return f"Demo district not loaded: it is region {demo_region}, SMD_REGION is {settings.region}"
-    return format_demo_keys(prepare_development(services, services.registry, services.apikeys))
+    # two regions on one machine each get their own fictional district and demo keys
+    district = demo_district_for(settings.region)
+    if district is None:
+        shipped = ", ".join(sorted(DEMO_DISTRICTS))
+        return f"Demo district not loaded: the shipped ones are regions {shipped}, SMD_REGION is {settings.region}"
+    return format_demo_keys(prepare_development(services, services.registry, services.apikeys, district))
 
 
 def format_demo_keys(keys: list[DemoKey]) -> str:
@@ -84,12 +88,9 @@ def format_demo_keys(keys: list[DemoKey]) -> str:
 
 def _registry_load(args: argparse.Namespace) -> int:
     with wired() as w:
-        count = load_file(w.services.case_record, args.file, region=w.settings.region)
-    print(
-        f"{count} change(s) recorded from {args.file}"
-        if count
-        else f"no changes: the registry already matches {args.file}"
-    )
+        path = args.file or demo_district_for(w.settings.region) or DEMO_DISTRICT
+        count = load_file(w.services.case_record, path, region=w.settings.region)
+    print(f"{count} change(s) recorded from {path}" if count else f"no changes: the registry already matches {path}")
     return 0
 
 
@@ -176,8 +177,8 @@ def add_commands(subparsers: Any) -> None:
         "file",
         nargs="?",
         type=Path,
-        default=DEMO_DISTRICT,
-        help="TOML registry file (default: the fictional demo district)",
+        default=None,
+        help="TOML registry file (default: the fictional demo district of SMD_REGION, 990101 or 990202)",
     )
     load.set_defaults(func=_guarded(_registry_load))
     show = rsub.add_parser("show", help="print org units and agencies as recorded")

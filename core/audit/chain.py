@@ -5,9 +5,9 @@ other follower: it never parks. A row it cannot append *stops* it just before th
 a skipped row would be a hole in the tree (every later leaf index would shift). Stopping is
 visible in ``smd projections status``, ``/v1/status`` and ``/metrics`` like any other stop.
 
-A batch's leaves, the perfect subtrees they complete, the streams' new chain heads and the
-tracked position are written in one transaction (``ChainStore.append``); a writer that moved the
-tree first makes the batch be decided again.
+A batch's leaves (each with the perfect subtrees it completes and its stream's new chain head)
+and the tracked position are written in one transaction (``ChainStore.append``); a writer that
+moved the tree first makes the batch be decided again.
 """
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ class ChainWork:
     frontier: list[bytes]
     heads: dict[str, tuple[int, bytes]]  # the streams' heads before the batch (known ones)
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # the leaves table's rows
-    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
     touched: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # the streams' new heads
-    new_streams: set[str] = field(default_factory=set)  # streams the tree has not seen before
     finished: bool = False  # the rows' stream heads are filled in (``finish``)
 
 
@@ -69,7 +67,8 @@ class ChainHandler:
 
     Where its time goes (``smd bench``): it reads each row's leaf hash computed by PostgreSQL
     (``select``), keeps the streams' chain heads in memory between batches (valid while nobody
-    else moved the tree), and writes a batch's leaves and subtrees with ``COPY``."""
+    else moved the tree), and writes a batch's leaves, each with the subtrees it completes, with
+    one ``COPY``."""
 
     topics: Sequence[str] | None = None  # every row
 
@@ -164,16 +163,16 @@ class ChainHandler:
             leaf_hash = leaf_of(self.hasher, notification)
         oid = str(notification.originator_id)
         index = work.size + len(work.rows)
-        # level 0 is the leaves table's own leaf_hash: only interior subtrees go to the nodes table
-        node, level, i, frontier = leaf_hash, 0, index, work.frontier
+        # the interior subtrees this leaf completes, level 1 first, go in its own row
+        node, i, frontier, completed = leaf_hash, index, work.frontier, b""
         while i & 1:  # a right child: it completes its parent with the frontier's last subtree
             node = self.hasher.node(frontier.pop(), node)
-            level, i = level + 1, i >> 1
-            work.nodes.append((level, i, node))
+            i >>= 1
+            completed += node
         frontier.append(node)
-        work.rows.append(
-            (index, notification.id, oid, notification.originator_version, notification.topic, leaf_hash, oid)
-        )  # the last column: a place for the stream's new head, filled in by ``finish``
+        version, topic = notification.originator_version, notification.topic
+        # the stream hash's column holds the stream until ``finish`` puts the stream's new head there
+        work.rows.append((index, notification.id, oid, version, topic, leaf_hash, oid, completed))
 
     def finish(self, work: ChainWork) -> None:
         """The streams' chain heads, in order (one query for the heads not in memory)."""
@@ -186,11 +185,9 @@ class ChainHandler:
         for k, r in enumerate(work.rows):
             oid = r[2]
             previous = touched.get(oid) or heads.get(oid)
-            if previous is None:
-                work.new_streams.add(oid)  # heads known or read: a stream the tree has not seen
             head = chain(previous[1] if previous else start, r[5])
             touched[oid] = (r[3], head)
-            work.rows[k] = (*r[:6], head)
+            work.rows[k] = (*r[:6], head, r[7])
         work.finished = True
 
     def _notification(self, notification_id: int) -> Notification:
@@ -204,9 +201,7 @@ class ChainHandler:
             self.finish(work)  # the engine calls it after the last ``apply``; a direct caller may not
         size = work.size + len(work.rows)
         try:
-            self.store.append_rows(
-                work.start_position, position, size, work.rows, work.nodes, work.touched, new_streams=work.new_streams
-            )
+            self.store.append_rows(work.start_position, position, size, work.rows)
         except BaseException:
             self._heads_at = -1  # the heads in memory may be ahead of the store now
             raise

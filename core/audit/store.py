@@ -6,12 +6,21 @@ the events):
 - ``tree``: one row per tree: its hash algorithm, its size (leaves) and the last log position
   the chain follower handled (the tracked position, written with the leaves in one transaction);
 - ``leaves``: one row per leaf, in a dense counter of its own (``leaf_index`` 0, 1, 2 …): the
-  notification id it commits to, the stream and version, the leaf hash and the stream's chain
-  hash after it;
-- ``nodes``: the hash of every perfect aligned subtree of two leaves or more (level 0, the leaf
-  hashes, is read from ``leaves``), so that a proof costs O(log n) lookups in two queries;
-- ``streams``: each stream's last version and chain head;
+  notification id it commits to, the stream and version, the leaf hash, the stream's chain
+  hash after it, and ``subtrees``: the hashes of the perfect aligned subtrees of two leaves or
+  more that this leaf completes, level 1 first, concatenated (empty for most leaves), so that a
+  proof costs O(log n) lookups of leaf rows in one query;
+- ``nodes``: the same subtrees as written before ``subtrees`` existed (the leaves whose
+  ``subtrees`` is NULL): read, never written any more;
 - ``checkpoints`` (signed notes) and ``cosignatures`` (witnesses' lines).
+
+A stream's chain head is its last leaf's ``stream_hash`` (index by stream, then leaf index).
+Before, a ``streams`` table held a copy of each head and the nodes had rows of their own: two
+more rows and two more index entries a leaf to write for nothing a leaf row cannot hold. The
+upgrade (``_upgrade``, at start) adds the column, swaps the stream index and renames the old
+``streams`` table to ``streams_retired`` (kept, unread: every head in it is its stream's last
+leaf's ``stream_hash``); a process of the version before cannot follow after it (its writes to
+``streams`` fail, so its chain stops before writing anything) — stop old processes first.
 
 Rows hold ids, versions, topics and hashes: never personal data.
 """
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,18 +92,33 @@ class _Base:
             f" size {i} NOT NULL, position {i} NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {self.t('leaves')} (leaf_index {i} PRIMARY KEY,"
             f" notification_id {i} NOT NULL UNIQUE, originator_id TEXT NOT NULL, originator_version {i} NOT NULL,"
-            f" topic TEXT NOT NULL, leaf_hash {b} NOT NULL, stream_hash {b} NOT NULL)",
-            f"CREATE INDEX IF NOT EXISTS {self.t('leaves_stream')}"
-            f" ON {self.t('leaves')} (originator_id, originator_version)",
+            f" topic TEXT NOT NULL, leaf_hash {b} NOT NULL, stream_hash {b} NOT NULL, subtrees {b})",
             f"CREATE TABLE IF NOT EXISTS {self.t('nodes')} (level INTEGER NOT NULL, idx {i} NOT NULL,"
             f" hash {b} NOT NULL, PRIMARY KEY (level, idx))",
-            f"CREATE TABLE IF NOT EXISTS {self.t('streams')} (originator_id TEXT PRIMARY KEY,"
-            f" version {i} NOT NULL, head {b} NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {self.t('checkpoints')} (size {i} PRIMARY KEY, root {b} NOT NULL,"
             " algorithm TEXT NOT NULL, note TEXT NOT NULL, signed_at TEXT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {self.t('cosignatures')} (size {i} NOT NULL, witness TEXT NOT NULL,"
             " line TEXT NOT NULL, PRIMARY KEY (size, witness))",
         ]
+
+    def _upgrade(self, c: Any) -> None:
+        """Bring a tree stored by an earlier version to this one's tables (see the module's doc)."""
+        if "subtrees" not in self._columns(c, "leaves"):
+            c.execute(f"ALTER TABLE {self.t('leaves')} ADD COLUMN subtrees {self.blob}")
+        # the stream's last leaf by leaf index is its head; by version it was only its newest event
+        c.execute(
+            f"CREATE INDEX IF NOT EXISTS {self.t('leaves_stream_order')}"
+            f" ON {self.t('leaves')} (originator_id, leaf_index)"
+        )
+        c.execute(f"DROP INDEX IF EXISTS {self.t('leaves_stream')}")
+        if self._has_table(c, "streams"):
+            c.execute(f"ALTER TABLE {self.t('streams')} RENAME TO {self.t('streams_retired')}")
+
+    def _columns(self, c: Any, table: str) -> set[str]:
+        raise NotImplementedError
+
+    def _has_table(self, c: Any, table: str) -> bool:
+        raise NotImplementedError
 
     # -- connections (per backend) --------------------------------------------------------------
 
@@ -127,23 +151,34 @@ class _Base:
         return TreeState(str(a), int(s), int(p))
 
     def nodes(self, wanted: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        """The stored perfect subtrees asked for (level 0 from the leaves; the others one query per
-        400 of them: a proof is two queries)."""
-        keys = sorted(set(wanted))
+        """The stored perfect subtrees asked for, from the rows of the leaves that complete them
+        (level 0: the leaf's hash) in one query per 400 leaves; those of leaves stored before the
+        ``subtrees`` column from the ``nodes`` table."""
+        by_leaf: dict[int, list[tuple[int, int]]] = {}
+        for level, idx in set(wanted):
+            by_leaf.setdefault(((idx + 1) << level) - 1, []).append((level, idx))
         out: dict[tuple[int, int], bytes] = {}
-        level0 = [idx for level, idx in keys if level == 0]
-        keys = [k for k in keys if k[0]]
-        for i in range(0, len(level0), 400):
-            chunk = level0[i : i + 400]
+        older: list[tuple[int, int]] = []
+        indexes = sorted(by_leaf)
+        for i in range(0, len(indexes), 400):
+            chunk = indexes[i : i + 400]
             marks = ",".join("?" * len(chunk))
-            for idx, h in self._all(
-                f"SELECT leaf_index, leaf_hash FROM {self.t('leaves')} WHERE leaf_index IN ({marks})", chunk
+            for index, h, subtrees in self._all(
+                f"SELECT leaf_index, leaf_hash, subtrees FROM {self.t('leaves')} WHERE leaf_index IN ({marks})", chunk
             ):
-                out[(0, int(idx))] = bytes(h)
-        for i in range(0, len(keys), 400):
-            chunk = keys[i : i + 400]
-            pairs = ",".join(["(?, ?)"] * len(chunk))
-            params = [x for pair in chunk for x in pair]
+                size = len(h)
+                for level, idx in by_leaf[int(index)]:
+                    if not level:
+                        out[(0, idx)] = bytes(h)
+                    elif subtrees is None:
+                        older.append((level, idx))
+                    elif len(subtrees) >= level * size:
+                        out[(level, idx)] = bytes(subtrees[(level - 1) * size : level * size])
+        older.sort()
+        for i in range(0, len(older), 400):
+            keys = older[i : i + 400]
+            pairs = ",".join(["(?, ?)"] * len(keys))
+            params = [x for pair in keys for x in pair]
             for lvl, idx, h in self._all(
                 f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE (level, idx) IN (VALUES {pairs})", params
             ):
@@ -151,14 +186,17 @@ class _Base:
         return out
 
     def stream_heads(self, originators: Iterable[str]) -> dict[str, tuple[int, bytes]]:
-        """Each stream's last version and chain head (streams not seen yet are absent)."""
+        """Each stream's last version and chain head: its last leaf's (streams not seen yet are absent)."""
         ids = sorted(set(originators))
         out: dict[str, tuple[int, bytes]] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for oid, version, head in self._all(
-                f"SELECT originator_id, version, head FROM {self.t('streams')} WHERE originator_id IN ({marks})", chunk
+            # SQLite takes the bare columns from the row of max(leaf_index)
+            for oid, _, version, head in self._all(
+                f"SELECT originator_id, max(leaf_index), originator_version, stream_hash FROM {self.t('leaves')}"
+                f" WHERE originator_id IN ({marks}) GROUP BY originator_id",
+                chunk,
             ):
                 out[str(oid)] = (int(version), bytes(head))
         return out
@@ -169,12 +207,11 @@ class _Base:
         position: int,
         size: int,
         leaves: Sequence[Leaf],
-        nodes: Sequence[tuple[int, int, bytes]],
-        streams: dict[str, tuple[int, bytes]],
+        subtrees: Sequence[bytes],
         name: str = TREE,
     ) -> None:
-        """Write a batch's leaves, nodes and stream heads with the new size and position, in one
-        transaction; IntegrityError when another writer moved the tree first."""
+        """Write a batch's leaves (with the subtrees each completes) with the new size and
+        position, in one transaction; IntegrityError when another writer moved the tree first."""
         rows = [
             (
                 lf.leaf_index,
@@ -184,10 +221,11 @@ class _Base:
                 lf.topic,
                 lf.leaf_hash,
                 lf.stream_hash,
+                completed,
             )
-            for lf in leaves
+            for lf, completed in zip(leaves, subtrees, strict=True)
         ]
-        self.append_rows(expected_position, position, size, rows, nodes, streams, name)
+        self.append_rows(expected_position, position, size, rows, name)
 
     def append_rows(
         self,
@@ -195,13 +233,10 @@ class _Base:
         position: int,
         size: int,
         leaves: Sequence[tuple[Any, ...]],
-        nodes: Sequence[tuple[int, int, bytes]],
-        streams: dict[str, tuple[int, bytes]],
         name: str = TREE,
-        new_streams: Collection[str] = (),
     ) -> None:
-        """``append`` with the leaves as the leaves table's rows (``Leaf``'s fields in order);
-        ``new_streams``: streams known to have no row yet (inserted without looking)."""
+        """``append`` with the leaves as the leaves table's rows (``Leaf``'s fields in order, then
+        the subtrees the leaf completes)."""
         with self._tx() as c:
             self._no_flush_wait(c)
             cur = c.execute(
@@ -211,31 +246,13 @@ class _Base:
             if cur.rowcount != 1:
                 raise IntegrityError(f"the tree {name} moved past {expected_position} meanwhile")
             if leaves:
-                self._insert_many(c, "leaves", 7, leaves)
-            if nodes:
-                self._insert_many(c, "nodes", 3, nodes)
-            if streams:
-                fresh = [(oid, v, h) for oid, (v, h) in streams.items() if oid in new_streams]
-                if fresh:
-                    self._insert_many(c, "streams", 3, fresh)
-                if len(fresh) < len(streams):
-                    seen = [(oid, v, h) for oid, (v, h) in streams.items() if oid not in new_streams]
-                    self._upsert_streams(c, seen)
+                self._insert_leaves(c, leaves)
 
     def _no_flush_wait(self, c: Any) -> None:
         """The chain's batch need not wait for its commit to reach the disk (PostgreSQL)."""
 
-    def _insert_many(self, c: Any, table: str, width: int, rows: Sequence[tuple[Any, ...]]) -> None:
-        c.executemany(self._q(f"INSERT INTO {self.t(table)} VALUES ({', '.join('?' * width)})"), rows)
-
-    def _upsert_streams(self, c: Any, rows: list[tuple[str, int, bytes]]) -> None:
-        c.executemany(
-            self._q(
-                f"INSERT INTO {self.t('streams')} VALUES (?, ?, ?) ON CONFLICT (originator_id)"
-                " DO UPDATE SET version = excluded.version, head = excluded.head"
-            ),
-            rows,
-        )
+    def _insert_leaves(self, c: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        c.executemany(self._q(f"INSERT INTO {self.t('leaves')} VALUES ({', '.join('?' * 8)})"), rows)
 
     def leaves(self, start: int = 0, limit: int = 10_000) -> list[Leaf]:
         """Leaves from ``start`` (a leaf index), in order."""
@@ -272,26 +289,36 @@ class _Base:
         )
         return _leaf(rows[0]) if rows else None
 
-    def level(self, level: int) -> Iterator[tuple[int, bytes]]:
-        """Every stored subtree of one level (for verify), by index (level 0: the leaf hashes)."""
+    def subtrees(self) -> Iterator[tuple[int, bytes | None]]:
+        """Every leaf's stored subtrees (for verify), by leaf index: None for a leaf stored before
+        the ``subtrees`` column (its subtrees are in ``older_nodes``)."""
         last = -1
         while True:
-            if level == 0:
-                rows = self._all(
-                    f"SELECT leaf_index, leaf_hash FROM {self.t('leaves')} WHERE leaf_index > ?"
-                    " ORDER BY leaf_index LIMIT 10000",
-                    (last,),
-                )
-            else:
-                rows = self._all(
-                    f"SELECT idx, hash FROM {self.t('nodes')} WHERE level = ? AND idx > ? ORDER BY idx LIMIT 10000",
-                    (level, last),
-                )
+            rows = self._all(
+                f"SELECT leaf_index, subtrees FROM {self.t('leaves')} WHERE leaf_index > ?"
+                " ORDER BY leaf_index LIMIT 10000",
+                (last,),
+            )
             if not rows:
                 return
-            for idx, h in rows:
-                yield int(idx), bytes(h)
+            for idx, st in rows:
+                yield int(idx), None if st is None else bytes(st)
             last = int(rows[-1][0])
+
+    def older_nodes(self) -> Iterator[tuple[int, int, bytes]]:
+        """The ``nodes`` table's subtrees (written before the ``subtrees`` column), by level and index."""
+        last = (0, -1)
+        while True:
+            rows = self._all(
+                f"SELECT level, idx, hash FROM {self.t('nodes')} WHERE level > ? OR (level = ? AND idx > ?)"
+                " ORDER BY level, idx LIMIT 10000",
+                (last[0], last[0], last[1]),
+            )
+            if not rows:
+                return
+            for level, idx, h in rows:
+                yield int(level), int(idx), bytes(h)
+            last = (int(rows[-1][0]), int(rows[-1][1]))
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -372,6 +399,15 @@ class SQLiteChainStore(_Base):
         with self._tx() as c:
             for stmt in self._schema():
                 c.execute(stmt)
+            self._upgrade(c)
+
+    def _columns(self, c: Any, table: str) -> set[str]:
+        return {str(r[1]) for r in c.execute(f"PRAGMA table_info({self.t(table)})")}
+
+    def _has_table(self, c: Any, table: str) -> bool:
+        return bool(
+            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.t(table),)).fetchall()
+        )
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._connections.transaction()
@@ -401,6 +437,19 @@ class PostgresChainStore(_Base):
         with self._tx() as c:
             for stmt in self._schema():
                 c.execute(stmt)
+            self._upgrade(c)
+
+    def _columns(self, c: Any, table: str) -> set[str]:
+        c.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = %s",
+            (self.t(table),),
+        )
+        return {str(r[0]) for r in c.fetchall()}
+
+    def _has_table(self, c: Any, table: str) -> bool:
+        c.execute("SELECT to_regclass(%s)", (self.t(table),))
+        return c.fetchone()[0] is not None
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
@@ -423,25 +472,19 @@ class PostgresChainStore(_Base):
         # the flush, which is sequential: every batch before it is on disk with it.
         c.execute("SET LOCAL synchronous_commit TO off")
 
-    def _insert_many(self, c: Any, table: str, width: int, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _insert_leaves(self, c: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         # binary COPY, encoded here in one piece: several times faster than INSERTs, and a third
         # of the time of psycopg's ``write_row`` (which dumps field by field)
-        with c.copy(f"COPY {self.t(table)} FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(_binary_copy(table, rows))
-
-    def _upsert_streams(self, c: Any, rows: list[tuple[str, int, bytes]]) -> None:
-        # one statement for the whole batch (one row per stream: no two rows update the same one)
-        ids, versions, heads = (list(x) for x in zip(*rows, strict=True))
-        c.execute(
-            f"INSERT INTO {self.t('streams')} SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[])"
-            " ON CONFLICT (originator_id) DO UPDATE SET version = excluded.version, head = excluded.head",
-            (ids, versions, heads),
-        )
+        with c.copy(f"COPY {self.t('leaves')} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(_binary_copy(rows))
 
     def stream_heads(self, originators: Iterable[str]) -> dict[str, tuple[int, bytes]]:
-        ids = sorted(set(originators))
+        # one descent of the stream index a stream, whatever its length
         rows = self._all(
-            f"SELECT originator_id, version, head FROM {self.t('streams')} WHERE originator_id = ANY(%s)", (ids,)
+            f"SELECT s.id, last.originator_version, last.stream_hash FROM unnest(%s::text[]) AS s (id)"
+            f" CROSS JOIN LATERAL (SELECT originator_version, stream_hash FROM {self.t('leaves')}"
+            " WHERE originator_id = s.id ORDER BY leaf_index DESC LIMIT 1) AS last",
+            (sorted(set(originators)),),
         )
         return {str(oid): (int(v), bytes(h)) for oid, v, h in rows}
 
@@ -464,42 +507,17 @@ def _struct(key: tuple[Any, ...], fmt: str) -> struct.Struct:
 
 def _copy_leaves(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
     out = []
-    for index, nid, oid, version, topic, leaf, head in rows:
+    for index, nid, oid, version, topic, leaf, head, subtrees in rows:
         o, t = oid.encode(), topic.encode()
-        lo, lt, ll, lh = len(o), len(t), len(leaf), len(head)
-        st = _struct(("leaves", lo, lt, ll, lh), f">hiqiqi{lo}siqi{lt}si{ll}si{lh}s")
-        out.append(st.pack(7, 8, index, 8, nid, lo, o, 8, version, lt, t, ll, leaf, lh, head))
+        lo, lt, ll, lh, ls = len(o), len(t), len(leaf), len(head), len(subtrees)
+        st = _struct(("leaves", lo, lt, ll, lh, ls), f">hiqiqi{lo}siqi{lt}si{ll}si{lh}si{ls}s")
+        out.append(st.pack(8, 8, index, 8, nid, lo, o, 8, version, lt, t, ll, leaf, lh, head, ls, subtrees))
     return out
 
 
-def _copy_nodes(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
-    out = []
-    for level, idx, h in rows:
-        n = len(h)
-        out.append(_struct(("nodes", n), f">hiiiqi{n}s").pack(3, 4, level, 8, idx, n, h))
-    return out
-
-
-def _copy_streams(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
-    out = []
-    for oid, version, head in rows:
-        o = oid.encode()
-        lo, lh = len(o), len(head)
-        out.append(_struct(("streams", lo, lh), f">hi{lo}siqi{lh}s").pack(3, lo, o, 8, version, lh, head))
-    return out
-
-
-#: each table's rows in PostgreSQL's binary COPY format (the rows' tuples, columns in order)
-_COPY_ENCODERS: dict[str, Callable[[Sequence[tuple[Any, ...]]], list[bytes]]] = {
-    "leaves": _copy_leaves,
-    "nodes": _copy_nodes,
-    "streams": _copy_streams,
-}
-
-
-def _binary_copy(table: str, rows: Sequence[tuple[Any, ...]]) -> bytes:
-    """``rows`` of a vlog table in PostgreSQL's binary COPY format, header and trailer included."""
-    return b"".join((_COPY_HEADER, *_COPY_ENCODERS[table](rows), _COPY_TRAILER))
+def _binary_copy(rows: Sequence[tuple[Any, ...]]) -> bytes:
+    """Rows of the leaves table in PostgreSQL's binary COPY format, header and trailer included."""
+    return b"".join((_COPY_HEADER, *_copy_leaves(rows), _COPY_TRAILER))
 
 
 ChainStore = SQLiteChainStore | PostgresChainStore

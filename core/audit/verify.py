@@ -340,23 +340,47 @@ def _check_streams(hasher: Hasher, leaves: Sequence[Leaf], report: Report) -> No
 
 
 def _check_nodes(hasher: Hasher, store: ChainStore, leaf_hashes: list[bytes], report: Report) -> None:
-    """Every stored subtree equals the one recomputed from the leaves, level by level."""
-    current = leaf_hashes
-    level = 0
-    while current:
-        stored = store.level(level)
-        for i, h in enumerate(current):
-            found = next(stored, None)
-            if found != (i, h):
-                report.findings.append(
-                    Finding("node", None, i << level, f"the stored subtree at level {level}, index {i} differs")
-                )
-                return
-        if next(stored, None) is not None:
+    """Every stored subtree equals the one recomputed from the leaves: those in the row of the
+    leaf that completes them, and those of leaves stored before that (in the ``nodes`` table)."""
+
+    def differs(level: int, idx: int) -> None:
+        report.findings.append(
+            Finding("node", None, idx << level, f"the stored subtree at level {level}, index {idx} differs")
+        )
+
+    frontier: list[bytes] = []
+    older: dict[tuple[int, int], bytes] = {}  # what the nodes table must hold
+    stored = store.subtrees()
+    for i, h in enumerate(leaf_hashes):
+        completed = completed_nodes(hasher, frontier, i, h)[1:]
+        found = next(stored, None)
+        if found is None or found[0] != i:
+            report.findings.append(Finding("node", None, i, f"leaf {i}'s row is gone from under the check"))
+            return
+        subtrees = found[1]
+        if subtrees is None:
+            older.update(((level, idx), x) for level, idx, x in completed)
+            continue
+        if subtrees != b"".join(x for _, _, x in completed):
+            for k, (level, idx, x) in enumerate(completed):
+                if subtrees[k * hasher.size : (k + 1) * hasher.size] != x:
+                    differs(level, idx)
+                    return
+            report.findings.append(Finding("node", None, i, f"leaf {i} stores subtrees it does not complete"))
+            return
+    for level, idx, h in store.older_nodes():
+        expected = older.pop((level, idx), None)
+        if expected is None:
             report.findings.append(Finding("node", None, None, f"level {level} stores subtrees beyond the leaves"))
             return
-        level += 1
-        current = [hasher.node(current[2 * i], current[2 * i + 1]) for i in range(len(current) // 2)]
+        if expected != h:
+            differs(level, idx)
+            return
+    if older:
+        level, idx = min(older, key=lambda k: ((k[1] + 1) << k[0], k[0]))
+        report.findings.append(
+            Finding("node", None, idx << level, f"the stored subtree at level {level}, index {idx} is missing")
+        )
 
 
 def _check_against(hasher: Hasher, row_hashes: list[bytes], ext: ExternalCheckpoint, report: Report) -> None:

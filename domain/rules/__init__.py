@@ -9,7 +9,7 @@
 | R5 | ``r05_lost_to_follow_up`` | lost to follow-up: the police locate the patient |
 | R6 | ``r06_medication_supply`` | the supply runs out: pickup follow-up, care-team warning |
 | R7 | ``r07_police_notice`` | a level ≥ 3 patient leaving: the destination police are told, and acknowledge (*) |
-| R8 | ``r08_move_in_region`` | a move inside the region: the receiving health center answers (*) |
+| R8 | ``r08_move_in_region`` | a move inside the region: the receiving health center answers; open work moves (*) |
 | R9 | ``r09_social_guardian`` | no or weak guardian: civil affairs designates a social guardian |
 | R10 | ``r10_guardianship_agreement`` | family refuses admission at level ≥ 3: an agreement |
 | R11 | ``r11_after_discharge`` | discharged: a first follow-up visit |

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid5
 
-from domain.obligation import Obligation, ObligationKind, obligation_id
+from domain.obligation import OBLIGATION_NAMESPACE, Obligation, ObligationKind, obligation_id
 from domain.registry import AgencyKind
 from domain.rules.entries import REREGISTRATION, Entry, Holds, Known
 from domain.rules.settings import RuleSettings
@@ -77,6 +77,32 @@ class Assignment:
     residence: str | None = None
 
 
+def moved_id(old: UUID, move_id: str) -> UUID:
+    """The id of the obligation ``old`` reopened when the patient's move ``move_id`` was accepted.
+
+    Derived from the old id (which already names the patient, rule, episode, role and cycle)
+    rather than from those parts: a decision does not carry its role and cycle, and an
+    obligation moved twice is found link by link from the id the rules know."""
+    return uuid5(OBLIGATION_NAMESPACE, f"{old}|moved|{move_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """Open work that moves with the patient (docs/decisions/042): the end of ``old``'s chain,
+    still open and owed by another agency than ``assignee``, is cancelled ("moved: now
+    <assignee>'s") and reopened for ``assignee`` about ``residence`` with the same deadline, as
+    ``moved_id(end, move_id)``. With ``due_at`` (R1's management, per station) the end of the
+    chain is reopened even when it is closed already, due then."""
+
+    old: UUID
+    move_id: str
+    assignee: str
+    action: str
+    residence: str
+    due_at: datetime | None = None
+    risk_level: int | None = None
+
+
 @dataclass
 class Decisions:
     """What the rules decided for one trigger."""
@@ -85,6 +111,10 @@ class Decisions:
     completed: list[tuple[UUID, str]] = field(default_factory=list)  # (obligation id, fulfilling message id)
     cancelled: list[tuple[UUID, str, str]] = field(default_factory=list)  # (id, reason, because of message id)
     lost: list[tuple[str, UUID, str]] = field(default_factory=list)  # ("derived"|"withdrawn"|"ended", id, key)
+    moved: list[Moved] = field(default_factory=list)  # open work that follows an accepted move
+    #: the accepted moves inside the region known at the trigger (their ids, in recorded order):
+    #: a completion or cancellation of an id applies to the end of its chain of ``moved_id`` links
+    moves: tuple[str, ...] = ()
 
     def names(self) -> set[UUID]:
         """Every obligation and lost-episode id the decisions name."""
@@ -93,6 +123,7 @@ class Decisions:
             | {i for i, _ in self.completed}
             | {i for i, _, _ in self.cancelled}
             | {i for _, i, _ in self.lost}
+            | {m.old for m in self.moved}
         )
 
     def extend(self, other: Decisions) -> Decisions:
@@ -100,6 +131,8 @@ class Decisions:
         self.completed += other.completed
         self.cancelled += other.cancelled
         self.lost += other.lost
+        self.moved += other.moved
+        self.moves = self.moves or other.moves
         return self
 
 
@@ -545,13 +578,18 @@ class CycleRule:
         return d
 
     def cycle_of(self, h: History, oid: UUID) -> tuple[Span, int] | None:
-        """The open episode and cycle number of obligation ``oid`` (None: not the current cycle)."""
+        """The open episode and cycle number of obligation ``oid`` (None: not the current cycle):
+        the current cycle's id, or the id it was reopened under when the patient moved."""
         from domain.rules.entries import tagged
 
+        moves = [str(e["move_id"]) for e in h.patient.facts.get("residence", ())]
         for span in spans(tagged(h.patient, *self.condition.kinds), self.condition.holds, self.condition.ended):
             if span.is_open:
                 current = self.anchor(h, span, h.version)
-                if self.cycle_id(h.patient.id, span, current) == oid:
+                ids = {self.cycle_id(h.patient.id, span, current)}
+                for move_id in moves:  # each move may or may not have moved it: every chain it may have
+                    ids |= {moved_id(i, move_id) for i in ids}
+                if oid in ids:
                     return span, current["v"]
         return None
 

@@ -12,6 +12,12 @@ the police station covering the residence; deadline: ``RuleSettings.r1_take_unde
   do: the obligation is completed at once by the latest management fact.
 - *Completed by*: the police record the patient under management.
 - *Cancelled by*: the level falls below 3, or the patient leaves the register.
+- *Per station* (列管 is the station's): when a move inside the region is accepted
+  (``ResidenceChanged``) during the episode, the station covering the new residence takes the
+  patient under management unless the latest management fact is its own: the obligation moves
+  to it (still open: same deadline) or is reopened for it (done by the old station: due
+  ``r1_take_under_management`` from the change). Its completion and cancellation follow the
+  chain of moved ids (docs/decisions/042).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from domain.rules.engine import (
     Condition,
     Decisions,
     History,
+    Moved,
     Responsible,
     Trigger,
+    owner_or_fallback,
 )
-from domain.rules.entries import REREGISTRATION, Known, latest, order
+from domain.rules.entries import REREGISTRATION, Known, fact_of, latest, order
 from domain.rules.settings import RuleSettings
 from domain.values import HIGH_RISK_LEVEL
 
@@ -35,6 +43,7 @@ RULE = "R1"
 POLICE_MANAGEMENT = "smd.PoliceManagementRecorded"
 DEREGISTERED = "smd.PatientDeregistered"
 REREGISTERED = "smd.PatientReregistered"
+RESIDENCE_CHANGED = "smd.ResidenceChanged"
 
 
 def high_risk(known: Known) -> bool:
@@ -124,7 +133,34 @@ class HighRiskManagement:
         if after is not None and t.topic == DEREGISTERED:
             reason = f"the patient left the register ({patient.deregistration_reason})"
             d.cancelled.append((obligation_id(t.patient_id, RULE, after.key, "police"), reason, t.message_id))
+        if after is not None and t.topic == RESIDENCE_CHANGED:
+            d.moved += _to_the_new_station(t, h, after.key, responsible, settings)
         return d
+
+
+def _to_the_new_station(
+    t: Trigger, h: History, key: str, responsible: Responsible, settings: RuleSettings
+) -> list[Moved]:
+    """The new residence's station takes the patient under management, unless the latest
+    management fact is its own (``responsible`` answers for the new residence)."""
+    change = fact_of(h.patient, "residence", t.message_id)
+    if change is None:
+        return []
+    station, action = owner_or_fallback(responsible, AgencyKind.POLICE_STATION, "take_under_management")
+    managed = h.patient.facts.get("police_management", [])
+    if station is None or (managed and max(managed, key=order)["by"] == station):
+        return []
+    return [
+        Moved(
+            old=obligation_id(t.patient_id, RULE, key, "police"),
+            move_id=str(change["move_id"]),
+            assignee=station,
+            action=action,
+            residence=change["residence"],
+            due_at=t.recorded_at + settings.r1_take_under_management,
+            risk_level=h.risk_level,
+        )
+    ]
 
 
 R1 = HighRiskManagement()

@@ -20,18 +20,33 @@ R8 (the origin stays responsible until accepted); owner: the health center cover
   ``on_due`` tells the origin's (``move_unanswered``): escalated on both sides.
 - *Cancelled by* leaving the register. Moves to another region are the handover's
   (``core.handover``, docs/decisions/039), not this rule's.
+- *Open work moves with the patient* (``moved_with_the_patient``): on ``ResidenceChanged``,
+  each open obligation of the patient rules about the home (``Assignment.residence`` None: not
+  R7's or R8's about a destination) is cancelled, "moved: now <agency>'s", and reopened for the
+  agency of the same kind covering the new residence (none on record: the governance center
+  there, to assign one), same rule, episode and deadline; unless that agency owes it already.
+  Notices stay with whom they told; escalations made stay on the old governance center's record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
 from domain.obligation import ObligationKind, obligation_id
-from domain.patient_file import HandoverAnswered, MoveReported, PatientDeregistered
+from domain.patient_file import HandoverAnswered, MoveReported, PatientDeregistered, ResidenceChanged
 from domain.registry import AgencyKind
-from domain.rules.engine import FALLBACK_ACTION, Assignment, Decisions, History, Responsible, Trigger, owner_or_fallback
+from domain.rules.engine import (
+    FALLBACK_ACTION,
+    Assignment,
+    Decisions,
+    History,
+    Moved,
+    Responsible,
+    Trigger,
+    owner_or_fallback,
+)
 from domain.rules.entries import fact_of
 from domain.rules.settings import RuleSettings
 
@@ -40,6 +55,7 @@ ANSWER = "accept_or_reject_move"
 REJECTED = "move_rejected"
 UNANSWERED = "move_unanswered"
 R8_MOVE_TOPICS = frozenset({MoveReported.TOPIC, HandoverAnswered.TOPIC, PatientDeregistered.TOPIC})
+RESIDENCE_CHANGED = ResidenceChanged.TOPIC
 
 #: ``responsible_at(unit, kind)``: the agency of ``kind`` covering ``unit`` (the registry as
 #: recorded at the trigger, on its day), or None.
@@ -106,6 +122,32 @@ def r08_move_in_region(
             d.cancelled.append(
                 (answer_id(t.patient_id, move["move_id"]), "the patient left the register", t.message_id)
             )
+    return d
+
+
+def moved_with_the_patient(
+    t: Trigger, patient: Any, open_now: Iterable[Assignment], responsible_at: ResponsibleAt
+) -> Decisions:
+    """On ``ResidenceChanged``: the open obligations about the home move to the agencies of the
+    same kind covering the new residence (module docstring). ``open_now``: the patient rules'
+    obligations open before the change, each naming the agency kind it asks for
+    (``domain.rules.open_work.open_after``); the policy process moves only those still open and
+    owed by another agency."""
+    d = Decisions()
+    change = fact_of(patient, "residence", t.message_id) if t.topic == RESIDENCE_CHANGED else None
+    if change is None:
+        return d
+    unit = change["residence"]
+    for a in open_now:
+        if a.kind != ObligationKind.OBLIGATION or a.residence is not None:
+            continue
+        kind = AgencyKind(a.assignee)
+        if kind in FALLBACK_ACTION:
+            owner, action = owner_or_fallback(lambda k: responsible_at(unit, k), kind, a.action)
+        else:
+            owner, action = responsible_at(unit, kind), a.action
+        if owner is not None:
+            d.moved.append(Moved(a.id, str(change["move_id"]), owner, action, unit))
     return d
 
 

@@ -206,13 +206,26 @@ class CrossRegionLink:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure()
-        while not stop.is_set():
-            busy = await self.publish()
-            for peer in sorted(self.peer_domains):
-                busy += len(await self.consume(peer))
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+        try:
+            while not stop.is_set():
+                busy = await self.publish()
+                for peer in sorted(self.peer_domains):
+                    busy += len(await self.consume(peer))
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Unsubscribe the pull subscriptions: one left open makes the connection's drain wait
+        until it times out (and `smd serve` stops waiting for it after 10 s)."""
+        subs, self._subs = self._subs, {}
+        if self.nc.is_closed:
+            return
+        for sub in subs.values():
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
 
 
 async def run_crossregion(services: Any, stop: asyncio.Event, name: str = "smd-crossregion") -> None:

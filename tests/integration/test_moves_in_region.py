@@ -14,11 +14,14 @@ import pytest
 from core.registry import load_file
 from core.scheduler import Scheduler
 from domain.jurisdiction import OutsideJurisdiction
+from domain.obligation import obligation_id
+from domain.rules.engine import moved_id
 from domain.rules.r07_police_notice import acknowledge_id, notify_id
 from domain.rules.r08_move_in_region import answer_id
 from ops.data_files import DEMO_DISTRICT
 from tests.integration.test_coordination_engine import GOV, HC, POLICE, VILLAGE
 from tests.integration.test_rules_care import Care
+from tests.support.replay import comparable, replica_of, split
 
 R01 = "990101-002-v01"
 HC_R, POLICE_R, GOV_R = "hc-reedmarsh", "police-reedmarsh", "gov-reedmarsh"
@@ -154,3 +157,84 @@ class TestR7PoliceNotice:
         o.complete(o.due_at - timedelta(hours=1), fulfilled_by=None, by_agency=POLICE_R, note="acknowledged")
         s.case_record.save(o)
         assert get(care, acknowledge_id(care.patient, move_id)).status == "completed"
+
+
+def level_3_and_moved(care: Care, *, accepted: bool = True):
+    """A level-3 visit by hc-north (R1 open for police-east, an R4 cycle for hc-north), then a move
+    to Reedmarsh that hc-reedmarsh answers. Returns (R1's id, R4's cycle id, the move id)."""
+    visit = care.visit(3, days_ago=3)
+    r1 = obligation_id(care.patient, "R1", visit, "police")
+    r4 = obligation_id(care.patient, "R4", "registration", "visit", care.version(visit))
+    move_id = move(care, days_ago=2)
+    answer = "handover.accepted" if accepted else "handover.rejected"
+    data = {"move_id": move_id} if accepted else {"move_id": move_id, "reason": "not living here"}
+    care.send(HC_R, answer, data, days_ago=1)
+    return r1, r4, move_id
+
+
+class TestOpenWorkMovesWithThePatient:
+    def test_the_open_obligations_are_cancelled_and_reopened_for_the_new_agencies(self, care) -> None:
+        r1, r4, move_id = level_3_and_moved(care)
+        for old, new_owner in ((r1, POLICE_R), (r4, HC_R)):
+            before, after = get(care, old), get(care, moved_id(old, move_id))
+            assert (before.status, before.cancel_reason) == ("cancelled", f"moved: now {new_owner}'s")
+            assert (after.status, after.assignee, after.residence) == ("assigned", new_owner, R01)
+            assert (after.rule, after.action, after.episode_key, after.due_at) == (
+                before.rule,
+                before.action,
+                before.episode_key,
+                before.due_at,
+            )
+        # notices stay with whom they told; R7's and R8's own obligations stay
+        assert {r.assignee for r in care.rows("R1") if r.kind == "notice"} == {GOV}
+        assert get(care, notify_id(care.patient, move_id)).assignee == POLICE
+
+    def test_the_new_agencies_work_completes_the_reopened_obligations(self, care) -> None:
+        r1, r4, move_id = level_3_and_moved(care)
+        visit = care.send(
+            HC_R,
+            "visit.recorded",
+            {"face_to_face": True, "joint": False, "risk_level": 3, "risk_class": "unstable"},
+            days_ago=0.5,
+        ).key
+        cycle = get(care, moved_id(r4, move_id))
+        assert (cycle.status, cycle.fulfilled_by) == ("completed", visit)
+        following = get(care, obligation_id(care.patient, "R4", "registration", "visit", care.version(visit)))
+        assert (following.assignee, following.status) == (HC_R, "assigned")
+        managed = care.send(POLICE_R, "patient.taken-under-management", {}, days_ago=0.4).key
+        taken = get(care, moved_id(r1, move_id))
+        assert (taken.status, taken.fulfilled_by) == ("completed", managed)
+        assert get(care, r1).status == "cancelled"  # the old one stays as it was cancelled
+
+    def test_a_patient_under_the_old_stations_management_is_taken_under_the_new_ones(self, care) -> None:
+        visit = care.visit(3, days_ago=4)
+        r1 = obligation_id(care.patient, "R1", visit, "police")
+        care.send(POLICE, "patient.taken-under-management", {}, days_ago=3.5)
+        assert get(care, r1).status == "completed"
+        move_id = move(care, days_ago=2)
+        care.send(HC_R, "handover.accepted", {"move_id": move_id}, days_ago=1)
+        again = get(care, moved_id(r1, move_id))
+        assert (again.assignee, again.action, again.status) == (POLICE_R, "take_under_management", "assigned")
+        assert again.due_at - again.created_on == timedelta(hours=24)
+
+    def test_a_rejected_move_moves_nothing(self, care) -> None:
+        r1, r4, move_id = level_3_and_moved(care, accepted=False)
+        assert (get(care, r1).assignee, get(care, r1).status) == (POLICE, "assigned")
+        assert (get(care, r4).assignee, get(care, r4).status) == (HC, "assigned")
+        assert care.services.case_record.existing({moved_id(r1, move_id), moved_id(r4, move_id)}) == set()
+
+    def test_a_replay_of_the_rules_decides_the_same(self, care, store_kind, tmp_path, request) -> None:
+        _, _, _ = level_3_and_moved(care)
+        care.send(
+            HC_R,
+            "visit.recorded",
+            {"face_to_face": True, "joint": False, "risk_level": 3, "risk_class": "unstable"},
+            days_ago=0.5,
+        )
+        care.send(POLICE_R, "patient.taken-under-management", {}, days_ago=0.4)
+        _, derived = split(care.services)
+        with replica_of(care.services, store_kind, tmp_path / "replica", request) as replica:
+            while replica.policies.run_once(limit=1):  # one fact at a time: a state rebuilt at every step
+                replica.policies.states.forget()
+            _, again = split(replica)
+            assert comparable(replica, again) == comparable(care.services, derived)

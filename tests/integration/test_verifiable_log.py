@@ -428,12 +428,90 @@ class TestVerifyAgainstARogueAdministrator:
     def test_an_edited_tree_table_is_named(self, chained) -> None:
         services, rogue, _rows = chained
         prefix = "smd_" if rogue.pg else ""
+        # the subtree of level 1, index 2 (leaves 4 and 5) is kept in the row of leaf 5
         rogue._run(
-            [(f"UPDATE {prefix}vlog_nodes SET hash = {rogue.m} WHERE level = 1 AND idx = 2", (b"\x00" * 32,))],
+            [(f"UPDATE {prefix}vlog_leaves SET subtrees = {rogue.m} WHERE leaf_index = 5", (b"\x00" * 32,))],
             vlog=True,
         )
         first = verified(services).first
-        assert first is not None and first.kind == "node"
+        assert first is not None and (first.kind, first.leaf_index) == ("node", 4)
+        assert "level 1, index 2 differs" in first.detail
+
+
+def to_the_layout_before(services: Services) -> None:
+    """Rewrite the tree's tables as the version before stored them: no ``subtrees`` column (the
+    subtrees in the ``nodes`` table), a ``streams`` table of heads, the stream index by version."""
+    from tests.support.rogue import RogueAdmin
+
+    rogue = RogueAdmin(services)
+    p, m = ("smd_" if rogue.pg else ""), rogue.m
+    leaves = services.chain_store.leaves()
+    frontier: list[bytes] = []
+    nodes = [n for lf in leaves for n in merkle.completed_nodes(H, frontier, lf.leaf_index, lf.leaf_hash)[1:]]
+    heads = {lf.originator_id: (lf.originator_version, lf.stream_hash) for lf in leaves}
+    blob = "bytea" if rogue.pg else "BLOB"
+    rogue._run(
+        [
+            (f"ALTER TABLE {p}vlog_leaves DROP COLUMN subtrees", ()),
+            (f"DROP INDEX {p}vlog_leaves_stream_order", ()),
+            (f"CREATE INDEX {p}vlog_leaves_stream ON {p}vlog_leaves (originator_id, originator_version)", ()),
+            (f"CREATE TABLE {p}vlog_streams (originator_id TEXT PRIMARY KEY, version bigint, head {blob})", ()),
+            *((f"INSERT INTO {p}vlog_nodes VALUES ({m}, {m}, {m})", n) for n in nodes),
+            *((f"INSERT INTO {p}vlog_streams VALUES ({m}, {m}, {m})", (k, *v)) for k, v in heads.items()),
+        ],
+        vlog=True,
+    )
+
+
+class TestATreeStoredByTheVersionBefore:
+    """A tree whose subtrees are in the ``nodes`` table and whose heads were in ``streams`` is
+    upgraded at start: its old subtrees are read where they are, new leaves keep theirs."""
+
+    def test_it_is_upgraded_at_start_read_as_before_and_extended(self, open_store) -> None:
+        first = open_store()
+        record_patients(first, patients=2, visits=2)
+        follow(first)
+        old_size = first.chain_store.tree("sha256").size
+        to_the_layout_before(first)
+        second = open_store()  # the upgrade runs here
+        record_patients(second, patients=2, visits=3)
+        follow(second)
+        rows = stored_rows(second)
+        memory = ListSource(H, [leaf_of(H, r) for r in rows])
+        from core.audit.proofs import TreeReader
+
+        reader = TreeReader(second.chain_store)
+        for size in (1, old_size - 1, old_size, old_size + 1, len(rows)):
+            assert reader.root(size) == merkle.root(memory, H, size)
+        for index in (0, old_size - 2, old_size - 1, len(rows) - 1):
+            proof = reader.inclusion(index, len(rows))
+            merkle.verify_inclusion(H, index, len(rows), memory.node(0, index), proof, reader.root(len(rows)))
+        heads: dict[str, bytes] = {}
+        for lf in second.chain_store.leaves():
+            heads[lf.originator_id] = H.chain(heads.get(lf.originator_id, b"\x00" * 32), lf.leaf_hash)
+            assert lf.stream_hash == heads[lf.originator_id]  # the old heads were read on
+        report = verified(second)
+        assert report.ok, report.findings
+        assert report.leaves == len(rows)
+
+    def test_an_old_subtree_edited_in_the_nodes_table_is_named(self, open_store) -> None:
+        from tests.support.rogue import RogueAdmin
+
+        first = open_store()
+        record_patients(first, patients=3, visits=2)
+        follow(first)
+        to_the_layout_before(first)
+        second = open_store()
+        rogue = RogueAdmin(second)
+        p = "smd_" if rogue.pg else ""
+        rogue._run(
+            [(f"UPDATE {p}vlog_nodes SET hash = {rogue.m} WHERE level = 2 AND idx = 1", (b"\x00" * 32,))], vlog=True
+        )
+        first_finding = verified(second).first
+        assert first_finding is not None and (first_finding.kind, first_finding.leaf_index) == ("node", 4)
+        rogue._run([(f"DELETE FROM {p}vlog_nodes WHERE level = 2 AND idx = 1", ())], vlog=True)
+        first_finding = verified(second).first
+        assert first_finding is not None and "level 2, index 1 is missing" in first_finding.detail
 
 
 def use_settings(monkeypatch: pytest.MonkeyPatch, services: Services) -> None:

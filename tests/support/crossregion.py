@@ -2,19 +2,23 @@
 own in JetStream domains ra/rb, configured by `smd nats config` and joined by a leaf node under the
 restricted cross-region account; region A on SQLite (the hub's server), region B on PostgreSQL (the
 leaf's). Each region's peer entry lists its checkpoint verifier and its witness key (both from
-fixed seeds in ``Side.keys``), so that each witnesses the other's log over the link. Used by
-test_crossregion_link.py, test_crossregion_cases.py and test_crossregion_witness.py."""
+fixed seeds, ``key_seeds``), so that each witnesses the other's log over the link.
+``two_regions`` runs both regions in the test's process (test_crossregion_link.py,
+test_crossregion_cases.py, test_crossregion_witness.py); ``smd``, ``server_conf`` and ``binary``
+also configure the two `smd serve` processes of test_two_regions_served.py."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import io
 import json
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import nats
@@ -24,7 +28,7 @@ from core.audit.signing_keys import CHECKPOINT, WITNESS
 from core.region_keys import CrossRegionKeys
 from core.registry import load_file
 from integrations.crossregion import LEAF_USER, SERVICE_USER, CrossRegionLink, LinkNames
-from ops import cli_nats
+from ops import cli
 from ops.bootstrap import region_keys
 from ops.settings import load_settings
 from tests.integration.test_handovers import A, B, Region, district
@@ -107,44 +111,56 @@ def peer_entry(keys: CrossRegionKeys, seeds: dict[str, str], scratch: Path) -> d
     }
 
 
-def server_conf(
-    base: Path, code: str, peer_entry: dict, leaf_port: int, monkeypatch: pytest.MonkeyPatch, seeds: dict[str, str]
-) -> str:
-    """Write the region's server config with `smd nats config` (accounts: SMD and the restricted
-    XR; the leaf node: A listens, B connects as xr-leaf with A's password copied over); returns
-    the link's password (smd-crossregion)."""
+def smd(env: Mapping[str, str], *argv: str) -> str:
+    """Run an `smd` command in this process with exactly these SMD_* settings (none inherited
+    from the test run's environment); fails unless it exits 0; returns what it printed."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        for var in [v for v in os.environ if v.startswith("SMD_")]:
+            mp.delenv(var)
+        for var, value in env.items():
+            mp.setenv(var, value)
+        with contextlib.redirect_stdout(out):
+            status = cli.main(list(argv))
+    assert status == 0, f"smd {' '.join(argv)} exited {status}: {out.getvalue()}"
+    return out.getvalue()
+
+
+def write_peers(path: Path, *entries: dict) -> Path:
+    """The SMD_CROSSREGION_PEERS file: the linked regions' entries (`smd crossregion peer-entry`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(entries)))
+    return path
+
+
+def password(credentials: Path, user: str) -> str:
+    """A NATS user's password as `smd nats config` wrote it."""
+    return (credentials / f"{user}.password").read_text().strip()
+
+
+def server_conf(base: Path, env: Mapping[str, str], leaf_port: int, hub_credentials: Path | None = None) -> Path:
+    """Write a region's server config with `smd nats config` under ``base`` (accounts: SMD and the
+    restricted XR; the leaf node: the hub listens on ``leaf_port``, the other region connects
+    there as xr-leaf with the hub's password copied from ``hub_credentials``), with the region's
+    settings ``env`` (SMD_REGION, SMD_CROSSREGION_DOMAIN, SMD_CROSSREGION_PEERS, its store);
+    returns the credentials folder (the passwords of smd-service, smd-crossregion, the agencies)."""
     base.mkdir(parents=True, exist_ok=True)
-    peers = base / "peers.json"
-    peers.write_text(json.dumps([peer_entry]))
-    env = {
-        **seeds,
-        "SMD_DATA_DIR": str(base / "data"),
-        "SMD_REGION": code,
-        "SMD_SUBJECT_ROOT": ROOT,
-        "SMD_CROSSREGION_PEERS": str(peers),
-        "SMD_CROSSREGION_DOMAIN": DOMAINS[code],
-        "SMD_NATS_URL": "",
-    }
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)
     folder = base / "credentials"
     argv = ["nats", "config", "--out", str(base / "accounts.conf"), "--leaf-out", str(base / "leaf.conf")]
     argv += ["--credentials", str(folder)]
-    if code == A:
+    if hub_credentials is None:
         argv += ["--leaf-listen", f"127.0.0.1:{leaf_port}"]
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(base.parent / f"nats-{A}" / "credentials" / f"{LEAF_USER}.password", folder)
+        shutil.copy(hub_credentials / f"{LEAF_USER}.password", folder)
         argv += ["--leaf-remote", f"nats-leaf://127.0.0.1:{leaf_port}"]
-    assert cli_nats.main(argv) == 0
+    smd(env, *argv)
     (base / "nats-server.conf").write_text("include accounts.conf\ninclude leaf.conf\n")
-    return (folder / f"{SERVICE_USER}.password").read_text().strip()
+    return folder
 
 
 @pytest.fixture
-def two_regions(
-    request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_database, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Side, Side]]:
+def two_regions(request: pytest.FixtureRequest, tmp_path: Path, fresh_pg_database) -> Iterator[tuple[Side, Side]]:
     """Region A (SQLite, the hub's server) and B (PostgreSQL, the leaf's), linked; servers from
     ``request.param`` ("debian" or "wheel", default debian)."""
     which = getattr(request, "param", "debian")
@@ -159,7 +175,17 @@ def two_regions(
         for code, kind in ((A, "sqlite"), (B, "postgres")):
             peer = B if code == A else A
             folder = tmp_path / f"nats-{code}"
-            password = server_conf(folder, code, entries[peer], leaf_port, monkeypatch, seeds[code])
+            peers = write_peers(folder / "peers.json", entries[peer])
+            env = {
+                **seeds[code],
+                "SMD_DATA_DIR": str(folder / "data"),
+                "SMD_REGION": code,
+                "SMD_SUBJECT_ROOT": ROOT,
+                "SMD_CROSSREGION_PEERS": str(peers),
+                "SMD_CROSSREGION_DOMAIN": DOMAINS[code],
+            }
+            hub = None if code == A else tmp_path / f"nats-{A}" / "credentials"
+            service_password = password(server_conf(folder, env, leaf_port, hub), SERVICE_USER)
             conf = folder / "nats-server.conf"
             server = PrivateNats(folder, extra_args=("-c", str(conf)), binary=binary(which))
             server.start()
@@ -169,7 +195,7 @@ def two_regions(
             services = open_services(settings, clock=clock)
             opened.append((server, services))
             load_file(services.case_record, district(code, tmp_path))
-            sides.append(Side(Region(services, keys[code], clock), server, password, folder / "peers.json"))
+            sides.append(Side(Region(services, keys[code], clock), server, service_password, peers))
         yield sides[0], sides[1]
     finally:
         for server, services in opened:

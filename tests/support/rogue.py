@@ -100,9 +100,6 @@ class RogueAdmin:
         they now are (a rewrite with every hash recomputed)."""
         prefix = "smd_" if self.pg else ""
         self._run(
-            [
-                (f"DELETE FROM {prefix}vlog_{t}", ())
-                for t in ("tree", "leaves", "nodes", "streams", "checkpoints", "cosignatures")
-            ],
+            [(f"DELETE FROM {prefix}vlog_{t}", ()) for t in ("tree", "leaves", "nodes", "checkpoints", "cosignatures")],
             vlog=True,
         )

@@ -33,7 +33,7 @@ from domain.registry_errors import (
     WrongParentKind,
 )
 from domain.registry_file import diff, parse_registry
-from ops.data_files import DEMO_DISTRICT
+from ops.data_files import DEMO_DISTRICT, DEMO_DISTRICT_B, DEMO_DISTRICTS, demo_district_for
 
 REGION = "990101"
 JAN = date(2025, 1, 1)
@@ -324,20 +324,31 @@ class TestTheRegistryAggregate:
 
 
 class TestTheDemoDistrict:
-    def demo(self) -> RegistryState:
-        return loaded(tomllib.loads(DEMO_DISTRICT.read_text()))
+    def demo(self, path=DEMO_DISTRICT) -> RegistryState:
+        document = tomllib.loads(path.read_text())
+        return loaded(document, RegistryState(document["region"]))
 
-    def test_the_demo_district_loads_and_validates(self) -> None:
-        state = self.demo()
+    @pytest.mark.parametrize("path", [DEMO_DISTRICT, DEMO_DISTRICT_B], ids=["a", "b"])
+    def test_the_demo_districts_load_and_validate(self, path) -> None:
+        state = self.demo(path)
         assert len(state.agencies) >= 8
         assert {a[0].kind for a in state.agencies.values()} == set(AgencyKind)
+        assert demo_district_for(state.region) == path
 
+    @pytest.mark.parametrize("path", [DEMO_DISTRICT, DEMO_DISTRICT_B], ids=["a", "b"])
     @pytest.mark.parametrize("kind", [k for k in AgencyKind if k not in SHARED_KINDS])
-    def test_every_village_has_exactly_one_agency_of_each_kind(self, kind: AgencyKind) -> None:
-        state = self.demo()
+    def test_every_village_has_exactly_one_agency_of_each_kind(self, kind: AgencyKind, path) -> None:
+        state = self.demo(path)
         for uid, versions in state.org_units.items():
             if versions[0].kind in ("village", "community"):
                 assert state.responsible(uid, kind, date(2026, 11, 20)) is not None, (uid, kind)
+
+    def test_the_two_demo_regions_share_no_agency_id_and_no_name(self) -> None:
+        a, b = (tomllib.loads(p.read_text()) for p in (DEMO_DISTRICT, DEMO_DISTRICT_B))
+        assert sorted(DEMO_DISTRICTS) == sorted([a["region"], b["region"]]) == ["990101", "990202"]
+        assert not {x["id"] for x in a["agencies"]} & {x["id"] for x in b["agencies"]}
+        names = [{x["name"] for x in d["agencies"] + d["org_units"]} for d in (a, b)]
+        assert not names[0] & names[1]
 
     def test_the_demo_has_two_police_stations_and_two_health_centers_in_one_subdistrict(
         self,
@@ -348,6 +359,6 @@ class TestTheDemoDistrict:
             assert len(covering) == 2
 
     def test_the_demo_uses_no_place_name_of_the_seeds(self) -> None:
-        text = DEMO_DISTRICT.read_text().lower()
+        text = (DEMO_DISTRICT.read_text() + DEMO_DISTRICT_B.read_text()).lower()
         for real in ("jiaobei", "jiaozhou", "qingyang", "jinjiang", "胶北", "胶州", "青阳", "晋江"):
             assert real not in text

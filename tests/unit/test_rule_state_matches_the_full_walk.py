@@ -1,5 +1,8 @@
 """The incremental rule state decides exactly what the full-history walk decides.
 
+(Accepted moves inside the region are among the facts: R1 moves its management to the new
+residence's station on the change, from either state alike.)
+
 For random histories of every kind of fact the rules read, recorded in any order (occurred
 times drawn from a few days, so facts at the same occurred time are common), the rules' decisions
 for each fact from the ``RuleState`` folded fact by fact equal the decisions from
@@ -87,9 +90,15 @@ COMMANDS: dict[str, Any] = {
         {"aid": st.sampled_from(["minimum_living_allowance", "extreme_poverty_support"])}
     ),
     "deregister": st.just({}),
+    # a move inside the region, accepted (the residence changes) or not
+    "move_in_region": st.fixed_dictionaries({"unit": st.sampled_from(["v-02", "v-03"]), "accepted": st.booleans()}),
+    "release_from_management": st.just({}),
 }
 
 step = st.tuples(st.sampled_from(sorted(COMMANDS)), st.integers(0, 110), st.data())
+#: the facts around a move: the level, the police's management, the move, a stay away from home
+MOVING = ["record_visit", "assess_risk", "take_under_management", "release_from_management", "move_in_region", "admit"]
+moving_step = st.tuples(st.sampled_from([*MOVING, "move_in_region", "discharge"]), st.integers(0, 110), st.data())
 
 
 def _apply(patient: Patient, command: str, day: int, kw: dict[str, Any], n: int) -> None:
@@ -123,6 +132,14 @@ def _apply(patient: Patient, command: str, day: int, kw: dict[str, Any], n: int)
         "find_ineligible_for_aid": lambda: {"aid_type": kw["aid"], "reason": "not eligible"},
         "deregister": lambda: {"reason": "other"},
     }.get(command, lambda: dict(kw))()
+    if command == "move_in_region":
+        move_id = uuid4()
+        patient.report_move(
+            by, NOW, move_id=move_id, destination_region="990101", destination_unit=kw["unit"], moving_on=on
+        )
+        answer = Provenance("hc", None, at, f"hc:{n:04d}:answer")
+        patient.answer_handover(answer, NOW, move_id=move_id, accepted=kw["accepted"], region="990101")
+        return
     getattr(patient, command)(by, NOW, **args)
 
 
@@ -162,7 +179,16 @@ def _history(draws: list[tuple[str, int, Any]]) -> list[Any]:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(step, min_size=1, max_size=40), st.integers(1, 4))
 def test_the_incremental_state_decides_what_the_full_walk_decides(draws, lost_after) -> None:
-    rules = RuleSettings(r5_misses_that_mean_lost=lost_after)
+    _decide_alike(draws, RuleSettings(r5_misses_that_mean_lost=lost_after))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(moving_step, min_size=1, max_size=25))
+def test_around_moves_the_incremental_state_decides_what_the_full_walk_decides(draws) -> None:
+    _decide_alike(draws, RuleSettings())
+
+
+def _decide_alike(draws: list[tuple[str, int, Any]], rules: RuleSettings) -> None:
     events = _history(draws)
     oracle: Any = None
     state: RuleState | None = None

@@ -4,11 +4,12 @@ pickup, and the care team is warned when it has run out."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from uuid import uuid4
 
 from domain.identity import CHINA_TZ
 from domain.obligation import ObligationKind
 from domain.registry import AgencyKind
-from domain.rules.engine import Decisions
+from domain.rules.engine import Decisions, moved_id
 from domain.rules.entries import supply_ends_on
 from domain.rules.r06_medication_supply import R6, on_due
 from domain.rules.settings import RuleSettings
@@ -68,6 +69,27 @@ class TestCycles:
         )
         s.record("dispense_medication", 1, dispensed_on=(NOW - timedelta(days=1)).date(), days_supplied=30)
         assert on_due(Overdue, s.history(), responsible) == []  # stale: a new pickup started a new cycle
+
+    def test_a_cycle_moved_with_the_patient_still_warns_the_care_team_when_overdue(self) -> None:
+        s = Story()
+        picked = s.record("dispense_medication", 40, dispensed_on=(NOW - timedelta(days=40)).date(), days_supplied=30)
+        (due,) = s.then(R6).opened
+        move_id = uuid4()
+        s.record(
+            "report_move",
+            3,
+            move_id=move_id,
+            destination_region="990101",
+            destination_unit="v-02",
+            moving_on=NOW.date(),
+        )
+        s.record("answer_handover", 2, move_id=move_id, accepted=True, region="990101")
+
+        class Overdue:  # reopened for the new residence's health center (docs/decisions/042)
+            rule, id = "R6", moved_id(due.id, str(move_id))
+
+        (warning,) = on_due(Overdue, s.history(), responsible)
+        assert warning.id == s.oid("R6", picked, "care-team-warning", s.version_of(picked))
 
     def test_the_next_pickup_completes_the_cycle_and_the_next_is_due_when_the_carried_over_supply_ends(self) -> None:
         s = Story()
