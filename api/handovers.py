@@ -62,6 +62,20 @@ class HistoryEntry(msgspec.Struct):
     at: datetime
 
 
+class PoliceNoticeView(msgspec.Struct):
+    """R7 across regions (docs/decisions/048): the police notice that goes with the handover of a
+    level ≥ 3 patient, on this side (out: ``sent``, ``acknowledged`` or ``cancelled``; in:
+    ``received``, ``acknowledged`` or ``cancelled``). ``escalated``: the origin's deadline passed
+    with no acknowledgement there (its police station and governance center were told)."""
+
+    status: str
+    risk_level: int
+    risk_class: str
+    acknowledge_by: datetime
+    acknowledged_at: datetime | None
+    escalated: bool
+
+
 class HandoverView(msgspec.Struct, omit_defaults=True):
     """This region's side of a handover. ``responsible``: the regions responsible for the patient
     now, as this side's record says (the origin until its log holds the acceptance; both while an
@@ -81,6 +95,7 @@ class HandoverView(msgspec.Struct, omit_defaults=True):
     assignee: str | None = None
     late_answers: list[str] | None = None
     history: list[HistoryEntry] | None = None
+    police_notice: PoliceNoticeView | None = None
 
 
 class HandoverList(msgspec.Struct):

@@ -11,6 +11,7 @@ from datetime import datetime
 from core.case_record import CaseRecord
 from core.registry import REGION_TZ, RegistryView
 from domain.obligation import Obligation
+from domain.patient import Patient
 from domain.registry import AgencyKind
 from domain.rules.engine import Trigger, to_obligation
 from domain.rules.entries import FullHistory
@@ -23,6 +24,8 @@ def falls_due(case_record: CaseRecord, registry: RegistryView, overdue: Obligati
     if not opens_when_due(overdue):
         return []
     patient = case_record.repository.get(overdue.patient_id)  # the facts now: a stale cycle opens nothing
+    if not isinstance(patient, Patient):
+        return []  # about a handover (R7 across regions): the other region escalates by its own clock
     on = now.astimezone(REGION_TZ).date()
 
     def responsible(kind: AgencyKind) -> str | None:

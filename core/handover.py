@@ -37,7 +37,7 @@ import msgspec
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from core import identity
+from core import handover_police, identity
 from core.case_record import CaseRecord, ConcurrentWriteConflict, backoff_seconds
 from core.contract import InboundEvent, PatientRegisteredV1, PatientRegisteredV2
 from core.erasure import erased_subjects, notice_decision
@@ -132,9 +132,11 @@ class Handovers:
         Returns how much it did (0: nothing to do)."""
         busy = self.follow_moves()
         busy += self.follow_feed()
+        busy += self.follow_police()
         if time.monotonic() >= self._next_deadline_check:
             self._next_deadline_check = time.monotonic() + self.check_every
             busy += len(self.check_deadlines())
+            busy += len(self.check_police_deadlines())
         return busy
 
     @property
@@ -234,6 +236,18 @@ class Handovers:
                     self.case_record.save(handover)
                     escalated.append(hid)
         return escalated
+
+    # -- the police notice (R7 across regions, ``core.handover_police``) ---------------------------
+
+    def follow_police(self, limit: int = 100) -> int:
+        """Send the police notice of each new handover of a level ≥ 3 patient, cancel notices with
+        their handovers, and send back this region's stations' acknowledgements; returns how many
+        notifications it read (0: caught up)."""
+        return handover_police.follow(self, limit)
+
+    def check_police_deadlines(self) -> list[UUID]:
+        """Escalate each police notice sent from here and unacknowledged by its deadline (once)."""
+        return handover_police.check_deadlines(self)
 
     # -- the dual-management feed --------------------------------------------------------------------
 
@@ -459,6 +473,8 @@ class Handovers:
                 changed = self._on_feed(verified, now)
             case MessageKind.ERASURE:
                 changed = self._on_erasure(verified, now)
+            case MessageKind.POLICE_NOTICE | MessageKind.POLICE_ACK:
+                changed = handover_police.on_message(self, verified, now)
         if changed is None:  # about a handover this region does not hold
             if inbox.refuse(Refusal.UNKNOWN_HANDOVER, m.sequence, digest(wire), _text(wire), now):
                 self.case_record.save(inbox)
@@ -545,7 +561,7 @@ class Handovers:
             aggregate = self.case_record.repository.get(hid)
         except AggregateNotFoundError:
             raise HandoverNotFound(hid) from None
-        return self._view(aggregate, history)
+        return self._view(aggregate, history) | handover_police.view(self, hid)
 
     def handovers(self, direction: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Every handover on this side (``direction`` "in" or "out", ``status``), newest deadline

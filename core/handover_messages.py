@@ -39,7 +39,7 @@ class Unsigned(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     receiver: str
     sequence: int
     acked: int
-    kind: Literal["request", "cancel", "accept", "reject", "feed", "erasure"]
+    kind: Literal["request", "cancel", "accept", "reject", "feed", "erasure", "police-notice", "police-ack"]
     body: dict[str, Any]
     sealed: str | None = None
 

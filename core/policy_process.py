@@ -27,6 +27,7 @@ from core.followers.concerns import Concerns
 from core.followers.engine import AlreadyApplied, FailedAt, Follower
 from core.followers.parking import MemoryParkingStore, ParkingStore
 from core.handover_policy import HANDOVER_TOPICS, decide_handover
+from core.police_notice_policy import POLICE_NOTICE_TOPICS, decide_police_notice
 from core.registry import REGION_TZ, RegistryView
 from core.reporting_duties import REPORT_SUBMITTED, decide_report
 from core.restrictions import restricted_subjects
@@ -147,6 +148,8 @@ class PolicyProcess:
             decided = decide_report(self, n)
         elif n.topic in HANDOVER_TOPICS:  # R8: answer a handover; escalations told
             decided = decide_handover(self, n)
+        elif n.topic in POLICE_NOTICE_TOPICS:  # R7 across regions: notify, acknowledge, escalate
+            decided = decide_police_notice(self, n)
         else:
             return
         if decided is not None:

@@ -40,6 +40,8 @@ class MessageKind(StrEnum):
     REJECT = "reject"  # destination → origin
     FEED = "feed"  # destination → origin, after acceptance: a fact the tracking region may see
     ERASURE = "erasure"  # either way: the sender erased a patient of a handover between the two (or answers that)
+    POLICE_NOTICE = "police-notice"  # origin → destination: R7, a level ≥ 3 patient is moving there
+    POLICE_ACK = "police-ack"  # destination → origin: its police station acknowledged the notice
 
 
 class Refusal(StrEnum):

@@ -17,8 +17,9 @@ destination when it acknowledges.
   ``on_due`` tells the origin's police station and governance center
   (``police_notice_unacknowledged``): escalated on both sides. The origin's own obligation,
   undone, is escalated by R15 to the origin's governance center.
-- *Cancelled by* leaving the register. Keyed by the move id. Moves to another region: not yet
-  (the destination police are another deployment's; the notice would cross the region link).
+- *Cancelled by* leaving the register. Keyed by the move id. Moves to a linked region: the
+  notice crosses the region link with the handover (``core.handover_police``,
+  ``core.police_notice_policy``; the same actions and settings, the handover as subject).
 """
 
 from __future__ import annotations
