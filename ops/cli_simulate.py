@@ -269,7 +269,7 @@ def _simulate_moves(args: argparse.Namespace, settings: Any) -> int:
         findings = {
             "A": check(logs["A"], scheduler_runs=a.report.scheduler_runs),
             "B": check(logs["B"], scheduler_runs=b.report.scheduler_runs),
-            "A+B": check_regions(logs["A"], logs["B"], end=township.end),
+            "A+B": check_regions(logs["A"], logs["B"], regions=(settings.region, b_settings.region), end=township.end),
         }
         took = time.perf_counter() - started
         passed = all(f.ok for f in findings.values())
