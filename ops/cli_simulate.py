@@ -237,20 +237,29 @@ def _simulate_moves(args: argparse.Namespace, settings: Any) -> int:
     assert township.moves is not None
     out += [
         ("stores", f"A {settings.store_kind} ({settings.region}), B {b_settings.store_kind} ({b_settings.region})"),
-        ("patients (at start + joining) / movers", f"{args.patients} + {township.profiles.total() - args.patients} / {movers}"),
+        (
+            "patients (at start + joining) / movers",
+            f"{args.patients} + {township.profiles.total() - args.patients} / {movers}",
+        ),
         ("messages sent (A / B)", f"{len(township.deliveries)} / {len(township.moves.in_b)}"),
         ("moves planned", ", ".join(f"{k} {v}" for k, v in sorted(township.moves.counts.items()))),
         ("link: carried", ", ".join(f"{k} {v}" for k, v in sorted(link.carried.items()))),
         ("link: received as", ", ".join(f"{k} {v}" for k, v in link.outcomes.most_common())),
         ("link: hours held while down", str(link.held_hours)),
         ("handover commands", ", ".join(f"{k} {v}" for k, v in sorted(link.commands.items()))),
-        ("handovers escalated by deadline", ", ".join(f"{k} {v}" for k, v in sorted(link.deadline_escalations.items()))),
+        (
+            "handovers escalated by deadline",
+            ", ".join(f"{k} {v}" for k, v in sorted(link.deadline_escalations.items())),
+        ),
     ]
     ok = not link.commands_refused
     for code, region in (("A", a), ("B", b)):
         r = region.report
         out += [
-            (f"{code}: recorded live / imported / duplicates", f"{r.recorded['recorded']} / {r.recorded['imported']} / {r.duplicates}"),
+            (
+                f"{code}: recorded live / imported / duplicates",
+                f"{r.recorded['recorded']} / {r.recorded['imported']} / {r.duplicates}",
+            ),
             (f"{code}: refused (by reason)", ", ".join(f"{k} {v}" for k, v in r.refused.most_common()) or "none"),
             (f"{code}: events in the log", str(len(logs[code]))),
         ]
@@ -275,7 +284,9 @@ def _simulate_moves(args: argparse.Namespace, settings: Any) -> int:
         passed = all(f.ok for f in findings.values())
         out.append(("invariant check", f"{'pass' if passed else 'FAIL'} in {took:.1f} s"))
         moves = findings["A+B"].counts
-        out.append(("  moves by kind and end", ", ".join(f"{k} {v}" for k, v in sorted(moves.items()) if k.startswith("end "))))
+        out.append(
+            ("  moves by kind and end", ", ".join(f"{k} {v}" for k, v in sorted(moves.items()) if k.startswith("end ")))
+        )
         for where, f in findings.items():
             for v in f.violations[:20]:
                 out.append((f"  violation ({where})", f"{v.invariant}: {v.subject}: {v.detail}"))

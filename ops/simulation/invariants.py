@@ -353,6 +353,7 @@ class _Log:
     agency_kinds: dict[str, str] = field(default_factory=dict)  # from the registry's records
     escalations: list[Record] = field(default_factory=list)  # derived RiskEscalated
     tasks: dict[str, Record] = field(default_factory=dict)  # task id → its TaskAssigned
+    handovers: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))  # R8 across regions
 
     @classmethod
     def read(cls, records: Iterable[Record], counts: Counter[str]) -> _Log:
@@ -371,6 +372,8 @@ class _Log:
             elif r.topic == ESCALATED:
                 log.escalations.append(r)
                 counts["risk escalated"] += 1
+            elif r.topic in HANDOVER_TOPICS:
+                log.handovers[str(r.stream)].append(r)
         for stream, facts in log.facts.items():
             facts.sort(key=lambda f: f.version)
             topics = {f.topic for f in facts}
@@ -893,11 +896,13 @@ def _check_triggers(log: _Log, findings: Findings) -> None:
             continue
         if trigger.startswith(DUE_PREFIX):
             _check_due_trigger(log, o, trigger.removeprefix(DUE_PREFIX), findings)
+        elif trigger.startswith(HANDOVER_PREFIX):
+            _check_handover_trigger(log, o, trigger, findings)
         else:
             _check_fact_trigger(log, o, trigger, findings)
         for done in o.completions:
             by = done.get("fulfilled_by")
-            fact = None if by is None else log.by_message.get(by)
+            fact = None if by is None else (log.by_message.get(by) or _handover_event(log, by))
             if by is not None and (fact is None or fact.position > done.position or str(fact.stream) != o.subject):
                 findings.add(
                     "completion-names-recorded-fact",
@@ -988,6 +993,32 @@ def _check_fact_trigger(log: _Log, o: _Obligation, trigger: str, findings: Findi
         )
 
 
+def _handover_event(log: _Log, name: str) -> Record | None:
+    """The handover aggregate's event ``handover:<handover id>:<version>`` (what opens and
+    completes R8's obligations between regions: the handover, not a patient, is their subject)."""
+    hid, _, version = name.removeprefix(HANDOVER_PREFIX).rpartition(":")
+    return next((e for e in log.handovers.get(hid, []) if str(e.version) == version), None)
+
+
+def _check_handover_trigger(log: _Log, o: _Obligation, trigger: str, findings: Findings) -> None:
+    event = _handover_event(log, trigger)
+    a = o.assigned
+    assert a is not None
+    problem = None
+    if event is None:
+        problem = "no such handover event was recorded"
+    elif event.position >= a.position or event.recorded_at > a.recorded_at:
+        problem = f"it was recorded after the assignment ({event.recorded_at.isoformat()})"
+    elif str(event.stream) != o.subject:
+        problem = "it is an event of another handover"
+    if problem:
+        findings.add(
+            "obligation-has-trigger-fact",
+            o.id,
+            f"{a['kind']} {o.rule} {a['action']} of {o.subject} names trigger {trigger}: {problem}",
+        )
+
+
 def _check_due_trigger(log: _Log, o: _Obligation, due_id: str, findings: Findings) -> None:
     due = log.obligations.get(due_id)
     a = o.assigned
@@ -1023,6 +1054,9 @@ def _why_not(o: _Obligation, log: _Log, h: _History | None) -> str | None:
     if o.rule == R21:  # a reporting duty is owed until its report comes, whatever else happens
         done = [f for f in log.by_message.values() if _r21_report(f, o.assigned["assignee"], o.key)]
         return f"its report came ({_when(done[0])})" if done else None
+    if o.subject in log.handovers:  # R8 across regions: owed while the handover is unanswered here
+        ended = next((e for e in log.handovers[o.subject] if e.topic in _HANDOVER_ENDS_HERE), None)
+        return None if ended is None else f"the handover was {ended.topic} ({ended.recorded_at.isoformat()})"
     if o.rule == "R18":
         facts = log.cases.get(o.subject, [])
         assessed = next((f for f in facts if f.topic == CASE_ASSESSED), None)
@@ -1659,6 +1693,23 @@ IN_REQUESTED = "smd.HandoverRequested"
 IN_ANSWERED = "smd.HandoverAnswered.Destination"
 IN_VOIDED = "smd.HandoverVoided"
 MOVED_OUT = "moved_out"
+HANDOVER_PREFIX = "handover:"
+HANDOVER_TOPICS = frozenset(
+    {
+        OUT_OPENED,
+        OUT_CANCELLED,
+        OUT_ANSWERED,
+        "smd.HandoverAnswerTooLate",
+        "smd.OutgoingHandoverEscalated",
+        IN_REQUESTED,
+        IN_ANSWERED,
+        "smd.IncomingHandoverCancelled",
+        IN_VOIDED,
+        "smd.IncomingHandoverEscalated",
+    }
+)
+#: What ends the destination's duty to answer (or the origin's wait): an answer, a cancellation.
+_HANDOVER_ENDS_HERE = frozenset({OUT_CANCELLED, OUT_ANSWERED, IN_ANSWERED, "smd.IncomingHandoverCancelled", IN_VOIDED})
 #: An acceptance the origin has not heard of yet at the end of the log (the link carries hourly).
 IN_FLIGHT = timedelta(days=1)
 _ON_REGISTER = (REGISTERED, REREGISTERED, DEREGISTERED)
@@ -1784,7 +1835,9 @@ def _check_linked_move(origin: _Region, other: _Region, move: Record, end: datet
     answered = next((e for e in there if e.topic == IN_ANSWERED), None)
     voided = any(e.topic == IN_VOIDED for e in there)
     if decisive is None:
-        outcome = "unanswered" if answered is None else f"{'accepted' if answered['accepted'] else 'rejected'} in flight"
+        outcome = (
+            "unanswered" if answered is None else f"{'accepted' if answered['accepted'] else 'rejected'} in flight"
+        )
     elif decisive.topic == OUT_CANCELLED:
         crossed = "" if answered is None else ("an acceptance" if answered["accepted"] else "a rejection")
         outcome = f"cancelled crossing {crossed}" if crossed else "cancelled"

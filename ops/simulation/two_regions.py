@@ -52,6 +52,14 @@ class Region:
     services: Any
     handovers: Handovers
     report: YearReport = field(default_factory=YearReport)
+    head: int = -1  # the log's last position when its handovers last ran (nothing new: nothing to do)
+
+    def changed(self) -> bool:
+        """Whether the log grew since the last call (the handovers' followers and the outbox
+        only ever react to new records)."""
+        head = self.services.case_record.recorder.max_notification_id() or 0
+        grew, self.head = head != self.head, head
+        return grew
 
 
 @dataclass
@@ -64,6 +72,7 @@ class LinkReport:
     deadline_escalations: Counter[str] = field(default_factory=Counter)  # region → handovers escalated
     commands: Counter[str] = field(default_factory=Counter)  # "answer accepted", "cancel", …
     commands_refused: list[tuple[str, str]] = field(default_factory=list)  # (command, error): a defect
+    owed: set[str] = field(default_factory=set)  # regions whose new records wait for the link
 
 
 def region_file(path: Path, folder: Path, region: str) -> Path:
@@ -138,7 +147,9 @@ def run_two_regions(
             continue
         if progress and at.astimezone(CST).month != month:
             month = at.astimezone(CST).month
-            progress(f"{at.astimezone(CST):%Y-%m}: A {a.report.recorded.total()}, B {b.report.recorded.total()} recorded")
+            progress(
+                f"{at.astimezone(CST):%Y-%m}: A {a.report.recorded.total()}, B {b.report.recorded.total()} recorded"
+            )
         clock.now = at
         started = wall.perf_counter()
         if delivery.kind == "act":
@@ -177,15 +188,18 @@ def _hour(a: Region, b: Region, clock: SimClock, instant: datetime, township: To
     for r in (a, b):
         _scheduled(r.services, clock, instant, r.report)
     started = wall.perf_counter()
+    new = {r.code for r in (a, b) if r.changed()} | link.owed
     for r in (a, b):
-        while r.handovers.follow_moves() or r.handovers.follow_feed():
+        while r.code in new and (r.handovers.follow_moves() or r.handovers.follow_feed()):
             pass
+    link.owed = set()
     if link_down(instant, township.start):
+        link.owed = new  # carried once the link is back
         queued = a.handovers.outbox(b.handovers.region, b.handovers.applied_from(a.handovers.region))
         queued += b.handovers.outbox(a.handovers.region, a.handovers.applied_from(b.handovers.region))
         link.held_hours += bool(queued)
     else:
-        for _ in range(2):  # a message applied may queue an answer (an acceptance → the feed)
+        for _ in range(2 if new else 0):  # a message applied may queue another (an acceptance → the feed)
             _carry(a, b, link)
             _carry(b, a, link)
     if instant.astimezone(CST).hour == 0:  # each side escalates by its own clock, once a day here

@@ -1354,7 +1354,13 @@ class TestTwoRegionsMoves:
     def relayed(self, r: TwoRegions, p: UUID, move_id: UUID, accepted: bool, on: float) -> None:
         r.a.fact("smd.HandoverContactRecorded", p, on=on - 2, move_id=move_id, contacted_on=day(on - 2).date())
         r.a.fact(
-            "smd.HandoverAnswered", p, on=on, move_id=move_id, accepted=accepted, reason=None, answered_on=day(on).date()
+            "smd.HandoverAnswered",
+            p,
+            on=on,
+            move_id=move_id,
+            accepted=accepted,
+            reason=None,
+            answered_on=day(on).date(),
         )
 
     def test_to_a_region_without_the_system_its_relayed_acceptance_deregisters_the_patient(self) -> None:
