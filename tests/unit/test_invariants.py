@@ -1390,3 +1390,52 @@ class TestTwoRegionsMoves:
         assert found.ok and found.counts[f"facts fed to {A_CODE}"] == 1
         r.a.obligation("R4", "follow_up_visit", fed, key="registration", role="visit", cycle=fed.version)
         assert broken(r.check()) == {"no-obligation-from-a-fact-fed-by-another-region"}
+
+
+class TestHandoverObligations:
+    """R8 between regions: the destination's answer obligation is about the handover (the patient
+    may not exist there yet), opened and completed by the handover's own events."""
+
+    def requested(self, s: Story) -> Record:
+        return s._put("smd.HandoverRequested", uuid4(), day(1), origin_region=A_CODE, patient_id=uuid4())
+
+    def answer_obligation(self, s: Story, requested: Record, trigger: str) -> UUID:
+        oid = uuid4()
+        s._put(
+            "smd.ObligationAssigned",
+            oid,
+            day(1),
+            kind="obligation",
+            rule="R8",
+            action="accept_or_reject_handover",
+            patient_id=requested.stream,
+            episode_key=str(requested.stream),
+            assignee="hc-north",
+            residence="990104-001-v01",
+            due_at=day(11),
+            trigger_message_id=trigger,
+            trigger_position=requested.position,
+            risk_level=None,
+        )
+        return oid
+
+    def test_an_answer_obligation_opened_by_the_request_and_completed_by_the_answer_breaks_nothing(self) -> None:
+        s = Story()
+        requested = self.requested(s)
+        oid = self.answer_obligation(s, requested, f"handover:{requested.stream}:1")
+        answered = s._put("smd.HandoverAnswered.Destination", requested.stream, day(3), accepted=False)
+        s.complete(oid, None, on=3, fulfilled_by=f"handover:{requested.stream}:{answered.version}")
+        assert s.check().ok
+
+    def test_an_answer_obligation_naming_no_handover_event_is_reported(self) -> None:
+        s = Story()
+        requested = self.requested(s)
+        self.answer_obligation(s, requested, f"handover:{requested.stream}:7")
+        assert broken(s.check()) == {"obligation-has-trigger-fact"}
+
+    def test_an_answer_obligation_left_open_after_the_answer_is_reported(self) -> None:
+        s = Story()
+        requested = self.requested(s)
+        self.answer_obligation(s, requested, f"handover:{requested.stream}:1")
+        s._put("smd.HandoverAnswered.Destination", requested.stream, day(3), accepted=True)
+        assert broken(s.check()) == {"open-obligation-still-holds"}
