@@ -131,6 +131,19 @@ The invariants (``Violation.invariant``)
        the end (invariant 5), R20's assessments (invariant 9); R11 still reads hospital stays only;
        ``cared-for-opens-no-home-rule`` — no R2, R3, R4 or R6 obligation is opened by a fact after
        which the patient is cared for away from home.
+    12. Two linked regions (decisions 039, 042, 047, 050; ``check_regions`` over both logs, recorded
+       times on one clock): ``move-ends-with-one-responsible-region`` — a move inside a region
+       changes the residence once to its destination iff accepted; a move to the linked region
+       ends with the patient on exactly one of the two registers (the destination's iff the
+       origin's log holds the acceptance first; an acceptance crossed by a cancellation is voided),
+       an acceptance not yet heard by the origin within a day of the end excepted; a move to a
+       region without the system deregisters the patient (moved out) iff its relayed answer is an
+       acceptance; ``move-to-a-linked-region-opens-a-handover``; ``always-one-region-responsible``
+       — a patient handed over is on at least one register at every instant (a deregistration
+       that is no move out ends that); ``no-obligation-from-a-fact-fed-by-another-region``. In one
+       log, R8's obligations between regions have the handover as subject, and a handover event
+       (``handover:<id>:<version>``) as trigger or fulfilment; the answer obligation holds until
+       the handover is answered or cancelled (invariants 4 and 5).
 
 The counts (``Findings.counts``; the simulation asserts minimums on them)
     ``records``, ``scheduler runs``, ``facts``, ``facts <topic>``, ``late facts`` (recorded more
