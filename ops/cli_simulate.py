@@ -33,6 +33,19 @@ def add_commands(sub: Any) -> None:
         metavar="TARGET",
         help="replay the log into this EMPTY store afterwards and compare: a folder (SQLite) or a postgresql:// URL",
     )
+    p.add_argument(
+        "--moves",
+        action="store_true",
+        help="add patients who move (inside the region, to a linked region B, to a region without the system)"
+        " and run region B beside the township's, linked in-process",
+    )
+    p.add_argument("--movers", type=int, default=0, help="how many patients move (default: patients / 10, at least 20)")
+    p.add_argument(
+        "--region-b",
+        metavar="TARGET",
+        help="region B's EMPTY store with --moves: a folder (SQLite; default SMD_DATA_DIR/region-b) or a"
+        " postgresql:// URL (required on PostgreSQL)",
+    )
     p.set_defaults(func=_simulate)
 
 
@@ -74,6 +87,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     settings = load_settings()
+    if args.moves:
+        return _simulate_moves(args, settings)
     started = time.perf_counter()
     township = generate(args.seed, args.patients, days=args.days)
     generated = time.perf_counter() - started
@@ -167,3 +182,116 @@ def _replay(services: Any, settings: Any, target: str, report: Any, out: list[tu
         return same
     finally:
         replica.close()
+
+
+def _region_b_settings(settings: Any, target: str | None) -> Any:
+    """Region B's settings: its own region code, store and keys (generated as in development)."""
+    from ops.settings import load_settings
+    from ops.simulation.moves import REGION_B
+
+    env = {"SMD_REGION": REGION_B}
+    if target and target.startswith("postgresql://"):
+        return load_settings({**env, "SMD_DATA_DIR": str(settings.data_dir / "region-b"), "SMD_DATABASE_URL": target})
+    if target is None and settings.store_kind != "sqlite":
+        raise SystemExit("smd simulate --moves: on PostgreSQL give region B's empty database with --region-b URL")
+    return load_settings({**env, "SMD_DATA_DIR": str(Path(target) if target else settings.data_dir / "region-b")})
+
+
+def _simulate_moves(args: argparse.Namespace, settings: Any) -> int:
+    """The simulated year with moves: regions A (the township) and B, checked together."""
+    from datetime import timedelta
+
+    from ops.simulation.generator import generate
+    from ops.simulation.log import read_log
+    from ops.simulation.simulate import SimClock
+    from ops.simulation.two_regions import pair, run_two_regions
+
+    movers = args.movers or max(20, args.patients // 10)
+    started = time.perf_counter()
+    township = generate(args.seed, args.patients, days=args.days, movers=movers)
+    generated = time.perf_counter() - started
+    clock = SimClock(township.deliveries[0].at)
+    a_services = _open(settings, clock)
+    out: list[tuple[str, str]] = []
+    try:
+        b_settings = _region_b_settings(settings, args.region_b)
+        b_services = _open(b_settings, clock)
+        try:
+            a, b = pair(a_services, b_services, clock)
+            started = time.perf_counter()
+            link = run_two_regions(
+                a,
+                b,
+                township,
+                clock,
+                b_settings.data_dir / "files",
+                every=timedelta(hours=args.every_hours),
+                progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True),
+            )
+            ran = time.perf_counter() - started
+            logs = {"A": list(read_log(a_services.case_record)), "B": list(read_log(b_services.case_record))}
+        finally:
+            b_services.close()
+    finally:
+        a_services.close()
+    assert township.moves is not None
+    out += [
+        ("stores", f"A {settings.store_kind} ({settings.region}), B {b_settings.store_kind} ({b_settings.region})"),
+        (
+            "patients (at start + joining) / movers",
+            f"{args.patients} + {township.profiles.total() - args.patients} / {movers}",
+        ),
+        ("messages sent (A / B)", f"{len(township.deliveries)} / {len(township.moves.in_b)}"),
+        ("moves planned", ", ".join(f"{k} {v}" for k, v in sorted(township.moves.counts.items()))),
+        ("link: carried", ", ".join(f"{k} {v}" for k, v in sorted(link.carried.items()))),
+        ("link: received as", ", ".join(f"{k} {v}" for k, v in link.outcomes.most_common())),
+        ("link: hours held while down", str(link.held_hours)),
+        ("handover commands", ", ".join(f"{k} {v}" for k, v in sorted(link.commands.items()))),
+        (
+            "handovers escalated by deadline",
+            ", ".join(f"{k} {v}" for k, v in sorted(link.deadline_escalations.items())),
+        ),
+    ]
+    ok = not link.commands_refused
+    for code, region in (("A", a), ("B", b)):
+        r = region.report
+        out += [
+            (
+                f"{code}: recorded live / imported / duplicates",
+                f"{r.recorded['recorded']} / {r.recorded['imported']} / {r.duplicates}",
+            ),
+            (f"{code}: refused (by reason)", ", ".join(f"{k} {v}" for k, v in r.refused.most_common()) or "none"),
+            (f"{code}: events in the log", str(len(logs[code]))),
+        ]
+        for t, c, m in r.refused_valid[:10]:
+            out.append((f"{code}: valid refused (defect)", f"{t}: {c}: {m}"))
+        for t, why in r.accepted_invalid[:10]:
+            out.append((f"{code}: invalid accepted (defect)", f"{t}: {why}"))
+        ok = ok and not r.refused_valid and not r.accepted_invalid and not r.still_waiting and not r.acts_refused
+    for what, code in link.commands_refused:
+        out.append(("handover command refused (defect)", f"{what}: {code}"))
+    out += [("generate", f"{generated:.1f} s"), ("simulate (wall)", f"{ran:.1f} s")]
+    if not args.no_check:
+        from ops.simulation.invariants import check, check_regions
+
+        started = time.perf_counter()
+        findings = {
+            "A": check(logs["A"], scheduler_runs=a.report.scheduler_runs),
+            "B": check(logs["B"], scheduler_runs=b.report.scheduler_runs),
+            "A+B": check_regions(logs["A"], logs["B"], regions=(settings.region, b_settings.region), end=township.end),
+        }
+        took = time.perf_counter() - started
+        passed = all(f.ok for f in findings.values())
+        out.append(("invariant check", f"{'pass' if passed else 'FAIL'} in {took:.1f} s"))
+        moves = findings["A+B"].counts
+        out.append(
+            ("  moves by kind and end", ", ".join(f"{k} {v}" for k, v in sorted(moves.items()) if k.startswith("end ")))
+        )
+        for where, f in findings.items():
+            for v in f.violations[:20]:
+                out.append((f"  violation ({where})", f"{v.invariant}: {v.subject}: {v.detail}"))
+        ok = ok and passed
+    width = max(len(k) for k, _ in out)
+    for k, v in out:
+        print(f"{k:<{width}}  {v}")
+    return 0 if ok else 1

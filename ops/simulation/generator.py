@@ -84,6 +84,7 @@ class Township:
     deliveries: list[Delivery]
     profiles: Counter[str] = field(default_factory=Counter)
     planted: Counter[str] = field(default_factory=Counter)  # what the year contains, by kind
+    moves: Any = None  # ops.simulation.moves.Moves: region B's side, when the year has movers
 
     @property
     def end(self) -> datetime:
@@ -681,11 +682,13 @@ def generate(
     invalid: float = 0.01,
     suspected_cases: int | None = None,
     coordination: bool = True,
+    movers: int = 0,
 ) -> Township:
     """The township of ``seed``: ``patients`` on the register (plus new registrations), a year.
 
     ``coordination``: add the hospital's new patients, emergencies, tasks and institutional care
-    (``ops.simulation.coordination``; each on its own random stream)."""
+    (``ops.simulation.coordination``; each on its own random stream). ``movers``: add that many
+    patients who move, and a linked region B (``ops.simulation.moves``; its own stream)."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible fiction, not a secret
     year = _Year(rng, _Places(), start, days)
     lives: list[_Life] = []
@@ -717,8 +720,13 @@ def generate(
         from ops.simulation.reporting import add_reporting  # R21: reports on a stream of their own
 
         add_reporting(year, seed)
+    moved = None
+    if movers:
+        from ops.simulation.moves import add_moves
+
+        moved = add_moves(year, seed, movers)
     deliveries = sorted(year.deliveries, key=lambda d: d.at)
-    township = Township(seed, start, days, deliveries, Counter(life.profile for life in lives), year.planted)
+    township = Township(seed, start, days, deliveries, Counter(life.profile for life in lives), year.planted, moved)
     township.planted["late"] = sum(d.late for d in deliveries)
     return township
 

@@ -131,6 +131,19 @@ The invariants (``Violation.invariant``)
        the end (invariant 5), R20's assessments (invariant 9); R11 still reads hospital stays only;
        ``cared-for-opens-no-home-rule`` — no R2, R3, R4 or R6 obligation is opened by a fact after
        which the patient is cared for away from home.
+    12. Two linked regions (decisions 039, 042, 047, 050; ``check_regions`` over both logs, recorded
+       times on one clock): ``move-ends-with-one-responsible-region`` — a move inside a region
+       changes the residence once to its destination iff accepted; a move to the linked region
+       ends with the patient on exactly one of the two registers (the destination's iff the
+       origin's log holds the acceptance first; an acceptance crossed by a cancellation is voided),
+       an acceptance not yet heard by the origin within a day of the end excepted; a move to a
+       region without the system deregisters the patient (moved out) iff its relayed answer is an
+       acceptance; ``move-to-a-linked-region-opens-a-handover``; ``always-one-region-responsible``
+       — a patient handed over is on at least one register at every instant (a deregistration
+       that is no move out ends that); ``no-obligation-from-a-fact-fed-by-another-region``. In one
+       log, R8's obligations between regions have the handover as subject, and a handover event
+       (``handover:<id>:<version>``) as trigger or fulfilment; the answer obligation holds until
+       the handover is answered or cancelled (invariants 4 and 5).
 
 The counts (``Findings.counts``; the simulation asserts minimums on them)
     ``records``, ``scheduler runs``, ``facts``, ``facts <topic>``, ``late facts`` (recorded more
@@ -353,6 +366,7 @@ class _Log:
     agency_kinds: dict[str, str] = field(default_factory=dict)  # from the registry's records
     escalations: list[Record] = field(default_factory=list)  # derived RiskEscalated
     tasks: dict[str, Record] = field(default_factory=dict)  # task id → its TaskAssigned
+    handovers: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))  # R8 across regions
 
     @classmethod
     def read(cls, records: Iterable[Record], counts: Counter[str]) -> _Log:
@@ -371,6 +385,8 @@ class _Log:
             elif r.topic == ESCALATED:
                 log.escalations.append(r)
                 counts["risk escalated"] += 1
+            elif r.topic in HANDOVER_TOPICS:
+                log.handovers[str(r.stream)].append(r)
         for stream, facts in log.facts.items():
             facts.sort(key=lambda f: f.version)
             topics = {f.topic for f in facts}
@@ -893,11 +909,13 @@ def _check_triggers(log: _Log, findings: Findings) -> None:
             continue
         if trigger.startswith(DUE_PREFIX):
             _check_due_trigger(log, o, trigger.removeprefix(DUE_PREFIX), findings)
+        elif trigger.startswith(HANDOVER_PREFIX):
+            _check_handover_trigger(log, o, trigger, findings)
         else:
             _check_fact_trigger(log, o, trigger, findings)
         for done in o.completions:
             by = done.get("fulfilled_by")
-            fact = None if by is None else log.by_message.get(by)
+            fact = None if by is None else (log.by_message.get(by) or _handover_event(log, by))
             if by is not None and (fact is None or fact.position > done.position or str(fact.stream) != o.subject):
                 findings.add(
                     "completion-names-recorded-fact",
@@ -988,6 +1006,32 @@ def _check_fact_trigger(log: _Log, o: _Obligation, trigger: str, findings: Findi
         )
 
 
+def _handover_event(log: _Log, name: str) -> Record | None:
+    """The handover aggregate's event ``handover:<handover id>:<version>`` (what opens and
+    completes R8's obligations between regions: the handover, not a patient, is their subject)."""
+    hid, _, version = name.removeprefix(HANDOVER_PREFIX).rpartition(":")
+    return next((e for e in log.handovers.get(hid, []) if str(e.version) == version), None)
+
+
+def _check_handover_trigger(log: _Log, o: _Obligation, trigger: str, findings: Findings) -> None:
+    event = _handover_event(log, trigger)
+    a = o.assigned
+    assert a is not None
+    problem = None
+    if event is None:
+        problem = "no such handover event was recorded"
+    elif event.position >= a.position or event.recorded_at > a.recorded_at:
+        problem = f"it was recorded after the assignment ({event.recorded_at.isoformat()})"
+    elif str(event.stream) != o.subject:
+        problem = "it is an event of another handover"
+    if problem:
+        findings.add(
+            "obligation-has-trigger-fact",
+            o.id,
+            f"{a['kind']} {o.rule} {a['action']} of {o.subject} names trigger {trigger}: {problem}",
+        )
+
+
 def _check_due_trigger(log: _Log, o: _Obligation, due_id: str, findings: Findings) -> None:
     due = log.obligations.get(due_id)
     a = o.assigned
@@ -1023,6 +1067,9 @@ def _why_not(o: _Obligation, log: _Log, h: _History | None) -> str | None:
     if o.rule == R21:  # a reporting duty is owed until its report comes, whatever else happens
         done = [f for f in log.by_message.values() if _r21_report(f, o.assigned["assignee"], o.key)]
         return f"its report came ({_when(done[0])})" if done else None
+    if o.subject in log.handovers:  # R8 across regions: owed while the handover is unanswered here
+        ended = next((e for e in log.handovers[o.subject] if e.topic in _HANDOVER_ENDS_HERE), None)
+        return None if ended is None else f"the handover was {ended.topic} ({ended.recorded_at.isoformat()})"
     if o.rule == "R18":
         facts = log.cases.get(o.subject, [])
         assessed = next((f for f in facts if f.topic == CASE_ASSESSED), None)
@@ -1641,4 +1688,243 @@ def _check_cared_for(log: _Log, walks: dict[str, _Beside], findings: Findings) -
                 o.id,
                 f"{o.rule} {o.assigned['action']} of {o.subject} opened by "
                 f"{o.assigned['trigger_message_id']}, after which the patient is cared for away from home",
+            )
+
+
+# -- 12. two linked regions: moves and who is responsible (decision 050) ----------------------------
+
+MOVE = "smd.MoveReported"
+MOVE_ANSWERED = "smd.HandoverAnswered"  # inside the region: the destination's answer; else relayed by hand
+RESIDENCE_CHANGED = "smd.ResidenceChanged"
+CONTACT_RECORDED = "smd.HandoverContactRecorded"
+REREGISTERED = "smd.PatientReregistered"
+FED = "smd.ReportedByRegion"
+OUT_OPENED = "smd.HandoverOpened"
+OUT_CANCELLED = "smd.HandoverCancelled"
+OUT_ANSWERED = "smd.HandoverAnswerArrived"
+IN_REQUESTED = "smd.HandoverRequested"
+IN_ANSWERED = "smd.HandoverAnswered.Destination"
+IN_VOIDED = "smd.HandoverVoided"
+MOVED_OUT = "moved_out"
+HANDOVER_PREFIX = "handover:"
+HANDOVER_TOPICS = frozenset(
+    {
+        OUT_OPENED,
+        OUT_CANCELLED,
+        OUT_ANSWERED,
+        "smd.HandoverAnswerTooLate",
+        "smd.OutgoingHandoverEscalated",
+        IN_REQUESTED,
+        IN_ANSWERED,
+        "smd.IncomingHandoverCancelled",
+        IN_VOIDED,
+        "smd.IncomingHandoverEscalated",
+    }
+)
+#: What ends the destination's duty to answer (or the origin's wait): an answer, a cancellation.
+_HANDOVER_ENDS_HERE = frozenset({OUT_CANCELLED, OUT_ANSWERED, IN_ANSWERED, "smd.IncomingHandoverCancelled", IN_VOIDED})
+#: An acceptance the origin has not heard of yet at the end of the log (the link carries hourly).
+IN_FLIGHT = timedelta(days=1)
+_ON_REGISTER = (REGISTERED, REREGISTERED, DEREGISTERED)
+
+
+@dataclass
+class _Region:
+    """One region's log, as the checks across two regions read it."""
+
+    code: str
+    moves: list[Record] = field(default_factory=list)
+    by_stream: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))  # facts per patient
+    handovers: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))  # handover id → events
+    assigned: list[Record] = field(default_factory=list)
+    fed: dict[str, Record] = field(default_factory=dict)  # message id → smd.ReportedByRegion
+
+    @classmethod
+    def read(cls, code: str, records: Iterable[Record]) -> _Region:
+        r = cls(code)
+        for rec in records:
+            if rec.topic == MOVE:
+                r.moves.append(rec)
+            if rec.topic in (MOVE, MOVE_ANSWERED, RESIDENCE_CHANGED, CONTACT_RECORDED, *_ON_REGISTER, FED):
+                r.by_stream[str(rec.stream)].append(rec)
+            if rec.topic in (OUT_OPENED, OUT_CANCELLED, OUT_ANSWERED, IN_REQUESTED, IN_ANSWERED, IN_VOIDED):
+                r.handovers[str(rec.stream)].append(rec)
+            if rec.topic == ASSIGNED:
+                r.assigned.append(rec)
+            if rec.topic == FED:
+                r.fed[rec["message_id"]] = rec
+        return r
+
+    def of_move(self, patient: str, topic: str, move_id: object) -> list[Record]:
+        return [f for f in self.by_stream.get(patient, []) if f.topic == topic and str(f["move_id"]) == str(move_id)]
+
+    def registered_at_end(self, patient: str) -> bool:
+        on = [f for f in self.by_stream.get(patient, []) if f.topic in _ON_REGISTER]
+        return bool(on) and on[-1].topic != DEREGISTERED
+
+    def opened(self, move_id: object) -> tuple[str, Record] | None:
+        for hid, events in self.handovers.items():
+            first = events[0]
+            if first.topic == OUT_OPENED and str(first["move_id"]) == str(move_id):
+                return hid, first
+        return None
+
+
+def check_regions(
+    a: Iterable[Record], b: Iterable[Record], *, regions: tuple[str, str], end: datetime | None = None
+) -> Findings:
+    """The invariants of two linked regions (12 in the module docstring) over their two logs, whose
+    recorded times are read on one clock (the simulation's). ``regions``: A's and B's codes."""
+    findings = Findings()
+    logs = (_Region.read(regions[0], a), _Region.read(regions[1], b))
+    for origin, other in (logs, logs[::-1]):
+        for move in origin.moves:
+            _check_move(origin, other, move, end, findings)
+    _check_always_one(logs, findings)
+    for region in logs:
+        _check_not_fed(region, findings)
+    return findings
+
+
+def _check_move(origin: _Region, other: _Region, move: Record, end: datetime | None, findings: Findings) -> None:
+    """``move-ends-with-one-responsible-region`` (and, inside a region, with one residence)."""
+    patient, move_id, dest = str(move.stream), move["move_id"], move["destination_region"]
+    answers = origin.of_move(patient, MOVE_ANSWERED, move_id)
+    on_register = origin.registered_at_end(patient)
+    moved_out = [f for f in origin.by_stream[patient] if f.topic == DEREGISTERED and f["reason"] == MOVED_OUT]
+    if dest == origin.code:  # inside the region: one region, one residence
+        changed = origin.of_move(patient, RESIDENCE_CHANGED, move_id)
+        accepted = any(f["accepted"] for f in answers)
+        outcome = "unanswered" if not answers else ("accepted" if accepted else "rejected")
+        findings.counts[f"end inside {outcome}"] += 1
+        wrong = None
+        if accepted and [f["residence"] for f in changed] != [move["destination_unit"]]:
+            wrong = f"accepted, but {len(changed)} residence changes to its destination"
+        elif not accepted and changed:
+            wrong = "not accepted, yet the residence changed"
+        elif moved_out and not any(_relayed(f) for f in answers):
+            wrong = "a move inside the region deregistered the patient as moved out"
+        if wrong:
+            findings.add("move-ends-with-one-responsible-region", move_id, f"inside {origin.code}: {wrong}")
+        return
+    if dest == other.code:
+        _check_linked_move(origin, other, move, end, findings)
+        return
+    relayed = [f for f in answers if _relayed(f)]
+    contacted = bool(origin.of_move(patient, CONTACT_RECORDED, move_id))
+    accepted = bool(relayed) and relayed[-1]["accepted"]
+    outcome = "accepted" if accepted else ("rejected" if relayed else ("no answer" if contacted else "no contact"))
+    findings.counts[f"end unlinked {outcome}"] += 1
+    after = [f for f in moved_out if relayed and f.position > relayed[-1].position]
+    if accepted and (on_register or not after):
+        findings.add(
+            "move-ends-with-one-responsible-region",
+            move_id,
+            f"to {dest} (no system there): accepted there, but {origin.code} did not deregister the patient after it",
+        )
+    elif not accepted and moved_out and not any(f["accepted"] for f in relayed):
+        findings.add(
+            "move-ends-with-one-responsible-region",
+            move_id,
+            f"to {dest} (no system there): not accepted there, yet {origin.code} deregistered the patient as moved out",
+        )
+
+
+def _relayed(answer: Record) -> bool:
+    """An answer relayed by hand from a region without the system (decision 042: it has a day)."""
+    return answer.get("answered_on") is not None
+
+
+def _check_linked_move(origin: _Region, other: _Region, move: Record, end: datetime | None, findings: Findings) -> None:
+    patient, move_id = str(move.stream), move["move_id"]
+    found = origin.opened(move_id)
+    if found is None:
+        findings.add("move-to-a-linked-region-opens-a-handover", move_id, f"{origin.code} → {other.code}: no handover")
+        return
+    hid, _ = found
+    here = origin.handovers[hid]
+    decisive = next((e for e in here if e.topic in (OUT_CANCELLED, OUT_ANSWERED)), None)
+    there = other.handovers.get(hid, [])
+    answered = next((e for e in there if e.topic == IN_ANSWERED), None)
+    voided = any(e.topic == IN_VOIDED for e in there)
+    if decisive is None:
+        outcome = (
+            "unanswered" if answered is None else f"{'accepted' if answered['accepted'] else 'rejected'} in flight"
+        )
+    elif decisive.topic == OUT_CANCELLED:
+        crossed = "" if answered is None else ("an acceptance" if answered["accepted"] else "a rejection")
+        outcome = f"cancelled crossing {crossed}" if crossed else "cancelled"
+    else:
+        outcome = "accepted" if decisive["accepted"] else "rejected"
+    findings.counts[f"end linked {outcome}"] += 1
+    in_origin, in_other = origin.registered_at_end(patient), other.registered_at_end(patient)
+    in_flight = (
+        answered is not None
+        and answered["accepted"]
+        and decisive is None
+        and end is not None
+        and end - answered.recorded_at <= IN_FLIGHT
+    )
+    wrong = None
+    if in_origin == in_other and not in_flight:
+        wrong = f"on {'both registers' if in_origin else 'neither register'} at the end (handover {outcome})"
+    elif outcome == "accepted" and not in_other:
+        wrong = "accepted in the origin's log, but the destination does not manage the patient"
+    elif outcome != "accepted" and in_other and not in_flight:
+        wrong = f"{outcome}, but the destination manages the patient"
+    elif answered is not None and answered["accepted"] and decisive is not None and decisive.topic == OUT_CANCELLED:
+        if not voided:
+            wrong = "the cancellation came first in the origin's log, but the destination's acceptance was not voided"
+    if wrong:
+        findings.add("move-ends-with-one-responsible-region", move_id, f"{origin.code} → {other.code}: {wrong}")
+
+
+def _check_always_one(logs: tuple[_Region, _Region], findings: Findings) -> None:
+    """``always-one-region-responsible``: a patient handed over between the two regions is on at
+    least one of their registers at every instant from the first registration on (a deregistration
+    that is no move out, a death say, ends that)."""
+    handed = {
+        str(events[0]["patient_id"])
+        for region in logs
+        for events in region.handovers.values()
+        if events[0].topic in (OUT_OPENED, IN_REQUESTED)
+    }
+    for patient in sorted(handed):
+        # by recorded time; at one instant a registration before a deregistration (the
+        # destination registers before it answers: both responsible, never neither)
+        timeline = sorted(
+            (
+                (f.recorded_at, f.topic == DEREGISTERED, i, f)
+                for i, r in enumerate(logs)
+                for f in r.by_stream.get(patient, [])
+                if f.topic in _ON_REGISTER
+            ),
+            key=lambda t: (t[0], t[1], t[2]),
+        )
+        on = [False, False]
+        started = False
+        for at, off, i, f in timeline:
+            on[i] = not off
+            started = started or not off
+            if started and not any(on) and f["reason"] == MOVED_OUT:
+                findings.add(
+                    "always-one-region-responsible",
+                    patient,
+                    f"on neither register from {at.isoformat()} ({logs[i].code} deregistered the patient as moved out)",
+                )
+                break
+
+
+def _check_not_fed(region: _Region, findings: Findings) -> None:
+    """``no-obligation-from-a-fact-fed-by-another-region`` (decision 047): a fact the managing
+    region fed (``smd.ReportedByRegion``) opens nothing in the tracking region."""
+    findings.counts[f"facts fed to {region.code}"] += len(region.fed)
+    positions = {f.position for f in region.fed.values()}
+    for o in region.assigned:
+        if o["trigger_message_id"] in region.fed or o.get("trigger_position") in positions:
+            findings.add(
+                "no-obligation-from-a-fact-fed-by-another-region",
+                o.stream,
+                f"{o['rule']} {o['action']} in {region.code} opened by {o['trigger_message_id']}, "
+                "a fact another region fed",
             )

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -91,14 +92,20 @@ class YearReport:
         return total / spent if spent else 0.0
 
 
-def prepare(services: Any, clock: SimClock, township: Township) -> None:
+def prepare(
+    services: Any,
+    clock: SimClock,
+    township: Township,
+    district: Path = DEMO_DISTRICT,
+    rule_settings: Path = RULE_SETTINGS_FILE,
+) -> None:
     """What a new deployment loads before go-live: the district, the calendars, the rule settings."""
     clock.now = datetime.combine(township.start - timedelta(days=1), time(8), CST).astimezone(UTC)
-    load_file(services.case_record, DEMO_DISTRICT, region=services.settings.region)
+    load_file(services.case_record, district, region=services.settings.region)
     years = range(township.start.year, (township.start + timedelta(days=township.days)).year + 1)
     for year in (y for y in years if y in shipped_years()):
         load_year_file(services.case_record, year_file(year))
-    load_rule_settings(services.case_record, RULE_SETTINGS_FILE, region=services.settings.region)
+    load_rule_settings(services.case_record, rule_settings, region=services.settings.region)
 
 
 def scheduler_instants(township: Township, every: timedelta) -> list[datetime]:

@@ -1199,3 +1199,243 @@ class TestR21ReportingDuties:
         s.records[-1].fields["trigger_message_id"] = first["message_id"]  # type: ignore[index]
         s.complete(oid, first)
         assert s.check().ok
+
+
+# -- 12. two linked regions: moves and who is responsible (decision 050) ------------------------------
+
+A_CODE, B_CODE, NOWHERE = "990101", "990104", "990301"
+
+
+class TwoRegions:
+    """Two hand-made logs on one clock: region A (the origin) and region B (the linked region)."""
+
+    def __init__(self) -> None:
+        self.a, self.b = Story(), Story()
+
+    def register_in_a(self) -> UUID:
+        return self.a.register()
+
+    def move(self, patient: UUID, destination: str, *, on: float, unit: str | None = None) -> tuple[UUID, Record]:
+        move_id = uuid4()
+        fact = self.a.fact(
+            "smd.MoveReported",
+            patient,
+            on=on,
+            agency="committee-north",
+            move_id=move_id,
+            destination_region=destination,
+            destination_unit=unit,
+            moving_on=day(on + 10).date(),
+        )
+        return move_id, fact
+
+    def open_handover(self, patient: UUID, move_id: UUID, *, on: float) -> UUID:
+        hid = uuid4()
+        fields = {"patient_id": patient, "move_id": move_id, "deadline": day(on + 10)}
+        self.a._put("smd.HandoverOpened", hid, day(on), destination_region=B_CODE, **fields)
+        self.b._put("smd.HandoverRequested", hid, day(on + 0.1), origin_region=A_CODE, **fields)
+        return hid
+
+    def b_answers(self, patient: UUID, hid: UUID, accepted: bool, *, on: float) -> None:
+        if accepted:  # B registers the patient before it answers
+            self.b.fact("smd.PatientRegistered", patient, on=on, residence="990104-001-v01", diagnosis=None)
+        self.b._put("smd.HandoverAnswered.Destination", hid, day(on), accepted=accepted, by_agency="hc-north")
+
+    def a_hears(self, patient: UUID, hid: UUID, accepted: bool, *, on: float, deregister: bool = True) -> None:
+        self.a._put("smd.HandoverAnswerArrived", hid, day(on), accepted=accepted, sequence=1)
+        if accepted and deregister:
+            self.a.fact("smd.PatientDeregistered", patient, on=on, reason="moved_out", note=None)
+
+    def check(self) -> Findings:
+        from ops.simulation.invariants import check_regions
+
+        return check_regions(self.a.records, self.b.records, regions=(A_CODE, B_CODE), end=day(60))
+
+
+class TestTwoRegionsMoves:
+    def test_an_accepted_transfer_ends_with_the_destination_alone_responsible(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        move_id, _ = r.move(p, B_CODE, on=1)
+        hid = r.open_handover(p, move_id, on=1)
+        r.b_answers(p, hid, True, on=3)
+        r.a_hears(p, hid, True, on=3.1)
+        found = r.check()
+        assert found.ok, found.violations
+        assert found.counts["end linked accepted"] == 1
+
+    def test_the_origin_letting_go_before_the_destination_took_the_patient_is_reported(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        move_id, _ = r.move(p, B_CODE, on=1)
+        hid = r.open_handover(p, move_id, on=1)
+        r.a_hears(p, hid, True, on=2)  # A deregistered the patient a day before B registered them
+        r.b_answers(p, hid, True, on=3)
+        assert broken(r.check()) == {"always-one-region-responsible"}
+
+    def test_an_acceptance_undone_in_the_destination_after_the_origin_let_go_is_reported(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        move_id, _ = r.move(p, B_CODE, on=1)
+        hid = r.open_handover(p, move_id, on=1)
+        r.b_answers(p, hid, True, on=3)
+        r.a_hears(p, hid, True, on=3.1)
+        r.b.fact("smd.PatientDeregistered", p, on=5, reason="moved_out", note=None)
+        assert broken(r.check()) == {"move-ends-with-one-responsible-region", "always-one-region-responsible"}
+
+    def test_a_rejected_or_unanswered_transfer_leaves_the_origin_responsible(self) -> None:
+        r = TwoRegions()
+        p, q = r.register_in_a(), r.register_in_a()
+        m1, _ = r.move(p, B_CODE, on=1)
+        h1 = r.open_handover(p, m1, on=1)
+        r.b_answers(p, h1, False, on=3)
+        r.a_hears(p, h1, False, on=3.1)
+        m2, _ = r.move(q, B_CODE, on=1)
+        r.open_handover(q, m2, on=1)
+        found = r.check()
+        assert found.ok, found.violations
+        assert (found.counts["end linked rejected"], found.counts["end linked unanswered"]) == (1, 1)
+
+    def test_a_cancellation_crossing_an_acceptance_voids_it_and_the_origin_stays_responsible(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        move_id, _ = r.move(p, B_CODE, on=1)
+        hid = r.open_handover(p, move_id, on=1)
+        r.b_answers(p, hid, True, on=3)
+        r.a._put("smd.HandoverCancelled", hid, day(3.01), by_agency="hc-north", reason="the family stays")
+        r.a._put("smd.HandoverAnswerTooLate", hid, day(3.1), accepted=True, sequence=1)
+        r.b._put("smd.HandoverVoided", hid, day(3.1), sequence=2, answer="accepted")
+        r.b.fact("smd.PatientDeregistered", p, on=3.1, reason="other", note=None)
+        found = r.check()
+        assert found.ok, found.violations
+        assert found.counts["end linked cancelled crossing an acceptance"] == 1
+
+    def test_an_acceptance_left_standing_after_the_origin_cancelled_first_is_reported(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        move_id, _ = r.move(p, B_CODE, on=1)
+        hid = r.open_handover(p, move_id, on=1)
+        r.b_answers(p, hid, True, on=3)
+        r.a._put("smd.HandoverCancelled", hid, day(3.01), by_agency="hc-north", reason="the family stays")
+        assert broken(r.check()) == {"move-ends-with-one-responsible-region"}  # on both registers
+
+    def test_a_move_to_the_linked_region_without_a_handover_is_reported(self) -> None:
+        r = TwoRegions()
+        r.move(r.register_in_a(), B_CODE, on=1)
+        assert broken(r.check()) == {"move-to-a-linked-region-opens-a-handover"}
+
+    def test_inside_the_region_an_acceptance_changes_the_residence_once_and_a_rejection_never(self) -> None:
+        r = TwoRegions()
+        p, q = r.register_in_a(), r.register_in_a()
+        m1, _ = r.move(p, A_CODE, on=1, unit="990101-002-v01")
+        r.a.fact("smd.HandoverAnswered", p, on=4, move_id=m1, accepted=True, reason=None, answered_on=None)
+        r.a.fact("smd.ResidenceChanged", p, on=4, move_id=m1, residence="990101-002-v01", previous="990101-001-v01")
+        m2, _ = r.move(q, A_CODE, on=1, unit="990101-002-v01")
+        r.a.fact("smd.HandoverAnswered", q, on=4, move_id=m2, accepted=False, reason=None, answered_on=None)
+        found = r.check()
+        assert found.ok, found.violations
+        assert (found.counts["end inside accepted"], found.counts["end inside rejected"]) == (1, 1)
+
+    def test_inside_the_region_an_acceptance_without_its_residence_change_is_reported(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        m1, _ = r.move(p, A_CODE, on=1, unit="990101-002-v01")
+        r.a.fact("smd.HandoverAnswered", p, on=4, move_id=m1, accepted=True, reason=None, answered_on=None)
+        assert broken(r.check()) == {"move-ends-with-one-responsible-region"}
+
+    def test_inside_the_region_a_rejection_that_changed_the_residence_is_reported(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        m1, _ = r.move(p, A_CODE, on=1, unit="990101-002-v01")
+        r.a.fact("smd.HandoverAnswered", p, on=4, move_id=m1, accepted=False, reason=None, answered_on=None)
+        r.a.fact("smd.ResidenceChanged", p, on=4, move_id=m1, residence="990101-002-v01", previous="990101-001-v01")
+        assert broken(r.check()) == {"move-ends-with-one-responsible-region"}
+
+    def relayed(self, r: TwoRegions, p: UUID, move_id: UUID, accepted: bool, on: float) -> None:
+        r.a.fact("smd.HandoverContactRecorded", p, on=on - 2, move_id=move_id, contacted_on=day(on - 2).date())
+        r.a.fact(
+            "smd.HandoverAnswered",
+            p,
+            on=on,
+            move_id=move_id,
+            accepted=accepted,
+            reason=None,
+            answered_on=day(on).date(),
+        )
+
+    def test_to_a_region_without_the_system_its_relayed_acceptance_deregisters_the_patient(self) -> None:
+        r = TwoRegions()
+        p, q = r.register_in_a(), r.register_in_a()
+        m1, _ = r.move(p, NOWHERE, on=1)
+        self.relayed(r, p, m1, True, on=9)
+        r.a.fact("smd.PatientDeregistered", p, on=9, reason="moved_out", note=None)
+        m2, _ = r.move(q, NOWHERE, on=1)
+        self.relayed(r, q, m2, False, on=9)
+        found = r.check()
+        assert found.ok, found.violations
+        assert (found.counts["end unlinked accepted"], found.counts["end unlinked rejected"]) == (1, 1)
+
+    def test_to_a_region_without_the_system_an_acceptance_that_kept_the_patient_is_reported(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        m1, _ = r.move(p, NOWHERE, on=1)
+        self.relayed(r, p, m1, True, on=9)
+        assert broken(r.check()) == {"move-ends-with-one-responsible-region"}
+
+    def test_a_fact_fed_by_the_managing_region_opens_nothing_in_the_tracking_region(self) -> None:
+        r = TwoRegions()
+        p = r.register_in_a()
+        fed = r.a.fact("smd.ReportedByRegion", p, on=20, agency=f"region:{B_CODE}", region=B_CODE, fact="visit")
+        found = r.check()
+        assert found.ok and found.counts[f"facts fed to {A_CODE}"] == 1
+        r.a.obligation("R4", "follow_up_visit", fed, key="registration", role="visit", cycle=fed.version)
+        assert broken(r.check()) == {"no-obligation-from-a-fact-fed-by-another-region"}
+
+
+class TestHandoverObligations:
+    """R8 between regions: the destination's answer obligation is about the handover (the patient
+    may not exist there yet), opened and completed by the handover's own events."""
+
+    def requested(self, s: Story) -> Record:
+        return s._put("smd.HandoverRequested", uuid4(), day(1), origin_region=A_CODE, patient_id=uuid4())
+
+    def answer_obligation(self, s: Story, requested: Record, trigger: str) -> UUID:
+        oid = uuid4()
+        s._put(
+            "smd.ObligationAssigned",
+            oid,
+            day(1),
+            kind="obligation",
+            rule="R8",
+            action="accept_or_reject_handover",
+            patient_id=requested.stream,
+            episode_key=str(requested.stream),
+            assignee="hc-north",
+            residence="990104-001-v01",
+            due_at=day(11),
+            trigger_message_id=trigger,
+            trigger_position=requested.position,
+            risk_level=None,
+        )
+        return oid
+
+    def test_an_answer_obligation_opened_by_the_request_and_completed_by_the_answer_breaks_nothing(self) -> None:
+        s = Story()
+        requested = self.requested(s)
+        oid = self.answer_obligation(s, requested, f"handover:{requested.stream}:1")
+        answered = s._put("smd.HandoverAnswered.Destination", requested.stream, day(3), accepted=False)
+        s.complete(oid, None, on=3, fulfilled_by=f"handover:{requested.stream}:{answered.version}")
+        assert s.check().ok
+
+    def test_an_answer_obligation_naming_no_handover_event_is_reported(self) -> None:
+        s = Story()
+        requested = self.requested(s)
+        self.answer_obligation(s, requested, f"handover:{requested.stream}:7")
+        assert broken(s.check()) == {"obligation-has-trigger-fact"}
+
+    def test_an_answer_obligation_left_open_after_the_answer_is_reported(self) -> None:
+        s = Story()
+        requested = self.requested(s)
+        self.answer_obligation(s, requested, f"handover:{requested.stream}:1")
+        s._put("smd.HandoverAnswered.Destination", requested.stream, day(3), accepted=True)
+        assert broken(s.check()) == {"open-obligation-still-holds"}
