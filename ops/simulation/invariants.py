@@ -83,7 +83,8 @@ The invariants (``Violation.invariant``)
        governance center it escalated to; ``r15-notice-never-overdue`` — "R15 does not escalate
        notices".
 
-    Issue 19's rules and facts are decided on the patient's file *as of each fact* (recorded order;
+    The rules and facts of invariants 7–11 (risk escalation, R19, R20, tasks, institutional
+    care, R21) are decided on the patient's file *as of each fact* (recorded order;
     "latest" and "before" by occurred time, then stream version, as the engine orders a file), from
     decided facts only (not a ledger's, not while a go-live has not assessed the patient: a
     ``smd.GoLiveJoined`` after the latest ``smd.HistoryImported``). Agency kinds come from the
