@@ -195,7 +195,8 @@ class Handovers:
         def attempt() -> None:
             handover = self._load(hid, OutgoingHandover)
             handover.cancel(by_agency, reason, self.clock())
-            outbox = self._queue(hid, handover.destination_region, MessageKind.CANCEL, {"reason": reason})
+            # the reason is free text: sealed to the destination, never in the signed body's clear
+            outbox = self._queue(hid, handover.destination_region, MessageKind.CANCEL, {}, {"reason": reason})
             self.case_record.save(handover, outbox)
 
         self._retry(attempt)

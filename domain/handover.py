@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
 from domain.errors import DomainError
-from domain.personal import SealedText
+from domain.personal import SealedText, sealed_text, sealing_upcast
 
 HANDOVER_NAMESPACE = uuid5(NAMESPACE_URL, "urn:smd:handover")
 
@@ -109,11 +109,21 @@ class OutgoingHandover(Aggregate):
         residence: str  # the patient's residence in the origin region
 
     class Cancelled(Aggregate.Event):
-        """HandoverCancelled: the origin withdrew the handover (decisive when first)."""
+        """HandoverCancelled: the origin withdrew the handover (decisive when first). v2: the
+        reason (free text) sealed under the patient's key, with the patient's id to find it;
+        a v1 row's reason was stored in the clear and reads as the same text."""
 
         TOPIC = "smd.HandoverCancelled"
+        class_version: ClassVar[int] = 2
+        SEALED_UNDER: ClassVar[str] = "patient_id"  # erasing the patient here erases the reason
         by_agency: str
-        reason: str
+        reason: SealedText | None
+        patient_id: UUID | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            sealing_upcast("reason")(state)
+            state["patient_id"] = None  # not stored before v2 (the aggregate has it)
 
         def apply(self, aggregate: OutgoingHandover) -> None:
             aggregate.status = "cancelled"
@@ -215,7 +225,9 @@ class OutgoingHandover(Aggregate):
         """The origin withdraws the handover; only while nothing decisive is recorded."""
         if self.status != "open":
             raise HandoverAlreadyDecided(self.id, self.status)
-        self.trigger_event(self.Cancelled, timestamp=now, by_agency=by_agency, reason=reason)
+        self.trigger_event(
+            self.Cancelled, timestamp=now, by_agency=by_agency, reason=sealed_text(reason), patient_id=self.patient_id
+        )
 
     def record_answer(self, accepted: bool, sequence: int, now: datetime) -> bool:
         """The destination's answer arrived: decisive if first (True), else noted too late."""

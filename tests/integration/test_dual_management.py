@@ -11,21 +11,18 @@ in-memory link (as tests/integration/test_handovers.py).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 
-from core.handover import Handovers
-from core.intake import accept
 from core.patient_read import visible_file
 from core.region_keys import CrossRegionKeys
 from core.registry import load_file
 from domain.dual_management import dual_management_id, feeds, same_city
 from domain.handover import handover_id
-from tests.integration.test_handovers import ANSWER_WITHIN, COMMITTEE, HC, VILLAGE, district
-from tests.support.agency_client import envelope as agency_envelope
+from tests.integration.test_handovers import COMMITTEE, HC, VILLAGE, A, B, district
+from tests.integration.test_handovers import Region as HandoverRegion
 from tests.support.crossregion import two_regions
 from tests.support.stores import NOW, MovableClock, open_services, store_settings
 
@@ -33,36 +30,17 @@ pytestmark = pytest.mark.integration
 
 __all__ = ["two_regions"]  # the fixture
 
-from tests.integration.test_handovers import A, B  # noqa: E402  (990101, 990202: two cities)
-
-C = "990102"  # fictional: A and C one city (9901), B another
+C = "990102"  # fictional: A (990101) and C one city (9901), B (990202) another
 POLICE, HOSPITAL, CIVIL = "police-east", "hospital-lantern-bay", "civil-affairs"
 NAME = "Feedwell Quill Tarn"  # fictional
 
 
-class Region:
-    """One deployment: its services and handovers, and a way to send agencies' facts."""
+class Region(HandoverRegion):
+    """One deployment (test_handovers.py's), with what its service does in the background."""
 
     def __init__(self, services, keys: CrossRegionKeys, clock: MovableClock, by_agreement=()) -> None:
-        self.services, self.keys, self.clock = services, keys, clock
+        super().__init__(services, keys, clock, by_agreement)
         self.code = keys.region
-        self.handovers = Handovers(
-            services.case_record, keys, services.registry, ANSWER_WITHIN, clock, dual_management_regions=by_agreement
-        )
-
-    def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float = 0.1, staff=None):
-        doc = agency_envelope(
-            agency,
-            f"cn.smd.{event_type}",
-            subject,
-            data,
-            occurred=self.clock.now - timedelta(days=days_ago),
-            actor=staff,
-        )
-        return accept(self.services.case_record, self.services.registry, doc, agency, "test")
-
-    def file(self, patient: UUID):
-        return self.services.case_record.patient(patient)
 
     def follow(self) -> None:
         """What this region's service does in the background: the rules and views, the bridge."""

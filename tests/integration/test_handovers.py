@@ -51,20 +51,22 @@ ID_NUMBER = fictional_id_number(date(1975, 6, 30), seq=17)
 class Region:
     """One deployment: its services, its handovers, a way to send agencies' facts."""
 
-    def __init__(self, services, keys: CrossRegionKeys, clock: MovableClock) -> None:
+    def __init__(self, services, keys: CrossRegionKeys, clock: MovableClock, by_agreement=()) -> None:
         self.services = services
         self.keys = keys
         self.clock = clock
-        self.handovers = Handovers(services.case_record, keys, services.registry, ANSWER_WITHIN, clock)
+        self.handovers = Handovers(
+            services.case_record, keys, services.registry, ANSWER_WITHIN, clock, dual_management_regions=by_agreement
+        )
 
-    def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float = 0.1):
+    def send(self, agency: str, event_type: str, subject: UUID, data: dict, days_ago: float = 0.1, staff=None):
         doc = agency_envelope(
             agency,
             f"cn.smd.{event_type}",
             subject,
             data,
             occurred=self.clock.now - timedelta(days=days_ago),
-            actor=None,
+            actor=staff,
         )
         return accept(self.services.case_record, self.services.registry, doc, agency, "test")
 
@@ -272,6 +274,30 @@ class TestCrossingMessages:
         assert b.view(hid)["status"] == "cancelled"
         with pytest.raises(HandoverCancelledByOrigin):
             b.handovers.answer(hid, accepted=True, by_agency=HC)
+
+    def test_a_cancellations_reason_is_sealed_in_the_store_and_in_the_message(self, regions) -> None:
+        from tests.integration.test_erasure import forms, raw_blobs
+
+        a, b, link = regions
+        patient, hid = move_to_b(a)
+        link.sync()
+        reason = "the family stays: 母亲住院 (free text)"
+        a.handovers.cancel(hid, by_agency=HC, reason=reason)
+        wires = link.pending(A, B)
+        link.sync()
+        assert b.view(hid)["status"] == "cancelled"
+        stored = a.services.case_record.events.get(hid)
+        cancelled = [e for e in stored if type(e).__name__ == "Cancelled"]
+        assert [e.reason.text for e in cancelled] == [reason] and cancelled[0].patient_id == patient
+        target = a.services.settings.postgres
+        blobs = raw_blobs(a.services, target.conninfo() if target is not None else None)
+
+        def found(text: str) -> bool:
+            return any(f in blob for blob in blobs for f in forms(text))
+
+        assert found("smd.HandoverCancelled")  # the scan reads the rows (the topic is stored in the clear)
+        assert not found("母亲住院") and not found("family stays")
+        assert wires and not any("母亲住院" in w or "family stays" in w for w in wires)
 
     def test_a_second_move_before_the_first_is_answered_is_a_second_handover(self, regions) -> None:
         a, b, link = regions
