@@ -12,7 +12,7 @@ moved the tree first makes the batch be decided again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -28,6 +28,8 @@ from core.followers.parking import ParkingStore
 FOLLOWER_NAME = "chain"
 #: Streams whose chain heads the chain keeps in memory between batches (beyond: read again).
 HEADS_KEPT = 200_000
+#: Leaves computed and sent to the store at a time within a batch's one write.
+WRITE_CHUNK = 1_000
 
 
 class NeverPark:
@@ -57,9 +59,10 @@ class ChainWork:
     size: int
     frontier: list[bytes]
     heads: dict[str, tuple[int, bytes]]  # the streams' heads before the batch (known ones)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)  # the leaves table's rows
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # (notification id, stream, version, topic, leaf hash)
     touched: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # the streams' new heads
-    finished: bool = False  # the rows' stream heads are filled in (``finish``)
+    fetched: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # heads read for this batch
+    finished: bool = False  # the heads of the rows' streams are known (``finish``)
 
 
 class ChainHandler:
@@ -68,7 +71,8 @@ class ChainHandler:
     Where its time goes (``smd bench``): it reads each row's leaf hash computed by PostgreSQL
     (``select``), keeps the streams' chain heads in memory between batches (valid while nobody
     else moved the tree), and writes a batch's leaves, each with the subtrees it completes, with
-    one ``COPY``."""
+    one ``COPY``: the subtrees and chain heads of a chunk of leaves are computed while PostgreSQL
+    stores the chunk before (``_leaf_rows``)."""
 
     topics: Sequence[str] | None = None  # every row
 
@@ -162,33 +166,42 @@ class ChainHandler:
                 notification = self._notification(notification.id)
             leaf_hash = leaf_of(self.hasher, notification)
         oid = str(notification.originator_id)
-        index = work.size + len(work.rows)
-        # the interior subtrees this leaf completes, level 1 first, go in its own row
-        node, i, frontier, completed = leaf_hash, index, work.frontier, b""
-        while i & 1:  # a right child: it completes its parent with the frontier's last subtree
-            node = self.hasher.node(frontier.pop(), node)
-            i >>= 1
-            completed += node
-        frontier.append(node)
-        version, topic = notification.originator_version, notification.topic
-        # the stream hash's column holds the stream until ``finish`` puts the stream's new head there
-        work.rows.append((index, notification.id, oid, version, topic, leaf_hash, oid, completed))
+        # the subtrees it completes and its stream's new head are computed as the batch is written
+        work.rows.append((notification.id, oid, notification.originator_version, notification.topic, leaf_hash))
 
     def finish(self, work: ChainWork) -> None:
-        """The streams' chain heads, in order (one query for the heads not in memory)."""
-        heads, touched = work.heads, work.touched
+        """The chain heads of the batch's streams not in memory (one query)."""
         if not self._heads_complete:
-            missing = {r[2] for r in work.rows if r[2] not in heads and r[2] not in touched}
+            heads, touched = work.heads, work.touched
+            missing = {r[1] for r in work.rows if r[1] not in heads and r[1] not in touched}
             if missing:
-                heads = {**heads, **self.store.stream_heads(missing)}
-        chain, start = self.hasher.chain, stream_start(self.hasher)
-        for k, r in enumerate(work.rows):
-            oid = r[2]
-            previous = touched.get(oid) or heads.get(oid)
-            head = chain(previous[1] if previous else start, r[5])
-            touched[oid] = (r[3], head)
-            work.rows[k] = (*r[:6], head, r[7])
+                work.fetched = self.store.stream_heads(missing)
         work.finished = True
+
+    def _leaf_rows(self, work: ChainWork) -> Iterator[list[tuple[Any, ...]]]:
+        """The batch as the leaves table's rows, a chunk at a time: each leaf with the interior
+        subtrees it completes (level 1 first) and its stream's new chain head."""
+        digest, start = self.hasher.digest, stream_start(self.hasher)
+        heads, touched, frontier = work.heads, work.touched, work.frontier
+        if work.fetched:
+            heads = {**heads, **work.fetched}
+        index = work.size
+        rows = work.rows
+        for first in range(0, len(rows), WRITE_CHUNK):
+            out = []
+            for nid, oid, version, topic, leaf_hash in rows[first : first + WRITE_CHUNK]:
+                node, i, completed = leaf_hash, index, b""
+                while i & 1:  # a right child: it completes its parent with the frontier's last subtree
+                    node = digest(b"\x01" + frontier.pop() + node)
+                    i >>= 1
+                    completed += node
+                frontier.append(node)
+                previous = touched.get(oid) or heads.get(oid)
+                head = digest(b"\x02" + (previous[1] if previous else start) + leaf_hash)
+                touched[oid] = (version, head)
+                out.append((index, nid, oid, version, topic, leaf_hash, head, completed))
+                index += 1
+            yield out
 
     def _notification(self, notification_id: int) -> Notification:
         found = self.recorder.select_notifications(notification_id, 1, stop=notification_id)
@@ -201,7 +214,7 @@ class ChainHandler:
             self.finish(work)  # the engine calls it after the last ``apply``; a direct caller may not
         size = work.size + len(work.rows)
         try:
-            self.store.append_rows(work.start_position, position, size, work.rows)
+            self.store.append_chunks(work.start_position, position, size, self._leaf_rows(work))
         except BaseException:
             self._heads_at = -1  # the heads in memory may be ahead of the store now
             raise
