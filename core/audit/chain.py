@@ -8,27 +8,38 @@ visible in ``smd projections status``, ``/v1/status`` and ``/metrics`` like any 
 A batch's leaves (each with the perfect subtrees it completes and its stream's new chain head)
 and the tracked position are written in one transaction (``ChainStore.append``); a writer that
 moved the tree first makes the batch be decided again.
+
+On PostgreSQL the write is handed to a writer thread of the chain's own and the next batch is
+read and hashed while the database stores this one (the follower engine's ``next_start`` and
+``flush``): at most one batch is being written at a time, each in its own transaction in log
+order, and the follower reports that it caught up only once every batch handed over is written.
+A write that fails (another writer moved the tree, the database went away) makes the chain
+forget what it had decided on top of it and decide again from the store: the tree in the store
+is the only truth, as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from eventsourcing.persistence import Notification
+import structlog
+from eventsourcing.persistence import IntegrityError, Notification
 
 from core.audit.leaves import LEAF_INPUT_SQL, leaf_of, stream_start
 from core.audit.merkle import DEFAULT_ALGORITHM, Hasher, frontier_nodes
-from core.audit.store import TREE, ChainStore
+from core.audit.store import TREE, ChainStore, PostgresChainStore
 from core.followers.engine import AlreadyApplied, Follower
 from core.followers.parking import ParkingStore
+
+log = structlog.get_logger(__name__)
 
 FOLLOWER_NAME = "chain"
 #: Streams whose chain heads the chain keeps in memory between batches (beyond: read again).
 HEADS_KEPT = 200_000
-#: Leaves computed and sent to the store at a time within a batch's one write.
+#: Leaves encoded and sent to the store at a time within a batch's one write.
 WRITE_CHUNK = 1_000
 
 
@@ -59,10 +70,9 @@ class ChainWork:
     size: int
     frontier: list[bytes]
     heads: dict[str, tuple[int, bytes]]  # the streams' heads before the batch (known ones)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)  # (notification id, stream, version, topic, leaf hash)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # the leaves table's rows
     touched: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # the streams' new heads
-    fetched: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # heads read for this batch
-    finished: bool = False  # the heads of the rows' streams are known (``finish``)
+    finished: bool = False  # the rows' stream heads are filled in (``finish``)
 
 
 class ChainHandler:
@@ -71,8 +81,8 @@ class ChainHandler:
     Where its time goes (``smd bench``): it reads each row's leaf hash computed by PostgreSQL
     (``select``), keeps the streams' chain heads in memory between batches (valid while nobody
     else moved the tree), and writes a batch's leaves, each with the subtrees it completes, with
-    one ``COPY``: the subtrees and chain heads of a chunk of leaves are computed while PostgreSQL
-    stores the chunk before (``_leaf_rows``)."""
+    one ``COPY``, encoded and sent a chunk at a time; on PostgreSQL a writer thread does that
+    while the next batch is read and hashed (see the module's doc)."""
 
     topics: Sequence[str] | None = None  # every row
 
@@ -86,6 +96,47 @@ class ChainHandler:
         self._heads_complete = False  # every stream of the tree is in ``_heads``
         self._ahead: tuple[tuple[int, int, int], Future[list[ChainRow]]] | None = None  # read ahead
         self._reader: ThreadPoolExecutor | None = None
+        # writing behind (PostgreSQL): the batch being written, and the tree as it stands after it
+        self._behind = isinstance(store, PostgresChainStore)
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
+        self._handed: tuple[int, int, list[bytes]] | None = None  # position, size, frontier
+
+    def next_start(self, tracking_name: str) -> int:
+        """Where the next batch starts: after the batch handed to the writer while it is being
+        written, else the tree's position in the store."""
+        if self._writing is not None and not self._writing.done() and self._handed is not None:
+            return self._handed[0]
+        try:
+            self.flush()
+        except IntegrityError:
+            pass  # another writer moved the tree: decided again from the store below
+        return self.position_of(tracking_name)
+
+    def flush(self) -> None:
+        """Wait until the batch handed to the writer is written; raise what its write raised
+        (after which every later batch is decided again from the store)."""
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return
+        try:
+            writing.result()
+        except BaseException:
+            self._handed, self._heads_at = None, -1
+            raise
+        self._handed = None  # written: the next batch starts from the store, as without a writer
+
+    def close(self) -> None:
+        """Write what was handed over, then stop the chain's threads (a standby may take over)."""
+        try:
+            self.flush()
+        except Exception:  # already in the store's hands: decided again by whoever follows next
+            log.warning("the chain's last batch was not written", exc_info=False)
+        for pool in (self._writer, self._reader):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._writer = self._reader = None
+        self._ahead = None
 
     def position_of(self, tracking_name: str) -> int:
         return self.store.tree(self.hasher.algorithm, TREE).position
@@ -151,6 +202,9 @@ class ChainHandler:
     # -- a batch -----------------------------------------------------------------------------
 
     def begin(self) -> ChainWork:
+        if self._handed is not None:  # on top of the batch handed to the writer
+            position, size, frontier = self._handed
+            return ChainWork(position, size, list(frontier), self._heads)
         state = self.store.tree(self.hasher.algorithm, TREE)
         wanted = frontier_nodes(state.size)
         found = self.store.nodes(wanted)
@@ -166,42 +220,33 @@ class ChainHandler:
                 notification = self._notification(notification.id)
             leaf_hash = leaf_of(self.hasher, notification)
         oid = str(notification.originator_id)
-        # the subtrees it completes and its stream's new head are computed as the batch is written
-        work.rows.append((notification.id, oid, notification.originator_version, notification.topic, leaf_hash))
+        index = work.size + len(work.rows)
+        # the interior subtrees this leaf completes, level 1 first, go in its own row
+        node, i, frontier, completed = leaf_hash, index, work.frontier, b""
+        while i & 1:  # a right child: it completes its parent with the frontier's last subtree
+            node = self.hasher.node(frontier.pop(), node)
+            i >>= 1
+            completed += node
+        frontier.append(node)
+        version, topic = notification.originator_version, notification.topic
+        # the stream hash's column holds the stream until ``finish`` puts the stream's new head there
+        work.rows.append((index, notification.id, oid, version, topic, leaf_hash, oid, completed))
 
     def finish(self, work: ChainWork) -> None:
-        """The chain heads of the batch's streams not in memory (one query)."""
+        """The streams' chain heads, in order (one query for the heads not in memory)."""
+        heads, touched = work.heads, work.touched
         if not self._heads_complete:
-            heads, touched = work.heads, work.touched
-            missing = {r[1] for r in work.rows if r[1] not in heads and r[1] not in touched}
+            missing = {r[2] for r in work.rows if r[2] not in heads and r[2] not in touched}
             if missing:
-                work.fetched = self.store.stream_heads(missing)
+                heads = {**heads, **self.store.stream_heads(missing)}
+        chain, start = self.hasher.chain, stream_start(self.hasher)
+        for k, r in enumerate(work.rows):
+            oid = r[2]
+            previous = touched.get(oid) or heads.get(oid)
+            head = chain(previous[1] if previous else start, r[5])
+            touched[oid] = (r[3], head)
+            work.rows[k] = (*r[:6], head, r[7])
         work.finished = True
-
-    def _leaf_rows(self, work: ChainWork) -> Iterator[list[tuple[Any, ...]]]:
-        """The batch as the leaves table's rows, a chunk at a time: each leaf with the interior
-        subtrees it completes (level 1 first) and its stream's new chain head."""
-        digest, start = self.hasher.digest, stream_start(self.hasher)
-        heads, touched, frontier = work.heads, work.touched, work.frontier
-        if work.fetched:
-            heads = {**heads, **work.fetched}
-        index = work.size
-        rows = work.rows
-        for first in range(0, len(rows), WRITE_CHUNK):
-            out = []
-            for nid, oid, version, topic, leaf_hash in rows[first : first + WRITE_CHUNK]:
-                node, i, completed = leaf_hash, index, b""
-                while i & 1:  # a right child: it completes its parent with the frontier's last subtree
-                    node = digest(b"\x01" + frontier.pop() + node)
-                    i >>= 1
-                    completed += node
-                frontier.append(node)
-                previous = touched.get(oid) or heads.get(oid)
-                head = digest(b"\x02" + (previous[1] if previous else start) + leaf_hash)
-                touched[oid] = (version, head)
-                out.append((index, nid, oid, version, topic, leaf_hash, head, completed))
-                index += 1
-            yield out
 
     def _notification(self, notification_id: int) -> Notification:
         found = self.recorder.select_notifications(notification_id, 1, stop=notification_id)
@@ -212,17 +257,26 @@ class ChainHandler:
             raise AlreadyApplied(tracking_name)  # the chain never parks, so never retries one
         if not work.finished:
             self.finish(work)  # the engine calls it after the last ``apply``; a direct caller may not
+        self.flush()  # the batch before (this one stands on it): its failure fails this one too
         size = work.size + len(work.rows)
-        try:
-            self.store.append_chunks(work.start_position, position, size, self._leaf_rows(work))
-        except BaseException:
-            self._heads_at = -1  # the heads in memory may be ahead of the store now
-            raise
+        rows = work.rows
+        chunks = (rows[i : i + WRITE_CHUNK] for i in range(0, len(rows), WRITE_CHUNK))
+        if not self._behind:
+            try:
+                self.store.append_chunks(work.start_position, position, size, chunks)
+            except BaseException:
+                self._heads_at = -1  # the heads in memory may be ahead of the store now
+                raise
         if work.heads is self._heads and len(self._heads) + len(work.touched) <= HEADS_KEPT:
             self._heads.update(work.touched)
         else:
             self._heads, self._heads_complete = dict(work.touched), False
         self._heads_at = size
+        if self._behind:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-write")
+            self._handed = (position, size, list(work.frontier))
+            self._writing = self._writer.submit(self.store.append_chunks, work.start_position, position, size, chunks)
 
 
 def chain_follower(case_record: Any, store: ChainStore, parking: ParkingStore, batch: int = 10_000) -> Follower:
