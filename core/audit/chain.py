@@ -72,7 +72,9 @@ class ChainWork:
     heads: dict[str, tuple[int, bytes]]  # the streams' heads before the batch (known ones)
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # the leaves table's rows
     touched: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # the streams' new heads
-    finished: bool = False  # the rows' stream heads are filled in (``finish``)
+    unknown: set[str] = field(default_factory=set)  # streams whose head ``finish`` reads from the store
+    start_head: bytes = b""  # a stream's chain head before its first event
+    finished: bool = False  # every row's stream head is filled in (``finish``)
 
 
 class ChainHandler:
@@ -91,6 +93,7 @@ class ChainHandler:
         self.recorder = recorder
         state = store.tree(algorithm)
         self.hasher = Hasher(state.algorithm)  # the stored algorithm wins: a tree never changes it
+        self._start = stream_start(self.hasher)
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._heads_at = -1  # the tree size ``_heads`` is true at (-1: unknown)
         self._heads_complete = False  # every stream of the tree is in ``_heads``
@@ -204,14 +207,14 @@ class ChainHandler:
     def begin(self) -> ChainWork:
         if self._handed is not None:  # on top of the batch handed to the writer
             position, size, frontier = self._handed
-            return ChainWork(position, size, list(frontier), self._heads)
+            return ChainWork(position, size, list(frontier), self._heads, start_head=self._start)
         state = self.store.tree(self.hasher.algorithm, TREE)
         wanted = frontier_nodes(state.size)
         found = self.store.nodes(wanted)
         if state.size != self._heads_at:  # someone else moved the tree, or the first batch
             self._heads = {}
             self._heads_complete = state.size == 0  # an empty tree has no stream yet
-        return ChainWork(state.position, state.size, [found[k] for k in wanted], self._heads)
+        return ChainWork(state.position, state.size, [found[k] for k in wanted], self._heads, start_head=self._start)
 
     def apply(self, work: ChainWork, notification: Any) -> None:
         leaf_hash = notification.leaf_hash if type(notification) is ChainRow else None
@@ -220,32 +223,39 @@ class ChainHandler:
                 notification = self._notification(notification.id)
             leaf_hash = leaf_of(self.hasher, notification)
         oid = str(notification.originator_id)
-        index = work.size + len(work.rows)
+        rows, digest = work.rows, self.hasher.digest
+        index = work.size + len(rows)
         # the interior subtrees this leaf completes, level 1 first, go in its own row
         node, i, frontier, completed = leaf_hash, index, work.frontier, b""
         while i & 1:  # a right child: it completes its parent with the frontier's last subtree
-            node = self.hasher.node(frontier.pop(), node)
+            node = digest(b"\x01" + frontier.pop() + node)
             i >>= 1
             completed += node
         frontier.append(node)
-        version, topic = notification.originator_version, notification.topic
-        # the stream hash's column holds the stream until ``finish`` puts the stream's new head there
-        work.rows.append((index, notification.id, oid, version, topic, leaf_hash, oid, completed))
+        version = notification.originator_version
+        previous = work.touched.get(oid) or work.heads.get(oid)
+        if previous is None and not self._heads_complete:  # a stream whose head is in the store
+            work.unknown.add(oid)  # ``finish`` reads it and chains this stream's rows of the batch
+            head = None
+        else:  # H(0x02 || previous head || leaf hash): ``Hasher.chain``, written out for speed
+            head = digest(b"\x02" + (previous[1] if previous else work.start_head) + leaf_hash)
+            work.touched[oid] = (version, head)
+        rows.append((index, notification.id, oid, version, notification.topic, leaf_hash, head, completed))
 
     def finish(self, work: ChainWork) -> None:
-        """The streams' chain heads, in order (one query for the heads not in memory)."""
-        heads, touched = work.heads, work.touched
-        if not self._heads_complete:
-            missing = {r[2] for r in work.rows if r[2] not in heads and r[2] not in touched}
-            if missing:
-                heads = {**heads, **self.store.stream_heads(missing)}
-        chain, start = self.hasher.chain, stream_start(self.hasher)
-        for k, r in enumerate(work.rows):
-            oid = r[2]
-            previous = touched.get(oid) or heads.get(oid)
-            head = chain(previous[1] if previous else start, r[5])
-            touched[oid] = (r[3], head)
-            work.rows[k] = (*r[:6], head, r[7])
+        """The chain heads of the streams whose head was not in memory: read in one query, then
+        their rows of the batch chained in order."""
+        if work.unknown:
+            heads = self.store.stream_heads(work.unknown)
+            chain, touched = self.hasher.chain, work.touched
+            for k, r in enumerate(work.rows):
+                oid = r[2]
+                if oid in work.unknown:
+                    previous = touched.get(oid) or heads.get(oid)
+                    head = chain(previous[1] if previous else work.start_head, r[5])
+                    touched[oid] = (r[3], head)
+                    work.rows[k] = (*r[:6], head, r[7])
+            work.unknown = set()
         work.finished = True
 
     def _notification(self, notification_id: int) -> Notification:

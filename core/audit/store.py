@@ -524,23 +524,20 @@ class PostgresChainStore(_Base):
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
 _COPY_TRAILER = b"\xff\xff"
-_STRUCTS: dict[tuple[Any, ...], struct.Struct] = {}
-
-
-def _struct(key: tuple[Any, ...], fmt: str) -> struct.Struct:
-    st = _STRUCTS.get(key)
-    if st is None:
-        st = _STRUCTS[key] = struct.Struct(fmt)
-    return st
+_STRUCTS: dict[tuple[int, ...], struct.Struct] = {}  # by the lengths of the row's variable fields
 
 
 def _copy_leaves(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
-    out = []
+    out: list[bytes] = []
+    append, structs = out.append, _STRUCTS
     for index, nid, oid, version, topic, leaf, head, subtrees in rows:
         o, t = oid.encode(), topic.encode()
-        lo, lt, ll, lh, ls = len(o), len(t), len(leaf), len(head), len(subtrees)
-        st = _struct(("leaves", lo, lt, ll, lh, ls), f">hiqiqi{lo}siqi{lt}si{ll}si{lh}si{ls}s")
-        out.append(st.pack(8, 8, index, 8, nid, lo, o, 8, version, lt, t, ll, leaf, lh, head, ls, subtrees))
+        key = (len(o), len(t), len(leaf), len(head), len(subtrees))
+        st = structs.get(key)
+        if st is None:  # eight fields, each its length then its bytes (PostgreSQL's binary COPY)
+            st = structs[key] = struct.Struct(">hiqiqi{}siqi{}si{}si{}si{}s".format(*key))
+        lo, lt, ll, lh, ls = key
+        append(st.pack(8, 8, index, 8, nid, lo, o, 8, version, lt, t, ll, leaf, lh, head, ls, subtrees))
     return out
 
 
