@@ -37,6 +37,7 @@ from core.contract import decode_event
 from core.registry import load_file
 from ops.bootstrap import Services, bootstrap
 from ops.data_files import DEMO_DISTRICT
+from ops.heap import settle
 from ops.settings import load_settings
 
 BARE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "bare_pipeline.py"
@@ -747,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
                 "SMD_SUBJECT_ROOT": f"bench{secrets.token_hex(3)}",
             }
             services = bootstrap(load_settings(env))
+            settle()  # as a long-running process does after its start-up (ops.heap)
             load_file(services.case_record, DEMO_DISTRICT)
             services.registry.refresh()
             if a.only == "all":
@@ -884,6 +886,7 @@ def main_vlog(a: Any) -> int:
                 "SMD_SUBJECT_ROOT": f"bench{secrets.token_hex(3)}",
             }
             services = bootstrap(load_settings(env))
+            settle()  # as a long-running process does after its start-up (ops.heap)
             load_file(services.case_record, DEMO_DISTRICT)
             services.registry.refresh()
             ours = bench_ours(services, a.n)

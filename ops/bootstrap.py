@@ -271,7 +271,9 @@ class Services:
 
     def close(self) -> None:
         """Close stores in reverse order of opening."""
-        self.leases.close()  # first: a standby takes the followers over at once
+        if self.chain is not None:
+            self.chain.handler.close()  # the batch its writer holds is written before a standby goes on
+        self.leases.close()  # then: a standby takes the followers over at once
         self.probes.close()
         if self.chain_store is not None:
             self.chain_store.close()

@@ -47,6 +47,7 @@ def _command(worker_name: str, process_name: str) -> Callable[[argparse.Namespac
     def run(_args: argparse.Namespace) -> int:
         from integrations import runner
         from ops.bootstrap import bootstrap
+        from ops.heap import settle
         from ops.logging import configure_logging, get_logger
 
         settings = load_settings()
@@ -65,6 +66,7 @@ def _command(worker_name: str, process_name: str) -> Callable[[argparse.Namespac
             subject_root=settings.subject_root,
         )
         services = bootstrap(settings)
+        settle()  # a long-running process (ops.heap)
         worker = runner.run_intake if worker_name == "ingest" else runner.run_outbox
         try:
             return asyncio.run(_run(services, worker, process_name))

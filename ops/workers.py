@@ -23,6 +23,7 @@ from integrations.crossregion import run_crossregion
 from integrations.runner import run_nats_workers
 from integrations.witnessing import peer_witnessing, run_peer_witnessing
 from ops.bootstrap import Services, open_peer_witness
+from ops.heap import settle
 from ops.logging import get_logger
 
 log = get_logger(__name__)
@@ -138,6 +139,7 @@ def serve(settings: Any, workers: int = 1, followers: bool = True, services: Ser
     def run(sock: socket.socket | None, background_work: bool, opened: Services | None = None) -> None:
         services = opened or bootstrap(settings)
         app = serving_app(services) if background_work else create_app(services)
+        settle()  # what the start-up made lives as long as the process (ops.heap)
         try:
             if sock is None:
                 uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
@@ -192,6 +194,7 @@ async def _supervise(settings: Any, children: list[int], followers: bool) -> Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     services = bootstrap(settings) if followers else None
+    settle()
     try:
         async with background(services) if services is not None else contextlib.nullcontext():
             while not stop.is_set():

@@ -51,6 +51,8 @@ class Hasher:
             raise UnknownAlgorithm(f"unknown hash algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
         self.algorithm = algorithm
         self._h = ALGORITHMS[algorithm]
+        #: the bare hash function (``H``), for loops that write the prefixes themselves
+        self.digest = self._h
         self.size = len(self._h(b""))
 
     def empty(self) -> bytes:

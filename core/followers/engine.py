@@ -70,7 +70,15 @@ class Handler(Protocol):
     deferred to it (one query for the whole batch instead of one per event) must raise
     ``FailedAt`` naming the event that failed. And ``select(start, limit, stop)``: the batch's
     rows read its own way (objects with at least ``id``, ``topic`` and ``originator_id``) instead of
-    the recorder's ``select_notifications``."""
+    the recorder's ``select_notifications``.
+
+    A handler whose ``commit`` hands the write to a writer of its own and returns before it is
+    done (the next batch is decided while the database stores this one) defines two more:
+    ``next_start(tracking_name)``, the position after the last batch handed over (where the next
+    batch starts; ``position_of`` stays the position *written*), and ``flush()``, which waits until
+    every batch handed over is written and raises what a write raised (an ``IntegrityError``: the
+    batches are decided again from the store). The follower flushes before it reports that it
+    caught up, so a ``run_once`` that returns 0 leaves nothing unwritten."""
 
     #: the topics it reads (None: every topic)
     topics: Sequence[str] | None
@@ -180,9 +188,15 @@ class Follower:
     def run_once(self, limit: int | None = None) -> int:
         """Handle the next batch; returns how many log positions it moved (0: caught up or stopped)."""
         with self.lock:
+            flush = getattr(self.handler, "flush", None)
             for _ in range(self.attempts):
                 batch = self.prepare(limit or self.batch)
                 if batch is None:
+                    if flush is not None:
+                        try:
+                            flush()  # caught up only once the batches handed over are written
+                        except IntegrityError:
+                            continue  # a handed-over batch lost to another writer: decide it again
                     return 0
                 try:
                     self.commit(batch)
@@ -205,7 +219,8 @@ class Follower:
 
     def prepare(self, limit: int) -> Prepared | None:
         recorder = self.case_record.recorder
-        start = self.position
+        next_start = getattr(self.handler, "next_start", None)
+        start = next_start(self.name) if next_start is not None else self.position
         # Ids commit in order (PostgreSQL table lock, SQLite single writer): nothing at or below
         # ``top`` can still appear, so a short batch may move the position up to ``top``.
         top = recorder.max_notification_id() or 0

@@ -149,6 +149,88 @@ class TestTheChainInSeveralBatches:
         assert report.ok, report.findings
 
 
+class TestTheChainWritesBehind:
+    """On PostgreSQL the chain hands a batch's write to a writer of its own and decides the next
+    batch meanwhile; on SQLite it writes in place. Both must give the same tree, say they caught
+    up only once everything is written, and decide again from the store after a failed write."""
+
+    def test_caught_up_means_every_batch_handed_over_is_written(self, services: Services) -> None:
+        record_patients(services, patients=3, visits=3)
+        services.chain.batch = 2
+        moved = services.chain.run_once()
+        assert moved == 2
+        follow(services)  # the last run_once returns 0 only after the writer finished
+        rows = stored_rows(services)
+        state = services.chain_store.tree("sha256")
+        assert (state.size, state.position) == (len(rows), rows[-1].id)
+        assert services.chain.position == rows[-1].id
+        assert verified(services).ok
+
+    def test_a_write_lost_to_another_writer_is_decided_again_from_the_store(self, services: Services) -> None:
+        from eventsourcing.persistence import IntegrityError
+
+        record_patients(services, patients=3, visits=2)
+        services.chain.batch = 3
+        store, real = services.chain_store, services.chain_store.append_chunks
+        failures = []
+
+        def once_conflicting(*args, **kwargs):
+            if not failures:
+                failures.append(args[0])
+                raise IntegrityError("the tree moved meanwhile")  # as a second writer's commit would
+            return real(*args, **kwargs)
+
+        store.append_chunks = once_conflicting
+        try:
+            for _ in range(20):
+                follow(services)
+                if services.chain.position == stored_rows(services)[-1].id:
+                    break
+        finally:
+            store.append_chunks = real
+        assert failures == [0]  # the first batch's write failed once
+        rows = stored_rows(services)
+        assert [lf.leaf_hash for lf in store.leaves()] == [leaf_of(H, r) for r in rows]
+        assert [lf.leaf_index for lf in store.leaves()] == list(range(len(rows)))
+        assert verified(services).ok
+
+    def test_a_write_the_database_refused_stops_nothing_and_nothing_is_skipped(self, services: Services) -> None:
+        import psycopg
+
+        record_patients(services, patients=2, visits=3)
+        services.chain.batch = 2
+        store, real = services.chain_store, services.chain_store.append_chunks
+        calls = []
+
+        def failing_second(*args, **kwargs):
+            calls.append(args[0])
+            if len(calls) == 2:
+                raise psycopg.OperationalError("the server closed the connection")
+            return real(*args, **kwargs)
+
+        store.append_chunks = failing_second
+        try:
+            with pytest.raises(psycopg.OperationalError):
+                follow(services)  # as the service's loop sees it: logged, tried again later
+        finally:
+            store.append_chunks = real
+        follow(services)
+        rows = stored_rows(services)
+        assert [lf.notification_id for lf in store.leaves()] == [r.id for r in rows]
+        assert verified(services).ok
+
+    def test_closing_writes_the_batch_handed_over(self, open_store) -> None:
+        first = open_store()
+        record_patients(first, patients=2, visits=2)
+        first.chain.batch = 4
+        assert first.chain.run_once() == 4  # handed to the writer (PostgreSQL) or written (SQLite)
+        first.close()
+        second = open_store()
+        assert second.chain_store.tree("sha256").size == 4
+        follow(second)
+        assert verified(second).ok
+
+
 class TestTheAuditorsReplay:
     def test_it_replays_the_patient_as_the_repository_does_each_row_checked(self, services: Services) -> None:
         from core.audit.replay import replay_verified
