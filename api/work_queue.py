@@ -105,7 +105,7 @@ def page(
     ``hidden``: patients left out (restricted: ``core.restrictions.hidden_from``); the cursor
     still moves past their rows."""
     sees_risk = access(kind, "risk") is not None
-    full, rows = rows, [r for r in rows if r.patient_id not in hidden]
+    full, rows = rows, [r for r in rows if r.patient_id not in hidden] if hidden else rows
     items = [
         QueueItem(
             obligation_id=r.obligation_id,

@@ -51,6 +51,8 @@ def restricted_among(case_record: CaseRecord, subject_ids: Iterable[UUID]) -> fr
     if not ids:
         return frozenset()
     found = case_record.load_many(ids.values())
+    if not found:  # no restriction was ever requested for any of them: the usual page
+        return frozenset()
     return frozenset(s for s, r in ids.items() if getattr(found.get(r), "restricted", False))
 
 
