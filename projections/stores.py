@@ -200,6 +200,10 @@ class _Base:
     def _from_db(self, type_: str, value: Any) -> Any:
         return value
 
+    def _fetch_page(self, c: Any, sql: str, values: list[Any]) -> list[Any]:
+        """One statement of a page, its rows as tuples."""
+        return list(c.execute(sql, values).fetchall())
+
     def _insert_new_tracking(self, c: Any, tracking_name: str, position: int) -> None:
         raise NotImplementedError
 
@@ -467,7 +471,7 @@ class _Base:
         found: list[tuple[Any, ...]] = []
         with self._read(stale_ok) as c:
             for sql, values in statements:
-                found += c.execute(sql, values).fetchall()
+                found += self._fetch_page(c, sql, values)
         if len(statements) > 1:  # several chunks: merge their pages
             key = t.column_names.index(order_by)
             found = sorted(found, key=lambda r: r[key])[:limit]
@@ -661,6 +665,10 @@ class PostgresViewStore(_Base):
                     j += 1
                 cur.executemany(statements[i][0], [p for _, p in statements[i:j]])
                 i = j
+
+    def _fetch_page(self, c: Any, sql: str, values: list[Any]) -> list[Any]:
+        # results in binary: no text to format on the server, none to parse here (the same values)
+        return list(c.execute(sql, values, binary=True).fetchall())
 
     def _insert_new_tracking(self, c: Any, tracking_name: str, position: int) -> None:
         import psycopg
