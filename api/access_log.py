@@ -16,6 +16,7 @@ from api.auth import Caller, agency_guard, provide_caller
 from api.obligations import StaffId
 from api.patient_files import MAX_CURSOR
 from api.ports import PatientReadPort, Port
+from api.reads import commit
 from core.access_log import AccessEntry
 from domain.errors import DomainError
 from domain.registry import AgencyKind
@@ -103,7 +104,7 @@ class AccessLogController(Controller):
             patient_ids=revealed,
             fields=("access_log",) if revealed else (),
         )
-        await asyncio.to_thread(log.append, entry)
+        await commit(log, entry)
         if not allowed:
             raise NotAnAuditor(caller.kind)
         items = [

@@ -26,7 +26,7 @@ from api.obligations import StaffId
 from api.patient_files import MAX_CURSOR
 from api.ports import EmergencyAccessPort, Port
 from api.problems import status_for
-from api.reads import Purpose, Revealed, default_purpose, recorded
+from api.reads import Purpose, Revealed, commit, default_purpose, recorded
 from core.access_log import AccessEntry
 from core.emergency_access import GrantRow, grant, grants, settings_on
 from domain.emergency_access import MAX_REASON
@@ -181,7 +181,7 @@ class EmergencyAccessController(Controller):
                 emergency_grant=None if granted is None else granted.grant_id,
             )
             try:
-                await asyncio.to_thread(services.access_log.append, entry)
+                await commit(services.access_log, entry)
             except Exception as e:  # the grant is recorded; its request row is best effort on a failure
                 if status < 500:
                     raise

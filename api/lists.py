@@ -34,7 +34,7 @@ from api.auth import Caller, agency_guard, provide_caller
 from api.obligations import StaffId
 from api.ports import AccessLogPort, Port
 from api.problems import status_for
-from api.reads import Purpose, Revealed, recorded
+from api.reads import Purpose, Revealed, commit, recorded
 from core.access_log import AccessEntry
 from core.patient_read import LOST_AFTER_MISSES, latest_reported
 from core.restrictions import hidden_from
@@ -389,7 +389,7 @@ async def csv_chunks(
                 fields=shown.fields,
                 correlation_id=structlog.contextvars.get_contextvars().get("correlation_id"),
             )
-            await asyncio.to_thread(services.access_log.append, entry)  # committed before it leaves
+            await commit(services.access_log, entry)  # committed before it leaves
         yield ((BOM if first else "") + text).encode("utf-8")
         first = False
         if last is None:
@@ -532,5 +532,5 @@ async def _checked(services: Any, caller: Caller, purpose: str | None, staff_id:
             fields=(),
             correlation_id=structlog.contextvars.get_contextvars().get("correlation_id"),
         )
-        await asyncio.to_thread(services.access_log.append, entry)
+        await commit(services.access_log, entry)
         raise

@@ -27,7 +27,7 @@ from api.auth import Caller, agency_guard, provide_caller
 from api.obligations import StaffId
 from api.ports import PatientReadPort, Port
 from api.problems import status_for
-from api.reads import Purpose
+from api.reads import Purpose, commit
 from core.access_log import AccessEntry
 from core.patient_read import load_reachable, revealed_fields, timeline, visible_file
 from domain.errors import DomainError
@@ -146,10 +146,10 @@ async def _recorded_read(
             emergency_grant=(under or {}).get("grant"),
         )
         if status < 500:
-            await asyncio.to_thread(services.access_log.append, entry)
+            await commit(services.access_log, entry)
         else:  # the read failed for the service: record it if the log can be written, keep the error
             try:
-                await asyncio.to_thread(services.access_log.append, entry)
+                await commit(services.access_log, entry)
             except Exception as e:
                 log.warning("access log not written", error=type(e).__name__, endpoint=endpoint)
 

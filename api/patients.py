@@ -25,6 +25,7 @@ from api.obligations import StaffId
 from api.patient_files import Purpose
 from api.ports import PatientReadPort, Port
 from api.problems import status_for
+from api.reads import commit
 from core.access_log import AccessEntry
 from core.identity import find_by_id_number, find_by_name
 from core.restrictions import hidden_from
@@ -202,4 +203,4 @@ async def _search(
             fields=("patient_id",) if found else (),
         )
         if status < 500:
-            await asyncio.to_thread(services.access_log.append, entry)
+            await commit(services.access_log, entry)

@@ -22,7 +22,7 @@ from litestar.params import HeaderParameter
 from api.auth import Caller
 from api.ports import AccessLogPort
 from api.problems import status_for
-from core.access_log import AccessEntry
+from core.access_log import AccessEntry, AccessLog
 from domain.errors import DomainError
 from domain.read_filter import PURPOSES, check_purpose
 from domain.registry import AgencyKind
@@ -39,6 +39,18 @@ Purpose = Annotated[
         + "; ".join(f"`{k}`: {v}" for k, v in PURPOSES.items()),
     ),
 ]
+
+
+async def commit(access_log: AccessLog, entry: AccessEntry) -> None:
+    """Append ``entry`` and return once it is committed. A log that groups the rows of the reads
+    in flight (``core.intake.GroupedAccessLog``, PostgreSQL) is awaited on the event loop: its
+    writer thread commits and wakes this request, no worker thread waits in between; any other
+    log is appended in a worker thread (its drivers block)."""
+    submit = getattr(access_log, "submit", None)
+    if submit is not None:
+        await asyncio.wrap_future(submit(entry))
+    else:
+        await asyncio.to_thread(access_log.append, entry)
 
 
 def default_purpose(caller: Caller, stated: str | None) -> str:
@@ -108,9 +120,9 @@ async def recorded(
             correlation_id=structlog.contextvars.get_contextvars().get("correlation_id"),
         )
         if outcome.status < 500:
-            await asyncio.to_thread(services.access_log.append, entry)
+            await commit(services.access_log, entry)
         else:  # the read failed for the service: record it if the log can be written, keep the error
             try:
-                await asyncio.to_thread(services.access_log.append, entry)
+                await commit(services.access_log, entry)
             except Exception as e:
                 log.warning("access log not written", error=type(e).__name__, endpoint=endpoint)

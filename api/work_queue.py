@@ -99,13 +99,18 @@ RECORDED = (
 
 
 def page(
-    rows: Sequence[QueueRowView], limit: int, kind: str, hidden: Collection[UUID] = frozenset()
+    rows: Sequence[QueueRowView],
+    limit: int,
+    kind: str,
+    hidden: Collection[UUID] = frozenset(),
+    patients: dict[UUID, None] | None = None,
 ) -> tuple[QueuePage, Revealed]:
     """The page as the caller's kind may see it, and what it reveals (for the access log).
     ``hidden``: patients left out (restricted: ``core.restrictions.hidden_from``); the cursor
-    still moves past their rows."""
+    still moves past their rows. ``patients``: the rows' patient ids in order, each once, if
+    the caller has them already (``patients_of``)."""
     sees_risk = access(kind, "risk") is not None
-    full, rows = rows, [r for r in rows if r.patient_id not in hidden]
+    full, rows = rows, [r for r in rows if r.patient_id not in hidden] if hidden else rows
     items = [
         QueueItem(
             obligation_id=r.obligation_id,
@@ -127,8 +132,15 @@ def page(
         for r in rows
     ]
     fields = ("obligations", "residence", "risk") if sees_risk else ("obligations", "residence")
-    revealed = Revealed.of((r.patient_id for r in rows), fields)
+    shown = patients if patients is not None and not hidden else (r.patient_id for r in rows)
+    revealed = Revealed.of(shown, fields)
     return QueuePage(items=items, next=full[-1].position if len(full) == limit else None), revealed
+
+
+def patients_of(rows: Sequence[QueueRowView]) -> dict[UUID, None]:
+    """The rows' patient ids in order, each once: a dict, which the restriction check and the
+    access log's list take without hashing the ids again (a UUID's hash runs Python code)."""
+    return dict.fromkeys(r.patient_id for r in rows)
 
 
 class WorkQueueController(Controller):
@@ -155,12 +167,13 @@ class WorkQueueController(Controller):
         staff_id: StaffId = None,
     ) -> QueuePage:
         async def read() -> tuple[QueuePage, Revealed]:
-            def rows() -> tuple[Sequence[QueueRowView], frozenset[UUID]]:  # one trip to a worker thread
+            def rows() -> tuple[Sequence[QueueRowView], frozenset[UUID], dict[UUID, None]]:  # one trip to a thread
                 found = services.work_queue.for_assignee(caller.agency_id, after, limit, status)
-                return found, hidden_from(caller.kind, services.case_record, {r.patient_id for r in found})
+                patients = patients_of(found)
+                return found, hidden_from(caller.kind, services.case_record, patients), patients
 
-            found, hidden = await asyncio.to_thread(rows)
-            return page(found, limit, caller.kind, hidden)
+            found, hidden, patients = await asyncio.to_thread(rows)
+            return page(found, limit, caller.kind, hidden, patients)
 
         stated = default_purpose(caller, purpose)
         return await recorded(services, caller, "GET /v1/work-queue", stated, staff_id, read)
@@ -188,14 +201,15 @@ class WorkQueueController(Controller):
                     f"{caller.kind}: use GET /v1/work-queue for your own obligations"
                 )
 
-        def rows() -> tuple[Sequence[QueueRowView], frozenset[UUID]]:  # one trip to a worker thread, not two
+        def rows() -> tuple[Sequence[QueueRowView], frozenset[UUID], dict[UUID, None]]:  # one trip to a thread
             units = services.units_within(caller.jurisdiction)
             found = services.work_queue.obligations_in(units, after, limit, status)
-            return found, hidden_from(caller.kind, services.case_record, {r.patient_id for r in found})
+            patients = patients_of(found)
+            return found, hidden_from(caller.kind, services.case_record, patients), patients
 
         async def read() -> tuple[QueuePage, Revealed]:
-            found, hidden = await asyncio.to_thread(rows)
-            return page(found, limit, caller.kind, hidden)
+            found, hidden, patients = await asyncio.to_thread(rows)
+            return page(found, limit, caller.kind, hidden, patients)
 
         stated = default_purpose(caller, purpose)
         return await recorded(services, caller, "GET /v1/oversight/obligations", stated, staff_id, read, check=check)

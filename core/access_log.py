@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
+import msgspec
+
 from core.sqlite_files import ThreadConnections
 
 ACCESS_LOG_FILE = "access-log.sqlite"
@@ -185,7 +187,7 @@ class _SqlAccessLog:
             entry.purpose,
             entry.endpoint,
             entry.status,
-            json.dumps([str(p) for p in entry.patient_ids]),
+            _ids_text(entry.patient_ids),
             json.dumps(list(entry.fields)),
             entry.correlation_id,
             None if entry.emergency_grant is None else str(entry.emergency_grant),
@@ -226,6 +228,14 @@ class _SqlAccessLog:
             rows = c.execute(sql, (*params, limit)).fetchall()
         return [_entry(tuple(r)) for r in rows]
 
+
+def _ids_text(ids: Sequence[UUID]) -> str:
+    """The patient ids as stored: ``json.dumps`` of their strings (``["…", "…"]``), written by
+    msgspec in C (``str`` of a UUID in Python cost about 1 us an id, 100 a page)."""
+    return _encode_ids(ids).decode().replace('","', '", "')
+
+
+_encode_ids = msgspec.json.Encoder().encode
 
 CHAIN_TABLE = "smd_access_log_chain"
 CHAIN_START = bytes(32)
@@ -357,6 +367,45 @@ class PostgresAccessLog(_SqlAccessLog):
 
     def _lock_chain(self, c: Any) -> None:
         c.execute(f"LOCK TABLE {CHAIN_TABLE} IN EXCLUSIVE MODE")  # readers go on; appends wait
+
+    def append_many(self, entries: Sequence[AccessEntry]) -> None:
+        """As on every store, in three round trips: the transaction opened, the chain's lock
+        taken and its head read in one; the rows inserted (pipelined) in the second; their links
+        inserted and the transaction committed (pipelined) in the third. Each round trip costs
+        the service and the server about as much CPU as a row: the page that waits for its
+        row pays it."""
+        marks = ", ".join(["%s"] * 11)
+        sql = f"INSERT INTO {self.table} ({_COLUMNS}) VALUES ({marks}) RETURNING position, {_COLUMNS}"  # noqa: S608
+        link = f"INSERT INTO {CHAIN_TABLE} (position, head) VALUES (%s, %s)"  # noqa: S608
+        from psycopg.pq import TransactionStatus
+
+        rows = [self._row(e) for e in entries]
+        with self.pool.connection() as c:
+            c.autocommit = True  # BEGIN and COMMIT are ours, each in a round trip with other statements
+            try:
+                cur = c.cursor()
+                cur.execute(
+                    f"BEGIN; LOCK TABLE {CHAIN_TABLE} IN EXCLUSIVE MODE;"  # noqa: S608
+                    f" SELECT head FROM {CHAIN_TABLE} ORDER BY position DESC LIMIT 1"
+                )
+                while cur.nextset():  # to the last statement's result: the head
+                    pass
+                last = cur.fetchone()
+                head = bytes(last[0]) if last else CHAIN_START
+                links = []
+                for stored in self._insert_returning(c, sql, rows):
+                    head = chain_link(head, chain_record(stored))
+                    links.append((stored[0], head))
+                with c.pipeline():
+                    cur.executemany(link, links)
+                    cur.execute("COMMIT")
+            except BaseException:
+                if not c.closed and c.info.transaction_status != TransactionStatus.IDLE:
+                    c.execute("ROLLBACK")
+                raise
+            finally:
+                if not c.closed and c.info.transaction_status == TransactionStatus.IDLE:
+                    c.autocommit = False  # as the pool gave it (the other methods rely on it)
 
     def _insert_returning(self, c: Any, sql: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         # one pipelined round trip for the whole group, not one per row

@@ -303,11 +303,12 @@ class CaseRecord(Application[UUID]):
             return {n.originator_id for n in self.notification_log.select(1, 10**9, topics=[topic])}
         return {r["originator_id"] for r in rows}
 
-    def load_many(self, ids: Collection[UUID]) -> dict[UUID, Any]:
+    def load_many(self, ids: Collection[UUID], *, distinct: bool = False) -> dict[UUID, Any]:
         """The current state of those of these aggregates that are recorded, read in one query:
         for aggregates never snapshotted (obligations, lost episodes), whose events are all there
-        is. The rules name a patient's candidate obligations, most of which were never opened."""
-        wanted = list(dict.fromkeys(ids))
+        is. The rules name a patient's candidate obligations, most of which were never opened.
+        ``distinct``: the caller's ids are each there once already (none is hashed again)."""
+        wanted = list(ids) if distinct else list(dict.fromkeys(ids))
         if not wanted:
             return {}
         columns = "originator_id, originator_version, topic, state"
@@ -365,8 +366,10 @@ class CaseRecord(Application[UUID]):
         recorder: Any = self.recorder
         table = getattr(recorder, "events_table_name", None)
         if isinstance(recorder, PostgresAggregateRecorder) and table:
-            clause = where.format(one="%s", ids="= ANY(%s)")
-            args = [params] if "{ids}" in where else params
+            clause = where.format(one="%s", ids="= ANY(%s::uuid[])")
+            # the ids as one array literal of hex digits: the driver's list dumper costs ~3 us an
+            # id (a page's restriction check asks about 100 patients on every read)
+            args = ["{" + ",".join(_hex(p) for p in params) + "}"] if "{ids}" in where else params
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
                 cursor.execute(f"SELECT {columns} FROM {table} WHERE {clause}", args)  # noqa: S608 (our own table and clauses)
                 return list(cursor.fetchall())
@@ -707,3 +710,8 @@ def _assign_task(reader: Any, event: TaskAssignedV1, d: Any, by: Provenance, now
         place=place,
         patient_id=d.patient_id,
     )
+
+
+def _hex(value: Any) -> str:
+    """An aggregate id as PostgreSQL reads it in a uuid array literal (32 hex digits)."""
+    return value.hex if isinstance(value, UUID) else str(UUID(str(value)))

@@ -360,13 +360,19 @@ class GroupCommit:
                     self._thread = None  # a later submit starts another
                     return
                 taken = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            # a waiter that gave up (an asyncio request cancelled) cancelled its future: its message
+            # is recorded all the same, and no one is told; the others can no longer be cancelled
+            told = [f.set_running_or_notify_cancel() for _, f in taken]
             try:
                 results = self.record_batch([message for message, _ in taken])
             except BaseException as e:  # nothing of the batch was stored: each request is told
-                for _, future in taken:
-                    future.set_exception(e)
+                for (_, future), waiting in zip(taken, told, strict=True):
+                    if waiting:
+                        future.set_exception(e)
                 continue
-            for (_, future), result in zip(taken, results, strict=True):
+            for (_, future), waiting, result in zip(taken, told, results, strict=True):
+                if not waiting:
+                    continue
                 if isinstance(result, Exception):
                     future.set_exception(result)
                 else:
@@ -393,6 +399,12 @@ class GroupedAccessLog:
     def append(self, entry: Any) -> None:
         """Record one read; returns once committed (with the other reads in flight)."""
         self._group.submit(entry).result()
+
+    def submit(self, entry: Any) -> Future[None]:
+        """Record one read; the future is done once it is committed (it raises if that failed).
+        An HTTP handler awaits it on its event loop (``api.reads.commit``): no worker thread
+        waits for the commit."""
+        return self._group.submit(entry)  # type: ignore[return-value]
 
     def append_many(self, entries: Sequence[Any]) -> None:
         self.log.append_many(entries)

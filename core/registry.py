@@ -113,6 +113,13 @@ class RegistryView:
         """The registry as recorded up to ``as_of_position`` (default: everything). Read only."""
         return self.log.state(as_of_position)
 
+    def current(self) -> tuple[int, RegistryState]:
+        """The registry as recorded now (read from the log first) and its version: how many
+        registry changes it folds, which grows with every change (a key for what is computed
+        from it)."""
+        version = self.log.count()
+        return version, self.log.state_after(version)
+
     def responsible(
         self, org_unit_id: str, kind: AgencyKind | str, on: date, as_of_position: int | None = None
     ) -> str | None:

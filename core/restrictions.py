@@ -47,11 +47,16 @@ DEFAULT_COOLING_OFF = timedelta(days=30)
 
 def restricted_among(case_record: CaseRecord, subject_ids: Iterable[UUID]) -> frozenset[UUID]:
     """Which of these patients (or suspected cases) are restricted now: one query."""
-    ids = {s: restriction_id(s) for s in subject_ids if s is not None}
-    if not ids:
+    subjects = [s for s in dict.fromkeys(subject_ids) if s is not None]
+    if not subjects:
         return frozenset()
-    found = case_record.load_many(ids.values())
-    return frozenset(s for s, r in ids.items() if getattr(found.get(r), "restricted", False))
+    restrictions = [restriction_id(s) for s in subjects]  # distinct, as the subjects are
+    found = case_record.load_many(restrictions, distinct=True)
+    if not found:  # no restriction was ever requested for any of them: the usual page
+        return frozenset()
+    return frozenset(
+        s for s, r in zip(subjects, restrictions, strict=True) if getattr(found.get(r), "restricted", False)
+    )
 
 
 def is_restricted(case_record: CaseRecord, subject_id: UUID) -> bool:

@@ -50,11 +50,16 @@ class SubjectKind(StrEnum):
     SUSPECTED_CASE = "suspected_case"
 
 
-@lru_cache(maxsize=100_000)
 def restriction_id(subject_id: UUID) -> UUID:
     """The id of a subject's restriction (one per patient or suspected case); kept once computed:
-    every page of a list asks it for each of its patients."""
-    return uuid5(RESTRICTION_NAMESPACE, str(subject_id))
+    every page of a list asks it for each of its patients (kept by the id's integer: hashing a
+    UUID runs Python code, hashing an int does not)."""
+    return _restriction_id(subject_id.int)
+
+
+@lru_cache(maxsize=100_000)
+def _restriction_id(subject: int) -> UUID:
+    return uuid5(RESTRICTION_NAMESPACE, str(UUID(int=subject)))
 
 
 # -- errors -----------------------------------------------------------------------------------------

@@ -123,6 +123,10 @@ def build_apikeys(settings: Settings) -> ApiKeys:
     return open_apikeys(settings.data_dir, conninfo, settings.blind_index_key)
 
 
+#: Extents ``Services.units_within`` keeps (then it starts again).
+EXTENTS_KEPT = 1024
+
+
 @dataclass
 class Services:
     """Everything a process of the service uses, wired once."""
@@ -157,6 +161,8 @@ class Services:
     periodic_reports: PeriodicReports | None = None  # the monthly and quarterly reports (docs/decisions/038)
     console: ConsoleCredentials | None = None  # the governance console's credentials (docs/decisions/041)
     handovers: Handovers | None = None  # transfers of management to and from linked regions (R8, decision 039)
+    #: a jurisdiction's extent by (registry version, day, units): ``units_within``
+    _extents: dict[tuple[int, date, tuple[str, ...]], frozenset[str]] = field(default_factory=dict, repr=False)
 
     def concern_rules(self, on: date) -> ConcernRules:
         """The people of concern's collision rules in force on ``on`` (the shipped versions)."""
@@ -237,17 +243,26 @@ class Services:
         return [f.status(head) for f in self.log_followers()]
 
     def units_within(self, org_units: tuple[str, ...] | list[str]) -> set[str]:
-        """The given org units and every unit under them today (a jurisdiction's extent)."""
-        state = self.registry.state()
+        """The given org units and every unit under them today (a jurisdiction's extent), as the
+        registry is recorded now. Kept per registry version, day and units: every page of the
+        oversight list and of a working list asks it for the caller's jurisdiction."""
+        version, state = self.registry.current()
         today = region_today()
-        seen: set[str] = set()
-        todo = list(org_units)
-        while todo:
-            unit = todo.pop()
-            if unit not in seen:
-                seen.add(unit)
-                todo.extend(state.children(unit, today))
-        return seen
+        key = (version, today, tuple(sorted(org_units)))
+        found = self._extents.get(key)
+        if found is None:
+            seen: set[str] = set()
+            todo = list(org_units)
+            while todo:
+                unit = todo.pop()
+                if unit not in seen:
+                    seen.add(unit)
+                    todo.extend(state.children(unit, today))
+            found = frozenset(seen)
+            if len(self._extents) >= EXTENTS_KEPT:
+                self._extents.clear()
+            self._extents[key] = found
+        return set(found)
 
     def patient_obligations(self, patient_id: Any) -> list[Any]:
         """The obligations and notices about one patient, from the work-queue read model."""

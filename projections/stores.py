@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -104,12 +104,15 @@ class ViewStore(Protocol):
         limit: int = 100,
         generation: Generation | None = None,
         stale_ok: bool = False,
-    ) -> list[dict[str, Any]]:
+        into: Callable[..., Any] | None = None,
+    ) -> list[Any]:
         """Rows matching any of several ``(where, params)`` branches (disjoint), ordered by
         ``order_by``, after a cursor value: each branch one keyset range of an index, merged
         (a page reads about ``limit`` rows plus one probe per branch, never the whole set).
         ``stale_ok``: an answer for a reader (a page of the API), which a read replica may serve
-        (a few milliseconds behind); the followers' own reads never are."""
+        (a few milliseconds behind); the followers' own reads never are. ``into``: each row is
+        ``into(*values)``, the values in the table's column order (a page of the API builds its
+        rows straight from the driver's tuples), instead of a dict by column name."""
 
     def merged_statements(
         self,
@@ -196,6 +199,10 @@ class _Base:
 
     def _from_db(self, type_: str, value: Any) -> Any:
         return value
+
+    def _fetch_page(self, c: Any, sql: str, values: list[Any]) -> list[Any]:
+        """One statement of a page, its rows as tuples."""
+        return list(c.execute(sql, values).fetchall())
 
     def _insert_new_tracking(self, c: Any, tracking_name: str, position: int) -> None:
         raise NotImplementedError
@@ -455,7 +462,8 @@ class _Base:
         limit: int = 100,
         generation: Generation | None = None,
         stale_ok: bool = False,
-    ) -> list[dict[str, Any]]:
+        into: Callable[..., Any] | None = None,
+    ) -> list[Any]:
         t = self._table(projection, table)
         statements = self.merged_statements(
             projection, table, branches, order_by=order_by, after=after, limit=limit, generation=generation
@@ -463,12 +471,18 @@ class _Base:
         found: list[tuple[Any, ...]] = []
         with self._read(stale_ok) as c:
             for sql, values in statements:
-                found += c.execute(sql, values).fetchall()
+                found += self._fetch_page(c, sql, values)
         if len(statements) > 1:  # several chunks: merge their pages
             key = t.column_names.index(order_by)
             found = sorted(found, key=lambda r: r[key])[:limit]
         types, names = t.types(), t.column_names
-        if type(self)._from_db is _Base._from_db:  # the driver gave the values as they are (a page: 100 rows)
+        as_given = type(self)._from_db is _Base._from_db  # the driver gave the values as they are
+        if into is not None:  # a page: 100 rows, each built from its tuple (no dict, no keywords)
+            if as_given:
+                return [into(*r) for r in found]
+            kinds = [types[k] for k in names]
+            return [into(*map(self._from_db, kinds, r)) for r in found]
+        if as_given:
             return [dict(zip(names, r, strict=True)) for r in found]
         return [{k: self._from_db(types[k], v) for k, v in zip(names, r, strict=True)} for r in found]
 
@@ -651,6 +665,10 @@ class PostgresViewStore(_Base):
                     j += 1
                 cur.executemany(statements[i][0], [p for _, p in statements[i:j]])
                 i = j
+
+    def _fetch_page(self, c: Any, sql: str, values: list[Any]) -> list[Any]:
+        # results in binary: no text to format on the server, none to parse here (the same values)
+        return list(c.execute(sql, values, binary=True).fetchall())
 
     def _insert_new_tracking(self, c: Any, tracking_name: str, position: int) -> None:
         import psycopg
