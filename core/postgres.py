@@ -30,6 +30,7 @@ from typing import Any
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresProcessRecorder
 from eventsourcing.utils import retry
+from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("smd.postgres")
@@ -148,9 +149,34 @@ class Recorder(PostgresProcessRecorder):
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        self.insert_rows_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
+            " RETURNING notification_id"
+        ).format(schema=Identifier(datastore.schema), table=Identifier(self.events_table_name))
         fail_fast(datastore.pool)
         datastore.pool.open()
         warm_up(datastore.pool)
+
+    def _insert_stored_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
+        """The library's insert (the table's lock, the notification, one INSERT … RETURNING the
+        notification ids in the rows' order), with the rows passed as four arrays, one per
+        column, instead of one array of a composite type: psycopg writes that one as text in
+        Python, escaping every row's bytes, which was a third of an import's time in the store."""
+        if self.datastore.originator_id_type != "uuid":  # pragma: no cover - ours are UUIDs
+            super()._insert_stored_events(curs, stored_events, **kwargs)
+            return
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self.insert_rows_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
