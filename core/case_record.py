@@ -490,11 +490,13 @@ class CaseRecord(Application[UUID]):
         table = getattr(recorder, "events_table_name", None)
         found: dict[UUID, list[StoredEvent]] = {}
         if isinstance(recorder, PostgresAggregateRecorder) and table:
-            # the recorder's own table name
+            # the recorder's own table name; one index lookup per aggregate, whatever the planner
+            # believes of the table (OFFSET 0 keeps the subquery from being flattened into a join
+            # that a table not yet analyzed, as during a large import, turns into a scan of all of it)
             query = (
                 "SELECT e.originator_id, e.originator_version, e.topic, e.state"  # noqa: S608
-                " FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v)"
-                f" JOIN {table} e ON e.originator_id = w.id AND e.originator_version > w.v"
+                " FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v) CROSS JOIN LATERAL"
+                f" (SELECT * FROM {table} x WHERE x.originator_id = w.id AND x.originator_version > w.v OFFSET 0) e"
                 " ORDER BY e.originator_id, e.originator_version"
             )
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
