@@ -102,6 +102,11 @@ def mutate_all(aggregate: Any, events: Iterable[Any]) -> Any:
     return aggregate
 
 
+#: Lookups by key never gain from JIT compiling, which a table without statistics (a large
+#: import's, before autovacuum analyzes it) makes every multi-key query ask for (docs/decisions/052).
+NO_JIT = "SET jit = off"
+
+
 def copy_aggregate(aggregate: Any) -> Any:
     """A deep copy of an aggregate (a unit of work changes its own copy, never the cached one):
     through pickle, about three times faster than ``copy.deepcopy`` for a patient's file, which
@@ -419,6 +424,7 @@ class CaseRecord(Application[UUID]):
                 f" FROM {table} WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version DESC"
             )
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(NO_JIT)  # connections made before the pool had the option (core.postgres)
                 cursor.execute(query, [ids])
                 return [
                     StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
@@ -463,6 +469,7 @@ class CaseRecord(Application[UUID]):
             clause = where.format(one="%s", ids="= ANY(%s)")
             args = [params] if "{ids}" in where else params
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(NO_JIT)  # connections made before the pool had the option (core.postgres)
                 cursor.execute(f"SELECT {columns} FROM {table} WHERE {clause}", args)  # noqa: S608 (our own table and clauses)
                 return list(cursor.fetchall())
         if isinstance(recorder, SQLiteAggregateRecorder) and table:
@@ -500,6 +507,7 @@ class CaseRecord(Application[UUID]):
                 " ORDER BY e.originator_id, e.originator_version"
             )
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(NO_JIT)  # connections made before the pool had the option (core.postgres)
                 cursor.execute(query, [list(versions), list(versions.values())])
                 for row in cursor.fetchall():
                     found.setdefault(row["originator_id"], []).append(

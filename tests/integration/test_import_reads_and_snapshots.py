@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from uuid import UUID, uuid4
 
+import psycopg
 from eventsourcing.domain import Snapshot
 
 from core.backfill import import_lines
@@ -84,3 +85,14 @@ def test_the_go_live_assesses_patients_that_are_no_longer_cached(open_store) -> 
     for pid in patients:
         assert not services.case_record.patient(pid).awaiting_go_live
         assert services.case_record.patient(pid).version == replayed(services, pid).version
+
+
+def test_the_case_records_connections_do_not_jit_compile_on_postgresql(open_store, store_kind) -> None:
+    services = open_store()
+    datastore = getattr(services.case_record.recorder, "datastore", None)
+    if store_kind != "postgres" or not hasattr(datastore, "pool"):
+        return  # SQLite has no JIT
+    options = {k: v for k, v in datastore.pool.kwargs.items() if k != "row_factory"}
+    with psycopg.connect(**options) as conn:  # as the pool makes its connections
+        assert conn.execute("SHOW jit").fetchone() == ("off",)
+    assert services.case_record.events_after({uuid4(): 0}) == {}  # the query turns it off itself too
