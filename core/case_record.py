@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import pickle
 import random
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -99,6 +100,21 @@ def mutate_all(aggregate: Any, events: Iterable[Any]) -> Any:
     for event in events:
         aggregate = event.mutate(aggregate)
     return aggregate
+
+
+#: Lookups by key never gain from JIT compiling, which a table without statistics (a large
+#: import's, before autovacuum analyzes it) makes every multi-key query ask for (docs/decisions/052).
+NO_JIT = "SET jit = off"
+
+
+def copy_aggregate(aggregate: Any) -> Any:
+    """A deep copy of an aggregate (a unit of work changes its own copy, never the cached one):
+    through pickle, about three times faster than ``copy.deepcopy`` for a patient's file, which
+    a batch of an import or of the go-live makes once per patient."""
+    try:
+        return pickle.loads(pickle.dumps(aggregate, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - our own bytes, just made
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return deepcopy(aggregate)
 
 
 class _Repository(Repository[UUID]):
@@ -212,6 +228,29 @@ class CaseRecord(Application[UUID]):
         self._take_snapshots(processing)
         self._notify(recordings)
         return recordings
+
+    def _take_snapshots(self, processing: ProcessingEvent[UUID]) -> None:
+        """The library's snapshots (every ``snapshotting_intervals`` events of an aggregate), taken
+        from the aggregate just saved when it is at the snapshot's version, instead of replaying it
+        from the store (the state is the same: the events just stored were applied to it); and put
+        in one write for the whole save, not one per snapshot. An aggregate that went past the
+        snapshot's version in the same save is replayed up to it, as the library does."""
+        if not (self.snapshots and self.snapshotting_intervals):
+            return
+        taken: list[Any] = []
+        for event in processing.events:
+            aggregate = processing.aggregates.get(event.originator_id)
+            if aggregate is None:
+                continue
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is None or event.originator_version % interval != 0:
+                continue
+            if aggregate.version != event.originator_version:
+                aggregate = self.repository.get(event.originator_id, version=event.originator_version)
+            snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+            taken.append(snapshot_class.take(aggregate))
+        if taken:
+            self.snapshots.put(taken)
 
     def _check_receipt(self, key: str, digest: str, subject: UUID) -> Recorded | None:
         try:
@@ -348,6 +387,68 @@ class CaseRecord(Application[UUID]):
                 continue
         return found
 
+    def read_fresh(self, ids: Collection[UUID]) -> dict[UUID, Any] | None:
+        """The current state of those of these aggregates that are recorded, read from the store
+        (not the cache): each one's latest snapshot in one query, then the events after it in
+        one more, however many ids (a batch of an import or of the go-live whose patients are no
+        longer cached). None on the in-memory store of unit tests."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        mapper = self.mapper
+        found: dict[UUID, Any] = {}
+        snapshots = self._latest_snapshots(wanted)
+        if snapshots is None:
+            return None
+        for stored in snapshots:
+            found[stored.originator_id] = mapper.to_domain_event(stored).mutate(None)
+        newer = self.events_after({i: found[i].version if i in found else 0 for i in wanted})
+        if newer is None:
+            return None
+        for aggregate_id, stored_events in newer.items():
+            aggregate = mutate_all(found.get(aggregate_id), [mapper.to_domain_event(e) for e in stored_events])
+            if aggregate is None:
+                found.pop(aggregate_id, None)
+            else:
+                found[aggregate_id] = aggregate
+        return found
+
+    def _latest_snapshots(self, ids: list[UUID]) -> list[StoredEvent] | None:
+        """Each of these aggregates' latest snapshot (those that have one), in one query."""
+        if self.snapshots is None:
+            return []
+        recorder: Any = self.snapshots.recorder
+        table = getattr(recorder, "events_table_name", None)
+        if isinstance(recorder, PostgresAggregateRecorder) and table:
+            query = (
+                "SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state"  # noqa: S608
+                f" FROM {table} WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version DESC"
+            )
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(NO_JIT)  # connections made before the pool had the option (core.postgres)
+                cursor.execute(query, [ids])
+                return [
+                    StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                    for r in cursor.fetchall()
+                ]
+        if isinstance(recorder, SQLiteAggregateRecorder) and table:
+            out: list[StoredEvent] = []
+            with recorder.datastore.transaction(commit=False) as cursor:
+                for start in range(0, len(ids), 400):  # SQLite's limit on bound parameters
+                    chunk = [i.hex for i in ids[start : start + 400]]
+                    cursor.execute(
+                        f"SELECT originator_id, originator_version, topic, state FROM {table} s"  # noqa: S608
+                        f" WHERE originator_id IN ({','.join('?' * len(chunk))}) AND originator_version ="
+                        f" (SELECT MAX(originator_version) FROM {table} WHERE originator_id = s.originator_id)",
+                        chunk,
+                    )
+                    out.extend(
+                        StoredEvent(UUID(r["originator_id"]), r["originator_version"], r["topic"], bytes(r["state"]))
+                        for r in cursor.fetchall()
+                    )
+            return out
+        return None
+
     def existing(self, ids: Collection[UUID]) -> set[UUID]:
         """Which of these aggregates have recorded events: one query, however many ids (a batch
         asks for its messages' receipts and patients, most of them new)."""
@@ -371,6 +472,7 @@ class CaseRecord(Application[UUID]):
             # id (a page's restriction check asks about 100 patients on every read)
             args = ["{" + ",".join(_hex(p) for p in params) + "}"] if "{ids}" in where else params
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(NO_JIT)  # connections made before the pool had the option (core.postgres)
                 cursor.execute(f"SELECT {columns} FROM {table} WHERE {clause}", args)  # noqa: S608 (our own table and clauses)
                 return list(cursor.fetchall())
         if isinstance(recorder, SQLiteAggregateRecorder) and table:
@@ -398,14 +500,17 @@ class CaseRecord(Application[UUID]):
         table = getattr(recorder, "events_table_name", None)
         found: dict[UUID, list[StoredEvent]] = {}
         if isinstance(recorder, PostgresAggregateRecorder) and table:
-            # the recorder's own table name
+            # the recorder's own table name; one index lookup per aggregate, whatever the planner
+            # believes of the table (OFFSET 0 keeps the subquery from being flattened into a join
+            # that a table not yet analyzed, as during a large import, turns into a scan of all of it)
             query = (
                 "SELECT e.originator_id, e.originator_version, e.topic, e.state"  # noqa: S608
-                " FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v)"
-                f" JOIN {table} e ON e.originator_id = w.id AND e.originator_version > w.v"
+                " FROM unnest(%s::uuid[], %s::bigint[]) AS w(id, v) CROSS JOIN LATERAL"
+                f" (SELECT * FROM {table} x WHERE x.originator_id = w.id AND x.originator_version > w.v OFFSET 0) e"
                 " ORDER BY e.originator_id, e.originator_version"
             )
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(NO_JIT)  # connections made before the pool had the option (core.postgres)
                 cursor.execute(query, [list(versions), list(versions.values())])
                 for row in cursor.fetchall():
                     found.setdefault(row["originator_id"], []).append(
@@ -493,32 +598,37 @@ class UnitOfWork:
             self._absent.update(set(wanted) - self.case_record.existing(wanted))
 
     def preload(self, ids: Collection[UUID]) -> None:
-        """Bring the cached aggregates among ``ids`` up to date in one query (each a copy: this
-        unit changes it); the others are read one by one when asked for."""
+        """Bring the aggregates among ``ids`` into this unit at once: the cached ones brought up to
+        date in one query (each a copy: this unit changes it), the others read from their latest
+        snapshot and the events after it in two queries for all of them (``read_fresh``)."""
         repository = self.case_record.repository
-        if not repository.cache:
-            return
         cached: dict[UUID, Any] = {}
+        uncached: list[UUID] = []
         for aggregate_id in dict.fromkeys(ids):
             if aggregate_id in self._loaded or aggregate_id in self._absent:
                 continue
             try:
+                if not repository.cache:
+                    raise KeyError(aggregate_id)
                 cached[aggregate_id] = repository.cache.get(aggregate_id)
             except KeyError:
-                continue
-        if not cached:
-            return
-        newer = self.case_record.events_after({i: a.version for i, a in cached.items()})
-        if newer is None:
-            return
-        mapper = self.case_record.mapper
-        for aggregate_id, aggregate in cached.items():
-            copy = deepcopy(aggregate)
-            events = [mapper.to_domain_event(stored) for stored in newer.get(aggregate_id, ())]
-            if events:
-                copy = mutate_all(copy, events)
-            if copy is not None:
-                self._loaded[aggregate_id] = copy
+                uncached.append(aggregate_id)
+        if cached:
+            newer = self.case_record.events_after({i: a.version for i, a in cached.items()})
+            if newer is not None:
+                mapper = self.case_record.mapper
+                for aggregate_id, aggregate in cached.items():
+                    copy = copy_aggregate(aggregate)
+                    events = [mapper.to_domain_event(stored) for stored in newer.get(aggregate_id, ())]
+                    if events:
+                        copy = mutate_all(copy, events)
+                    if copy is not None:
+                        self._loaded[aggregate_id] = copy
+        if uncached:
+            fresh = self.case_record.read_fresh(uncached)
+            if fresh is not None:  # not the in-memory store: the others are read when asked for
+                self._loaded.update(fresh)  # read for this unit alone: no copy
+                self._absent.update(set(uncached) - set(fresh))
 
     def patient(self, patient_id: UUID) -> Patient:
         """The patient's file as this unit sees it, or PatientNotFound."""
