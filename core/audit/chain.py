@@ -297,7 +297,7 @@ class ChainHandler:
             self._writing = self._writer.submit(self.store.append_chunks, work.start_position, position, size, chunks)
 
 
-def chain_follower(case_record: Any, store: ChainStore, parking: ParkingStore, batch: int = 10_000) -> Follower:
+def chain_follower(case_record: Any, store: ChainStore, parking: ParkingStore, batch: int = 5_000) -> Follower:
     """The chain follower on the engine: stops (never parks) at a row it cannot append."""
     handler = ChainHandler(store, case_record.recorder)
     return Follower(FOLLOWER_NAME, case_record, handler, parking, NeverPark(), batch=batch)  # type: ignore[arg-type]
