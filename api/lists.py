@@ -17,6 +17,7 @@ import base64
 import csv
 import io
 import json
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -212,9 +213,51 @@ def row_file(patient: Patient, now: datetime) -> dict[str, Any]:
     }
 
 
-def row_of(patient: Patient, kind: str, agency_id: str, now: datetime) -> dict[str, Any]:
+class RowCache:
+    """Each patient's row fields before filtering (``row_file``), kept for the patient object the
+    case record's cache holds, at its version, over the span of time the row holds
+    (``focus.grade_holds``: the only part of a row that reads the clock): a page of rows would
+    otherwise fold every fact of each of its patients again on every read. A new fact (a new
+    version), another object (the case record read the patient again, or dropped it: an erasure
+    does) or a moment outside the span: the row is made again. An entry goes with its patient
+    object (a weak reference), so no unsealed value outlives the case record's own copy; the
+    filter for the caller's kind is applied on every read, never kept."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._rows: dict[UUID, tuple[Any, int, datetime, datetime | None, dict[str, Any]]] = {}
+
+    def row(self, patient: Patient, now: datetime) -> dict[str, Any]:
+        """``row_file(patient, now)``, from the cache when it holds."""
+        pid = patient.id
+        hit = self._rows.get(pid)
+        if hit is not None:
+            ref, version, since, until, row = hit
+            if ref() is patient and version == patient.version and since <= now and (until is None or now < until):
+                return row
+        row = row_file(patient, now)
+        since, until = focus.grade_holds(patient, now)
+        if len(self._rows) >= self.size:
+            self._rows.clear()
+        rows = self._rows
+
+        def gone(ref: Any, pid: UUID = pid) -> None:  # the patient object is gone: its row with it
+            kept = rows.get(pid)
+            if kept is not None and kept[0] is ref:
+                rows.pop(pid, None)
+
+        self._rows[pid] = (weakref.ref(patient, gone), patient.version, since, until, row)
+        return row
+
+
+#: This process's rows (the case record's cache is per process too).
+ROWS = RowCache()
+
+
+def row_of(patient: Patient, kind: str, agency_id: str, now: datetime, rows: RowCache | None = ROWS) -> dict[str, Any]:
     """One list row: the file's row fields, filtered exactly as the file is for the kind."""
-    return {"patient_id": patient.id, **filter_file(kind, agency_id, row_file(patient, now))}
+    fields = rows.row(patient, now) if rows is not None else row_file(patient, now)
+    return {"patient_id": patient.id, **filter_file(kind, agency_id, fields)}
 
 
 @dataclass(frozen=True, slots=True)
