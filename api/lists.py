@@ -326,12 +326,16 @@ def read_page(
     rows = services.lists.page(
         name, now, residences=scope.residences, owner=scope.owner, sort=sort, after=after, limit=limit
     )
+    # the page's patients, each hashed once (a UUID's hash runs Python code): the restriction
+    # check and the case record take the dict as it is
+    ids = dict.fromkeys(r.patient_id for r in rows)
     # a restricted patient is off the register, so never on a list; checked anyway, as every read is
-    hidden = hidden_from(caller.kind, services.case_record, [r.patient_id for r in rows]) if rows else frozenset()
+    hidden = hidden_from(caller.kind, services.case_record, ids) if rows else frozenset()
     # read only: the cached patients themselves, not copies (nothing here changes them), brought
     # up to date in one query
-    patients = services.case_record.read_many([r.patient_id for r in rows if r.patient_id not in hidden])
-    out = [row_of(patients[r.patient_id], caller.kind, caller.agency_id, now) for r in rows if r.patient_id in patients]
+    patients = services.case_record.read_many([i for i in ids if i not in hidden] if hidden else ids)
+    kind, agency_id = caller.kind, caller.agency_id
+    out = [row_of(patient, kind, agency_id, now) for patient in patients.values()]
     return out, (rows[-1] if len(rows) == limit else None)
 
 
@@ -533,11 +537,15 @@ class ListsController(Controller):
 
         def check() -> None:
             working_list(caller.kind, list_name)
-            found["scope"] = scope_of(services, caller, org_unit)
             found["after"] = decode_cursor(sort, after)
 
         if _wants_csv(request):
-            await _checked(services, caller, purpose, staff_id, check)
+
+            def check_export() -> None:
+                check()
+                found["scope"] = scope_of(services, caller, org_unit)
+
+            await _checked(services, caller, purpose, staff_id, check_export)
             chunks = csv_chunks(services, caller, list_name, found["scope"], sort, purpose or "", staff_id)
             filename = f"{list_name}.csv"
             return CsvStream(
@@ -546,10 +554,14 @@ class ListsController(Controller):
                 headers={"Content-Disposition": f'attachment; filename="{filename}"'},
             )
 
+        def page() -> tuple[list[dict[str, Any]], Any]:
+            # one trip to a worker thread: the jurisdiction's extent (read from the log: never on
+            # the event loop; a refusal is recorded as the checks' are), the page and its rows
+            scope = scope_of(services, caller, org_unit)
+            return read_page(services, caller, list_name, scope, sort, found["after"], limit)
+
         async def read() -> tuple[ListPage, Revealed]:
-            rows, last = await asyncio.to_thread(
-                read_page, services, caller, list_name, found["scope"], sort, found["after"], limit
-            )
+            rows, last = await asyncio.to_thread(page)
             items = [ListRowView(**r) for r in rows]
             nxt = encode_cursor(sort, last) if last is not None else None
             return ListPage(name=list_name, sort=sort, items=items, next=nxt), revealed(rows)
