@@ -341,6 +341,10 @@ class CaseRecord(Application[UUID]):
         # the ones not cached: every event of each in one query (a 10,000-row export read most
         # of its patients one by one), then kept in the cache as the repository keeps what it reads
         uncached = [i for i in wanted if i not in cached] if newer is not None else []
+        if uncached:  # their data keys too (each one's own query otherwise)
+            keystore = getattr(self.mapper, "keystore", None)
+            if keystore is not None:
+                keystore.preload(uncached)
         loaded = self.load_many(uncached, distinct=True) if uncached else {}
         found: dict[UUID, Any] = {}
         for aggregate_id in wanted:

@@ -33,3 +33,20 @@ def test_patients_not_cached_are_read_whole_and_kept_in_the_cache(open_store) ->
         if cache is not None:
             assert cache.get(pid) is patient  # kept: the next page reads it from the cache
     assert record.read_many(ids) == found
+
+
+def test_preloaded_keys_are_the_keys_and_a_destroyed_one_stays_erased(open_store) -> None:
+    from ops.bench_lists import NS, populate
+
+    services = open_store(clock=utc_now)
+    load_file(services.case_record, DEMO_DISTRICT)
+    populate(services, 4)
+    keystore = services.case_record.mapper.keystore
+    ids = [uuid5(NS, str(n)) for n in range(4)]
+    expected = {i: keystore.existing_data_key(i) for i in ids}
+    assert keystore.destroy(ids[0])
+    keystore._cache.clear()
+    keystore.preload([*ids, uuid4()])
+    assert ids[0] not in keystore._cache  # destroyed: not brought back
+    assert {i: keystore._cache.get(i) for i in ids[1:]} == {i: expected[i] for i in ids[1:]}
+    assert keystore.existing_data_key(ids[0]) is None
