@@ -423,7 +423,9 @@ class CaseRecord(Application[UUID]):
                 " ORDER BY e.originator_id, e.originator_version"
             )
             with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-                cursor.execute(query, [list(versions), list(versions.values())])
+                # array literals: the driver's list dumper costs ~3 us an id (a page asks about 100)
+                ids = "{" + ",".join(_hex(i) for i in versions) + "}"
+                cursor.execute(query, [ids, "{" + ",".join(map(str, versions.values())) + "}"])
                 for row in cursor.fetchall():
                     found.setdefault(row["originator_id"], []).append(
                         StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
