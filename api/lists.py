@@ -17,6 +17,7 @@ import base64
 import csv
 import io
 import json
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -212,9 +213,51 @@ def row_file(patient: Patient, now: datetime) -> dict[str, Any]:
     }
 
 
-def row_of(patient: Patient, kind: str, agency_id: str, now: datetime) -> dict[str, Any]:
+class RowCache:
+    """Each patient's row fields before filtering (``row_file``), kept for the patient object the
+    case record's cache holds, at its version, over the span of time the row holds
+    (``focus.grade_holds``: the only part of a row that reads the clock): a page of rows would
+    otherwise fold every fact of each of its patients again on every read. A new fact (a new
+    version), another object (the case record read the patient again, or dropped it: an erasure
+    does) or a moment outside the span: the row is made again. An entry goes with its patient
+    object (a weak reference), so no unsealed value outlives the case record's own copy; the
+    filter for the caller's kind is applied on every read, never kept."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._rows: dict[UUID, tuple[Any, int, datetime, datetime | None, dict[str, Any]]] = {}
+
+    def row(self, patient: Patient, now: datetime) -> dict[str, Any]:
+        """``row_file(patient, now)``, from the cache when it holds."""
+        pid = patient.id
+        hit = self._rows.get(pid)
+        if hit is not None:
+            ref, version, since, until, row = hit
+            if ref() is patient and version == patient.version and since <= now and (until is None or now < until):
+                return row
+        row = row_file(patient, now)
+        since, until = focus.grade_holds(patient, now)
+        if len(self._rows) >= self.size:
+            self._rows.clear()
+        rows = self._rows
+
+        def gone(ref: Any, pid: UUID = pid) -> None:  # the patient object is gone: its row with it
+            kept = rows.get(pid)
+            if kept is not None and kept[0] is ref:
+                rows.pop(pid, None)
+
+        self._rows[pid] = (weakref.ref(patient, gone), patient.version, since, until, row)
+        return row
+
+
+#: This process's rows (the case record's cache is per process too).
+ROWS = RowCache()
+
+
+def row_of(patient: Patient, kind: str, agency_id: str, now: datetime, rows: RowCache | None = ROWS) -> dict[str, Any]:
     """One list row: the file's row fields, filtered exactly as the file is for the kind."""
-    return {"patient_id": patient.id, **filter_file(kind, agency_id, row_file(patient, now))}
+    fields = rows.row(patient, now) if rows is not None else row_file(patient, now)
+    return {"patient_id": patient.id, **filter_file(kind, agency_id, fields)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,12 +326,16 @@ def read_page(
     rows = services.lists.page(
         name, now, residences=scope.residences, owner=scope.owner, sort=sort, after=after, limit=limit
     )
+    # the page's patients, each hashed once (a UUID's hash runs Python code): the restriction
+    # check and the case record take the dict as it is
+    ids = dict.fromkeys(r.patient_id for r in rows)
     # a restricted patient is off the register, so never on a list; checked anyway, as every read is
-    hidden = hidden_from(caller.kind, services.case_record, [r.patient_id for r in rows]) if rows else frozenset()
+    hidden = hidden_from(caller.kind, services.case_record, ids) if rows else frozenset()
     # read only: the cached patients themselves, not copies (nothing here changes them), brought
     # up to date in one query
-    patients = services.case_record.read_many([r.patient_id for r in rows if r.patient_id not in hidden])
-    out = [row_of(patients[r.patient_id], caller.kind, caller.agency_id, now) for r in rows if r.patient_id in patients]
+    patients = services.case_record.read_many([i for i in ids if i not in hidden] if hidden else ids)
+    kind, agency_id = caller.kind, caller.agency_id
+    out = [row_of(patient, kind, agency_id, now) for patient in patients.values()]
     return out, (rows[-1] if len(rows) == limit else None)
 
 
@@ -490,11 +537,15 @@ class ListsController(Controller):
 
         def check() -> None:
             working_list(caller.kind, list_name)
-            found["scope"] = scope_of(services, caller, org_unit)
             found["after"] = decode_cursor(sort, after)
 
         if _wants_csv(request):
-            await _checked(services, caller, purpose, staff_id, check)
+
+            def check_export() -> None:
+                check()
+                found["scope"] = scope_of(services, caller, org_unit)
+
+            await _checked(services, caller, purpose, staff_id, check_export)
             chunks = csv_chunks(services, caller, list_name, found["scope"], sort, purpose or "", staff_id)
             filename = f"{list_name}.csv"
             return CsvStream(
@@ -503,10 +554,14 @@ class ListsController(Controller):
                 headers={"Content-Disposition": f'attachment; filename="{filename}"'},
             )
 
+        def page() -> tuple[list[dict[str, Any]], Any]:
+            # one trip to a worker thread: the jurisdiction's extent (read from the log: never on
+            # the event loop; a refusal is recorded as the checks' are), the page and its rows
+            scope = scope_of(services, caller, org_unit)
+            return read_page(services, caller, list_name, scope, sort, found["after"], limit)
+
         async def read() -> tuple[ListPage, Revealed]:
-            rows, last = await asyncio.to_thread(
-                read_page, services, caller, list_name, found["scope"], sort, found["after"], limit
-            )
+            rows, last = await asyncio.to_thread(page)
             items = [ListRowView(**r) for r in rows]
             nxt = encode_cursor(sort, last) if last is not None else None
             return ListPage(name=list_name, sort=sort, items=items, next=nxt), revealed(rows)

@@ -228,6 +228,26 @@ def categories(patient: Any, on: datetime, lost_after: int = _DEFAULT_LOST_AFTER
     return categories_of(_known(patient, on), on, lost_after)
 
 
+def grade_holds(patient: Any, on: datetime) -> tuple[datetime, datetime | None]:
+    """A span ``[since, until)`` holding ``on`` over which ``grade(patient, t)`` is the same as on
+    ``on`` (``until`` None: for good), for the patient as it is (a new fact ends it): the grade
+    reads time only through the facts dated on or before it and the day the medication ran out,
+    so it holds from the latest fact (or the supply's end, if that came later and ``on`` is past
+    it) until the supply's end (when ``on`` is before it). A fact dated after ``on``: the span is
+    ``on`` alone."""
+    found = entries(patient)
+    latest_at = max((e["at"] for e in found), default=on)
+    if latest_at > on:
+        return on, on + timedelta(microseconds=1)
+    end = supply_runs_out_on(e for e in found if e["kind"] == "medication")
+    if end is None:
+        return latest_at, None
+    runs_out = datetime.combine(end, time(0), CHINA_TZ)
+    if on >= runs_out:
+        return max(latest_at, runs_out), None
+    return latest_at, runs_out
+
+
 def grade(patient: Any, on: datetime, lost_after: int = _DEFAULT_LOST_AFTER) -> dict[str, Any]:
     """What a focus list shows: the categories (in DESIGN.md's order), the level and the key grade."""
     known = _known(patient, on)

@@ -265,16 +265,27 @@ def membership(name: str, now: datetime, obligations: str, table: str) -> tuple[
 
 
 class ListRow:
-    """One row of the view (what a page is built from; no personal values)."""
+    """One row of the view (what a page is built from; no personal values), built from the
+    driver's tuple in the table's column order (``ListRow(*values)``: no dict per row)."""
 
-    __slots__ = ("patient_id", "registered_at", "residence", "risk_sort", "values")
+    __slots__ = ("patient_id", "registered_at", "residence", "risk_sort", "row")
 
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
-        self.patient_id: UUID = values["patient_id"]
-        self.residence: str = values["residence"]
-        self.risk_sort: int = values["risk_sort"]
-        self.registered_at: datetime = values["registered_at"]
+    def __init__(self, *row: Any) -> None:
+        self.row = row
+        self.patient_id: UUID = row[_PATIENT_ID]
+        self.residence: str = row[_RESIDENCE]
+        self.risk_sort: int = row[_RISK_SORT]
+        self.registered_at: datetime = row[_REGISTERED_AT]
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The row's columns by name."""
+        return dict(zip(PATIENTS.column_names, self.row, strict=True))
+
+
+_PATIENT_ID, _RESIDENCE, _RISK_SORT, _REGISTERED_AT = (
+    PATIENTS.column_names.index(c) for c in ("patient_id", "residence", "risk_sort", "registered_at")
+)
 
 
 class PatientListsProjection(ProjectionFollower):
@@ -326,6 +337,13 @@ class PatientListsProjection(ProjectionFollower):
             where += f" AND ({column} > ? OR ({column} = ? AND patient_id > ?))"
             params += [key, key, last]
         rows = self.store.select(
-            self.projection, "patients", where, params, order_by=f"{column}, patient_id", limit=limit, generation=gen
+            self.projection,
+            "patients",
+            where,
+            params,
+            order_by=f"{column}, patient_id",
+            limit=limit,
+            generation=gen,
+            into=ListRow,
         )
-        return [ListRow(r) for r in rows]
+        return rows

@@ -89,9 +89,11 @@ class ViewStore(Protocol):
         after: Any = None,
         limit: int = 100,
         generation: Generation | None = None,
-    ) -> list[dict[str, Any]]:
+        into: Callable[..., Any] | None = None,
+    ) -> list[Any]:
         """Rows of the live (or given) generation matching ``where`` (``?`` placeholders),
-        ordered by ``order_by``, after a cursor value of that column."""
+        ordered by ``order_by``, after a cursor value of that column. ``into``: each row is
+        ``into(*values)``, the values in the table's column order, instead of a dict."""
 
     def select_merged(
         self,
@@ -387,7 +389,8 @@ class _Base:
         after: Any = None,
         limit: int = 100,
         generation: Generation | None = None,
-    ) -> list[dict[str, Any]]:
+        into: Callable[..., Any] | None = None,
+    ) -> list[Any]:
         gen = generation or self.live(projection)
         t = self._table(projection, table)
         clause = where.replace("?", self.mark)
@@ -401,6 +404,11 @@ class _Base:
         with self._read() as c:
             rows = c.execute(sql, (*values, limit)).fetchall()
         names = t.column_names
+        if into is not None:  # a page: each row built from its tuple (no dict, no keywords)
+            if type(self)._from_db is _Base._from_db:  # the driver gave the values as they are
+                return [into(*r) for r in rows]
+            kinds = [types[k] for k in names]
+            return [into(*map(self._from_db, kinds, r)) for r in rows]
         return [{k: self._from_db(types[k], v) for k, v in zip(names, r, strict=True)} for r in rows]
 
     #: Branches per merged query: below SQLite's compound-select limit (500) and its oldest
