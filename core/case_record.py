@@ -102,10 +102,40 @@ def mutate_all(aggregate: Any, events: Iterable[Any]) -> Any:
 
 
 class _Repository(Repository[UUID]):
-    """eventsourcing's repository, projecting with ``mutate_all`` unless told otherwise."""
+    """eventsourcing's repository, projecting with ``mutate_all`` unless told otherwise.
 
-    def get(self, aggregate_id: UUID, *, projector_func: Any = None, **kwargs: Any) -> Any:
-        return super().get(aggregate_id, projector_func=projector_func or mutate_all, **kwargs)
+    A cached aggregate is never changed in place: where the library fast-forwards the cached
+    object itself (under a lock the readers that skip the copy do not take), this brings a copy
+    up to date and caches the copy. So a reader that asks for no copy (``deepcopy_from_cache=
+    False``: a file, a list's rows) holds one consistent state however other threads bring the
+    patient forward, and pays no copy of the aggregate when nothing newer was recorded."""
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: Any = None,
+        deepcopy_from_cache: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        project = projector_func or mutate_all
+        if version is not None or not (self.cache and self.fastforward):
+            return super().get(
+                aggregate_id, version=version, projector_func=project, deepcopy_from_cache=deepcopy_from_cache, **kwargs
+            )
+        try:
+            cached = self.cache.get(aggregate_id)
+        except KeyError:  # read from the store and cached (the library's own path)
+            return super().get(aggregate_id, projector_func=project, deepcopy_from_cache=deepcopy_from_cache, **kwargs)
+        newer = list(self.event_store.get(originator_id=aggregate_id, gt=cached.version))
+        aggregate = cached
+        if newer:
+            aggregate = project(deepcopy(cached), newer)
+            if aggregate is None:
+                raise AggregateNotFoundError(aggregate_id)
+            self.cache.put(aggregate_id, aggregate)
+        return deepcopy(aggregate) if deepcopy_from_cache and self.deepcopy_from_cache else aggregate
 
 
 class CaseRecord(Application[UUID]):

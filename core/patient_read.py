@@ -89,8 +89,8 @@ def load_reachable(
     A restricted patient is hidden from every kind but the auditor, grant or no grant."""
     if hidden_from(kind, case_record, (patient_id,)):
         raise PatientNotVisible()
-    try:
-        patient = case_record.repository.get(patient_id)
+    try:  # read only: the cached patient itself, no copy (the cache is never changed in place)
+        patient = case_record.repository.get(patient_id, deepcopy_from_cache=False)
     except AggregateNotFoundError:
         raise PatientNotVisible() from None
     if not isinstance(patient, Patient):
@@ -348,7 +348,7 @@ def timeline(
         events = list(case_record.events.get(patient_id, gt=cursor, limit=limit * 2))
         if not events:
             return items, None
-        for event in events:
+        for at, event in enumerate(events, 1):
             cursor = event.originator_version
             topic = getattr(type(event), "TOPIC", "")
             data = _data(event)
@@ -368,6 +368,10 @@ def timeline(
             )
             if len(items) == limit:
                 break
+        if at < len(events):  # the page filled before the events read: there are more
+            return items, cursor
+        if len(events) < limit * 2:  # a short read is the end of the stream: no query to learn it
+            return items, None
     more = list(case_record.events.get(patient_id, gt=cursor, limit=1))
     return items, (cursor if more else None)
 
