@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import random
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -136,6 +136,32 @@ class _Repository(Repository[UUID]):
                 raise AggregateNotFoundError(aggregate_id)
             self.cache.put(aggregate_id, aggregate)
         return deepcopy(aggregate) if deepcopy_from_cache and self.deepcopy_from_cache else aggregate
+
+    def read_from(self, aggregate_id: UUID, events: Sequence[Any]) -> Any:
+        """Read only, no copy: the aggregate as ``events`` leave it, which must be every event of
+        its stream from the first, in order (a caller that read them whole for itself: no query
+        here). The cached state when it is as new; else the cached one's copy brought forward by
+        the newer events, or the events replayed; cached when newer than the cache's."""
+        if not events:
+            raise AggregateNotFoundError(aggregate_id)
+        last = events[-1].originator_version
+        cached = None
+        if self.cache:
+            try:
+                cached = self.cache.get(aggregate_id)
+            except KeyError:
+                cached = None
+        if cached is not None and cached.version == last:
+            return cached
+        if cached is not None and cached.version < last:
+            aggregate = mutate_all(deepcopy(cached), [e for e in events if e.originator_version > cached.version])
+        else:  # not cached, or the cache is newer than this read (a save since): this read's state
+            aggregate = mutate_all(None, events)
+        if aggregate is None:
+            raise AggregateNotFoundError(aggregate_id)
+        if self.cache and (cached is None or cached.version < last):
+            self.cache.put(aggregate_id, aggregate)
+        return aggregate
 
 
 class CaseRecord(Application[UUID]):
