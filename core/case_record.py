@@ -108,7 +108,10 @@ class _Repository(Repository[UUID]):
     object itself (under a lock the readers that skip the copy do not take), this brings a copy
     up to date and caches the copy. So a reader that asks for no copy (``deepcopy_from_cache=
     False``: a file, a list's rows) holds one consistent state however other threads bring the
-    patient forward, and pays no copy of the aggregate when nothing newer was recorded."""
+    patient forward, and pays no copy of the aggregate when nothing newer was recorded. Two
+    threads that bring the same patient forward at once each read the newer events (no lock, no
+    skipping: ``fastforward_skipping`` is not used here); the cache keeps either copy, and the
+    next read brings it forward again if it is behind."""
 
     def get(
         self,
