@@ -29,7 +29,7 @@ from api.ports import PatientReadPort, Port
 from api.problems import status_for
 from api.reads import Purpose, commit
 from core.access_log import AccessEntry
-from core.patient_read import load_reachable, revealed_fields, timeline, visible_file
+from core.patient_read import first_events, load_reachable, revealed_fields, timeline, visible_file
 from domain.errors import DomainError
 from domain.read_filter import check_purpose
 
@@ -223,13 +223,16 @@ class PatientFilesController(Controller):
 
         def read() -> tuple[TimelinePage, tuple[str, ...]]:
             now = services.case_record.clock()
+            record = services.case_record
+            # the page's events are read once: on a short stream's first page they make the patient too
+            first, whole = first_events(record, patient_id, after, limit)
             _, grant = load_reachable(
-                services.case_record, services.registry, caller.kind, caller.agency_id, patient_id, now
+                record, services.registry, caller.kind, caller.agency_id, patient_id, now, first if whole else None
             )
             if grant is not None:
                 under["grant"] = grant
             rows = services.patient_obligations(patient_id)
-            items, nxt = timeline(services.case_record, patient_id, caller.kind, caller.agency_id, rows, after, limit)
+            items, nxt = timeline(record, patient_id, caller.kind, caller.agency_id, rows, after, limit, first)
             page = TimelinePage(
                 patient_id=patient_id,
                 items=[msgspec.convert(_builtins(i), TimelineItem, strict=False) for i in items],

@@ -17,7 +17,7 @@ import hmac
 import pickle
 import random
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -118,10 +118,69 @@ def copy_aggregate(aggregate: Any) -> Any:
 
 
 class _Repository(Repository[UUID]):
-    """eventsourcing's repository, projecting with ``mutate_all`` unless told otherwise."""
+    """eventsourcing's repository, projecting with ``mutate_all`` unless told otherwise.
 
-    def get(self, aggregate_id: UUID, *, projector_func: Any = None, **kwargs: Any) -> Any:
-        return super().get(aggregate_id, projector_func=projector_func or mutate_all, **kwargs)
+    A cached aggregate is never changed in place: where the library fast-forwards the cached
+    object itself (under a lock the readers that skip the copy do not take), this brings a copy
+    up to date and caches the copy. So a reader that asks for no copy (``deepcopy_from_cache=
+    False``: a file, a list's rows) holds one consistent state however other threads bring the
+    patient forward, and pays no copy of the aggregate when nothing newer was recorded. Two
+    threads that bring the same patient forward at once each read the newer events (no lock, no
+    skipping: ``fastforward_skipping`` is not used here); the cache keeps either copy, and the
+    next read brings it forward again if it is behind."""
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: Any = None,
+        deepcopy_from_cache: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        project = projector_func or mutate_all
+        if version is not None or not (self.cache and self.fastforward):
+            return super().get(
+                aggregate_id, version=version, projector_func=project, deepcopy_from_cache=deepcopy_from_cache, **kwargs
+            )
+        try:
+            cached = self.cache.get(aggregate_id)
+        except KeyError:  # read from the store and cached (the library's own path)
+            return super().get(aggregate_id, projector_func=project, deepcopy_from_cache=deepcopy_from_cache, **kwargs)
+        newer = list(self.event_store.get(originator_id=aggregate_id, gt=cached.version))
+        aggregate = cached
+        if newer:
+            aggregate = project(deepcopy(cached), newer)
+            if aggregate is None:
+                raise AggregateNotFoundError(aggregate_id)
+            self.cache.put(aggregate_id, aggregate)
+        return deepcopy(aggregate) if deepcopy_from_cache and self.deepcopy_from_cache else aggregate
+
+    def read_from(self, aggregate_id: UUID, events: Sequence[Any]) -> Any:
+        """Read only, no copy: the aggregate as ``events`` leave it, which must be every event of
+        its stream from the first, in order (a caller that read them whole for itself: no query
+        here). The cached state when it is as new; else the cached one's copy brought forward by
+        the newer events, or the events replayed; cached when newer than the cache's."""
+        if not events:
+            raise AggregateNotFoundError(aggregate_id)
+        last = events[-1].originator_version
+        cached = None
+        if self.cache:
+            try:
+                cached = self.cache.get(aggregate_id)
+            except KeyError:
+                cached = None
+        if cached is not None and cached.version == last:
+            return cached
+        if cached is not None and cached.version < last:
+            aggregate = mutate_all(deepcopy(cached), [e for e in events if e.originator_version > cached.version])
+        else:  # not cached, or the cache is newer than this read (a save since): this read's state
+            aggregate = mutate_all(None, events)
+        if aggregate is None:
+            raise AggregateNotFoundError(aggregate_id)
+        if self.cache and (cached is None or cached.version < last):
+            self.cache.put(aggregate_id, aggregate)
+        return aggregate
 
 
 class CaseRecord(Application[UUID]):

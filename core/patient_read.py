@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -81,16 +81,27 @@ def load_visible(
 
 
 def load_reachable(
-    case_record: CaseRecord, registry: RegistryView, kind: str, agency_id: str, patient_id: UUID, now: datetime
+    case_record: CaseRecord,
+    registry: RegistryView,
+    kind: str,
+    agency_id: str,
+    patient_id: UUID,
+    now: datetime,
+    events: Sequence[Any] | None = None,
 ) -> tuple[Patient, UUID | None]:
     """The patient, if the caller may open the file, and the emergency access grant it opens it
     under (None: its own reach); else ``PatientNotVisible``. A grant is used only where the reach
     alone would refuse, so a read is marked as under emergency access only when it needed one.
-    A restricted patient is hidden from every kind but the auditor, grant or no grant."""
+    A restricted patient is hidden from every kind but the auditor, grant or no grant.
+    ``events``: every event of the patient's stream, already read (the timeline's first page):
+    the patient is made from them, with no query of its own."""
     if hidden_from(kind, case_record, (patient_id,)):
         raise PatientNotVisible()
-    try:
-        patient = case_record.repository.get(patient_id)
+    try:  # read only: the cached patient itself, no copy (the cache is never changed in place)
+        if events is not None:
+            patient = case_record.repository.read_from(patient_id, events)  # type: ignore[attr-defined]
+        else:
+            patient = case_record.repository.get(patient_id, deepcopy_from_cache=False)
     except AggregateNotFoundError:
         raise PatientNotVisible() from None
     if not isinstance(patient, Patient):
@@ -327,6 +338,14 @@ def _opened_by(kind: str, agency_id: str, rows: Iterable[ObligationRow]) -> list
     return filter_file(kind, agency_id, {"obligations": listed}).get("obligations", [])
 
 
+def first_events(case_record: CaseRecord, patient_id: UUID, after: int, limit: int) -> tuple[list[Any], bool]:
+    """The events a timeline page reads first (after the cursor, at most twice the page), and
+    whether they are the patient's whole stream (the first page of a short stream: the patient
+    is then made from them, ``load_reachable``)."""
+    events = list(case_record.events.get(patient_id, gt=after, limit=limit * 2))
+    return events, after == 0 and len(events) < limit * 2
+
+
 def timeline(
     case_record: CaseRecord,
     patient_id: UUID,
@@ -335,20 +354,27 @@ def timeline(
     obligations: Iterable[ObligationRow] = (),
     after: int = 0,
     limit: int = 100,
+    first: Sequence[Any] | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """The patient's facts in the order they were recorded (stream version), after a cursor, as
     the kind may see them, each with the obligations and notices it opened (and their status now);
-    and the cursor of the next page (None: the end)."""
+    and the cursor of the next page (None: the end). ``first``: the events after the cursor,
+    already read (``first_events``)."""
     by_trigger: dict[str, list[ObligationRow]] = {}
     for o in obligations:
         by_trigger.setdefault(o.trigger_message_id, []).append(o)
     items: list[dict[str, Any]] = []
     cursor = after
     while len(items) < limit:
-        events = list(case_record.events.get(patient_id, gt=cursor, limit=limit * 2))
+        if first is not None:
+            events, first = list(first), None
+        else:
+            events = list(case_record.events.get(patient_id, gt=cursor, limit=limit * 2))
         if not events:
             return items, None
+        read = 0
         for event in events:
+            read += 1
             cursor = event.originator_version
             topic = getattr(type(event), "TOPIC", "")
             data = _data(event)
@@ -368,6 +394,10 @@ def timeline(
             )
             if len(items) == limit:
                 break
+        if read < len(events):  # the page filled before the events read: there are more
+            return items, cursor
+        if len(events) < limit * 2:  # a short read is the end of the stream: no query to learn it
+            return items, None
     more = list(case_record.events.get(patient_id, gt=cursor, limit=1))
     return items, (cursor if more else None)
 

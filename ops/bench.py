@@ -2,7 +2,7 @@
 
     smd bench [--n 2000] [--nats URL] [--pg "host=127.0.0.1 dbname=test user=postgres"]
     smd bench --pages [--sizes 100,10000] [--year URL]   # only the page figures (ops/bench_pages.py)
-    smd bench --reads [--patients 10000]                 # only the file and timeline figures (ops/bench_reads.py)
+    smd bench --reads [--patients 10000] [--seconds 5]   # only the file and timeline figures (ops/bench_reads.py)
     smd bench --lists [--patients 10000]                 # only the working lists' figures (ops/bench_lists.py)
     smd bench --indicators [--patients 10000]            # indicators and the monthly report (ops/bench_indicators.py)
 

@@ -186,6 +186,16 @@ def serving(services: Any) -> Iterator[str]:
 def serving_processes(url: str, data_dir: str, workers: int) -> Iterator[str]:
     """The HTTP API as `smd serve --workers N` serves it, HTTP only (no followers: the view is
     what it is), in child processes on a free local port."""
+    with served(url, data_dir, workers) as (base, _):
+        yield base
+
+
+@contextmanager
+def served(
+    url: str, data_dir: str, workers: int, module: str = "ops.bench_pages", env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``serving_processes`` with its process (the workers are its children): ``module``'s
+    ``_serve_main`` serves, with ``env`` added to the environment."""
     import os
 
     import httpx
@@ -198,9 +208,10 @@ def serving_processes(url: str, data_dir: str, workers: int) -> Iterator[str]:
         "SMD_PORT": str(port),
         "SMD_NATS_URL": "",
         "SMD_LOG_FORMAT": "json",
+        **(env or {}),
     }
     proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-c", f"import ops.bench_pages as b; b._serve_main({workers})"],
+        [sys.executable, "-c", f"import {module} as b; b._serve_main({workers})"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -217,7 +228,7 @@ def serving_processes(url: str, data_dir: str, workers: int) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the API did not start within 60 s")
             time.sleep(0.2)
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
