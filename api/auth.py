@@ -37,6 +37,7 @@ from limits.strategies import MovingWindowRateLimiter
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 
@@ -175,7 +176,7 @@ async def agency_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
         raise
 
 
-async def provide_caller(request: Request[Any, Any, Any], services: Any) -> Caller:
+async def provide_caller(request: Request[Any, Any, Any], services: NamedDependency[Any]) -> Caller:
     """Dependency: the caller the guard authenticated (use it only on guarded routes).
 
     It names ``services`` (unused) so that Litestar resolves the two in turn: two independent
