@@ -4,6 +4,7 @@ administrator altered, deleted, inserted or reordered with SQL."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from uuid import uuid4
 
@@ -171,24 +172,14 @@ class TestTheChainWritesBehind:
 
         record_patients(services, patients=3, visits=2)
         services.chain.batch = 3
-        store, real = services.chain_store, services.chain_store.append_chunks
-        failures = []
-
-        def once_conflicting(*args, **kwargs):
-            if not failures:
-                failures.append(args[0])
-                raise IntegrityError("the tree moved meanwhile")  # as a second writer's commit would
-            return real(*args, **kwargs)
-
-        store.append_chunks = once_conflicting
-        try:
+        store = services.chain_store
+        # the first write fails as a second writer's commit would make it
+        with failing_write(store, 1, IntegrityError("the tree moved meanwhile")) as calls:
             for _ in range(20):
                 follow(services)
                 if services.chain.position == stored_rows(services)[-1].id:
                     break
-        finally:
-            store.append_chunks = real
-        assert failures == [0]  # the first batch's write failed once
+        assert calls[0] == 0 and calls.count(0) == 2  # the first batch's write failed once, then again from 0
         rows = stored_rows(services)
         assert [lf.leaf_hash for lf in store.leaves()] == [leaf_of(H, r) for r in rows]
         assert [lf.leaf_index for lf in store.leaves()] == list(range(len(rows)))
@@ -199,21 +190,10 @@ class TestTheChainWritesBehind:
 
         record_patients(services, patients=2, visits=3)
         services.chain.batch = 2
-        store, real = services.chain_store, services.chain_store.append_chunks
-        calls = []
-
-        def failing_second(*args, **kwargs):
-            calls.append(args[0])
-            if len(calls) == 2:
-                raise psycopg.OperationalError("the server closed the connection")
-            return real(*args, **kwargs)
-
-        store.append_chunks = failing_second
-        try:
+        store = services.chain_store
+        with failing_write(store, 2, psycopg.OperationalError("the server closed the connection")):
             with pytest.raises(psycopg.OperationalError):
                 follow(services)  # as the service's loop sees it: logged, tried again later
-        finally:
-            store.append_chunks = real
         follow(services)
         rows = stored_rows(services)
         assert [lf.notification_id for lf in store.leaves()] == [r.id for r in rows]
@@ -410,6 +390,24 @@ class TestTheAccessLogChain:
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@contextlib.contextmanager
+def failing_write(store, nth: int, error: BaseException):
+    """The chain store's ``nth`` write raises ``error``; yields the expected position of each write."""
+    real, calls = store.append_chunks, []
+
+    def write(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == nth:
+            raise error
+        return real(*args, **kwargs)
+
+    store.append_chunks = write
+    try:
+        yield calls
+    finally:
+        store.append_chunks = real
 
 
 def verified(services: Services, **kw):
